@@ -1,0 +1,1 @@
+"""domos shared runtime: config, database layer, logging, metrics, monitor base and CLI."""
