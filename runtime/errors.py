@@ -63,3 +63,7 @@ class LockNotAcquired(DomosError):
 
 class MigrationError(DomosError):
     """A schema migration could not be applied, or an applied one was changed afterwards."""
+
+
+class MonitorError(DomosError):
+    """A monitor cannot be found or loaded, or broke the Monitor contract."""

@@ -1,0 +1,208 @@
+"""Structured logging for every domos program: structlog in front, the stdlib behind.
+
+`configure_logging(settings, program="tsmonitor")` once at start-up. Afterwards:
+
+- `structlog.get_logger()` and every stdlib logger (psycopg, uvicorn, aiogram, django, aiohttp …)
+  go through the same processors and the same handler, so one program writes one format;
+- the output is JSON lines when the stream is not a terminal (supervisord, Docker, files) and
+  structlog's readable console format on a terminal;
+- every line carries `program`, an ISO-8601 UTC `timestamp`, `level`, `logger` and whatever is
+  bound in `structlog.contextvars` (the monitor runner binds `monitor` and `tick_id`);
+- secrets are redacted last, just before rendering: values under secret-looking keys, `Secret`
+  objects, Telegram bot tokens and passwords inside URLs, wherever they appear in a line.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping
+from typing import Any, Literal, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from runtime.config import Secret, Settings
+
+LogFormat = Literal["auto", "json", "console"]
+
+REDACTED = "**********"
+
+#: Parts of a key (split on `_`, `-`, `.`) that mark its value as secret.
+_SECRET_KEY_PARTS = frozenset(
+    {"password", "passwd", "pwd", "token", "secret", "authorization", "apikey", "cookie"}
+)
+#: Whole substrings that mark a key as secret even when not separated ("api_key", "X-Api-Key").
+_SECRET_KEY_SUBSTRINGS = ("api_key", "api-key", "apikey", "private_key", "access_key")
+_KEY_SPLIT = re.compile(r"[_\-.\s]+")
+#: Telegram bot tokens: `<bot id>:<35 url-safe chars>`, also inside `/bot<token>/` URLs.
+_BOT_TOKEN = re.compile(r"(?<![0-9])[0-9]{5,12}:[A-Za-z0-9_-]{30,}")
+#: `scheme://user:password@host` -> keep the user, hide the password.
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/?#@\s]*:)[^@/?#\s]+(?=@)")
+#: `Bearer abc`, `Basic abc` credentials inside free text (headers logged as strings).
+_AUTH_SCHEME = re.compile(r"(?i)\b(?P<scheme>bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
+_MAX_DEPTH = 6
+
+#: Attribute that marks the handler this module installed, so a second call replaces it.
+_HANDLER_MARK = "_domos_handler"
+
+#: Stdlib loggers that are chatty at DEBUG/INFO; kept at WARNING unless the level is debug.
+_NOISY_LOGGERS = ("asyncio", "aiosqlite", "psycopg.pool", "urllib3", "hpack", "multipart")
+
+
+def is_secret_key(key: str) -> bool:
+    lowered = key.lower()
+    if any(part in _SECRET_KEY_PARTS for part in _KEY_SPLIT.split(lowered)):
+        return True
+    return any(fragment in lowered for fragment in _SECRET_KEY_SUBSTRINGS)
+
+
+def scrub_text(text: str) -> str:
+    """Hide credentials that can hide inside free text: bot tokens, URL passwords, auth headers."""
+    if ":" in text:
+        text = _BOT_TOKEN.sub(REDACTED, text)
+        text = _URL_PASSWORD.sub(lambda m: m.group("head") + "***", text)
+    if " " in text:
+        text = _AUTH_SCHEME.sub(lambda m: m.group("scheme") + " " + REDACTED, text)
+    return text
+
+
+def _redact_value(value: Any, depth: int) -> Any:
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, Secret):
+        return REDACTED
+    if depth >= _MAX_DEPTH:
+        return value
+    if isinstance(value, Mapping):
+        return {k: _redact_item(k, v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_redact_value(item, depth + 1) for item in value]
+    return value
+
+
+def _redact_item(key: Any, value: Any, depth: int) -> Any:
+    # Numbers, booleans and None under a secret-looking key (`token_count`) are not secrets.
+    if (
+        isinstance(key, str)
+        and is_secret_key(key)
+        and value is not None
+        and not isinstance(value, bool | int | float)
+    ):
+        return REDACTED
+    return _redact_value(value, depth)
+
+
+def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: the last word before rendering, so nothing added later escapes it."""
+    for key, value in list(event_dict.items()):
+        event_dict[key] = _redact_item(key, value, 0)
+    return event_dict
+
+
+class _AddProgram:
+    """Adds `program` to every line, including lines from threads that do not share contextvars."""
+
+    def __init__(self, program: str) -> None:
+        self.program = program
+
+    def __call__(self, _logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+        event_dict.setdefault("program", self.program)
+        return event_dict
+
+
+def _drop_color_message(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    # uvicorn duplicates every access line in `color_message` via `extra`.
+    event_dict.pop("color_message", None)
+    return event_dict
+
+
+def _resolve_level(settings_or_level: Settings | str | int) -> int:
+    if isinstance(settings_or_level, Settings):
+        settings_or_level = settings_or_level.log_level
+    if isinstance(settings_or_level, int):
+        return settings_or_level
+    level = logging.getLevelName(settings_or_level.upper())
+    if not isinstance(level, int):
+        raise ValueError(f"unknown log level {settings_or_level!r}")
+    return level
+
+
+def _wants_console(stream: TextIO, log_format: LogFormat) -> bool:
+    if log_format != "auto":
+        return log_format == "console"
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def configure_logging(
+    settings_or_level: Settings | str | int,
+    *,
+    program: str | None = None,
+    stream: TextIO | None = None,
+    log_format: LogFormat = "auto",
+) -> None:
+    """Route structlog and the stdlib into one handler on `stream` (stderr by default).
+
+    Safe to call again (tests, a program that re-reads its settings): the previous handler is
+    replaced and structlog is reconfigured, nothing is duplicated.
+    """
+    level = _resolve_level(settings_or_level)
+    if program is None:
+        program = settings_or_level.program if isinstance(settings_or_level, Settings) else "domos"
+    stream = sys.stderr if stream is None else stream
+    console = _wants_console(stream, log_format)
+
+    # Shared by structlog's own events and by foreign (stdlib) records.
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        _AddProgram(program),
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.ExtraAdder(),
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.UnicodeDecoder(),
+    ]
+    final: list[Processor] = [
+        structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+        _drop_color_message,
+    ]
+    if console:
+        # ConsoleRenderer formats exc_info itself (pretty tracebacks); redaction sees the rest.
+        final += [redact_secrets, structlog.dev.ConsoleRenderer(colors=True)]
+    else:
+        final += [
+            structlog.processors.format_exc_info,
+            redact_secrets,
+            structlog.processors.JSONRenderer(default=repr),
+        ]
+
+    formatter = structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=final)
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    setattr(handler, _HANDLER_MARK, True)
+
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(level)
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(level if level <= logging.DEBUG else logging.WARNING)
+    logging.captureWarnings(True)
+
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        context_class=dict,
+        # Not cached: loggers created before a reconfiguration must follow the new one.
+        cache_logger_on_first_use=False,
+    )
