@@ -107,8 +107,9 @@ CREATE TABLE subscription_reminders (
     period_end {{timestamptz}} NOT NULL,
     kind {{text}} NOT NULL
         CONSTRAINT subscription_reminders_kind_check
-        CHECK (kind IN ('days_7', 'days_3', 'days_1', 'days_0', 'grace_started', 'expired',
-                        'charge_failed', 'auto_renew_stopped')),
+        -- 'T-7', 'T-3', 'T-1', 'T-0' (days before the end; the set is configurable) or an event
+        CHECK (kind LIKE 'T-%'
+               OR kind IN ('grace_started', 'expired', 'charge_failed', 'auto_renew_stopped')),
     outbox_dedupe_key {{text}} NULL,
     sent_at {{timestamptz}} NOT NULL DEFAULT {{now}},
     UNIQUE (subscription_id, period_end, kind)
@@ -189,7 +190,7 @@ CREATE TABLE charge_attempts (
     decline_reason {{text}} NULL,
     decline_kind {{text}} NULL
         CONSTRAINT charge_attempts_decline_kind_check
-        CHECK (decline_kind IS NULL OR decline_kind IN ('soft', 'hard')),
+        CHECK (decline_kind IS NULL OR decline_kind IN ('soft', 'hard', 'unknown')),
     next_retry_at {{timestamptz}} NULL,
     last_error {{text}} NULL,
     created_at {{timestamptz}} NOT NULL DEFAULT {{now}},
@@ -378,7 +379,7 @@ CREATE TABLE event_notifications (
     user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     kind {{text}} NOT NULL
         CONSTRAINT event_notifications_kind_check
-        CHECK (kind IN ('announcement', 'reminder_24h', 'reminder_1h', 'canceled')),
+        CHECK (kind IN ('announcement', '24h', '1h', 'canceled')),
     outbox_dedupe_key {{text}} NULL,
     sent_at {{timestamptz}} NOT NULL DEFAULT {{now}},
     UNIQUE (event_id, user_id, kind)

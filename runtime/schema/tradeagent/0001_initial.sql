@@ -16,6 +16,7 @@ CREATE TABLE tradeagent_posts (
     status {{text}} NOT NULL
         CONSTRAINT tradeagent_posts_status_check CHECK (status IN ('parsed', 'unparsed')),
     flats_found INTEGER NOT NULL DEFAULT 0,
+    -- why it was not parsed: no_complex, no_price, no_flat, empty, …
     error {{text}} NULL,
     parser_version INTEGER NOT NULL DEFAULT 1,
     parsed_at {{timestamptz}} NOT NULL DEFAULT {{now}},
@@ -57,6 +58,10 @@ CREATE TABLE tradeagent_flats (
     commission_bp INTEGER NULL
         CONSTRAINT tradeagent_flats_commission_check
         CHECK (commission_bp IS NULL OR commission_bp BETWEEN 0 AND 10000),
+    -- a commission stated as a sum rather than a percent
+    commission_minor BIGINT NULL
+        CONSTRAINT tradeagent_flats_commission_minor_check
+        CHECK (commission_minor IS NULL OR commission_minor >= 0),
     completion {{text}} NULL,
     first_post_id BIGINT NULL REFERENCES tradeagent_posts (id) ON DELETE SET NULL,
     last_post_id BIGINT NULL REFERENCES tradeagent_posts (id) ON DELETE SET NULL,
