@@ -105,9 +105,9 @@ CREATE TABLE subscription_reminders (
     id {{id}},
     subscription_id BIGINT NOT NULL REFERENCES subscriptions (id) ON DELETE CASCADE,
     period_end {{timestamptz}} NOT NULL,
+    -- 'T-7', 'T-3', 'T-1', 'T-0' (days before the end; the set is configurable) or an event
     kind {{text}} NOT NULL
         CONSTRAINT subscription_reminders_kind_check
-        -- 'T-7', 'T-3', 'T-1', 'T-0' (days before the end; the set is configurable) or an event
         CHECK (kind LIKE 'T-%'
                OR kind IN ('grace_started', 'expired', 'charge_failed', 'auto_renew_stopped')),
     outbox_dedupe_key {{text}} NULL,
