@@ -1,0 +1,115 @@
+"""`domos backup sqlite|postgres` and `domos restore sqlite|postgres`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from runtime.errors import ConfigError
+
+DEFAULT_BACKUP_DIR = "/backup"
+
+
+def register(subparsers: Any) -> None:
+    backup = subparsers.add_parser("backup", help="back up the SQLite files or PostgreSQL")
+    kinds = backup.add_subparsers(dest="backup_kind", metavar="KIND", required=True)
+    sqlite = kinds.add_parser("sqlite", help="online copies into BACKUP_DIR/sqlite/YYYY-MM-DD/")
+    _common(sqlite)
+    sqlite.add_argument("--keep-days", type=int, help="delete backups older than this")
+    sqlite.add_argument("--keep", type=int, help="keep only the newest N days of backups")
+    sqlite.set_defaults(handler=_backup_sqlite)
+    postgres = kinds.add_parser("postgres", help="pg_dump -Fc into BACKUP_DIR/postgres/YYYY-MM-DD/")
+    _common(postgres)
+    postgres.add_argument("--target", help="PostgreSQL URL (default DATABASE_URL)")
+    postgres.add_argument("--keep-days", type=int, help="delete backups older than this")
+    postgres.add_argument("--keep", type=int, help="keep only the newest N days of backups")
+    postgres.set_defaults(handler=_backup_postgres)
+
+    restore = subparsers.add_parser("restore", help="restore SQLite files or PostgreSQL")
+    kinds = restore.add_subparsers(dest="restore_kind", metavar="KIND", required=True)
+    sqlite = kinds.add_parser("sqlite", help="put backed-up SQLite files back in place")
+    _common(sqlite)
+    sqlite.add_argument("--day", help="YYYY-MM-DD directory to restore (default: the newest)")
+    sqlite.add_argument("--only", action="append", help="logical database (repeatable)")
+    sqlite.set_defaults(handler=_restore_sqlite)
+    postgres = kinds.add_parser("postgres", help="pg_restore a dump into the database")
+    _common(postgres)
+    postgres.add_argument("--target", help="PostgreSQL URL (default DATABASE_URL)")
+    postgres.add_argument("--dump", type=Path, help="dump file (default: the newest)")
+    postgres.set_defaults(handler=_restore_postgres)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backup-dir",
+        type=Path,
+        default=None,
+        help=f"backup root (default BACKUP_DIR or {DEFAULT_BACKUP_DIR})",
+    )
+
+
+def _backup_dir(args: argparse.Namespace) -> Path:
+    if args.backup_dir is not None:
+        return Path(args.backup_dir)
+    return Path(os.environ.get("BACKUP_DIR") or DEFAULT_BACKUP_DIR)
+
+
+def _databases() -> dict[str, Path]:
+    from runtime.config import Settings
+
+    return dict(Settings.from_env().db.sqlite_paths)
+
+
+def _target(args: argparse.Namespace) -> str:
+    if args.target:
+        return str(args.target)
+    from runtime.config import Settings
+
+    url = Settings.from_env().db.postgres_url
+    if url is None:
+        raise ConfigError("DATABASE_URL", "is required (or pass --target)")
+    return url.reveal()
+
+
+def _backup_sqlite(args: argparse.Namespace) -> int:
+    from runtime.backup.sqlite import apply_retention, backup_sqlite
+
+    root = _backup_dir(args)
+    for copy in backup_sqlite(_databases(), root):
+        print(f"{copy.name}\t{copy.path}\t{copy.bytes}")
+    if args.keep_days is not None or args.keep is not None:
+        apply_retention(root / "sqlite", keep_days=args.keep_days, keep_count=args.keep)
+    return 0
+
+
+def _backup_postgres(args: argparse.Namespace) -> int:
+    from runtime.backup.postgres import backup_postgres
+    from runtime.backup.sqlite import apply_retention
+
+    root = _backup_dir(args)
+    print(backup_postgres(_target(args), root))
+    if args.keep_days is not None or args.keep is not None:
+        apply_retention(root / "postgres", keep_days=args.keep_days, keep_count=args.keep)
+    return 0
+
+
+def _restore_sqlite(args: argparse.Namespace) -> int:
+    from runtime.backup.sqlite import latest_backup_dir, restore_sqlite
+
+    root = _backup_dir(args) / "sqlite"
+    day_dir = root / args.day if args.day else latest_backup_dir(root)
+    only = set(args.only) if args.only else None
+    for path in restore_sqlite(day_dir, _databases(), only):
+        print(path)
+    return 0
+
+
+def _restore_postgres(args: argparse.Namespace) -> int:
+    from runtime.backup.postgres import latest_dump, restore_postgres
+
+    dump = args.dump or latest_dump(_backup_dir(args))
+    restore_postgres(_target(args), dump)
+    print(dump)
+    return 0

@@ -1,0 +1,70 @@
+"""PostgreSQL backups with pg_dump's custom format, checked with pg_restore --list."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import structlog
+
+from runtime.backup.sqlite import BackupError
+from runtime.config import mask_url_password
+
+log = structlog.get_logger("domos.backup")
+
+
+def _run(command: list[str], what: str) -> str:
+    try:
+        completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    except FileNotFoundError as exc:
+        raise BackupError(f"{command[0]} is not installed (postgresql-client)") from exc
+    if completed.returncode != 0:
+        raise BackupError(f"{what} failed: {completed.stderr.strip()[:500]}")
+    return completed.stdout
+
+
+def backup_postgres(url: str, backup_dir: Path, *, now: datetime | None = None) -> Path:
+    """pg_dump -Fc into BACKUP_DIR/postgres/YYYY-MM-DD/<db>-HHMMSS.dump, then list it."""
+    now = now or datetime.now()
+    database = urlsplit(url).path.lstrip("/") or "postgres"
+    target_dir = backup_dir / "postgres" / now.date().isoformat()
+    target_dir.mkdir(parents=True, exist_ok=True)
+    destination = target_dir / f"{database}-{now:%H%M%S}.dump"
+    partial = destination.with_name(destination.name + ".partial")
+    _run(
+        ["pg_dump", "--format=custom", f"--file={partial}", f"--dbname={url}"],
+        f"pg_dump of {mask_url_password(url)}",
+    )
+    _run(["pg_restore", "--list", str(partial)], "pg_restore --list of the new dump")
+    partial.replace(destination)
+    log.info(
+        "backup_written", database=database, path=str(destination), bytes=destination.stat().st_size
+    )
+    return destination
+
+
+def latest_dump(backup_dir: Path) -> Path:
+    dumps = sorted((backup_dir / "postgres").glob("*/*.dump"))
+    if not dumps:
+        raise BackupError(f"no PostgreSQL dumps under {backup_dir / 'postgres'}")
+    return dumps[-1]
+
+
+def restore_postgres(url: str, dump: Path) -> None:
+    """Replace the objects of the dump in the target database (--clean --if-exists)."""
+    _run(
+        [
+            "pg_restore",
+            "--clean",
+            "--if-exists",
+            "--no-owner",
+            "--exit-on-error",
+            "--single-transaction",
+            f"--dbname={url}",
+            str(dump),
+        ],
+        f"pg_restore into {mask_url_password(url)}",
+    )
+    log.info("backup_restored", path=str(dump), target=mask_url_password(url))

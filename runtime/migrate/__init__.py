@@ -1,0 +1,1 @@
+"""SQLite -> PostgreSQL migration that loses nothing and proves it (`domos migrate`)."""

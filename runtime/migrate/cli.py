@@ -1,0 +1,162 @@
+"""`domos migrate [run]` and `domos migrate verify`: SQLite files into PostgreSQL, proven."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from runtime.errors import ConfigError
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "migrate", help="copy SQLite databases into PostgreSQL and verify the result"
+    )
+    actions = parser.add_subparsers(dest="migrate_action", metavar="ACTION")
+    _options(parser)
+    parser.set_defaults(handler=_run, migrate_action="run")
+    run = actions.add_parser("run", help="migrate, then verify (the default)")
+    _options(run)
+    run.set_defaults(handler=_run)
+    verify = actions.add_parser("verify", help="only compare sources and target; writes nothing")
+    _options(verify)
+    verify.set_defaults(handler=_verify)
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--source",
+        action="append",
+        default=None,
+        metavar="FILE=SCHEMA",
+        help="a SQLite file and its target schema (repeatable); default: the eight files of "
+        "DOMOS_DATA_DIR in their schemas",
+    )
+    parser.add_argument("--target", help="PostgreSQL URL (default: DATABASE_URL)")
+    parser.add_argument(
+        "--schema",
+        choices=("existing", "infer"),
+        default=None,
+        dest="schema_mode",
+        help="existing: tables made by `domos db upgrade`/Django (default for the eight files); "
+        "infer: create tables from the data (default with --source)",
+    )
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path("var/migrate"),
+        help="snapshots, state and reject parts (default var/migrate)",
+    )
+    parser.add_argument("--report", type=Path, help="write the JSON report here")
+    parser.add_argument("--rejects", type=Path, help="reject file (default WORK_DIR/rejects.jsonl)")
+    parser.add_argument(
+        "--allow-rejects",
+        action="store_true",
+        help="exit 0 even when rows were rejected (they are still reported)",
+    )
+    parser.add_argument("--truncate", action="store_true", help="replace data in non-empty tables")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the tables a previous run finished; redo the others",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    parser.add_argument("--no-verify", action="store_true", help="skip verification (not advised)")
+    parser.add_argument(
+        "--jobs", type=int, default=max(1, min(4, os.cpu_count() or 1)), help="worker processes"
+    )
+    parser.add_argument(
+        "--chunk-rows", type=int, default=250_000, help="rows per parallel copy chunk"
+    )
+
+
+def _sources(args: argparse.Namespace) -> tuple[list[Any], str]:
+    from runtime.config import Settings
+    from runtime.logical_databases import LOGICAL_DATABASES
+    from runtime.migrate.plan import Source
+
+    if args.source:
+        sources = []
+        for spec in args.source:
+            file_part, _, schema = spec.partition("=")
+            path = Path(file_part)
+            sources.append(Source(name=path.stem, path=path, schema=schema or "public"))
+        return sources, args.schema_mode or "infer"
+    settings = Settings.from_env()
+    sources = [
+        Source(name=name, path=settings.db.sqlite_path(name), schema=db.pg_schema)
+        for name, db in LOGICAL_DATABASES.items()
+        if settings.db.sqlite_path(name).exists()
+    ]
+    if not sources:
+        raise ConfigError("DOMOS_DATA_DIR", "holds none of the SQLite files to migrate")
+    return sources, args.schema_mode or "existing"
+
+
+def _target(args: argparse.Namespace) -> str:
+    if args.target:
+        return str(args.target)
+    from runtime.config import Settings
+
+    url = Settings.from_env().db.postgres_url
+    if url is None:
+        raise ConfigError("DATABASE_URL", "is required (or pass --target)")
+    return url.reveal()
+
+
+def _build(args: argparse.Namespace) -> Any:
+    from runtime.migrate.engine import Options
+
+    sources, mode = _sources(args)
+    return Options(
+        sources=sources,
+        target_url=_target(args),
+        mode=mode,
+        work_dir=args.work_dir,
+        report_path=args.report,
+        rejects_path=args.rejects,
+        allow_rejects=args.allow_rejects,
+        truncate=args.truncate,
+        resume=args.resume,
+        dry_run=args.dry_run,
+        verify=not args.no_verify,
+        jobs=max(1, args.jobs),
+        chunk_rows=max(1000, args.chunk_rows),
+    )
+
+
+def _summary(report: dict[str, Any]) -> str:
+    tables = [t for s in report["sources"] for t in s["tables"]]
+    bad = [t["target"] for t in tables if t["verified"] is False]
+    return json.dumps(
+        {
+            "tables": len(tables),
+            "rows_source": report["rows_source"],
+            "rows_rejected": report["rows_rejected"],
+            "verified": report["verified"],
+            "not_verified": bad,
+            "phases_s": report["phases"],
+            "rejects_file": report["rejects_file"],
+            "exit_code": report["exit_code"],
+        }
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from runtime.migrate.engine import migrate
+
+    code, report = migrate(_build(args))
+    if not args.dry_run:
+        print(_summary(report))
+    return code
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from runtime.migrate.engine import verify_only
+
+    code, report = verify_only(_build(args))
+    print(_summary(report))
+    return code

@@ -1,0 +1,161 @@
+"""Copy one chunk of one table: read the snapshot in batches, convert, stream binary COPY.
+
+Runs in a worker process (one chunk at a time, several workers in parallel). Memory is bounded by
+the batch size whatever the table size. Rows that no rule can convert go to a JSONL reject file.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from runtime.migrate.plan import TablePlan, quote_ident
+from runtime.migrate.sqlite_source import open_snapshot, quote_sqlite
+from runtime.migrate.values import CONVERTERS, COPY_TYPES, Converter, Reject
+
+BATCH_ROWS = 5000
+VALUE_REPR_LIMIT = 200
+
+
+@dataclass
+class ChunkResult:
+    table: str  # plan label
+    chunk: tuple[int, int]
+    rows_read: int = 0
+    rows_written: int = 0
+    rejects: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def source_select(
+    plan: TablePlan, chunk: tuple[int, int], ordered: bool
+) -> tuple[str, tuple[int, ...]]:
+    """SELECT of the snapshot for one chunk: rowid first (None for WITHOUT ROWID), then columns."""
+    columns = ", ".join(quote_sqlite(c.source) for c in plan.columns) or "NULL"
+    table = quote_sqlite(plan.table)
+    rowid = "NULL" if plan.without_rowid else "rowid"
+    sql = f"SELECT {rowid}, {columns} FROM {table}"
+    params: tuple[int, ...] = ()
+    if chunk != (0, -1):
+        sql += " WHERE rowid BETWEEN ? AND ?"
+        params = chunk
+    if ordered:
+        if plan.key and not plan.rowid_key:
+            source_of = {c.target: c.source for c in plan.columns}
+            sql += " ORDER BY " + ", ".join(quote_sqlite(source_of[k]) for k in plan.key)
+        elif not plan.without_rowid:
+            sql += " ORDER BY rowid"
+    return sql, params
+
+
+class RowConverter:
+    """Applies the column converters of a plan; raises Reject with the failing column."""
+
+    def __init__(self, plan: TablePlan) -> None:
+        self.converters: list[Converter] = [CONVERTERS[c.converter] for c in plan.columns]
+        self.names = [c.source for c in plan.columns]
+        self.required = [i for i, c in enumerate(plan.columns) if c.not_null]
+        self.key_columns = set(plan.key)
+        self.required_problem = {
+            i: "null_in_primary_key"
+            if plan.columns[i].target in self.key_columns
+            else "null_in_not_null_column"
+            for i in self.required
+        }
+        self.excluded = plan.excluded_rowids
+
+    def convert(self, rowid: int | None, values: tuple[Any, ...]) -> tuple[Any, ...]:
+        if rowid is not None and rowid in self.excluded:
+            raise RowRejected(self.excluded[rowid], None, None)
+        try:
+            row = tuple([convert(v) for convert, v in zip(self.converters, values, strict=True)])
+        except Reject:
+            for name, convert, value in zip(self.names, self.converters, values, strict=True):
+                try:
+                    convert(value)
+                except Reject as exc:
+                    raise RowRejected(exc.problem, name, value) from None
+            raise
+        for i in self.required:
+            if row[i] is None:
+                raise RowRejected(self.required_problem[i], self.names[i], None)
+        return row
+
+
+class RowRejected(Exception):
+    def __init__(self, problem: str, column: str | None, value: Any) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.column = column
+        self.value = value
+
+
+def reject_record(
+    plan: TablePlan, rowid: int | None, values: tuple[Any, ...], rejected: RowRejected
+) -> dict[str, Any]:
+    by_source = dict(zip((c.source for c in plan.columns), values, strict=True))
+    if plan.source_key == ("rowid",):
+        key: dict[str, Any] = {"rowid": rowid}
+    else:
+        key = {k: _jsonable(by_source.get(k)) for k in plan.source_key}
+    return {
+        "source": plan.source_name,
+        "table": plan.table,
+        "target": plan.label,
+        "key": key,
+        "column": rejected.column,
+        "problem": rejected.problem,
+        "value": None if rejected.column is None else repr(rejected.value)[:VALUE_REPR_LIMIT],
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or (isinstance(value, int | float | str) and type(value) is not bytes):
+        return value
+    return repr(value)
+
+
+def copy_chunk(
+    plan: TablePlan, chunk: tuple[int, int], target_url: str, reject_path: str
+) -> ChunkResult:
+    started = time.perf_counter()
+    result = ChunkResult(table=plan.label, chunk=chunk)
+    converter = RowConverter(plan)
+    source = open_snapshot(Path(plan.source_path))
+    select, params = source_select(plan, chunk, ordered=False)
+    columns = ", ".join(quote_ident(c.target) for c in plan.columns)
+    copy_sql = f"COPY {plan.qualified} ({columns}) FROM STDIN (FORMAT BINARY)"
+    rejects_file = None
+    try:
+        with psycopg.connect(target_url) as target, target.cursor() as cursor:
+            with cursor.copy(copy_sql) as copy:
+                copy.set_types([COPY_TYPES[c.converter] for c in plan.columns])
+                reader = source.execute(select, params)
+                while batch := reader.fetchmany(BATCH_ROWS):
+                    result.rows_read += len(batch)
+                    for row in batch:
+                        values = row[1:]
+                        try:
+                            copy.write_row(converter.convert(row[0], values))
+                        except RowRejected as rejected:
+                            if rejects_file is None:
+                                rejects_file = open(reject_path, "a", encoding="utf-8")  # noqa: SIM115
+                            record = reject_record(plan, row[0], values, rejected)
+                            rejects_file.write(json.dumps(record, ensure_ascii=False) + "\n")
+                            result.rejects[rejected.problem] = (
+                                result.rejects.get(rejected.problem, 0) + 1
+                            )
+                        else:
+                            result.rows_written += 1
+            target.commit()
+    finally:
+        source.close()
+        if rejects_file is not None:
+            rejects_file.close()
+    result.seconds = time.perf_counter() - started
+    return result

@@ -1,0 +1,533 @@
+"""Orchestration of `domos migrate`: snapshot, plan, prepare, copy, constrain, verify, report.
+
+Phases per run:
+1. snapshot every source (online backup) and check it (integrity_check, foreign_key_check);
+2. plan every table (types, rules, chunks) and refuse identifier collisions - nothing written yet;
+3. prepare the target: refuse non-empty tables unless --truncate; --resume keeps finished tables;
+4. copy chunks in parallel worker processes (binary COPY, bounded memory);
+5. add primary keys, uniques, indexes, then foreign keys; set sequences past the copied ids;
+6. verify every table on both sides independently; write the JSON report.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import structlog
+
+from runtime.config import mask_url_password
+from runtime.errors import MigrationError
+from runtime.migrate import plan as planning
+from runtime.migrate.copier import ChunkResult, copy_chunk
+from runtime.migrate.plan import Source, TablePlan, quote_ident
+from runtime.migrate.progress import PhaseProgress
+from runtime.migrate.sqlite_source import (
+    foreign_key_violations,
+    integrity_problems,
+    open_snapshot,
+    read_tables,
+    snapshot,
+)
+from runtime.migrate.verify import Digest, compare, postgres_digest, sqlite_digest
+
+log = structlog.get_logger("domos.migrate")
+
+DEFAULT_CHUNK_ROWS = 250_000
+
+
+@dataclass
+class Options:
+    sources: list[Source]
+    target_url: str
+    mode: str = "infer"  # infer | existing
+    work_dir: Path = Path("var/migrate")
+    report_path: Path | None = None
+    rejects_path: Path | None = None
+    allow_rejects: bool = False
+    truncate: bool = False
+    resume: bool = False
+    dry_run: bool = False
+    verify: bool = True
+    jobs: int = 2
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+    progress: bool | None = None  # None: bars only on a terminal
+    skip_tables: frozenset[str] = frozenset()
+
+    @property
+    def rejects_file(self) -> Path:
+        return self.rejects_path or self.work_dir / "rejects.jsonl"
+
+    @property
+    def state_file(self) -> Path:
+        return self.work_dir / "state.json"
+
+
+@dataclass
+class TableOutcome:
+    plan: TablePlan
+    rows_written: int = 0
+    rejects: dict[str, int] = field(default_factory=dict)
+    phases: dict[str, float] = field(default_factory=dict)
+    skipped_by_resume: bool = False
+    verified: bool | None = None
+    verification_problems: list[str] = field(default_factory=list)
+    content_hash: str | None = None
+    constraint_problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Run:
+    options: Options
+    plans: list[TablePlan] = field(default_factory=list)
+    outcomes: dict[str, TableOutcome] = field(default_factory=dict)
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)
+    started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+
+@contextmanager
+def _phase(run: Run, name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    log.info("phase_started", phase=name)
+    try:
+        yield
+    finally:
+        run.phases[name] = round(time.perf_counter() - started, 3)
+        log.info("phase_finished", phase=name, duration_s=run.phases[name])
+
+
+def _pool(jobs: int) -> ProcessPoolExecutor:
+    # spawn, not fork: the parent holds open database connections that children must not share.
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+
+
+def prepare_plans(run: Run, target: psycopg.Connection[Any] | None) -> None:
+    """Snapshot and check every source, then plan its tables. Writes nothing to the target."""
+    options = run.options
+    snapshots = options.work_dir / "snapshots"
+    for source in options.sources:
+        path = snapshots / f"{source.name}.sqlite"
+        if not (options.resume and path.exists()):
+            snapshot(source.path, path)
+        conn = open_snapshot(path)
+        try:
+            integrity = integrity_problems(conn)
+            if integrity:
+                raise MigrationError(
+                    f"{source.path}: integrity_check failed: {'; '.join(integrity[:5])}"
+                )
+            violations = foreign_key_violations(conn)
+            tables = read_tables(conn)
+            if options.mode == "existing":
+                assert target is not None
+                plans = planning.plan_existing(
+                    source,
+                    path,
+                    conn,
+                    tables,
+                    violations,
+                    target,
+                    options.chunk_rows,
+                    options.skip_tables,
+                )
+            else:
+                plans = planning.plan_infer(
+                    source, path, conn, tables, violations, options.chunk_rows
+                )
+        finally:
+            conn.close()
+        run.sources.append(
+            {
+                "name": source.name,
+                "path": str(source.path),
+                "schema": source.schema,
+                "snapshot": str(path),
+                "integrity_check": "ok",
+                "foreign_key_violations": len(violations),
+                "tables": [p.label for p in plans],
+            }
+        )
+        run.plans.extend(plans)
+    errors = planning.check_identifiers(run.plans)
+    if errors:
+        raise MigrationError("identifier collisions:\n  " + "\n  ".join(errors))
+    for plan in run.plans:
+        run.outcomes[plan.label] = TableOutcome(plan)
+
+
+def describe_plan(plans: list[TablePlan]) -> str:
+    lines = []
+    for plan in plans:
+        lines.append(
+            f"{plan.source_name}:{plan.table} -> {plan.label} ({plan.rows} rows, "
+            f"{len(plan.chunks)} chunk(s), key {', '.join(plan.key) or 'none: multiset hash'})"
+        )
+        for column in plan.columns:
+            flags = " identity" if column.identity else ""
+            flags += " not null" if column.not_null else ""
+            lines.append(
+                f"    {column.source} -> {column.target} {column.pg_type}{flags}  [{column.note}]"
+            )
+        for constraint in plan.constraints:
+            lines.append(f"    {constraint.kind}: {constraint.name}")
+        for problem, count in sorted(plan.problems.items()):
+            lines.append(f"    problem: {problem} x{count}")
+    return "\n".join(lines)
+
+
+def _load_state(options: Options) -> dict[str, str]:
+    if options.resume and options.state_file.exists():
+        data = json.loads(options.state_file.read_text())
+        tables: dict[str, str] = data.get("tables", {})
+        return tables
+    return {}
+
+
+def _save_state(options: Options, state: dict[str, str]) -> None:
+    options.state_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = options.state_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"tables": state}, indent=2))
+    tmp.replace(options.state_file)
+
+
+def _table_exists(conn: psycopg.Connection[Any], plan: TablePlan) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (plan.qualified,)).fetchone()
+    return bool(row and row[0])
+
+
+def _table_has_rows(conn: psycopg.Connection[Any], plan: TablePlan) -> bool:
+    row = conn.execute(f"SELECT EXISTS (SELECT 1 FROM {plan.qualified})").fetchone()
+    return bool(row and row[0])
+
+
+def prepare_target(run: Run, conn: psycopg.Connection[Any], state: dict[str, str]) -> list[str]:
+    """Create or empty the tables still to copy; return the foreign keys to re-add (existing)."""
+    options = run.options
+    pending = [p for p in run.plans if state.get(p.label) is None]
+    occupied = [p.label for p in pending if _table_exists(conn, p) and _table_has_rows(conn, p)]
+    if occupied and not (options.truncate or options.resume):
+        raise MigrationError(
+            "target tables are not empty (use --truncate to replace their data, or --resume): "
+            + ", ".join(occupied)
+        )
+    readd_fks: list[str] = []
+    with conn.transaction():
+        for schema in sorted({p.schema for p in pending}):
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+        if options.mode == "existing":
+            readd_fks = _drop_foreign_keys(conn, run.plans)
+            if pending:
+                conn.execute("TRUNCATE " + ", ".join(p.qualified for p in pending))
+        else:
+            for plan in pending:
+                conn.execute(f"DROP TABLE IF EXISTS {plan.qualified} CASCADE")
+                assert plan.create_sql is not None
+                conn.execute(plan.create_sql)
+    return readd_fks
+
+
+def _drop_foreign_keys(conn: psycopg.Connection[Any], plans: list[TablePlan]) -> list[str]:
+    """Existing mode: foreign keys touching migrated tables are dropped and re-added after copy."""
+    oids = [p.qualified for p in plans]
+    rows = conn.execute(
+        """
+        SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid)
+        FROM pg_constraint c
+        WHERE c.contype = 'f'
+          AND (c.conrelid = ANY(%(t)s::regclass[]) OR c.confrelid = ANY(%(t)s::regclass[]))
+        """,
+        {"t": oids},
+    ).fetchall()
+    statements = []
+    for table, name, definition in rows:
+        conn.execute(f"ALTER TABLE {table} DROP CONSTRAINT {quote_ident(name)}")
+        statements.append(f"ALTER TABLE {table} ADD CONSTRAINT {quote_ident(name)} {definition}")
+    return statements
+
+
+def copy_tables(run: Run, state: dict[str, str], pool: ProcessPoolExecutor) -> None:
+    options = run.options
+    options.rejects_file.parent.mkdir(parents=True, exist_ok=True)
+    reject_dir = options.work_dir / "rejects"
+    reject_dir.mkdir(parents=True, exist_ok=True)
+    pending = sorted((p for p in run.plans if state.get(p.label) is None), key=lambda p: -p.rows)
+    for plan in run.plans:
+        if state.get(plan.label) is not None:
+            run.outcomes[plan.label].skipped_by_resume = True
+    remaining = {p.label: len(p.chunks) for p in pending}
+    futures: dict[Future[ChunkResult], TablePlan] = {}
+    for plan in pending:
+        for index, chunk in enumerate(plan.chunks):
+            part = reject_dir / f"{plan.schema}.{plan.target}.{index}.jsonl".replace("/", "_")
+            part.unlink(missing_ok=True)
+            futures[pool.submit(copy_chunk, plan, chunk, options.target_url, str(part))] = plan
+    total = sum(p.rows for p in pending)
+    with PhaseProgress("copy", total, enabled=options.progress) as progress:
+        for future in as_completed(futures):
+            plan = futures[future]
+            result = future.result()
+            outcome = run.outcomes[plan.label]
+            outcome.rows_written += result.rows_written
+            outcome.phases["copy_s"] = round(outcome.phases.get("copy_s", 0) + result.seconds, 3)
+            for problem, count in result.rejects.items():
+                outcome.rejects[problem] = outcome.rejects.get(problem, 0) + count
+            progress.advance(result.rows_read, table=plan.label)
+            remaining[plan.label] -= 1
+            if remaining[plan.label] == 0:
+                state[plan.label] = "copied"
+                _save_state(options, state)
+                log.info(
+                    "table_copied",
+                    table=plan.label,
+                    rows=outcome.rows_written,
+                    rejects=sum(outcome.rejects.values()),
+                )
+    _merge_rejects(options, reject_dir)
+
+
+def _merge_rejects(options: Options, reject_dir: Path) -> None:
+    with open(options.rejects_file, "w", encoding="utf-8") as merged:
+        for part in sorted(reject_dir.glob("*.jsonl")):
+            merged.write(part.read_text(encoding="utf-8"))
+
+
+def add_constraints(run: Run, target_url: str, state: dict[str, str], readd_fks: list[str]) -> None:
+    """Keys and indexes per table in parallel, then foreign keys, then sequences."""
+    options = run.options
+    todo = [p for p in run.plans if state.get(p.label) == "copied"]
+
+    def build(plan: TablePlan) -> None:
+        started = time.perf_counter()
+        with psycopg.connect(target_url, autocommit=True) as conn:
+            for constraint in plan.constraints:
+                if constraint.kind != "foreign_key":
+                    conn.execute(constraint.sql)
+            _set_sequence(conn, plan)
+            conn.execute(f"ANALYZE {plan.qualified}")
+        run.outcomes[plan.label].phases["constraints_s"] = round(time.perf_counter() - started, 3)
+
+    with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as threads:
+        for future in [threads.submit(build, plan) for plan in todo]:
+            future.result()
+    with psycopg.connect(target_url, autocommit=True) as conn:
+        for plan in todo:
+            for constraint in plan.constraints:
+                if constraint.kind == "foreign_key":
+                    _add_foreign_key(conn, run.outcomes[plan.label], constraint.sql)
+        for statement in readd_fks:
+            _add_foreign_key(conn, None, statement)
+    for plan in todo:
+        state[plan.label] = "constrained"
+    _save_state(options, state)
+
+
+def _add_foreign_key(
+    conn: psycopg.Connection[Any], outcome: TableOutcome | None, statement: str
+) -> None:
+    try:
+        conn.execute(statement)
+    except psycopg.errors.ForeignKeyViolation as exc:
+        # Children of rejected parent rows: keep the constraint for new writes, report the rows.
+        conn.execute(statement + " NOT VALID")
+        message = f"foreign key added NOT VALID: {str(exc).splitlines()[0]}"
+        log.warning("foreign_key_not_validated", statement=statement, error=str(exc))
+        if outcome is not None:
+            outcome.constraint_problems.append(message)
+        else:
+            raise MigrationError(message) from exc
+
+
+def _set_sequence(conn: psycopg.Connection[Any], plan: TablePlan) -> None:
+    """Move the identity/serial sequence past the copied ids so inserts without an id work."""
+    if plan.identity_column is None:
+        return
+    column = quote_ident(plan.identity_column)
+    conn.execute(
+        f"""
+        SELECT setval(seq, COALESCE(m, 1), m IS NOT NULL)
+        FROM (SELECT pg_get_serial_sequence(%s, %s) AS seq,
+                     (SELECT max({column}) FROM {plan.qualified}) AS m) s
+        WHERE seq IS NOT NULL
+        """,
+        (plan.qualified, plan.identity_column),
+    )
+
+
+def verify_tables(run: Run, pool: ProcessPoolExecutor) -> None:
+    options = run.options
+    work: dict[Future[Digest], tuple[str, str, int]] = {}
+    for plan in run.plans:
+        chunks = plan.chunks if plan.rowid_key else [(0, -1)]
+        for index, chunk in enumerate(chunks):
+            work[pool.submit(sqlite_digest, plan, chunk)] = (plan.label, "sqlite", index)
+            work[pool.submit(postgres_digest, plan, chunk, options.target_url)] = (
+                plan.label,
+                "postgres",
+                index,
+            )
+    parts: dict[tuple[str, str], dict[int, Digest]] = {}
+    with PhaseProgress("verify", len(work), enabled=options.progress) as progress:
+        for future in as_completed(work):
+            label, side, index = work[future]
+            parts.setdefault((label, side), {})[index] = future.result()
+            progress.advance(1, table=label, side=side)
+    for plan in run.plans:
+        sides = {}
+        for side in ("sqlite", "postgres"):
+            digest = Digest()
+            for _, part in sorted(parts[(plan.label, side)].items()):
+                digest.merge(part)
+            sides[side] = digest
+        outcome = run.outcomes[plan.label]
+        problems = compare(plan, sides["sqlite"], sides["postgres"])
+        rejected = sides["sqlite"].skipped_rows
+        if sides["sqlite"].rows + rejected != plan.rows:
+            problems.append(
+                f"rows do not add up: {plan.rows} in source, {sides['sqlite'].rows} convertible, "
+                f"{rejected} rejected"
+            )
+        if (
+            not outcome.skipped_by_resume
+            and outcome.rejects
+            and (sum(outcome.rejects.values()) != rejected)
+        ):
+            problems.append(
+                f"reject counts differ: copy {sum(outcome.rejects.values())}, verify {rejected}"
+            )
+        outcome.verified = not problems
+        outcome.verification_problems = problems
+        outcome.content_hash = sides["postgres"].content_hash
+        outcome.phases["verify_sqlite_s"] = round(sides["sqlite"].seconds, 3)
+        outcome.phases["verify_postgres_s"] = round(sides["postgres"].seconds, 3)
+        if outcome.skipped_by_resume:
+            outcome.rejects = {"previous_run": rejected} if rejected else {}
+        if problems:
+            log.error("table_not_verified", table=plan.label, problems=problems)
+        else:
+            log.info("table_verified", table=plan.label, rows=sides["postgres"].rows)
+
+
+def build_report(run: Run, exit_code: int) -> dict[str, Any]:
+    options = run.options
+    tables = []
+    for plan in run.plans:
+        outcome = run.outcomes[plan.label]
+        tables.append(
+            {
+                "source": plan.source_name,
+                "table": plan.table,
+                "target": plan.label,
+                "rows_source": plan.rows,
+                "rows_written": outcome.rows_written,
+                "rejects": outcome.rejects,
+                "problems": plan.problems,
+                "constraint_problems": outcome.constraint_problems,
+                "columns": [
+                    {"source": c.source, "target": c.target, "type": c.pg_type, "rule": c.note}
+                    for c in plan.columns
+                ],
+                "key": list(plan.key),
+                "hash_mode": "ordered" if plan.key else "multiset",
+                "content_hash": outcome.content_hash,
+                "verified": outcome.verified,
+                "verification_problems": outcome.verification_problems,
+                "resumed": outcome.skipped_by_resume,
+                "phases": outcome.phases,
+            }
+        )
+    return {
+        "started_at": run.started_at,
+        "finished_at": datetime.now(UTC).isoformat(),
+        "mode": options.mode,
+        "target": mask_url_password(options.target_url),
+        "rejects_file": str(options.rejects_file),
+        "sources": [
+            {**source, "tables": [t for t in tables if t["source"] == source["name"]]}
+            for source in run.sources
+        ],
+        "phases": run.phases,
+        "rows_source": sum(p.rows for p in run.plans),
+        "rows_rejected": sum(sum(o.rejects.values()) for o in run.outcomes.values()),
+        "verified": all(o.verified for o in run.outcomes.values()),
+        "exit_code": exit_code,
+    }
+
+
+def _exit_code(run: Run) -> int:
+    options = run.options
+    verified = all(o.verified for o in run.outcomes.values()) if options.verify else True
+    problems = any(
+        o.rejects or o.constraint_problems or o.plan.problems for o in run.outcomes.values()
+    )
+    if not verified:
+        return 1
+    if problems and not options.allow_rejects:
+        return 1
+    return 0
+
+
+def _write_report(run: Run, exit_code: int) -> dict[str, Any]:
+    report = build_report(run, exit_code)
+    if run.options.report_path is not None:
+        run.options.report_path.parent.mkdir(parents=True, exist_ok=True)
+        run.options.report_path.write_text(json.dumps(report, indent=2, default=str))
+    return report
+
+
+def migrate(options: Options) -> tuple[int, dict[str, Any]]:
+    """Run a whole migration; returns (exit code, report)."""
+    run = Run(options)
+    options.work_dir.mkdir(parents=True, exist_ok=True)
+    with psycopg.connect(options.target_url, autocommit=True) as conn:
+        with _phase(run, "plan"):
+            prepare_plans(run, conn if options.mode == "existing" else None)
+        if options.dry_run:
+            print(describe_plan(run.plans), file=sys.stdout)
+            return 0, _write_report(run, 0)
+        state = _load_state(options)
+        if not options.resume:
+            state = {}
+            _save_state(options, state)
+        with _phase(run, "prepare"):
+            readd_fks = prepare_target(run, conn, state)
+    with _pool(options.jobs) as pool:
+        with _phase(run, "copy"):
+            copy_tables(run, state, pool)
+        with _phase(run, "constraints"):
+            add_constraints(run, options.target_url, state, readd_fks)
+        if options.verify:
+            with _phase(run, "verify"):
+                verify_tables(run, pool)
+    code = _exit_code(run)
+    return code, _write_report(run, code)
+
+
+def verify_only(options: Options) -> tuple[int, dict[str, Any]]:
+    """`domos migrate verify`: re-plan from fresh snapshots and compare, writing nothing."""
+    run = Run(options)
+    options.work_dir.mkdir(parents=True, exist_ok=True)
+    with psycopg.connect(options.target_url, autocommit=True) as conn:
+        with _phase(run, "plan"):
+            prepare_plans(run, conn if options.mode == "existing" else None)
+        missing = [p.label for p in run.plans if not _table_exists(conn, p)]
+    if missing:
+        raise MigrationError("target tables missing: " + ", ".join(missing))
+    for outcome in run.outcomes.values():
+        outcome.skipped_by_resume = True
+    with _pool(options.jobs) as pool, _phase(run, "verify"):
+        verify_tables(run, pool)
+    code = 0 if all(o.verified for o in run.outcomes.values()) else 1
+    if code == 0 and not options.allow_rejects and any(o.rejects for o in run.outcomes.values()):
+        code = 1
+    return code, _write_report(run, code)

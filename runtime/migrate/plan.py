@@ -1,0 +1,470 @@
+"""The migration plan: for every source table, its target, column types, rules and chunks.
+
+A plan is computed before anything is written (and is all `--dry-run` prints). It is plain data,
+so worker processes receive it as is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from runtime.errors import MigrationError
+from runtime.migrate.sqlite_source import (
+    ColumnProfile,
+    ForeignKeyViolation,
+    Table,
+    profile_table,
+    rowid_bounds,
+)
+from runtime.migrate.values import CONVERTERS, base_type
+
+PG_NAME_BYTES = 63  # NAMEDATALEN - 1: PostgreSQL silently truncates longer identifiers
+
+
+def quote_ident(name: str) -> str:
+    """Always quote: reserved words, mixed case, spaces and quotes then need no special case."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def truncated(name: str) -> str:
+    """The name PostgreSQL would store: at most 63 bytes, cut at a character boundary."""
+    encoded = name.encode("utf-8")
+    if len(encoded) <= PG_NAME_BYTES:
+        return name
+    return encoded[:PG_NAME_BYTES].decode("utf-8", errors="ignore")
+
+
+def generated_name(*parts: str, suffix: str) -> str:
+    """A constraint/index name that fits in 63 bytes and stays unique (hash of the full name)."""
+    full = "_".join((*parts, suffix))
+    if len(full.encode("utf-8")) <= PG_NAME_BYTES:
+        return full
+    digest = hashlib.sha1(full.encode("utf-8")).hexdigest()[:8]
+    room = PG_NAME_BYTES - len(suffix) - len(digest) - 2
+    head = "_".join(parts).encode("utf-8")[:room].decode("utf-8", errors="ignore")
+    return f"{head}_{digest}_{suffix}"
+
+
+@dataclass(frozen=True)
+class ColumnPlan:
+    source: str
+    target: str
+    pg_type: str  # full type with modifiers, e.g. numeric(10,2)
+    not_null: bool
+    identity: bool
+    note: str  # why this type: shown by --dry-run
+
+    @property
+    def converter(self) -> str:
+        return base_type(self.pg_type)
+
+
+@dataclass(frozen=True)
+class Constraint:
+    kind: str  # primary_key | unique | index | foreign_key
+    name: str
+    sql: str  # the statement that creates it
+
+
+@dataclass
+class TablePlan:
+    source_name: str  # logical name of the source (its file stem or logical db)
+    source_path: str  # the snapshot file
+    table: str  # the SQLite table
+    schema: str
+    target: str  # the PostgreSQL table
+    columns: list[ColumnPlan]
+    key: tuple[str, ...]  # target columns giving the verification order; empty = multiset hash
+    rowid_key: bool  # the key is the single INTEGER PRIMARY KEY (rowid alias): ranges by id
+    without_rowid: bool
+    source_key: tuple[str, ...]  # source columns naming a row in reject files
+    rows: int
+    chunks: list[tuple[int, int]]  # rowid ranges; one (0, -1) chunk when not rowid-addressable
+    create_sql: str | None  # None in existing mode: the table is already there
+    constraints: list[Constraint] = field(default_factory=list)
+    identity_column: str | None = None
+    excluded_rowids: dict[int, str] = field(default_factory=dict)  # rowid -> problem
+    problems: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def qualified(self) -> str:
+        return f"{quote_ident(self.schema)}.{quote_ident(self.target)}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.schema}.{self.target}"
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    path: Path
+    schema: str
+
+
+def infer_type(declared: str, profile: ColumnProfile, rowid_alias: bool) -> tuple[str, str]:
+    """PostgreSQL type for a SQLite column from its declared type and its stored classes."""
+    if rowid_alias:
+        return "bigint", "INTEGER PRIMARY KEY (rowid alias): bigint identity"
+    d = declared
+    if "BOOL" in d:
+        return "boolean", "declared boolean: 0/1 and true/false texts become boolean"
+    if "INT" in d:
+        if profile.real > profile.integral_reals:
+            return "double precision", "integer affinity holding fractional reals"
+        return "bigint", "integer affinity"
+    if "DATETIME" in d or "TIMESTAMP" in d:
+        return "timestamp with time zone", "declared date-time: text/unix time as UTC"
+    if d == "DATE":
+        return "date", "declared date"
+    if any(word in d for word in ("CHAR", "CLOB", "TEXT")):
+        return "text", "text affinity"
+    if "BLOB" in d:
+        return "bytea", "declared blob"
+    if any(word in d for word in ("REAL", "FLOA", "DOUB")):
+        return "double precision", "real affinity"
+    if d:
+        return "numeric", "numeric affinity: exact decimal"
+    # No declared type: decide from the data alone.
+    if profile.blob and not (profile.integer or profile.real or profile.text):
+        return "bytea", "untyped, blobs only"
+    if profile.text or profile.blob:
+        return "text", "untyped, holds text"
+    if profile.real > profile.integral_reals:
+        return "double precision", "untyped, holds reals"
+    return "bigint", "untyped, holds integers"
+
+
+def check_identifiers(plans: list[TablePlan]) -> list[str]:
+    """Names that PostgreSQL would truncate into each other: an error before any write."""
+    errors: list[str] = []
+    by_schema: dict[str, dict[str, str]] = {}
+    for plan in plans:
+        relations = by_schema.setdefault(plan.schema, {})
+        names = [plan.target] + [c.name for c in plan.constraints if c.kind != "foreign_key"]
+        for name in names:
+            short = truncated(name)
+            previous = relations.get(short)
+            if previous is not None and previous != name:
+                errors.append(
+                    f"{plan.schema}: {previous!r} and {name!r} are the same name in PostgreSQL "
+                    f"after truncation to 63 bytes ({short!r})"
+                )
+            elif previous == name and name == plan.target:
+                errors.append(f"{plan.schema}: two sources both have a table {name!r}")
+            relations[short] = name
+        seen: dict[str, str] = {}
+        for column in plan.columns:
+            short = truncated(column.target)
+            if short in seen and seen[short] != column.target:
+                errors.append(
+                    f"{plan.label}: columns {seen[short]!r} and {column.target!r} collide after "
+                    "truncation to 63 bytes"
+                )
+            seen[short] = column.target
+    return errors
+
+
+def plan_chunks(low: int, high: int, count: int, chunk_rows: int) -> list[tuple[int, int]]:
+    if count == 0:
+        return [(0, -1)]
+    pieces = max(1, -(-count // chunk_rows))
+    span = high - low + 1
+    step = max(1, -(-span // pieces))
+    return [(start, min(start + step - 1, high)) for start in range(low, high + 1, step)]
+
+
+def _violations_by_table(
+    violations: list[ForeignKeyViolation],
+) -> dict[str, dict[int, str]]:
+    result: dict[str, dict[int, str]] = {}
+    for violation in violations:
+        if violation.rowid is not None:
+            result.setdefault(violation.table, {})[violation.rowid] = (
+                f"foreign_key_to_missing_row:{violation.parent}"
+            )
+    return result
+
+
+def plan_infer(
+    source: Source,
+    snapshot_path: Path,
+    conn: sqlite3.Connection,
+    tables: list[Table],
+    violations: list[ForeignKeyViolation],
+    chunk_rows: int,
+) -> list[TablePlan]:
+    excluded = _violations_by_table(violations)
+    pk_of = {table.name: table.primary_key for table in tables}
+    plans = []
+    for table in tables:
+        profiles = profile_table(conn, table)
+        alias = table.rowid_alias
+        columns = []
+        for column in table.copied_columns:
+            pg_type, note = infer_type(column.declared, profiles[column.name], column.name == alias)
+            columns.append(
+                ColumnPlan(
+                    source=column.name,
+                    target=column.name,
+                    pg_type=pg_type,
+                    not_null=column.not_null or column.pk_position > 0,
+                    identity=column.name == alias,
+                    note=note,
+                )
+            )
+        low, high, count = rowid_bounds(conn, table)
+        chunks = [(0, -1)] if table.without_rowid else plan_chunks(low, high, count, chunk_rows)
+        plan = TablePlan(
+            source_name=source.name,
+            source_path=str(snapshot_path),
+            table=table.name,
+            schema=source.schema,
+            target=table.name,
+            columns=columns,
+            key=table.primary_key,
+            rowid_key=alias is not None,
+            without_rowid=table.without_rowid,
+            source_key=table.primary_key or ("rowid",),
+            rows=count,
+            chunks=chunks,
+            create_sql=_create_table_sql(source.schema, table.name, columns),
+            identity_column=alias,
+            excluded_rowids=excluded.get(table.name, {}),
+        )
+        plan.constraints = _constraints(plan, table, pk_of)
+        for problem in plan.excluded_rowids.values():
+            plan.problems[problem] = plan.problems.get(problem, 0) + 1
+        plans.append(plan)
+    return plans
+
+
+def _create_table_sql(schema: str, name: str, columns: list[ColumnPlan]) -> str:
+    lines = []
+    for column in columns:
+        line = f"{quote_ident(column.target)} {column.pg_type}"
+        if column.identity:
+            line += " GENERATED BY DEFAULT AS IDENTITY"
+        if column.not_null:
+            line += " NOT NULL"
+        lines.append(line)
+    body = ",\n    ".join(lines)
+    return f"CREATE TABLE {quote_ident(schema)}.{quote_ident(name)} (\n    {body}\n)"
+
+
+def _column_list(columns: tuple[str, ...]) -> str:
+    return ", ".join(quote_ident(c) for c in columns)
+
+
+def _constraints(
+    plan: TablePlan, table: Table, pk_of: dict[str, tuple[str, ...]]
+) -> list[Constraint]:
+    q = plan.qualified
+    result = []
+    if table.primary_key:
+        name = generated_name(plan.target, suffix="pkey")
+        result.append(
+            Constraint(
+                "primary_key",
+                name,
+                f"ALTER TABLE {q} ADD CONSTRAINT {quote_ident(name)} "
+                f"PRIMARY KEY ({_column_list(table.primary_key)})",
+            )
+        )
+    for index in table.indexes:
+        if index.origin == "u" and not index.partial:
+            name = generated_name(plan.target, *index.columns, suffix="key")
+            result.append(
+                Constraint(
+                    "unique",
+                    name,
+                    f"ALTER TABLE {q} ADD CONSTRAINT {quote_ident(name)} "
+                    f"UNIQUE ({_column_list(index.columns)})",
+                )
+            )
+        elif not index.partial:
+            unique = "UNIQUE " if index.unique else ""
+            result.append(
+                Constraint(
+                    "index",
+                    index.name,
+                    f"CREATE {unique}INDEX {quote_ident(index.name)} ON {q} "
+                    f"({_column_list(index.columns)})",
+                )
+            )
+        else:
+            plan.problems["partial_index_not_migrated"] = (
+                plan.problems.get("partial_index_not_migrated", 0) + 1
+            )
+    for fk in table.foreign_keys:
+        parent_columns = fk.parent_columns or pk_of.get(fk.parent, ())
+        if not parent_columns:
+            plan.problems["foreign_key_without_parent_key"] = (
+                plan.problems.get("foreign_key_without_parent_key", 0) + 1
+            )
+            continue
+        name = generated_name(plan.target, *fk.columns, suffix="fkey")
+        actions = ""
+        for verb, action in (("DELETE", fk.on_delete), ("UPDATE", fk.on_update)):
+            if action and action.upper() != "NO ACTION":
+                actions += f" ON {verb} {action.upper()}"
+        result.append(
+            Constraint(
+                "foreign_key",
+                name,
+                f"ALTER TABLE {q} ADD CONSTRAINT {quote_ident(name)} "
+                f"FOREIGN KEY ({_column_list(fk.columns)}) REFERENCES "
+                f"{quote_ident(plan.schema)}.{quote_ident(fk.parent)} "
+                f"({_column_list(parent_columns)}){actions}",
+            )
+        )
+    return result
+
+
+@dataclass(frozen=True)
+class TargetColumn:
+    name: str
+    pg_type: str
+    not_null: bool
+    identity: bool
+    has_default: bool
+
+
+def read_target_table(
+    conn: psycopg.Connection[tuple[object, ...]], schema: str, table: str
+) -> list[TargetColumn] | None:
+    rows = conn.execute(
+        """
+        SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+               a.attidentity <> '', a.atthasdef OR a.attidentity <> ''
+        FROM pg_attribute a
+        JOIN pg_class c ON c.oid = a.attrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')
+          AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+        ORDER BY a.attnum
+        """,
+        (schema, table),
+    ).fetchall()
+    if not rows:
+        return None
+    return [TargetColumn(str(r[0]), str(r[1]), bool(r[2]), bool(r[3]), bool(r[4])) for r in rows]
+
+
+def target_key(
+    conn: psycopg.Connection[tuple[object, ...]], schema: str, table: str
+) -> tuple[str, ...]:
+    rows = conn.execute(
+        """
+        SELECT a.attname FROM pg_index i
+        JOIN pg_class c ON c.oid = i.indrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, position) ON true
+        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+        WHERE n.nspname = %s AND c.relname = %s AND i.indisprimary
+        ORDER BY k.position
+        """,
+        (schema, table),
+    ).fetchall()
+    return tuple(str(r[0]) for r in rows)
+
+
+def plan_existing(
+    source: Source,
+    snapshot_path: Path,
+    conn: sqlite3.Connection,
+    tables: list[Table],
+    violations: list[ForeignKeyViolation],
+    target: psycopg.Connection[tuple[object, ...]],
+    chunk_rows: int,
+    skip_tables: frozenset[str],
+) -> list[TablePlan]:
+    """Map source tables onto tables created by `domos db upgrade` / Django, by name."""
+    excluded = _violations_by_table(violations)
+    plans = []
+    errors = []
+    for table in tables:
+        if table.name in skip_tables:
+            continue
+        target_columns = read_target_table(target, source.schema, table.name)
+        if target_columns is None:
+            errors.append(f"{source.schema}.{table.name}: no such table in the target")
+            continue
+        by_name = {c.name: c for c in target_columns}
+        columns = []
+        for column in table.copied_columns:
+            found = by_name.get(column.name) or by_name.get(column.name.lower())
+            if found is None:
+                errors.append(
+                    f"{source.schema}.{table.name}: source column {column.name!r} has no target "
+                    "column (its data would be lost)"
+                )
+                continue
+            if base_type(found.pg_type) not in CONVERTERS:
+                errors.append(
+                    f"{source.schema}.{table.name}.{found.name}: unsupported type {found.pg_type}"
+                )
+                continue
+            columns.append(
+                ColumnPlan(
+                    source=column.name,
+                    target=found.name,
+                    pg_type=found.pg_type,
+                    not_null=found.not_null,
+                    identity=found.identity,
+                    note="existing target column",
+                )
+            )
+        key = target_key(target, source.schema, table.name)
+        copied = {c.target for c in columns}
+        if not set(key) <= copied:
+            key = ()
+        identity = next((c.target for c in columns if c.identity), None)
+        serial = next(
+            (
+                c.name
+                for c in target_columns
+                if c.has_default
+                and c.name in key
+                and len(key) == 1
+                and base_type(c.pg_type) in ("bigint", "integer")
+            ),
+            None,
+        )
+        low, high, count = rowid_bounds(conn, table)
+        chunks = [(0, -1)] if table.without_rowid else plan_chunks(low, high, count, chunk_rows)
+        alias = table.rowid_alias
+        rowid_key = (
+            alias is not None
+            and len(key) == 1
+            and by_name.get(alias) is not None
+            and by_name[alias].name == key[0]
+        )
+        plan = TablePlan(
+            source_name=source.name,
+            source_path=str(snapshot_path),
+            table=table.name,
+            schema=source.schema,
+            target=table.name,
+            columns=columns,
+            key=key,
+            rowid_key=rowid_key,
+            without_rowid=table.without_rowid,
+            source_key=table.primary_key or ("rowid",),
+            rows=count,
+            chunks=chunks,
+            create_sql=None,
+            identity_column=identity or serial,
+            excluded_rowids=excluded.get(table.name, {}),
+        )
+        for problem in plan.excluded_rowids.values():
+            plan.problems[problem] = plan.problems.get(problem, 0) + 1
+        plans.append(plan)
+    if errors:
+        raise MigrationError("the target schema does not fit the source:\n  " + "\n  ".join(errors))
+    return plans

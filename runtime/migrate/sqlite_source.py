@@ -1,0 +1,238 @@
+"""The SQLite side: snapshot, health checks, schema introspection and storage-class profiles.
+
+The source file is never written: it is copied with the online backup API into the work
+directory (a consistent copy even while the application writes), and every later read goes to
+that snapshot, opened read-only.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runtime.errors import MigrationError
+from runtime.migrate.values import decode_text
+
+#: Tables SQLite and its tools maintain themselves; never data to migrate.
+INTERNAL_TABLES = frozenset(
+    {"sqlite_sequence", "sqlite_stat1", "sqlite_stat2", "sqlite_stat3", "sqlite_stat4"}
+)
+
+
+def snapshot(source: Path, destination: Path) -> Path:
+    """Copy `source` with the online backup API; the source is opened read-only."""
+    if not source.is_file():
+        raise MigrationError(f"source database {source} does not exist")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    destination.unlink(missing_ok=True)
+    src = sqlite3.connect(f"{source.absolute().as_uri()}?mode=ro", uri=True, timeout=30)
+    try:
+        dst = sqlite3.connect(destination)
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+    except sqlite3.DatabaseError as exc:
+        raise MigrationError(f"cannot snapshot {source}: {exc}") from exc
+    finally:
+        src.close()
+    return destination
+
+
+def open_snapshot(path: Path) -> sqlite3.Connection:
+    """Read-only connection whose TEXT values arrive as str, or InvalidText for bad UTF-8."""
+    conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+    conn.text_factory = decode_text
+    return conn
+
+
+def integrity_problems(conn: sqlite3.Connection) -> list[str]:
+    rows = conn.execute("PRAGMA integrity_check").fetchall()
+    return [] if rows == [("ok",)] else [str(row[0]) for row in rows]
+
+
+@dataclass(frozen=True)
+class ForeignKeyViolation:
+    table: str
+    rowid: int | None
+    parent: str
+
+
+def foreign_key_violations(conn: sqlite3.Connection) -> list[ForeignKeyViolation]:
+    return [
+        ForeignKeyViolation(table=row[0], rowid=row[1], parent=row[2])
+        for row in conn.execute("PRAGMA foreign_key_check")
+    ]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    declared: str  # declared type as written, upper-cased
+    not_null: bool
+    pk_position: int  # 1-based position in the primary key, 0 when not part of it
+    hidden: bool  # generated columns are recomputed by PostgreSQL, never copied
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    columns: tuple[str, ...]
+    unique: bool
+    origin: str  # c = CREATE INDEX, u = UNIQUE constraint, pk = primary key
+    partial: bool
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    columns: tuple[str, ...]
+    parent: str
+    parent_columns: tuple[str, ...]  # empty tuple means the parent's primary key
+    on_delete: str
+    on_update: str
+
+
+@dataclass
+class Table:
+    name: str
+    columns: list[Column]
+    without_rowid: bool
+    autoincrement: bool
+    indexes: list[Index] = field(default_factory=list)
+    foreign_keys: list[ForeignKey] = field(default_factory=list)
+
+    @property
+    def primary_key(self) -> tuple[str, ...]:
+        keyed = sorted((c for c in self.columns if c.pk_position), key=lambda c: c.pk_position)
+        return tuple(c.name for c in keyed)
+
+    @property
+    def rowid_alias(self) -> str | None:
+        """The INTEGER PRIMARY KEY column, which is the rowid itself (an identity in PG)."""
+        pk = self.primary_key
+        if self.without_rowid or len(pk) != 1:
+            return None
+        column = next(c for c in self.columns if c.name == pk[0])
+        return column.name if column.declared == "INTEGER" else None
+
+    @property
+    def copied_columns(self) -> list[Column]:
+        return [c for c in self.columns if not c.hidden]
+
+
+def quote_sqlite(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def read_tables(conn: sqlite3.Connection) -> list[Table]:
+    rows = conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'table' ORDER BY name"
+    ).fetchall()
+    tables = []
+    for name, create_sql in rows:
+        if name in INTERNAL_TABLES or name.startswith("sqlite_"):
+            continue
+        if create_sql is not None and create_sql.upper().startswith("CREATE VIRTUAL"):
+            raise MigrationError(f"virtual table {name!r} cannot be migrated")
+        tables.append(_read_table(conn, name, create_sql or ""))
+    return tables
+
+
+def _read_table(conn: sqlite3.Connection, name: str, create_sql: str) -> Table:
+    quoted = quote_sqlite(name)
+    columns = [
+        Column(
+            name=row[1],
+            declared=(row[2] or "").upper().strip(),
+            not_null=bool(row[3]),
+            pk_position=row[5],
+            hidden=row[6] != 0,
+        )
+        for row in conn.execute(f"PRAGMA table_xinfo({quoted})")
+    ]
+    normalized = " ".join(create_sql.upper().split())
+    table = Table(
+        name=name,
+        columns=columns,
+        without_rowid=normalized.rstrip(" ;").endswith("WITHOUT ROWID"),
+        autoincrement="AUTOINCREMENT" in normalized,
+    )
+    for row in conn.execute(f"PRAGMA index_list({quoted})"):
+        index_name, unique, origin, partial = row[1], bool(row[2]), row[3], bool(row[4])
+        if origin == "pk":
+            continue
+        index_columns = tuple(
+            info[2] for info in conn.execute(f"PRAGMA index_info({quote_sqlite(index_name)})")
+        )
+        if any(column is None for column in index_columns):
+            raise MigrationError(
+                f"index {index_name!r} on {name!r} uses expressions; create it by hand after "
+                "the migration"
+            )
+        table.indexes.append(Index(index_name, index_columns, unique, origin, partial))
+    grouped: dict[int, list[tuple[str, str | None, str, str, str]]] = {}
+    for row in conn.execute(f"PRAGMA foreign_key_list({quoted})"):
+        grouped.setdefault(row[0], []).append((row[3], row[4], row[2], row[6], row[5]))
+    for _, parts in sorted(grouped.items()):
+        parent_columns = tuple(p[1] for p in parts if p[1] is not None)
+        table.foreign_keys.append(
+            ForeignKey(
+                columns=tuple(p[0] for p in parts),
+                parent=parts[0][2],
+                parent_columns=parent_columns,
+                on_delete=parts[0][3],
+                on_update=parts[0][4],
+            )
+        )
+    return table
+
+
+@dataclass
+class ColumnProfile:
+    """How many values of each SQLite storage class a column holds."""
+
+    integer: int = 0
+    real: int = 0
+    text: int = 0
+    blob: int = 0
+    null: int = 0
+    integral_reals: int = 0
+
+    @property
+    def non_null(self) -> int:
+        return self.integer + self.real + self.text + self.blob
+
+
+def profile_table(conn: sqlite3.Connection, table: Table) -> dict[str, ColumnProfile]:
+    """One scan per table: counts of typeof() per column (done by SQLite, in C)."""
+    columns = table.copied_columns
+    if not columns:
+        return {}
+    parts = []
+    for column in columns:
+        q = quote_sqlite(column.name)
+        parts.append(
+            f"sum(typeof({q}) = 'integer'), sum(typeof({q}) = 'real'), "
+            f"sum(typeof({q}) = 'text'), sum(typeof({q}) = 'blob'), sum({q} IS NULL), "
+            f"sum(typeof({q}) = 'real' AND {q} = CAST({q} AS INTEGER))"
+        )
+    row = conn.execute(f"SELECT {', '.join(parts)} FROM {quote_sqlite(table.name)}").fetchone()
+    profiles = {}
+    for i, column in enumerate(columns):
+        counts = [int(v or 0) for v in row[i * 6 : i * 6 + 6]]
+        profiles[column.name] = ColumnProfile(*counts)
+    return profiles
+
+
+def rowid_bounds(conn: sqlite3.Connection, table: Table) -> tuple[int, int, int]:
+    """(min rowid, max rowid, row count); (0, -1, 0) for an empty table."""
+    if table.without_rowid:
+        count = conn.execute(f"SELECT count(*) FROM {quote_sqlite(table.name)}").fetchone()[0]
+        return 0, -1, int(count)
+    low, high, count = conn.execute(
+        f"SELECT min(rowid), max(rowid), count(*) FROM {quote_sqlite(table.name)}"
+    ).fetchone()
+    if not count:
+        return 0, -1, 0
+    return int(low), int(high), int(count)
