@@ -15,7 +15,11 @@ from collections.abc import Sequence
 from runtime.errors import DomosError
 
 #: Modules that contribute subcommands, in help order.
-COMMAND_MODULES: tuple[str, ...] = ("runtime.monitor.cli", "runtime.migrate.cli", "runtime.backup.cli")
+COMMAND_MODULES: tuple[str, ...] = (
+    "runtime.monitor.cli",
+    "runtime.migrate.cli",
+    "runtime.backup.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

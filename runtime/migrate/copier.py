@@ -115,7 +115,7 @@ def reject_record(
 
 
 def _jsonable(value: Any) -> Any:
-    if value is None or (isinstance(value, int | float | str) and type(value) is not bytes):
+    if value is None or isinstance(value, int | float | str):
         return value
     return repr(value)
 
