@@ -70,7 +70,7 @@ _COMPLEX_QUOTED = re.compile(
     re.IGNORECASE,
 )
 _COMPLEX_BARE = re.compile(
-    r"(?:\bЖК|\bЖилой\s+комплекс)\s*[:\-–—]?\s*([A-ZА-Я0-9][\w\-]*(?:\s+[\w\-]+){0,3})",
+    r"(?:\bЖК|\bЖилой\s+комплекс)[ ]*[:\-–—]?[ ]*([A-ZА-Я0-9][\w\-]*(?:[ ]+[\w\-]+){0,3})",
     re.IGNORECASE,
 )
 _COMPLEX_HASHTAG = re.compile(r"#ЖК_?([\w]+)", re.IGNORECASE)
@@ -92,6 +92,8 @@ def find_complex(text: str) -> str | None:
         for word in bare.group(1).split():
             cleaned = word.strip(".,;:!?()")
             if not cleaned or cleaned.lower() in _NAME_STOP or _ROOMS_START.match(cleaned):
+                break
+            if words and find_rooms(cleaned) is not None:  # "ЖК Mainstreet двухкомнатная"
                 break
             if any(ch.isdigit() for ch in cleaned) and words:
                 break
@@ -189,7 +191,8 @@ _FLOOR_PATTERNS = (
     re.compile(r"(?<![\d/])(\d{1,3})\s*/\s*(\d{1,3})\s*(?:эт\b|эт\.|этаж\w*)", re.IGNORECASE),
     re.compile(r"\bэт(?:аж)?\.?\s*[:\-–—]?\s*(\d{1,3})\s*(?:/|из)\s*(\d{1,3})", re.IGNORECASE),
     re.compile(
-        r"(?<![\d/])(\d{1,3})\s*(?:-?й|-?ом)?\s*этаж(?!н)\w*(?:\s*из\s*(\d{1,3}))?", re.IGNORECASE
+        r"(?<![\d/])(\d{1,3})\s*(?:-?й|-?ом)?\s*(?:этаж(?!н)\w*|эт\b\.?)(?:\s*из\s*(\d{1,3}))?",
+        re.IGNORECASE,
     ),
 )
 
