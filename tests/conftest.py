@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -68,3 +69,86 @@ def make_pg_database(pg_server_url: str) -> Iterator[Callable[..., str]]:
 def pg_url(make_pg_database: Callable[..., str]) -> str:
     """A fresh, empty PostgreSQL database for one test."""
     return make_pg_database()
+
+
+# --- DB layer fixtures, parametrized over both backends -------------------------------------
+
+DB_BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+]
+
+
+@pytest.fixture(scope="session")
+def pg_template(make_pg_database: Callable[..., str]) -> str:
+    """Name of a session template database that has every logical database's schema."""
+    from runtime.logical_databases import LOGICAL_DATABASES
+
+    url = make_pg_database()
+    with psycopg.connect(url, autocommit=True) as conn:
+        for schema in sorted({logical.pg_schema for logical in LOGICAL_DATABASES.values()}):
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+    return urlsplit(url).path.lstrip("/")
+
+
+@pytest.fixture
+def pg_domos_url(make_pg_database: Callable[..., str], pg_template: str) -> str:
+    """A fresh PostgreSQL database with the (empty) schemas of all logical databases."""
+    return make_pg_database(template=pg_template)
+
+
+def database_environ(backend: str, data_dir: str, pg_url: str | None = None) -> dict[str, str]:
+    """The environment of a test program using the DB layer on `backend`."""
+    environ = {
+        "DB_TYPE": backend,
+        "DOMOS_DATA_DIR": data_dir,
+        "DB_POOL_MIN_SIZE": "1",
+        "DB_POOL_MAX_SIZE": "6",
+        "DB_POOL_TIMEOUT_S": "10",
+        "SQLITE_BUSY_TIMEOUT_S": "10",
+    }
+    if pg_url is not None:
+        environ["DATABASE_URL"] = pg_url
+    return environ
+
+
+@pytest.fixture(params=DB_BACKENDS)
+def database_environ_vars(request: pytest.FixtureRequest, tmp_path: Any) -> dict[str, str]:
+    """Environment for DB_TYPE=sqlite (a fresh data dir) and DB_TYPE=postgres (a fresh db)."""
+    backend: str = request.param
+    pg_url = request.getfixturevalue("pg_domos_url") if backend == "postgres" else None
+    return database_environ(backend, str(tmp_path / "data"), pg_url)
+
+
+@pytest.fixture
+def database_settings(database_environ_vars: dict[str, str]) -> Any:
+    """`DatabaseSettings` for each backend (see `database_environ_vars`)."""
+    from runtime.config import Settings
+
+    return Settings.from_env(database_environ_vars).db
+
+
+@pytest.fixture
+async def async_db(database_settings: Any) -> Any:
+    """An opened `AsyncDatabase` on each backend; closed after the test."""
+    from runtime.db import AsyncDatabase
+
+    db = AsyncDatabase.from_settings(database_settings)
+    await db.open()
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+@pytest.fixture
+def sync_db(database_settings: Any) -> Iterator[Any]:
+    """An opened synchronous `Database` on each backend; closed after the test."""
+    from runtime.db import Database
+
+    db = Database.from_settings(database_settings)
+    db.open()
+    try:
+        yield db
+    finally:
+        db.close()

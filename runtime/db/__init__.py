@@ -1,0 +1,15 @@
+"""The pooled DB layer on SQLite and PostgreSQL: `AsyncDatabase` and its twin `Database`.
+
+    db = AsyncDatabase.from_settings(settings)
+    async with db:
+        row = await db.fetchone("SELECT * FROM users WHERE id = ?", (user_id,), db="main")
+
+SQL uses `?` placeholders on both backends (see runtime.db.placeholders); values have the same
+Python types on both (see runtime.db.types); driver errors arrive as runtime.errors classes.
+"""
+
+from __future__ import annotations
+
+from runtime.db.base import AsyncDatabase, AsyncTransaction, Database, Row, Transaction
+
+__all__ = ["AsyncDatabase", "AsyncTransaction", "Database", "Row", "Transaction"]

@@ -1,0 +1,343 @@
+"""The two facades, `AsyncDatabase` and `Database`, and their transactions.
+
+Both have the same methods; each backend (runtime.db.sqlite, runtime.db.postgres) implements them.
+`from_settings` picks the backend from `settings.db.type`, so code never names a backend.
+"""
+
+from __future__ import annotations
+
+import abc
+import itertools
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Literal, Self
+
+from runtime.config import DatabaseSettings, Settings
+from runtime.db import claim as claim_sql
+from runtime.errors import QueryError
+from runtime.logical_databases import LOGICAL_DATABASES
+
+Dialect = Literal["sqlite", "postgres"]
+Row = dict[str, Any]
+Params = Sequence[Any]
+
+_names = itertools.count(1)
+
+
+def default_owner() -> str:
+    """`host:pid:uuid`, a lease owner unique to this process."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def database_settings(settings: Settings | DatabaseSettings) -> DatabaseSettings:
+    return settings.db if isinstance(settings, Settings) else settings
+
+
+def check_logical_db(name: str) -> None:
+    if name not in LOGICAL_DATABASES:
+        known = ", ".join(LOGICAL_DATABASES)
+        raise QueryError(f"unknown logical database {name!r} (known: {known})")
+
+
+def _claim_args(
+    table: str, order_by: str, limit: int, lease_s: float, now: datetime | None
+) -> tuple[str, str, datetime, datetime]:
+    claim_sql.validate_identifier(table)
+    order = claim_sql.validate_order_by(order_by)
+    if limit < 1:
+        raise QueryError(f"claim limit must be >= 1, got {limit}")
+    if lease_s <= 0:
+        raise QueryError(f"claim lease_s must be > 0, got {lease_s}")
+    now = datetime.now(UTC) if now is None else now
+    return table, order, now, now + timedelta(seconds=lease_s)
+
+
+class AsyncTransaction(abc.ABC):
+    """One transaction on one logical database; committed on success, rolled back on error."""
+
+    @abc.abstractmethod
+    async def execute(self, sql: str, params: Params = ()) -> int: ...
+
+    @abc.abstractmethod
+    async def executemany(self, sql: str, seq_of_params: Sequence[Params]) -> int: ...
+
+    @abc.abstractmethod
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None: ...
+
+    @abc.abstractmethod
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]: ...
+
+    @abc.abstractmethod
+    def iterate(
+        self, sql: str, params: Params = (), *, batch_size: int = 500
+    ) -> AsyncIterator[Row]:
+        """Stream rows in batches; use `contextlib.aclosing` when leaving the loop early."""
+
+    @abc.abstractmethod
+    async def executescript(self, script: str) -> None:
+        """Several statements without placeholders, inside this transaction."""
+
+    async def fetchval(self, sql: str, params: Params = ()) -> Any:
+        row = await self.fetchone(sql, params)
+        return None if row is None else next(iter(row.values()), None)
+
+
+class Transaction(abc.ABC):
+    """Synchronous twin of `AsyncTransaction`."""
+
+    @abc.abstractmethod
+    def execute(self, sql: str, params: Params = ()) -> int: ...
+
+    @abc.abstractmethod
+    def executemany(self, sql: str, seq_of_params: Sequence[Params]) -> int: ...
+
+    @abc.abstractmethod
+    def fetchone(self, sql: str, params: Params = ()) -> Row | None: ...
+
+    @abc.abstractmethod
+    def fetchall(self, sql: str, params: Params = ()) -> list[Row]: ...
+
+    @abc.abstractmethod
+    def iterate(self, sql: str, params: Params = (), *, batch_size: int = 500) -> Iterator[Row]: ...
+
+    @abc.abstractmethod
+    def executescript(self, script: str) -> None: ...
+
+    def fetchval(self, sql: str, params: Params = ()) -> Any:
+        row = self.fetchone(sql, params)
+        return None if row is None else next(iter(row.values()), None)
+
+
+class AsyncDatabase(abc.ABC):
+    """The asyncio facade: monitors, FastAPI, aiogram. Open it once per process."""
+
+    dialect: Dialect
+
+    def __init__(self, settings: DatabaseSettings, *, name: str | None = None) -> None:
+        self.settings = settings
+        self.name = name or f"{self.dialect}-{next(_names)}"
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings | DatabaseSettings, *, name: str | None = None
+    ) -> AsyncDatabase:
+        db_settings = database_settings(settings)
+        if db_settings.type == "postgres":
+            from runtime.db.postgres import AsyncPostgresDatabase
+
+            return AsyncPostgresDatabase(db_settings, name=name)
+        from runtime.db.sqlite import AsyncSQLiteDatabase
+
+        return AsyncSQLiteDatabase(db_settings, name=name)
+
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @abc.abstractmethod
+    async def execute(self, sql: str, params: Params = (), *, db: str = "main") -> int:
+        """Run one statement in autocommit; returns the row count."""
+
+    @abc.abstractmethod
+    async def executemany(
+        self, sql: str, seq_of_params: Sequence[Params], *, db: str = "main"
+    ) -> int: ...
+
+    @abc.abstractmethod
+    async def fetchone(self, sql: str, params: Params = (), *, db: str = "main") -> Row | None: ...
+
+    @abc.abstractmethod
+    async def fetchall(self, sql: str, params: Params = (), *, db: str = "main") -> list[Row]: ...
+
+    async def fetchval(self, sql: str, params: Params = (), *, db: str = "main") -> Any:
+        """First column of the first row, or None."""
+        row = await self.fetchone(sql, params, db=db)
+        return None if row is None else next(iter(row.values()), None)
+
+    @abc.abstractmethod
+    def iterate(
+        self, sql: str, params: Params = (), *, db: str = "main", batch_size: int = 500
+    ) -> AsyncIterator[Row]:
+        """Stream a large result in batches of `batch_size` (PostgreSQL: a named cursor).
+
+        Holds one connection until exhausted or closed; wrap in `contextlib.aclosing` when the
+        loop may stop early.
+        """
+
+    @abc.abstractmethod
+    def transaction(self, *, db: str = "main") -> AbstractAsyncContextManager[AsyncTransaction]:
+        """`async with db.transaction(db="main") as tx:` (SQLite: BEGIN IMMEDIATE)."""
+
+    @abc.abstractmethod
+    async def executescript(self, script: str, *, db: str) -> None:
+        """Several statements without placeholders (DDL), in autocommit."""
+
+    @abc.abstractmethod
+    def singleton_lock(self, name: str) -> AbstractAsyncContextManager[None]:
+        """Hold a process-wide named lock; raises LockNotAcquired at once if someone holds it."""
+
+    @abc.abstractmethod
+    async def stats(self) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    async def _claim(
+        self,
+        table: str,
+        where: str,
+        params: Params,
+        order_by: str,
+        limit: int,
+        owner: str,
+        now: datetime,
+        expires_at: datetime,
+        db: str,
+    ) -> list[Row]: ...
+
+    async def claim(
+        self,
+        table: str,
+        *,
+        db: str = "main",
+        where: str = "1=1",
+        params: Params = (),
+        order_by: str = "id",
+        limit: int = 50,
+        owner: str | None = None,
+        lease_s: float = 60.0,
+        now: datetime | None = None,
+    ) -> list[Row]:
+        """Lease up to `limit` free rows of `table` matching `where` to `owner`; return them.
+
+        Two claimers never get the same row while its lease runs; an expired lease is free again.
+        """
+        table, order, now, expires_at = _claim_args(table, order_by, limit, lease_s, now)
+        return await self._claim(
+            table, where, params, order, limit, owner or default_owner(), now, expires_at, db
+        )
+
+
+class Database(abc.ABC):
+    """The synchronous facade: Flask, scripts. Same methods as `AsyncDatabase`."""
+
+    dialect: Dialect
+
+    def __init__(self, settings: DatabaseSettings, *, name: str | None = None) -> None:
+        self.settings = settings
+        self.name = name or f"{self.dialect}-{next(_names)}"
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings | DatabaseSettings, *, name: str | None = None
+    ) -> Database:
+        db_settings = database_settings(settings)
+        if db_settings.type == "postgres":
+            from runtime.db.postgres import PostgresDatabase
+
+            return PostgresDatabase(db_settings, name=name)
+        from runtime.db.sqlite import SQLiteDatabase
+
+        return SQLiteDatabase(db_settings, name=name)
+
+    @abc.abstractmethod
+    def open(self) -> None: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @abc.abstractmethod
+    def execute(self, sql: str, params: Params = (), *, db: str = "main") -> int: ...
+
+    @abc.abstractmethod
+    def executemany(
+        self, sql: str, seq_of_params: Sequence[Params], *, db: str = "main"
+    ) -> int: ...
+
+    @abc.abstractmethod
+    def fetchone(self, sql: str, params: Params = (), *, db: str = "main") -> Row | None: ...
+
+    @abc.abstractmethod
+    def fetchall(self, sql: str, params: Params = (), *, db: str = "main") -> list[Row]: ...
+
+    def fetchval(self, sql: str, params: Params = (), *, db: str = "main") -> Any:
+        row = self.fetchone(sql, params, db=db)
+        return None if row is None else next(iter(row.values()), None)
+
+    @abc.abstractmethod
+    def iterate(
+        self, sql: str, params: Params = (), *, db: str = "main", batch_size: int = 500
+    ) -> Iterator[Row]: ...
+
+    @abc.abstractmethod
+    def transaction(self, *, db: str = "main") -> AbstractContextManager[Transaction]: ...
+
+    @abc.abstractmethod
+    def executescript(self, script: str, *, db: str) -> None: ...
+
+    @abc.abstractmethod
+    def singleton_lock(self, name: str) -> AbstractContextManager[None]: ...
+
+    @abc.abstractmethod
+    def stats(self) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def _claim(
+        self,
+        table: str,
+        where: str,
+        params: Params,
+        order_by: str,
+        limit: int,
+        owner: str,
+        now: datetime,
+        expires_at: datetime,
+        db: str,
+    ) -> list[Row]: ...
+
+    def claim(
+        self,
+        table: str,
+        *,
+        db: str = "main",
+        where: str = "1=1",
+        params: Params = (),
+        order_by: str = "id",
+        limit: int = 50,
+        owner: str | None = None,
+        lease_s: float = 60.0,
+        now: datetime | None = None,
+    ) -> list[Row]:
+        table, order, now, expires_at = _claim_args(table, order_by, limit, lease_s, now)
+        return self._claim(
+            table, where, params, order, limit, owner or default_owner(), now, expires_at, db
+        )
