@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "runtime.monitor.cli",
     "runtime.migrate.cli",
     "runtime.backup.cli",
+    "services.sandbox.cli",
 )
 
 

@@ -1,0 +1,1 @@
+"""The YooKassa API v3 half of the sandbox."""
