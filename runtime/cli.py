@@ -16,6 +16,7 @@ from runtime.errors import DomosError
 
 #: Modules that contribute subcommands, in help order.
 COMMAND_MODULES: tuple[str, ...] = (
+    "runtime.db.cli",
     "runtime.monitor.cli",
     "runtime.migrate.cli",
     "runtime.backup.cli",

@@ -1,0 +1,96 @@
+"""`domos db upgrade` and `domos db status`: schema migrations on the configured backend.
+
+Settings come from the environment (DB_TYPE, DATABASE_URL, DOMOS_DATA_DIR, ...). `upgrade` exits 0
+when the schema is up to date afterwards; `status` exits 0 when every migration is applied and
+unchanged, 1 when some are pending, changed or missing (usable as a deploy check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from runtime.logical_databases import DOMAIN_DATABASES
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("db", help="database schema: upgrade, status")
+    commands = parser.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    for action, handler, help_text in (
+        ("upgrade", _upgrade, "apply pending migrations (idempotent)"),
+        ("status", _status, "show applied and pending migrations; exit 1 if not up to date"),
+    ):
+        sub = commands.add_parser(action, help=help_text)
+        sub.add_argument(
+            "--db",
+            dest="logical_dbs",
+            action="append",
+            choices=DOMAIN_DATABASES,
+            help="logical database (repeatable; default: all)",
+        )
+        sub.add_argument(
+            "--schema-root", type=Path, default=None, help="directory of <logical_db>/NNNN_*.sql"
+        )
+        sub.set_defaults(handler=handler)
+
+
+def _logical_dbs(args: argparse.Namespace) -> Sequence[str]:
+    return tuple(args.logical_dbs) if args.logical_dbs else DOMAIN_DATABASES
+
+
+def _upgrade(args: argparse.Namespace) -> int:
+    from runtime.config import Settings
+    from runtime.db import AsyncDatabase
+    from runtime.db.migrations import upgrade
+
+    async def run() -> int:
+        async with AsyncDatabase.from_settings(Settings.from_env()) as db:
+            applied = await upgrade(db, _logical_dbs(args), schema_root=args.schema_root)
+            for item in applied:
+                print(
+                    f"applied  {item.logical_db:<11} {item.version:04d}_{item.name}"
+                    f"  ({item.duration_s * 1000:.0f} ms)"
+                )
+            print(f"{len(applied)} migration(s) applied on {db.dialect}; schema is up to date")
+        return 0
+
+    return asyncio.run(run())
+
+
+def _status(args: argparse.Namespace) -> int:
+    from runtime.config import Settings
+    from runtime.db import AsyncDatabase
+    from runtime.db.migrations import status
+
+    async def run() -> int:
+        async with AsyncDatabase.from_settings(Settings.from_env()) as db:
+            rows = await status(db, _logical_dbs(args), schema_root=args.schema_root)
+            print(format_status_table(rows))
+        return 0 if all(row.state == "applied" for row in rows) else 1
+
+    return asyncio.run(run())
+
+
+def format_status_table(rows: Sequence[Any]) -> str:
+    header = ("DATABASE", "VERSION", "NAME", "STATE", "APPLIED AT")
+    lines = [
+        (
+            row.logical_db,
+            f"{row.version:04d}",
+            row.name,
+            row.state,
+            row.applied_at.isoformat(timespec="seconds") if row.applied_at else "-",
+        )
+        for row in rows
+    ]
+    widths = [max(len(cell) for cell in column) for column in zip(header, *lines, strict=False)]
+    rendered = [
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+        for line in (header, *lines)
+    ]
+    if not lines:
+        rendered.append("(no migrations)")
+    return "\n".join(line.rstrip() for line in rendered)
