@@ -39,7 +39,7 @@ from runtime.migrate.sqlite_source import (
     read_tables,
     snapshot,
 )
-from runtime.migrate.verify import Digest, compare, postgres_digest, sqlite_digest
+from runtime.migrate.verify import Digest, compare, pg_ranges, postgres_digest, sqlite_digest
 
 log = structlog.get_logger("domos.migrate")
 
@@ -368,10 +368,11 @@ def verify_tables(run: Run, pool: ProcessPoolExecutor) -> None:
     options = run.options
     work: dict[Future[Digest], tuple[str, str, int]] = {}
     for plan in run.plans:
-        chunks = plan.chunks if plan.rowid_key else [(0, -1)]
-        for index, chunk in enumerate(chunks):
+        ranges = pg_ranges(plan)
+        chunks = plan.chunks if len(ranges) > 1 else [(0, -1)]
+        for index, (chunk, bounds) in enumerate(zip(chunks, ranges, strict=True)):
             work[pool.submit(sqlite_digest, plan, chunk)] = (plan.label, "sqlite", index)
-            work[pool.submit(postgres_digest, plan, chunk, options.target_url)] = (
+            work[pool.submit(postgres_digest, plan, bounds, options.target_url)] = (
                 plan.label,
                 "postgres",
                 index,

@@ -188,10 +188,26 @@ def _finish(
     digest.aggregates = {c.target: a for c, a in zip(plan.columns, aggregates, strict=True)}
 
 
-def _pg_where(plan: TablePlan, chunk: tuple[int, int]) -> str:
-    if chunk == (0, -1) or not plan.rowid_key:
-        return ""
-    return f" WHERE {quote_ident(plan.key[0])} BETWEEN {int(chunk[0])} AND {int(chunk[1])}"
+def pg_ranges(plan: TablePlan) -> list[tuple[int | None, int | None]]:
+    """PostgreSQL id ranges matching the SQLite chunks; the outer ones open-ended, so a row the
+    target has beyond the source's ids is still counted."""
+    if not plan.rowid_key or len(plan.chunks) <= 1:
+        return [(None, None)]
+    ranges: list[tuple[int | None, int | None]] = [(low, high) for low, high in plan.chunks]
+    ranges[0] = (None, ranges[0][1])
+    ranges[-1] = (ranges[-1][0], None)
+    return ranges
+
+
+def _pg_where(plan: TablePlan, bounds: tuple[int | None, int | None]) -> str:
+    low, high = bounds
+    column = quote_ident(plan.key[0]) if plan.key else ""
+    conditions = []
+    if low is not None:
+        conditions.append(f"{column} >= {int(low)}")
+    if high is not None:
+        conditions.append(f"{column} <= {int(high)}")
+    return " WHERE " + " AND ".join(conditions) if conditions else ""
 
 
 def _pg_order(plan: TablePlan) -> str:
@@ -205,12 +221,14 @@ def _pg_order(plan: TablePlan) -> str:
     return " ORDER BY " + ", ".join(parts)
 
 
-def postgres_digest(plan: TablePlan, chunk: tuple[int, int], target_url: str) -> Digest:
+def postgres_digest(
+    plan: TablePlan, bounds: tuple[int | None, int | None], target_url: str
+) -> Digest:
     started = time.perf_counter()
     digest = Digest()
     hasher = _Hasher(plan)
     columns = ", ".join(quote_ident(c.target) for c in plan.columns)
-    where = _pg_where(plan, chunk)
+    where = _pg_where(plan, bounds)
     query = f"SELECT {columns} FROM {plan.qualified}{where}{_pg_order(plan)}"
     with psycopg.connect(target_url, options="-c TimeZone=UTC") as conn:
         with (

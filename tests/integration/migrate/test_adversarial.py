@@ -1,0 +1,181 @@
+"""Adversarial databases: every data problem ends converted by its rule or rejected, counted."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from runtime.errors import MigrationError
+
+pytestmark = pytest.mark.postgres
+
+
+def _adversarial(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE TABLE "user" (id INTEGER PRIMARY KEY, "Full Name" TEXT, "we""ird" TEXT);
+        CREATE TABLE "order" (
+            code TEXT PRIMARY KEY,
+            user_id INTEGER REFERENCES "user"(id),
+            qty INTEGER,
+            paid BOOLEAN,
+            created_at DATETIME,
+            price REAL,
+            note
+        );
+        CREATE INDEX "order by user" ON "order"(user_id, created_at);
+        CREATE TABLE log (message TEXT, at TIMESTAMP);
+        """
+    )
+    conn.executemany(
+        'INSERT INTO "user" VALUES (?, ?, ?)', [(1, "Ann", 'q"uote'), (2, "Bob", None)]
+    )
+    rows = [
+        ("ok-1", 1, 5, 1, "2024-01-02 03:04:05", 9.5, "x"),
+        ("ok-2", 2, "42", 0, "2024-01-02T03:04:05.250Z", 1, 7),  # text int converted
+        ("ok-3", 1, 3.0, "true", 1704164645, "2.5", None),  # integral real, unix seconds
+        ("ok-4", 1, 1, "f", 1704164645123, 0.1, "y"),  # unix milliseconds
+        ("bad-blob", 1, 1, 1, None, None, b"\x01\x02"),  # a blob in an untyped text column
+        ("bad-qty", 1, "many", 1, None, None, None),  # text in integer column
+        ("bad-bool", 1, 1, 2, None, None, None),  # 2 is not a boolean
+        ("bad-date", 1, 1, 1, "next tuesday", None, None),
+        ("bad-fk", 99, 1, 1, None, None, None),  # foreign key to a missing row
+        ("bad-real", 1, 1, 1, None, "cheap", None),
+        (None, 1, 1, 1, None, None, None),  # NULL in a text primary key
+    ]
+    conn.executemany('INSERT INTO "order" VALUES (?, ?, ?, ?, ?, ?, ?)', rows)
+    conn.execute("INSERT INTO log VALUES (?, ?)", ("nul\x00byte", None))
+    conn.execute("INSERT INTO log VALUES (CAST(? AS TEXT), ?)", (b"\xff\xfebad utf8", None))
+    conn.execute("INSERT INTO log VALUES (?, ?)", ("fine", "2024-05-06 07:08:09+03:00"))
+    conn.commit()
+    conn.close()
+
+
+def test_every_problem_is_converted_or_rejected_and_counted(pg_url, run_migration, tmp_path):
+    source = tmp_path / "weird.sqlite"
+    _adversarial(source)
+
+    code, report = run_migration(pg_url, {source: "weird"})
+    assert code == 1, "rejects without --allow-rejects must fail the run"
+    tables = {t["table"]: t for t in report["sources"][0]["tables"]}
+    assert report["verified"] is True, [t["verification_problems"] for t in tables.values()]
+    assert tables["order"]["rejects"] == {
+        "text_in_integer_column": 1,
+        "non_boolean_number": 1,
+        "unparseable_timestamp": 1,
+        "foreign_key_to_missing_row:user": 1,
+        "text_in_numeric_column": 1,
+        "null_in_primary_key": 1,
+        "blob_in_text_column": 1,
+    }
+    assert tables["log"]["rejects"] == {"nul_byte_in_text": 1, "invalid_utf8": 1}
+    for table in tables.values():
+        assert table["rows_written"] + sum(table["rejects"].values()) == table["rows_source"]
+
+    rejects = [
+        json.loads(line) for line in (tmp_path / "work/rejects.jsonl").read_text().splitlines()
+    ]
+    assert len(rejects) == report["rows_rejected"] == 9
+    by_problem = {r["problem"]: r for r in rejects}
+    assert by_problem["text_in_integer_column"] == {
+        "source": "weird",
+        "table": "order",
+        "target": "weird.order",
+        "key": {"code": "bad-qty"},
+        "column": "qty",
+        "problem": "text_in_integer_column",
+        "value": "'many'",
+    }
+    assert by_problem["invalid_utf8"]["key"] == {"rowid": 2}
+    assert by_problem["invalid_utf8"]["column"] == "message"
+
+    with psycopg.connect(pg_url, options="-c TimeZone=UTC") as conn:
+        rows = conn.execute(
+            'SELECT code, qty, paid, created_at, price FROM weird."order" ORDER BY code'
+        ).fetchall()
+        assert rows == [
+            ("ok-1", 5, True, datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC), 9.5),
+            ("ok-2", 42, False, datetime(2024, 1, 2, 3, 4, 5, 250000, tzinfo=UTC), 1.0),
+            ("ok-3", 3, True, datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC), 2.5),
+            ("ok-4", 1, False, datetime(2024, 1, 2, 3, 4, 5, 123000, tzinfo=UTC), 0.1),
+        ]
+        notes = conn.execute('SELECT note FROM weird."order" ORDER BY code').fetchall()
+        assert notes == [("x",), ("7",), (None,), ("y",)]
+        assert conn.execute('SELECT "we""ird" FROM weird."user" WHERE id = 1').fetchone() == (
+            'q"uote',
+        )
+        (at,) = conn.execute("SELECT at FROM weird.log").fetchone()
+        assert at == datetime(2024, 5, 6, 4, 8, 9, tzinfo=UTC)
+        (indexes,) = conn.execute(
+            "SELECT count(*) FROM pg_indexes "
+            "WHERE schemaname = 'weird' AND indexname = 'order by user'"
+        ).fetchone()
+        assert indexes == 1
+        (new_id,) = conn.execute(
+            'INSERT INTO weird."user" ("Full Name") VALUES (%s) RETURNING id', ("Cy",)
+        ).fetchone()
+        assert new_id == 3
+
+    code, report = run_migration(pg_url, {source: "weird"}, truncate=True, allow_rejects=True)
+    assert code == 0
+    assert report["rows_rejected"] == 9
+
+
+def test_names_colliding_after_63_bytes_stop_before_any_write(pg_url, run_migration, tmp_path):
+    source = tmp_path / "long.sqlite"
+    prefix = "t" * 63
+    with sqlite3.connect(source) as conn:
+        conn.execute(f'CREATE TABLE "{prefix}_one" (a INTEGER)')
+        conn.execute(f'CREATE TABLE "{prefix}_two" (a INTEGER)')
+
+    with pytest.raises(MigrationError, match="after truncation to 63 bytes"):
+        run_migration(pg_url, {source: "long"})
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT to_regnamespace('long')").fetchone() == (None,)
+
+
+def test_rerun_refuses_non_empty_target_resume_keeps_finished_tables(
+    pg_url, run_migration, tmp_path
+):
+    source = tmp_path / "small.sqlite"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE a (id INTEGER PRIMARY KEY, v TEXT)")
+        conn.execute("CREATE TABLE b (id INTEGER PRIMARY KEY, v TEXT)")
+        conn.executemany("INSERT INTO a (v) VALUES (?)", [("x",)] * 10)
+        conn.executemany("INSERT INTO b (v) VALUES (?)", [("y",)] * 20)
+
+    assert run_migration(pg_url, {source: "small"})[0] == 0
+    with pytest.raises(MigrationError, match="not empty"):
+        run_migration(pg_url, {source: "small"})
+
+    # A failure after table a: the state file says a is done, b must be redone.
+    state = tmp_path / "work/state.json"
+    state.write_text(json.dumps({"tables": {"small.a": "constrained"}}))
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("INSERT INTO small.a (v) VALUES ('kept by resume')")
+    code, report = run_migration(pg_url, {source: "small"}, resume=True)
+    tables = {t["table"]: t for t in report["sources"][0]["tables"]}
+    assert tables["a"]["resumed"] is True
+    assert tables["b"]["resumed"] is False
+    assert tables["b"]["verified"] is True
+    assert tables["a"]["verified"] is False, "the extra row in a must be caught by verification"
+    assert code == 1
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(pg_url, run_migration, tmp_path, capsys):
+    source = tmp_path / "weird.sqlite"
+    _adversarial(source)
+    code, _ = run_migration(pg_url, {source: "weird"}, dry_run=True)
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "weird:order -> weird.order" in out
+    assert "paid -> paid boolean" in out
+    assert "problem: foreign_key_to_missing_row:user x1" in out
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT to_regnamespace('weird')").fetchone() == (None,)
