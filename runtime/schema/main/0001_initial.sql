@@ -3,7 +3,9 @@
 -- Conventions (runtime/schema/README.md): money in minor units (BIGINT), timestamps UTC,
 -- enums as TEXT with a named CHECK, named so that both backends report the same name.
 -- Work-claiming queues carry lease_owner / lease_expires_at and a "due" partial index.
--- ON DELETE: money and audit rows RESTRICT (history must survive), per-member state CASCADE.
+-- ON DELETE: money and audit rows NO ACTION, i.e. refused (history must survive), per-member
+-- state CASCADE. Not RESTRICT: SQLite enforces RESTRICT with a trigger and reports
+-- SQLITE_CONSTRAINT_TRIGGER instead of a foreign-key error; NO ACTION refuses the same deletes.
 
 -- Members -------------------------------------------------------------------------------------
 
@@ -45,7 +47,7 @@ CREATE TABLE payment_methods (
     id {{id}},
     provider {{text}} NOT NULL DEFAULT 'yookassa',
     provider_method_id {{text}} NOT NULL,
-    user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE RESTRICT,
+    user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE NO ACTION,
     method_type {{text}} NOT NULL,
     title {{text}} NULL,
     card_last4 {{text}} NULL
@@ -67,8 +69,8 @@ CREATE INDEX IF NOT EXISTS payment_methods_user_idx ON payment_methods (user_id)
 
 CREATE TABLE subscriptions (
     id {{id}},
-    user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE RESTRICT,
-    tariff_id BIGINT NOT NULL REFERENCES tariffs (id) ON DELETE RESTRICT,
+    user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE NO ACTION,
+    tariff_id BIGINT NOT NULL REFERENCES tariffs (id) ON DELETE NO ACTION,
     status {{text}} NOT NULL
         CONSTRAINT subscriptions_status_check
         CHECK (status IN ('active', 'grace', 'expired', 'canceled')),
@@ -121,9 +123,9 @@ CREATE TABLE payments (
     -- NULL until the provider answered; the row and its key are committed before the call.
     provider_payment_id {{text}} NULL,
     idempotence_key {{text}} NOT NULL UNIQUE,
-    user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE RESTRICT,
-    tariff_id BIGINT NOT NULL REFERENCES tariffs (id) ON DELETE RESTRICT,
-    subscription_id BIGINT NULL REFERENCES subscriptions (id) ON DELETE RESTRICT,
+    user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE NO ACTION,
+    tariff_id BIGINT NOT NULL REFERENCES tariffs (id) ON DELETE NO ACTION,
+    subscription_id BIGINT NULL REFERENCES subscriptions (id) ON DELETE NO ACTION,
     payment_method_id BIGINT NULL REFERENCES payment_methods (id) ON DELETE SET NULL,
     kind {{text}} NOT NULL CONSTRAINT payments_kind_check CHECK (kind IN ('first', 'renewal')),
     amount_minor BIGINT NOT NULL CONSTRAINT payments_amount_check CHECK (amount_minor > 0),
@@ -175,12 +177,12 @@ CREATE INDEX IF NOT EXISTS payments_subscription_idx ON payments (subscription_i
 -- idempotence key, before the provider is called; a retry after a crash reuses the key.
 CREATE TABLE charge_attempts (
     id {{id}},
-    subscription_id BIGINT NOT NULL REFERENCES subscriptions (id) ON DELETE RESTRICT,
+    subscription_id BIGINT NOT NULL REFERENCES subscriptions (id) ON DELETE NO ACTION,
     -- the end of the period being renewed: identifies the period
     period_end {{timestamptz}} NOT NULL,
     attempt_no INTEGER NOT NULL CONSTRAINT charge_attempts_attempt_no_check CHECK (attempt_no >= 1),
     idempotence_key {{text}} NOT NULL UNIQUE,
-    payment_id BIGINT NULL UNIQUE REFERENCES payments (id) ON DELETE RESTRICT,
+    payment_id BIGINT NULL UNIQUE REFERENCES payments (id) ON DELETE NO ACTION,
     payment_method_id BIGINT NULL REFERENCES payment_methods (id) ON DELETE SET NULL,
     amount_minor BIGINT NOT NULL CONSTRAINT charge_attempts_amount_check CHECK (amount_minor > 0),
     currency {{text}} NOT NULL DEFAULT 'RUB',
@@ -427,8 +429,8 @@ CREATE TABLE moderation_actions (
     id {{id}},
     -- e.g. "ban:<subscription id>:<period end>:<chat id>": deciding twice inserts once
     idempotence_key {{text}} NOT NULL UNIQUE,
-    user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE RESTRICT,
-    chat_id BIGINT NOT NULL REFERENCES chats (id) ON DELETE RESTRICT,
+    user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE NO ACTION,
+    chat_id BIGINT NOT NULL REFERENCES chats (id) ON DELETE NO ACTION,
     subscription_id BIGINT NULL REFERENCES subscriptions (id) ON DELETE SET NULL,
     action {{text}} NOT NULL
         CONSTRAINT moderation_actions_action_check CHECK (action IN ('ban', 'unban')),

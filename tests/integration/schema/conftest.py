@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+
+from runtime.config import DatabaseSettings, Settings
+from runtime.db import Database
+from runtime.logical_databases import DOMAIN_DATABASES, LOGICAL_DATABASES
 
 # Declared SQLite types and PostgreSQL format_type() names, mapped onto one vocabulary.
 SQLITE_TYPES = {
@@ -219,8 +223,8 @@ def introspect_postgres(url: str, pg_schema: str, *, exclude: Iterable[str] = ()
                     identity=identity,
                 )
             )
-        for table_name, index, unique, primary, partial, columns, backs_constraint in (
-            conn.execute(_PG_INDEXES, (pg_schema,))
+        for table_name, index, unique, primary, partial, columns, backs_constraint in conn.execute(
+            _PG_INDEXES, (pg_schema,)
         ):
             if table_name in excluded or primary:
                 continue
@@ -308,3 +312,37 @@ class SchemaTools:
 @pytest.fixture
 def schema_tools() -> type[SchemaTools]:
     return SchemaTools
+
+
+# --- a migrated database on each backend -------------------------------------------------------
+
+SCHEMA_DIR = Path(__file__).resolve().parents[3] / "runtime" / "schema"
+
+
+def backend_settings(backend: str, data_dir: Path, pg_url: str | None) -> DatabaseSettings:
+    environ = {"DB_TYPE": backend, "DOMOS_DATA_DIR": str(data_dir)}
+    if pg_url is not None:
+        environ["DATABASE_URL"] = pg_url
+    return Settings.from_env(environ).db
+
+
+def apply_all(db: Database) -> None:
+    from runtime.db.dialect import render
+
+    for logical_db in DOMAIN_DATABASES:
+        for path in sorted((SCHEMA_DIR / logical_db).glob("*.sql")):
+            if db.dialect == "postgres":
+                schema = LOGICAL_DATABASES[logical_db].pg_schema
+                db.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            db.executescript(render(path.read_text(), db.dialect), db=logical_db)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def migrated_db(
+    request: pytest.FixtureRequest, tmp_path: Path, make_pg_database: Callable[..., str]
+) -> Iterator[Database]:
+    pg_url = make_pg_database() if request.param == "postgres" else None
+    settings = backend_settings(request.param, tmp_path / "data", pg_url)
+    with Database.from_settings(settings) as db:
+        apply_all(db)
+        yield db
