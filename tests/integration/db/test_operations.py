@@ -71,14 +71,19 @@ async def test_transaction_commits_and_rolls_back(async_db: Any) -> None:
     async with async_db.transaction() as tx:
         await tx.execute("INSERT INTO items (k) VALUES (?)", ("kept",))
         assert await tx.fetchval("SELECT count(*) FROM items") == 1
+
+    async def insert_then(key: str, failure: BaseException | None, duplicate: str | None) -> None:
+        async with async_db.transaction() as tx:
+            await tx.execute("INSERT INTO items (k) VALUES (?)", (key,))
+            if duplicate is not None:
+                await tx.execute("INSERT INTO items (k) VALUES (?)", (duplicate,))
+            if failure is not None:
+                raise failure
+
     with pytest.raises(ZeroDivisionError):
-        async with async_db.transaction() as tx:
-            await tx.execute("INSERT INTO items (k) VALUES (?)", ("lost",))
-            raise ZeroDivisionError
+        await insert_then("lost", ZeroDivisionError(), None)
     with pytest.raises(UniqueViolation):
-        async with async_db.transaction() as tx:
-            await tx.execute("INSERT INTO items (k) VALUES (?)", ("also lost",))
-            await tx.execute("INSERT INTO items (k) VALUES (?)", ("kept",))
+        await insert_then("also lost", None, "kept")
     rows = await async_db.fetchall("SELECT k FROM items ORDER BY k")
     assert rows == [{"k": "kept"}]
 
@@ -166,9 +171,14 @@ def test_sync_facade_same_behaviour(sync_db: Any) -> None:
     with sync_db.transaction() as tx:
         tx.execute("UPDATE items SET n = ? WHERE k = ?", (5, "b"))
         assert tx.fetchval("SELECT n FROM items WHERE k = ?", ("b",)) == 5
-    with pytest.raises(UniqueViolation), sync_db.transaction() as tx:
-        tx.execute("UPDATE items SET n = ? WHERE k = ?", (7, "c"))
-        tx.execute("INSERT INTO items (k) VALUES (?)", ("a",))
+
+    def update_then_duplicate() -> None:
+        with sync_db.transaction() as tx:
+            tx.execute("UPDATE items SET n = ? WHERE k = ?", (7, "c"))
+            tx.execute("INSERT INTO items (k) VALUES (?)", ("a",))
+
+    with pytest.raises(UniqueViolation):
+        update_then_duplicate()
     assert sync_db.fetchval("SELECT n FROM items WHERE k = ?", ("c",)) == 0
     assert [r["k"] for r in sync_db.iterate("SELECT k FROM items ORDER BY k", batch_size=2)] == [
         "a",

@@ -1,0 +1,140 @@
+"""The migration runner on both backends, with migrations written by the test itself."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runtime.db import AsyncDatabase
+from runtime.db.migrations import status, upgrade
+from runtime.errors import MigrationError
+
+FIRST = """
+CREATE TABLE notes (
+    id {{id}},
+    body {{text}} NOT NULL,
+    done {{bool}} NOT NULL DEFAULT FALSE,
+    meta {{json}},
+    created_at {{timestamptz}} NOT NULL DEFAULT {{now}}
+);
+CREATE INDEX notes_created_at ON notes (created_at);
+"""
+SECOND = "ALTER TABLE notes ADD COLUMN raw {{bytes}};\n"
+
+
+def write(root: Path, logical_db: str, file_name: str, text: str) -> Path:
+    path = root / logical_db / file_name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+async def test_upgrade_applies_in_order_and_is_idempotent(async_db: Any, tmp_path: Path) -> None:
+    root = tmp_path / "schema"
+    write(root, "main", "0001_notes.sql", FIRST)
+    write(root, "main", "0002_raw.sql", SECOND)
+    write(root, "audio", "0001_notes.sql", FIRST)  # audio and useful share schema `bot` on PG
+    write(root, "useful", "0001_other.sql", "CREATE TABLE other (id {{id}});")
+
+    before = await status(async_db, ["main"], schema_root=root)
+    assert [(s.version, s.state) for s in before] == [(1, "pending"), (2, "pending")]
+
+    applied = await upgrade(async_db, ["main", "audio", "useful"], schema_root=root)
+    assert [(a.logical_db, a.version, a.name) for a in applied] == [
+        ("main", 1, "notes"),
+        ("main", 2, "raw"),
+        ("audio", 1, "notes"),
+        ("useful", 1, "other"),
+    ]
+    assert await upgrade(async_db, ["main", "audio", "useful"], schema_root=root) == []
+
+    await async_db.execute("INSERT INTO notes (body, raw) VALUES (?, ?)", ("hi", b"\x01"))
+    row = await async_db.fetchone("SELECT body, done, raw, created_at FROM notes")
+    assert row is not None
+    assert (row["body"], row["done"], row["raw"]) == ("hi", False, b"\x01")
+    assert row["created_at"].utcoffset().total_seconds() == 0
+
+    after = await status(async_db, ["main", "audio", "useful"], schema_root=root)
+    assert {(s.logical_db, s.version, s.state) for s in after} == {
+        ("main", 1, "applied"),
+        ("main", 2, "applied"),
+        ("audio", 1, "applied"),
+        ("useful", 1, "applied"),
+    }
+    assert all(s.applied_at is not None for s in after)
+
+
+async def test_changed_or_failed_migrations_raise(async_db: Any, tmp_path: Path) -> None:
+    root = tmp_path / "schema"
+    first = write(root, "main", "0001_notes.sql", FIRST)
+    await upgrade(async_db, ["main"], schema_root=root)
+
+    first.write_text(FIRST + "\n-- edited afterwards\n")
+    assert [s.state for s in await status(async_db, ["main"], schema_root=root)] == ["changed"]
+    with pytest.raises(MigrationError, match="changed after it was applied"):
+        await upgrade(async_db, ["main"], schema_root=root)
+    first.write_text(FIRST)
+
+    # A failing migration rolls back entirely: its first statement and its record are gone.
+    write(root, "main", "0002_broken.sql", "CREATE TABLE half (id {{id}});\nCREATE TABLE nope (;\n")
+    with pytest.raises(MigrationError, match="0002_broken failed"):
+        await upgrade(async_db, ["main"], schema_root=root)
+    states = {s.version: s.state for s in await status(async_db, ["main"], schema_root=root)}
+    assert states == {1: "applied", 2: "pending"}
+    with pytest.raises(Exception, match="half"):
+        await async_db.fetchall("SELECT * FROM half")
+
+    (root / "main" / "0002_broken.sql").unlink()
+    (root / "main" / "0001_notes.sql").unlink()
+    assert [s.state for s in await status(async_db, ["main"], schema_root=root)] == ["missing"]
+
+    write(root, "main", "bad-name.sql", "SELECT 1;")
+    with pytest.raises(MigrationError, match="NNNN_"):
+        await upgrade(async_db, ["main"], schema_root=root)
+
+
+async def test_concurrent_upgrades_apply_each_migration_once(
+    database_settings: Any, tmp_path: Path
+) -> None:
+    root = tmp_path / "schema"
+    write(root, "main", "0001_notes.sql", FIRST)
+    write(root, "main", "0002_raw.sql", SECOND)
+    write(root, "main", "0003_seed.sql", "INSERT INTO notes (body) VALUES ('seeded once');")
+    databases = [AsyncDatabase.from_settings(database_settings) for _ in range(3)]
+    for db in databases:
+        await db.open()
+    try:
+        results = await asyncio.gather(
+            *(upgrade(db, ["main"], schema_root=root) for db in databases)
+        )
+        assert sorted(a.version for applied in results for a in applied) == [1, 2, 3]
+        assert await databases[0].fetchval("SELECT count(*) FROM notes") == 1
+    finally:
+        for db in databases:
+            await db.close()
+
+
+def test_cli_upgrade_and_status(database_environ_vars: dict[str, str], tmp_path: Path) -> None:
+    root = tmp_path / "schema"
+    write(root, "contract", "0001_notes.sql", FIRST)
+    env = {**os.environ, **database_environ_vars}
+    command = [sys.executable, "-m", "runtime.cli", "db"]
+    args = ["--db", "contract", "--schema-root", str(root)]
+
+    pending = subprocess.run([*command, "status", *args], env=env, capture_output=True, text=True)
+    assert pending.returncode == 1, pending.stderr
+    assert "pending" in pending.stdout
+
+    done = subprocess.run([*command, "upgrade", *args], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "0001_notes" in done.stdout
+
+    current = subprocess.run([*command, "status", *args], env=env, capture_output=True, text=True)
+    assert current.returncode == 0, current.stderr
+    assert "applied" in current.stdout
