@@ -104,19 +104,7 @@ def _validate_tokens(tokens: tuple[str, ...]) -> None:
 
 
 def _configure_logging() -> None:
-    """The project's JSON logging when runtime.logging provides it, structlog defaults otherwise."""
-    try:
-        from runtime import logging as runtime_logging  # type: ignore[attr-defined]
-    except ImportError:
-        return
-    configure = getattr(runtime_logging, "configure_logging", None) or getattr(
-        runtime_logging, "configure", None
-    )
-    if callable(configure):
-        try:
-            configure()
-        except TypeError:
-            # A signature that needs settings: build them from the environment.
-            from runtime.config import Settings
+    from runtime.logging import configure_logging
 
-            configure(Settings.from_env())
+    level = os.environ.get("LOG_LEVEL", "info")
+    configure_logging(level, program=os.environ.get("DOMOS_PROGRAM", "sandbox"))
