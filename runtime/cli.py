@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "runtime.migrate.cli",
     "runtime.backup.cli",
     "services.sandbox.cli",
+    "runtime.supervision.cli",
 )
 
 

@@ -1,0 +1,1 @@
+"""Supervision helpers: the embedded run (`domos run`) and supervisord integration."""
