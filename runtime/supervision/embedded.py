@@ -20,6 +20,9 @@ SANDBOX_PORT = 8081
 #: botapi receives YooKassa notifications here (the sandbox posts them).
 WEBHOOK_PATH = "/yookassa/webhook"
 BOTAPI_PORT = 6000
+SANDBOX_BOT_TOKEN = "100000001:embedded-sandbox-bot-token"
+SANDBOX_SHOP_ID = "100001"
+SANDBOX_SECRET_KEY = "test_embedded_sandbox_secret"
 
 
 def embedded_environment(environ: Mapping[str, str], home: Path) -> dict[str, str]:
@@ -41,18 +44,14 @@ def embedded_environment(environ: Mapping[str, str], home: Path) -> dict[str, st
         env.setdefault(key, value)
     uses_sandbox = not env.get("TELEGRAM_BOT_TOKEN")
     if uses_sandbox:
-        from services.sandbox.config import (
-            DEFAULT_BOT_TOKEN,
-            DEFAULT_YOOKASSA_SECRET_KEY,
-            DEFAULT_YOOKASSA_SHOP_ID,
-        )
-
+        # The sandbox accepts whatever credentials it is started with (it reads the same
+        # variables), so these only have to be well-formed.
         sandbox_url = f"http://127.0.0.1:{env['SANDBOX_PORT']}"
         env.update(
-            TELEGRAM_BOT_TOKEN=DEFAULT_BOT_TOKEN,
+            TELEGRAM_BOT_TOKEN=SANDBOX_BOT_TOKEN,
             TELEGRAM_API_URL=sandbox_url,
-            YOOKASSA_SHOP_ID=DEFAULT_YOOKASSA_SHOP_ID,
-            YOOKASSA_SECRET_KEY=DEFAULT_YOOKASSA_SECRET_KEY,
+            YOOKASSA_SHOP_ID=SANDBOX_SHOP_ID,
+            YOOKASSA_SECRET_KEY=SANDBOX_SECRET_KEY,
             YOOKASSA_API_URL=sandbox_url,
         )
     env.setdefault("DOMOS_ROLE", "embedded" if uses_sandbox else "all")
