@@ -1,0 +1,395 @@
+"""notifymonitor: the outbox relay.
+
+Claims due outbox rows (work-claiming: replicas never hold the same row), splits long texts into
+Telegram-sized parts and sends them through the Bot API at Telegram's limits (the RatePlanner:
+~30/s overall, 1/s per chat, 20/min per group). Each answer is classified by
+`monitors.decisions.telegram`: 429 reschedules after `retry_after` without using an attempt, 403
+marks the member unreachable, 400 "chat not found" and other permanent errors go to dead letters,
+5xx and network errors back off until `NOTIFY_MAX_ATTEMPTS`, a 401/404 fails the tick and leaves
+the rows queued.
+
+Delivery is at-least-once: a row is 'sending' under a lease while in flight and `parts_sent` is
+committed after every part, so after a crash only the part in flight may go out twice.
+
+Settings (environment): NOTIFY_GLOBAL_PER_S (30), NOTIFY_CHAT_PER_S (1), NOTIFY_GROUP_PER_MIN
+(20), NOTIFY_MAX_ATTEMPTS (8), NOTIFY_BATCH_SIZE (300), NOTIFY_LEASE_S (120), NOTIFY_CONCURRENCY
+(32). Replicas share Telegram's budget: give each 1/N of NOTIFY_GLOBAL_PER_S.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from monitors import _metrics
+from monitors._clients import TelegramClient
+from monitors.decisions.backoff import OUTBOX_DELIVERY, RetrySchedule
+from monitors.decisions.rate_limit import RateLimits, RatePlanner
+from monitors.decisions.telegram import TelegramOutcome, Verdict, classify_telegram_response
+from monitors.decisions.text_split import split_message
+from runtime.config import Env
+from runtime.errors import MonitorError
+from runtime.monitor import Monitor
+
+#: A chat that must wait longer than this is deferred to a later tick rather than waited for.
+HOLD_LIMIT_S = 2.0
+DUE_WHERE = "(status IN ('queued', 'failed') AND next_attempt_at <= ?) OR status = 'sending'"
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    limits: RateLimits
+    schedule: RetrySchedule
+    batch_size: int
+    lease_s: float
+    concurrency: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> NotifySettings:
+        env = Env(environ)
+        limits = RateLimits(
+            global_per_s=env.number("NOTIFY_GLOBAL_PER_S", 30.0, minimum=0.01),
+            chat_per_s=env.number("NOTIFY_CHAT_PER_S", 1.0, minimum=0.01),
+            group_per_min=env.integer("NOTIFY_GROUP_PER_MIN", 20, minimum=1),
+        )
+        attempts = env.integer("NOTIFY_MAX_ATTEMPTS", OUTBOX_DELIVERY.max_attempts, minimum=1)
+        return cls(
+            limits=limits,
+            schedule=replace(OUTBOX_DELIVERY, max_attempts=attempts),
+            batch_size=env.integer("NOTIFY_BATCH_SIZE", 300, minimum=1),
+            lease_s=env.number("NOTIFY_LEASE_S", 120.0, minimum=5.0),
+            concurrency=env.integer("NOTIFY_CONCURRENCY", 32, minimum=1),
+        )
+
+
+class NotifyMonitor(Monitor):
+    name = "notifymonitor"
+    interval_s = 1.0
+    mode = "claiming"
+    backoff_max_s = 60.0
+
+    async def setup(self) -> None:
+        self.config = NotifySettings.from_env(os.environ)
+        self.planner = RatePlanner(self.config.limits)
+        self.telegram = TelegramClient(self.ctx.settings)
+        await self.telegram.open()
+
+    async def teardown(self) -> None:
+        await self.telegram.close()
+
+    # --- one tick ---------------------------------------------------------------------------
+
+    async def tick(self) -> int:
+        clock = self.ctx.clock
+        now = clock.now()
+        rows = await self.db.claim(
+            "outbox",
+            where=DUE_WHERE,
+            params=(now,),
+            order_by="priority, id",
+            limit=self.config.batch_size,
+            owner=self.ctx.owner,
+            lease_s=self.config.lease_s,
+            now=now,
+        )
+        if not rows:
+            self.planner.forget_idle(clock.monotonic())
+            return 0
+        await self._mark_sending([row["id"] for row in rows], now)
+        unreachable = await self._unreachable_chats(rows)
+        queues: dict[int, deque[dict[str, Any]]] = {}
+        handled = 0
+        for row in rows:
+            if row["chat_id"] in unreachable:
+                await self._finish_dead(row, "recipient unreachable (blocked earlier)", 403)
+                _metrics.NOTIFY_MESSAGES.labels(outcome="blocked").inc()
+                handled += 1
+                continue
+            queues.setdefault(row["chat_id"], deque()).append(row)
+        # Stop starting sends well before the lease runs out, so no other replica can claim a
+        # row this one is about to send.
+        deadline = clock.monotonic() + self.config.lease_s / 2
+        handled += await self._deliver(queues, deadline)
+        return handled
+
+    async def _deliver(self, queues: dict[int, deque[dict[str, Any]]], deadline: float) -> int:
+        clock = self.ctx.clock
+        tasks: dict[asyncio.Task[bool], int] = {}
+        busy: set[int] = set()
+        handled = 0
+        fault: MonitorError | None = None
+        while queues or tasks:
+            stopping = self.ctx.stop_requested or clock.monotonic() >= deadline or fault
+            min_wait = float("inf")
+            if not stopping:
+                now_m = clock.monotonic()
+                for chat_id in list(queues):
+                    if len(tasks) >= self.config.concurrency:
+                        break
+                    if chat_id in busy:
+                        continue
+                    wait = self.planner.try_acquire(chat_id, now_m)
+                    if wait > HOLD_LIMIT_S and chat_id not in busy:
+                        # A paused chat (429) or a group out of its minute budget: give its rows
+                        # back for later instead of holding the tick (and the lease) open.
+                        await self._defer(list(queues.pop(chat_id)), wait)
+                        continue
+                    if wait > 0:
+                        min_wait = min(min_wait, wait)
+                        continue
+                    row = queues[chat_id].popleft()
+                    if not queues[chat_id]:
+                        del queues[chat_id]
+                    busy.add(chat_id)
+                    tasks[asyncio.create_task(self._send(row))] = chat_id
+            elif queues:
+                await self._release([row for queue in queues.values() for row in queue])
+                queues.clear()
+            if not tasks:
+                if queues and min_wait < float("inf"):
+                    await asyncio.sleep(min_wait)
+                continue
+            timeout = None if min_wait == float("inf") or not queues else min_wait
+            done, _ = await asyncio.wait(
+                tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                busy.discard(tasks.pop(task))
+                try:
+                    if task.result():
+                        handled += 1
+                except MonitorError as exc:
+                    fault = exc
+        if fault is not None:
+            raise fault
+        return handled
+
+    # --- one message ------------------------------------------------------------------------
+
+    async def _send(self, row: dict[str, Any]) -> bool:
+        """Send the remaining parts of one row; True when the row reached a final state."""
+        parts = split_message(row["text"], parse_mode=row["parse_mode"])
+        if not parts:
+            await self._finish_dead(row, "empty text", None)
+            _metrics.NOTIFY_MESSAGES.labels(outcome="dead").inc()
+            return True
+        chat_id = row["chat_id"]
+        sent = row["parts_sent"]
+        message_id = row["telegram_message_id"]
+        first = True
+        while sent < len(parts):
+            if not first:
+                await self._acquire(chat_id)
+            first = False
+            status, body = await self.telegram.call("sendMessage", self._params(row, parts[sent]))
+            outcome = classify_telegram_response(status, body)
+            if outcome.verdict is not Verdict.DELIVERED:
+                return await self._failed(row, outcome, sent)
+            sent += 1
+            message_id = outcome.message_id or message_id
+            _metrics.NOTIFY_PARTS_SENT.inc()
+            if sent < len(parts):
+                await self._record_progress(row, sent, message_id)
+        await self._finish_sent(row, sent, message_id)
+        _metrics.NOTIFY_MESSAGES.labels(outcome="sent").inc()
+        return True
+
+    async def _acquire(self, chat_id: int) -> None:
+        clock = self.ctx.clock
+        while True:
+            wait = self.planner.try_acquire(chat_id, clock.monotonic())
+            if wait <= 0:
+                return
+            await asyncio.sleep(wait)
+
+    @staticmethod
+    def _params(row: dict[str, Any], text: str) -> dict[str, Any]:
+        params: dict[str, Any] = {"chat_id": row["chat_id"], "text": text}
+        if row["parse_mode"]:
+            params["parse_mode"] = row["parse_mode"]
+        if row["reply_markup"]:
+            params["reply_markup"] = row["reply_markup"]
+        if row["disable_web_page_preview"]:
+            params["link_preview_options"] = {"is_disabled": True}
+        return params
+
+    async def _failed(self, row: dict[str, Any], outcome: TelegramOutcome, sent: int) -> bool:
+        verdict = outcome.verdict
+        now = self.ctx.clock.now()
+        log = self.log.bind(outbox_id=row["id"], chat_id=row["chat_id"], verdict=verdict.value)
+        if verdict is Verdict.RETRY_AFTER:
+            retry_after = outcome.retry_after_s or 1.0
+            self.planner.pause_chat(row["chat_id"], self.ctx.clock.monotonic() + retry_after)
+            await self._reschedule(row, sent, now + timedelta(seconds=retry_after), outcome, 429)
+            log.warning("message_rate_limited", retry_after_s=retry_after)
+            _metrics.NOTIFY_MESSAGES.labels(outcome="rate_limited").inc()
+            return False
+        if verdict is Verdict.CHAT_MIGRATED:
+            await self.db.execute(
+                "UPDATE outbox SET chat_id = ?, status = 'queued', parts_sent = ?,"
+                " next_attempt_at = ?, lease_owner = NULL, lease_expires_at = NULL, updated_at = ?"
+                " WHERE id = ? AND lease_owner = ?",
+                (outcome.migrate_to_chat_id, sent, now, now, row["id"], self.ctx.owner),
+            )
+            log.info("message_chat_migrated", new_chat_id=outcome.migrate_to_chat_id)
+            _metrics.NOTIFY_MESSAGES.labels(outcome="migrated").inc()
+            return False
+        if verdict is Verdict.BOT_FAULT:
+            await self._release([row], sent)
+            raise MonitorError(f"Bot API refuses the bot: {outcome.description}")
+        if verdict is Verdict.RECIPIENT_BLOCKED:
+            await self._mark_unreachable(row, now)
+            await self._finish_dead(row, outcome.description, 403, sent)
+            log.info("recipient_blocked", description=outcome.description)
+            _metrics.NOTIFY_MESSAGES.labels(outcome="blocked").inc()
+            return True
+        if verdict is Verdict.DEAD_LETTER:
+            await self._finish_dead(row, outcome.description, 400, sent)
+            log.warning("message_dead_lettered", description=outcome.description)
+            _metrics.NOTIFY_MESSAGES.labels(outcome="dead").inc()
+            return True
+        # BACKOFF: count the attempt; dead-letter when they are used up.
+        attempts = row["attempts"] + 1
+        retry_at = self.config.schedule.next_attempt_at(now, attempts)
+        if retry_at is None:
+            await self._finish_dead(
+                row,
+                f"gave up after {attempts} attempts: {outcome.description}",
+                None,
+                sent,
+                attempts,
+            )
+            log.warning("message_dead_lettered", attempts=attempts)
+            _metrics.NOTIFY_MESSAGES.labels(outcome="dead").inc()
+            return True
+        await self.db.execute(
+            "UPDATE outbox SET status = 'failed', attempts = ?, parts_sent = ?,"
+            " next_attempt_at = ?, last_error = ?, last_error_code = NULL,"
+            " lease_owner = NULL, lease_expires_at = NULL, updated_at = ?"
+            " WHERE id = ? AND lease_owner = ?",
+            (attempts, sent, retry_at, outcome.description[:500], now, row["id"], self.ctx.owner),
+        )
+        log.info("message_retry_scheduled", attempts=attempts, retry_at=retry_at.isoformat())
+        _metrics.NOTIFY_MESSAGES.labels(outcome="retried").inc()
+        return False
+
+    # --- SQL --------------------------------------------------------------------------------
+
+    async def _mark_sending(self, ids: list[int], now: datetime) -> None:
+        marks = ", ".join("?" * len(ids))
+        await self.db.execute(
+            f"UPDATE outbox SET status = 'sending', updated_at = ? WHERE id IN ({marks})",
+            (now, *ids),
+        )
+
+    async def _unreachable_chats(self, rows: list[dict[str, Any]]) -> set[int]:
+        chats = sorted({row["chat_id"] for row in rows if row["chat_id"] > 0})
+        if not chats:
+            return set()
+        marks = ", ".join("?" * len(chats))
+        found = await self.db.fetchall(
+            f"SELECT telegram_id FROM users WHERE is_reachable = ? AND telegram_id IN ({marks})",
+            (False, *chats),
+        )
+        return {row["telegram_id"] for row in found}
+
+    async def _mark_unreachable(self, row: dict[str, Any], now: datetime) -> None:
+        await self.db.execute(
+            "UPDATE users SET is_reachable = ?, blocked_at = ?, updated_at = ?"
+            " WHERE (telegram_id = ? OR id = ?) AND is_reachable = ?",
+            (False, now, now, row["chat_id"], row["user_id"] or -1, True),
+        )
+
+    async def _record_progress(self, row: dict[str, Any], sent: int, message_id: Any) -> None:
+        await self.db.execute(
+            "UPDATE outbox SET parts_sent = ?, telegram_message_id = ?, updated_at = ?"
+            " WHERE id = ? AND lease_owner = ?",
+            (sent, message_id, self.ctx.clock.now(), row["id"], self.ctx.owner),
+        )
+
+    async def _finish_sent(self, row: dict[str, Any], sent: int, message_id: Any) -> None:
+        now = self.ctx.clock.now()
+        await self.db.execute(
+            "UPDATE outbox SET status = 'sent', sent_at = ?, parts_sent = ?,"
+            " telegram_message_id = ?, attempts = attempts + 1, last_error = NULL,"
+            " last_error_code = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = ?"
+            " WHERE id = ? AND lease_owner = ?",
+            (now, sent, message_id, now, row["id"], self.ctx.owner),
+        )
+
+    async def _finish_dead(
+        self,
+        row: dict[str, Any],
+        error: str,
+        code: int | None,
+        sent: int | None = None,
+        attempts: int | None = None,
+    ) -> None:
+        now = self.ctx.clock.now()
+        await self.db.execute(
+            "UPDATE outbox SET status = 'dead', last_error = ?, last_error_code = ?,"
+            " parts_sent = ?, attempts = ?, lease_owner = NULL, lease_expires_at = NULL,"
+            " updated_at = ? WHERE id = ? AND lease_owner = ?",
+            (
+                error[:500],
+                code,
+                row["parts_sent"] if sent is None else sent,
+                row["attempts"] + 1 if attempts is None else attempts,
+                now,
+                row["id"],
+                self.ctx.owner,
+            ),
+        )
+
+    async def _reschedule(
+        self,
+        row: dict[str, Any],
+        sent: int,
+        at: datetime,
+        outcome: TelegramOutcome,
+        code: int,
+    ) -> None:
+        await self.db.execute(
+            "UPDATE outbox SET status = 'queued', parts_sent = ?, next_attempt_at = ?,"
+            " last_error = ?, last_error_code = ?, lease_owner = NULL, lease_expires_at = NULL,"
+            " updated_at = ? WHERE id = ? AND lease_owner = ?",
+            (
+                sent,
+                at,
+                outcome.description[:500],
+                code,
+                self.ctx.clock.now(),
+                row["id"],
+                self.ctx.owner,
+            ),
+        )
+
+    async def _defer(self, rows: list[dict[str, Any]], wait_s: float) -> None:
+        """Reschedule unsent rows after `wait_s`; no attempt is counted."""
+        now = self.ctx.clock.now()
+        later = now + timedelta(seconds=wait_s)
+        for row in rows:
+            await self.db.execute(
+                "UPDATE outbox SET status = 'queued', next_attempt_at = ?, lease_owner = NULL,"
+                " lease_expires_at = NULL, updated_at = ? WHERE id = ? AND lease_owner = ?",
+                (later, now, row["id"], self.ctx.owner),
+            )
+        _metrics.NOTIFY_MESSAGES.labels(outcome="deferred").inc(len(rows))
+
+    async def _release(self, rows: list[dict[str, Any]], sent: int | None = None) -> None:
+        """Give rows back unsent (stop, deadline, bot fault): no attempt is counted."""
+        now = self.ctx.clock.now()
+        for row in rows:
+            await self.db.execute(
+                "UPDATE outbox SET status = 'queued', parts_sent = ?, lease_owner = NULL,"
+                " lease_expires_at = NULL, updated_at = ? WHERE id = ? AND lease_owner = ?",
+                (row["parts_sent"] if sent is None else sent, now, row["id"], self.ctx.owner),
+            )
+
+
+MONITOR = NotifyMonitor

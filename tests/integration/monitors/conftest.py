@@ -1,0 +1,137 @@
+"""Monitors against a real sandbox HTTP server and a migrated database, on both backends.
+
+The sandbox runs in the test's event loop on a loopback port with its real clock and Telegram's
+default flood limits; monitors are built with a real MonitorContext and ticked directly, so a test
+controls exactly how many ticks run. Subprocess tests (SIGKILL) use `domos monitor` instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import pytest
+import structlog
+from aiohttp.test_utils import TestServer
+from prometheus_client import REGISTRY
+
+from runtime.config import Settings
+from runtime.db.migrations import upgrade
+from runtime.monitor import Monitor, MonitorContext, SystemClock
+from services.sandbox import DEFAULT_BOT_TOKEN, SandboxConfig, build_app
+
+_users = itertools.count(700_000_001)
+
+
+@dataclass
+class Sandbox:
+    base: str
+    http: aiohttp.ClientSession
+
+    async def control(self, method: str, path: str, body: Any = None) -> Any:
+        async with self.http.request(method, f"{self.base}/_sandbox{path}", json=body) as resp:
+            data = await resp.json()
+            assert resp.status == 200, data
+            return data
+
+    async def new_user(self) -> int:
+        user_id = next(_users)
+        await self.control("POST", "/telegram/users", {"user_id": user_id, "first_name": "Агент"})
+        return user_id
+
+    async def sent_to(self, chat_id: int) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self.control(
+            "GET", f"/telegram/sent?chat_id={chat_id}"
+        )
+        return result
+
+
+@pytest.fixture
+def sandbox_config() -> SandboxConfig:
+    return SandboxConfig(webhook_retry_intervals_s=(0.05,), webhook_max_attempts=3)
+
+
+@pytest.fixture
+async def sandbox(sandbox_config: SandboxConfig) -> AsyncIterator[Sandbox]:
+    server = TestServer(build_app(sandbox_config), host="127.0.0.1")
+    await server.start_server()
+    async with aiohttp.ClientSession() as http:
+        yield Sandbox(base=str(server.make_url("")).rstrip("/"), http=http)
+    await server.close()
+
+
+@pytest.fixture
+async def db(async_db: Any) -> Any:
+    """The opened AsyncDatabase of each backend, with the main schema migrated."""
+    await upgrade(async_db, ["main"])
+    return async_db
+
+
+@pytest.fixture
+def monitor_environ(
+    database_environ_vars: dict[str, str], sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    environ = {
+        **database_environ_vars,
+        "TELEGRAM_API_URL": sandbox.base,
+        "TELEGRAM_BOT_TOKEN": DEFAULT_BOT_TOKEN,
+        "YOOKASSA_API_URL": sandbox.base,
+        "YOOKASSA_SHOP_ID": "100500",
+        "YOOKASSA_SECRET_KEY": "test_sandbox_secret_key",
+    }
+    return environ
+
+
+@dataclass
+class Monitors:
+    environ: dict[str, str]
+    db: Any
+    started: list[Monitor] = field(default_factory=list)
+
+    async def start(self, cls: type[Monitor], **env: str) -> Any:
+        settings = Settings.from_env({**self.environ, **env})
+        ctx = MonitorContext(
+            settings=settings,
+            db=self.db,
+            log=structlog.get_logger(f"monitors.{cls.name}").bind(monitor=cls.name),
+            clock=SystemClock(),
+            owner=f"test:{cls.name}:{len(self.started)}",
+            stop_event=asyncio.Event(),
+        )
+        monitor = cls(ctx)
+        await monitor.setup()
+        self.started.append(monitor)
+        return monitor
+
+
+@pytest.fixture
+async def monitors(
+    monitor_environ: dict[str, str], db: Any, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Callable[..., Any]]:
+    holder = Monitors(monitor_environ, db)
+
+    async def start(cls: type[Monitor], **env: str) -> Any:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        return await holder.start(cls)
+
+    yield start
+    for monitor in holder.started:
+        await monitor.teardown()
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
