@@ -9,6 +9,7 @@ of runtime.db, so that the comparison does not trust the code it checks.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
@@ -20,7 +21,8 @@ import psycopg
 import pytest
 
 from runtime.config import DatabaseSettings, Settings
-from runtime.db import Database
+from runtime.db import AsyncDatabase, Database
+from runtime.db.migrations import Applied, upgrade
 from runtime.logical_databases import DOMAIN_DATABASES, LOGICAL_DATABASES
 
 # Declared SQLite types and PostgreSQL format_type() names, mapped onto one vocabulary.
@@ -314,35 +316,90 @@ def schema_tools() -> type[SchemaTools]:
     return SchemaTools
 
 
-# --- a migrated database on each backend -------------------------------------------------------
-
-SCHEMA_DIR = Path(__file__).resolve().parents[3] / "runtime" / "schema"
+# --- migrated databases on each backend -------------------------------------------------------
 
 
-def backend_settings(backend: str, data_dir: Path, pg_url: str | None) -> DatabaseSettings:
+def backend_settings(backend: str, data_dir: Path, pg_url: str | None = None) -> DatabaseSettings:
     environ = {"DB_TYPE": backend, "DOMOS_DATA_DIR": str(data_dir)}
     if pg_url is not None:
         environ["DATABASE_URL"] = pg_url
     return Settings.from_env(environ).db
 
 
-def apply_all(db: Database) -> None:
-    from runtime.db.dialect import render
+def upgrade_all(settings: DatabaseSettings) -> list[Applied]:
+    """`domos db upgrade` in-process: every domain database, through the runner."""
 
-    for logical_db in DOMAIN_DATABASES:
-        for path in sorted((SCHEMA_DIR / logical_db).glob("*.sql")):
-            if db.dialect == "postgres":
-                schema = LOGICAL_DATABASES[logical_db].pg_schema
-                db.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-            db.executescript(render(path.read_text(), db.dialect), db=logical_db)
+    async def run() -> list[Applied]:
+        async with AsyncDatabase.from_settings(settings) as db:
+            return await upgrade(db)
+
+    return asyncio.run(run())
+
+
+@dataclass(frozen=True)
+class MigratedPair:
+    """The same migrations applied on a fresh SQLite data dir and a fresh PostgreSQL database."""
+
+    sqlite: DatabaseSettings
+    postgres_url: str
+
+    def sqlite_schema(self, pg_schema: str) -> Schema:
+        """The SQLite files that share `pg_schema`, merged as PostgreSQL merges them."""
+        merged: Schema = {}
+        for logical_db in DOMAIN_DATABASES:
+            if LOGICAL_DATABASES[logical_db].pg_schema == pg_schema:
+                merged.update(introspect_sqlite(self.sqlite.sqlite_path(logical_db)))
+        return merged
+
+    def postgres_schema(self, pg_schema: str) -> Schema:
+        return introspect_postgres(self.postgres_url, pg_schema)
+
+
+@pytest.fixture(scope="module")
+def migrated_pair(
+    tmp_path_factory: pytest.TempPathFactory, make_pg_database: Callable[..., str]
+) -> MigratedPair:
+    sqlite = backend_settings("sqlite", tmp_path_factory.mktemp("parity") / "data")
+    postgres_url = make_pg_database()
+    upgrade_all(sqlite)
+    upgrade_all(backend_settings("postgres", Path("unused"), postgres_url))
+    return MigratedPair(sqlite, postgres_url)
+
+
+@pytest.fixture(scope="module")
+def migrated_pg_url(make_pg_database: Callable[..., str]) -> str:
+    """One migrated PostgreSQL database per module; tests empty it rather than recreate it."""
+    url = make_pg_database()
+    upgrade_all(backend_settings("postgres", Path("unused"), url))
+    return url
+
+
+def empty_domain_tables(url: str) -> None:
+    """DELETE rather than TRUNCATE: for a few rows it skips creating new relation files (fsync),
+    which is what makes TRUNCATE slow on a busy server. Triggers (hence foreign keys) are off."""
+    schemas = sorted({LOGICAL_DATABASES[name].pg_schema for name in DOMAIN_DATABASES})
+    with psycopg.connect(url) as conn:
+        tables = conn.execute(
+            "SELECT format('%%I.%%I', schemaname, tablename) FROM pg_tables"
+            " WHERE schemaname = ANY(%s) AND tablename <> 'schema_migrations'",
+            (schemas,),
+        ).fetchall()
+        conn.execute("SET LOCAL session_replication_role = replica")
+        for (table,) in tables:
+            conn.execute(f"DELETE FROM {table}")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def migrated_db(
-    request: pytest.FixtureRequest, tmp_path: Path, make_pg_database: Callable[..., str]
+    request: pytest.FixtureRequest, tmp_path: Path, migrated_pg_url: str
 ) -> Iterator[Database]:
-    pg_url = make_pg_database() if request.param == "postgres" else None
-    settings = backend_settings(request.param, tmp_path / "data", pg_url)
+    """A `Database` on a fully migrated, empty schema: fresh SQLite files, or the module's
+    PostgreSQL database emptied."""
+    if request.param == "postgres":
+        empty_domain_tables(migrated_pg_url)
+        settings = backend_settings("postgres", tmp_path, migrated_pg_url)
+    else:
+        settings = backend_settings("sqlite", tmp_path / "data")
+        upgrade_all(settings)
     with Database.from_settings(settings) as db:
-        apply_all(db)
         yield db
