@@ -6,14 +6,17 @@ import abc
 import asyncio
 import inspect
 import re
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Protocol
-
-from structlog.stdlib import BoundLogger
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from runtime.config import Settings
 from runtime.monitor.clock import Clock
+
+if TYPE_CHECKING:
+    # Annotations only: `domos monitor NAME --check` must stay light (no DB drivers).
+    from structlog.stdlib import BoundLogger
+
+    from runtime.db import AsyncDatabase
 
 MonitorMode = Literal["singleton", "claiming"]
 MONITOR_MODES: tuple[MonitorMode, ...] = ("singleton", "claiming")
@@ -21,17 +24,11 @@ MONITOR_MODES: tuple[MonitorMode, ...] = ("singleton", "claiming")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
-class LockingDatabase(Protocol):
-    """What the runner itself needs from the DB layer (`runtime.db.AsyncDatabase` has it)."""
-
-    def singleton_lock(self, name: str) -> AbstractAsyncContextManager[Any]: ...
-
-
 @dataclass(frozen=True)
 class MonitorContext:
     settings: Settings
-    #: The process's `runtime.db.AsyncDatabase`, opened by the runner.
-    db: Any
+    #: The process's database, opened before the first tick.
+    db: AsyncDatabase
     #: Bound with `monitor=<name>`; inside a tick the runner also binds `tick_id` (contextvars).
     log: BoundLogger
     clock: Clock
@@ -70,7 +67,7 @@ class Monitor(abc.ABC):
 
     def __init__(self, ctx: MonitorContext) -> None:
         self.ctx = ctx
-        self.db = ctx.db
+        self.db: AsyncDatabase = ctx.db
         self.log = ctx.log
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
