@@ -28,11 +28,15 @@ from tests.integration.sandbox.conftest import Sandbox
 
 def png(width: int, height: int) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     pixels = zlib.compress(b"".join(b"\x00" + b"\x80" * width for _ in range(height)))
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
 
 
 async def test_bot_receives_typed_updates_and_confirms_with_offset(
@@ -43,18 +47,19 @@ async def test_bot_receives_typed_updates_and_confirms_with_offset(
     updates = await bot.get_updates()
     assert [u.update_id for u in updates] == [1, 2]
     first = updates[0].message
-    assert first is not None and first.text == "/start ref1"
-    assert first.from_user is not None and first.from_user.id == 42
-    assert first.entities is not None and first.entities[0].type == "bot_command"
+    assert first is not None
+    assert first.text == "/start ref1"
+    assert first.from_user is not None
+    assert first.from_user.id == 42
+    assert first.entities is not None
+    assert first.entities[0].type == "bot_command"
     assert first.entities[0].length == len("/start")
     # offset = last id + 1 confirms everything before it.
     assert await bot.get_updates(offset=3) == []
     assert await bot.get_updates() == []
 
 
-async def test_long_poll_waits_then_returns_early_on_new_update(
-    sandbox: Sandbox, bot: Bot
-) -> None:
+async def test_long_poll_waits_then_returns_early_on_new_update(sandbox: Sandbox, bot: Bot) -> None:
     started = time.monotonic()
     assert await bot.get_updates(timeout=1) == []
     assert 0.9 <= time.monotonic() - started < 1.8
@@ -74,7 +79,7 @@ async def test_long_poll_waits_then_returns_early_on_new_update(
 async def test_second_poll_terminates_the_first_with_409(sandbox: Sandbox, bot: Bot) -> None:
     first = asyncio.create_task(bot.get_updates(timeout=5))
     await asyncio.sleep(0.1)
-    status, body = await sandbox.raw("GET", "getUpdates", params={"timeout": "0"})
+    status, _body = await sandbox.raw("GET", "getUpdates", params={"timeout": "0"})
     assert status == 200
     with pytest.raises(TelegramConflictError, match="terminated by other getUpdates request"):
         await first
@@ -94,7 +99,8 @@ async def test_send_message_and_list_sent_by_chat(sandbox: Sandbox, bot: Bot) ->
     )
     message = await bot.send_message(1, "<b>Hi</b>, Ann", parse_mode="HTML", reply_markup=markup)
     assert message.text == "Hi, Ann"
-    assert message.entities is not None and message.entities[0].type == "bold"
+    assert message.entities is not None
+    assert message.entities[0].type == "bold"
     assert message.reply_markup is not None
     assert message.reply_markup.inline_keyboard[0][0].callback_data == "pay:1"
     await bot.send_message(2, "Hi, Bob")
@@ -108,7 +114,8 @@ async def test_unknown_token_raises_unauthorized(sandbox: Sandbox) -> None:
     from aiogram.client.telegram import TelegramAPIServer
 
     stranger = Bot(
-        "42:not-a-known-token", session=AiohttpSession(api=TelegramAPIServer.from_base(sandbox.base))
+        "42:not-a-known-token",
+        session=AiohttpSession(api=TelegramAPIServer.from_base(sandbox.base)),
     )
     try:
         with pytest.raises(TelegramUnauthorizedError):
@@ -203,15 +210,19 @@ async def test_files_upload_get_file_and_download(sandbox: Sandbox, bot: Bot) ->
     content = b"%PDF-1.4 receipt"
     message = await bot.send_document(4, BufferedInputFile(content, filename="receipt.pdf"))
     document = message.document
-    assert document is not None and document.file_name == "receipt.pdf"
+    assert document is not None
+    assert document.file_name == "receipt.pdf"
     assert document.file_size == len(content)
     file = await bot.get_file(document.file_id)
-    assert file.file_path is not None and file.file_path.endswith(".pdf")
+    assert file.file_path is not None
+    assert file.file_path.endswith(".pdf")
     downloaded = await bot.download(file)
-    assert downloaded is not None and downloaded.read() == content
+    assert downloaded is not None
+    assert downloaded.read() == content
     # A known file_id can be sent again without uploading.
     again = await bot.send_document(4, document.file_id)
-    assert again.document is not None and again.document.file_unique_id == document.file_unique_id
+    assert again.document is not None
+    assert again.document.file_unique_id == document.file_unique_id
 
     photo = await bot.send_photo(4, BufferedInputFile(png(64, 32), filename="p.png"))
     assert photo.photo is not None
@@ -228,10 +239,13 @@ async def test_voice_note_download_and_size_limit(sandbox: Sandbox, bot: Bot) ->
     await sandbox.control("POST", "/telegram/voice", {"user_id": 6, "size": 21 * 1024 * 1024})
     small, big = await bot.get_updates()
     voice = small.message.voice
-    assert voice is not None and voice.duration == 7 and voice.mime_type == "audio/ogg"
+    assert voice is not None
+    assert voice.duration == 7
+    assert voice.mime_type == "audio/ogg"
     file = await bot.get_file(voice.file_id)
     data = await bot.download(file)
-    assert data is not None and data.read() == b"OggS\x00\x01\x02"
+    assert data is not None
+    assert data.read() == b"OggS\x00\x01\x02"
     assert big.message.voice is not None
     with pytest.raises(TelegramBadRequest) as caught:
         await bot.get_file(big.message.voice.file_id)
@@ -251,8 +265,10 @@ async def test_callback_query_answer_and_edit(sandbox: Sandbox, bot: Bot) -> Non
     )
     (update,) = await bot.get_updates()
     query = update.callback_query
-    assert query is not None and query.data == "survey:yes"
-    assert query.message is not None and query.message.message_id == sent.message_id
+    assert query is not None
+    assert query.data == "survey:yes"
+    assert query.message is not None
+    assert query.message.message_id == sent.message_id
     assert await bot.answer_callback_query(query.id, text="Thanks!")
     with pytest.raises(TelegramBadRequest, match="query is too old"):
         await bot.answer_callback_query(query.id)
@@ -260,7 +276,8 @@ async def test_callback_query_answer_and_edit(sandbox: Sandbox, bot: Bot) -> Non
     assert answers[0]["text"] == "Thanks!"
 
     edited = await bot.edit_message_text("Thanks, noted", chat_id=11, message_id=sent.message_id)
-    assert edited.text == "Thanks, noted" and edited.edit_date is not None
+    assert edited.text == "Thanks, noted"
+    assert edited.edit_date is not None
     with pytest.raises(TelegramBadRequest, match="message is not modified"):
         await bot.edit_message_text("Thanks, noted", chat_id=11, message_id=sent.message_id)
     with pytest.raises(TelegramBadRequest, match="message to edit not found"):
@@ -289,6 +306,8 @@ async def test_channel_post_update(sandbox: Sandbox, bot: Bot) -> None:
     )
     (update,) = await bot.get_updates()
     post = update.channel_post
-    assert post is not None and post.chat.type == "channel"
-    assert post.sender_chat is not None and post.sender_chat.id == -1002
+    assert post is not None
+    assert post.chat.type == "channel"
+    assert post.sender_chat is not None
+    assert post.sender_chat.id == -1002
     assert post.text == "ЖК Север, 2к, 9.5 млн"

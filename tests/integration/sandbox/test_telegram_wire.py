@@ -53,7 +53,9 @@ async def test_send_message_in_every_request_form(sandbox: Sandbox, form: str) -
         status, body = await sandbox.raw("POST", "sendMessage", data=fields)
     elif form == "json":
         status, body = await sandbox.raw(
-            "POST", "sendMessage", json={"chat_id": 7, "text": fields["text"], "reply_markup": markup}
+            "POST",
+            "sendMessage",
+            json={"chat_id": 7, "text": fields["text"], "reply_markup": markup},
         )
     else:
         data = aiohttp.FormData()

@@ -1,0 +1,169 @@
+"""Bans, members, join requests and invite links with Telegram's semantics."""
+
+from __future__ import annotations
+
+import pytest
+from aiogram import Bot
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.types import (
+    ChatMemberAdministrator,
+    ChatMemberBanned,
+    ChatMemberLeft,
+    ChatMemberMember,
+    ChatMemberOwner,
+    ChatMemberRestricted,
+)
+
+from tests.integration.sandbox.conftest import START, Sandbox
+
+CHAT = -1001234
+
+
+@pytest.fixture
+async def paid_chat(sandbox: Sandbox) -> int:
+    await sandbox.control(
+        "POST", "/telegram/chats", {"id": CHAT, "type": "supergroup", "title": "Paid club"}
+    )
+    for user_id, status in ((1, "creator"), (2, "member"), (3, "restricted"), (4, "kicked")):
+        await sandbox.control(
+            "POST", f"/telegram/chats/{CHAT}/members", {"user_id": user_id, "status": status}
+        )
+    await sandbox.control("POST", "/telegram/users", {"user_id": 5})
+    return CHAT
+
+
+async def join(sandbox: Sandbox, user_id: int, link: str) -> tuple[int, dict]:
+    return await sandbox.control_error(
+        "POST", "/telegram/invite_links/join", {"user_id": user_id, "invite_link": link}
+    )
+
+
+async def test_get_chat_member_statuses_are_typed(paid_chat: int, bot: Bot) -> None:
+    expected = {
+        1: ChatMemberOwner,
+        2: ChatMemberMember,
+        3: ChatMemberRestricted,
+        4: ChatMemberBanned,
+        5: ChatMemberLeft,
+        123456789: ChatMemberAdministrator,
+    }
+    for user_id, kind in expected.items():
+        member = await bot.get_chat_member(paid_chat, user_id)
+        assert isinstance(member, kind), (user_id, member)
+    with pytest.raises(TelegramBadRequest, match="Bad Request: user not found"):
+        await bot.get_chat_member(paid_chat, 777)
+    with pytest.raises(TelegramBadRequest, match="Bad Request: chat not found"):
+        await bot.get_chat_member(-1009, 2)
+
+
+async def test_ban_keeps_user_out_until_unbanned(
+    sandbox: Sandbox, paid_chat: int, bot: Bot
+) -> None:
+    link = await bot.create_chat_invite_link(paid_chat, name="renewals")
+    assert await bot.ban_chat_member(paid_chat, 2)
+    member = await bot.get_chat_member(paid_chat, 2)
+    assert isinstance(member, ChatMemberBanned)
+    status, body = await join(sandbox, 2, link.invite_link)
+    assert (status, body["error"]) == (400, "user is banned in this chat")
+    bans = await sandbox.control("GET", f"/telegram/bans?chat_id={paid_chat}")
+    assert {"chat_id": paid_chat, "user_id": 2, "until_date": 0} in bans
+
+    # Paid again: lift the ban only if banned; the user must rejoin by link.
+    assert await bot.unban_chat_member(paid_chat, 2, only_if_banned=True)
+    assert isinstance(await bot.get_chat_member(paid_chat, 2), ChatMemberLeft)
+    status, body = await join(sandbox, 2, link.invite_link)
+    assert (status, body) == (200, {"joined": True, "chat_id": paid_chat})
+    assert isinstance(await bot.get_chat_member(paid_chat, 2), ChatMemberMember)
+    actions = [a["action"] for a in await sandbox.control("GET", "/telegram/actions?user_id=2")]
+    assert actions == ["banned", "unbanned", "member_joined"]
+
+
+async def test_unban_removes_a_member_unless_only_if_banned(paid_chat: int, bot: Bot) -> None:
+    assert await bot.unban_chat_member(paid_chat, 2, only_if_banned=True)
+    assert isinstance(await bot.get_chat_member(paid_chat, 2), ChatMemberMember)
+    assert await bot.unban_chat_member(paid_chat, 2)
+    assert isinstance(await bot.get_chat_member(paid_chat, 2), ChatMemberLeft)
+
+
+async def test_ban_until_date_rules(sandbox: Sandbox, paid_chat: int, bot: Bot) -> None:
+    now = int(START)
+    assert await bot.ban_chat_member(paid_chat, 2, until_date=now + 10)  # < 30 s: forever
+    member = await bot.get_chat_member(paid_chat, 2)
+    assert isinstance(member, ChatMemberBanned)
+    assert member.until_date.timestamp() == 0
+    assert await bot.ban_chat_member(paid_chat, 3, until_date=now + 3600)
+    banned = await bot.get_chat_member(paid_chat, 3)
+    assert isinstance(banned, ChatMemberBanned)
+    assert banned.until_date.timestamp() == now + 3600
+    sandbox.clock.advance(3601)
+    assert isinstance(await bot.get_chat_member(paid_chat, 3), ChatMemberLeft)
+    assert isinstance(await bot.get_chat_member(paid_chat, 2), ChatMemberBanned)
+
+
+async def test_owner_and_private_chats_cannot_be_banned(
+    sandbox: Sandbox, paid_chat: int, bot: Bot
+) -> None:
+    with pytest.raises(TelegramBadRequest, match="can't remove chat owner"):
+        await bot.ban_chat_member(paid_chat, 1)
+    await sandbox.control("POST", "/telegram/users", {"user_id": 8})
+    with pytest.raises(TelegramBadRequest, match="can't be changed in private chats"):
+        await bot.ban_chat_member(8, 8)
+
+
+async def test_join_request_approve_and_decline(sandbox: Sandbox, paid_chat: int, bot: Bot) -> None:
+    link = await bot.create_chat_invite_link(paid_chat, creates_join_request=True)
+    assert link.creates_join_request is True
+    status, body = await join(sandbox, 5, link.invite_link)
+    assert status == 200
+    assert "join_request" in body
+    await sandbox.control("POST", "/telegram/users", {"user_id": 6})
+    await sandbox.control("POST", "/telegram/join_requests", {"user_id": 6, "chat_id": paid_chat})
+    updates = await bot.get_updates()
+    requests = [u.chat_join_request for u in updates if u.chat_join_request]
+    assert [(r.from_user.id, r.user_chat_id) for r in requests] == [(5, 5), (6, 6)]
+    assert requests[0].invite_link is not None
+    assert requests[0].invite_link.invite_link == link.invite_link
+
+    assert await bot.approve_chat_join_request(paid_chat, 5)
+    assert isinstance(await bot.get_chat_member(paid_chat, 5), ChatMemberMember)
+    assert await bot.decline_chat_join_request(paid_chat, 6)
+    assert isinstance(await bot.get_chat_member(paid_chat, 6), ChatMemberLeft)
+    with pytest.raises(TelegramBadRequest, match="HIDE_REQUESTER_MISSING"):
+        await bot.approve_chat_join_request(paid_chat, 6)
+    with pytest.raises(TelegramBadRequest, match="USER_ALREADY_PARTICIPANT"):
+        await bot.approve_chat_join_request(paid_chat, 5)
+
+
+async def test_banned_user_cannot_ask_to_join(sandbox: Sandbox, paid_chat: int) -> None:
+    status, body = await sandbox.control_error(
+        "POST", "/telegram/join_requests", {"user_id": 4, "chat_id": paid_chat}
+    )
+    assert (status, body["error"]) == (400, "user is banned in this chat")
+
+
+async def test_invite_link_rules(sandbox: Sandbox, paid_chat: int, bot: Bot) -> None:
+    with pytest.raises(TelegramBadRequest):
+        await bot.create_chat_invite_link(paid_chat, member_limit=1, creates_join_request=True)
+    with pytest.raises(TelegramBadRequest):
+        await bot.create_chat_invite_link(paid_chat, name="x" * 33)
+    with pytest.raises(TelegramBadRequest):
+        await bot.create_chat_invite_link(paid_chat, member_limit=100000)
+
+    one_shot = await bot.create_chat_invite_link(paid_chat, member_limit=1)
+    assert one_shot.member_limit == 1
+    assert one_shot.is_revoked is False
+    assert (await join(sandbox, 5, one_shot.invite_link))[0] == 200
+    await sandbox.control("POST", "/telegram/users", {"user_id": 6})
+    status, body = await join(sandbox, 6, one_shot.invite_link)
+    assert (status, body["error"]) == (400, "invite link member limit reached")
+
+    expiring = await bot.create_chat_invite_link(paid_chat, expire_date=int(START) + 60)
+    sandbox.clock.advance(61)
+    status, body = await join(sandbox, 6, expiring.invite_link)
+    assert (status, body["error"]) == (400, "invite link has expired")
+
+    revocable = await bot.create_chat_invite_link(paid_chat)
+    revoked = await bot.revoke_chat_invite_link(paid_chat, revocable.invite_link)
+    assert revoked.is_revoked is True
+    status, body = await join(sandbox, 6, revocable.invite_link)
+    assert (status, body["error"]) == (400, "invite link is invalid or revoked")
