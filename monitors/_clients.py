@@ -6,6 +6,7 @@ or timeout is returned as `(None, None)`, which the classifiers read as "outcome
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -54,13 +55,14 @@ class YooKassaClient:
     def __init__(self, settings: Settings, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         shop_id, secret = settings.yookassa.require_credentials()
         self._base = f"{settings.yookassa.api_url}/v3"
-        self._auth = aiohttp.BasicAuth(shop_id, secret)
+        token = base64.b64encode(f"{shop_id}:{secret}".encode()).decode()
+        self._headers = {"Authorization": f"Basic {token}"}
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout, auth=self._auth)
+            self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
 
     async def close(self) -> None:
         if self._session is not None:

@@ -1,0 +1,349 @@
+"""recurrent_payments: charge auto-renewing subscriptions with their saved payment method.
+
+Never charges a period twice:
+1. plan (one transaction): for each due subscription a charge_attempts row and its payments row
+   are committed with an Idempotence-Key derived from (subscription, period, attempt number). The
+   partial unique index `charge_attempts_one_live_per_period_idx` makes a second live attempt for
+   the same period impossible, whichever replica plans it.
+2. execute (work-claiming): open attempts are claimed; 'created' ones are POSTed with their
+   committed key (a repeat after a crash gets the provider's original payment back), 'pending'
+   ones are fetched. The answer is applied in one transaction that extends the subscription only
+   if its period end is still the one being charged.
+
+Soft declines are retried on `SOFT_DECLINE` with a new attempt (and so a new key, as YooKassa
+requires), never past the grace end; hard declines stop auto-renewal and notify the member.
+Settings: RENEW_CHARGE_AHEAD_H (24), RENEW_GRACE_DAYS (3), RENEW_BATCH_SIZE (50).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from typing import Any
+
+from monitors import _metrics
+from monitors._clients import YooKassaClient
+from monitors.decisions.periods import Period, charge_idempotence_key, period_after
+from monitors.decisions.yookassa import (
+    ChargeOutcome,
+    ChargeResult,
+    DeclineAction,
+    classify_response,
+    decide_after_decline,
+)
+from runtime.config import Env
+from runtime.monitor import Monitor
+
+DUE_SUBSCRIPTIONS = """
+SELECT s.id, s.user_id, s.tariff_id, s.current_period_end, s.grace_until, s.payment_method_id,
+       pm.provider_method_id, t.price_minor, t.currency, t.period_days
+FROM subscriptions s
+JOIN tariffs t ON t.id = s.tariff_id
+JOIN payment_methods pm ON pm.id = s.payment_method_id
+WHERE s.auto_renew AND s.status IN ('active', 'grace') AND s.current_period_end <= ?
+  AND pm.revoked_at IS NULL
+  AND NOT EXISTS (
+    SELECT 1 FROM charge_attempts ca
+    WHERE ca.subscription_id = s.id AND ca.period_end = s.current_period_end
+      AND (ca.status IN ('created', 'pending', 'succeeded')
+           OR (ca.status = 'declined' AND (ca.next_retry_at IS NULL OR ca.next_retry_at > ?))))
+ORDER BY s.current_period_end, s.id
+LIMIT ?
+"""
+
+
+def amount_value(minor: int) -> str:
+    return f"{minor // 100}.{minor % 100:02d}"
+
+
+class RecurrentPayments(Monitor):
+    name = "recurrent_payments"
+    interval_s = 60.0
+    mode = "claiming"
+
+    async def setup(self) -> None:
+        env = Env(os.environ)
+        self.charge_ahead = timedelta(hours=env.number("RENEW_CHARGE_AHEAD_H", 24.0))
+        self.grace = timedelta(days=env.number("RENEW_GRACE_DAYS", 3.0))
+        self.batch_size = env.integer("RENEW_BATCH_SIZE", 50, minimum=1)
+        self.yookassa = YooKassaClient(self.ctx.settings)
+        await self.yookassa.open()
+
+    async def teardown(self) -> None:
+        await self.yookassa.close()
+
+    async def tick(self) -> int:
+        planned = await self.plan_due()
+        executed = await self.execute_open()
+        return planned + executed
+
+    # --- 1. plan: commit the attempt and its key before any call -------------------------------
+
+    async def plan_due(self) -> int:
+        now = self.ctx.clock.now()
+        rows = await self.db.fetchall(
+            DUE_SUBSCRIPTIONS, (now + self.charge_ahead, now, self.batch_size)
+        )
+        planned = 0
+        for row in rows:
+            if await self._plan_one(row, now):
+                planned += 1
+        return planned
+
+    async def _plan_one(self, sub: dict[str, Any], now: datetime) -> bool:
+        tz = self.ctx.settings.timezone
+        period = period_after(sub["current_period_end"], days=sub["period_days"], tz=tz)
+        async with self.db.transaction() as tx:
+            attempt_no = 1 + int(
+                await tx.fetchval(
+                    "SELECT coalesce(max(attempt_no), 0) FROM charge_attempts"
+                    " WHERE subscription_id = ? AND period_end = ?",
+                    (sub["id"], sub["current_period_end"]),
+                )
+            )
+            key = charge_idempotence_key(sub["id"], period, attempt_no)
+            attempt_id = await tx.fetchval(
+                "INSERT INTO charge_attempts (subscription_id, period_end, attempt_no,"
+                " idempotence_key, payment_method_id, amount_minor, currency)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+                (
+                    sub["id"],
+                    sub["current_period_end"],
+                    attempt_no,
+                    key,
+                    sub["payment_method_id"],
+                    sub["price_minor"],
+                    sub["currency"],
+                ),
+            )
+            if attempt_id is None:
+                return False  # another replica planned this period a moment ago
+            payment_id = await tx.fetchval(
+                "INSERT INTO payments (idempotence_key, user_id, tariff_id, subscription_id,"
+                " payment_method_id, kind, amount_minor, currency, description, metadata)"
+                " VALUES (?, ?, ?, ?, ?, 'renewal', ?, ?, ?, ?) RETURNING id",
+                (
+                    key,
+                    sub["user_id"],
+                    sub["tariff_id"],
+                    sub["id"],
+                    sub["payment_method_id"],
+                    sub["price_minor"],
+                    sub["currency"],
+                    f"Продление подписки до {period.end.astimezone(tz):%d.%m.%Y}",
+                    {"subscription_id": sub["id"], "period": period.key, "attempt": attempt_no},
+                ),
+            )
+            await tx.execute(
+                "UPDATE charge_attempts SET payment_id = ? WHERE id = ?", (payment_id, attempt_id)
+            )
+        self.log.info(
+            "charge_planned", subscription_id=sub["id"], attempt_no=attempt_no, period=period.key
+        )
+        return True
+
+    # --- 2. execute: call the provider with the committed key ----------------------------------
+
+    async def execute_open(self) -> int:
+        now = self.ctx.clock.now()
+        attempts = await self.db.claim(
+            "charge_attempts",
+            where="status IN ('created', 'pending')",
+            order_by="id",
+            limit=self.batch_size,
+            owner=self.ctx.owner,
+            lease_s=120.0,
+            now=now,
+        )
+        done = 0
+        for attempt in attempts:
+            if self.ctx.stop_requested:
+                break
+            if await self._execute_one(attempt):
+                done += 1
+        return done
+
+    async def _execute_one(self, attempt: dict[str, Any]) -> bool:
+        context = await self.db.fetchone(
+            "SELECT p.id AS payment_row, p.provider_payment_id, p.description, p.metadata,"
+            " pm.provider_method_id, s.user_id, s.current_period_end, s.grace_until,"
+            " t.period_days, u.telegram_id"
+            " FROM payments p JOIN subscriptions s ON s.id = ?"
+            " JOIN tariffs t ON t.id = s.tariff_id JOIN users u ON u.id = s.user_id"
+            " LEFT JOIN payment_methods pm ON pm.id = ?"
+            " WHERE p.id = ?",
+            (attempt["subscription_id"], attempt["payment_method_id"], attempt["payment_id"]),
+        )
+        assert context is not None, "a charge attempt always has its payment row"
+        if context["provider_payment_id"]:
+            status, body = await self.yookassa.get_payment(context["provider_payment_id"])
+        elif context["provider_method_id"] is None:
+            result = ChargeResult(ChargeOutcome.CANCELED, None, "permission_revoked")
+            return await self._apply(attempt, context, result)
+        else:
+            status, body = await self.yookassa.create_payment(
+                {
+                    "amount": {
+                        "value": amount_value(attempt["amount_minor"]),
+                        "currency": attempt["currency"],
+                    },
+                    "capture": True,
+                    "payment_method_id": context["provider_method_id"],
+                    "description": context["description"],
+                    "metadata": {k: str(v) for k, v in (context["metadata"] or {}).items()},
+                },
+                attempt["idempotence_key"],
+            )
+        return await self._apply(attempt, context, classify_response(status, body))
+
+    async def _apply(
+        self, attempt: dict[str, Any], context: dict[str, Any], result: ChargeResult
+    ) -> bool:
+        now = self.ctx.clock.now()
+        log = self.log.bind(
+            subscription_id=attempt["subscription_id"],
+            attempt_no=attempt["attempt_no"],
+            outcome=result.outcome.value,
+        )
+        if result.outcome in (ChargeOutcome.UNKNOWN, ChargeOutcome.PENDING):
+            # Same key next time (or a GET): the provider's answer is still to be learned.
+            await self.db.execute(
+                "UPDATE charge_attempts SET status = ?, last_error = ?, lease_owner = NULL,"
+                " lease_expires_at = NULL, updated_at = ? WHERE id = ?",
+                (
+                    "pending" if result.payment_id else attempt["status"],
+                    None if result.outcome is ChargeOutcome.PENDING else "outcome unknown",
+                    now,
+                    attempt["id"],
+                ),
+            )
+            if result.payment_id:
+                await self.db.execute(
+                    "UPDATE payments SET provider_payment_id = ?, status = 'pending',"
+                    " updated_at = ? WHERE id = ? AND provider_payment_id IS NULL",
+                    (result.payment_id, now, context["payment_row"]),
+                )
+            _metrics.CHARGES.labels(outcome=result.outcome.value).inc()
+            log.info("charge_outcome_pending")
+            return False
+        if result.outcome is ChargeOutcome.SUCCEEDED:
+            await self._succeeded(attempt, context, result, now)
+            _metrics.CHARGES.labels(outcome="succeeded").inc()
+            log.info("charge_succeeded", payment_id=result.payment_id)
+            return True
+        await self._declined(attempt, context, result, now, log)
+        return True
+
+    async def _succeeded(
+        self,
+        attempt: dict[str, Any],
+        context: dict[str, Any],
+        result: ChargeResult,
+        now: datetime,
+    ) -> None:
+        tz = self.ctx.settings.timezone
+        period: Period = period_after(attempt["period_end"], days=context["period_days"], tz=tz)
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "UPDATE charge_attempts SET status = 'succeeded', finished_at = ?, updated_at = ?,"
+                " last_error = NULL, lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
+                (now, now, attempt["id"]),
+            )
+            await tx.execute(
+                "UPDATE payments SET provider_payment_id = coalesce(provider_payment_id, ?),"
+                " status = 'succeeded', paid_at = coalesce(paid_at, ?), processed_at = ?,"
+                " applied_period_end = ?, updated_at = ? WHERE id = ? AND processed_at IS NULL",
+                (result.payment_id, now, now, period.end, now, context["payment_row"]),
+            )
+            extended = await tx.execute(
+                "UPDATE subscriptions SET current_period_start = ?, current_period_end = ?,"
+                " status = 'active', grace_until = NULL, next_charge_at = ?, updated_at = ?"
+                " WHERE id = ? AND current_period_end = ?",
+                (
+                    period.start,
+                    period.end,
+                    period.end - self.charge_ahead,
+                    now,
+                    attempt["subscription_id"],
+                    attempt["period_end"],
+                ),
+            )
+            if extended:
+                await tx.execute(
+                    "INSERT INTO outbox (dedupe_key, chat_id, user_id, kind, text, priority)"
+                    " VALUES (?, ?, ?, 'renewal_receipt', ?, 10) ON CONFLICT DO NOTHING",
+                    (
+                        f"renewal:{attempt['subscription_id']}:{period.key}",
+                        context["telegram_id"],
+                        context["user_id"],
+                        "Подписка продлена до "
+                        f"{period.end.astimezone(tz):%d.%m.%Y}. Спасибо, что вы с нами!",
+                    ),
+                )
+
+    async def _declined(
+        self,
+        attempt: dict[str, Any],
+        context: dict[str, Any],
+        result: ChargeResult,
+        now: datetime,
+        log: Any,
+    ) -> None:
+        reason = result.cancellation_reason or result.error_code
+        retry_until = context["grace_until"] or attempt["period_end"] + self.grace
+        decision = decide_after_decline(
+            reason if result.outcome is ChargeOutcome.CANCELED else None,
+            failed_attempts=attempt["attempt_no"],
+            now=now,
+            retry_until=retry_until,
+        )
+        stop = decision.action is DeclineAction.STOP_AUTO_RENEWAL
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "UPDATE charge_attempts SET status = 'declined', decline_reason = ?,"
+                " decline_kind = ?, next_retry_at = ?, finished_at = ?, updated_at = ?,"
+                " lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
+                (reason, decision.kind.value, decision.retry_at, now, now, attempt["id"]),
+            )
+            await tx.execute(
+                "UPDATE payments SET provider_payment_id = coalesce(provider_payment_id, ?),"
+                " status = 'canceled', cancellation_reason = ?, processed_at = ?, updated_at = ?"
+                " WHERE id = ? AND processed_at IS NULL",
+                (result.payment_id, reason, now, now, context["payment_row"]),
+            )
+            if stop:
+                await tx.execute(
+                    "UPDATE subscriptions SET auto_renew = ?, auto_renew_stopped_reason = ?,"
+                    " next_charge_at = NULL, updated_at = ? WHERE id = ?",
+                    (False, reason or "declined", now, attempt["subscription_id"]),
+                )
+                await tx.execute(
+                    "INSERT INTO outbox (dedupe_key, chat_id, user_id, kind, text, priority)"
+                    " VALUES (?, ?, ?, 'auto_renew_stopped', ?, 20) ON CONFLICT DO NOTHING",
+                    (
+                        f"auto_renew_stopped:{attempt['subscription_id']}:{attempt['period_end']}",
+                        context["telegram_id"],
+                        context["user_id"],
+                        "Не удалось списать оплату за продление подписки, автопродление "
+                        "отключено. Оплатите подписку вручную командой /subscribe.",
+                    ),
+                )
+            else:
+                await tx.execute(
+                    "UPDATE subscriptions SET next_charge_at = ?, updated_at = ? WHERE id = ?",
+                    (decision.retry_at, now, attempt["subscription_id"]),
+                )
+        outcome = f"declined_{decision.kind.value}"
+        if result.outcome is ChargeOutcome.REJECTED:
+            outcome = "rejected"
+        _metrics.CHARGES.labels(outcome=outcome).inc()
+        log.warning(
+            "charge_declined",
+            reason=reason,
+            kind=decision.kind.value,
+            action=decision.action.value,
+            retry_at=decision.retry_at.isoformat() if decision.retry_at else None,
+        )
+
+
+MONITOR = RecurrentPayments
