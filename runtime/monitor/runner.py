@@ -330,6 +330,10 @@ class MonitorRunner:
         )
 
     def _write_health(self, **changes: object) -> None:
+        if self.once and "last_success_at" not in changes:
+            # A manual --once shares the run dir of the long-running instance: only a success
+            # is news worth recording there; anything else would clobber that instance's state.
+            return
         try:
             self.health.update(heartbeat_at=self.clock.time(), **changes)
         except OSError as exc:

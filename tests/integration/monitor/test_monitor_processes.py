@@ -19,38 +19,42 @@ def test_two_singleton_instances_only_one_ticks_and_the_standby_takes_over(
     monitor_env: MonitorEnv,
 ) -> None:
     env = monitor_env
-    first = env.start("counter", tag="first")
-    env.wait_until(lambda: len(env.ticks()) >= 3, 30, "the first instance to tick")
-    second = env.start("counter", tag="second")
-    env.wait_until(
-        lambda: "singleton_standby" in second.events(), 30, "the second instance to stand by"
-    )
-    before = len(env.ticks())
-    time.sleep(1.0)  # ~10 intervals with both instances up
-    assert len(env.ticks()) > before
-    assert {row["pid"] for row in env.ticks()} == {first.pid}
+    a, b = env.start("counter", tag="a"), env.start("counter", tag="b")
 
-    # Both report healthy: the leader by its last success, the standby by its lock retries.
-    code, output = env.command("counter", "--check", run_dir=second.run_dir)
+    def leader_and_standby() -> tuple[Any, Any] | None:
+        pids = {row["pid"] for row in env.ticks()}
+        for leader, standby in ((a, b), (b, a)):
+            if pids == {leader.pid} and "singleton_standby" in standby.events():
+                return leader, standby
+        assert len(pids) <= 1, f"two instances ticked: {pids}"
+        return None
+
+    leader, standby = env.wait_until(leader_and_standby, 30, "one leader and one standby")
+    before = len(env.ticks())
+    # Both report healthy: the standby by its lock retries (checked by a real `--check`
+    # process, which also gives both instances a few seconds side by side), the leader by
+    # its last success.
+    code, output = env.command("counter", "--check", run_dir=standby.run_dir)
     assert code == 0, output
     assert "standby" in output
-    verdict = env.check(first.run_dir)
+    verdict = env.check(leader.run_dir)
     assert verdict.healthy, verdict.reason
+    assert len(env.ticks()) > before
+    assert {row["pid"] for row in env.ticks()} == {leader.pid}
 
-    assert first.terminate() == 0
+    assert leader.terminate() == 0
     env.wait_until(
-        lambda: any(row["pid"] == second.pid for row in env.ticks()), 30, "the standby to lead"
+        lambda: any(row["pid"] == standby.pid for row in env.ticks()), 30, "the standby to lead"
     )
-    assert second.terminate() == 0
+    assert standby.terminate() == 0
 
     ticks = env.ticks()
-    by_pid = Counter(row["pid"] for row in ticks)
-    assert set(by_pid) == {first.pid, second.pid}
-    # Never both at once: every tick of the first ended before the second's first tick began.
-    last_of_first = max(row["written_at"] for row in ticks if row["pid"] == first.pid)
-    first_of_second = min(row["started_at"] for row in ticks if row["pid"] == second.pid)
+    assert {row["pid"] for row in ticks} == {leader.pid, standby.pid}
+    # Never both at once: every tick of the first leader ended before the second's began.
+    last_of_first = max(row["written_at"] for row in ticks if row["pid"] == leader.pid)
+    first_of_second = min(row["started_at"] for row in ticks if row["pid"] == standby.pid)
     assert last_of_first <= first_of_second
-    assert "tick_failed" not in first.events() + second.events()
+    assert "tick_failed" not in leader.events() + standby.events()
 
 
 def test_two_claiming_instances_never_process_an_item_twice(monitor_env: MonitorEnv) -> None:

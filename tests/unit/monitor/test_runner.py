@@ -116,8 +116,8 @@ async def test_tick_must_return_a_count(harness: HarnessFactory, bad: object) ->
     async def wrong(monitor: Monitor) -> Any:
         return bad
 
-    h = harness([wrong], once=True)
-    assert await h.run() == 1
+    h = harness([wrong])
+    assert await h.run() == 0
     state = read_health(h.health_path)
     assert state is not None
     assert state.last_error is not None
@@ -134,6 +134,19 @@ async def test_once_runs_one_tick(harness: HarnessFactory) -> None:
 async def test_once_fails_when_the_tick_fails(harness: HarnessFactory) -> None:
     h = harness([fail()], once=True, stop_when_done=False)
     assert await h.run() == 1
+    # The health file belongs to the long-running instance: a failed --once leaves it alone.
+    assert read_health(h.health_path) is None
+
+
+async def test_once_records_only_its_success_in_the_health_file(
+    harness: HarnessFactory,
+) -> None:
+    h = harness([ok()], once=True, stop_when_done=False)
+    assert await h.run() == 0
+    state = read_health(h.health_path)
+    assert state is not None
+    assert state.last_success_at == h.clock.time()
+    assert state.role == "leader"
 
 
 async def test_once_fails_when_the_singleton_lock_is_held(
