@@ -7,6 +7,7 @@ the batch size whatever the table size. Rows that no rule can convert go to a JS
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,12 +55,21 @@ def source_select(
 
 
 class RowConverter:
-    """Applies the column converters of a plan; raises Reject with the failing column."""
+    """Applies the column converters of a plan; raises RowRejected naming the failing column.
 
-    def __init__(self, plan: TablePlan) -> None:
+    Columns the profile proved clean are passed through untouched; with strict_utf8 off (after
+    invalid UTF-8 was met) every text column goes through its rule again.
+    """
+
+    def __init__(self, plan: TablePlan, *, strict_utf8: bool = True) -> None:
         self.converters: list[Converter] = [CONVERTERS[c.converter] for c in plan.columns]
         self.names = [c.source for c in plan.columns]
-        self.required = [i for i, c in enumerate(plan.columns) if c.not_null]
+        self.active = [
+            (i, self.converters[i])
+            for i, c in enumerate(plan.columns)
+            if not (c.passthrough and (strict_utf8 or c.converter != "text"))
+        ]
+        self.required = [i for i, c in enumerate(plan.columns) if c.not_null and not c.passthrough]
         self.key_columns = set(plan.key)
         self.required_problem = {
             i: "null_in_primary_key"
@@ -68,12 +78,17 @@ class RowConverter:
             for i in self.required
         }
         self.excluded = plan.excluded_rowids
+        self.trivial = not self.active and not self.required and not self.excluded
 
     def convert(self, rowid: int | None, values: tuple[Any, ...]) -> tuple[Any, ...]:
         if rowid is not None and rowid in self.excluded:
             raise RowRejected(self.excluded[rowid], None, None)
+        if not self.active and not self.required:
+            return values
+        row = list(values)
         try:
-            row = tuple([convert(v) for convert, v in zip(self.converters, values, strict=True)])
+            for i, convert in self.active:
+                row[i] = convert(row[i])
         except Reject:
             for name, convert, value in zip(self.names, self.converters, values, strict=True):
                 try:
@@ -84,7 +99,7 @@ class RowConverter:
         for i in self.required:
             if row[i] is None:
                 raise RowRejected(self.required_problem[i], self.names[i], None)
-        return row
+        return tuple(row)
 
 
 class RowRejected(Exception):
@@ -123,10 +138,25 @@ def _jsonable(value: Any) -> Any:
 def copy_chunk(
     plan: TablePlan, chunk: tuple[int, int], target_url: str, reject_path: str
 ) -> ChunkResult:
+    """Copy one chunk in one transaction; invalid UTF-8 makes it start over with lenient reads."""
     started = time.perf_counter()
+    try:
+        result = _copy_chunk(plan, chunk, target_url, reject_path, strict_utf8=True)
+    except sqlite3.OperationalError as exc:
+        if "decode" not in str(exc).lower():
+            raise
+        Path(reject_path).unlink(missing_ok=True)
+        result = _copy_chunk(plan, chunk, target_url, reject_path, strict_utf8=False)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _copy_chunk(
+    plan: TablePlan, chunk: tuple[int, int], target_url: str, reject_path: str, *, strict_utf8: bool
+) -> ChunkResult:
     result = ChunkResult(table=plan.label, chunk=chunk)
-    converter = RowConverter(plan)
-    source = open_snapshot(Path(plan.source_path))
+    converter = RowConverter(plan, strict_utf8=strict_utf8)
+    source = open_snapshot(Path(plan.source_path), strict_utf8=strict_utf8)
     select, params = source_select(plan, chunk, ordered=False)
     columns = ", ".join(quote_ident(c.target) for c in plan.columns)
     copy_sql = f"COPY {plan.qualified} ({columns}) FROM STDIN (FORMAT BINARY)"
@@ -136,12 +166,18 @@ def copy_chunk(
             with cursor.copy(copy_sql) as copy:
                 copy.set_types([COPY_TYPES[c.converter] for c in plan.columns])
                 reader = source.execute(select, params)
+                write_row = copy.write_row
                 while batch := reader.fetchmany(BATCH_ROWS):
                     result.rows_read += len(batch)
+                    if converter.trivial:
+                        for row in batch:
+                            write_row(row[1:])
+                        result.rows_written += len(batch)
+                        continue
                     for row in batch:
                         values = row[1:]
                         try:
-                            copy.write_row(converter.convert(row[0], values))
+                            write_row(converter.convert(row[0], values))
                         except RowRejected as rejected:
                             if rejects_file is None:
                                 rejects_file = open(reject_path, "a", encoding="utf-8")  # noqa: SIM115
@@ -157,5 +193,4 @@ def copy_chunk(
         source.close()
         if rejects_file is not None:
             rejects_file.close()
-    result.seconds = time.perf_counter() - started
     return result

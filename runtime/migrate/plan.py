@@ -58,6 +58,8 @@ class ColumnPlan:
     not_null: bool
     identity: bool
     note: str  # why this type: shown by --dry-run
+    #: The profile proves every stored value is already what PostgreSQL gets (no rule applies).
+    passthrough: bool = False
 
     @property
     def converter(self) -> str:
@@ -140,6 +142,21 @@ def infer_type(declared: str, profile: ColumnProfile, rowid_alias: bool) -> tupl
     return "bigint", "untyped, holds integers"
 
 
+def is_passthrough(pg_type: str, profile: ColumnProfile, not_null: bool) -> bool:
+    """True when the stored classes already match the target type, so no rule can fire."""
+    if not_null and profile.null:
+        return False
+    if profile.blob:
+        return False
+    if pg_type == "bigint":
+        return not (profile.real or profile.text)
+    if pg_type == "double precision":
+        return not (profile.integer or profile.text)
+    if pg_type == "text":
+        return not (profile.integer or profile.real or profile.nul_texts)
+    return False
+
+
 def check_identifiers(plans: list[TablePlan]) -> list[str]:
     """Names that PostgreSQL would truncate into each other: an error before any write."""
     errors: list[str] = []
@@ -216,6 +233,9 @@ def plan_infer(
                     not_null=column.not_null or column.pk_position > 0,
                     identity=column.name == alias,
                     note=note,
+                    passthrough=is_passthrough(
+                        pg_type, profiles[column.name], column.not_null or column.pk_position > 0
+                    ),
                 )
             )
         low, high, count = rowid_bounds(conn, table)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -117,10 +118,9 @@ class _Hasher:
                 fixed.append(tuple(values))
             rows = fixed
         if self.ordered:
-            update = self.hash.update
-            for row in rows:
-                update(repr(row).encode())
-                update(b"\n")
+            if rows:
+                # Joined per batch, one newline per row: independent of batch boundaries.
+                self.hash.update(("\n".join(map(repr, rows)) + "\n").encode())
         else:
             total = self.multiset
             for row in rows:
@@ -153,28 +153,41 @@ class _Hasher:
 
 def sqlite_digest(plan: TablePlan, chunk: tuple[int, int]) -> Digest:
     started = time.perf_counter()
+    try:
+        digest = _sqlite_digest(plan, chunk, strict_utf8=True)
+    except sqlite3.OperationalError as exc:
+        if "decode" not in str(exc).lower():
+            raise
+        digest = _sqlite_digest(plan, chunk, strict_utf8=False)
+    digest.seconds = time.perf_counter() - started
+    return digest
+
+
+def _sqlite_digest(plan: TablePlan, chunk: tuple[int, int], *, strict_utf8: bool) -> Digest:
     digest = Digest()
-    converter = RowConverter(plan)
+    converter = RowConverter(plan, strict_utf8=strict_utf8)
     hasher = _Hasher(plan)
     aggregates = [ColumnAggregate() for _ in plan.columns]
-    source = open_snapshot(Path(plan.source_path))
+    source = open_snapshot(Path(plan.source_path), strict_utf8=strict_utf8)
     try:
         select, params = source_select(plan, chunk, ordered=True)
         reader = source.execute(select, params)
         while batch := reader.fetchmany(BATCH_ROWS):
-            converted = []
-            for row in batch:
-                try:
-                    converted.append(converter.convert(row[0], row[1:]))
-                except RowRejected:
-                    digest.skipped_rows += 1
+            if converter.trivial:
+                converted = [row[1:] for row in batch]
+            else:
+                converted = []
+                for row in batch:
+                    try:
+                        converted.append(converter.convert(row[0], row[1:]))
+                    except RowRejected:
+                        digest.skipped_rows += 1
             digest.rows += len(converted)
             hasher.rows(converted)
             hasher.aggregate(converted, aggregates)
     finally:
         source.close()
     _finish(digest, hasher, plan, aggregates)
-    digest.seconds = time.perf_counter() - started
     return digest
 
 
