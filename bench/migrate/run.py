@@ -25,10 +25,11 @@ CACHE = ROOT / "var/bench/migrate"
 MESSAGES = 1_000_000
 PAYMENTS = 200_000
 SERVER = os.environ.get("DOMOS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-WORDS = (
+_WORDS_TEXT = (
     "квартира студия ипотека комиссия застройщик срок сдачи этаж вид двор парковка цена скидка "
     "flat price deal agent client viewing contract deposit bonus tower block floor"
-).split()
+)
+WORDS = _WORDS_TEXT.split(" ")
 
 
 def generate(path: Path) -> None:
