@@ -1,0 +1,80 @@
+"""`domos sandbox` as supervisord runs it: starts fast, serves, stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_domos_sandbox_serves_and_stops_on_sigterm() -> None:
+    port = free_port()
+    token = "555:cli-test-token"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "runtime.cli",
+            "sandbox",
+            "--port",
+            str(port),
+            "--bot-token",
+            token,
+            "--yookassa-shop-id",
+            "42",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "LOG_LEVEL": "info"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    logs = ""
+    try:
+        started = time.monotonic()
+        body = None
+        while time.monotonic() - started < 15:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/bot{token}/getMe") as resp:
+                    body = json.load(resp)
+                break
+            except OSError:
+                time.sleep(0.05)
+        assert body is not None, "sandbox did not start"
+        assert body["result"]["id"] == 555
+        process.send_signal(signal.SIGTERM)
+        _, logs = process.communicate(timeout=10)
+        assert process.returncode == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert "sandbox_starting" in logs
+    assert "sandbox_stopped" in logs
+
+
+def test_malformed_token_is_a_config_error() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "runtime.cli", "sandbox", "--bot-token", "no-colon"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--bot-token" in result.stderr
