@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -389,9 +390,18 @@ def empty_domain_tables(url: str) -> None:
             conn.execute(f"DELETE FROM {table}")
 
 
+@pytest.fixture(scope="module")
+def migrated_sqlite_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir migrated once per module; tests take a copy (all connections are closed, so
+    the files are complete without their WAL)."""
+    data_dir = tmp_path_factory.mktemp("template") / "data"
+    upgrade_all(backend_settings("sqlite", data_dir))
+    return data_dir
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def migrated_db(
-    request: pytest.FixtureRequest, tmp_path: Path, migrated_pg_url: str
+    request: pytest.FixtureRequest, tmp_path: Path, migrated_pg_url: str, migrated_sqlite_dir: Path
 ) -> Iterator[Database]:
     """A `Database` on a fully migrated, empty schema: fresh SQLite files, or the module's
     PostgreSQL database emptied."""
@@ -399,7 +409,7 @@ def migrated_db(
         empty_domain_tables(migrated_pg_url)
         settings = backend_settings("postgres", tmp_path, migrated_pg_url)
     else:
+        shutil.copytree(migrated_sqlite_dir, tmp_path / "data")
         settings = backend_settings("sqlite", tmp_path / "data")
-        upgrade_all(settings)
     with Database.from_settings(settings) as db:
         yield db
