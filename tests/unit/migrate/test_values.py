@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -112,5 +113,5 @@ def test_chunks_cover_every_rowid():
     chunks = plan_chunks(1, 1000, 1000, 300)
     assert chunks[0][0] == 1
     assert chunks[-1][1] == 1000
-    assert all(a[1] + 1 == b[0] for a, b in zip(chunks, chunks[1:], strict=False))
+    assert all(a[1] + 1 == b[0] for a, b in itertools.pairwise(chunks))
     assert plan_chunks(0, -1, 0, 300) == [(0, -1)]
