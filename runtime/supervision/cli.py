@@ -9,6 +9,11 @@ from typing import Any
 
 
 def register(subparsers: Any) -> None:
+    register_run(subparsers)
+    register_render(subparsers)
+
+
+def register_run(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "run",
         help="start every program under supervisord on this machine (the embedded default)",
@@ -49,3 +54,27 @@ def run(args: argparse.Namespace) -> int:
     # Become supervisord: signals from the terminal (Ctrl-C) go straight to it.
     os.execvpe("supervisord", ["supervisord", "-c", str(config)], env)
     return 0  # not reached
+
+
+def register_render(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "supervisor",
+        help="render supervisor/ (program files and role directories) from the catalogue",
+        description="Write supervisor/ from runtime/supervision/programs.py, or --check it.",
+    )
+    parser.add_argument("action", choices=["render"])
+    parser.add_argument("--root", type=Path, default=Path("supervisor"))
+    parser.add_argument("--check", action="store_true", help="only report differences; exit 1")
+    parser.set_defaults(handler=render)
+
+
+def render(args: argparse.Namespace) -> int:
+    from runtime.supervision.programs import differences, write_tree
+
+    if args.check:
+        problems = differences(args.root)
+        for problem in problems:
+            print(problem)
+        return 1 if problems else 0
+    write_tree(args.root)
+    return 0

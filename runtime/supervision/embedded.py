@@ -33,6 +33,7 @@ def embedded_environment(environ: Mapping[str, str], home: Path) -> dict[str, st
     env = dict(environ)
     defaults = {
         "DOMOS_HOME": str(home),
+        "DOMOS_BIND_HOST": "127.0.0.1",
         "DB_TYPE": "sqlite",
         "DOMOS_DATA_DIR": str(home / "var" / "data"),
         "DOMOS_RUN_DIR": str(home / "var" / "run"),

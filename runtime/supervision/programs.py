@@ -1,0 +1,150 @@
+"""The catalogue of supervised programs, and the supervisord files rendered from it.
+
+One source of truth: each program's command, role, metrics port and stop budget are declared here;
+`domos supervisor render` writes `supervisor/programs/*.conf` and the role directories (links to
+the programs a role runs, plus its group), and `--check` (run by the tests) fails when the
+committed files differ. The Prometheus scrape config and the compose file are checked against the
+same catalogue.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Roles of production containers. `all` is every production program in one supervisord;
+#: `embedded` adds the sandbox (the `make run` default without real tokens).
+PRODUCTION_ROLES = ("api", "web", "bot", "monitors")
+COMPOSITE_ROLES = {"all": PRODUCTION_ROLES, "embedded": (*PRODUCTION_ROLES, "sandbox")}
+
+
+@dataclass(frozen=True)
+class Program:
+    name: str
+    role: str
+    command: str
+    #: Port of its /metrics endpoint (may be the service's own port).
+    metrics_port: int | None
+    #: supervisord waits this long after SIGTERM before SIGKILL; must exceed the program's own
+    #: graceful-stop budget (a monitor's stop_timeout_s, uvicorn's/gunicorn's graceful timeout).
+    stopwaitsecs: int
+    startsecs: int = 3
+    #: Lower starts first (the sandbox before the programs that call it).
+    priority: int = 100
+
+
+def _monitor(name: str, port: int, stopwaitsecs: int = 40) -> Program:
+    return Program(name, "monitors", f"domos monitor {name}", port, stopwaitsecs)
+
+
+PROGRAMS: tuple[Program, ...] = (
+    Program(
+        "sandbox",
+        "sandbox",
+        "domos sandbox --host %(ENV_DOMOS_BIND_HOST)s --port %(ENV_SANDBOX_PORT)s"
+        " --webhook-url %(ENV_SANDBOX_YOOKASSA_WEBHOOK_URL)s",
+        None,
+        stopwaitsecs=10,
+        startsecs=2,
+        priority=10,
+    ),
+    _monitor("notifymonitor", 9104),
+    _monitor("recurrent_payments", 9103),
+)
+
+
+def by_name() -> dict[str, Program]:
+    return {program.name: program for program in PROGRAMS}
+
+
+def roles() -> dict[str, tuple[Program, ...]]:
+    """Every role (production, sandbox and composite) and the programs it runs."""
+    single = {program.role for program in PROGRAMS}
+    result = {role: tuple(p for p in PROGRAMS if p.role == role) for role in sorted(single)}
+    for role, members in COMPOSITE_ROLES.items():
+        result[role] = tuple(p for p in PROGRAMS if p.role in members)
+    return result
+
+
+def render_program(program: Program) -> str:
+    environment = f'DOMOS_PROGRAM="{program.name}"'
+    if program.metrics_port is not None:
+        environment += f',METRICS_PORT="{program.metrics_port}"'
+    return "\n".join(
+        [
+            "; Rendered from runtime/supervision/programs.py by `domos supervisor render`.",
+            f"[program:{program.name}]",
+            f"command={program.command}",
+            "directory=%(ENV_DOMOS_HOME)s",
+            f"environment={environment}",
+            f"priority={program.priority}",
+            "autostart=true",
+            "autorestart=true",
+            f"startsecs={program.startsecs}",
+            "startretries=5",
+            "stopsignal=TERM",
+            f"stopwaitsecs={program.stopwaitsecs}",
+            # The whole process group gets the signal, so children (gunicorn workers) stop too.
+            "stopasgroup=true",
+            "killasgroup=true",
+            # Logs to the container's stdout; rotation must be off for a non-seekable file.
+            "stdout_logfile=/dev/stdout",
+            "stdout_logfile_maxbytes=0",
+            "redirect_stderr=true",
+            "",
+        ]
+    )
+
+
+def render_group(role: str, programs: tuple[Program, ...]) -> str:
+    names = ",".join(program.name for program in programs)
+    return f"[group:{role}]\nprograms={names}\n"
+
+
+def expected_tree() -> dict[str, str | Path]:
+    """Relative path -> file content (str) or symlink target (Path), under supervisor/."""
+    tree: dict[str, str | Path] = {}
+    for program in PROGRAMS:
+        tree[f"programs/{program.name}.conf"] = render_program(program)
+    single_roles = sorted({program.role for program in PROGRAMS})
+    for role in single_roles:
+        members = tuple(p for p in PROGRAMS if p.role == role)
+        tree[f"groups/{role}.conf"] = render_group(role, members)
+    for role, members in roles().items():
+        for program in members:
+            tree[f"roles/{role}/{program.name}.conf"] = Path(f"../../programs/{program.name}.conf")
+        for group in sorted({p.role for p in members}):
+            tree[f"roles/{role}/group-{group}.conf"] = Path(f"../../groups/{group}.conf")
+    return tree
+
+
+def differences(root: Path) -> list[str]:
+    """What differs between the files under `root` (supervisor/) and the catalogue."""
+    expected = expected_tree()
+    problems = []
+    for relative, want in expected.items():
+        path = root / relative
+        if isinstance(want, Path):
+            if not path.is_symlink() or Path(os.readlink(path)) != want:
+                problems.append(f"{relative}: should link to {want}")
+        elif not path.is_file() or path.is_symlink() or path.read_text() != want:
+            problems.append(f"{relative}: content differs from the catalogue")
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root).as_posix()
+        if (path.is_file() or path.is_symlink()) and relative not in expected:
+            problems.append(f"{relative}: not in the catalogue")
+    return problems
+
+
+def write_tree(root: Path) -> None:
+    for path in sorted(root.rglob("*"), reverse=True):
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+    for relative, want in expected_tree().items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(want, Path):
+            path.symlink_to(want)
+        else:
+            path.write_text(want)
