@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.config import Env, Settings
+from runtime.errors import DomosError
 from runtime.monitor.base import Monitor
 from runtime.monitor.health import (
     DEFAULT_RUN_DIR,
@@ -130,7 +131,12 @@ async def run_monitor(
     if server is not None:
         log.info("metrics_serving", port=server.port)
     try:
-        await db.open()
+        try:
+            await db.open()
+        except DomosError as exc:
+            # Also as a log line: supervisord keeps the logs, the CLI's stderr line is terse.
+            log.error("monitor_start_failed", error=str(exc), error_type=type(exc).__name__)
+            raise
         try:
             if runner.stopping:
                 return 0
