@@ -24,6 +24,12 @@ which is how the tests run small monitors of their own. The runner gives each ti
 jitter, skip-on-overrun, capped exponential backoff after failures, graceful stop within
 `stop_timeout_s`, singleton lock or claiming mode, bound log context (`monitor`, `tick_id`),
 metrics (`domos_monitor_*`) and the health file. See `runtime.monitor.runner`.
+
+Operating it: SIGTERM or SIGINT stops it (exit 0 once the tick in flight finished; exit 1 if that
+tick had to be cancelled after `stop_timeout_s`, default 30 s, or `--stop-timeout`; a second
+signal cancels at once). So supervisord's `stopwaitsecs` (and Docker's stop grace period) must
+exceed the stop timeout. A health check is `domos monitor NAME --check` (exit 0/1), run in the
+same container as the monitor, because the health file is per container.
 """
 
 from __future__ import annotations
