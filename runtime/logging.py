@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import sys
@@ -21,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any, Literal, TextIO
 
 import structlog
-from structlog.typing import EventDict, Processor, WrappedLogger
+from structlog.typing import EventDict, ExcInfo, Processor, WrappedLogger
 
 from runtime.config import Secret, Settings
 
@@ -118,6 +119,14 @@ def _drop_color_message(_logger: WrappedLogger, _method: str, event_dict: EventD
     return event_dict
 
 
+def _scrubbed_traceback(sio: TextIO, exc_info: ExcInfo) -> None:
+    """Console tracebacks: plain text (rich's default shows local variables, secrets included),
+    scrubbed like every other string."""
+    buffer = io.StringIO()
+    structlog.dev.plain_traceback(buffer, exc_info)
+    sio.write(scrub_text(buffer.getvalue()))
+
+
 def _resolve_level(settings_or_level: Settings | str | int) -> int:
     if isinstance(settings_or_level, Settings):
         settings_or_level = settings_or_level.log_level
@@ -170,8 +179,11 @@ def configure_logging(
         _drop_color_message,
     ]
     if console:
-        # ConsoleRenderer formats exc_info itself (pretty tracebacks); redaction sees the rest.
-        final += [redact_secrets, structlog.dev.ConsoleRenderer(colors=True)]
+        # ConsoleRenderer formats exc_info itself, through the scrubbing formatter.
+        final += [
+            redact_secrets,
+            structlog.dev.ConsoleRenderer(colors=True, exception_formatter=_scrubbed_traceback),
+        ]
     else:
         final += [
             structlog.processors.format_exc_info,

@@ -214,6 +214,21 @@ def test_console_renderer_on_a_tty() -> None:
         json.loads(output)
 
 
+def test_console_tracebacks_hide_locals_and_scrub_secrets() -> None:
+    stream = FakeTTY()
+    configure_logging("info", program="p", stream=stream)
+    password = "local-hunter2"
+    try:
+        raise ConnectionError(f"postgresql://app:s3cr3t@db/domos refused ({len(password)})")
+    except ConnectionError:
+        structlog.get_logger().exception("db_connect_failed")
+    output = stream.getvalue()
+    assert "ConnectionError" in output
+    assert "Traceback" in output
+    assert "s3cr3t" not in output
+    assert "local-hunter2" not in output
+
+
 def test_format_can_be_forced() -> None:
     stream = FakeTTY()
     configure_logging("info", program="p", stream=stream, log_format="json")
