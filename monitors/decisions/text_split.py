@@ -5,7 +5,8 @@ the BMP counts twice), so a part that fits here fits there. Parts break at the b
 fits: a blank line, then a line end, then a space, then anywhere. With parse_mode=HTML the raw
 markup is measured (never less than the visible text), entities such as `&amp;` and tags are never
 cut, and tags open at a break are closed at the end of the part and reopened at the start of the
-next, so every part is valid HTML on its own.
+next, so every part is valid HTML on its own (unless the open tags alone would not fit a part, in
+which case they are not reopened).
 """
 
 from __future__ import annotations
@@ -131,6 +132,11 @@ def split_message(
                 parts.append(_render(chunk, carried, stack))
             break
         if not best:
+            if carried:
+                # The tags to reopen leave no room for text (absurdly deep unclosed markup):
+                # give up reopening them rather than failing the whole message.
+                carried = []
+                continue
             raise ValueError(f"limit {limit} is too small for one token of the message")
         end, next_start, end_stack = _choose(best, start, index)
         chunk = tokens[start:end]

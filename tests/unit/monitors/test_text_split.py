@@ -120,3 +120,10 @@ def test_every_part_fits_on_realistic_text(parse_mode):
     parts = split_message(text, parse_mode=parse_mode)
     assert len(parts) >= 5
     assert all(utf16_len(part) <= TELEGRAM_TEXT_LIMIT for part in parts)
+
+
+def test_markup_too_deep_to_reopen_keeps_the_text():
+    text = "<b><i>" * 3 + "а" * 100
+    parts = split_message(text, limit=40, parse_mode="HTML")
+    assert all(utf16_len(part) <= 40 for part in parts)
+    assert "".join(_visible(part) for part in parts) == "а" * 100
