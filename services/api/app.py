@@ -1,0 +1,291 @@
+"""The FastAPI application: `create_app(settings, api_settings)`.
+
+The lifespan opens one AsyncDatabase (one pool per process) and one YooKassa client, and closes
+them on shutdown. Everything else is stateless, so several workers or replicas can serve at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated
+
+import structlog
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from monitors._clients import YooKassaClient
+from runtime.config import Settings
+from runtime.db import AsyncDatabase
+from runtime.errors import DatabaseError
+from services.api.errors import ApiError, install_error_handlers, responses
+from services.api.metrics import RequestMetricsMiddleware
+from services.api.models import (
+    INT64_MAX,
+    Health,
+    IssuedToken,
+    Payment,
+    PaymentCreate,
+    SubscriptionStatus,
+    Text,
+    TokenInfo,
+    TokenIssue,
+    TokenKind,
+    TokenList,
+    TokenPresented,
+    TokenRevoke,
+    TokenUse,
+    TokenUsed,
+    TokenVerdict,
+)
+from services.api.payments import PaymentService
+from services.api.settings import ApiSettings
+from services.api.subscriptions import subscription_status
+from services.api.tokens import TokenHasher, TokenStore, token_state, uses_left
+from services.common.credentials import secret_matches
+
+log = structlog.get_logger("api")
+
+HEALTH_TIMEOUT_S = 3.0
+TOKEN_KINDS: tuple[TokenKind, ...] = ("advert", "contract")
+
+
+@dataclass
+class Services:
+    db: AsyncDatabase
+    payments: PaymentService
+    tokens: dict[str, TokenStore]
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+ServicesDep = Annotated[Services, Depends(services)]
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API_ADMIN_KEY")
+
+
+def create_app(settings: Settings, api_settings: ApiSettings) -> FastAPI:
+    hasher = TokenHasher(api_settings.token_hash_key)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if api_settings.token_hash_key is None:
+            log.warning("token_hash_key_missing", hint="set API_TOKEN_HASH_KEY to HMAC tokens")
+        db = AsyncDatabase.from_settings(settings, name="api")
+        await db.open()
+        yookassa = YooKassaClient(settings, timeout_s=api_settings.provider_timeout_s)
+        await yookassa.open()
+        app.state.services = Services(
+            db=db,
+            payments=PaymentService(db, yookassa, api_settings.payment_return_url),
+            tokens={kind: TokenStore(db, kind, hasher) for kind in TOKEN_KINDS},
+        )
+        log.info("api_started", db_type=settings.db.type)
+        try:
+            yield
+        finally:
+            await yookassa.close()
+            await db.close()
+            log.info("api_stopped")
+
+    app = FastAPI(
+        title="domos API",
+        version="1.0",
+        description="Subscription status, payments, advert and contract tokens.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestMetricsMiddleware, program=settings.program)
+
+    def require_admin(key: Annotated[str | None, Depends(_api_key_header)]) -> None:
+        if api_settings.admin_key is None:
+            raise ApiError(403, "admin_disabled", "admin API is disabled: API_ADMIN_KEY is not set")
+        if not secret_matches(key, api_settings.admin_key):
+            raise ApiError(401, "unauthorized", "a valid X-API-Key header is required")
+
+    _add_service_routes(app)
+    _add_subscription_routes(app)
+    _add_payment_routes(app)
+    for kind in TOKEN_KINDS:
+        app.include_router(_token_router(kind))
+        app.include_router(_admin_token_router(kind, require_admin))
+    return app
+
+
+def _add_service_routes(app: FastAPI) -> None:
+    @app.get(
+        "/health",
+        response_model=Health,
+        tags=["service"],
+        responses={503: {"model": Health}},
+    )
+    async def health(svc: ServicesDep) -> JSONResponse:
+        """Checks that the database answers; 503 when it does not."""
+        try:
+            await asyncio.wait_for(svc.db.fetchval("SELECT 1"), HEALTH_TIMEOUT_S)
+        except (DatabaseError, TimeoutError) as exc:
+            log.warning("health_database_unavailable", error=str(exc))
+            body = Health(status="unavailable", database=type(exc).__name__)
+            return JSONResponse(body.model_dump(), status_code=503)
+        return JSONResponse(Health(status="ok", database="ok").model_dump())
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _add_subscription_routes(app: FastAPI) -> None:
+    @app.get(
+        "/v1/subscriptions/{telegram_id}",
+        response_model=SubscriptionStatus,
+        tags=["subscriptions"],
+        responses=responses(404, 422, 503),
+    )
+    async def get_subscription(
+        telegram_id: Annotated[int, Path(ge=-INT64_MAX, le=INT64_MAX)], svc: ServicesDep
+    ) -> SubscriptionStatus:
+        """The member's subscription: the live one (active or grace), else the last one."""
+        return await subscription_status(svc.db, telegram_id)
+
+
+def _add_payment_routes(app: FastAPI) -> None:
+    @app.post(
+        "/v1/payments",
+        response_model=Payment,
+        status_code=201,
+        tags=["payments"],
+        responses={
+            200: {"model": Payment, "description": "a retry: the payment created before"},
+            **responses(404, 409, 422, 502, 503),
+        },
+    )
+    async def create_payment(
+        body: PaymentCreate,
+        idempotence_key: Annotated[
+            Text, Header(alias="Idempotence-Key", min_length=1, max_length=128)
+        ],
+        response: Response,
+        svc: ServicesDep,
+    ) -> Payment:
+        """Create a YooKassa payment for a tariff and return its confirmation URL.
+
+        The payment is stored with its idempotence key before YooKassa is called. Retrying with
+        the same `Idempotence-Key` returns the same payment (200) and never creates another.
+        """
+        payment, created = await svc.payments.create(body, idempotence_key)
+        response.status_code = 201 if created else 200
+        return payment
+
+
+def _token_router(kind: TokenKind) -> APIRouter:
+    router = APIRouter(prefix=f"/v1/{kind}/tokens", tags=[f"{kind} tokens"])
+
+    @router.post(
+        "/verify",
+        response_model=TokenVerdict,
+        responses=responses(422, 503),
+        operation_id=f"verify_{kind}_token",
+    )
+    async def verify(body: TokenPresented, svc: ServicesDep) -> TokenVerdict:
+        """Whether the token is valid now; does not count a use."""
+        row = await svc.tokens[kind].find(body.token)
+        if row is None:
+            return TokenVerdict(valid=False, reason="unknown")
+        state = token_state(row, datetime.now(UTC))
+        if state != "valid":
+            return TokenVerdict(valid=False, reason=state, token_id=row["id"])
+        return TokenVerdict(
+            valid=True,
+            token_id=row["id"],
+            scope=row["scope"],
+            issued_to=row["issued_to"],
+            expires_at=row["expires_at"],
+            uses_left=uses_left(row),
+        )
+
+    @router.post(
+        "/use",
+        response_model=TokenUsed,
+        responses=responses(401, 403, 422, 503),
+        operation_id=f"use_{kind}_token",
+    )
+    async def use(body: TokenUse, request: Request, svc: ServicesDep) -> TokenUsed:
+        """Count one use: 401 for an unknown token, 403 when revoked, expired or used up."""
+        return await svc.tokens[kind].use(
+            body.token,
+            used_by=body.used_by,
+            details=body.details,
+            ip=request.client.host if request.client else None,
+            user_agent=request.headers.get("user-agent"),
+        )
+
+    return router
+
+
+def _admin_token_router(kind: TokenKind, require_admin: object) -> APIRouter:
+    router = APIRouter(
+        prefix=f"/v1/admin/{kind}/tokens",
+        tags=[f"{kind} tokens (admin)"],
+        dependencies=[Depends(require_admin)],  # type: ignore[arg-type]
+    )
+    admin_errors = (401, 403)
+
+    @router.post(
+        "",
+        response_model=IssuedToken,
+        status_code=201,
+        responses=responses(*admin_errors, 422, 503),
+        operation_id=f"issue_{kind}_token",
+    )
+    async def issue(body: TokenIssue, svc: ServicesDep) -> IssuedToken:
+        """Issue a token. The `token` field is shown this once and never stored."""
+        return await svc.tokens[kind].issue(body)
+
+    @router.get(
+        "",
+        response_model=TokenList,
+        responses=responses(*admin_errors, 422, 503),
+        operation_id=f"list_{kind}_tokens",
+    )
+    async def list_tokens(
+        svc: ServicesDep,
+        issued_to: Annotated[Text | None, Query(max_length=200)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    ) -> TokenList:
+        return TokenList(items=await svc.tokens[kind].list(issued_to, limit, offset))
+
+    @router.get(
+        "/{token_id}",
+        response_model=TokenInfo,
+        responses=responses(*admin_errors, 404, 422, 503),
+        operation_id=f"get_{kind}_token",
+    )
+    async def get_token(
+        token_id: Annotated[int, Path(ge=1, le=INT64_MAX)], svc: ServicesDep
+    ) -> TokenInfo:
+        return await svc.tokens[kind].get(token_id)
+
+    @router.post(
+        "/{token_id}/revoke",
+        response_model=TokenInfo,
+        responses=responses(*admin_errors, 404, 422, 503),
+        operation_id=f"revoke_{kind}_token",
+    )
+    async def revoke(
+        token_id: Annotated[int, Path(ge=1, le=INT64_MAX)],
+        svc: ServicesDep,
+        body: TokenRevoke | None = None,
+    ) -> TokenInfo:
+        """Revoke a token; revoking again keeps the first revocation."""
+        reason = body.reason if body is not None else TokenRevoke().reason
+        return await svc.tokens[kind].revoke(token_id, reason)
+
+    return router

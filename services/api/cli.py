@@ -1,0 +1,58 @@
+"""`domos api [--host --port]`: the REST API under uvicorn, stopped gracefully by SIGTERM/SIGINT
+(uvicorn stops accepting, finishes requests in flight within the grace period, then the lifespan
+closes the database pool)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+GRACEFUL_TIMEOUT_S = 10
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "api", help="run the REST API (FastAPI, uvicorn)", description=__doc__
+    )
+    parser.add_argument("--host", default=None, help="bind address (API_HOST, 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="port (API_PORT, 8001)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import structlog
+    import uvicorn
+
+    from runtime.config import Settings
+    from runtime.logging import configure_logging
+    from runtime.metrics import serve_metrics
+    from services.api.app import create_app
+    from services.api.settings import ApiSettings
+
+    settings = Settings.from_env()
+    if "DOMOS_PROGRAM" not in os.environ:
+        settings = dataclasses.replace(settings, program="api")
+    api_settings = ApiSettings.from_env()
+    configure_logging(settings)
+    host = args.host or api_settings.host
+    port = args.port if args.port is not None else api_settings.port
+    serve_metrics(settings.metrics_port)
+    config = uvicorn.Config(
+        create_app(settings, api_settings),
+        host=host,
+        port=port,
+        log_config=None,  # runtime.logging already routes uvicorn's loggers
+        lifespan="on",
+        proxy_headers=True,
+        timeout_graceful_shutdown=GRACEFUL_TIMEOUT_S,
+        server_header=False,
+    )
+    log = structlog.get_logger("api")
+    log.info("api_starting", host=host, port=port)
+    server = uvicorn.Server(config)
+    server.run()
+    # A failed start (port in use, database down in the lifespan) leaves `started` false.
+    return 0 if server.started else 1

@@ -1,0 +1,157 @@
+"""Request and response models. Every text input is `Text`: checked to be storable on both
+backends, so a NUL character is a 422 rather than a driver error."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+from services.common.text import Text
+
+#: Telegram ids and database keys are 64-bit.
+INT64_MAX = 2**63 - 1
+INT32_MAX = 2**31 - 1
+
+
+def _utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of the supported range") from None
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
+TelegramId = Annotated[int, Field(ge=-INT64_MAX, le=INT64_MAX)]
+TokenKind = Literal["advert", "contract"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- subscriptions ---------------------------------------------------------------------------
+
+
+class SubscriptionStatus(BaseModel):
+    telegram_id: int
+    #: `none` when the member never subscribed.
+    status: Literal["active", "grace", "expired", "canceled", "none"]
+    #: True while the member has access: active, or in the grace period.
+    is_active: bool
+    tariff_code: str | None = None
+    current_period_end: datetime | None = None
+    grace_until: datetime | None = None
+    auto_renew: bool | None = None
+
+
+# --- payments ----------------------------------------------------------------------------------
+
+
+class PaymentCreate(Strict):
+    telegram_id: TelegramId
+    tariff_code: Annotated[Text, Field(min_length=1, max_length=64)]
+    #: Ask YooKassa to save the card for auto-renewal.
+    save_payment_method: bool = True
+    #: Where the payer returns after the checkout; default PAYMENT_RETURN_URL.
+    return_url: Annotated[Text, Field(max_length=2048, pattern=r"^https?://[^\s]+$")] | None = None
+
+
+class Amount(BaseModel):
+    value: str
+    currency: str
+
+
+class Payment(BaseModel):
+    id: int
+    status: Literal["created", "pending", "waiting_for_capture", "succeeded", "canceled"]
+    kind: Literal["first", "renewal"]
+    telegram_id: int
+    tariff_code: str
+    amount: Amount
+    confirmation_url: str | None = None
+    provider_payment_id: str | None = None
+    cancellation_reason: str | None = None
+    created_at: datetime
+
+
+# --- tokens ------------------------------------------------------------------------------------
+
+
+class TokenIssue(Strict):
+    issued_to: Annotated[Text, Field(min_length=1, max_length=200)]
+    scope: Annotated[Text, Field(min_length=1, max_length=200)]
+    note: Annotated[Text, Field(max_length=2000)] | None = None
+    issued_by: Annotated[Text, Field(max_length=200)] | None = None
+    expires_at: UtcDatetime | None = None
+    #: None: unlimited.
+    max_uses: Annotated[int, Field(ge=1, le=INT32_MAX)] | None = None
+
+
+class TokenInfo(BaseModel):
+    id: int
+    kind: TokenKind
+    token_prefix: str | None
+    issued_to: str
+    issued_by: str | None = None
+    scope: str
+    note: str | None = None
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    revoked_reason: str | None = None
+    max_uses: int | None = None
+    use_count: int
+    last_used_at: datetime | None = None
+    state: Literal["valid", "revoked", "expired", "exhausted"]
+
+
+class IssuedToken(TokenInfo):
+    #: The token itself: shown once, never stored.
+    token: str
+
+
+class TokenList(BaseModel):
+    items: list[TokenInfo]
+
+
+class TokenPresented(Strict):
+    token: Annotated[Text, Field(min_length=1, max_length=256)]
+
+
+class TokenUse(TokenPresented):
+    used_by: Annotated[Text, Field(max_length=200)] | None = None
+    details: Annotated[Text, Field(max_length=2000)] | None = None
+
+
+class TokenRevoke(Strict):
+    reason: Annotated[Text, Field(min_length=1, max_length=500)] = "revoked by admin"
+
+
+class TokenVerdict(BaseModel):
+    valid: bool
+    #: Why it is not valid; None when valid.
+    reason: Literal["unknown", "revoked", "expired", "exhausted"] | None = None
+    token_id: int | None = None
+    scope: str | None = None
+    issued_to: str | None = None
+    expires_at: datetime | None = None
+    #: Uses left; None when unlimited (or not valid).
+    uses_left: int | None = None
+
+
+class TokenUsed(BaseModel):
+    token_id: int
+    scope: str
+    issued_to: str
+    use_count: int
+    uses_left: int | None = None
+
+
+# --- health ------------------------------------------------------------------------------------
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    database: str

@@ -1,0 +1,66 @@
+"""`domos botapi [--host --port --workers]`: the webhook and /send service under gunicorn.
+
+gunicorn is exec'd (it replaces this process), so supervisord's SIGTERM reaches gunicorn's master
+directly and stops it gracefully. Metrics of all workers are added up with prometheus_client's
+multiprocess mode in a fresh directory (PROMETHEUS_MULTIPROC_DIR; set it to choose the place).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "botapi",
+        help="run the YooKassa webhook and /send service (Flask, gunicorn)",
+        description=__doc__,
+    )
+    parser.add_argument("--host", default=None, help="bind address (BOTAPI_HOST, 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="port (BOTAPI_PORT, 6000)")
+    parser.add_argument("--workers", type=int, default=None, help="workers (BOTAPI_WORKERS, 2)")
+    parser.set_defaults(handler=run)
+
+
+def gunicorn_argv(host: str, port: int, workers: int) -> list[str]:
+    config = Path(__file__).with_name("gunicorn_conf.py")
+    return [
+        sys.executable, "-m", "gunicorn",
+        "--config", str(config),
+        "--bind", f"{host}:{port}",
+        "--workers", str(workers),
+        "services.botapi.wsgi:app",
+    ]  # fmt: skip
+
+
+def prepare_metrics_dir(environ: dict[str, str]) -> str:
+    """A clean multiprocess directory: stale files of a previous run would add old counts."""
+    path = environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        shutil.rmtree(path, ignore_errors=True)
+        os.makedirs(path, exist_ok=True)
+        return path
+    return tempfile.mkdtemp(prefix="domos-botapi-metrics-")
+
+
+def run(args: argparse.Namespace) -> int:
+    from services.botapi.settings import BotApiSettings
+
+    settings = BotApiSettings.from_env()  # fail here, with the variable named, not in a worker
+    environ = dict(os.environ)
+    environ["PROMETHEUS_MULTIPROC_DIR"] = prepare_metrics_dir(environ)
+    environ.setdefault("DOMOS_PROGRAM", "botapi")
+    argv = gunicorn_argv(
+        args.host or settings.host,
+        args.port if args.port is not None else settings.port,
+        args.workers or settings.workers,
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, argv, environ)

@@ -1,0 +1,30 @@
+"""gunicorn settings of botapi (`gunicorn -c services/botapi/gunicorn_conf.py`).
+
+Sync workers; SIGTERM is gunicorn's graceful stop: workers finish the request in flight within
+`graceful_timeout`. Metrics of every worker are added up through prometheus_client's multiprocess
+mode (PROMETHEUS_MULTIPROC_DIR, set by `domos botapi` before gunicorn starts).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from prometheus_client import multiprocess
+
+bind = f"{os.environ.get('BOTAPI_HOST', '127.0.0.1')}:{os.environ.get('BOTAPI_PORT', '6000')}"
+workers = int(os.environ.get("BOTAPI_WORKERS", "2"))
+worker_class = "sync"
+timeout = 30
+graceful_timeout = 10
+# A worker per request at a time: webhook fetches take up to BOTAPI_PROVIDER_TIMEOUT_S.
+keepalive = 2
+accesslog = None
+# gunicorn's own logs go to stderr; the app's (structlog JSON) are configured in each worker.
+errorlog = "-"
+proc_name = "domos-botapi"
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
