@@ -21,6 +21,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "runtime.migrate.cli",
     "runtime.backup.cli",
     "services.sandbox.cli",
+    "services.api.cli",
+    "services.botapi.cli",
     "runtime.supervision.cli",
 )
 
