@@ -160,8 +160,10 @@ class MonitorRunner:
                 once=self.once,
                 owner=self.owner,
             )
-            await monitor.setup()
+            set_up = False
             try:
+                await monitor.setup()
+                set_up = True
                 if self.monitor_cls.mode == "singleton":
                     await self._run_as_singleton(monitor)
                 else:
@@ -169,7 +171,8 @@ class MonitorRunner:
             finally:
                 if self._deadline is not None:
                     self._deadline.cancel()
-                await monitor.teardown()
+                if set_up:
+                    await monitor.teardown()
                 metrics.MONITOR_LEADER.labels(monitor=self.name).set(0)
                 metrics.MONITOR_UP.labels(monitor=self.name).set(0)
                 self._write_health(role="stopped")
@@ -184,6 +187,7 @@ class MonitorRunner:
             try:
                 async with self.db.singleton_lock(lock_name):
                     self.log.info("singleton_lock_acquired", lock=lock_name)
+                    standing_by = False
                     await self._run_as_leader(monitor)
                     return
             except LockNotAcquired:
@@ -191,7 +195,7 @@ class MonitorRunner:
                     self.log.error("singleton_lock_held_elsewhere", lock=lock_name)
                     self._exit_code = EXIT_FAILED
                     return
-                if not standing_by:
+                if not standing_by:  # once per stretch of standing by, not every retry
                     self.log.info("singleton_standby", lock=lock_name, retry_s=retry_s)
                     standing_by = True
                 self._write_health(role="standby")

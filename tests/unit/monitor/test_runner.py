@@ -269,3 +269,38 @@ def test_subclass_validation() -> None:
         type("J", (Monitor,), {"name": "j", "interval_s": 1.0, "jitter_s": 1.0, "tick": tick})
     # An abstract intermediate base (no tick) is not validated.
     assert type("Base", (Monitor,), {}).__name__ == "Base"
+
+
+async def test_setup_and_teardown_wrap_the_ticks(harness: HarnessFactory) -> None:
+    calls: list[str] = []
+
+    async def setup(self: Monitor) -> None:
+        calls.append("setup")
+
+    async def teardown(self: Monitor) -> None:
+        calls.append("teardown")
+
+    async def record(monitor: Monitor) -> int:
+        calls.append("tick")
+        return 0
+
+    h = harness([record, record], setup=setup, teardown=teardown)
+    assert await h.run() == 0
+    assert calls == ["setup", "tick", "tick", "teardown"]
+
+
+async def test_a_failing_setup_stops_the_runner_without_teardown(harness: HarnessFactory) -> None:
+    calls: list[str] = []
+
+    async def setup(self: Monitor) -> None:
+        raise OSError("no network")
+
+    async def teardown(self: Monitor) -> None:
+        calls.append("teardown")
+
+    h = harness([ok()], setup=setup, teardown=teardown)
+    with pytest.raises(OSError, match="no network"):
+        await h.run()
+    assert h.starts == []
+    assert calls == []
+    assert sample("domos_monitor_up", h.name) == 0
