@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Any
 
 from services.sandbox.config import (
@@ -108,3 +109,23 @@ def _configure_logging() -> None:
 
     level = os.environ.get("LOG_LEVEL", "info")
     configure_logging(level, program=os.environ.get("DOMOS_PROGRAM", "sandbox"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m services.sandbox.cli`: the same command without the rest of the domos CLI."""
+    parser = argparse.ArgumentParser(prog="sandbox")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    register(subparsers)
+    args = parser.parse_args(["sandbox", *(sys.argv[1:] if argv is None else argv)])
+    from runtime.errors import DomosError
+
+    try:
+        code: int = args.handler(args)
+    except DomosError as exc:
+        print(f"sandbox: error: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
