@@ -3,6 +3,10 @@
 The sandbox runs in the test's event loop on a loopback port with its real clock and Telegram's
 default flood limits; monitors are built with a real MonitorContext and ticked directly, so a test
 controls exactly how many ticks run. Subprocess tests (SIGKILL) use `domos monitor` instead.
+
+Databases are migrated once per session (creating and dropping a PostgreSQL database costs seconds
+on a busy server): PostgreSQL tests share one database emptied before each test, SQLite tests get a
+copy of a migrated data directory.
 """
 
 from __future__ import annotations
@@ -10,21 +14,27 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import shutil
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psycopg
 import pytest
 import structlog
 from aiohttp.test_utils import TestServer
 from prometheus_client import REGISTRY
 
 from runtime.config import Settings
+from runtime.db import AsyncDatabase
 from runtime.db.migrations import upgrade
+from runtime.logical_databases import DOMAIN_DATABASES, LOGICAL_DATABASES
 from runtime.monitor import Monitor, MonitorContext, SystemClock
 from services.sandbox import DEFAULT_BOT_TOKEN, SandboxConfig, build_app
+from tests.conftest import DB_BACKENDS, database_environ
 
 _users = itertools.count(700_000_001)
 
@@ -66,10 +76,57 @@ async def sandbox(sandbox_config: SandboxConfig) -> AsyncIterator[Sandbox]:
     await server.close()
 
 
+def _migrate(environ: dict[str, str]) -> None:
+    async def run() -> None:
+        async with AsyncDatabase.from_settings(Settings.from_env(environ)) as db:
+            await upgrade(db)
+
+    asyncio.run(run())
+
+
+@pytest.fixture(scope="session")
+def migrated_pg_url(make_pg_database: Callable[..., str], pg_template: str) -> str:
+    url = make_pg_database(template=pg_template)
+    _migrate(database_environ("postgres", "unused", url))
+    return url
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data_dir = tmp_path_factory.mktemp("monitors-template") / "data"
+    _migrate(database_environ("sqlite", str(data_dir)))
+    return data_dir
+
+
+def empty_domain_tables(url: str) -> None:
+    """DELETE (not TRUNCATE, which creates relation files and fsyncs); foreign keys off."""
+    schemas = sorted({LOGICAL_DATABASES[name].pg_schema for name in DOMAIN_DATABASES})
+    with psycopg.connect(url) as conn:
+        tables = conn.execute(
+            "SELECT format('%%I.%%I', schemaname, tablename) FROM pg_tables"
+            " WHERE schemaname = ANY(%s) AND tablename <> 'schema_migrations'",
+            (schemas,),
+        ).fetchall()
+        conn.execute("SET LOCAL session_replication_role = replica")
+        for (table,) in tables:
+            conn.execute(f"DELETE FROM {table}")
+
+
+@pytest.fixture(params=DB_BACKENDS)
+def database_environ_vars(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    """Every domain database migrated: the session's PostgreSQL database emptied, or a fresh
+    copy of the migrated SQLite files."""
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("migrated_pg_url")
+        empty_domain_tables(url)
+        return database_environ("postgres", str(tmp_path / "data"), url)
+    shutil.copytree(request.getfixturevalue("migrated_sqlite_dir"), tmp_path / "data")
+    return database_environ("sqlite", str(tmp_path / "data"))
+
+
 @pytest.fixture
 async def db(async_db: Any) -> Any:
-    """The opened AsyncDatabase of each backend, with the main schema migrated."""
-    await upgrade(async_db, ["main"])
+    """The opened AsyncDatabase of each backend, every domain database migrated and empty."""
     return async_db
 
 
