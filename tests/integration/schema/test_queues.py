@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 import pytest
@@ -214,7 +215,7 @@ INDEXED_QUERIES = [
     ids=[query[4] for query in INDEXED_QUERIES],
 )
 def test_monitor_query_uses_its_partial_index(
-    migrated_pair, logical_db: str, table: str, where: str, order_by: str, index: str
+    migrated_pair: Any, logical_db: str, table: str, where: str, order_by: str, index: str
 ) -> None:
     """The planner can serve the query from its index (PostgreSQL with sequential scans
     discouraged, since the tables are empty; SQLite as is)."""

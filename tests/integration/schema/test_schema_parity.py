@@ -36,7 +36,9 @@ def declared_tables(pg_schema: str) -> set[str]:
 
 
 @pytest.mark.parametrize("pg_schema", PG_SCHEMAS)
-def test_both_backends_have_the_same_logical_schema(migrated_pair, schema_tools, pg_schema) -> None:
+def test_both_backends_have_the_same_logical_schema(
+    migrated_pair: Any, schema_tools: Any, pg_schema: str
+) -> None:
     sqlite = migrated_pair.sqlite_schema(pg_schema)
     postgres = migrated_pair.postgres_schema(pg_schema)
     # Not vacuous: every table the files declare is there, with its columns and constraints.
@@ -45,7 +47,7 @@ def test_both_backends_have_the_same_logical_schema(migrated_pair, schema_tools,
     assert schema_tools.differences(sqlite, postgres) == []
 
 
-def test_comparison_sees_keys_and_checks(migrated_pair) -> None:
+def test_comparison_sees_keys_and_checks(migrated_pair: Any) -> None:
     """Spot checks that the introspection reads what matters, on both sides."""
     for schema in (migrated_pair.sqlite_schema("main"), migrated_pair.postgres_schema("main")):
         users = schema["users"]
@@ -71,7 +73,7 @@ def test_comparison_sees_keys_and_checks(migrated_pair) -> None:
 
 
 @contextmanager
-def on_sqlite(pair, logical_db: str, do: str, undo: str) -> Iterator[None]:
+def on_sqlite(pair: Any, logical_db: str, do: str, undo: str) -> Iterator[None]:
     conn = sqlite3.connect(pair.sqlite.sqlite_path(logical_db))
     try:
         conn.execute(do)
@@ -84,7 +86,7 @@ def on_sqlite(pair, logical_db: str, do: str, undo: str) -> Iterator[None]:
 
 
 @contextmanager
-def on_postgres(pair, do: str, undo: str) -> Iterator[None]:
+def on_postgres(pair: Any, do: str, undo: str) -> Iterator[None]:
     with psycopg.connect(pair.postgres_url, autocommit=True) as conn:
         conn.execute(do)
         try:
@@ -190,7 +192,7 @@ NEGATIVE_CASES = [
 
 @pytest.mark.parametrize(("pg_schema", "change", "expected"), NEGATIVE_CASES)
 def test_a_difference_on_one_side_fails_the_comparison(
-    migrated_pair, schema_tools, pg_schema: str, change: Change, expected: str
+    migrated_pair: Any, schema_tools: Any, pg_schema: str, change: Change, expected: str
 ) -> None:
     with change(migrated_pair):
         problems = schema_tools.differences(
