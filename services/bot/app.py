@@ -1,0 +1,114 @@
+"""Wiring and the run loop: the dispatcher, its dependencies, metrics and a graceful stop.
+
+Dependencies reach handlers as keyword arguments from the dispatcher's workflow data:
+`db` (AsyncDatabase), `clock` (() -> aware UTC datetime), `bot_settings`, `payments` (a YooKassa
+client, or None when no credentials are configured) and `bot_username`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from aiogram import Bot, Dispatcher
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.types import BotCommand, ErrorEvent
+
+from runtime.db import AsyncDatabase
+from services.bot import texts
+from services.bot.config import BotSettings
+from services.bot.handlers import build_routers
+from services.bot.metrics import InFlight, UpdateMetricsMiddleware
+from services.bot.payments import PaymentProvider
+
+log = structlog.get_logger("bot")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def build_bot(settings: BotSettings) -> Bot:
+    telegram = settings.runtime.telegram
+    session = AiohttpSession(api=TelegramAPIServer.from_base(telegram.api_url))
+    return Bot(telegram.require_token(), session=session)
+
+
+def build_dispatcher(
+    *,
+    db: AsyncDatabase,
+    settings: BotSettings,
+    payments: PaymentProvider | None,
+    clock: Callable[[], datetime] = utcnow,
+    in_flight: InFlight | None = None,
+) -> Dispatcher:
+    dp = Dispatcher(db=db, bot_settings=settings, payments=payments, clock=clock)
+    dp.update.outer_middleware(UpdateMetricsMiddleware(in_flight or InFlight()))
+    dp.include_routers(*build_routers())
+    dp.errors.register(on_error)
+    return dp
+
+
+async def on_error(event: ErrorEvent) -> bool:
+    """Log the failure (the metrics middleware counted it) and keep polling."""
+    log.error(
+        "update_failed",
+        update_id=event.update.update_id,
+        update_type=event.update.event_type,
+        error=repr(event.exception),
+        exc_info=event.exception,
+    )
+    query = event.update.callback_query
+    if query is not None:
+        # Do not leave the member's button spinning.
+        try:
+            await query.answer("Что-то пошло не так, попробуйте ещё раз.")
+        except Exception as exc:  # the answer is best effort; the error is already logged
+            log.info("error_answer_failed", error=repr(exc))
+    return True
+
+
+async def run(settings: BotSettings) -> None:
+    """Poll until SIGTERM/SIGINT, then let handlers in flight finish and close everything."""
+    from monitors._clients import YooKassaClient
+
+    runtime = settings.runtime
+    db = AsyncDatabase.from_settings(runtime, name="bot")
+    payments: Any = None
+    if runtime.yookassa.shop_id and runtime.yookassa.secret_key:
+        payments = YooKassaClient(runtime)
+        await payments.open()
+    else:
+        log.warning("payments_disabled", reason="YOOKASSA_SHOP_ID/YOOKASSA_SECRET_KEY not set")
+    in_flight = InFlight()
+    bot = build_bot(settings)
+    await db.open()
+    try:
+        me = await bot.me()
+        dp = build_dispatcher(db=db, settings=settings, payments=payments, in_flight=in_flight)
+        await bot.set_my_commands([BotCommand(command=c, description=d) for c, d in texts.COMMANDS])
+        log.info(
+            "bot_started",
+            username=me.username,
+            bot_id=me.id,
+            allowed_updates=dp.resolve_used_update_types(),
+        )
+        await dp.start_polling(
+            bot,
+            polling_timeout=settings.polling_timeout_s,
+            handle_signals=True,
+            close_bot_session=False,
+            bot_username=me.username or "",
+        )
+        log.info("bot_stopping", in_flight=in_flight.count)
+        if not await in_flight.wait_idle(settings.drain_timeout_s):
+            log.warning("bot_stop_deadline_exceeded", in_flight=in_flight.count)
+    finally:
+        await bot.session.close()
+        if payments is not None:
+            await payments.close()
+        await db.close()
+    log.info("bot_stopped")

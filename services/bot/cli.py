@@ -1,0 +1,32 @@
+"""`domos bot`: run the Telegram bot (long polling) until SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "bot", help="run the Telegram bot (aiogram, long polling)", description=__doc__
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from runtime.logging import configure_logging
+    from runtime.metrics import serve_metrics
+    from services.bot.app import run as run_bot
+    from services.bot.config import BotSettings
+
+    settings = BotSettings.from_env()
+    configure_logging(settings.runtime)
+    metrics = serve_metrics(settings.runtime.metrics_port)
+    try:
+        asyncio.run(run_bot(settings))
+    finally:
+        if metrics is not None:
+            metrics.close()
+    return 0

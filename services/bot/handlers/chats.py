@@ -1,0 +1,160 @@
+"""Group and channel traffic: the inbox for parse_messages, voice notes for download, join
+requests to the paid chat (approved only for members with a live subscription), and membership
+changes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+import structlog
+from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.types import ChatJoinRequest, ChatMemberUpdated, Message
+
+from runtime.db import AsyncDatabase
+from services.bot import repository, texts
+from services.bot.metrics import JOIN_REQUESTS
+
+log = structlog.get_logger("bot")
+
+GROUPS = {"group", "supergroup"}
+#: Telegram member status -> memberships.status
+MEMBER_STATUS = {
+    "creator": "member",
+    "administrator": "member",
+    "member": "member",
+    "restricted": "member",
+    "left": "left",
+    "kicked": "banned",
+}
+
+
+def build_router() -> Router:
+    router = Router(name="chats")
+    router.message.register(group_message, F.chat.type.in_(GROUPS))
+    router.message.register(
+        private_voice, F.chat.type == "private", F.voice | F.audio | F.video_note
+    )
+    router.edited_message.register(group_message, F.chat.type.in_(GROUPS))
+    router.edited_message.register(ignore_edit)
+    router.channel_post.register(channel_post)
+    router.edited_channel_post.register(channel_post)
+    router.chat_join_request.register(join_request)
+    router.chat_member.register(member_changed)
+    router.my_chat_member.register(bot_membership_changed)
+    return router
+
+
+def _audio_of(message: Message) -> tuple[str, str, str, int | None, int | None, str | None] | None:
+    """(kind, file_unique_id, file_id, duration, size, mime type) of a voice-like message."""
+    if message.voice is not None:
+        v = message.voice
+        return "voice", v.file_unique_id, v.file_id, v.duration, v.file_size, v.mime_type
+    if message.audio is not None:
+        a = message.audio
+        return "audio", a.file_unique_id, a.file_id, a.duration, a.file_size, a.mime_type
+    if message.video_note is not None:
+        n = message.video_note
+        return "video_note", n.file_unique_id, n.file_id, n.duration, n.file_size, "video/mp4"
+    return None
+
+
+async def _store(db: AsyncDatabase, message: Message, kind: str) -> None:
+    audio = _audio_of(message)
+    if audio is None and not (message.text or message.caption):
+        return  # service messages, stickers, polls: nothing for parse_messages
+    if audio is not None:
+        kind = "voice"
+        await repository.queue_audio(
+            db,
+            kind=audio[0],
+            file_unique_id=audio[1],
+            file_id=audio[2],
+            chat_id=message.chat.id,
+            message_id=message.message_id,
+            from_user_id=message.from_user.id if message.from_user else None,
+            duration_s=audio[3],
+            size_bytes=audio[4],
+            mime_type=audio[5],
+        )
+    await repository.save_chat_message(
+        db,
+        chat=message.chat,
+        message_id=message.message_id,
+        from_user=message.from_user,
+        kind=kind,
+        text=message.text or message.caption,
+        message_date=message.date,
+        edited_at=message.edit_date,
+        raw=message.model_dump(mode="json", exclude_none=True, by_alias=True),
+    )
+
+
+async def group_message(message: Message, db: AsyncDatabase, clock: Callable[[], datetime]) -> None:
+    await repository.upsert_chat(db, message.chat, clock(), managed=False)
+    await _store(db, message, "message")
+
+
+async def channel_post(message: Message, db: AsyncDatabase, clock: Callable[[], datetime]) -> None:
+    await repository.upsert_chat(db, message.chat, clock(), managed=False)
+    await _store(db, message, "channel_post")
+
+
+async def private_voice(message: Message, db: AsyncDatabase) -> None:
+    await _store(db, message, "voice")
+    await message.answer(texts.VOICE_SAVED)
+
+
+async def ignore_edit(message: Message) -> None:
+    """Edits in private chats change nothing the bot keeps."""
+
+
+async def join_request(
+    request: ChatJoinRequest, bot: Bot, db: AsyncDatabase, clock: Callable[[], datetime]
+) -> None:
+    now = clock()
+    chat_row_id = await repository.upsert_chat(db, request.chat, now, managed=True)
+    user = await repository.find_user(db, request.from_user.id)
+    live = None if user is None else await repository.live_subscription(db, user["id"])
+    decision = "approved" if live is not None else "declined"
+    log_ = log.bind(chat_id=request.chat.id, telegram_id=request.from_user.id, decision=decision)
+    try:
+        if live is not None:
+            await bot.approve_chat_join_request(request.chat.id, request.from_user.id)
+        else:
+            await bot.decline_chat_join_request(request.chat.id, request.from_user.id)
+    except TelegramBadRequest as exc:
+        # Already decided (by an admin, or a redelivered update): nothing left to do.
+        log_.warning("join_request_not_decided", error=exc.message)
+        return
+    JOIN_REQUESTS.labels(decision=decision).inc()
+    log_.info("join_request_decided")
+    if live is not None:
+        assert user is not None
+        await repository.set_membership(db, user["id"], chat_row_id, "member", now)
+    reply = texts.JOIN_APPROVED if live is not None else texts.JOIN_DECLINED
+    try:
+        await bot.send_message(request.user_chat_id, reply)
+    except TelegramAPIError as exc:
+        log_.info("join_request_reply_failed", error=str(exc))
+
+
+async def member_changed(
+    update: ChatMemberUpdated, db: AsyncDatabase, clock: Callable[[], datetime]
+) -> None:
+    status = MEMBER_STATUS.get(update.new_chat_member.status)
+    user = await repository.find_user(db, update.new_chat_member.user.id)
+    if status is None or user is None or update.chat.type == "private":
+        return
+    now = clock()
+    chat_row_id = await repository.upsert_chat(db, update.chat, now, managed=False)
+    await repository.set_membership(db, user["id"], chat_row_id, status, now)
+
+
+async def bot_membership_changed(
+    update: ChatMemberUpdated, db: AsyncDatabase, clock: Callable[[], datetime]
+) -> None:
+    if update.chat.type != "private":
+        await repository.upsert_chat(db, update.chat, clock(), managed=False)
+    log.info("bot_membership_changed", chat_id=update.chat.id, status=update.new_chat_member.status)

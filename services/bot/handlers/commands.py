@@ -1,0 +1,159 @@
+"""Private-chat commands: /start, /help, /subscribe (and the tariff buttons), /status,
+/cancel_autorenew."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+import structlog
+from aiogram import Bot, F, Router
+from aiogram.filters import Command, CommandStart
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+from runtime.db import AsyncDatabase, Row
+from services.bot import repository, texts
+from services.bot.config import BotSettings
+from services.bot.metrics import PAYMENTS_REQUESTED
+from services.bot.payments import PaymentProvider, request_payment_link
+
+log = structlog.get_logger("bot")
+
+TARIFF_PREFIX = "tariff:"
+
+
+def build_router() -> Router:
+    router = Router(name="commands")
+    router.message.filter(F.chat.type == "private")
+    router.message.register(start, CommandStart())
+    router.message.register(help_, Command("help"))
+    router.message.register(subscribe, Command("subscribe"))
+    router.message.register(status, Command("status"))
+    router.message.register(cancel_autorenew, Command("cancel_autorenew"))
+    router.callback_query.register(tariff_chosen, F.data.startswith(TARIFF_PREFIX))
+    return router
+
+
+async def start(message: Message, db: AsyncDatabase, clock: Callable[[], datetime]) -> None:
+    assert message.from_user is not None
+    member = await repository.register_user(db, message.from_user, clock())
+    log.info("member_registered" if member.created else "member_returned", user_id=member.id)
+    await message.answer(texts.WELCOME_NEW if member.created else texts.WELCOME_BACK)
+
+
+async def help_(message: Message) -> None:
+    await message.answer(texts.HELP)
+
+
+async def status(
+    message: Message, db: AsyncDatabase, clock: Callable[[], datetime], bot_settings: BotSettings
+) -> None:
+    assert message.from_user is not None
+    member = await repository.register_user(db, message.from_user, clock())
+    sub = await repository.live_subscription(db, member.id) or (
+        await repository.latest_subscription(db, member.id)
+    )
+    await message.answer(texts.subscription_status(sub, bot_settings.runtime.timezone))
+
+
+async def cancel_autorenew(
+    message: Message, db: AsyncDatabase, clock: Callable[[], datetime]
+) -> None:
+    assert message.from_user is not None
+    now = clock()
+    member = await repository.register_user(db, message.from_user, now)
+    stopped = await repository.stop_auto_renew(db, member.id, now)
+    if stopped:
+        log.info("auto_renew_stopped", user_id=member.id, reason="user")
+    await message.answer(texts.AUTORENEW_STOPPED if stopped else texts.NOTHING_TO_CANCEL)
+
+
+async def subscribe(
+    message: Message,
+    db: AsyncDatabase,
+    clock: Callable[[], datetime],
+    bot_settings: BotSettings,
+    payments: PaymentProvider | None,
+    bot_username: str,
+) -> None:
+    assert message.from_user is not None
+    member = await repository.register_user(db, message.from_user, clock())
+    tariffs = await repository.active_tariffs(db)
+    if not tariffs:
+        await message.answer(texts.NO_TARIFFS)
+        return
+    if len(tariffs) > 1:
+        await message.answer(texts.CHOOSE_TARIFF, reply_markup=tariff_keyboard(tariffs))
+        return
+    reply = await _payment_reply(
+        db, clock, bot_settings, payments, bot_username, member.id, member.telegram_id, tariffs[0]
+    )
+    await message.answer(reply)
+
+
+async def tariff_chosen(
+    query: CallbackQuery,
+    bot: Bot,
+    db: AsyncDatabase,
+    clock: Callable[[], datetime],
+    bot_settings: BotSettings,
+    payments: PaymentProvider | None,
+    bot_username: str,
+) -> None:
+    raw_id = (query.data or "").removeprefix(TARIFF_PREFIX)
+    tariff = await repository.tariff_by_id(db, int(raw_id)) if raw_id.isdigit() else None
+    if tariff is None:
+        await query.answer(texts.UNKNOWN_BUTTON, show_alert=True)
+        return
+    member = await repository.register_user(db, query.from_user, clock())
+    await query.answer()
+    reply = await _payment_reply(
+        db, clock, bot_settings, payments, bot_username, member.id, member.telegram_id, tariff
+    )
+    await bot.send_message(query.from_user.id, reply)
+
+
+def tariff_keyboard(tariffs: list[Row]) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for tariff in tariffs:
+        price = texts.rubles(tariff["price_minor"], tariff["currency"])
+        builder.button(text=f"{tariff['title']} — {price}", callback_data=f"tariff:{tariff['id']}")
+    builder.adjust(1)
+    return builder.as_markup()
+
+
+async def _payment_reply(
+    db: AsyncDatabase,
+    clock: Callable[[], datetime],
+    bot_settings: BotSettings,
+    payments: PaymentProvider | None,
+    bot_username: str,
+    user_id: int,
+    telegram_id: int,
+    tariff: Row,
+) -> str:
+    if payments is None:
+        PAYMENTS_REQUESTED.labels(outcome="disabled").inc()
+        return texts.PAYMENTS_OFF
+    return_url = bot_settings.payment_return_url or f"https://t.me/{bot_username}"
+    link = await request_payment_link(
+        db,
+        payments,
+        user_id=user_id,
+        telegram_id=telegram_id,
+        tariff=tariff,
+        return_url=return_url,
+        now=clock(),
+        reuse_s=bot_settings.payment_reuse_s,
+    )
+    if link.confirmation_url is None:
+        outcome = "rejected" if link.rejected else "provider_unavailable"
+        PAYMENTS_REQUESTED.labels(outcome=outcome).inc()
+        log.warning(
+            "payment_link_failed", user_id=user_id, payment_id=link.payment_id, outcome=outcome
+        )
+        return texts.PROVIDER_REJECTED if link.rejected else texts.PROVIDER_DOWN
+    PAYMENTS_REQUESTED.labels(outcome="reused" if link.reused else "created").inc()
+    log.info("payment_link_sent", user_id=user_id, payment_id=link.payment_id, reused=link.reused)
+    return texts.payment_link(link.confirmation_url, tariff, link.reused)

@@ -1,0 +1,95 @@
+"""/events: upcoming community events with inline buttons to register or cancel."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+import structlog
+from aiogram import F, Router
+from aiogram.filters import Command
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+from runtime.db import AsyncDatabase, Row
+from services.bot import repository, texts
+from services.bot.config import BotSettings
+
+log = structlog.get_logger("bot")
+
+REGISTER = "event:reg:"
+CANCEL = "event:cancel:"
+
+
+def build_router() -> Router:
+    router = Router(name="events")
+    router.message.filter(F.chat.type == "private")
+    router.message.register(list_events, Command("events"))
+    router.callback_query.register(register, F.data.startswith(REGISTER))
+    router.callback_query.register(cancel, F.data.startswith(CANCEL))
+    return router
+
+
+def events_keyboard(events: list[Row]) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for event in events:
+        if event["my_status"] == "registered":
+            builder.button(
+                text=f"Отменить: {event['title']}", callback_data=f"{CANCEL}{event['id']}"
+            )
+        else:
+            builder.button(
+                text=f"Записаться: {event['title']}", callback_data=f"{REGISTER}{event['id']}"
+            )
+    builder.adjust(1)
+    return builder.as_markup()
+
+
+async def list_events(
+    message: Message, db: AsyncDatabase, clock: Callable[[], datetime], bot_settings: BotSettings
+) -> None:
+    assert message.from_user is not None
+    now = clock()
+    member = await repository.register_user(db, message.from_user, now)
+    events = await repository.upcoming_events(db, member.id, now)
+    if not events:
+        await message.answer(texts.NO_EVENTS)
+        return
+    tz = bot_settings.runtime.timezone
+    await message.answer(
+        "Ближайшие мероприятия:\n" + "\n".join(texts.event_line(e, tz) for e in events),
+        reply_markup=events_keyboard(events),
+    )
+
+
+def _event_id(data: str | None, prefix: str) -> int | None:
+    raw = (data or "").removeprefix(prefix)
+    return int(raw) if raw.isdigit() else None
+
+
+async def register(query: CallbackQuery, db: AsyncDatabase, clock: Callable[[], datetime]) -> None:
+    event_id = _event_id(query.data, REGISTER)
+    if event_id is None:
+        await query.answer(texts.UNKNOWN_BUTTON, show_alert=True)
+        return
+    now = clock()
+    member = await repository.register_user(db, query.from_user, now)
+    if await repository.live_subscription(db, member.id) is None:
+        await query.answer(texts.EVENTS_FOR_MEMBERS, show_alert=True)
+        return
+    outcome, event = await repository.register_for_event(db, event_id, member.id, now)
+    title = event["title"] if event is not None else ""
+    log.info("event_registration", user_id=member.id, event_id=event_id, outcome=outcome)
+    await query.answer(texts.REGISTRATION_REPLIES[outcome].format(title=title), show_alert=True)
+
+
+async def cancel(query: CallbackQuery, db: AsyncDatabase, clock: Callable[[], datetime]) -> None:
+    event_id = _event_id(query.data, CANCEL)
+    if event_id is None:
+        await query.answer(texts.UNKNOWN_BUTTON, show_alert=True)
+        return
+    now = clock()
+    member = await repository.register_user(db, query.from_user, now)
+    outcome = await repository.cancel_event_registration(db, event_id, member.id, now)
+    log.info("event_registration", user_id=member.id, event_id=event_id, outcome=outcome)
+    await query.answer(texts.REGISTRATION_REPLIES[outcome], show_alert=True)

@@ -1,0 +1,160 @@
+"""Payment links for /subscribe, with the idempotence key committed before YooKassa is called.
+
+1. An open payment of the same member and tariff, younger than `reuse_s`, is offered again: a
+   member who taps /subscribe twice gets one payment, not two.
+2. Otherwise a `payments` row with a fresh idempotence key is committed first (status `created`).
+3. Then YooKassa is called with that key. If the answer is lost (network, 5xx), the row stays
+   `created`: the next /subscribe, or payment_monitor, repeats the call with the same key, so the
+   provider never creates a second payment for it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from runtime.db import AsyncDatabase, Row
+
+Answer = tuple[int | None, dict[str, Any] | None]
+
+
+class PaymentProvider(Protocol):
+    async def create_payment(self, body: dict[str, Any], idempotence_key: str) -> Answer: ...
+
+
+@dataclass(frozen=True)
+class PaymentLink:
+    payment_id: int
+    #: The page where the member pays; None when the provider could not be reached.
+    confirmation_url: str | None
+    reused: bool
+    #: The provider refused the request (4xx): a new /subscribe starts over.
+    rejected: bool = False
+
+
+def amount_value(minor: int) -> str:
+    """YooKassa's amount string: 149900 -> "1499.00"."""
+    return f"{minor // 100}.{minor % 100:02d}"
+
+
+def payment_body(payment: Row, return_url: str) -> dict[str, Any]:
+    return {
+        "amount": {"value": amount_value(payment["amount_minor"]), "currency": payment["currency"]},
+        "capture": True,
+        "confirmation": {"type": "redirect", "return_url": return_url},
+        "save_payment_method": bool(payment["save_payment_method"]),
+        "description": payment["description"],
+        # payment_row lets payment_monitor (and an operator) find the row from the provider side.
+        "metadata": {
+            "payment_row": str(payment["id"]),
+            **{k: str(v) for k, v in (payment["metadata"] or {}).items()},
+        },
+    }
+
+
+async def request_payment_link(
+    db: AsyncDatabase,
+    provider: PaymentProvider,
+    *,
+    user_id: int,
+    telegram_id: int,
+    tariff: Row,
+    return_url: str,
+    now: datetime,
+    reuse_s: int = 3600,
+) -> PaymentLink:
+    payment = await _open_payment(db, user_id, tariff["id"], now - timedelta(seconds=reuse_s))
+    if payment is not None and payment["confirmation_url"]:
+        return PaymentLink(payment["id"], payment["confirmation_url"], reused=True)
+    reused = payment is not None
+    if payment is None:
+        payment = await _create_payment_row(db, user_id, telegram_id, tariff, now)
+    status, body = await provider.create_payment(
+        payment_body(payment, return_url), payment["idempotence_key"]
+    )
+    return await _record_answer(db, payment, status, body, now, reused=reused)
+
+
+async def _open_payment(
+    db: AsyncDatabase, user_id: int, tariff_id: int, since: datetime
+) -> Row | None:
+    return await db.fetchone(
+        "SELECT * FROM payments WHERE user_id = ? AND tariff_id = ? AND created_at >= ?"
+        " AND status IN ('created', 'pending') AND payment_method_id IS NULL"
+        " ORDER BY id DESC LIMIT 1",
+        (user_id, tariff_id, since),
+    )
+
+
+async def _create_payment_row(
+    db: AsyncDatabase, user_id: int, telegram_id: int, tariff: Row, now: datetime
+) -> Row:
+    async with db.transaction() as tx:
+        # Paying while a subscription is live extends it (a renewal of that subscription).
+        live_id = await tx.fetchval(
+            "SELECT id FROM subscriptions WHERE user_id = ? AND status IN ('active', 'grace')",
+            (user_id,),
+        )
+        key = f"bot:{uuid.uuid4()}"
+        row = await tx.fetchone(
+            "INSERT INTO payments (idempotence_key, user_id, tariff_id, subscription_id, kind,"
+            " amount_minor, currency, description, save_payment_method, metadata,"
+            " next_check_at, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, TRUE, ?, ?, ?, ?) RETURNING *",
+            (
+                key,
+                user_id,
+                tariff["id"],
+                live_id,
+                "renewal" if live_id is not None else "first",
+                tariff["price_minor"],
+                tariff["currency"],
+                f"Подписка «{tariff['title']}» на {tariff['period_days']} дн.",
+                {"source": "bot", "telegram_id": telegram_id, "tariff_id": tariff["id"]},
+                now,
+                now,
+                now,
+            ),
+        )
+    assert row is not None
+    return row
+
+
+async def _record_answer(
+    db: AsyncDatabase,
+    payment: Row,
+    status: int | None,
+    body: dict[str, Any] | None,
+    now: datetime,
+    *,
+    reused: bool,
+) -> PaymentLink:
+    if status == 200 and body and body.get("id"):
+        url = (body.get("confirmation") or {}).get("confirmation_url")
+        # A final status is left for payment_monitor to fetch and apply (paid_at, the period).
+        provider_status = body.get("status")
+        if provider_status != "waiting_for_capture":
+            provider_status = "pending"
+        await db.execute(
+            "UPDATE payments SET provider_payment_id = ?, status = ?, confirmation_url = ?,"
+            " last_error = NULL, updated_at = ? WHERE id = ? AND status = 'created'",
+            (body["id"], provider_status, url, now, payment["id"]),
+        )
+        return PaymentLink(payment["id"], url, reused=reused)
+    if status is not None and 400 <= status < 500:
+        # The request itself was refused: this key is spent, nothing exists at the provider.
+        reason = (body or {}).get("description") or f"HTTP {status}"
+        await db.execute(
+            "UPDATE payments SET status = 'canceled', cancellation_party = 'merchant',"
+            " cancellation_reason = 'request_rejected', last_error = ?, updated_at = ?"
+            " WHERE id = ? AND status = 'created'",
+            (str(reason)[:500], now, payment["id"]),
+        )
+        return PaymentLink(payment["id"], None, reused=reused, rejected=True)
+    await db.execute(
+        "UPDATE payments SET last_error = ?, updated_at = ? WHERE id = ?",
+        ("provider unavailable" if status is None else f"HTTP {status}", now, payment["id"]),
+    )
+    return PaymentLink(payment["id"], None, reused=reused)

@@ -1,0 +1,275 @@
+"""The bot's SQL, one function per question it asks the database.
+
+Everything is written once with `?` placeholders for both backends (runtime.db). Writes that
+Telegram may deliver twice (a redelivered update) are idempotent by a unique key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from aiogram.types import Chat, User
+
+from runtime.db import AsyncDatabase, Row
+
+LIVE_STATUSES = ("active", "grace")
+
+
+@dataclass(frozen=True)
+class Member:
+    id: int
+    telegram_id: int
+    created: bool
+
+
+# --- members ---------------------------------------------------------------------------------
+
+
+async def register_user(db: AsyncDatabase, user: User, now: datetime) -> Member:
+    """Insert the member or refresh the profile; a returning member becomes reachable again."""
+    async with db.transaction() as tx:
+        user_id = await tx.fetchval(
+            "INSERT INTO users (telegram_id, username, first_name, last_name, language_code)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (telegram_id) DO NOTHING RETURNING id",
+            (user.id, user.username, user.first_name, user.last_name, user.language_code),
+        )
+        if user_id is not None:
+            return Member(id=int(user_id), telegram_id=user.id, created=True)
+        row = await tx.fetchone(
+            "UPDATE users SET username = ?, first_name = ?, last_name = ?, language_code = ?,"
+            " is_reachable = TRUE, blocked_at = NULL, updated_at = ?"
+            " WHERE telegram_id = ? RETURNING id",
+            (user.username, user.first_name, user.last_name, user.language_code, now, user.id),
+        )
+    assert row is not None, "the conflicting row exists"
+    return Member(id=int(row["id"]), telegram_id=user.id, created=False)
+
+
+async def find_user(db: AsyncDatabase, telegram_id: int) -> Row | None:
+    return await db.fetchone("SELECT * FROM users WHERE telegram_id = ?", (telegram_id,))
+
+
+async def live_subscription(db: AsyncDatabase, user_id: int) -> Row | None:
+    return await db.fetchone(
+        "SELECT s.*, t.title AS tariff_title, t.code AS tariff_code FROM subscriptions s"
+        " JOIN tariffs t ON t.id = s.tariff_id"
+        " WHERE s.user_id = ? AND s.status IN ('active', 'grace')",
+        (user_id,),
+    )
+
+
+async def latest_subscription(db: AsyncDatabase, user_id: int) -> Row | None:
+    return await db.fetchone(
+        "SELECT s.*, t.title AS tariff_title, t.code AS tariff_code FROM subscriptions s"
+        " JOIN tariffs t ON t.id = s.tariff_id WHERE s.user_id = ?"
+        " ORDER BY s.current_period_end DESC, s.id DESC LIMIT 1",
+        (user_id,),
+    )
+
+
+async def stop_auto_renew(db: AsyncDatabase, user_id: int, now: datetime) -> int:
+    """Switch auto-renewal off on the live subscription; 0 when there was nothing to stop."""
+    return await db.execute(
+        "UPDATE subscriptions SET auto_renew = FALSE, next_charge_at = NULL,"
+        " auto_renew_stopped_reason = 'user', updated_at = ?"
+        " WHERE user_id = ? AND status IN ('active', 'grace') AND auto_renew",
+        (now, user_id),
+    )
+
+
+async def active_tariffs(db: AsyncDatabase) -> list[Row]:
+    return await db.fetchall(
+        "SELECT * FROM tariffs WHERE is_active ORDER BY price_minor, id",
+    )
+
+
+async def tariff_by_id(db: AsyncDatabase, tariff_id: int) -> Row | None:
+    return await db.fetchone("SELECT * FROM tariffs WHERE id = ? AND is_active", (tariff_id,))
+
+
+# --- events ----------------------------------------------------------------------------------
+
+
+async def upcoming_events(
+    db: AsyncDatabase, user_id: int, now: datetime, limit: int = 10
+) -> list[Row]:
+    return await db.fetchall(
+        "SELECT e.id, e.title, e.description, e.location, e.url, e.starts_at, e.capacity,"
+        " (SELECT count(*) FROM event_registrations r"
+        "   WHERE r.event_id = e.id AND r.status = 'registered') AS registered_count,"
+        " (SELECT r.status FROM event_registrations r"
+        "   WHERE r.event_id = e.id AND r.user_id = ?) AS my_status"
+        " FROM events e WHERE e.status = 'published' AND e.starts_at > ?"
+        " ORDER BY e.starts_at, e.id LIMIT ?",
+        (user_id, now, limit),
+    )
+
+
+class RegistrationOutcome:
+    REGISTERED = "registered"
+    ALREADY = "already"
+    FULL = "full"
+    CLOSED = "closed"
+    CANCELED = "canceled"
+    NOT_REGISTERED = "not_registered"
+
+
+async def register_for_event(
+    db: AsyncDatabase, event_id: int, user_id: int, now: datetime
+) -> tuple[str, Row | None]:
+    async with db.transaction() as tx:
+        # Touching the event row first serialises registrations for it on both backends, so
+        # two members cannot both take the last seat.
+        touched = await tx.execute(
+            "UPDATE events SET updated_at = updated_at"
+            " WHERE id = ? AND status = 'published' AND starts_at > ?",
+            (event_id, now),
+        )
+        event = await tx.fetchone("SELECT * FROM events WHERE id = ?", (event_id,))
+        if not touched:
+            return RegistrationOutcome.CLOSED, event
+        mine = await tx.fetchval(
+            "SELECT status FROM event_registrations WHERE event_id = ? AND user_id = ?",
+            (event_id, user_id),
+        )
+        if mine == "registered":
+            return RegistrationOutcome.ALREADY, event
+        assert event is not None
+        if event["capacity"] is not None:
+            taken = await tx.fetchval(
+                "SELECT count(*) FROM event_registrations"
+                " WHERE event_id = ? AND status = 'registered'",
+                (event_id,),
+            )
+            if int(taken) >= int(event["capacity"]):
+                return RegistrationOutcome.FULL, event
+        await tx.execute(
+            "INSERT INTO event_registrations (event_id, user_id, status, registered_at)"
+            " VALUES (?, ?, 'registered', ?) ON CONFLICT (event_id, user_id) DO UPDATE"
+            " SET status = 'registered', registered_at = excluded.registered_at,"
+            " canceled_at = NULL",
+            (event_id, user_id, now),
+        )
+    return RegistrationOutcome.REGISTERED, event
+
+
+async def cancel_event_registration(
+    db: AsyncDatabase, event_id: int, user_id: int, now: datetime
+) -> str:
+    changed = await db.execute(
+        "UPDATE event_registrations SET status = 'canceled', canceled_at = ?"
+        " WHERE event_id = ? AND user_id = ? AND status = 'registered'",
+        (now, event_id, user_id),
+    )
+    return RegistrationOutcome.CANCELED if changed else RegistrationOutcome.NOT_REGISTERED
+
+
+# --- chats and memberships -------------------------------------------------------------------
+
+
+async def upsert_chat(db: AsyncDatabase, chat: Chat, now: datetime, *, managed: bool) -> int:
+    """Record a chat the bot sees; `managed` marks it paid (only ever switched on here)."""
+    row = await db.fetchone(
+        "INSERT INTO chats (telegram_chat_id, title, username, kind, is_managed)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (telegram_chat_id) DO UPDATE"
+        " SET title = excluded.title, username = excluded.username, kind = excluded.kind,"
+        " is_managed = (chats.is_managed OR excluded.is_managed), updated_at = ?"
+        " RETURNING id",
+        (chat.id, chat.title, chat.username, chat.type, managed, now),
+    )
+    assert row is not None
+    return int(row["id"])
+
+
+async def set_membership(
+    db: AsyncDatabase, user_id: int, chat_row_id: int, status: str, now: datetime
+) -> None:
+    """Upsert a member's state in a chat, stamping the time column that goes with it."""
+    stamp = {"member": "joined_at", "left": "left_at", "banned": "banned_at"}.get(status)
+    columns = f", {stamp}" if stamp else ""
+    values = ", ?" if stamp else ""
+    update = f", {stamp} = excluded.{stamp}" if stamp else ""
+    params: tuple[Any, ...] = (user_id, chat_row_id, status, now)
+    await db.execute(
+        f"INSERT INTO memberships (user_id, chat_id, status, updated_at{columns})"
+        f" VALUES (?, ?, ?, ?{values}) ON CONFLICT (user_id, chat_id) DO UPDATE"
+        f" SET status = excluded.status, updated_at = excluded.updated_at{update}",
+        params + ((now,) if stamp else ()),
+    )
+
+
+# --- the inbox for parse_messages ------------------------------------------------------------
+
+
+async def save_chat_message(
+    db: AsyncDatabase,
+    *,
+    chat: Chat,
+    message_id: int,
+    from_user: User | None,
+    kind: str,
+    text: str | None,
+    message_date: datetime,
+    edited_at: datetime | None,
+    raw: dict[str, Any],
+) -> None:
+    """Insert into the inbox; an edit updates the row and queues it for parsing again."""
+    await db.execute(
+        "INSERT INTO chat_messages (chat_id, message_id, chat_title, chat_username,"
+        " from_user_id, from_username, kind, text, message_date, edited_at, raw)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (chat_id, message_id) DO UPDATE SET text = excluded.text,"
+        " edited_at = excluded.edited_at, raw = excluded.raw, parse_status = 'pending',"
+        " parse_error = NULL, lease_owner = NULL, lease_expires_at = NULL"
+        " WHERE excluded.edited_at IS NOT NULL",
+        (
+            chat.id,
+            message_id,
+            chat.title,
+            chat.username,
+            from_user.id if from_user else None,
+            from_user.username if from_user else None,
+            kind,
+            text,
+            message_date,
+            edited_at,
+            raw,
+        ),
+        db="useful",
+    )
+
+
+async def queue_audio(
+    db: AsyncDatabase,
+    *,
+    file_unique_id: str,
+    file_id: str,
+    kind: str,
+    chat_id: int,
+    message_id: int,
+    from_user_id: int | None,
+    duration_s: int | None,
+    size_bytes: int | None,
+    mime_type: str | None,
+) -> bool:
+    """Queue a voice note for download, once per file; True when it was new."""
+    inserted = await db.execute(
+        "INSERT INTO audio_files (file_unique_id, file_id, kind, chat_id, message_id,"
+        " from_user_id, duration_s, size_bytes, mime_type)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (file_unique_id) DO NOTHING",
+        (
+            file_unique_id,
+            file_id,
+            kind,
+            chat_id,
+            message_id,
+            from_user_id,
+            duration_s,
+            size_bytes,
+            mime_type,
+        ),
+        db="audio",
+    )
+    return inserted > 0

@@ -1,0 +1,109 @@
+"""What the bot says. Dates are shown in the community's time zone."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from runtime.db import Row
+
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("start", "регистрация"),
+    ("subscribe", "оформить или продлить подписку"),
+    ("status", "статус подписки"),
+    ("cancel_autorenew", "отключить автопродление"),
+    ("events", "мероприятия сообщества"),
+    ("survey", "ежемесячная анкета"),
+    ("help", "что умеет бот"),
+)
+
+HELP = "Я бот сообщества агентов недвижимости. Команды:\n" + "\n".join(
+    f"/{name} — {about}" for name, about in COMMANDS
+)
+UNKNOWN = "Не понял сообщение. " + HELP
+UNKNOWN_BUTTON = "Эта кнопка устарела. Отправьте /help."
+WELCOME_NEW = "Добро пожаловать! Вы зарегистрированы.\n\n" + HELP
+WELCOME_BACK = "С возвращением! Вы уже зарегистрированы.\n\n" + HELP
+NO_TARIFFS = "Оформить подписку сейчас нельзя: тарифы ещё не настроены. Попробуйте позже."
+PAYMENTS_OFF = "Оплата временно недоступна. Попробуйте позже."
+PROVIDER_DOWN = "Платёжный сервис не ответил. Повторите /subscribe через минуту."
+PROVIDER_REJECTED = "Платёжный сервис отклонил запрос. Повторите /subscribe позже."
+CHOOSE_TARIFF = "Выберите тариф:"
+NO_SUBSCRIPTION = "У вас нет подписки. Оформить: /subscribe"
+NOTHING_TO_CANCEL = "Автопродление уже выключено или подписки нет."
+AUTORENEW_STOPPED = (
+    "Автопродление отключено. Подписка действует до конца оплаченного периода; "
+    "продлить можно командой /subscribe."
+)
+NO_EVENTS = "Ближайших мероприятий нет."
+EVENTS_FOR_MEMBERS = "Регистрация на мероприятия — для участников с подпиской. /subscribe"
+SURVEY_FOR_MEMBERS = "Анкета — для участников с подпиской."
+SURVEY_DONE = "Спасибо! Анкета за этот месяц заполнена."
+SURVEY_ALREADY_DONE = "Анкета за этот месяц уже заполнена. Спасибо!"
+SURVEY_STALE = "Этот вопрос уже не актуален."
+JOIN_APPROVED = "Заявка одобрена — добро пожаловать в чат сообщества!"
+JOIN_DECLINED = (
+    "Вход в чат сообщества — только для участников с активной подпиской. "
+    "Оформите её командой /subscribe и отправьте заявку снова."
+)
+VOICE_SAVED = "Голосовое сообщение сохранено."
+
+REGISTRATION_REPLIES = {
+    "registered": "Вы зарегистрированы на «{title}».",
+    "already": "Вы уже зарегистрированы на «{title}».",
+    "full": "Мест на «{title}» больше нет.",
+    "closed": "Регистрация на это мероприятие закрыта.",
+    "canceled": "Регистрация отменена.",
+    "not_registered": "Вы не были зарегистрированы.",
+}
+
+
+def local_date(value: datetime, tz: ZoneInfo) -> str:
+    return f"{value.astimezone(tz):%d.%m.%Y}"
+
+
+def local_datetime(value: datetime, tz: ZoneInfo) -> str:
+    return f"{value.astimezone(tz):%d.%m.%Y %H:%M}"
+
+
+def rubles(minor: int, currency: str) -> str:
+    amount = f"{minor // 100}" if minor % 100 == 0 else f"{minor // 100}.{minor % 100:02d}"
+    return f"{amount} ₽" if currency == "RUB" else f"{amount} {currency}"
+
+
+def subscription_status(sub: Row | None, tz: ZoneInfo) -> str:
+    if sub is None:
+        return NO_SUBSCRIPTION
+    title = sub["tariff_title"]
+    if sub["status"] == "active":
+        renew = "включено" if sub["auto_renew"] else "выключено"
+        return (
+            f"Подписка «{title}» активна до {local_date(sub['current_period_end'], tz)}.\n"
+            f"Автопродление: {renew}."
+        )
+    if sub["status"] == "grace":
+        return (
+            f"Подписка «{title}» закончилась {local_date(sub['current_period_end'], tz)}; "
+            f"доступ сохраняется до {local_date(sub['grace_until'], tz)}. Продлить: /subscribe"
+        )
+    return f"Подписка «{title}» не активна. Оформить снова: /subscribe"
+
+
+def payment_link(url: str, tariff: Row, reused: bool) -> str:
+    price = rubles(tariff["price_minor"], tariff["currency"])
+    head = "Ваша ссылка на оплату ещё действует" if reused else "Ссылка на оплату готова"
+    return (
+        f"{head}: «{tariff['title']}», {price} за {tariff['period_days']} дн.\n{url}\n"
+        "После оплаты подписка включится автоматически."
+    )
+
+
+def event_line(event: Row, tz: ZoneInfo) -> str:
+    parts = [f"• {event['title']} — {local_datetime(event['starts_at'], tz)}"]
+    if event["location"]:
+        parts.append(f"  {event['location']}")
+    if event["capacity"] is not None:
+        parts.append(f"  Мест: {max(event['capacity'] - event['registered_count'], 0)}")
+    if event["my_status"] == "registered":
+        parts.append("  Вы зарегистрированы")
+    return "\n".join(parts)

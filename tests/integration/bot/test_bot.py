@@ -1,0 +1,307 @@
+"""The bot as a process against the sandbox process, on both backends."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tests.integration.bot.conftest import BotProcess, Sandbox, http_text, wait_for
+
+
+def _rows(bot: BotProcess, sql: str, params: tuple[Any, ...] = (), db: str = "main") -> list[Any]:
+    return bot.db.fetchall(sql, params, db=db)
+
+
+def _user_id(bot: BotProcess, telegram_id: int) -> int:
+    return int(bot.db.fetchval("SELECT id FROM users WHERE telegram_id = ?", (telegram_id,)))
+
+
+def _tariff(bot: BotProcess) -> int:
+    # One active tariff for every test of the module: /subscribe goes straight to the link.
+    bot.db.execute(
+        "INSERT INTO tariffs (code, title, price_minor, period_days) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (code) DO NOTHING",
+        ("month", "Месяц", 150000, 30),
+    )
+    return int(bot.db.fetchval("SELECT id FROM tariffs WHERE code = 'month'"))
+
+
+def _activate(bot: BotProcess, telegram_id: int) -> int:
+    user_id = _user_id(bot, telegram_id)
+    now = datetime.now(UTC)
+    bot.db.execute(
+        "INSERT INTO subscriptions (user_id, tariff_id, status, current_period_start,"
+        " current_period_end) VALUES (?, ?, 'active', ?, ?)",
+        (user_id, _tariff(bot), now - timedelta(days=1), now + timedelta(days=29)),
+    )
+    return user_id
+
+
+def _start(sandbox: Sandbox, **profile: Any) -> int:
+    telegram_id = sandbox.new_user(**profile)
+    sandbox.say(telegram_id, "/start")
+    sandbox.wait_sent(telegram_id, 1)
+    return telegram_id
+
+
+def test_start_registers_once(sandbox: Sandbox, bot_process: BotProcess) -> None:
+    telegram_id = sandbox.new_user(username="agent_smith")
+    sandbox.say(telegram_id, "/start")
+    first = sandbox.wait_sent(telegram_id, 1)
+    sandbox.say(telegram_id, "/start")
+    both = sandbox.wait_sent(telegram_id, 2)
+
+    assert "Вы зарегистрированы" in first[0]["text"]
+    assert "С возвращением" in both[1]["text"]
+    rows = _rows(bot_process, "SELECT * FROM users WHERE telegram_id = ?", (telegram_id,))
+    assert len(rows) == 1
+    assert rows[0]["username"] == "agent_smith"
+
+
+def test_subscribe_commits_payment_and_reuses_open_link(
+    sandbox: Sandbox, bot_process: BotProcess
+) -> None:
+    _tariff(bot_process)
+    telegram_id = _start(sandbox)
+    sandbox.say(telegram_id, "/subscribe")
+    reply = sandbox.wait_sent(telegram_id, 2)[1]["text"]
+    sandbox.say(telegram_id, "/subscribe")
+    again = sandbox.wait_sent(telegram_id, 3)[2]["text"]
+
+    payments = _rows(
+        bot_process,
+        "SELECT * FROM payments WHERE user_id = ?",
+        (_user_id(bot_process, telegram_id),),
+    )
+    assert len(payments) == 1, "a second /subscribe offers the same payment"
+    payment = payments[0]
+    assert payment["idempotence_key"].startswith("bot:")
+    assert payment["status"] == "pending"
+    assert payment["kind"] == "first"
+    assert payment["amount_minor"] == 150000
+    assert payment["confirmation_url"] in reply
+    assert payment["confirmation_url"] in again
+    assert "ещё действует" in again
+    at_provider = [
+        p
+        for p in sandbox.control("GET", "/yookassa/payments")
+        if p["id"] == payment["provider_payment_id"]
+    ]
+    assert len(at_provider) == 1
+    assert at_provider[0]["amount"] == {"value": "1500.00", "currency": "RUB"}
+    assert at_provider[0]["metadata"]["payment_row"] == str(payment["id"])
+
+
+def test_status_and_cancel_autorenew(sandbox: Sandbox, bot_process: BotProcess) -> None:
+    telegram_id = _start(sandbox)
+    sandbox.say(telegram_id, "/status")
+    assert "нет подписки" in sandbox.wait_sent(telegram_id, 2)[1]["text"]
+
+    user_id = _activate(bot_process, telegram_id)
+    sandbox.say(telegram_id, "/status")
+    assert "активна до" in sandbox.wait_sent(telegram_id, 3)[2]["text"]
+    sandbox.say(telegram_id, "/cancel_autorenew")
+    assert "Автопродление отключено" in sandbox.wait_sent(telegram_id, 4)[3]["text"]
+    sandbox.say(telegram_id, "/cancel_autorenew")
+    assert "уже выключено" in sandbox.wait_sent(telegram_id, 5)[4]["text"]
+
+    sub = _rows(bot_process, "SELECT * FROM subscriptions WHERE user_id = ?", (user_id,))[0]
+    assert sub["auto_renew"] is False
+    assert sub["auto_renew_stopped_reason"] == "user"
+
+
+def test_events_register_with_buttons(sandbox: Sandbox, bot_process: BotProcess) -> None:
+    starts = datetime.now(UTC) + timedelta(days=3)
+    event_id = bot_process.db.fetchval(
+        "INSERT INTO events (title, starts_at, capacity) VALUES (?, ?, 1) RETURNING id",
+        (f"Завтрак {starts.timestamp()}", starts),
+    )
+    member = _start(sandbox)
+    _activate(bot_process, member)
+    sandbox.say(member, "/events")
+    listing = sandbox.wait_sent(member, 2)[1]
+    buttons = [b for row in listing["reply_markup"]["inline_keyboard"] for b in row]
+    button = next(b for b in buttons if b["callback_data"] == f"event:reg:{event_id}")
+
+    query = sandbox.press(member, listing, button["callback_data"])
+    assert "Вы зарегистрированы" in sandbox.wait_answer(query["id"])["text"]
+    again = sandbox.press(member, listing, button["callback_data"])
+    assert "уже зарегистрированы" in sandbox.wait_answer(again["id"])["text"]
+
+    # The only seat is taken: the next member is told so; a member without subscription too.
+    second = _start(sandbox)
+    _activate(bot_process, second)
+    sandbox.say(second, "/events")
+    listing2 = sandbox.wait_sent(second, 2)[1]
+    full = sandbox.press(second, listing2, f"event:reg:{event_id}")
+    assert "больше нет" in sandbox.wait_answer(full["id"])["text"]
+    outsider = _start(sandbox)
+    sandbox.say(outsider, "/events")
+    listing3 = sandbox.wait_sent(outsider, 2)[1]
+    refused = sandbox.press(outsider, listing3, f"event:reg:{event_id}")
+    assert "с подпиской" in sandbox.wait_answer(refused["id"])["text"]
+
+    registrations = _rows(
+        bot_process, "SELECT * FROM event_registrations WHERE event_id = ?", (event_id,)
+    )
+    assert [r["user_id"] for r in registrations] == [_user_id(bot_process, member)]
+
+
+def test_monthly_survey_with_buttons_and_text(sandbox: Sandbox, bot_process: BotProcess) -> None:
+    telegram_id = _start(sandbox)
+    user_id = _activate(bot_process, telegram_id)
+    sandbox.say(telegram_id, "/survey")
+    first = sandbox.wait_sent(telegram_id, 2)[1]
+    assert "Вопрос 1 из 3" in first["text"]
+    options = [b for row in first["reply_markup"]["inline_keyboard"] for b in row]
+    sandbox.wait_answer(sandbox.press(telegram_id, first, options[2]["callback_data"])["id"])
+    second = sandbox.wait_sent(telegram_id, 3)[2]
+    assert "Вопрос 2 из 3" in second["text"]
+    # A button of the question already answered is stale and changes nothing.
+    stale = sandbox.press(telegram_id, first, options[0]["callback_data"])
+    assert "не актуален" in sandbox.wait_answer(stale["id"])["text"]
+    five = [b for row in second["reply_markup"]["inline_keyboard"] for b in row][4]
+    sandbox.press(telegram_id, second, five["callback_data"])
+    assert "Вопрос 3 из 3" in sandbox.wait_sent(telegram_id, 4)[3]["text"]
+    sandbox.say(telegram_id, "Больше встреч офлайн")
+    assert "Спасибо" in sandbox.wait_sent(telegram_id, 5)[4]["text"]
+
+    survey = _rows(bot_process, "SELECT * FROM surveys WHERE user_id = ?", (user_id,))[0]
+    assert survey["status"] == "answered"
+    answers = {
+        r["question_key"]: r["answer"]
+        for r in _rows(
+            bot_process, "SELECT * FROM survey_responses WHERE survey_id = ?", (survey["id"],)
+        )
+    }
+    assert answers == {"deals": "3–5", "satisfaction": "5", "suggestion": "Больше встреч офлайн"}
+    sandbox.say(telegram_id, "/survey")
+    assert "уже заполнена" in sandbox.wait_sent(telegram_id, 6)[5]["text"]
+
+
+def test_join_requests_approved_only_for_live_subscriptions(
+    sandbox: Sandbox, bot_process: BotProcess
+) -> None:
+    chat_id = -(1_000_000_000_000 + sandbox.new_user())
+    sandbox.control(
+        "POST", "/telegram/chats", {"id": chat_id, "type": "supergroup", "title": "Агенты PRO"}
+    )
+    member = _start(sandbox)
+    _activate(bot_process, member)
+    stranger = _start(sandbox)
+
+    sandbox.control("POST", "/telegram/join_requests", {"user_id": member, "chat_id": chat_id})
+    sandbox.control("POST", "/telegram/join_requests", {"user_id": stranger, "chat_id": chat_id})
+
+    def decided() -> bool:
+        return not sandbox.control("GET", f"/telegram/join_requests?chat_id={chat_id}")
+
+    wait_for(decided, 10, "both join requests to be decided")
+    members = {
+        m["user_id"]: m["status"]
+        for m in sandbox.control("GET", f"/telegram/chats/{chat_id}/members")
+    }
+    assert members.get(member) == "member"
+    assert members.get(stranger) != "member"
+    assert "одобрена" in sandbox.wait_sent(member, 2)[1]["text"]
+    assert "/subscribe" in sandbox.wait_sent(stranger, 2)[1]["text"]
+
+    chat = _rows(bot_process, "SELECT * FROM chats WHERE telegram_chat_id = ?", (chat_id,))[0]
+    assert chat["is_managed"] is True
+    memberships = _rows(bot_process, "SELECT * FROM memberships WHERE chat_id = ?", (chat["id"],))
+    assert [(m["user_id"], m["status"]) for m in memberships] == [
+        (_user_id(bot_process, member), "member")
+    ]
+
+
+def test_inbox_stores_messages_channel_posts_and_voice(
+    sandbox: Sandbox, bot_process: BotProcess
+) -> None:
+    group_id = -(1_000_000_000_000 + sandbox.new_user())
+    channel_id = -(1_000_000_000_000 + sandbox.new_user())
+    sandbox.control("POST", "/telegram/chats", {"id": group_id, "type": "supergroup"})
+    sandbox.control(
+        "POST", "/telegram/chats", {"id": channel_id, "type": "channel", "title": "nmarket"}
+    )
+    author = sandbox.new_user(username="seller")
+    said = sandbox.say(author, "Продаю 2к, #ипотека", chat_id=group_id)
+    posted = sandbox.control(
+        "POST", "/telegram/channel_posts", {"chat_id": channel_id, "text": "ЖК Лето, 1к 35 м²"}
+    )
+    voice = sandbox.control(
+        "POST", "/telegram/voice", {"user_id": author, "chat_id": group_id, "duration": 7}
+    )
+    private_voice = sandbox.control("POST", "/telegram/voice", {"user_id": author, "size": 2048})
+
+    def inbox() -> list[Any] | None:
+        rows = _rows(
+            bot_process,
+            "SELECT * FROM chat_messages WHERE chat_id IN (?, ?, ?) ORDER BY id",
+            (group_id, channel_id, author),
+            db="useful",
+        )
+        return rows if len(rows) == 4 else None
+
+    rows = wait_for(inbox, 10, "four inbox rows")
+    by_message = {(r["chat_id"], r["message_id"]): r for r in rows}
+    text_row = by_message[(group_id, said["message_id"])]
+    assert (text_row["kind"], text_row["text"], text_row["from_username"]) == (
+        "message",
+        "Продаю 2к, #ипотека",
+        "seller",
+    )
+    assert text_row["parse_status"] == "pending"
+    assert text_row["raw"]["from"]["id"] == author
+    assert by_message[(channel_id, posted["message_id"])]["kind"] == "channel_post"
+    assert by_message[(group_id, voice["message_id"])]["kind"] == "voice"
+    audio = _rows(
+        bot_process,
+        "SELECT * FROM audio_files WHERE from_user_id = ? ORDER BY id",
+        (author,),
+        db="audio",
+    )
+    assert [(a["file_unique_id"], a["duration_s"], a["status"]) for a in audio] == [
+        (voice["voice"]["file_unique_id"], 7, "queued"),
+        (private_voice["voice"]["file_unique_id"], 3, "queued"),
+    ]
+    assert "сохранено" in sandbox.wait_sent(author, 1)[0]["text"]
+    assert _rows(bot_process, "SELECT * FROM chats WHERE telegram_chat_id = ?", (channel_id,))
+
+
+def test_unknown_input_gets_help_and_metrics_count_updates(
+    sandbox: Sandbox, bot_process: BotProcess
+) -> None:
+    telegram_id = sandbox.new_user()
+    sandbox.say(telegram_id, "привет")
+    sandbox.say(telegram_id, "/nonsense")
+    replies = sandbox.wait_sent(telegram_id, 2)
+    assert all("/subscribe" in m["text"] for m in replies)
+    stale = sandbox.press(telegram_id, replies[0], "no-such-button")
+    assert "устарела" in sandbox.wait_answer(stale["id"])["text"]
+
+    metrics = http_text(f"http://127.0.0.1:{bot_process.metrics_port}/metrics")
+    assert 'domos_bot_updates_total{type="message"}' in metrics
+    assert 'domos_bot_updates_total{type="callback_query"}' in metrics
+    assert bot_process.process is not None
+    assert bot_process.process.poll() is None
+
+
+def test_sigterm_stops_cleanly_and_survey_resumes_after_restart(
+    sandbox: Sandbox, bot_process: BotProcess
+) -> None:
+    telegram_id = _start(sandbox)
+    _activate(bot_process, telegram_id)
+    sandbox.say(telegram_id, "/survey")
+    first = sandbox.wait_sent(telegram_id, 2)[1]
+    option = first["reply_markup"]["inline_keyboard"][0][1]["callback_data"]
+    sandbox.press(telegram_id, first, option)
+    sandbox.wait_sent(telegram_id, 3)
+
+    assert bot_process.stop() == 0
+    assert "bot_stopped" in bot_process.log_text()
+    bot_process.start()
+
+    # The member goes on with question 2 after the restart: the state was in the database.
+    sandbox.say(telegram_id, "/survey")
+    resumed = sandbox.wait_sent(telegram_id, 4)[3]
+    assert "Вопрос 2 из 3" in resumed["text"]
