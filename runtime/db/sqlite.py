@@ -307,7 +307,12 @@ class _SQLiteCommon:
             for name in LOGICAL_DATABASES
         }
         for path in self.settings.sqlite_paths.values():
-            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseUnavailable(
+                    f"sqlite: cannot create the directory of {path}: {exc.strerror}"
+                ) from exc
         self._opened = True
         track_pool(self)
 
