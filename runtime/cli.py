@@ -23,20 +23,43 @@ COMMAND_MODULES: tuple[str, ...] = (
     "services.sandbox.cli",
     "services.api.cli",
     "services.botapi.cli",
+    "services.bot.cli",
+    "services.web.cli",
     "runtime.supervision.cli",
 )
 
+#: Subcommand -> the module that registers it. A program imports only its own command's module,
+#: so one area's import-time problem cannot stop every other program from starting.
+COMMAND_OWNERS: dict[str, str] = {
+    "db": "runtime.db.cli",
+    "monitor": "runtime.monitor.cli",
+    "migrate": "runtime.migrate.cli",
+    "backup": "runtime.backup.cli",
+    "restore": "runtime.backup.cli",
+    "sandbox": "services.sandbox.cli",
+    "api": "services.api.cli",
+    "botapi": "services.botapi.cli",
+    "bot": "services.bot.cli",
+    "web": "services.web.cli",
+    "run": "runtime.supervision.cli",
+    "supervisor": "runtime.supervision.cli",
+}
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; with `argv` naming a known command, only that command's module is imported."""
     parser = argparse.ArgumentParser(prog="domos", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module_name in COMMAND_MODULES:
+    command = next((arg for arg in argv or () if not arg.startswith("-")), None)
+    owner = COMMAND_OWNERS.get(command) if command is not None else None
+    for module_name in (owner,) if owner else COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         code: int = args.handler(args)
     except DomosError as exc:

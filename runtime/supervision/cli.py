@@ -59,16 +59,30 @@ def run(args: argparse.Namespace) -> int:
 def register_render(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "supervisor",
-        help="render supervisor/ (program files and role directories) from the catalogue",
-        description="Write supervisor/ from runtime/supervision/programs.py, or --check it.",
+        help="supervisord integration: render supervisor/, or run the event listener",
+        description=(
+            "render: write supervisor/ from runtime/supervision/programs.py (or --check it). "
+            "listen: the event listener (FATAL -> shutdown, process metrics)."
+        ),
     )
-    parser.add_argument("action", choices=["render"])
+    parser.add_argument("action", choices=["render", "listen"])
     parser.add_argument("--root", type=Path, default=Path("supervisor"))
-    parser.add_argument("--check", action="store_true", help="only report differences; exit 1")
-    parser.set_defaults(handler=render)
+    parser.add_argument("--check", action="store_true", help="render: report differences; exit 1")
+    parser.add_argument(
+        "--no-shutdown-on-fatal",
+        dest="shutdown_on_fatal",
+        action="store_false",
+        help="listen: only report FATAL programs instead of shutting supervisord down",
+    )
+    parser.add_argument("--metrics-port", type=int, default=None, help="listen: /metrics port")
+    parser.set_defaults(handler=supervisor_command)
 
 
-def render(args: argparse.Namespace) -> int:
+def supervisor_command(args: argparse.Namespace) -> int:
+    if args.action == "listen":
+        from runtime.supervision.listener import main
+
+        return main(shutdown_on_fatal=args.shutdown_on_fatal, metrics_port=args.metrics_port)
     from runtime.supervision.programs import differences, write_tree
 
     if args.check:

@@ -54,6 +54,34 @@ PROGRAMS: tuple[Program, ...] = (
 )
 
 
+#: The event listener that every role runs (runtime.supervision.listener).
+LISTENER_NAME = "supervisor_exporter"
+LISTENER_METRICS_PORT = 9200
+
+
+def render_listener() -> str:
+    return "\n".join(
+        [
+            "; Rendered from runtime/supervision/programs.py by `domos supervisor render`.",
+            "; FATAL -> supervisord shutdown (the container restarts whole); process metrics.",
+            f"[eventlistener:{LISTENER_NAME}]",
+            f"command=domos supervisor listen --metrics-port {LISTENER_METRICS_PORT}",
+            "directory=%(ENV_DOMOS_HOME)s",
+            f'environment=DOMOS_PROGRAM="{LISTENER_NAME}"',
+            "events=PROCESS_STATE,TICK_5",
+            "priority=1",
+            "autorestart=true",
+            "startsecs=1",
+            "stopwaitsecs=5",
+            # stdout is the event protocol; the listener logs to stderr.
+            "stdout_logfile=NONE",
+            "stderr_logfile=/dev/stderr",
+            "stderr_logfile_maxbytes=0",
+            "",
+        ]
+    )
+
+
 def by_name() -> dict[str, Program]:
     return {program.name: program for program in PROGRAMS}
 
@@ -104,7 +132,7 @@ def render_group(role: str, programs: tuple[Program, ...]) -> str:
 
 def expected_tree() -> dict[str, str | Path]:
     """Relative path -> file content (str) or symlink target (Path), under supervisor/."""
-    tree: dict[str, str | Path] = {}
+    tree: dict[str, str | Path] = {f"programs/{LISTENER_NAME}.conf": render_listener()}
     for program in PROGRAMS:
         tree[f"programs/{program.name}.conf"] = render_program(program)
     single_roles = sorted({program.role for program in PROGRAMS})
@@ -112,6 +140,7 @@ def expected_tree() -> dict[str, str | Path]:
         members = tuple(p for p in PROGRAMS if p.role == role)
         tree[f"groups/{role}.conf"] = render_group(role, members)
     for role, members in roles().items():
+        tree[f"roles/{role}/{LISTENER_NAME}.conf"] = Path(f"../../programs/{LISTENER_NAME}.conf")
         for program in members:
             tree[f"roles/{role}/{program.name}.conf"] = Path(f"../../programs/{program.name}.conf")
         for group in sorted({p.role for p in members}):

@@ -1,0 +1,161 @@
+"""supervisord event listener: FATAL means shut down, and process states become metrics.
+
+Runs as `[eventlistener:supervisor_exporter]` in every role (`domos supervisor listen`).
+
+- A program that reaches FATAL (it could not stay up after `startretries`) would otherwise stay
+  down for the life of the container. The maintainers' answer is a listener that calls
+  `supervisor.shutdown()`: supervisord stops everything and exits, and the container's restart
+  policy brings the role back whole. `--no-shutdown-on-fatal` only reports.
+- Every event (state changes and TICK_5) refreshes gauges from `getAllProcessInfo()`:
+  domos_supervisor_process_state{program,group,state}, domos_supervisor_process_uptime_seconds,
+  domos_supervisor_process_up, and counts restarts (a program entering STARTING again after it
+  had run) in domos_supervisor_process_restarts_total.
+
+The event protocol owns stdout (`READY`, `RESULT 2\\nOK`); this module logs to stderr only.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import xmlrpc.client
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TextIO
+
+import structlog
+from prometheus_client import Counter, Gauge
+
+STATES = ("STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED", "FATAL", "UNKNOWN")
+
+PROCESS_STATE = Gauge(
+    "domos_supervisor_process_state",
+    "1 for the current supervisord state of each program, 0 for the others.",
+    ["program", "group", "state"],
+)
+PROCESS_UP = Gauge(
+    "domos_supervisor_process_up", "1 while the program is RUNNING.", ["program", "group"]
+)
+PROCESS_UPTIME = Gauge(
+    "domos_supervisor_process_uptime_seconds",
+    "Seconds since the program last started (0 when not running).",
+    ["program", "group"],
+)
+PROCESS_RESTARTS = Counter(
+    "domos_supervisor_process_restarts_total",
+    "Times a program was started again after it had been started before.",
+    ["program", "group"],
+)
+FATAL_SHUTDOWNS = Counter(
+    "domos_supervisor_fatal_shutdowns_total", "supervisord shutdowns asked for after a FATAL."
+)
+
+log = structlog.get_logger("supervisor_listener")
+
+
+class Rpc(Protocol):
+    def getAllProcessInfo(self) -> list[dict[str, Any]]: ...
+
+    def shutdown(self) -> Any: ...
+
+
+def parse_headers(line: str) -> dict[str, str]:
+    """`ver:3.0 server:supervisor eventname:TICK_5 len:15` -> dict."""
+    return dict(token.split(":", 1) for token in line.split())
+
+
+def parse_payload(payload: str) -> tuple[dict[str, str], str]:
+    """A PROCESS_STATE payload: a header line, then (for some events) data."""
+    header, _, data = payload.partition("\n")
+    return parse_headers(header), data
+
+
+@dataclass
+class ProcessStateTracker:
+    """Turns supervisord's process list and events into the gauges and counters above."""
+
+    starts: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def on_event(self, eventname: str, payload: Mapping[str, str]) -> None:
+        if eventname == "PROCESS_STATE_STARTING":
+            key = (payload.get("processname", "?"), payload.get("groupname", "?"))
+            self.starts[key] = self.starts.get(key, 0) + 1
+            if self.starts[key] > 1:
+                PROCESS_RESTARTS.labels(program=key[0], group=key[1]).inc()
+
+    def refresh(self, processes: list[dict[str, Any]]) -> None:
+        for info in processes:
+            program, group, state = info["name"], info["group"], info["statename"]
+            for candidate in STATES:
+                PROCESS_STATE.labels(program=program, group=group, state=candidate).set(
+                    1 if candidate == state else 0
+                )
+            running = state == "RUNNING"
+            PROCESS_UP.labels(program=program, group=group).set(1 if running else 0)
+            uptime = max(0, int(info["now"]) - int(info["start"])) if running else 0
+            PROCESS_UPTIME.labels(program=program, group=group).set(uptime)
+
+
+def rpc_from_environment(env: Mapping[str, str]) -> Rpc:
+    from supervisor.childutils import getRPCInterface
+
+    proxy: Any = getRPCInterface(dict(env))
+    supervisor: Rpc = proxy.supervisor
+    return supervisor
+
+
+def listen(
+    rpc: Rpc,
+    *,
+    stdin: TextIO,
+    stdout: TextIO,
+    shutdown_on_fatal: bool = True,
+    tracker: ProcessStateTracker | None = None,
+    should_continue: Callable[[], bool] = lambda: True,
+) -> None:
+    """The event loop: READY, read one event, handle it, RESULT OK; until stdin closes."""
+    tracker = tracker or ProcessStateTracker()
+    while should_continue():
+        stdout.write("READY\n")
+        stdout.flush()
+        line = stdin.readline()
+        if not line:
+            return  # supervisord closed our stdin: it is going away
+        headers = parse_headers(line)
+        payload_headers, _ = parse_payload(stdin.read(int(headers["len"])))
+        eventname = headers.get("eventname", "")
+        tracker.on_event(eventname, payload_headers)
+        try:
+            tracker.refresh(rpc.getAllProcessInfo())
+            if eventname == "PROCESS_STATE_FATAL":
+                log.error(
+                    "program_fatal",
+                    program=payload_headers.get("processname"),
+                    group=payload_headers.get("groupname"),
+                    shutdown=shutdown_on_fatal,
+                )
+                if shutdown_on_fatal:
+                    FATAL_SHUTDOWNS.inc()
+                    rpc.shutdown()
+        except (OSError, xmlrpc.client.Fault) as exc:
+            # supervisord may already be shutting down; the next event tells.
+            log.warning("supervisor_rpc_failed", error=str(exc))
+        stdout.write("RESULT 2\nOK")
+        stdout.flush()
+
+
+def main(*, shutdown_on_fatal: bool, metrics_port: int | None) -> int:
+    from runtime.logging import configure_logging
+    from runtime.metrics import serve_metrics
+
+    configure_logging(
+        os.environ.get("LOG_LEVEL", "info"), program="supervisor_listener", stream=sys.stderr
+    )
+    serve_metrics(metrics_port)
+    listen(
+        rpc_from_environment(os.environ),
+        stdin=sys.stdin,
+        stdout=sys.stdout,
+        shutdown_on_fatal=shutdown_on_fatal,
+    )
+    return 0
