@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import sys
+from types import FrameType
 from typing import Any
 
 GRACEFUL_TIMEOUT_S = 10
@@ -53,6 +56,13 @@ def run(args: argparse.Namespace) -> int:
     log = structlog.get_logger("api")
     log.info("api_starting", host=host, port=port)
     server = uvicorn.Server(config)
+    # uvicorn re-raises the stop signal once it has shut down gracefully; for SIGTERM (the
+    # supervisord stop) that is a normal end, so exit 0 instead of dying by the signal.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     server.run()
     # A failed start (port in use, database down in the lifespan) leaves `started` false.
     return 0 if server.started else 1
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    sys.exit(0)
