@@ -35,13 +35,17 @@ def _wait_for(predicate, timeout_s: float, what: str):
         if last:
             return last
         time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}; last: {last!r}")
+    pytest.fail(f"timed out waiting for {what}; last: {last!r}; status:\n{_LAST_STATUS[0]}")
+
+
+_LAST_STATUS = [""]
 
 
 def _status(config: Path) -> str:
     result = subprocess.run(
         [SUPERVISORCTL, "-c", str(config), "status"], capture_output=True, text=True, check=False
     )
+    _LAST_STATUS[0] = result.stdout
     return result.stdout
 
 
@@ -83,7 +87,7 @@ def test_run_applies_the_schema_starts_every_program_and_stops_on_ctrl_c(home: P
         text=True,
     )
     try:
-        status = _wait_for(lambda: _all_running(config), 40, "every program RUNNING")
+        status = _wait_for(lambda: _all_running(config), 60, "every program RUNNING")
         programs = [line.split()[0] for line in status.splitlines() if line.strip()]
         assert {"sandbox", "monitors:notifymonitor", "monitors:recurrent_payments"} <= set(programs)
 
