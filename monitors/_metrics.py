@@ -23,3 +23,49 @@ PAYMENTS_FINALIZED = Counter(
     "Payments whose final outcome payment_monitor applied, by status and by how it was learned.",
     ["status", "source"],
 )
+PROVIDER_EVENTS = Counter(
+    "domos_provider_events_total",
+    "YooKassa notifications handled by payment_monitor, by outcome: applied, ignored, retried,"
+    " failed.",
+    ["outcome"],
+)
+PAYMENT_POLLS = Counter(
+    "domos_payment_polls_total",
+    "GET /v3/payments/{id} of pending payments, by what was learned: final, pending, unknown.",
+    ["result"],
+)
+CONFIRMATIONS = Counter(
+    "domos_payment_confirmations_total",
+    "Succeeded first payments confirmed to the member (invite link and receipt enqueued).",
+)
+INVITE_LINKS = Counter(
+    "domos_invite_links_created_total",
+    "Invite links created for paying members, by outcome.",
+    ["outcome"],
+)
+MODERATION_ACTIONS = Counter(
+    "domos_moderation_actions_total",
+    "Bans and unbans carried out, by action and outcome: done, retried, failed, superseded.",
+    ["action", "outcome"],
+)
+MODERATION_DECISIONS = Counter(
+    "domos_moderation_decisions_total", "Bans and unbans recorded by ban_monitor.", ["action"]
+)
+REMINDERS = Counter(
+    "domos_reminders_enqueued_total",
+    "Reminders enqueued, by monitor and kind (T-7 ... T-0, 24h, 1h, survey, survey_reminder).",
+    ["monitor", "kind"],
+)
+SUBSCRIPTION_TRANSITIONS = Counter(
+    "domos_subscription_transitions_total", "Subscription status changes by tsmonitor.", ["to"]
+)
+MESSAGES_PARSED = Counter(
+    "domos_parse_messages_total",
+    "Inbox messages parse_messages handled, by outcome: useful, listing, unparsed, voice, plain.",
+    ["outcome"],
+)
+AUDIO_DOWNLOADS = Counter(
+    "domos_audio_downloads_total",
+    "Voice note downloads by outcome: downloaded, too_large, retried, failed.",
+    ["outcome"],
+)

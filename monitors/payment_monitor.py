@@ -1,0 +1,508 @@
+"""payment_monitor: every first payment reaches its outcome, and the outcome is applied once.
+
+Work-claiming, three stages per tick:
+1. provider events (rows botapi inserted from YooKassa webhooks): the body is not trusted; the
+   payment is fetched with GET /v3/payments/{id} and its real status applied. Each event row is
+   claimed and finished with an outcome (applied, ignored, failed), so it is handled once.
+2. polling: payments still open N minutes after creation (the webhook may be lost) are fetched
+   on a capped exponential schedule (`PAYMENT_POLL`) until they are final.
+3. confirmation: a succeeded payment that was applied gets, for every managed chat, a fresh
+   invite link (member_limit=1, so it admits the payer only) and then one receipt in the outbox.
+
+Applying an outcome is one transaction guarded by `processed_at IS NULL`: a success activates or
+extends the member's subscription exactly once, records the saved card for auto-renewal, and
+records an unban for every managed chat the member was banned from (carried out right away,
+before the invite is sent, so the invite works). Renewal charges belong to recurrent_payments;
+their events are ignored here.
+
+Settings: PAYMENT_POLL_AFTER_MIN (10), PAYMENT_BATCH_SIZE (50), PAYMENT_LEASE_S (120),
+INVITE_LINK_TTL_H (72), RENEW_CHARGE_AHEAD_H (24).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from monitors import _metrics
+from monitors._clients import TelegramClient, YooKassaClient
+from monitors._moderation import ModerationExecutor
+from monitors._outbox import enqueue
+from monitors.decisions.backoff import PAYMENT_POLL, RetrySchedule
+from monitors.decisions.periods import extension_start, period_after
+from monitors.decisions.telegram import Verdict, classify_telegram_response
+from monitors.decisions.yookassa import ChargeOutcome, ChargeResult, classify_response
+from runtime.config import Env
+from runtime.db import AsyncTransaction
+from runtime.errors import IntegrityError, MonitorError, TransientError
+from runtime.monitor import Monitor
+
+#: Provider events whose payment is unknown here or unreachable there: retried, then failed.
+EVENT_RETRY = RetrySchedule(base_s=10.0, cap_s=600.0, max_attempts=8)
+OPEN_STATUSES = "('created', 'pending', 'waiting_for_capture')"
+
+
+@dataclass(frozen=True)
+class PaymentSettings:
+    poll_after: timedelta
+    batch_size: int
+    lease_s: float
+    invite_ttl: timedelta
+    charge_ahead: timedelta
+
+    @classmethod
+    def from_env(cls, environ: Any) -> PaymentSettings:
+        env = Env(environ)
+        return cls(
+            poll_after=timedelta(minutes=env.number("PAYMENT_POLL_AFTER_MIN", 10.0)),
+            batch_size=env.integer("PAYMENT_BATCH_SIZE", 50, minimum=1),
+            lease_s=env.number("PAYMENT_LEASE_S", 120.0, minimum=1.0),
+            invite_ttl=timedelta(hours=env.number("INVITE_LINK_TTL_H", 72.0, minimum=1.0)),
+            charge_ahead=timedelta(hours=env.number("RENEW_CHARGE_AHEAD_H", 24.0)),
+        )
+
+
+class PaymentMonitor(Monitor):
+    name = "payment_monitor"
+    interval_s = 15.0
+    mode = "claiming"
+
+    async def setup(self) -> None:
+        self.config = PaymentSettings.from_env(os.environ)
+        self.yookassa = YooKassaClient(self.ctx.settings)
+        self.telegram = TelegramClient(self.ctx.settings)
+        await self.yookassa.open()
+        await self.telegram.open()
+        self.moderation = ModerationExecutor(
+            self.db, self.telegram, self.ctx.clock, self.ctx.owner, self.log
+        )
+
+    async def teardown(self) -> None:
+        await self.yookassa.close()
+        await self.telegram.close()
+
+    async def tick(self) -> int:
+        handled = await self.process_events()
+        handled += await self.poll_open()
+        handled += await self.confirm_applied()
+        return handled
+
+    def _claim(self, table: str, where: str, params: tuple[Any, ...]) -> Any:
+        now = self.ctx.clock.now()
+        return self.db.claim(
+            table,
+            where=where,
+            params=params,
+            order_by="id",
+            limit=self.config.batch_size,
+            owner=self.ctx.owner,
+            lease_s=self.config.lease_s,
+            now=now,
+        )
+
+    # --- 1. provider events -------------------------------------------------------------------
+
+    async def process_events(self) -> int:
+        now = self.ctx.clock.now()
+        events = await self._claim(
+            "provider_events", "processed_at IS NULL AND next_attempt_at <= ?", (now,)
+        )
+        for event in events:
+            if self.ctx.stop_requested:
+                await self._release_event(event)
+                continue
+            await self._process_event(event)
+        return len(events)
+
+    async def _process_event(self, event: dict[str, Any]) -> None:
+        log = self.log.bind(event_id=event["id"], event_key=event["event_key"])
+        if not event["event_type"].startswith("payment."):
+            await self._finish_event(event, "ignored", "not a payment event")
+            return
+        status, body = await self.yookassa.get_payment(event["object_id"])
+        if status == 404:
+            await self._finish_event(event, "ignored", "the provider does not know this payment")
+            log.warning("provider_event_unknown_payment")
+            return
+        result = classify_response(status, body)
+        if result.outcome in (ChargeOutcome.UNKNOWN, ChargeOutcome.REJECTED):
+            await self._retry_event(event, f"GET payment: HTTP {status}")
+            return
+        payment = await self.db.fetchone(
+            "SELECT * FROM payments WHERE provider = 'yookassa' AND provider_payment_id = ?",
+            (event["object_id"],),
+        )
+        if payment is None:
+            # The API may not have stored the provider's id yet: look again a little later.
+            await self._retry_event(event, "no local payment with this provider id yet")
+            return
+        if payment["kind"] != "first":
+            await self._finish_event(
+                event, "ignored", "renewals are reconciled by recurrent_payments"
+            )
+            return
+        if result.outcome is ChargeOutcome.PENDING:
+            await self._finish_event(
+                event, "ignored", f"payment still {body and body.get('status')}"
+            )
+            return
+        try:
+            applied = await self.apply_final(payment, result, body or {}, source="webhook")
+        except (TransientError, IntegrityError) as exc:
+            await self._retry_event(event, f"apply: {exc}")
+            return
+        if applied:
+            await self._finish_event(event, "applied", None)
+        else:
+            await self._finish_event(event, "ignored", "outcome applied before")
+
+    async def _finish_event(self, event: dict[str, Any], outcome: str, note: str | None) -> None:
+        now = self.ctx.clock.now()
+        await self.db.execute(
+            "UPDATE provider_events SET processed_at = ?, outcome = ?, last_error = ?,"
+            " attempts = attempts + 1, lease_owner = NULL, lease_expires_at = NULL"
+            " WHERE id = ? AND lease_owner = ?",
+            (now, outcome, note, event["id"], self.ctx.owner),
+        )
+        _metrics.PROVIDER_EVENTS.labels(outcome=outcome).inc()
+
+    async def _retry_event(self, event: dict[str, Any], error: str) -> None:
+        attempts = event["attempts"] + 1
+        retry_at = EVENT_RETRY.next_attempt_at(self.ctx.clock.now(), attempts)
+        if retry_at is None:
+            await self._finish_event(event, "failed", error)
+            self.log.error("provider_event_failed", event_id=event["id"], error=error)
+            return
+        await self.db.execute(
+            "UPDATE provider_events SET attempts = ?, next_attempt_at = ?, last_error = ?,"
+            " lease_owner = NULL, lease_expires_at = NULL WHERE id = ? AND lease_owner = ?",
+            (attempts, retry_at, error[:500], event["id"], self.ctx.owner),
+        )
+        _metrics.PROVIDER_EVENTS.labels(outcome="retried").inc()
+
+    async def _release_event(self, event: dict[str, Any]) -> None:
+        await self.db.execute(
+            "UPDATE provider_events SET lease_owner = NULL, lease_expires_at = NULL"
+            " WHERE id = ? AND lease_owner = ?",
+            (event["id"], self.ctx.owner),
+        )
+
+    # --- 2. polling open payments ----------------------------------------------------------------
+
+    async def poll_open(self) -> int:
+        now = self.ctx.clock.now()
+        payments = await self._claim(
+            "payments",
+            f"kind = 'first' AND status IN {OPEN_STATUSES} AND provider_payment_id IS NOT NULL"
+            " AND created_at <= ? AND (next_check_at IS NULL AND check_attempts = 0"
+            " OR next_check_at <= ?)",
+            (now - self.config.poll_after, now),
+        )
+        for payment in payments:
+            if self.ctx.stop_requested:
+                await self._release_payment(payment)
+                continue
+            await self._poll_one(payment)
+        return len(payments)
+
+    async def _poll_one(self, payment: dict[str, Any]) -> None:
+        status, body = await self.yookassa.get_payment(payment["provider_payment_id"])
+        result = classify_response(status, body)
+        if result.outcome in (ChargeOutcome.SUCCEEDED, ChargeOutcome.CANCELED):
+            _metrics.PAYMENT_POLLS.labels(result="final").inc()
+            try:
+                await self.apply_final(payment, result, body or {}, source="poll")
+                return
+            except (TransientError, IntegrityError) as exc:
+                error = f"apply: {exc}"
+        elif result.outcome is ChargeOutcome.PENDING:
+            _metrics.PAYMENT_POLLS.labels(result="pending").inc()
+            error = None
+        else:
+            _metrics.PAYMENT_POLLS.labels(result="unknown").inc()
+            error = f"GET payment: HTTP {status}"
+        now = self.ctx.clock.now()
+        attempts = payment["check_attempts"] + 1
+        next_check = PAYMENT_POLL.next_attempt_at(now, attempts)
+        if next_check is None:
+            error = "polling gave up; the payment stays open"
+            self.log.warning("payment_poll_exhausted", payment_id=payment["id"])
+        new_status = (
+            body.get("status") if result.outcome is ChargeOutcome.PENDING and body else None
+        )
+        await self.db.execute(
+            "UPDATE payments SET check_attempts = ?, next_check_at = ?, last_error = ?,"
+            " status = coalesce(?, status), updated_at = ?, lease_owner = NULL,"
+            " lease_expires_at = NULL WHERE id = ? AND lease_owner = ?",
+            (attempts, next_check, error, new_status, now, payment["id"], self.ctx.owner),
+        )
+
+    async def _release_payment(self, payment: dict[str, Any]) -> None:
+        await self.db.execute(
+            "UPDATE payments SET lease_owner = NULL, lease_expires_at = NULL"
+            " WHERE id = ? AND lease_owner = ?",
+            (payment["id"], self.ctx.owner),
+        )
+
+    # --- applying an outcome, once -------------------------------------------------------------
+
+    async def apply_final(
+        self, payment: dict[str, Any], result: ChargeResult, body: dict[str, Any], *, source: str
+    ) -> bool:
+        """Apply a final outcome in one transaction; False when it had been applied before."""
+        now = self.ctx.clock.now()
+        succeeded = result.outcome is ChargeOutcome.SUCCEEDED
+        details = body.get("cancellation_details") or {}
+        async with self.db.transaction() as tx:
+            won = await tx.execute(
+                "UPDATE payments SET status = ?, paid_at = CASE WHEN ? THEN coalesce(paid_at, ?)"
+                " ELSE paid_at END, processed_at = ?, cancellation_party = ?,"
+                " cancellation_reason = ?, next_check_at = NULL, last_error = NULL,"
+                " updated_at = ?, lease_owner = NULL, lease_expires_at = NULL"
+                " WHERE id = ? AND processed_at IS NULL",
+                (
+                    "succeeded" if succeeded else "canceled",
+                    succeeded,
+                    now,
+                    now,
+                    details.get("party"),
+                    details.get("reason"),
+                    now,
+                    payment["id"],
+                ),
+            )
+            if not won:
+                return False
+            user = await tx.fetchone(
+                "SELECT id, telegram_id FROM users WHERE id = ?", (payment["user_id"],)
+            )
+            assert user is not None, "payments references its user"
+            if succeeded:
+                await self._activate(tx, payment, body, now)
+            else:
+                await enqueue(
+                    tx,
+                    dedupe_key=f"payment_canceled:{payment['id']}",
+                    chat_id=user["telegram_id"],
+                    user_id=user["id"],
+                    kind="payment_canceled",
+                    text="Оплата не прошла. Попробуйте ещё раз командой /subscribe.",
+                    priority=10,
+                )
+        status = "succeeded" if succeeded else "canceled"
+        _metrics.PAYMENTS_FINALIZED.labels(status=status, source=source).inc()
+        self.log.info("payment_finalized", payment_id=payment["id"], status=status, source=source)
+        return True
+
+    async def _activate(
+        self, tx: AsyncTransaction, payment: dict[str, Any], body: dict[str, Any], now: datetime
+    ) -> None:
+        tz = self.ctx.settings.timezone
+        tariff = await tx.fetchone(
+            "SELECT period_days FROM tariffs WHERE id = ?", (payment["tariff_id"],)
+        )
+        assert tariff is not None, "payments references its tariff"
+        method_id = await self._saved_method(tx, payment["user_id"], body)
+        live = await tx.fetchone(
+            "SELECT id, current_period_end, auto_renew, payment_method_id FROM subscriptions"
+            " WHERE user_id = ? AND status IN ('active', 'grace')",
+            (payment["user_id"],),
+        )
+        current_end = live["current_period_end"] if live else None
+        start = extension_start(current_end, now, still_entitled=live is not None)
+        period = period_after(start, days=tariff["period_days"], tz=tz)
+        auto_renew = method_id is not None or bool(live and live["auto_renew"])
+        has_method = method_id is not None or bool(live and live["payment_method_id"])
+        next_charge = period.end - self.config.charge_ahead if auto_renew and has_method else None
+        if live is not None:
+            extended = await tx.execute(
+                "UPDATE subscriptions SET current_period_start = ?, current_period_end = ?,"
+                " status = 'active', grace_until = NULL, tariff_id = ?,"
+                " payment_method_id = coalesce(?, payment_method_id), auto_renew = ?,"
+                " auto_renew_stopped_reason = CASE WHEN ? THEN NULL"
+                " ELSE auto_renew_stopped_reason END, next_charge_at = ?, updated_at = ?"
+                " WHERE id = ? AND current_period_end = ? AND status IN ('active', 'grace')",
+                (
+                    period.start,
+                    period.end,
+                    payment["tariff_id"],
+                    method_id,
+                    auto_renew,
+                    method_id is not None,
+                    next_charge,
+                    now,
+                    live["id"],
+                    current_end,
+                ),
+            )
+            if not extended:
+                raise TransientError("the subscription changed meanwhile; apply again")
+            subscription_id = live["id"]
+        else:
+            subscription_id = await tx.fetchval(
+                "INSERT INTO subscriptions (user_id, tariff_id, status, current_period_start,"
+                " current_period_end, auto_renew, payment_method_id, next_charge_at)"
+                " VALUES (?, ?, 'active', ?, ?, ?, ?, ?) RETURNING id",
+                (
+                    payment["user_id"],
+                    payment["tariff_id"],
+                    period.start,
+                    period.end,
+                    auto_renew,
+                    method_id,
+                    next_charge,
+                ),
+            )
+        await tx.execute(
+            "UPDATE payments SET subscription_id = ?, applied_period_end = ?,"
+            " payment_method_id = coalesce(?, payment_method_id) WHERE id = ?",
+            (subscription_id, period.end, method_id, payment["id"]),
+        )
+        # Banned from a managed chat when the last subscription ran out: lift it, so the invite
+        # link of the confirmation works.
+        await tx.execute(
+            "INSERT INTO moderation_actions (idempotence_key, user_id, chat_id, subscription_id,"
+            " action, reason) SELECT 'unban:payment:' || CAST(? AS TEXT) || ':'"
+            " || CAST(m.chat_id AS TEXT), m.user_id, m.chat_id, ?, 'unban', 'paid'"
+            " FROM memberships m JOIN chats c ON c.id = m.chat_id"
+            " WHERE m.user_id = ? AND m.status = 'banned' AND c.is_managed"
+            " ON CONFLICT (idempotence_key) DO NOTHING",
+            (payment["id"], subscription_id, payment["user_id"]),
+        )
+
+    async def _saved_method(
+        self, tx: AsyncTransaction, user_id: int, body: dict[str, Any]
+    ) -> int | None:
+        method = body.get("payment_method") or {}
+        if not method.get("saved") or not method.get("id"):
+            return None
+        card = method.get("card") or {}
+        month = card.get("expiry_month")
+        year = card.get("expiry_year")
+        method_id: int = await tx.fetchval(
+            "INSERT INTO payment_methods (provider_method_id, user_id, method_type, title,"
+            " card_last4, card_type, card_expiry_month, card_expiry_year, is_saved)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (provider, provider_method_id)"
+            " DO UPDATE SET is_saved = excluded.is_saved, updated_at = CURRENT_TIMESTAMP"
+            " RETURNING id",
+            (
+                method["id"],
+                user_id,
+                method.get("type") or "bank_card",
+                method.get("title"),
+                card.get("last4"),
+                card.get("card_type"),
+                int(month) if month else None,
+                int(year) if year else None,
+                True,
+            ),
+        )
+        return method_id
+
+    # --- 3. confirmation: invite links and the receipt -----------------------------------------
+
+    async def confirm_applied(self) -> int:
+        payments = await self._claim(
+            "payments",
+            "kind = 'first' AND status = 'succeeded' AND processed_at IS NOT NULL"
+            " AND confirmed_at IS NULL",
+            (),
+        )
+        confirmed = 0
+        for payment in payments:
+            if self.ctx.stop_requested:
+                await self._release_payment(payment)
+                continue
+            if await self._confirm_one(payment):
+                confirmed += 1
+        return confirmed
+
+    async def _confirm_one(self, payment: dict[str, Any]) -> bool:
+        user = await self.db.fetchone(
+            "SELECT id, telegram_id FROM users WHERE id = ?", (payment["user_id"],)
+        )
+        assert user is not None, "payments references its user"
+        # Unbans recorded with the payment go first, or the invite would not admit the member.
+        await self.moderation.run_due(user_id=user["id"])
+        chats = await self.db.fetchall(
+            "SELECT id, telegram_chat_id, title FROM chats WHERE is_managed ORDER BY id"
+        )
+        links = []
+        for chat in chats:
+            link = await self._invite_link(payment, user, chat)
+            if link is None:
+                await self._release_payment(payment)
+                return False
+            links.append((chat["title"] or "чат сообщества", link))
+        tz = self.ctx.settings.timezone
+        period_end = payment["applied_period_end"].astimezone(tz)
+        lines = [f"Оплата получена. Подписка активна до {period_end:%d.%m.%Y}."]
+        lines += [f"Вход в «{title}»: {link}" for title, link in links]
+        now = self.ctx.clock.now()
+        async with self.db.transaction() as tx:
+            await enqueue(
+                tx,
+                dedupe_key=f"payment_confirmed:{payment['id']}",
+                chat_id=user["telegram_id"],
+                user_id=user["id"],
+                kind="receipt",
+                text="\n".join(lines),
+                priority=10,
+                reply_markup=None,
+            )
+            await tx.execute(
+                "UPDATE payments SET confirmed_at = ?, lease_owner = NULL, lease_expires_at = NULL"
+                " WHERE id = ? AND lease_owner = ?",
+                (now, payment["id"], self.ctx.owner),
+            )
+        _metrics.CONFIRMATIONS.inc()
+        self.log.info("payment_confirmed", payment_id=payment["id"], chats=len(links))
+        return True
+
+    async def _invite_link(
+        self, payment: dict[str, Any], user: dict[str, Any], chat: dict[str, Any]
+    ) -> str | None:
+        """The payment's link to `chat`: the one created before a crash, else a new one."""
+        existing = await self.db.fetchval(
+            "SELECT link FROM invite_links WHERE payment_id = ? AND chat_id = ?"
+            " AND revoked_at IS NULL",
+            (payment["id"], chat["id"]),
+        )
+        if existing:
+            return str(existing)
+        now = self.ctx.clock.now()
+        expire_at = now + self.config.invite_ttl
+        name = f"payment {payment['id']}"[:32]
+        status, body = await self.telegram.call(
+            "createChatInviteLink",
+            {
+                "chat_id": chat["telegram_chat_id"],
+                "name": name,
+                "member_limit": 1,
+                "expire_date": int(expire_at.timestamp()),
+            },
+        )
+        outcome = classify_telegram_response(status, body)
+        if outcome.verdict is not Verdict.DELIVERED or not isinstance(
+            (body or {}).get("result"), dict
+        ):
+            _metrics.INVITE_LINKS.labels(outcome="failed").inc()
+            self.log.warning(
+                "invite_link_failed", chat_id=chat["telegram_chat_id"], error=outcome.description
+            )
+            if outcome.verdict is Verdict.BOT_FAULT:
+                raise MonitorError(f"Bot API refuses the bot: {outcome.description}")
+            return None
+        link = str((body or {})["result"]["invite_link"])
+        await self.db.execute(
+            "INSERT INTO invite_links (chat_id, user_id, payment_id, link, name, member_limit,"
+            " expire_at) VALUES (?, ?, ?, ?, ?, 1, ?)",
+            (chat["id"], user["id"], payment["id"], link, name, expire_at),
+        )
+        _metrics.INVITE_LINKS.labels(outcome="created").inc()
+        return link
+
+
+MONITOR = PaymentMonitor
