@@ -205,7 +205,8 @@ class MonitorRunner:
                 if self.once:
                     self._exit_code = EXIT_FAILED
                     return
-                self._write_health(role="standby")
+                error = scrub_text(f"{type(exc).__name__}: {exc}")[:500]
+                self._write_health(role="standby", last_error=error)
             finally:
                 metrics.MONITOR_LEADER.labels(monitor=self.name).set(0)
             await self.clock.wait(self._stop, retry_s)

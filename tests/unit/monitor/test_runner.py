@@ -196,9 +196,19 @@ async def test_singleton_retries_when_the_database_is_down(
 ) -> None:
     db = fake_db_factory(held_for=2, error=DatabaseUnavailable("server closed the connection"))
     h = harness([ok()], interval_s=10.0, db=db, lock_retry_s=1.0)
+    original_wait = h.clock.wait
+    errors: list[str | None] = []
+
+    async def wait_and_note(event: Any, timeout_s: float) -> bool:
+        state = read_health(h.health_path)
+        errors.append(state.last_error if state else None)
+        return await original_wait(event, timeout_s)
+
+    h.clock.wait = wait_and_note
     assert await h.run() == 0
     assert db.attempts == 3
     assert h.relative_starts() == [2.0]
+    assert errors == ["DatabaseUnavailable: server closed the connection"] * 2
 
 
 async def test_claiming_mode_never_takes_the_lock(
