@@ -1,0 +1,111 @@
+"""The YooKassa webhook: re-fetch, record once, never believe the body."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.integration.api.processes import SandboxProcess
+from tests.integration.botapi.conftest import notification
+
+URL = "/yookassa/webhook"
+
+
+def events(db: Any) -> list[dict[str, Any]]:
+    return db.fetchall("SELECT * FROM provider_events ORDER BY id")
+
+
+def test_event_is_recorded_once_with_the_fetched_object(
+    client: Any, sync_db: Any, sandbox: SandboxProcess
+) -> None:
+    payment = sandbox.create_payment("990.00")
+    sandbox.control("POST", f"/yookassa/payments/{payment['id']}/succeed")
+    # The body lies about the amount: only the fetched object is stored.
+    body = notification(
+        "payment.succeeded", payment["id"], status="succeeded", amount={"value": "1.00"}
+    )
+    first = client.post(URL, json=body)
+    assert first.status_code == 200, first.json
+    assert first.json["status"] == "recorded"
+    second = client.post(URL, json=body)
+    assert (second.status_code, second.json["status"]) == (200, "duplicate")
+
+    [event] = events(sync_db)
+    assert event["event_key"] == f"payment.succeeded:{payment['id']}"
+    assert event["payload"]["status"] == "succeeded"
+    assert event["payload"]["amount"]["value"] == "990.00"
+    assert event["source_ip"] == "127.0.0.1"
+    assert event["processed_at"] is None
+
+
+def test_forged_or_premature_events_are_not_recorded(
+    client: Any, sync_db: Any, sandbox: SandboxProcess
+) -> None:
+    pending = sandbox.create_payment()
+    claimed = client.post(URL, json=notification("payment.succeeded", pending["id"]))
+    assert (claimed.status_code, claimed.json["status"]) == (409, "unconfirmed")
+
+    unknown = client.post(URL, json=notification("payment.succeeded", "2d0b-not-a-payment"))
+    assert unknown.status_code == 400
+
+    for bad in ({"event": "payment.succeeded"}, [], {"type": "notification", "event": "x"}):
+        assert client.post(URL, json=bad).status_code == 400
+    not_json = client.post(URL, data=b"{", content_type="application/json")
+    assert not_json.status_code == 400
+    assert not_json.json["error"]["code"] == "bad_request"
+
+    ignored = client.post(URL, json=notification("deal.closed", "abc"))
+    assert (ignored.status_code, ignored.json["status"]) == (200, "ignored")
+    assert events(sync_db) == []
+
+
+def test_waiting_for_capture_event_after_the_payment_moved_on(
+    client: Any, sync_db: Any, sandbox: SandboxProcess
+) -> None:
+    payment = sandbox.create_payment()
+    sandbox.control("POST", f"/yookassa/payments/{payment['id']}/cancel")
+    answer = client.post(URL, json=notification("payment.waiting_for_capture", payment["id"]))
+    assert answer.status_code == 200
+    assert events(sync_db)[0]["payload"]["status"] == "canceled"
+
+
+def test_provider_unavailable_asks_yookassa_to_retry(
+    client: Any, sync_db: Any, sandbox: SandboxProcess
+) -> None:
+    payment = sandbox.create_payment()
+    sandbox.control("POST", f"/yookassa/payments/{payment['id']}/succeed")
+    sandbox.arm_fault(count=1)
+    body = notification("payment.succeeded", payment["id"])
+    failed = client.post(URL, json=body)
+    assert (failed.status_code, failed.json["status"]) == (503, "retry")
+    assert events(sync_db) == []
+    assert client.post(URL, json=body).json["status"] == "recorded"
+
+
+def test_source_allow_list_and_trusted_proxies(
+    make_client: Any, sync_db: Any, sandbox: SandboxProcess
+) -> None:
+    client = make_client(BOTAPI_WEBHOOK_ALLOWLIST="yookassa", BOTAPI_TRUSTED_PROXIES="10.0.0.0/8")
+    payment = sandbox.create_payment()
+    sandbox.control("POST", f"/yookassa/payments/{payment['id']}/succeed")
+    body = notification("payment.succeeded", payment["id"])
+
+    local = client.post(URL, json=body)
+    assert local.status_code == 403
+    # X-Forwarded-For from a peer that is not a trusted proxy is ignored.
+    spoofed = client.post(
+        URL,
+        json=body,
+        headers={"X-Forwarded-For": "185.71.76.5"},
+        environ_overrides={"REMOTE_ADDR": "198.51.100.9"},
+    )
+    assert spoofed.status_code == 403
+    proxied = client.post(
+        URL,
+        json=body,
+        headers={"X-Forwarded-For": "1.2.3.4, 185.71.76.5"},
+        environ_overrides={"REMOTE_ADDR": "10.1.2.3"},
+    )
+    assert proxied.status_code == 200, proxied.json
+    assert events(sync_db)[0]["source_ip"] == "185.71.76.5"
+    direct = client.post(URL, json=body, environ_overrides={"REMOTE_ADDR": "77.75.156.11"})
+    assert direct.json["status"] == "duplicate"
