@@ -39,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
     if "DOMOS_PROGRAM" not in os.environ:
         settings = dataclasses.replace(settings, program="api")
     api_settings = ApiSettings.from_env()
+    # Payments need YooKassa: refuse to start with the variable named, not a lifespan traceback.
+    settings.yookassa.require_credentials()
     configure_logging(settings)
     host = args.host or api_settings.host
     port = args.port if args.port is not None else api_settings.port
