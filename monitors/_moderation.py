@@ -26,8 +26,10 @@ from runtime.monitor import Clock
 #: Bot API failures that may pass (5xx, network): from 30 s doubling to an hour, 10 tries.
 MODERATION_RETRY = RetrySchedule(base_s=30.0, cap_s=3600.0, max_attempts=10, jitter_fraction=0.2)
 
+#: Entitled now: active, or in grace that has not run out (tsmonitor may not have moved it yet).
 LIVE_SUBSCRIPTION = (
-    "SELECT 1 FROM subscriptions WHERE user_id = ? AND status IN ('active', 'grace')"
+    "SELECT 1 FROM subscriptions WHERE user_id = ?"
+    " AND (status = 'active' OR (status = 'grace' AND grace_until > ?))"
 )
 
 
@@ -83,7 +85,10 @@ class ModerationExecutor:
             "user_id": target["telegram_id"],
         }
         if action["action"] == "ban":
-            if await self.db.fetchone(LIVE_SUBSCRIPTION, (action["user_id"],)) is not None:
+            if (
+                await self.db.fetchone(LIVE_SUBSCRIPTION, (action["user_id"], self.clock.now()))
+                is not None
+            ):
                 # The member paid again after the decision: the ban no longer applies.
                 await self._finish(
                     action, "failed", "superseded: the member has a live subscription"
