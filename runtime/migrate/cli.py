@@ -35,6 +35,13 @@ def _options(parser: argparse.ArgumentParser) -> None:
         help="a SQLite file and its target schema (repeatable); default: the eight files of "
         "DOMOS_DATA_DIR in their schemas",
     )
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="leave out a logical database of DOMOS_DATA_DIR (repeatable), e.g. django",
+    )
     parser.add_argument("--target", help="PostgreSQL URL (default: DATABASE_URL)")
     parser.add_argument(
         "--schema",
@@ -85,11 +92,14 @@ def _sources(args: argparse.Namespace) -> tuple[list[Any], str]:
             path = Path(file_part)
             sources.append(Source(name=path.stem, path=path, schema=schema or "public"))
         return sources, args.schema_mode or "infer"
+    unknown = set(args.exclude) - set(LOGICAL_DATABASES)
+    if unknown:
+        raise ConfigError("--exclude", f"unknown logical database(s): {', '.join(sorted(unknown))}")
     settings = Settings.from_env()
     sources = [
         Source(name=name, path=settings.db.sqlite_path(name), schema=db.pg_schema)
         for name, db in LOGICAL_DATABASES.items()
-        if settings.db.sqlite_path(name).exists()
+        if settings.db.sqlite_path(name).exists() and name not in args.exclude
     ]
     if not sources:
         raise ConfigError("DOMOS_DATA_DIR", "holds none of the SQLite files to migrate")

@@ -355,6 +355,13 @@ class TargetColumn:
     has_default: bool
 
 
+def _schema_has_tables(target: psycopg.Connection[tuple[object, ...]], schema: str) -> bool:
+    row = target.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = %s)", (schema,)
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def read_target_table(
     conn: psycopg.Connection[tuple[object, ...]], schema: str, table: str
 ) -> list[TargetColumn] | None:
@@ -394,6 +401,45 @@ def target_key(
     return tuple(str(r[0]) for r in rows)
 
 
+#: The bookkeeping table of `domos db upgrade`. In existing mode it is not copied: the target
+#: keeps its own record, which must include every migration the source applied.
+SCHEMA_MIGRATIONS = "schema_migrations"
+
+
+def schema_version_problems(
+    conn: sqlite3.Connection, target: psycopg.Connection[tuple[object, ...]], source: Source
+) -> list[str]:
+    """Migrations applied to the source file but not (or differently) to the target schema."""
+    has_table = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (SCHEMA_MIGRATIONS,)
+    ).fetchone()
+    if has_table is None:
+        return []
+    applied = conn.execute(
+        f"SELECT logical_db, version, name, checksum FROM {SCHEMA_MIGRATIONS}"
+    ).fetchall()
+    table = f"{quote_ident(source.schema)}.{SCHEMA_MIGRATIONS}"
+    exists = target.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
+    recorded: dict[tuple[str, int], str] = {}
+    if exists and exists[0]:
+        rows = target.execute(f"SELECT logical_db, version, checksum FROM {table}").fetchall()
+        recorded = {(str(r[0]), int(str(r[1]))): str(r[2]) for r in rows}
+    problems = []
+    for logical_db, version, name, checksum in applied:
+        found = recorded.get((logical_db, int(version)))
+        if found is None:
+            problems.append(
+                f"{source.path}: migration {logical_db} {int(version):04d}_{name} is not applied "
+                f"to the target (run `DB_TYPE=postgres domos db upgrade` first)"
+            )
+        elif found != checksum:
+            problems.append(
+                f"{source.path}: migration {logical_db} {int(version):04d}_{name} differs between "
+                "the source and the target (checksums)"
+            )
+    return problems
+
+
 def plan_existing(
     source: Source,
     snapshot_path: Path,
@@ -407,10 +453,19 @@ def plan_existing(
     """Map source tables onto tables created by `domos db upgrade` / Django, by name."""
     excluded = _violations_by_table(violations)
     plans = []
-    errors = []
+    errors = schema_version_problems(conn, target, source)
+    tables = [t for t in tables if t.name not in skip_tables and t.name != SCHEMA_MIGRATIONS]
+    if tables and not _schema_has_tables(target, source.schema):
+        hint = (
+            "for Django: `DB_TYPE=postgres python services/web/manage.py migrate`"
+            if source.schema == "django"
+            else "`DB_TYPE=postgres domos db upgrade`"
+        )
+        raise MigrationError(
+            f"{source.path}: schema {source.schema!r} of the target has no tables; create them "
+            f"first ({hint}) or leave this source out (--exclude {source.name})"
+        )
     for table in tables:
-        if table.name in skip_tables:
-            continue
         target_columns = read_target_table(target, source.schema, table.name)
         if target_columns is None:
             errors.append(f"{source.schema}.{table.name}: no such table in the target")
