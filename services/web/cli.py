@@ -1,0 +1,87 @@
+"""`domos web`: the Django staff admin under gunicorn, and its chores.
+
+domos web [--host 0.0.0.0] [--port 8002] [--workers 2]   migrate, collectstatic, serve
+domos web migrate                                        Django's own tables only
+domos web createstaff --username NAME [--password-env VAR] [--superuser]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+SETTINGS_MODULE = "services.web.settings"
+DEFAULT_PORT = 8002
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "web",
+        help="run the Django staff admin (gunicorn)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    env = os.environ
+    parser.add_argument("--host", default=env.get("WEB_HOST", "0.0.0.0"))
+    parser.add_argument("--port", type=int, default=int(env.get("WEB_PORT", DEFAULT_PORT)))
+    parser.add_argument("--workers", type=int, default=int(env.get("WEB_WORKERS", 2)))
+    parser.add_argument(
+        "--no-migrate", action="store_true", help="do not apply Django's migrations first"
+    )
+    parser.set_defaults(handler=serve, web_command=None)
+    actions = parser.add_subparsers(dest="web_command", metavar="ACTION")
+    migrate = actions.add_parser("migrate", help="create or update Django's own tables")
+    migrate.set_defaults(handler=migrate_command)
+    staff = actions.add_parser("createstaff", help="create or update a staff login")
+    staff.add_argument("--username", default=env.get("WEB_STAFF_USERNAME"))
+    staff.add_argument(
+        "--password-env",
+        default="WEB_STAFF_PASSWORD",
+        help="environment variable holding the password (default: WEB_STAFF_PASSWORD)",
+    )
+    staff.add_argument("--email", default=env.get("WEB_STAFF_EMAIL", ""))
+    staff.add_argument("--superuser", action="store_true", help="all permissions")
+    staff.set_defaults(handler=createstaff_command)
+
+
+def setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", SETTINGS_MODULE)
+    import django
+
+    django.setup()
+
+
+def migrate_command(args: argparse.Namespace) -> int:
+    setup_django()
+    from services.web.bootstrap import migrate
+
+    migrate()
+    return 0
+
+
+def createstaff_command(args: argparse.Namespace) -> int:
+    from runtime.errors import ConfigError
+
+    if not args.username:
+        raise ConfigError("--username", "is required (or WEB_STAFF_USERNAME)")
+    password = os.environ.get(args.password_env)
+    if not password:
+        raise ConfigError(args.password_env, "must hold the staff password")
+    setup_django()
+    from services.web.bootstrap import create_staff
+
+    created = create_staff(args.username, password, email=args.email, superuser=args.superuser)
+    print(f"staff user {args.username!r} {'created' if created else 'updated'}")
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    setup_django()
+    from services.web.bootstrap import collectstatic, migrate
+    from services.web.server import run_gunicorn
+
+    if not args.no_migrate:
+        migrate()
+    collectstatic()
+    return run_gunicorn(host=args.host, port=args.port, workers=args.workers)

@@ -1,0 +1,557 @@
+"""Unmanaged models over the domain tables (runtime/schema, applied by `domos db upgrade`).
+
+`logical_db` on each model names its logical database; the router uses it to pick the alias.
+Field names and table names follow runtime/schema/README.md. Foreign keys are declared only
+within one logical database (the other links stay plain ids).
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+from services.web.domain.fields import UTCDateTimeField as Stamp
+
+
+class MainModel(models.Model):
+    logical_db = "main"
+
+    class Meta:
+        abstract = True
+        managed = False
+
+
+# --- members and money -----------------------------------------------------------------------
+
+
+class Member(MainModel):
+    telegram_id = models.BigIntegerField(unique=True)
+    username = models.TextField(null=True, blank=True)
+    first_name = models.TextField(null=True, blank=True)
+    last_name = models.TextField(null=True, blank=True)
+    phone = models.TextField(null=True, blank=True)
+    language_code = models.TextField(null=True, blank=True)
+    role = models.TextField(
+        choices=[("member", "member"), ("staff", "staff"), ("admin", "admin")], default="member"
+    )
+    is_reachable = models.BooleanField(default=True)
+    blocked_at = Stamp(null=True, blank=True)
+    created_at = Stamp()
+    updated_at = Stamp()
+
+    class Meta(MainModel.Meta):
+        db_table = "users"
+        verbose_name = "участник"
+        verbose_name_plural = "участники"
+        ordering = ("-id",)
+
+    def __str__(self) -> str:
+        name = (self.username and f"@{self.username}") or self.first_name or ""
+        return f"{name} ({self.telegram_id})".strip()
+
+
+class Tariff(MainModel):
+    code = models.TextField(unique=True)
+    title = models.TextField()
+    description = models.TextField(null=True, blank=True)
+    price_minor = models.BigIntegerField(help_text="в копейках")
+    currency = models.TextField(default="RUB")
+    period_days = models.IntegerField()
+    is_active = models.BooleanField(default=True)
+    created_at = Stamp(auto_now_add=True)
+    updated_at = Stamp(auto_now=True)
+
+    class Meta(MainModel.Meta):
+        db_table = "tariffs"
+        verbose_name = "тариф"
+        verbose_name_plural = "тарифы"
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class PaymentMethod(MainModel):
+    provider = models.TextField()
+    provider_method_id = models.TextField()
+    user = models.ForeignKey(Member, models.DO_NOTHING)
+    method_type = models.TextField()
+    title = models.TextField(null=True)
+    card_last4 = models.TextField(null=True)
+    is_saved = models.BooleanField()
+    revoked_at = Stamp(null=True)
+    revoked_reason = models.TextField(null=True)
+    created_at = Stamp()
+
+    class Meta(MainModel.Meta):
+        db_table = "payment_methods"
+        verbose_name = "способ оплаты"
+        verbose_name_plural = "способы оплаты"
+
+    def __str__(self) -> str:
+        return self.title or f"{self.method_type} {self.card_last4 or ''}".strip()
+
+
+SUBSCRIPTION_STATUSES = [(s, s) for s in ("active", "grace", "expired", "canceled")]
+
+
+class Subscription(MainModel):
+    user = models.ForeignKey(Member, models.DO_NOTHING)
+    tariff = models.ForeignKey(Tariff, models.DO_NOTHING)
+    status = models.TextField(choices=SUBSCRIPTION_STATUSES)
+    current_period_start = Stamp()
+    current_period_end = Stamp()
+    grace_until = Stamp(null=True)
+    auto_renew = models.BooleanField()
+    payment_method = models.ForeignKey(PaymentMethod, models.DO_NOTHING, null=True)
+    next_charge_at = Stamp(null=True)
+    auto_renew_stopped_reason = models.TextField(null=True)
+    canceled_at = Stamp(null=True)
+    expired_at = Stamp(null=True)
+    created_at = Stamp()
+    updated_at = Stamp()
+
+    class Meta(MainModel.Meta):
+        db_table = "subscriptions"
+        verbose_name = "подписка"
+        verbose_name_plural = "подписки"
+        ordering = ("-id",)
+
+
+PAYMENT_STATUSES = [
+    (s, s) for s in ("created", "pending", "waiting_for_capture", "succeeded", "canceled")
+]
+
+
+class Payment(MainModel):
+    provider = models.TextField()
+    provider_payment_id = models.TextField(null=True)
+    idempotence_key = models.TextField(unique=True)
+    user = models.ForeignKey(Member, models.DO_NOTHING)
+    tariff = models.ForeignKey(Tariff, models.DO_NOTHING)
+    subscription = models.ForeignKey(Subscription, models.DO_NOTHING, null=True)
+    kind = models.TextField()
+    amount_minor = models.BigIntegerField()
+    currency = models.TextField()
+    status = models.TextField(choices=PAYMENT_STATUSES)
+    cancellation_party = models.TextField(null=True)
+    cancellation_reason = models.TextField(null=True)
+    description = models.TextField(null=True)
+    confirmation_url = models.TextField(null=True)
+    metadata = models.JSONField(null=True)
+    check_attempts = models.IntegerField()
+    last_error = models.TextField(null=True)
+    created_at = Stamp()
+    updated_at = Stamp()
+    paid_at = Stamp(null=True)
+    processed_at = Stamp(null=True)
+    applied_period_end = Stamp(null=True)
+
+    class Meta(MainModel.Meta):
+        db_table = "payments"
+        verbose_name = "платёж"
+        verbose_name_plural = "платежи"
+        ordering = ("-created_at",)
+
+
+class ChargeAttempt(MainModel):
+    subscription = models.ForeignKey(Subscription, models.DO_NOTHING)
+    period_end = Stamp()
+    attempt_no = models.IntegerField()
+    idempotence_key = models.TextField(unique=True)
+    payment = models.ForeignKey(Payment, models.DO_NOTHING, null=True)
+    amount_minor = models.BigIntegerField()
+    currency = models.TextField()
+    status = models.TextField()
+    decline_reason = models.TextField(null=True)
+    decline_kind = models.TextField(null=True)
+    next_retry_at = Stamp(null=True)
+    last_error = models.TextField(null=True)
+    created_at = Stamp()
+    finished_at = Stamp(null=True)
+
+    class Meta(MainModel.Meta):
+        db_table = "charge_attempts"
+        verbose_name = "попытка списания"
+        verbose_name_plural = "попытки списания"
+        ordering = ("-id",)
+
+
+class ProviderEvent(MainModel):
+    provider = models.TextField()
+    event_key = models.TextField()
+    event_type = models.TextField()
+    object_id = models.TextField()
+    payload = models.JSONField()
+    source_ip = models.TextField(null=True)
+    received_at = Stamp()
+    attempts = models.IntegerField()
+    last_error = models.TextField(null=True)
+    processed_at = Stamp(null=True)
+    outcome = models.TextField(null=True)
+
+    class Meta(MainModel.Meta):
+        db_table = "provider_events"
+        verbose_name = "событие YooKassa"
+        verbose_name_plural = "события YooKassa"
+        ordering = ("-id",)
+
+
+# --- chats, notifications, moderation --------------------------------------------------------
+
+
+class Chat(MainModel):
+    telegram_chat_id = models.BigIntegerField(unique=True)
+    title = models.TextField(null=True)
+    username = models.TextField(null=True)
+    kind = models.TextField()
+    is_managed = models.BooleanField()
+    created_at = Stamp()
+
+    class Meta(MainModel.Meta):
+        db_table = "chats"
+        verbose_name = "чат"
+        verbose_name_plural = "чаты"
+
+    def __str__(self) -> str:
+        return self.title or str(self.telegram_chat_id)
+
+
+class Membership(MainModel):
+    user = models.ForeignKey(Member, models.DO_NOTHING)
+    chat = models.ForeignKey(Chat, models.DO_NOTHING)
+    status = models.TextField()
+    joined_at = Stamp(null=True)
+    left_at = Stamp(null=True)
+    banned_at = Stamp(null=True)
+    unbanned_at = Stamp(null=True)
+    updated_at = Stamp()
+
+    class Meta(MainModel.Meta):
+        db_table = "memberships"
+        verbose_name = "членство в чате"
+        verbose_name_plural = "членство в чатах"
+
+
+OUTBOX_STATUSES = [(s, s) for s in ("queued", "sending", "sent", "failed", "dead")]
+
+
+class OutboxMessage(MainModel):
+    dedupe_key = models.TextField(unique=True)
+    chat_id = models.BigIntegerField()
+    user = models.ForeignKey(Member, models.DO_NOTHING, null=True)
+    kind = models.TextField()
+    text = models.TextField()
+    priority = models.IntegerField()
+    status = models.TextField(choices=OUTBOX_STATUSES)
+    attempts = models.IntegerField()
+    next_attempt_at = Stamp()
+    last_error = models.TextField(null=True)
+    last_error_code = models.IntegerField(null=True)
+    parts_sent = models.IntegerField()
+    sent_at = Stamp(null=True)
+    created_at = Stamp()
+    updated_at = Stamp()
+
+    class Meta(MainModel.Meta):
+        db_table = "outbox"
+        verbose_name = "уведомление"
+        verbose_name_plural = "очередь уведомлений"
+        ordering = ("-id",)
+
+
+class ModerationAction(MainModel):
+    idempotence_key = models.TextField(unique=True)
+    user = models.ForeignKey(Member, models.DO_NOTHING)
+    chat = models.ForeignKey(Chat, models.DO_NOTHING)
+    subscription = models.ForeignKey(Subscription, models.DO_NOTHING, null=True)
+    action = models.TextField(choices=[("ban", "ban"), ("unban", "unban")])
+    reason = models.TextField()
+    status = models.TextField()
+    attempts = models.IntegerField()
+    last_error = models.TextField(null=True)
+    telegram_result = models.JSONField(null=True)
+    requested_at = Stamp()
+    done_at = Stamp(null=True)
+
+    class Meta(MainModel.Meta):
+        db_table = "moderation_actions"
+        verbose_name = "бан / разбан"
+        verbose_name_plural = "баны и разбаны"
+        ordering = ("-requested_at",)
+
+
+class MonitorHeartbeat(MainModel):
+    monitor = models.TextField(unique=True)
+    instance = models.TextField(null=True)
+    last_tick_at = Stamp(null=True)
+    last_success_at = Stamp(null=True)
+    last_outcome = models.TextField(null=True)
+    last_error = models.TextField(null=True)
+    items_processed_total = models.BigIntegerField()
+    updated_at = Stamp()
+
+    class Meta(MainModel.Meta):
+        db_table = "monitor_heartbeats"
+        verbose_name = "монитор"
+        verbose_name_plural = "мониторы"
+
+
+# --- events and surveys ----------------------------------------------------------------------
+
+
+class Event(MainModel):
+    title = models.TextField()
+    description = models.TextField(null=True, blank=True)
+    location = models.TextField(null=True, blank=True)
+    url = models.TextField(null=True, blank=True)
+    starts_at = Stamp()
+    ends_at = Stamp(null=True, blank=True)
+    capacity = models.IntegerField(null=True, blank=True)
+    status = models.TextField(
+        choices=[("draft", "draft"), ("published", "published"), ("canceled", "canceled")],
+        default="published",
+    )
+    announced_at = Stamp(null=True, blank=True, editable=False)
+    created_at = Stamp(auto_now_add=True)
+    updated_at = Stamp(auto_now=True)
+
+    class Meta(MainModel.Meta):
+        db_table = "events"
+        verbose_name = "мероприятие"
+        verbose_name_plural = "мероприятия"
+        ordering = ("-starts_at",)
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class EventRegistration(MainModel):
+    event = models.ForeignKey(Event, models.DO_NOTHING)
+    user = models.ForeignKey(Member, models.DO_NOTHING)
+    status = models.TextField()
+    registered_at = Stamp()
+    canceled_at = Stamp(null=True)
+
+    class Meta(MainModel.Meta):
+        db_table = "event_registrations"
+        verbose_name = "регистрация"
+        verbose_name_plural = "регистрации на мероприятия"
+
+
+class Survey(MainModel):
+    user = models.ForeignKey(Member, models.DO_NOTHING)
+    month = models.TextField()
+    status = models.TextField()
+    sent_at = Stamp()
+    reminded_at = Stamp(null=True)
+    answered_at = Stamp(null=True)
+
+    class Meta(MainModel.Meta):
+        db_table = "surveys"
+        verbose_name = "анкета"
+        verbose_name_plural = "анкеты"
+        ordering = ("-month", "-id")
+
+    def __str__(self) -> str:
+        return f"{self.month} #{self.pk}"
+
+
+class SurveyResponse(MainModel):
+    survey = models.ForeignKey(Survey, models.DO_NOTHING, related_name="responses")
+    question_key = models.TextField()
+    answer = models.TextField()
+    answered_at = Stamp()
+
+    class Meta(MainModel.Meta):
+        db_table = "survey_responses"
+        verbose_name = "ответ анкеты"
+        verbose_name_plural = "ответы анкет"
+
+
+# --- tokens (advert, contract) ---------------------------------------------------------------
+
+
+class TokenBase(models.Model):
+    token_prefix = models.TextField()
+    issued_to = models.TextField(null=True)
+    issued_by = models.TextField(null=True)
+    scope = models.TextField(null=True)
+    note = models.TextField(null=True)
+    created_at = Stamp()
+    expires_at = Stamp(null=True)
+    revoked_at = Stamp(null=True)
+    revoked_reason = models.TextField(null=True)
+    max_uses = models.IntegerField(null=True)
+    use_count = models.IntegerField()
+    last_used_at = Stamp(null=True)
+
+    class Meta:
+        abstract = True
+        managed = False
+
+
+class AdvertToken(TokenBase):
+    logical_db = "advert"
+
+    class Meta(TokenBase.Meta):
+        db_table = "tokens"
+        verbose_name = "токен объявлений"
+        verbose_name_plural = "токены объявлений"
+
+
+class ContractToken(TokenBase):
+    logical_db = "contract"
+
+    class Meta(TokenBase.Meta):
+        db_table = "tokens"
+        verbose_name = "токен договоров"
+        verbose_name_plural = "токены договоров"
+
+
+# --- bot inbox, audio, useful ----------------------------------------------------------------
+
+
+class ChatMessage(models.Model):
+    logical_db = "useful"
+    chat_id = models.BigIntegerField()
+    message_id = models.BigIntegerField()
+    chat_title = models.TextField(null=True)
+    from_username = models.TextField(null=True)
+    kind = models.TextField()
+    text = models.TextField(null=True)
+    message_date = Stamp()
+    received_at = Stamp()
+    parse_status = models.TextField()
+    parse_error = models.TextField(null=True)
+
+    class Meta:
+        managed = False
+        db_table = "chat_messages"
+        verbose_name = "сообщение чата"
+        verbose_name_plural = "входящие сообщения"
+        ordering = ("-id",)
+
+
+class UsefulRule(models.Model):
+    logical_db = "useful"
+    kind = models.TextField(choices=[(k, k) for k in ("hashtag", "keyword", "link", "regex")])
+    pattern = models.TextField()
+    weight = models.IntegerField(default=1)
+    is_active = models.BooleanField(default=True)
+    created_at = Stamp(auto_now_add=True)
+
+    class Meta:
+        managed = False
+        db_table = "useful_rules"
+        verbose_name = "правило полезности"
+        verbose_name_plural = "правила полезности"
+
+
+class UsefulMessage(models.Model):
+    logical_db = "useful"
+    chat_message = models.OneToOneField(ChatMessage, models.DO_NOTHING)
+    chat_id = models.BigIntegerField()
+    message_id = models.BigIntegerField()
+    matched_rules = models.JSONField()
+    score = models.IntegerField()
+    text = models.TextField(null=True)
+    message_date = Stamp()
+
+    class Meta:
+        managed = False
+        db_table = "useful_messages"
+        verbose_name = "полезное сообщение"
+        verbose_name_plural = "полезные сообщения"
+        ordering = ("-message_date",)
+
+
+class AudioFile(models.Model):
+    logical_db = "audio"
+    file_unique_id = models.TextField(unique=True)
+    kind = models.TextField()
+    chat_id = models.BigIntegerField()
+    message_id = models.BigIntegerField()
+    from_user_id = models.BigIntegerField(null=True)
+    duration_s = models.IntegerField(null=True)
+    size_bytes = models.BigIntegerField(null=True)
+    status = models.TextField()
+    path = models.TextField(null=True)
+    attempts = models.IntegerField()
+    last_error = models.TextField(null=True)
+    downloaded_at = Stamp(null=True)
+    created_at = Stamp()
+
+    class Meta:
+        managed = False
+        db_table = "audio_files"
+        verbose_name = "аудио"
+        verbose_name_plural = "аудио"
+        ordering = ("-id",)
+
+
+# --- listings (nmarket, tradeagent) ----------------------------------------------------------
+
+
+def _listing_models(prefix: str) -> tuple[type[models.Model], type[models.Model]]:
+    """Complex and flat models of one listings database (the two share one layout)."""
+    label = {"nmarket": "Nmarket", "tradeagent": "Tradeagent"}[prefix]
+    meta_base = {"managed": False, "app_label": "domain"}
+    complex_model = type(
+        f"{label}Complex",
+        (models.Model,),
+        {
+            "__module__": __name__,
+            "logical_db": prefix,
+            "name": models.TextField(),
+            "normalized_name": models.TextField(unique=True),
+            "district": models.TextField(null=True),
+            "developer": models.TextField(null=True),
+            "first_seen_at": Stamp(),
+            "last_seen_at": Stamp(),
+            "__str__": lambda self: self.name,
+            "Meta": type(
+                "Meta",
+                (),
+                {
+                    **meta_base,
+                    "db_table": f"{prefix}_complexes",
+                    "verbose_name": f"ЖК {prefix}",
+                    "verbose_name_plural": f"ЖК {prefix}",
+                },
+            ),
+        },
+    )
+    flat_model = type(
+        f"{label}Flat",
+        (models.Model,),
+        {
+            "__module__": __name__,
+            "logical_db": prefix,
+            "complex": models.ForeignKey(complex_model, models.DO_NOTHING),
+            "external_key": models.TextField(),
+            "building": models.TextField(null=True),
+            "rooms": models.IntegerField(null=True),
+            "area_dm2": models.IntegerField(null=True),
+            "floor": models.IntegerField(null=True),
+            "price_minor": models.BigIntegerField(null=True),
+            "currency": models.TextField(),
+            "commission_text": models.TextField(null=True),
+            "commission_bp": models.IntegerField(null=True),
+            "last_seen_at": Stamp(),
+            "Meta": type(
+                "Meta",
+                (),
+                {
+                    **meta_base,
+                    "db_table": f"{prefix}_flats",
+                    "verbose_name": f"квартира {prefix}",
+                    "verbose_name_plural": f"квартиры {prefix}",
+                    "ordering": ["-last_seen_at"],
+                },
+            ),
+        },
+    )
+    return complex_model, flat_model
+
+
+NmarketComplex, NmarketFlat = _listing_models("nmarket")
+TradeagentComplex, TradeagentFlat = _listing_models("tradeagent")

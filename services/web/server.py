@@ -1,0 +1,48 @@
+"""gunicorn, embedded: `domos web` runs it in-process (no shell, no config file)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+
+class WebServer(BaseApplication):  # type: ignore[misc]
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from services.web.wsgi import application
+
+        return application
+
+
+def _configure_worker_logging(*_: Any) -> None:
+    from runtime.config import Settings
+    from runtime.logging import configure_logging
+
+    configure_logging(Settings.from_env())
+
+
+def run_gunicorn(*, host: str, port: int, workers: int) -> int:
+    _configure_worker_logging()
+    WebServer(
+        {
+            "bind": f"{host}:{port}",
+            "workers": workers,
+            "worker_class": "sync",
+            "timeout": 30,
+            # SIGTERM: stop accepting, let requests in flight finish within this many seconds.
+            "graceful_timeout": 20,
+            "accesslog": None,
+            "errorlog": "-",
+            "post_fork": lambda server, worker: _configure_worker_logging(),
+            "proc_name": "domos-web",
+        }
+    ).run()
+    return 0

@@ -1,0 +1,132 @@
+"""Django settings, built from the runtime config (runtime.config.Settings.from_env).
+
+Web-only variables: DJANGO_SECRET_KEY (default: a key generated once into the data dir),
+WEB_ALLOWED_HOSTS, WEB_CSRF_TRUSTED_ORIGINS, WEB_SECURE_COOKIES (default on; off for plain-HTTP
+local runs), WEB_STATIC_ROOT, DJANGO_DEBUG.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from runtime.config import Env, Settings
+from services.web.databases import django_databases
+
+_env = Env(os.environ)
+DOMOS = Settings.from_env(os.environ)
+BASE_DIR = Path(__file__).resolve().parent
+
+
+def _secret_key() -> str:
+    configured = _env.text("DJANGO_SECRET_KEY")
+    if configured:
+        return configured
+    # Generated once per data dir so sessions survive restarts without a key in the config.
+    path = DOMOS.db.data_dir / "web" / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+def _list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in (_env.text(name, default) or "").split(",") if item.strip()]
+
+
+def _flag(name: str, default: bool) -> bool:
+    return _env.choice(
+        name, "true" if default else "false", ("true", "false", "1", "0", "yes", "no")
+    ) in ("true", "1", "yes")
+
+
+SECRET_KEY = _secret_key()
+DEBUG = _flag("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = _list("WEB_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = _list("WEB_CSRF_TRUSTED_ORIGINS", "")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "services.web.domain",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "services.web.urls"
+WSGI_APPLICATION = "services.web.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = django_databases(DOMOS.db)
+DATABASE_ROUTERS = ["services.web.router.DomainRouter"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "ru"
+TIME_ZONE = DOMOS.timezone.key
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(_env.text("WEB_STATIC_ROOT") or DOMOS.db.data_dir / "web" / "static")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+LOGIN_URL = "admin:login"
+LOGIN_REDIRECT_URL = "overview"
+
+# Cookies only over HTTPS unless switched off for a plain-HTTP local run.
+SECURE_COOKIES = _flag("WEB_SECURE_COOKIES", True)
+SESSION_COOKIE_SECURE = SECURE_COOKIES
+CSRF_COOKIE_SECURE = SECURE_COOKIES
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if _flag("WEB_BEHIND_TLS_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Logging is runtime.logging's (JSON through structlog), configured by `domos web`.
+LOGGING_CONFIG = None
+
+#: Where monitors write their health files (runtime.monitor.health).
+DOMOS_RUN_DIR = Path(_env.text("DOMOS_RUN_DIR", "var/run") or "var/run")

@@ -1,0 +1,268 @@
+"""The staff admin with Django's test client, on both backends."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+from runtime.monitor.health import HealthState, health_path, write_health
+
+NOW = datetime.now(UTC)
+
+
+@pytest.fixture(scope="module")
+def seeded(domain_db: Any) -> dict[str, int]:
+    """A small community: an active and an expired member, payments, outbox, survey, inbox."""
+    db = domain_db
+    tariff = db.fetchval(
+        "INSERT INTO tariffs (code, title, price_minor, period_days) VALUES ('m', 'Месяц', 150000,"
+        " 30) RETURNING id"
+    )
+    active = db.fetchval(
+        "INSERT INTO users (telegram_id, username) VALUES (501, 'active_agent') RETURNING id"
+    )
+    lapsed = db.fetchval(
+        "INSERT INTO users (telegram_id, username) VALUES (502, 'lapsed_agent') RETURNING id"
+    )
+    db.fetchval("INSERT INTO users (telegram_id, username) VALUES (503, 'newbie') RETURNING id")
+    sub = db.fetchval(
+        "INSERT INTO subscriptions (user_id, tariff_id, status, current_period_start,"
+        " current_period_end) VALUES (?, ?, 'active', ?, ?) RETURNING id",
+        (active, tariff, NOW - timedelta(days=2), NOW + timedelta(days=28)),
+    )
+    db.execute(
+        "INSERT INTO subscriptions (user_id, tariff_id, status, current_period_start,"
+        " current_period_end, expired_at) VALUES (?, ?, 'expired', ?, ?, ?)",
+        (lapsed, tariff, NOW - timedelta(days=90), NOW - timedelta(days=60), NOW),
+    )
+    paid = db.fetchval(
+        "INSERT INTO payments (idempotence_key, provider_payment_id, user_id, tariff_id, kind,"
+        " amount_minor, status, paid_at) VALUES ('k-paid', 'yk-paid-1', ?, ?, 'first', 150000,"
+        " 'succeeded', ?) RETURNING id",
+        (active, tariff, NOW - timedelta(minutes=5)),
+    )
+    db.execute(
+        "INSERT INTO payments (idempotence_key, user_id, tariff_id, kind, amount_minor, status)"
+        " VALUES ('k-open', ?, ?, 'first', 150000, 'pending')",
+        (lapsed, tariff),
+    )
+    dead = db.fetchval(
+        "INSERT INTO outbox (dedupe_key, chat_id, user_id, text, status, attempts, last_error)"
+        " VALUES ('dead-1', 502, ?, 'Напоминание', 'dead', 5, 'Forbidden') RETURNING id",
+        (lapsed,),
+    )
+    chat = db.fetchval(
+        "INSERT INTO chats (telegram_chat_id, title, kind, is_managed)"
+        " VALUES (-100500, 'Агенты PRO', 'supergroup', TRUE) RETURNING id"
+    )
+    db.execute(
+        "INSERT INTO moderation_actions (idempotence_key, user_id, chat_id, action, reason,"
+        " status, done_at) VALUES ('ban:1', ?, ?, 'ban', 'grace_ended', 'done', ?)",
+        (lapsed, chat, NOW),
+    )
+    survey = db.fetchval(
+        "INSERT INTO surveys (user_id, month, status, answered_at) VALUES (?, ?, 'answered', ?)"
+        " RETURNING id",
+        (active, NOW.strftime("%Y-%m"), NOW),
+    )
+    db.execute(
+        "INSERT INTO survey_responses (survey_id, question_key, answer)"
+        " VALUES (?, 'suggestion', 'Больше вебинаров')",
+        (survey,),
+    )
+    db.execute(
+        "INSERT INTO chat_messages (chat_id, message_id, kind, text, message_date, raw)"
+        " VALUES (-100500, 7, 'message', 'Продаю студию #ипотека', ?, ?)",
+        (NOW, {"message_id": 7}),
+        db="useful",
+    )
+    db.execute(
+        "INSERT INTO audio_files (file_unique_id, file_id, chat_id, message_id)"
+        " VALUES ('uniq-1', 'file-1', 501, 3)",
+        db="audio",
+    )
+    complex_id = db.fetchval(
+        "INSERT INTO nmarket_complexes (name, normalized_name, first_seen_at, last_seen_at)"
+        " VALUES ('ЖК Лето', 'жк лето', ?, ?) RETURNING id",
+        (NOW, NOW),
+        db="nmarket",
+    )
+    db.execute(
+        "INSERT INTO nmarket_flats (complex_id, external_key, rooms, area_dm2, price_minor,"
+        " first_seen_at, last_seen_at) VALUES (?, 'lot-17', 1, 3550, 750000000, ?, ?)",
+        (complex_id, NOW, NOW),
+        db="nmarket",
+    )
+    return {
+        "tariff": tariff,
+        "active": active,
+        "lapsed": lapsed,
+        "sub": sub,
+        "paid": paid,
+        "dead": dead,
+        "survey": survey,
+    }
+
+
+def test_login_required_and_health_probe_open(web_backend: Any) -> None:
+    from django.test import Client
+
+    anonymous = Client()
+    for path in ("/overview/", "/admin/", "/admin/domain/payment/"):
+        response = anonymous.get(path)
+        assert response.status_code == 302, path
+        assert "/admin/login/" in response["Location"]
+    assert anonymous.get("/healthz").json() == {"ok": True}
+
+
+def test_login_form_requires_csrf_and_sets_secure_cookies(staff: tuple[str, str]) -> None:
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    credentials = {"username": staff[0], "password": staff[1], "next": "/overview/"}
+    assert browser.post("/admin/login/", credentials).status_code == 403
+
+    page = browser.get("/admin/login/")
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode())
+    assert token is not None
+    assert page.cookies["csrftoken"]["secure"]
+    response = browser.post("/admin/login/", {**credentials, "csrfmiddlewaretoken": token[1]})
+    assert response.status_code == 302
+    assert response["Location"] == "/overview/"
+    assert response.cookies["sessionid"]["secure"]
+    assert response.cookies["sessionid"]["httponly"]
+
+
+def test_every_admin_list_renders(client: Any, seeded: dict[str, int]) -> None:
+    from django.contrib import admin
+
+    for model in admin.site._registry:
+        url = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
+        response = client.get(url)
+        assert response.status_code == 200, f"{url}: {response.status_code}"
+
+
+@pytest.mark.parametrize(
+    ("url", "present", "absent"),
+    [
+        ("/admin/domain/member/?subscription__status=active", "active_agent", "lapsed_agent"),
+        ("/admin/domain/member/?q=502", "lapsed_agent", "active_agent"),
+        ("/admin/domain/payment/?status__exact=succeeded", "yk-paid-1", "k-open"),
+        ("/admin/domain/outboxmessage/?status__exact=dead", "Forbidden", "no-such-row"),
+        ("/admin/domain/moderationaction/?action__exact=ban", "grace_ended", "no-such-row"),
+        ("/admin/domain/surveyresponse/?q=вебинаров", "Больше вебинаров", "no-such-row"),
+        ("/admin/domain/chatmessage/?q=студию", "Продаю студию", "no-such-row"),
+        ("/admin/domain/nmarketflat/?rooms=1", "ЖК Лето", "no-such-row"),
+    ],
+)
+def test_filters_and_search(
+    client: Any, seeded: dict[str, int], url: str, present: str, absent: str
+) -> None:
+    page = client.get(url).content.decode()
+    assert present in page
+    assert absent not in page
+
+
+def test_payments_filtered_by_date(client: Any, seeded: dict[str, int]) -> None:
+    # What the admin's date filter sends: an aware lower bound.
+    def since(moment: datetime) -> Any:
+        return client.get("/admin/domain/payment/?" + urlencode({"paid_at__gte": str(moment)}))
+
+    today = since(NOW - timedelta(hours=1))
+    later = since(NOW + timedelta(days=2))
+    assert "yk-paid-1" in today.content.decode()
+    assert "yk-paid-1" not in later.content.decode()
+
+
+def test_monitor_owned_rows_are_read_only(client: Any, seeded: dict[str, int]) -> None:
+    assert client.get(f"/admin/domain/payment/{seeded['paid']}/change/").status_code == 200
+    assert client.get("/admin/domain/payment/add/").status_code == 403
+    response = client.post(f"/admin/domain/payment/{seeded['paid']}/delete/", {"post": "yes"})
+    assert response.status_code == 403
+
+
+def test_tariff_created_in_admin_is_readable_by_the_runtime(
+    client: Any, domain_db: Any, seeded: dict[str, int]
+) -> None:
+    response = client.post(
+        "/admin/domain/tariff/add/",
+        {
+            "code": "year",
+            "title": "Год",
+            "price_minor": "1500000",
+            "currency": "RUB",
+            "period_days": "365",
+            "is_active": "on",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    row = domain_db.fetchone("SELECT * FROM tariffs WHERE code = 'year'")
+    assert row["price_minor"] == 1500000
+    assert isinstance(row["created_at"], datetime)
+    assert abs(row["created_at"] - datetime.now(UTC)) < timedelta(minutes=1)
+    # Text order is time order on SQLite only if Django wrote the runtime's format.
+    newest = domain_db.fetchval("SELECT code FROM tariffs ORDER BY created_at DESC LIMIT 1")
+    assert newest == "year"
+
+
+def test_requeue_dead_letters_action(client: Any, domain_db: Any, seeded: dict[str, int]) -> None:
+    response = client.post(
+        "/admin/domain/outboxmessage/",
+        {"action": "requeue_dead_letters", "_selected_action": [seeded["dead"]]},
+    )
+    assert response.status_code == 302
+    row = domain_db.fetchone("SELECT * FROM outbox WHERE id = ?", (seeded["dead"],))
+    assert (row["status"], row["attempts"], row["last_error"]) == ("queued", 0, None)
+
+
+def test_overview_counts_members_revenue_and_monitor_health(
+    client: Any, seeded: dict[str, int], run_dir: Path
+) -> None:
+    now = time.time()
+    write_health(
+        health_path(run_dir, "tsmonitor"),
+        HealthState(
+            monitor="tsmonitor",
+            pid=1,
+            owner="t",
+            interval_s=60,
+            role="leader",
+            started_at=now - 100,
+            heartbeat_at=now,
+            last_success_at=now - 5,
+        ),
+    )
+    write_health(
+        health_path(run_dir, "ban_monitor"),
+        HealthState(
+            monitor="ban_monitor",
+            pid=2,
+            owner="t",
+            interval_s=60,
+            role="leader",
+            started_at=now - 9000,
+            heartbeat_at=now - 9000,
+            last_success_at=now - 9000,
+            consecutive_failures=4,
+        ),
+    )
+    page = client.get("/overview/").content.decode()
+    members = re.search(r'<table id="members">(.*?)</table>', page, re.S)
+    assert members is not None
+    assert re.search(r"<th>active</th><td>1</td>", members[1])
+    assert re.search(r"<th>expired</th><td>1</td>", members[1])
+    assert re.search(r"<th>без подписки</th><td>1</td>", members[1])
+    revenue = re.search(r'<table id="revenue">(.*?)</table>', page, re.S)
+    assert revenue is not None
+    assert "1500" in revenue[1]
+    assert "1 платежей" in revenue[1]
+    monitors = re.search(r'<table id="monitors">(.*?)</table>', page, re.S)
+    assert monitors is not None
+    assert re.search(r"<td>tsmonitor</td><td>OK</td>", monitors[1])
+    assert re.search(r"<td>ban_monitor</td><td>FAIL", monitors[1])
