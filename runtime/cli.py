@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "services.bot.cli",
     "services.web.cli",
     "runtime.supervision.cli",
+    "runtime.observability.cli",
 )
 
 #: Subcommand -> the module that registers it. A program imports only its own command's module,
@@ -43,6 +44,8 @@ COMMAND_OWNERS: dict[str, str] = {
     "web": "services.web.cli",
     "run": "runtime.supervision.cli",
     "supervisor": "runtime.supervision.cli",
+    "observability": "runtime.observability.cli",
+    "health": "runtime.observability.cli",
 }
 
 
