@@ -145,19 +145,32 @@ def monitor_environ(
     return environ
 
 
+class FixedClock(SystemClock):
+    """Wall time a test sets (`at`) for the monitors' business logic; monotonic time runs on."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+    def time(self) -> float:
+        return self.at.timestamp()
+
+
 @dataclass
 class Monitors:
     environ: dict[str, str]
     db: Any
     started: list[Monitor] = field(default_factory=list)
 
-    async def start(self, cls: type[Monitor], **env: str) -> Any:
+    async def start(self, cls: type[Monitor], clock: Any = None, **env: str) -> Any:
         settings = Settings.from_env({**self.environ, **env})
         ctx = MonitorContext(
             settings=settings,
             db=self.db,
             log=structlog.get_logger(f"monitors.{cls.name}").bind(monitor=cls.name),
-            clock=SystemClock(),
+            clock=clock or SystemClock(),
             owner=f"test:{cls.name}:{len(self.started)}",
             stop_event=asyncio.Event(),
         )
@@ -173,10 +186,10 @@ async def monitors(
 ) -> AsyncIterator[Callable[..., Any]]:
     holder = Monitors(monitor_environ, db)
 
-    async def start(cls: type[Monitor], **env: str) -> Any:
+    async def start(cls: type[Monitor], clock: Any = None, **env: str) -> Any:
         for key, value in env.items():
             monkeypatch.setenv(key, value)
-        return await holder.start(cls)
+        return await holder.start(cls, clock, **env)
 
     yield start
     for monitor in holder.started:
