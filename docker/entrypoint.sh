@@ -1,0 +1,28 @@
+#!/bin/sh
+# Container entry point (run by tini): prepare the writable directories, check the role, then
+# exec the command, which is supervisord for a role container or a one-shot `domos ...` (the
+# compose `migrate` service). exec keeps tini -> supervisord with nothing in between.
+set -eu
+
+: "${DOMOS_HOME:=/app}"
+: "${DOMOS_RUN_DIR:=$DOMOS_HOME/var/run}"
+
+mkdir -p "$DOMOS_HOME/var/run" "$DOMOS_RUN_DIR"
+if [ -n "${DOMOS_DATA_DIR:-}" ]; then
+    mkdir -p "$DOMOS_DATA_DIR"
+fi
+
+if [ "${1:-}" = "supervisord" ]; then
+    # supervisord.conf includes supervisor/roles/$DOMOS_ROLE/*.conf: say clearly what is wrong
+    # instead of starting a supervisord with no programs.
+    if [ -z "${DOMOS_ROLE:-}" ]; then
+        echo "domos-entrypoint: DOMOS_ROLE is required (api, web, bot, monitors, sandbox, all)" >&2
+        exit 64
+    fi
+    if [ ! -d "$DOMOS_HOME/supervisor/roles/$DOMOS_ROLE" ]; then
+        echo "domos-entrypoint: unknown DOMOS_ROLE '$DOMOS_ROLE'" >&2
+        exit 64
+    fi
+fi
+
+exec "$@"
