@@ -27,6 +27,20 @@ def register(subparsers: Any) -> None:
     postgres.add_argument("--keep", type=int, help="keep only the newest N days of backups")
     postgres.set_defaults(handler=_backup_postgres)
 
+    schedule = kinds.add_parser(
+        "schedule",
+        help="long-running: back up every N hours with retention (postgres when DATABASE_URL is "
+        "set; sqlite when DB_TYPE=sqlite); stops cleanly on SIGTERM",
+    )
+    _common(schedule)
+    schedule.add_argument("--every-hours", type=float, default=6.0, help="default 6")
+    schedule.add_argument(
+        "--retry-minutes", type=float, default=10.0, help="after a failed run (default 10)"
+    )
+    schedule.add_argument("--keep-days", type=int, default=14, help="default 14")
+    schedule.add_argument("--keep", type=int, help="keep only the newest N days of backups")
+    schedule.set_defaults(handler=_schedule)
+
     restore = subparsers.add_parser("restore", help="restore SQLite files or PostgreSQL")
     kinds = restore.add_subparsers(dest="restore_kind", metavar="KIND", required=True)
     sqlite = kinds.add_parser("sqlite", help="put backed-up SQLite files back in place")
@@ -112,4 +126,40 @@ def _restore_postgres(args: argparse.Namespace) -> int:
     dump = args.dump or latest_dump(_backup_dir(args))
     restore_postgres(_target(args), dump)
     print(dump)
+    return 0
+
+
+def _schedule(args: argparse.Namespace) -> int:
+    import threading
+
+    from runtime.backup.postgres import backup_postgres
+    from runtime.backup.schedule import BackupJob, run_schedule, stop_on_signals
+    from runtime.backup.sqlite import apply_retention, backup_sqlite
+    from runtime.config import Settings
+
+    if args.every_hours <= 0:
+        raise ConfigError("--every-hours", "must be positive")
+    settings = Settings.from_env()
+    root = _backup_dir(args)
+    keep = {"keep_days": args.keep_days, "keep_count": args.keep}
+    jobs = []
+    if settings.db.postgres_url is not None:
+        url = settings.db.postgres_url.reveal()
+
+        def postgres() -> None:
+            backup_postgres(url, root)
+            apply_retention(root / "postgres", **keep)
+
+        jobs.append(BackupJob("postgres", postgres))
+    if settings.db.type == "sqlite":
+        databases = dict(settings.db.sqlite_paths)
+
+        def sqlite() -> None:
+            backup_sqlite(databases, root)
+            apply_retention(root / "sqlite", **keep)
+
+        jobs.append(BackupJob("sqlite", sqlite))
+    stop = threading.Event()
+    stop_on_signals(stop)
+    run_schedule(jobs, every_s=args.every_hours * 3600, retry_s=args.retry_minutes * 60, stop=stop)
     return 0
