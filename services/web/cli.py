@@ -69,8 +69,9 @@ def createstaff_command(args: argparse.Namespace) -> int:
     if not password:
         raise ConfigError(args.password_env, "must hold the staff password")
     setup_django()
-    from services.web.bootstrap import create_staff
+    from services.web.bootstrap import create_staff, migrate
 
+    migrate()  # the login table must exist, also before the first `domos web`
     created = create_staff(args.username, password, email=args.email, superuser=args.superuser)
     print(f"staff user {args.username!r} {'created' if created else 'updated'}")
     return 0

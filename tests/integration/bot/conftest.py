@@ -172,12 +172,14 @@ class BotProcess:
             [*DOMOS, "bot"], cwd=ROOT, env=self.environ, stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
-        wait_for(
-            lambda: self._starts() > starts or self._dead(),
-            20,
-            "the bot to start",
-        )
-        assert self.process.poll() is None, self.log_path.read_text()
+        try:
+            # Importing aiogram alone takes seconds of CPU; a loaded machine needs patience.
+            wait_for(lambda: self._starts() > starts or self._dead(), 90, "the bot to start")
+        except AssertionError:
+            self.process.kill()
+            self.process.wait(10)
+            raise
+        assert self.process.poll() is None, self.log_text()
 
     def _starts(self) -> int:
         return self.log_path.read_bytes().count(b'"bot_started"') if self.log_path.exists() else 0
@@ -233,8 +235,13 @@ def bot_process(
     )
     bot = BotProcess(environ, tmp / "bot.log", metrics_port)
     bot.db.open()
-    bot.start()
-    yield bot
-    if bot.process is not None:
-        assert bot.stop() == 0, bot.log_text()
-    bot.db.close()
+    try:
+        bot.start()
+        yield bot
+        if bot.process is not None:
+            assert bot.stop() == 0, bot.log_text()
+    finally:
+        if bot.process is not None:
+            bot.process.kill()
+            bot.process.wait(10)
+        bot.db.close()
