@@ -7,7 +7,11 @@ or timeout is returned as `(None, None)`, which the classifiers read as "outcome
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -26,9 +30,21 @@ async def _read_json(response: aiohttp.ClientResponse) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
+@dataclass(frozen=True)
+class Download:
+    #: HTTP status, None when no answer arrived.
+    status: int | None
+    size: int = 0
+    sha256: str | None = None
+    #: The body was larger than allowed; nothing was kept.
+    too_large: bool = False
+
+
 class TelegramClient:
     def __init__(self, settings: Settings, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
-        self._base = f"{settings.telegram.api_url}/bot{settings.telegram.require_token()}"
+        token = settings.telegram.require_token()
+        self._base = f"{settings.telegram.api_url}/bot{token}"
+        self._file_base = f"{settings.telegram.api_url}/file/bot{token}"
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
 
@@ -49,6 +65,35 @@ class TelegramClient:
                 return response.status, await _read_json(response)
         except (TimeoutError, aiohttp.ClientError):
             return None, None
+
+    async def download(self, file_path: str, dest: Path, *, max_bytes: int) -> Download:
+        """Stream a file (after getFile) into `dest` atomically, never past `max_bytes`."""
+        assert self._session is not None, "TelegramClient.open() first"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        partial = dest.with_name(dest.name + ".part")
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            async with self._session.get(f"{self._file_base}/{file_path}") as response:
+                if response.status != 200:
+                    return Download(response.status)
+                with partial.open("wb") as out:
+                    async for chunk in response.content.iter_chunked(64 * 1024):
+                        size += len(chunk)
+                        if size > max_bytes:
+                            break
+                        digest.update(chunk)
+                        out.write(chunk)
+                    out.flush()
+                    os.fsync(out.fileno())
+        except (TimeoutError, aiohttp.ClientError):
+            partial.unlink(missing_ok=True)
+            return Download(None)
+        if size > max_bytes:
+            partial.unlink(missing_ok=True)
+            return Download(200, size, too_large=True)
+        partial.replace(dest)
+        return Download(200, size, digest.hexdigest())
 
 
 class YooKassaClient:

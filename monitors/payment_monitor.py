@@ -102,7 +102,7 @@ class PaymentMonitor(Monitor):
             now=now,
         )
 
-    # --- 1. provider events -------------------------------------------------------------------
+    # --- 1. provider events ---
 
     async def process_events(self) -> int:
         now = self.ctx.clock.now()
@@ -189,7 +189,7 @@ class PaymentMonitor(Monitor):
             (event["id"], self.ctx.owner),
         )
 
-    # --- 2. polling open payments ----------------------------------------------------------------
+    # --- 2. polling open payments ---
 
     async def poll_open(self) -> int:
         now = self.ctx.clock.now()
@@ -246,7 +246,7 @@ class PaymentMonitor(Monitor):
             (payment["id"], self.ctx.owner),
         )
 
-    # --- applying an outcome, once -------------------------------------------------------------
+    # --- applying an outcome, once ---
 
     async def apply_final(
         self, payment: dict[str, Any], result: ChargeResult, body: dict[str, Any], *, source: str
@@ -401,7 +401,7 @@ class PaymentMonitor(Monitor):
         )
         return method_id
 
-    # --- 3. confirmation: invite links and the receipt -----------------------------------------
+    # --- 3. confirmation: invite links and the receipt ---
 
     async def confirm_applied(self) -> int:
         payments = await self._claim(

@@ -87,7 +87,7 @@ class TermsMonitor(Monitor):
     async def tick(self) -> int:
         return await self.send_reminders() + await self.move_states()
 
-    # --- 1. reminders --------------------------------------------------------------------------
+    # --- 1. reminders ---
 
     async def send_reminders(self) -> int:
         now = self.ctx.clock.now()
@@ -153,7 +153,7 @@ class TermsMonitor(Monitor):
         self.log.info("subscription_notice_enqueued", subscription_id=sub["id"], kind=kind)
         return True
 
-    # --- 2. active -> grace -> expired -----------------------------------------------------------
+    # --- 2. active -> grace -> expired ---
 
     async def move_states(self) -> int:
         now = self.ctx.clock.now()

@@ -1,0 +1,168 @@
+from __future__ import annotations
+
+import hashlib
+import itertools
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from monitors.parse_messages import ParseMessages
+from tests.integration.monitors.conftest import metric, utcnow
+
+NMARKET = -1_002_000_000_001
+TRADEAGENT = -1_002_000_000_002
+CHAT = -1_002_000_000_003
+_message_ids = itertools.count(1)
+
+LISTING = "ЖК Солнечный, 2-к кв 54,3 м², 7/17 эт, 8 450 000 ₽, комиссия 2,5%"
+ENV = {"NMARKET_CHATS": str(NMARKET), "TRADEAGENT_CHATS": "@tradeagent_spb"}
+
+
+async def inbox(
+    db: Any,
+    chat_id: int,
+    text: str | None,
+    *,
+    username: str | None = None,
+    raw: dict[str, Any] | None = None,
+    at: Any = None,
+) -> int:
+    message_id = next(_message_ids)
+    kind = "channel_post" if chat_id in (NMARKET, TRADEAGENT) else "message"
+    row_id: int = await db.fetchval(
+        "INSERT INTO chat_messages (chat_id, message_id, chat_username, kind, text, message_date,"
+        " raw) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        (
+            chat_id,
+            message_id,
+            username,
+            "voice" if raw and "voice" in raw.get("message", {}) else kind,
+            text,
+            at or utcnow(),
+            raw or {kind: {"message_id": message_id, "text": text}},
+        ),
+        db="useful",
+    )
+    return row_id
+
+
+async def statuses(db: Any) -> dict[int, str]:
+    rows = await db.fetchall("SELECT id, parse_status FROM chat_messages", db="useful")
+    return {row["id"]: row["parse_status"] for row in rows}
+
+
+async def test_listings_useful_messages_and_unparsed_posts(db, sandbox, monitors):
+    listing = await inbox(db, NMARKET, LISTING)
+    unparsed = await inbox(db, TRADEAGENT, "Доброе утро, коллеги!", username="TradeAgent_SPB")
+    useful = await inbox(db, CHAT, "#полезное как оформить налоговый вычет за квартиру")
+    plain = await inbox(db, CHAT, "ок")
+    before = metric("domos_parse_messages_total", outcome="unparsed")
+    monitor = await monitors(ParseMessages, **ENV)
+    assert await monitor.tick() == 4
+    assert await monitor.tick() == 0
+
+    assert await statuses(db) == {
+        listing: "parsed",
+        unparsed: "unparsed",
+        useful: "parsed",
+        plain: "ignored",
+    }
+    [flat] = await db.fetchall(
+        "SELECT f.*, c.name FROM nmarket_flats f JOIN nmarket_complexes c ON c.id = f.complex_id",
+        db="nmarket",
+    )
+    assert (flat["name"], flat["rooms"], flat["area_dm2"]) == ("Солнечный", 2, 5430)
+    assert (flat["floor"], flat["floors_total"]) == (7, 17)
+    assert (flat["price_minor"], flat["commission_bp"]) == (845_000_000, 250)
+    [post] = await db.fetchall("SELECT * FROM tradeagent_posts", db="tradeagent")
+    assert (post["status"], post["error"]) == ("unparsed", "no_complex")
+    [kept] = await db.fetchall("SELECT * FROM useful_messages", db="useful")
+    assert kept["chat_message_id"] == useful
+    assert "hashtag:полезное" in kept["matched_rules"]
+    assert metric("domos_parse_messages_total", outcome="unparsed") - before == 1
+
+
+async def test_price_history_grows_once_per_post(db, sandbox, monitors):
+    first_seen = utcnow() - timedelta(days=2)
+    first = await inbox(db, NMARKET, LISTING, at=first_seen)
+    await inbox(db, NMARKET, LISTING.replace("8 450 000", "8 300 000"))
+    monitor = await monitors(ParseMessages, **ENV)
+    await monitor.tick()
+    # An edit (or a crash after the writes) parses the first post again: nothing is added.
+    await db.execute(
+        "UPDATE chat_messages SET parse_status = 'pending' WHERE id = ?", (first,), db="useful"
+    )
+    await monitor.tick()
+
+    [flat] = await db.fetchall("SELECT * FROM nmarket_flats", db="nmarket")
+    assert flat["price_minor"] == 830_000_000
+    assert flat["first_seen_at"] == first_seen
+    snapshots = await db.fetchall(
+        "SELECT price_minor FROM nmarket_price_snapshots ORDER BY seen_at", db="nmarket"
+    )
+    assert [s["price_minor"] for s in snapshots] == [845_000_000, 830_000_000]
+    assert len(await db.fetchall("SELECT * FROM nmarket_posts", db="nmarket")) == 2
+
+
+async def test_useful_rules_from_the_admin_apply(db, sandbox, monitors):
+    await db.execute(
+        "INSERT INTO useful_rules (kind, pattern) VALUES ('regex', ?)",
+        (r"\bкешбэк\s+\d+%",),
+        db="useful",
+    )
+    hit = await inbox(db, CHAT, "Кешбэк 5% на все объекты")
+    monitor = await monitors(ParseMessages, **ENV)
+    await monitor.tick()
+    [kept] = await db.fetchall("SELECT * FROM useful_messages", db="useful")
+    assert kept["chat_message_id"] == hit
+    assert kept["matched_rules"] == [r"regex:\bкешбэк\s+\d+%"]
+
+
+async def voice_message(sandbox: Any, size: int) -> dict[str, Any]:
+    user = await sandbox.new_user()
+    message: dict[str, Any] = await sandbox.control(
+        "POST", "/telegram/voice", {"user_id": user, "size": size, "duration": 4}
+    )
+    return message
+
+
+async def test_voice_notes_are_downloaded_once_within_the_size_limit(db, sandbox, monitors):
+    small = await voice_message(sandbox, 3000)
+    big = await voice_message(sandbox, 9000)
+    await inbox(db, CHAT, None, raw={"message": small})
+    await inbox(db, CHAT, None, raw={"message": small})  # forwarded again: same file_unique_id
+    await inbox(db, CHAT, None, raw={"message": big})
+    before = metric("domos_audio_downloads_total", outcome="downloaded")
+    monitor = await monitors(ParseMessages, AUDIO_MAX_BYTES="5000", **ENV)
+    await monitor.tick()
+    await monitor.tick()
+
+    rows = {
+        row["file_unique_id"]: row
+        for row in await db.fetchall("SELECT * FROM audio_files", db="audio")
+    }
+    assert len(rows) == 2
+    done = rows[small["voice"]["file_unique_id"]]
+    assert (done["status"], done["size_bytes"], done["duration_s"]) == ("downloaded", 3000, 4)
+    path = Path(monitor.config.audio_dir) / done["path"]
+    assert path.stat().st_size == 3000
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == done["sha256"]
+    assert rows[big["voice"]["file_unique_id"]]["status"] == "too_large"
+    assert not any(p.name.endswith(".part") for p in path.parent.iterdir())
+    assert metric("domos_audio_downloads_total", outcome="downloaded") - before == 1
+
+
+async def test_a_download_failure_is_retried_later(db, sandbox, monitors):
+    note = await voice_message(sandbox, 2000)
+    await inbox(db, CHAT, None, raw={"message": note})
+    await sandbox.control("POST", "/faults", {"api": "telegram", "mode": "500", "count": 1})
+    monitor = await monitors(ParseMessages, **ENV)
+    await monitor.tick()
+    [row] = await db.fetchall("SELECT * FROM audio_files", db="audio")
+    assert (row["status"], row["attempts"]) == ("queued", 1)
+    assert row["next_attempt_at"] > utcnow()
+
+    await db.execute("UPDATE audio_files SET next_attempt_at = ?", (utcnow(),), db="audio")
+    await monitor.tick()
+    [row] = await db.fetchall("SELECT * FROM audio_files", db="audio")
+    assert row["status"] == "downloaded"
