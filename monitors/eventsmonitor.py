@@ -1,0 +1,141 @@
+"""eventsmonitor: community events announced to members and reminded to registrants, once each.
+
+Singleton. Each tick: published events not yet announced are announced to every entitled,
+reachable member; registrants get the 24 h and 1 h reminders (only the latest due one, per
+`monitors.decisions.reminders.event_reminder_due`); registrants of a canceled event are told.
+Every message is an event_notifications row, unique per (event, member, kind), written in the
+same transaction as its outbox row: once per (event, member, reminder) whatever happens.
+
+Settings: EVENTS_BATCH_SIZE (1000).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from typing import Any
+
+from monitors import _metrics
+from monitors._outbox import enqueue
+from monitors.decisions.reminders import event_reminder_due
+from runtime.config import Env
+from runtime.monitor import Monitor
+
+ENTITLED = "(s.status = 'active' OR (s.status = 'grace' AND s.grace_until > ?))"
+
+
+class EventsMonitor(Monitor):
+    name = "eventsmonitor"
+    interval_s = 60.0
+    mode = "singleton"
+
+    async def setup(self) -> None:
+        self.batch_size = Env(os.environ).integer("EVENTS_BATCH_SIZE", 1000, minimum=1)
+
+    async def tick(self) -> int:
+        now = self.ctx.clock.now()
+        return await self.announce(now) + await self.remind(now) + await self.cancellations()
+
+    async def announce(self, now: datetime) -> int:
+        events = await self.db.fetchall(
+            "SELECT * FROM events WHERE status = 'published' AND announced_at IS NULL"
+            " AND starts_at > ? ORDER BY starts_at",
+            (now,),
+        )
+        sent = 0
+        for event in events:
+            members = await self.db.fetchall(
+                "SELECT DISTINCT u.id, u.telegram_id FROM users u"
+                f" JOIN subscriptions s ON s.user_id = u.id AND {ENTITLED}"
+                " WHERE u.is_reachable AND NOT EXISTS (SELECT 1 FROM event_notifications n"
+                " WHERE n.event_id = ? AND n.user_id = u.id AND n.kind = 'announcement')"
+                " ORDER BY u.id LIMIT ?",
+                (now, event["id"], self.batch_size),
+            )
+            for member in members:
+                sent += await self._notify(event, member, "announcement")
+            if len(members) < self.batch_size:
+                await self.db.execute(
+                    "UPDATE events SET announced_at = ?, updated_at = ? WHERE id = ?",
+                    (now, now, event["id"]),
+                )
+        return sent
+
+    async def remind(self, now: datetime) -> int:
+        rows = await self.db.fetchall(
+            "SELECT e.id, e.title, e.starts_at, e.location, e.url, r.registered_at,"
+            " u.id AS user_id, u.telegram_id FROM event_registrations r"
+            " JOIN events e ON e.id = r.event_id JOIN users u ON u.id = r.user_id"
+            " WHERE r.status = 'registered' AND e.status = 'published'"
+            " AND e.starts_at > ? AND e.starts_at <= ? ORDER BY e.starts_at, r.id LIMIT ?",
+            (now, now + timedelta(hours=24), self.batch_size),
+        )
+        sent = 0
+        for row in rows:
+            done = await self.db.fetchall(
+                "SELECT kind FROM event_notifications WHERE event_id = ? AND user_id = ?",
+                (row["id"], row["user_id"]),
+            )
+            kind = event_reminder_due(
+                row["starts_at"],
+                now,
+                {d["kind"] for d in done},
+                registered_at=row["registered_at"],
+            )
+            if kind is not None:
+                member = {"id": row["user_id"], "telegram_id": row["telegram_id"]}
+                sent += await self._notify(row, member, kind)
+        return sent
+
+    async def cancellations(self) -> int:
+        rows = await self.db.fetchall(
+            "SELECT e.id, e.title, e.starts_at, e.location, e.url, u.id AS user_id, u.telegram_id"
+            " FROM events e JOIN event_registrations r ON r.event_id = e.id"
+            " AND r.status = 'registered' JOIN users u ON u.id = r.user_id"
+            " WHERE e.status = 'canceled' AND NOT EXISTS (SELECT 1 FROM event_notifications n"
+            " WHERE n.event_id = e.id AND n.user_id = u.id AND n.kind = 'canceled')"
+            " ORDER BY r.id LIMIT ?",
+            (self.batch_size,),
+        )
+        sent = 0
+        for row in rows:
+            member = {"id": row["user_id"], "telegram_id": row["telegram_id"]}
+            sent += await self._notify(row, member, "canceled")
+        return sent
+
+    def _text(self, event: dict[str, Any], kind: str) -> str:
+        when = f"{event['starts_at'].astimezone(self.ctx.settings.timezone):%d.%m.%Y %H:%M}"
+        where = f", {event['location']}" if event.get("location") else ""
+        if kind == "announcement":
+            head = f"Новое мероприятие: {event['title']} — {when}{where}. Записаться: /events"
+        elif kind == "canceled":
+            head = f"Мероприятие «{event['title']}» ({when}) отменено."
+        else:
+            soon = "завтра" if kind == "24h" else "через час"
+            head = f"Напоминаем: «{event['title']}» {soon}, {when}{where}."
+        return head + (f"\n{event['url']}" if event.get("url") else "")
+
+    async def _notify(self, event: dict[str, Any], member: dict[str, Any], kind: str) -> int:
+        dedupe = f"event:{event['id']}:{member['id']}:{kind}"
+        async with self.db.transaction() as tx:
+            recorded = await tx.execute(
+                "INSERT INTO event_notifications (event_id, user_id, kind, outbox_dedupe_key)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (event_id, user_id, kind) DO NOTHING",
+                (event["id"], member["id"], kind, dedupe),
+            )
+            if not recorded:
+                return 0
+            await enqueue(
+                tx,
+                dedupe_key=dedupe,
+                chat_id=member["telegram_id"],
+                user_id=member["id"],
+                kind=f"event_{kind}",
+                text=self._text(event, kind),
+                priority=60,
+            )
+        _metrics.REMINDERS.labels(monitor=self.name, kind=kind).inc()
+        return 1
+
+
+MONITOR = EventsMonitor

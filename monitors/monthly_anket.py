@@ -1,0 +1,145 @@
+"""monthly_anket: the monthly questionnaire, once per member and month, one reminder at most.
+
+Singleton. Each tick, once the month's send time has come (`SurveySchedule`, local time zone):
+every entitled, reachable member without a survey for this month gets one — the surveys row
+(unique per member and month) and its outbox row in one transaction. A non-responder whose survey
+is `remind_after` old gets a single reminder: `reminded_at` is set by a conditional UPDATE in the
+transaction that enqueues it. Unanswered surveys of past months expire.
+
+Settings: ANKET_SEND_DAY (1), ANKET_SEND_AT (11:00), ANKET_REMIND_AFTER_DAYS (3),
+ANKET_BATCH_SIZE (1000).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, time, timedelta
+
+from monitors import _metrics
+from monitors._outbox import enqueue
+from monitors.decisions.reminders import SurveySchedule, month_key
+from runtime.config import Env
+from runtime.errors import ConfigError
+from runtime.monitor import Monitor
+
+OPEN = "('sent', 'in_progress')"
+
+
+def schedule_from_env(env: Env) -> SurveySchedule:
+    raw_at = env.text("ANKET_SEND_AT", "11:00") or "11:00"
+    try:
+        send_at = time.fromisoformat(raw_at)
+    except ValueError:
+        raise ConfigError("ANKET_SEND_AT", f"must be HH:MM, got {raw_at!r}") from None
+    return SurveySchedule(
+        send_day=env.integer("ANKET_SEND_DAY", 1, minimum=1, maximum=28),
+        send_at=send_at,
+        remind_after=timedelta(days=env.number("ANKET_REMIND_AFTER_DAYS", 3.0)),
+    )
+
+
+class MonthlyAnket(Monitor):
+    name = "monthly_anket"
+    interval_s = 300.0
+    mode = "singleton"
+
+    async def setup(self) -> None:
+        env = Env(os.environ)
+        self.schedule = schedule_from_env(env)
+        self.batch_size = env.integer("ANKET_BATCH_SIZE", 1000, minimum=1)
+
+    async def tick(self) -> int:
+        now = self.ctx.clock.now()
+        return await self.send(now) + await self.remind(now) + await self.expire(now)
+
+    async def send(self, now: datetime) -> int:
+        month = self.schedule.survey_due(now, self.ctx.settings.timezone, already_sent=False)
+        if month is None:
+            return 0
+        members = await self.db.fetchall(
+            "SELECT DISTINCT u.id, u.telegram_id FROM users u JOIN subscriptions s"
+            " ON s.user_id = u.id AND (s.status = 'active'"
+            " OR (s.status = 'grace' AND s.grace_until > ?))"
+            " WHERE u.is_reachable AND NOT EXISTS (SELECT 1 FROM surveys v"
+            " WHERE v.user_id = u.id AND v.month = ?) ORDER BY u.id LIMIT ?",
+            (now, month, self.batch_size),
+        )
+        sent = 0
+        for member in members:
+            async with self.db.transaction() as tx:
+                survey_id = await tx.fetchval(
+                    "INSERT INTO surveys (user_id, month, sent_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT (user_id, month) DO NOTHING RETURNING id",
+                    (member["id"], month, now),
+                )
+                if survey_id is None:
+                    continue
+                await enqueue(
+                    tx,
+                    dedupe_key=f"survey:{member['id']}:{month}",
+                    chat_id=member["telegram_id"],
+                    user_id=member["id"],
+                    kind="survey",
+                    text="Ежемесячная анкета сообщества: расскажите о своих сделках за месяц.",
+                    reply_markup={
+                        "inline_keyboard": [
+                            [{"text": "Заполнить", "callback_data": f"survey:{survey_id}"}]
+                        ]
+                    },
+                    priority=200,
+                )
+            sent += 1
+            _metrics.REMINDERS.labels(monitor=self.name, kind="survey").inc()
+        return sent
+
+    async def remind(self, now: datetime) -> int:
+        tz = self.ctx.settings.timezone
+        surveys = await self.db.fetchall(
+            "SELECT v.id, v.user_id, v.month, v.sent_at, u.telegram_id FROM surveys v"
+            f" JOIN users u ON u.id = v.user_id WHERE v.status IN {OPEN}"
+            " AND v.reminded_at IS NULL AND v.sent_at <= ? AND v.month = ?"
+            " ORDER BY v.sent_at LIMIT ?",
+            (now - self.schedule.remind_after, month_key(now, tz), self.batch_size),
+        )
+        sent = 0
+        for survey in surveys:
+            if not self.schedule.reminder_due(
+                survey["sent_at"], now, tz, responded=False, reminded=False
+            ):
+                continue
+            async with self.db.transaction() as tx:
+                marked = await tx.execute(
+                    "UPDATE surveys SET reminded_at = ?, updated_at = ?"
+                    f" WHERE id = ? AND reminded_at IS NULL AND status IN {OPEN}",
+                    (now, now, survey["id"]),
+                )
+                if not marked:
+                    continue
+                await enqueue(
+                    tx,
+                    dedupe_key=f"survey_reminder:{survey['id']}",
+                    chat_id=survey["telegram_id"],
+                    user_id=survey["user_id"],
+                    kind="survey_reminder",
+                    text="Напоминаем про анкету этого месяца: это займёт пару минут.",
+                    reply_markup={
+                        "inline_keyboard": [
+                            [{"text": "Заполнить", "callback_data": f"survey:{survey['id']}"}]
+                        ]
+                    },
+                    priority=200,
+                )
+            sent += 1
+            _metrics.REMINDERS.labels(monitor=self.name, kind="survey_reminder").inc()
+        return sent
+
+    async def expire(self, now: datetime) -> int:
+        month = month_key(now, self.ctx.settings.timezone)
+        return await self.db.execute(
+            f"UPDATE surveys SET status = 'expired', updated_at = ? WHERE status IN {OPEN}"
+            " AND month < ?",
+            (now, month),
+        )
+
+
+MONITOR = MonthlyAnket

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from monitors.eventsmonitor import EventsMonitor
+from monitors.monthly_anket import MonthlyAnket
+from tests.integration.monitors import factories as f
+from tests.integration.monitors.conftest import FixedClock, metric
+
+MOSCOW = ZoneInfo("Europe/Moscow")
+
+
+async def entitled(db: Any, sandbox: Any, now: datetime) -> dict[str, Any]:
+    user = await f.member(db, sandbox)
+    await db.execute(
+        "INSERT INTO subscriptions (user_id, tariff_id, status, current_period_start,"
+        " current_period_end) VALUES (?, ?, 'active', ?, ?)",
+        (user["id"], await f.tariff(db), now - timedelta(days=5), now + timedelta(days=60)),
+    )
+    return user
+
+
+async def kinds(db: Any, user: dict[str, Any], table: str = "outbox") -> list[str]:
+    rows = await db.fetchall(
+        f"SELECT kind FROM {table} WHERE user_id = ? ORDER BY id", (user["id"],)
+    )
+    return [row["kind"] for row in rows]
+
+
+async def test_event_announced_once_and_reminded_once_per_kind(db, sandbox, monitors):
+    now = datetime(2030, 5, 10, 12, 0, tzinfo=MOSCOW)
+    starts = now + timedelta(days=2)
+    early, late = await entitled(db, sandbox, now), await entitled(db, sandbox, now)
+    lapsed = await f.member(db, sandbox)
+    event_id = await db.fetchval(
+        "INSERT INTO events (title, starts_at, location) VALUES ('Разбор сделок', ?, 'Офис')"
+        " RETURNING id",
+        (starts,),
+    )
+    await db.execute(
+        "INSERT INTO event_registrations (event_id, user_id, registered_at) VALUES (?, ?, ?)",
+        (event_id, early["id"], now),
+    )
+    clock = FixedClock(now)
+    before = metric("domos_reminders_enqueued_total", monitor="eventsmonitor", kind="1h")
+    monitor = await monitors(EventsMonitor, clock)
+    assert await monitor.tick() == 2  # announced to both entitled members
+    assert await monitor.tick() == 0
+    assert await kinds(db, lapsed) == []
+
+    clock.at = starts - timedelta(minutes=30)
+    # Registered 30 minutes before: only the 1 h reminder is useful to them.
+    await db.execute(
+        "INSERT INTO event_registrations (event_id, user_id, registered_at) VALUES (?, ?, ?)",
+        (event_id, late["id"], clock.at - timedelta(minutes=5)),
+    )
+    clock.at = starts - timedelta(hours=23)
+    await monitor.tick()
+    clock.at = starts - timedelta(minutes=30)
+    await monitor.tick()
+    await monitor.tick()
+    assert await kinds(db, early) == ["event_announcement", "event_24h", "event_1h"]
+    assert await kinds(db, late) == ["event_announcement", "event_1h"]
+    assert (
+        metric("domos_reminders_enqueued_total", monitor="eventsmonitor", kind="1h") - before == 2
+    )
+
+    await db.execute("UPDATE events SET status = 'canceled' WHERE id = ?", (event_id,))
+    await monitor.tick()
+    await monitor.tick()
+    assert (await kinds(db, early))[-1] == "event_canceled"
+    assert (await kinds(db, early)).count("event_canceled") == 1
+
+
+async def test_survey_once_per_member_and_month_with_one_reminder(db, sandbox, monitors):
+    sent_at = datetime(2030, 5, 1, 11, 0, tzinfo=MOSCOW)
+    answering, silent = await entitled(db, sandbox, sent_at), await entitled(db, sandbox, sent_at)
+    clock = FixedClock(sent_at - timedelta(minutes=1))
+    before = metric("domos_reminders_enqueued_total", monitor="monthly_anket", kind="survey")
+    monitor = await monitors(MonthlyAnket, clock)
+    assert await monitor.tick() == 0  # before the month's send time
+
+    clock.at = sent_at
+    assert await monitor.tick() == 2
+    assert await monitor.tick() == 0
+    await db.execute(
+        "UPDATE surveys SET status = 'answered', answered_at = ? WHERE user_id = ?",
+        (sent_at + timedelta(hours=2), answering["id"]),
+    )
+    clock.at = sent_at + timedelta(days=3, minutes=1)
+    assert await monitor.tick() == 1
+    clock.at = sent_at + timedelta(days=10)
+    assert await monitor.tick() == 0
+
+    assert await kinds(db, answering) == ["survey"]
+    assert await kinds(db, silent) == ["survey", "survey_reminder"]
+    assert metric("domos_reminders_enqueued_total", monitor="monthly_anket", kind="survey") == (
+        before + 2
+    )
+
+    # Next month: a new survey each, and last month's unanswered one expires.
+    clock.at = datetime(2030, 6, 1, 11, 0, tzinfo=MOSCOW)
+    assert await monitor.tick() == 3
+    surveys = await db.fetchall(
+        "SELECT month, status FROM surveys WHERE user_id = ? ORDER BY month", (silent["id"],)
+    )
+    assert [(s["month"], s["status"]) for s in surveys] == [
+        ("2030-05", "expired"),
+        ("2030-06", "sent"),
+    ]
