@@ -89,7 +89,11 @@ def supervisor_processes(config: Path) -> list[dict[str, Any]]:
     options.realize(args=["-c", str(config)], doc="")
     transport = SupervisorTransport(options.username, options.password, options.serverurl)
     proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport)
-    processes: Any = proxy.supervisor.getAllProcessInfo()
+    try:
+        processes: Any = proxy.supervisor.getAllProcessInfo()
+    finally:
+        # Also closes the socket of a connection that failed (supervisord not running).
+        transport.close()
     return [dict(info) for info in processes]
 
 
