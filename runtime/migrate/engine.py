@@ -120,13 +120,12 @@ def prepare_plans(run: Run, target: psycopg.Connection[Any] | None) -> None:
         path = snapshots / f"{source.name}.sqlite"
         if not (options.resume and path.exists()):
             snapshot(source.path, path)
+        # integrity_check reads the whole file: it runs on its own connection in a thread
+        # (SQLite releases the GIL) while the tables are profiled and planned.
+        checker = ThreadPoolExecutor(max_workers=1)
+        integrity_future = checker.submit(_integrity_problems, path)
         conn = open_snapshot(path)
         try:
-            integrity = integrity_problems(conn)
-            if integrity:
-                raise MigrationError(
-                    f"{source.path}: integrity_check failed: {'; '.join(integrity[:5])}"
-                )
             violations = foreign_key_violations(conn)
             tables = read_tables(conn)
             if options.mode == "existing":
@@ -147,6 +146,12 @@ def prepare_plans(run: Run, target: psycopg.Connection[Any] | None) -> None:
                 )
         finally:
             conn.close()
+            checker.shutdown(wait=True)
+        integrity = integrity_future.result()
+        if integrity:
+            raise MigrationError(
+                f"{source.path}: integrity_check failed: {'; '.join(integrity[:5])}"
+            )
         run.sources.append(
             {
                 "name": source.name,
@@ -164,6 +169,14 @@ def prepare_plans(run: Run, target: psycopg.Connection[Any] | None) -> None:
         raise MigrationError("identifier collisions:\n  " + "\n  ".join(errors))
     for plan in run.plans:
         run.outcomes[plan.label] = TableOutcome(plan)
+
+
+def _integrity_problems(path: Path) -> list[str]:
+    conn = open_snapshot(path)
+    try:
+        return integrity_problems(conn)
+    finally:
+        conn.close()
 
 
 def describe_plan(plans: list[TablePlan]) -> str:

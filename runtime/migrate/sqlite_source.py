@@ -210,25 +210,86 @@ class ColumnProfile:
         return self.integer + self.real + self.text + self.blob
 
 
+#: SQLite's storage classes as typeof() names them, in the order min()/max() compare them.
+_CLASS_ORDER = ("blob", "integer", "null", "real", "text")
+
+
+def _single_class(low: str, high: str) -> str | None:
+    """The one non-null storage class a column holds, if min/max of typeof() prove it."""
+    between = _CLASS_ORDER[_CLASS_ORDER.index(low) + 1 : _CLASS_ORDER.index(high)]
+    classes = {low, high} - {"null"}
+    if len(classes) == 1 and not (set(between) - {"null"}):
+        return classes.pop()
+    return None
+
+
+def _needs_integral_count(column: Column) -> bool:
+    # Integral reals decide the type only where the declared type allows integers.
+    return "INT" in column.declared or not column.declared
+
+
+def _full_profile_sql(q: str) -> list[str]:
+    return [
+        f"sum(typeof({q}) = 'integer')",
+        f"sum(typeof({q}) = 'real')",
+        f"sum(typeof({q}) = 'text')",
+        f"sum(typeof({q}) = 'blob')",
+        f"sum({q} IS NULL)",
+        f"sum(typeof({q}) = 'real' AND {q} = CAST({q} AS INTEGER))",
+        f"sum(typeof({q}) = 'text' AND instr(CAST({q} AS BLOB), x'00') > 0)",
+    ]
+
+
 def profile_table(conn: sqlite3.Connection, table: Table) -> dict[str, ColumnProfile]:
-    """One scan per table: counts of typeof() per column (done by SQLite, in C)."""
+    """Counts of typeof() per column, in at most two scans done by SQLite (in C).
+
+    The first scan takes only min/max of typeof() and the non-null count per column, which
+    settles the usual column holding one storage class. A second scan, over the columns that
+    need it, counts what the first cannot tell: mixed classes, NUL bytes in texts, and reals
+    holding integral values where the declared type allows integers.
+    """
     columns = table.copied_columns
     if not columns:
         return {}
-    parts = []
-    for column in columns:
-        q = quote_sqlite(column.name)
-        parts.append(
-            f"sum(typeof({q}) = 'integer'), sum(typeof({q}) = 'real'), "
-            f"sum(typeof({q}) = 'text'), sum(typeof({q}) = 'blob'), sum({q} IS NULL), "
-            f"sum(typeof({q}) = 'real' AND {q} = CAST({q} AS INTEGER)), "
-            f"sum(typeof({q}) = 'text' AND instr(CAST({q} AS BLOB), x'00') > 0)"
-        )
-    row = conn.execute(f"SELECT {', '.join(parts)} FROM {quote_sqlite(table.name)}").fetchone()
-    profiles = {}
+    name = quote_sqlite(table.name)
+    parts = [
+        f"min(typeof({quote_sqlite(c.name)})), max(typeof({quote_sqlite(c.name)})), "
+        f"count({quote_sqlite(c.name)})"
+        for c in columns
+    ]
+    first = conn.execute(f"SELECT count(*), {', '.join(parts)} FROM {name}").fetchone()
+    total = int(first[0])
+    profiles: dict[str, ColumnProfile] = {}
+    second: list[tuple[Column, str, list[str]]] = []
     for i, column in enumerate(columns):
-        counts = [int(v or 0) for v in row[i * 7 : i * 7 + 7]]
-        profiles[column.name] = ColumnProfile(*counts)
+        low, high, non_null = first[1 + i * 3 : 4 + i * 3]
+        q = quote_sqlite(column.name)
+        profile = ColumnProfile(null=total - int(non_null))
+        profiles[column.name] = profile
+        if not non_null:
+            continue
+        single = _single_class(low, high)
+        if single is None:
+            second.append((column, "full", _full_profile_sql(q)))
+            continue
+        setattr(profile, single, int(non_null))
+        if single == "text":
+            second.append((column, "nul", [f"sum(instr(CAST({q} AS BLOB), x'00') > 0)"]))
+        elif single == "real" and _needs_integral_count(column):
+            second.append((column, "integral", [f"sum({q} = CAST({q} AS INTEGER))"]))
+    if second:
+        expressions = [e for _, _, exprs in second for e in exprs]
+        row = conn.execute(f"SELECT {', '.join(expressions)} FROM {name}").fetchone()
+        position = 0
+        for column, kind, exprs in second:
+            values = [int(v or 0) for v in row[position : position + len(exprs)]]
+            position += len(exprs)
+            if kind == "full":
+                profiles[column.name] = ColumnProfile(*values)
+            elif kind == "nul":
+                profiles[column.name].nul_texts = values[0]
+            else:
+                profiles[column.name].integral_reals = values[0]
     return profiles
 
 
