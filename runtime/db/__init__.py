@@ -10,6 +10,13 @@ Python types on both (see runtime.db.types); driver errors arrive as runtime.err
 
 from __future__ import annotations
 
-from runtime.db.base import AsyncDatabase, AsyncTransaction, Database, Row, Transaction
+from runtime.db.base import (
+    AsyncDatabase,
+    AsyncTransaction,
+    Database,
+    HeldLock,
+    Row,
+    Transaction,
+)
 
-__all__ = ["AsyncDatabase", "AsyncTransaction", "Database", "Row", "Transaction"]
+__all__ = ["AsyncDatabase", "AsyncTransaction", "Database", "HeldLock", "Row", "Transaction"]

@@ -57,6 +57,25 @@ def _claim_args(
     return table, order, now, now + timedelta(seconds=lease_s)
 
 
+class HeldLock:
+    """A singleton lock this process holds. `ensure_held()` raises LockNotAcquired once it is lost.
+
+    On PostgreSQL the advisory lock lives as long as the session that took it: if that connection
+    dies (server restart, pg_terminate_backend), another process may take the lock at once, so a
+    holder must check before each unit of exclusive work. An flock on SQLite cannot be lost while
+    the process lives, so its check always passes.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    async def ensure_held(self) -> None:
+        return None
+
+    def ensure_held_sync(self) -> None:
+        return None
+
+
 class AsyncTransaction(abc.ABC):
     """One transaction on one logical database; committed on success, rolled back on error."""
 
@@ -192,7 +211,7 @@ class AsyncDatabase(abc.ABC):
         """Several statements without placeholders (DDL), in autocommit."""
 
     @abc.abstractmethod
-    def singleton_lock(self, name: str) -> AbstractAsyncContextManager[None]:
+    def singleton_lock(self, name: str) -> AbstractAsyncContextManager[HeldLock]:
         """Hold a process-wide named lock; raises LockNotAcquired at once if someone holds it."""
 
     @abc.abstractmethod
@@ -305,7 +324,7 @@ class Database(abc.ABC):
     def executescript(self, script: str, *, db: str) -> None: ...
 
     @abc.abstractmethod
-    def singleton_lock(self, name: str) -> AbstractContextManager[None]: ...
+    def singleton_lock(self, name: str) -> AbstractContextManager[HeldLock]: ...
 
     @abc.abstractmethod
     def stats(self) -> dict[str, Any]: ...

@@ -34,6 +34,7 @@ from runtime.db.base import (
     AsyncDatabase,
     AsyncTransaction,
     Database,
+    HeldLock,
     Params,
     Row,
     Transaction,
@@ -64,6 +65,36 @@ def schema_of(db: str) -> str:
     except KeyError:
         check_logical_db(db)
         raise
+
+
+def _lost(name: str) -> LockNotAcquired:
+    return LockNotAcquired(f"singleton lock {name!r} was lost: its session ended")
+
+
+class _AsyncAdvisoryLock(HeldLock):
+    """The session holding the advisory lock must still be alive for the lock to be ours."""
+
+    def __init__(self, name: str, conn: psycopg.AsyncConnection[Any]) -> None:
+        super().__init__(name)
+        self._conn = conn
+
+    async def ensure_held(self) -> None:
+        try:
+            await self._conn.execute("SELECT 1")
+        except DRIVER_ERRORS as exc:
+            raise _lost(self.name) from exc
+
+
+class _SyncAdvisoryLock(HeldLock):
+    def __init__(self, name: str, conn: psycopg.Connection[Any]) -> None:
+        super().__init__(name)
+        self._conn = conn
+
+    def ensure_held_sync(self) -> None:
+        try:
+            self._conn.execute("SELECT 1")
+        except DRIVER_ERRORS as exc:
+            raise _lost(self.name) from exc
 
 
 def advisory_key(name: str) -> int:
@@ -302,7 +333,7 @@ class AsyncPostgresDatabase(_PostgresCommon, AsyncDatabase):
             raise translate_postgres(exc) from exc
 
     @contextlib.asynccontextmanager
-    async def singleton_lock(self, name: str) -> AsyncIterator[None]:
+    async def singleton_lock(self, name: str) -> AsyncIterator[HeldLock]:
         # A dedicated connection, outside the pool, held for the whole duration: the advisory lock
         # belongs to the session, and a long-held lock must not take a pool slot.
         try:
@@ -323,7 +354,7 @@ class AsyncPostgresDatabase(_PostgresCommon, AsyncDatabase):
             if not (row and row["held"]):
                 raise LockNotAcquired(f"singleton lock {name!r} is held by another process")
             try:
-                yield
+                yield _AsyncAdvisoryLock(name, conn)
             finally:
                 if not conn.broken:
                     with contextlib.suppress(*DRIVER_ERRORS):
@@ -516,7 +547,7 @@ class PostgresDatabase(_PostgresCommon, Database):
             raise translate_postgres(exc) from exc
 
     @contextlib.contextmanager
-    def singleton_lock(self, name: str) -> Iterator[None]:
+    def singleton_lock(self, name: str) -> Iterator[HeldLock]:
         try:
             conn = psycopg.Connection.connect(
                 self._conninfo,
@@ -534,7 +565,7 @@ class PostgresDatabase(_PostgresCommon, Database):
             if not (row and row["held"]):
                 raise LockNotAcquired(f"singleton lock {name!r} is held by another process")
             try:
-                yield
+                yield _SyncAdvisoryLock(name, conn)
             finally:
                 if not conn.broken:
                     with contextlib.suppress(*DRIVER_ERRORS):

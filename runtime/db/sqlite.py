@@ -35,6 +35,7 @@ from runtime.db.base import (
     AsyncDatabase,
     AsyncTransaction,
     Database,
+    HeldLock,
     Params,
     Row,
     Transaction,
@@ -466,11 +467,11 @@ class SQLiteDatabase(_SQLiteCommon, Database):
             _sync_call(op_executescript, conn, script)
 
     @contextlib.contextmanager
-    def singleton_lock(self, name: str) -> Iterator[None]:
+    def singleton_lock(self, name: str) -> Iterator[HeldLock]:
         lock = FileLock(_lock_path(self.settings, name), name)
         lock.acquire()
         try:
-            yield
+            yield HeldLock(name)
         finally:
             lock.release()
 
@@ -650,11 +651,11 @@ class AsyncSQLiteDatabase(_SQLiteCommon, AsyncDatabase):
             await self._run(op_executescript, conn, script)
 
     @contextlib.asynccontextmanager
-    async def singleton_lock(self, name: str) -> AsyncIterator[None]:
+    async def singleton_lock(self, name: str) -> AsyncIterator[HeldLock]:
         lock = FileLock(_lock_path(self.settings, name), name)
         lock.acquire()  # non-blocking: never waits
         try:
-            yield
+            yield HeldLock(name)
         finally:
             lock.release()
 

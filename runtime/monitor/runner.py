@@ -28,6 +28,7 @@ import structlog
 
 from runtime import metrics
 from runtime.config import Settings
+from runtime.db.base import HeldLock
 from runtime.errors import DatabaseError, LockNotAcquired, MonitorError
 from runtime.logging import scrub_text
 from runtime.monitor.base import Monitor, MonitorContext
@@ -185,10 +186,10 @@ class MonitorRunner:
         standing_by = False
         while not self.stopping:
             try:
-                async with self.db.singleton_lock(lock_name):
+                async with self.db.singleton_lock(lock_name) as lock:
                     self.log.info("singleton_lock_acquired", lock=lock_name)
                     standing_by = False
-                    await self._run_as_leader(monitor)
+                    await self._run_as_leader(monitor, lock)
                     return
             except LockNotAcquired:
                 if self.once:
@@ -211,7 +212,7 @@ class MonitorRunner:
                 metrics.MONITOR_LEADER.labels(monitor=self.name).set(0)
             await self.clock.wait(self._stop, retry_s)
 
-    async def _run_as_leader(self, monitor: Monitor) -> None:
+    async def _run_as_leader(self, monitor: Monitor, lock: HeldLock | None = None) -> None:
         metrics.MONITOR_LEADER.labels(monitor=self.name).set(1)
         self._write_health(role="leader")
         if self.once:
@@ -219,9 +220,9 @@ class MonitorRunner:
             if not result.ok:
                 self._exit_code = EXIT_FAILED
             return
-        await self._tick_loop(monitor)
+        await self._tick_loop(monitor, lock)
 
-    async def _tick_loop(self, monitor: Monitor) -> None:
+    async def _tick_loop(self, monitor: Monitor, lock: HeldLock | None = None) -> None:
         cls = self.monitor_cls
         spread = jitter_spread(cls.interval_s, jitter_s=cls.jitter_s, jitter_ratio=cls.jitter_ratio)
         slot = self.clock.monotonic()
@@ -232,6 +233,13 @@ class MonitorRunner:
                 await self.clock.wait(self._stop, delay)
             if self.stopping:
                 return
+            if lock is not None:
+                # A singleton whose lock session died must not tick beside the new holder.
+                try:
+                    await lock.ensure_held()
+                except LockNotAcquired:
+                    self.log.warning("singleton_lock_lost", lock=lock.name)
+                    raise
             result = await self._run_tick(monitor)
             if self.stopping:
                 return

@@ -26,9 +26,13 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-async def pg_db(pg_domos_url: str, tmp_path: Path) -> Any:
-    settings = Settings.from_env(database_environ("postgres", str(tmp_path), pg_domos_url)).db
-    async with AsyncDatabase.from_settings(settings) as db:
+def database_settings_pg(pg_domos_url: str, tmp_path: Path) -> Any:
+    return Settings.from_env(database_environ("postgres", str(tmp_path), pg_domos_url)).db
+
+
+@pytest.fixture
+async def pg_db(database_settings_pg: Any) -> Any:
+    async with AsyncDatabase.from_settings(database_settings_pg) as db:
         yield db
 
 
@@ -114,6 +118,26 @@ async def test_unopenable_sqlite_location_is_unavailable(tmp_path: Path) -> None
     settings = Settings.from_env(database_environ("sqlite", str(blocker / "data"))).db
     with pytest.raises(DatabaseUnavailable):
         await AsyncDatabase.from_settings(settings).open()
+
+
+@pytest.mark.postgres
+async def test_a_lock_whose_session_dies_reports_itself_lost(
+    pg_db: AsyncDatabase, pg_domos_url: str, database_settings_pg: Any
+) -> None:
+    async with pg_db.singleton_lock("tsmonitor") as lock:
+        await lock.ensure_held()
+        with psycopg.connect(pg_domos_url, autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory'"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            ).fetchone()
+        assert killed == (1,)
+        with pytest.raises(LockNotAcquired, match="was lost"):
+            await lock.ensure_held()
+        # The lock is free for another process at once: the holder had to be told.
+        other = AsyncDatabase.from_settings(database_settings_pg)
+        async with other, other.singleton_lock("tsmonitor") as taken:
+            await taken.ensure_held()
 
 
 async def test_singleton_lock_has_one_holder(database_settings: Any) -> None:

@@ -54,8 +54,10 @@ _string = _plain_body.map(lambda s: "'" + s.replace("'", "''") + "'")
 _escape_string = _plain_body.map(lambda s: "E'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'")
 _ident = _plain_body.map(lambda s: '"' + s.replace('"', '""') + '"')
 _line_comment = _plain_body.map(lambda s: "--" + s.replace("\n", " ") + "\n")
+# Spaces inside the delimiters: a body ending in "/" would otherwise open a nested comment with
+# the closing "*/" (PostgreSQL nests block comments, so that text really is unterminated).
 _block_comment = _plain_body.map(
-    lambda s: "/*" + s.replace("*/", "* /").replace("/*", "/ *") + "*/"
+    lambda s: "/* " + s.replace("*/", "* /").replace("/*", "/ *") + " */"
 )
 _dollar = st.tuples(st.sampled_from(["", "fn", "body_1"]), _plain_body).map(
     lambda t: f"${t[0]}$" + t[1].replace("$", "") + f"${t[0]}$"

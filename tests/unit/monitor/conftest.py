@@ -16,6 +16,7 @@ import pytest
 import structlog
 
 from runtime.config import Settings
+from runtime.db.base import HeldLock
 from runtime.errors import LockNotAcquired
 from runtime.monitor import Monitor
 from runtime.monitor.runner import MonitorRunner
@@ -53,20 +54,33 @@ class FakeClock:
 class FakeDatabase:
     """Only what the runner touches: the singleton lock, held elsewhere `held_for` times."""
 
-    def __init__(self, held_for: int = 0, error: Exception | None = None) -> None:
+    def __init__(
+        self, held_for: int = 0, error: Exception | None = None, lost_after_checks: int = 0
+    ) -> None:
         self.held_for = held_for
         self.error = error
         self.attempts = 0
         self.holding = False
+        #: The held lock reports itself lost at this check (0: never).
+        self.lost_after_checks = lost_after_checks
+        self.checks = 0
 
     @asynccontextmanager
-    async def singleton_lock(self, name: str) -> AsyncIterator[None]:
+    async def singleton_lock(self, name: str) -> AsyncIterator[HeldLock]:
         self.attempts += 1
         if self.attempts <= self.held_for:
             raise self.error or LockNotAcquired(f"{name} is held by another process")
         self.holding = True
+        database = self
+
+        class _Lock(HeldLock):
+            async def ensure_held(self) -> None:
+                database.checks += 1
+                if database.checks == database.lost_after_checks:
+                    raise LockNotAcquired(f"{name} was lost")
+
         try:
-            yield
+            yield _Lock(name)
         finally:
             self.holding = False
 

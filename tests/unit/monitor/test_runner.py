@@ -314,3 +314,16 @@ async def test_a_failing_setup_stops_the_runner_without_teardown(harness: Harnes
     assert h.starts == []
     assert calls == []
     assert sample("domos_monitor_up", h.name) == 0
+
+
+async def test_singleton_stops_ticking_when_its_lock_is_lost_and_stands_by(
+    harness: HarnessFactory, fake_db_factory: Callable[..., Any]
+) -> None:
+    # The lock is reported lost at the third check: two ticks, then back to taking the lock.
+    db = fake_db_factory(lost_after_checks=3)
+    h = harness([ok(), ok(), ok()], interval_s=10.0, db=db, lock_retry_s=4.0)
+    assert await h.run() == 0
+    assert db.attempts == 2
+    # Ticks at 0 and 10; the check before the 20 s tick fails; the lock is taken again 4 s
+    # later and the third tick runs at once.
+    assert h.relative_starts() == [0.0, 10.0, 24.0]
