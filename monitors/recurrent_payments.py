@@ -12,7 +12,8 @@ Never charges a period twice:
 
 Soft declines are retried on `SOFT_DECLINE` with a new attempt (and so a new key, as YooKassa
 requires), never past the grace end; hard declines stop auto-renewal and notify the member.
-Settings: RENEW_CHARGE_AHEAD_H (24), RENEW_GRACE_DAYS (3), RENEW_BATCH_SIZE (50).
+Settings: RENEW_CHARGE_AHEAD_H (24), RENEW_GRACE_DAYS (3), RENEW_BATCH_SIZE (50), RENEW_LEASE_S
+(120: how long a claimed attempt stays with a process that may have died).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from monitors import _metrics
 from monitors._clients import YooKassaClient
+from monitors._pause import pause_point
 from monitors.decisions.periods import Period, charge_idempotence_key, period_after
 from monitors.decisions.yookassa import (
     ChargeOutcome,
@@ -66,6 +68,7 @@ class RecurrentPayments(Monitor):
         self.charge_ahead = timedelta(hours=env.number("RENEW_CHARGE_AHEAD_H", 24.0))
         self.grace = timedelta(days=env.number("RENEW_GRACE_DAYS", 3.0))
         self.batch_size = env.integer("RENEW_BATCH_SIZE", 50, minimum=1)
+        self.lease_s = env.number("RENEW_LEASE_S", 120.0, minimum=1.0)
         self.yookassa = YooKassaClient(self.ctx.settings)
         await self.yookassa.open()
 
@@ -152,7 +155,7 @@ class RecurrentPayments(Monitor):
             order_by="id",
             limit=self.batch_size,
             owner=self.ctx.owner,
-            lease_s=120.0,
+            lease_s=self.lease_s,
             now=now,
         )
         done = 0
@@ -181,6 +184,8 @@ class RecurrentPayments(Monitor):
             result = ChargeResult(ChargeOutcome.CANCELED, None, "permission_revoked")
             return await self._apply(attempt, context, result)
         else:
+            # Crash tests stop here: the attempt and its key are committed, the call not made.
+            await pause_point("charge_committed")
             status, body = await self.yookassa.create_payment(
                 {
                     "amount": {
@@ -194,6 +199,8 @@ class RecurrentPayments(Monitor):
                 },
                 attempt["idempotence_key"],
             )
+        # Crash tests stop here: the provider answered, nothing of it is committed yet.
+        await pause_point("charge_answered")
         return await self._apply(attempt, context, classify_response(status, body))
 
     async def _apply(
