@@ -34,9 +34,10 @@ def home(tmp_path: Path) -> Path:
     role = tmp_path / "supervisor" / "roles" / "crashing"
     role.mkdir()
     (role / f"{LISTENER_NAME}.conf").symlink_to(f"../../programs/{LISTENER_NAME}.conf")
-    # A program that dies at once: BACKOFF twice, then FATAL.
+    # A program that never stays up for startsecs: BACKOFF three times (about 10 s, time for the
+    # listener to start even on a loaded machine), then FATAL.
     (role / "crasher.conf").write_text(
-        "[program:crasher]\ncommand=sh -c 'sleep 0.2; exit 3'\nstartsecs=1\nstartretries=1\n"
+        "[program:crasher]\ncommand=sh -c 'sleep 1; exit 3'\nstartsecs=2\nstartretries=2\n"
         "autorestart=true\nstdout_logfile=/dev/stdout\nstdout_logfile_maxbytes=0\n"
     )
     (role / "steady.conf").write_text(
@@ -58,7 +59,7 @@ def test_a_fatal_program_shuts_supervisord_down_after_exporting_its_state(home: 
         text=True,
     )
     seen_steady_up = False
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while proc.poll() is None and time.monotonic() < deadline:
         text = _metrics()
         if 'domos_supervisor_process_up{group="steady",program="steady"} 1.0' in text:
