@@ -184,6 +184,21 @@ def test_prometheus_scrapes_every_program_and_every_panel_query_evaluates(
     jobs = _wait_for(lambda: _all_targets_up(prometheus), 60, "every target up")
     assert {"supervisor", "notifymonitor", "recurrent_payments"} <= set(jobs)
 
+    # The container HEALTHCHECK command answers for the role against the real supervisord.
+    def health() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "domos"), "health", "--role", "embedded", "--config", str(embedded)],
+            env={**os.environ, "DOMOS_RUN_DIR": str(embedded.parent / "var" / "run")},
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
+
+    healthy = _wait_for(lambda: (r := health()).returncode == 0 and r, 30, "domos health 0")
+    assert "notifymonitor (monitor): healthy" in healthy.stdout
+    assert "sandbox: healthy: RUNNING" in healthy.stdout
+
     # Demo load: one restart, so the restart panel and counters have something to show.
     subprocess.run(
         [str(BIN / "supervisorctl"), "-c", str(embedded), "restart", "monitors:notifymonitor"],
