@@ -30,12 +30,13 @@ def register_run(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
+    import subprocess
 
     from runtime.config import Settings
     from runtime.db import AsyncDatabase
     from runtime.db.migrations import upgrade
     from runtime.errors import ConfigError
-    from runtime.supervision.embedded import banner, embedded_environment
+    from runtime.supervision.embedded import STAFF_USERNAME, banner, embedded_environment
 
     config: Path = args.config.resolve()
     if not config.is_file():
@@ -50,6 +51,13 @@ def run(args: argparse.Namespace) -> int:
             await upgrade(db)
 
     asyncio.run(apply_schema())
+    # Django's own tables and the staff login, so the admin works on the first start.
+    subprocess.run(
+        ["domos", "web", "createstaff", "--username", STAFF_USERNAME, "--superuser"],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     print(banner(settings, env, config), flush=True)
     # Become supervisord: signals from the terminal (Ctrl-C) go straight to it.
     os.execvpe("supervisord", ["supervisord", "-c", str(config)], env)

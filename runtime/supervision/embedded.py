@@ -10,6 +10,9 @@ includes it); with real tokens the sandbox is left out (role `all`).
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,6 +42,8 @@ def embedded_environment(environ: Mapping[str, str], home: Path) -> dict[str, st
         "DOMOS_RUN_DIR": str(home / "var" / "run"),
         "BACKUP_DIR": str(home / "var" / "backup"),
         "SANDBOX_PORT": str(SANDBOX_PORT),
+        # The local run serves plain HTTP on loopback; secure cookies would never be sent back.
+        "WEB_SECURE_COOKIES": "false",
         "SANDBOX_YOOKASSA_WEBHOOK_URL": f"http://127.0.0.1:{BOTAPI_PORT}{WEBHOOK_PATH}",
     }
     for key, value in defaults.items():
@@ -55,11 +60,38 @@ def embedded_environment(environ: Mapping[str, str], home: Path) -> dict[str, st
             YOOKASSA_SECRET_KEY=SANDBOX_SECRET_KEY,
             YOOKASSA_API_URL=sandbox_url,
         )
+    for key, value in embedded_secrets(home / "var" / "embedded-secrets.json").items():
+        env.setdefault(key, value)
     env.setdefault("DOMOS_ROLE", "embedded" if uses_sandbox else "all")
     # supervisord starts programs by name (`domos ...`): this interpreter's scripts come first.
     scripts = str(Path(sys.executable).parent)
     env["PATH"] = scripts + ":" + env.get("PATH", "/usr/bin:/bin")
     return env
+
+
+#: Secrets a local run needs; generated once per checkout and kept, because tokens already
+#: issued are hashed with API_TOKEN_HASH_KEY.
+EMBEDDED_SECRETS = (
+    "API_ADMIN_KEY",
+    "API_TOKEN_HASH_KEY",
+    "BOTAPI_SEND_TOKEN",
+    "WEB_STAFF_PASSWORD",
+)
+#: The staff login `domos run` creates for the admin.
+STAFF_USERNAME = "admin"
+
+
+def embedded_secrets(path: Path) -> dict[str, str]:
+    """The local run's generated secrets, created (mode 0600) on first use."""
+    stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    missing = [name for name in EMBEDDED_SECRETS if name not in stored]
+    if missing:
+        stored.update({name: secrets.token_urlsafe(32) for name in missing})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(stored, out, indent=2)
+    return stored
 
 
 def banner(settings: Settings, env: Mapping[str, str], config: Path) -> str:
@@ -71,6 +103,11 @@ def banner(settings: Settings, env: Mapping[str, str], config: Path) -> str:
         f"  telegram:    {settings.telegram.api_url}",
         f"  yookassa:    {settings.yookassa.api_url}",
         f"  status:      supervisorctl -c {config} status",
+        "  api docs:    http://127.0.0.1:8001/docs",
+        f"  admin:       http://127.0.0.1:8002/admin/ (user {STAFF_USERNAME},"
+        f" password {env['WEB_STAFF_PASSWORD']})",
+        "  metrics:     http://127.0.0.1:<port>/metrics (ports in runtime/supervision/programs.py)",
+        f"  secrets:     {config.parent / 'var' / 'embedded-secrets.json'} (API_ADMIN_KEY, …)",
     ]
     if env["DOMOS_ROLE"] == "embedded":
         lines.append(f"  sandbox:     {settings.telegram.api_url}/_sandbox/ (docs/sandbox.md)")

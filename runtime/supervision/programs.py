@@ -32,6 +32,8 @@ class Program:
     startsecs: int = 3
     #: Lower starts first (the sandbox before the programs that call it).
     priority: int = 100
+    #: The service answers /metrics on its own HTTP port (no METRICS_PORT side server).
+    serves_own_metrics: bool = False
 
 
 def _monitor(name: str, port: int, stopwaitsecs: int = 40) -> Program:
@@ -49,8 +51,49 @@ PROGRAMS: tuple[Program, ...] = (
         startsecs=2,
         priority=10,
     ),
-    _monitor("notifymonitor", 9104),
+    Program(
+        "api",
+        "api",
+        "domos api --host %(ENV_DOMOS_BIND_HOST)s --port 8001",
+        8001,
+        stopwaitsecs=20,  # uvicorn's graceful timeout is 10 s
+        serves_own_metrics=True,
+    ),
+    Program(
+        "web",
+        "web",
+        # Applies Django's own migrations (idempotent) and collectstatic before serving.
+        "domos web --host %(ENV_DOMOS_BIND_HOST)s --port 8002",
+        None,  # gunicorn workers export no request metrics yet
+        stopwaitsecs=20,
+        startsecs=5,
+    ),
+    Program("bot", "bot", "domos bot", 9100, stopwaitsecs=20),  # BOT_DRAIN_TIMEOUT_S is 10 s
+    Program(
+        "botapi",
+        "bot",
+        "domos botapi --host %(ENV_DOMOS_BIND_HOST)s --port 6000",
+        6000,
+        stopwaitsecs=20,  # gunicorn's graceful_timeout is 10 s
+        serves_own_metrics=True,
+    ),
+    _monitor("tsmonitor", 9101),
+    _monitor("payment_monitor", 9102),
     _monitor("recurrent_payments", 9103),
+    _monitor("notifymonitor", 9104),
+    _monitor("eventsmonitor", 9105),
+    _monitor("ban_monitor", 9106),
+    _monitor("monthly_anket", 9107),
+    _monitor("parse_messages", 9108),
+    Program(
+        "backup",
+        "monitors",
+        "domos backup schedule --every-hours 6 --keep-days 14",
+        None,
+        # A dump in flight is written to a .partial file and renamed only when checked, so a
+        # stop that interrupts it loses nothing but that round; the next start dumps again.
+        stopwaitsecs=45,
+    ),
 )
 
 
@@ -97,7 +140,7 @@ def roles() -> dict[str, tuple[Program, ...]]:
 
 def render_program(program: Program) -> str:
     environment = f'DOMOS_PROGRAM="{program.name}"'
-    if program.metrics_port is not None:
+    if program.metrics_port is not None and not program.serves_own_metrics:
         environment += f',METRICS_PORT="{program.metrics_port}"'
     return "\n".join(
         [

@@ -89,7 +89,13 @@ def test_run_applies_the_schema_starts_every_program_and_stops_on_ctrl_c(home: P
     try:
         status = _wait_for(lambda: _all_running(config), 60, "every program RUNNING")
         programs = [line.split()[0] for line in status.splitlines() if line.strip()]
-        assert {"sandbox", "monitors:notifymonitor", "monitors:recurrent_payments"} <= set(programs)
+        from runtime.supervision.programs import roles
+
+        expected = {
+            program.name if program.role == program.name else f"{program.role}:{program.name}"
+            for program in roles()["embedded"]
+        }
+        assert expected | {"supervisor_exporter"} == set(programs)
 
         # The embedded credentials reach Telegram through the sandbox.
         token = "100000001:embedded-sandbox-bot-token"

@@ -41,3 +41,13 @@ def test_sandbox_port_moves_both_provider_urls(tmp_path: Path):
     env = embedded_environment({"SANDBOX_PORT": "18081"}, tmp_path)
     assert env["TELEGRAM_API_URL"] == "http://127.0.0.1:18081"
     assert env["YOOKASSA_API_URL"] == "http://127.0.0.1:18081"
+
+
+def test_generated_secrets_are_kept_between_runs_and_private(tmp_path: Path):
+    first = embedded_environment({}, tmp_path)
+    second = embedded_environment({}, tmp_path)
+    for name in ("API_ADMIN_KEY", "API_TOKEN_HASH_KEY", "BOTAPI_SEND_TOKEN"):
+        assert len(first[name]) >= 32
+        assert first[name] == second[name]
+    assert (tmp_path / "var" / "embedded-secrets.json").stat().st_mode & 0o777 == 0o600
+    assert embedded_environment({"API_ADMIN_KEY": "mine"}, tmp_path)["API_ADMIN_KEY"] == "mine"
