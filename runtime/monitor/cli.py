@@ -111,6 +111,7 @@ async def run_monitor(
 
     from runtime.db import AsyncDatabase
     from runtime.metrics import serve_metrics
+    from runtime.monitor.clock import clock_from_env
     from runtime.monitor.runner import MonitorRunner
 
     log = structlog.get_logger("runtime.monitor").bind(monitor=monitor_cls.name)
@@ -119,6 +120,7 @@ async def run_monitor(
         monitor_cls,
         settings=settings,
         db=db,
+        clock=clock_from_env(os.environ),
         health_path=health_file,
         once=once,
         stop_timeout_s=stop_timeout_s,

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
+
+from runtime.config import Env
+
+#: Seconds added to the business time (`Clock.now`) of `domos monitor`: lets tests and demos run
+#: a subscription term through in seconds. Schedules, durations and health stamps stay real.
+CLOCK_OFFSET_VARIABLE = "DOMOS_CLOCK_OFFSET_S"
 
 
 class Clock(Protocol):
@@ -40,3 +47,19 @@ class SystemClock:
         except TimeoutError:
             return event.is_set()
         return True
+
+
+class OffsetClock(SystemClock):
+    """The system clock with `now()` moved by a fixed offset (see CLOCK_OFFSET_VARIABLE)."""
+
+    def __init__(self, offset_s: float) -> None:
+        self.offset = timedelta(seconds=offset_s)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+def clock_from_env(environ: Mapping[str, str]) -> Clock:
+    """SystemClock, or an OffsetClock when DOMOS_CLOCK_OFFSET_S is set to a non-zero number."""
+    offset_s = Env(environ).number(CLOCK_OFFSET_VARIABLE, 0.0, minimum=float("-inf"))
+    return OffsetClock(offset_s) if offset_s else SystemClock()
