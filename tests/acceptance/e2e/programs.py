@@ -43,7 +43,7 @@ class Running:
 
 @dataclass
 class World:
-    """Everything one scenario runs against; `offset_s` is the business clock's lead on real time."""
+    """What one scenario runs against; `offset_s`: the business clock's lead on real time."""
 
     environ: dict[str, str]
     tmp: Path

@@ -103,7 +103,8 @@ def _pay(world: World, telegram_id: int, user_id: int) -> str:
     payment = world.db.fetchone(
         "SELECT * FROM payments WHERE user_id = ? AND status = 'pending'", (user_id,)
     )
-    assert payment is not None and payment["provider_payment_id"]
+    assert payment is not None
+    assert payment["provider_payment_id"]
     provider_id = str(payment["provider_payment_id"])
     assert payment["confirmation_url"] in reply["text"]
     world.control("POST", f"/yookassa/payments/{provider_id}/succeed")
