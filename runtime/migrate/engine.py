@@ -15,8 +15,14 @@ import json
 import multiprocessing
 import sys
 import time
-from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterator
+from concurrent.futures import (
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    as_completed,
+)
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +35,7 @@ import structlog
 from runtime.config import mask_url_password
 from runtime.errors import MigrationError
 from runtime.migrate import plan as planning
+from runtime.migrate import rowtext
 from runtime.migrate.copier import ChunkResult, copy_chunk
 from runtime.migrate.plan import Source, TablePlan, quote_ident
 from runtime.migrate.progress import PhaseProgress
@@ -269,7 +276,14 @@ def _drop_foreign_keys(conn: psycopg.Connection[Any], plans: list[TablePlan]) ->
     return statements
 
 
-def copy_tables(run: Run, state: dict[str, str], pool: ProcessPoolExecutor) -> None:
+def copy_tables(
+    run: Run,
+    state: dict[str, str],
+    pool: ProcessPoolExecutor,
+    after_submit: Callable[[], None] | None = None,
+) -> None:
+    """Copy every pending chunk; `after_submit` queues more work behind the chunks (the SQLite
+    side of verification, which reads only the snapshot) before the copy is waited for."""
     options = run.options
     options.rejects_file.parent.mkdir(parents=True, exist_ok=True)
     reject_dir = options.work_dir / "rejects"
@@ -285,6 +299,8 @@ def copy_tables(run: Run, state: dict[str, str], pool: ProcessPoolExecutor) -> N
             part = reject_dir / f"{plan.schema}.{plan.target}.{index}.jsonl".replace("/", "_")
             part.unlink(missing_ok=True)
             futures[pool.submit(copy_chunk, plan, chunk, options.target_url, str(part))] = plan
+    if after_submit is not None:
+        after_submit()
     total = sum(p.rows for p in pending)
     with PhaseProgress("copy", total, enabled=options.progress) as progress:
         for future in as_completed(futures):
@@ -377,25 +393,48 @@ def _set_sequence(conn: psycopg.Connection[Any], plan: TablePlan) -> None:
     )
 
 
-def verify_tables(run: Run, pool: ProcessPoolExecutor) -> None:
-    options = run.options
-    work: dict[Future[Digest], tuple[str, str, int]] = {}
+SideWork = dict["Future[Digest]", tuple[str, str, int]]
+
+
+def _verify_chunks(
+    plan: TablePlan,
+) -> list[tuple[int, tuple[int, int], tuple[int | None, int | None]]]:
+    ranges = pg_ranges(plan)
+    chunks = plan.chunks if len(ranges) > 1 else [(0, -1)]
+    return [
+        (index, chunk, bounds)
+        for index, (chunk, bounds) in enumerate(zip(chunks, ranges, strict=True))
+    ]
+
+
+def submit_sqlite_digests(run: Run, pool: ProcessPoolExecutor) -> SideWork:
+    """The source side of verification: independent of the target, so it can start at once."""
+    work: SideWork = {}
     for plan in run.plans:
-        ranges = pg_ranges(plan)
-        chunks = plan.chunks if len(ranges) > 1 else [(0, -1)]
-        for index, (chunk, bounds) in enumerate(zip(chunks, ranges, strict=True)):
+        for index, chunk, _ in _verify_chunks(plan):
             work[pool.submit(sqlite_digest, plan, chunk)] = (plan.label, "sqlite", index)
-            work[pool.submit(postgres_digest, plan, bounds, options.target_url)] = (
-                plan.label,
-                "postgres",
-                index,
-            )
+    return work
+
+
+def verify_tables(run: Run, pool: ProcessPoolExecutor, sqlite_work: SideWork | None = None) -> None:
+    options = run.options
+    work = dict(sqlite_work) if sqlite_work is not None else submit_sqlite_digests(run, pool)
+    # The target side of row-text tables is computed by the server: threads only wait for it.
+    threads = ThreadPoolExecutor(max_workers=max(1, options.jobs))
+    for plan in run.plans:
+        executor: Executor = threads if rowtext.supports(plan) else pool
+        for index, _, bounds in _verify_chunks(plan):
+            future = executor.submit(postgres_digest, plan, bounds, options.target_url)
+            work[future] = (plan.label, "postgres", index)
     parts: dict[tuple[str, str], dict[int, Digest]] = {}
-    with PhaseProgress("verify", len(work), enabled=options.progress) as progress:
-        for future in as_completed(work):
-            label, side, index = work[future]
-            parts.setdefault((label, side), {})[index] = future.result()
-            progress.advance(1, table=label, side=side)
+    try:
+        with PhaseProgress("verify", len(work), enabled=options.progress) as progress:
+            for future in as_completed(work):
+                label, side, index = work[future]
+                parts.setdefault((label, side), {})[index] = future.result()
+                progress.advance(1, table=label, side=side)
+    finally:
+        threads.shutdown(wait=True, cancel_futures=True)
     for plan in run.plans:
         sides = {}
         for side in ("sqlite", "postgres"):
@@ -516,13 +555,26 @@ def migrate(options: Options) -> tuple[int, dict[str, Any]]:
         with _phase(run, "prepare"):
             readd_fks = prepare_target(run, conn, state)
     with _pool(options.jobs) as pool:
-        with _phase(run, "copy"):
-            copy_tables(run, state, pool)
-        with _phase(run, "constraints"):
-            add_constraints(run, options.target_url, state, readd_fks)
+        sqlite_work: SideWork = {}
+
+        def queue_source_side() -> None:
+            if options.verify:
+                sqlite_work.update(submit_sqlite_digests(run, pool))
+
+        # The source side of verification runs in the workers as soon as they finish copying,
+        # overlapping the rest of the copy and the constraints; the target side follows.
+        try:
+            with _phase(run, "copy"):
+                copy_tables(run, state, pool, after_submit=queue_source_side)
+            with _phase(run, "constraints"):
+                add_constraints(run, options.target_url, state, readd_fks)
+        except BaseException:
+            for future in sqlite_work:
+                future.cancel()  # a failed copy is not verified: do not wait for the digests
+            raise
         if options.verify:
             with _phase(run, "verify"):
-                verify_tables(run, pool)
+                verify_tables(run, pool, sqlite_work)
     code = _exit_code(run)
     return code, _write_report(run, code)
 
