@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "services.bot.cli",
     "services.web.cli",
     "runtime.supervision.cli",
+    "runtime.supervision.demo",
     "runtime.observability.cli",
 )
 

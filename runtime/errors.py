@@ -67,3 +67,7 @@ class MigrationError(DomosError):
 
 class MonitorError(DomosError):
     """A monitor cannot be found or loaded, or broke the Monitor contract."""
+
+
+class DemoFailed(DomosError):
+    """A step of the `domos demo` scenario did not happen in time."""

@@ -25,6 +25,12 @@ def register_run(subparsers: Any) -> None:
         default=Path("supervisord.conf"),
         help="supervisord configuration (default: ./supervisord.conf)",
     )
+    parser.add_argument(
+        "--no-demo",
+        dest="demo",
+        action="store_false",
+        help="skip the demo scenario (`domos demo`) that runs once the programs are up",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -59,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
         stdout=subprocess.DEVNULL,
     )
     print(banner(settings, env, config), flush=True)
+    if args.demo and env["DOMOS_ROLE"] == "embedded":
+        # A background child: it outlives the exec below (supervisord reaps it) and waits for
+        # the programs it drives, so supervisord's own programs stay exactly the catalogue's.
+        subprocess.Popen(["domos", "demo"], env=env, stdin=subprocess.DEVNULL)
     # Become supervisord: signals from the terminal (Ctrl-C) go straight to it.
     os.execvpe("supervisord", ["supervisord", "-c", str(config)], env)
     return 0  # not reached

@@ -29,7 +29,9 @@ class Program:
     #: supervisord waits this long after SIGTERM before SIGKILL; must exceed the program's own
     #: graceful-stop budget (a monitor's stop_timeout_s, uvicorn's/gunicorn's graceful timeout).
     stopwaitsecs: int
-    startsecs: int = 3
+    #: Short, so a killed program is RUNNING again within 3 s (supervisord restarts it at once,
+    #: then waits startsecs); a program that fails its start-up (config, imports) dies sooner.
+    startsecs: int = 1
     #: Lower starts first (the sandbox before the programs that call it).
     priority: int = 100
     #: The service answers /metrics on its own HTTP port (no METRICS_PORT side server).
@@ -48,7 +50,6 @@ PROGRAMS: tuple[Program, ...] = (
         " --webhook-url %(ENV_SANDBOX_YOOKASSA_WEBHOOK_URL)s",
         None,
         stopwaitsecs=10,
-        startsecs=2,
         priority=10,
     ),
     Program(
@@ -66,7 +67,6 @@ PROGRAMS: tuple[Program, ...] = (
         "domos web --host %(ENV_DOMOS_BIND_HOST)s --port 8002",
         None,  # gunicorn workers export no request metrics yet
         stopwaitsecs=20,
-        startsecs=5,
     ),
     Program("bot", "bot", "domos bot", 9100, stopwaitsecs=20),  # BOT_DRAIN_TIMEOUT_S is 10 s
     Program(
