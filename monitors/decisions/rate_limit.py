@@ -40,7 +40,9 @@ class _Window:
         self.times: deque[float] = deque()
 
     def wait(self, now: float) -> float:
-        while self.times and self.times[0] <= now - self.span_s:
+        # The same arithmetic as the wait below: `t <= now - span` and `t + span - now > 0` can
+        # both hold in floating point, and then a full window would report no wait forever.
+        while self.times and self.times[0] + self.span_s <= now:
             self.times.popleft()
         if len(self.times) < self.count:
             return 0.0
@@ -53,13 +55,11 @@ class _Window:
 class RatePlanner:
     def __init__(self, limits: RateLimits | None = None) -> None:
         self.limits = limits or RateLimits()
-        # The global window: N sends per second, N the integral part of the rate (>= 1); a
-        # fractional rate becomes one send per 1/rate seconds.
-        per_s = self.limits.global_per_s
-        if per_s >= 1:
-            self._global = _Window(int(per_s), 1.0)
-        else:
-            self._global = _Window(1, 1.0 / per_s)
+        # The global limit as even spacing, one send per 1/rate seconds, not bursts of N per
+        # second: with bursts, a first burst that reaches Telegram late (network or load) and the
+        # next one on time land within one second of each other and draw a 429. Evenly spaced
+        # sends keep the same throughput and tolerate up to a whole second of jitter.
+        self._global = _Window(1, 1.0 / self.limits.global_per_s)
         self._chat_gap_s = 1.0 / self.limits.chat_per_s
         self._last_send: dict[int, float] = {}
         self._groups: dict[int, _Window] = {}

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from monitors.decisions.rate_limit import RateLimits, RatePlanner
@@ -29,13 +31,16 @@ def max_in_window(times: list[float], span: float) -> int:
     return best
 
 
-def test_global_limit_is_thirty_per_second_and_fully_used():
+def test_global_limit_is_thirty_per_second_evenly_spaced_and_fully_used():
     planner = RatePlanner()
     sent = drain(planner, list(range(1, 601)))
     times = [t for t, _ in sent]
     assert max_in_window(times, 1.0) == 30
-    # 600 messages at 30/s: the last one goes out just after 19 s.
-    assert times[-1] == pytest.approx(19.0, abs=0.01)
+    # Evenly spaced, never a burst: no two sends closer than 1/30 s.
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) == pytest.approx(1 / 30)
+    # 600 messages at 30/s: the last one goes out at 599/30 s.
+    assert times[-1] == pytest.approx(599 / 30, abs=0.01)
 
 
 def test_one_message_per_second_to_one_chat():
