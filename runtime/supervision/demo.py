@@ -48,9 +48,16 @@ class DemoResult:
         )
 
 
+#: The process that started the demo (supervisord, which `domos run` became); when it is gone the
+#: stack is stopping and the demo must not linger holding the terminal.
+_PARENT_PID = os.getppid()
+
+
 def wait_for(predicate: Callable[[], T | None], timeout_s: float, what: str) -> T:
     deadline = time.monotonic() + timeout_s
     while True:
+        if os.getppid() != _PARENT_PID:
+            raise DemoFailed("demo: the stack stopped before the demo finished")
         try:
             value = predicate()
         except httpx.HTTPError:
