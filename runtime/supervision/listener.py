@@ -86,6 +86,9 @@ class ProcessStateTracker:
     def refresh(self, processes: list[dict[str, Any]]) -> None:
         for info in processes:
             program, group, state = info["name"], info["group"], info["statename"]
+            # The restart counter exists at 0 from the first sight, so increase() sees the
+            # first restart (a series that appears at 1 shows no increase).
+            PROCESS_RESTARTS.labels(program=program, group=group)
             for candidate in STATES:
                 PROCESS_STATE.labels(program=program, group=group, state=candidate).set(
                     1 if candidate == state else 0

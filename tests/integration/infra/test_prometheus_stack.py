@@ -220,7 +220,16 @@ def test_prometheus_scrapes_every_program_and_every_panel_query_evaluates(
         }
         return missing - with_data
 
-    _wait_for(lambda: not panels_without_data() or None, 45, "data in every panel")
+    missing_data: list[set[str]] = [set()]
+
+    def all_panels_have_data() -> bool:
+        missing_data[0] = panels_without_data()
+        return not missing_data[0]
+
+    deadline = time.monotonic() + 45
+    while not all_panels_have_data() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not missing_data[0], f"panels without data: {sorted(missing_data[0])}"
 
     rules = _get(prometheus, "/api/v1/rules")
     assert rules is not None
