@@ -45,6 +45,7 @@ COMMAND_OWNERS: dict[str, str] = {
     "web": "services.web.cli",
     "run": "runtime.supervision.cli",
     "supervisor": "runtime.supervision.cli",
+    "demo": "runtime.supervision.demo",
     "observability": "runtime.observability.cli",
     "health": "runtime.observability.cli",
 }

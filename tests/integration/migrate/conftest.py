@@ -11,7 +11,9 @@ import pytest
 from runtime.migrate.engine import Options, migrate
 from runtime.migrate.plan import Source
 
-CHINOOK = Path(__file__).resolve().parents[4] / "shared/fixtures/sqlite/Chinook_Sqlite.sqlite"
+#: The Chinook sample database (MIT licence, tests/fixtures/sqlite/Chinook_LICENSE.md), kept in the
+#: repository so a fresh clone tests it wherever it lives.
+CHINOOK = Path(__file__).resolve().parents[2] / "fixtures/sqlite/Chinook_Sqlite.sqlite"
 
 
 @pytest.fixture
