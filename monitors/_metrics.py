@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 NOTIFY_MESSAGES = Counter(
     "domos_notify_messages_total",
@@ -11,6 +11,18 @@ NOTIFY_MESSAGES = Counter(
 )
 NOTIFY_PARTS_SENT = Counter(
     "domos_notify_parts_sent_total", "Bot API sendMessage calls that delivered a part."
+)
+# Read from the database by notifymonitor every tick: every replica reports the same rows, so
+# queries aggregate these gauges with max, never sum.
+OUTBOX_BACKLOG = Gauge(
+    "domos_outbox_backlog",
+    "Outbox rows by status: queued, failed (waiting for a retry), sending (in flight), dead"
+    " (dead letters).",
+    ["status"],
+)
+OUTBOX_OLDEST_DUE_AGE = Gauge(
+    "domos_outbox_oldest_due_age_seconds",
+    "How long the oldest due outbox row has waited past its next attempt time; 0 when none is due.",
 )
 CHARGES = Counter(
     "domos_recurrent_charges_total",

@@ -11,6 +11,9 @@ the rows queued.
 Delivery is at-least-once: a row is 'sending' under a lease while in flight and `parts_sent` is
 committed after every part, so after a crash only the part in flight may go out twice.
 
+Every tick first reads the backlog (rows per status, age of the oldest due row) into the gauges
+`domos_outbox_backlog` and `domos_outbox_oldest_due_age_seconds` (monitors._outbox).
+
 Settings (environment): NOTIFY_GLOBAL_PER_S (30), NOTIFY_CHAT_PER_S (1), NOTIFY_GROUP_PER_MIN
 (20), NOTIFY_MAX_ATTEMPTS (8), NOTIFY_BATCH_SIZE (300), NOTIFY_LEASE_S (120), NOTIFY_CONCURRENCY
 (32). Replicas share Telegram's budget: give each 1/N of NOTIFY_GLOBAL_PER_S.
@@ -26,7 +29,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from monitors import _metrics
+from monitors import _metrics, _outbox
 from monitors._clients import TelegramClient
 from monitors.decisions.backoff import OUTBOX_DELIVERY, RetrySchedule
 from monitors.decisions.rate_limit import RateLimits, RatePlanner
@@ -87,6 +90,8 @@ class NotifyMonitor(Monitor):
     async def tick(self) -> int:
         clock = self.ctx.clock
         now = clock.now()
+        # Before claiming: the gauges show what waited when the tick began (alerts, dashboard).
+        await _outbox.refresh_backlog_gauges(self.db, now)
         rows = await self.db.claim(
             "outbox",
             where=DUE_WHERE,

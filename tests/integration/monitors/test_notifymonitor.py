@@ -5,8 +5,10 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from monitors.notifymonitor import NotifyMonitor
-from tests.integration.monitors.conftest import metric, utcnow
+from tests.integration.monitors.conftest import FixedClock, metric, utcnow
 
 
 async def enqueue(db: Any, chat_id: int, text: str = "Привет!", **columns: Any) -> int:
@@ -190,3 +192,44 @@ async def test_two_replicas_never_send_the_same_message(db, sandbox, monitors):
     for user in users:
         assert len(await sandbox.sent_to(user)) == 1
     assert await db.fetchval("SELECT count(*) FROM outbox WHERE status = 'sent'") == 40
+
+
+async def test_backlog_gauges_count_the_outbox_every_tick(db, sandbox, monitors):
+    now = utcnow()
+    user, second, third = [await sandbox.new_user() for _ in range(3)]
+    # Due: two queued (the oldest due two minutes ago) and one failed retry due now.
+    await enqueue(db, user, "Первое", next_attempt_at=now - timedelta(seconds=120))
+    await enqueue(db, second, "Второе", next_attempt_at=now - timedelta(seconds=30))
+    await enqueue(db, third, "Повтор", status="failed", attempts=1, next_attempt_at=now)
+    # Waiting for later, in flight elsewhere, dead letters, history.
+    later = now + timedelta(hours=1)
+    await enqueue(db, user, "Позже", next_attempt_at=later)
+    await enqueue(db, user, "Ретрай позже", status="failed", next_attempt_at=later)
+    await enqueue(
+        db,
+        user,
+        "В полёте",
+        status="sending",
+        lease_owner="other-replica",
+        lease_expires_at=now + timedelta(minutes=5),
+    )
+    for _ in range(2):
+        await enqueue(db, user, "Мёртвое", status="dead", attempts=8)
+    await enqueue(db, user, "Отправлено", status="sent", sent_at=now - timedelta(days=1))
+    monitor = await monitors(NotifyMonitor, clock=FixedClock(now))
+
+    # The gauges show the backlog the tick started from, then the tick delivers the due rows.
+    assert await monitor.tick() == 3
+    assert _backlog() == {"queued": 3, "failed": 2, "sending": 1, "dead": 2}
+    assert metric("domos_outbox_oldest_due_age_seconds") == pytest.approx(120.0)
+
+    assert await monitor.tick() == 0
+    assert _backlog() == {"queued": 1, "failed": 1, "sending": 1, "dead": 2}
+    assert metric("domos_outbox_oldest_due_age_seconds") == 0.0
+
+
+def _backlog() -> dict[str, float]:
+    return {
+        status: metric("domos_outbox_backlog", status=status)
+        for status in ("queued", "failed", "sending", "dead")
+    }
