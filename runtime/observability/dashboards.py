@@ -141,6 +141,23 @@ ROWS: tuple[Row, ...] = (
         "Outbox",
         (
             Panel(
+                "Outbox backlog",
+                (
+                    # Read from the database: replicas report the same rows, hence max.
+                    Query(
+                        'max by (status) (domos_outbox_backlog{status=~"queued|failed|sending"})',
+                        "{{status}}",
+                    ),
+                ),
+                description="Queued, waiting for a retry (failed) and in flight (sending).",
+            ),
+            Panel(
+                "Oldest due message waiting",
+                (Query("max(domos_outbox_oldest_due_age_seconds)", "oldest due"),),
+                unit="s",
+                description="Time past its send time; the lag alert fires above 5 min for 10 min.",
+            ),
+            Panel(
                 "Outbox delivery by outcome",
                 (
                     Query(
@@ -149,7 +166,6 @@ ROWS: tuple[Row, ...] = (
                     ),
                 ),
                 unit="ops",
-                width=12,
             ),
             Panel(
                 "Dead letters and blocked users (1 h)",
@@ -161,6 +177,13 @@ ROWS: tuple[Row, ...] = (
                     ),
                 ),
                 width=12,
+            ),
+            Panel(
+                "Dead letters stored",
+                (Query('max(domos_outbox_backlog{status="dead"})', "dead letters"),),
+                kind="stat",
+                width=12,
+                description="Outbox rows in status dead, waiting for the staff to look at them.",
             ),
         ),
     ),

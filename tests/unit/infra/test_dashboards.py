@@ -78,6 +78,8 @@ def test_the_dashboard_covers_what_the_operator_watches():
         "domos_monitor_tick_duration_seconds_bucket",
         "domos_monitor_last_success_timestamp_seconds",
         "domos_notify_messages_total",
+        "domos_outbox_backlog",
+        "domos_outbox_oldest_due_age_seconds",
         "domos_payments_finalized_total",
         "domos_db_pool_waiting",
         "domos_http_request_duration_seconds_bucket",
