@@ -12,6 +12,7 @@ alike and keeps answering while the event loop is busy.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ from threading import Thread
 from wsgiref.simple_server import WSGIServer
 
 import prometheus_client
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 
 #: Tick durations range from a few milliseconds (nothing to do) to minutes (a big batch).
 TICK_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -28,6 +29,13 @@ TICK_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
 HTTP_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10, 30)
 
 TICK_OUTCOMES = ("success", "failure", "skipped")
+
+#: Route label of requests that matched no route (every HTTP service), so random paths share one.
+UNMATCHED_ROUTE = "<unmatched>"
+#: Methods kept as labels; any other (clients may send arbitrary tokens) is counted as OTHER.
+HTTP_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+)
 
 # `*_created` series double every counter and histogram for a timestamp nobody alerts on.
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -109,6 +117,8 @@ def record_http_request(
     """Count one served request. `route` is the route template (`/tokens/{id}`), never the raw
     path, so ids do not explode the number of series."""
     method = method.upper()
+    if method not in HTTP_METHODS:
+        method = "OTHER"
     HTTP_REQUESTS.labels(program=program, route=route, method=method, status=str(status)).inc()
     HTTP_REQUEST_DURATION.labels(program=program, route=route, method=method).observe(duration_s)
 
@@ -141,6 +151,17 @@ def track_http_request(*, program: str, route: str, method: str) -> Iterator[Req
             status=tracker.status,
             duration_s=time.perf_counter() - started,
         )
+
+
+def exposition_registry() -> CollectorRegistry:
+    """The registry a /metrics view renders. Under gunicorn (PROMETHEUS_MULTIPROC_DIR set before
+    prometheus_client was imported) every worker writes its own files; a fresh registry adds
+    them up, whichever worker answers the scrape."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
 
 
 @dataclass(frozen=True)

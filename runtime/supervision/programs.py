@@ -65,8 +65,9 @@ PROGRAMS: tuple[Program, ...] = (
         "web",
         # Applies Django's own migrations (idempotent) and collectstatic before serving.
         "domos web --host %(ENV_DOMOS_BIND_HOST)s --port 8002",
-        None,  # gunicorn workers export no request metrics yet
-        stopwaitsecs=20,
+        8002,
+        stopwaitsecs=20,  # gunicorn's graceful_timeout is 10 s
+        serves_own_metrics=True,
     ),
     Program("bot", "bot", "domos bot", 9100, stopwaitsecs=20),  # BOT_DRAIN_TIMEOUT_S is 10 s
     Program(

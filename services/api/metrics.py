@@ -12,9 +12,9 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from runtime.metrics import record_http_request
+from runtime.metrics import UNMATCHED_ROUTE, record_http_request
 
-UNMATCHED = "<unmatched>"
+UNMATCHED = UNMATCHED_ROUTE
 
 
 class RequestMetricsMiddleware:

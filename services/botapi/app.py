@@ -6,26 +6,19 @@ Errors are JSON `{"error": {"code", "message"}}`, never a stack trace.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
 import structlog
 from flask import Flask, Response, g, jsonify, request
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    generate_latest,
-    multiprocess,
-)
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from runtime.config import Settings
 from runtime.db import Database
 from runtime.errors import DatabaseError, DatabaseUnavailable, TransientError
-from runtime.metrics import record_http_request
+from runtime.metrics import UNMATCHED_ROUTE, exposition_registry, record_http_request
 from services.botapi.ipallow import allowed, client_address
 from services.botapi.send import SendConflict, SendRequest, enqueue
 from services.botapi.settings import BotApiSettings
@@ -36,7 +29,7 @@ from services.common.yookassa_sync import SyncYooKassaClient
 log = structlog.get_logger("botapi")
 
 MAX_BODY_BYTES = 1024 * 1024
-UNMATCHED = "<unmatched>"
+UNMATCHED = UNMATCHED_ROUTE
 
 
 def error(status: int, code: str, message: str, **extra: Any) -> tuple[Response, int]:
@@ -122,12 +115,8 @@ def create_app(
 
     @app.get("/metrics")
     def metrics() -> Response:
-        registry = REGISTRY
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            # gunicorn workers: add up every worker's series.
-            registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+        # gunicorn workers: every worker's series added up.
+        return Response(generate_latest(exposition_registry()), mimetype=CONTENT_TYPE_LATEST)
 
     return app
 

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -39,22 +37,13 @@ def gunicorn_argv(host: str, port: int, workers: int) -> list[str]:
     ]  # fmt: skip
 
 
-def prepare_metrics_dir(environ: dict[str, str]) -> str:
-    """A clean multiprocess directory: stale files of a previous run would add old counts."""
-    path = environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if path:
-        shutil.rmtree(path, ignore_errors=True)
-        os.makedirs(path, exist_ok=True)
-        return path
-    return tempfile.mkdtemp(prefix="domos-botapi-metrics-")
-
-
 def run(args: argparse.Namespace) -> int:
     from services.botapi.settings import BotApiSettings
+    from services.common.metrics_dir import prepare_metrics_dir
 
     settings = BotApiSettings.from_env()  # fail here, with the variable named, not in a worker
     environ = dict(os.environ)
-    environ["PROMETHEUS_MULTIPROC_DIR"] = prepare_metrics_dir(environ)
+    prepare_metrics_dir(environ, program="botapi")
     environ.setdefault("DOMOS_PROGRAM", "botapi")
     argv = gunicorn_argv(
         args.host or settings.host,

@@ -1,6 +1,6 @@
 """`domos web`: the Django staff admin under gunicorn, and its chores.
 
-domos web [--host 0.0.0.0] [--port 8002] [--workers 2]   migrate, collectstatic, serve
+domos web [--host 0.0.0.0] [--port 8002] [--workers 2]   migrate, collectstatic, serve, /metrics
 domos web migrate                                        Django's own tables only
 domos web createstaff --username NAME [--password-env VAR] [--superuser]
 """
@@ -78,11 +78,23 @@ def createstaff_command(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    setup_django()
-    from services.web.bootstrap import collectstatic, migrate
-    from services.web.server import run_gunicorn
+    import shutil
 
-    if not args.no_migrate:
-        migrate()
-    collectstatic()
-    return run_gunicorn(host=args.host, port=args.port, workers=args.workers)
+    from services.common.metrics_dir import MULTIPROC_ENV, prepare_metrics_dir
+
+    # Before Django and prometheus_client are imported: the forked workers inherit the choice
+    # of multiprocess storage, and /metrics adds up their files.
+    temporary = not os.environ.get(MULTIPROC_ENV)
+    metrics_dir = prepare_metrics_dir(os.environ, program="web")
+    try:
+        setup_django()
+        from services.web.bootstrap import collectstatic, migrate
+        from services.web.server import run_gunicorn
+
+        if not args.no_migrate:
+            migrate()
+        collectstatic()
+        return run_gunicorn(host=args.host, port=args.port, workers=args.workers)
+    finally:
+        if temporary:
+            shutil.rmtree(metrics_dir, ignore_errors=True)

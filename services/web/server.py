@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -29,6 +30,14 @@ def _configure_worker_logging(*_: Any) -> None:
     configure_logging(Settings.from_env())
 
 
+def _worker_exited(server: Any, worker: Any) -> None:
+    # Multiprocess metrics: a dead worker's live gauges must not be reported any more.
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
 def run_gunicorn(*, host: str, port: int, workers: int) -> int:
     _configure_worker_logging()
     WebServer(
@@ -37,11 +46,13 @@ def run_gunicorn(*, host: str, port: int, workers: int) -> int:
             "workers": workers,
             "worker_class": "sync",
             "timeout": 30,
-            # SIGTERM: stop accepting, let requests in flight finish within this many seconds.
-            "graceful_timeout": 20,
+            # SIGTERM: stop accepting, let requests in flight finish within this many seconds;
+            # below supervisord's stopwaitsecs (20), so a slow request is not SIGKILLed first.
+            "graceful_timeout": 10,
             "accesslog": None,
             "errorlog": "-",
             "post_fork": lambda server, worker: _configure_worker_logging(),
+            "child_exit": _worker_exited,
             "proc_name": "domos-web",
         }
     ).run()

@@ -44,6 +44,19 @@ def test_record_http_request() -> None:
     ) == pytest.approx(0.02)
 
 
+def test_unknown_methods_share_one_label() -> None:
+    # Clients choose the method token; only the standard ones become series of their own.
+    program = f"svc_{uuid.uuid4().hex[:6]}"
+    for method in ("patch", "FOO", "X" * 20):
+        metrics.record_http_request(
+            program=program, route="/x", method=method, status=405, duration_s=0.001
+        )
+    base = {"program": program, "route": "/x", "status": "405"}
+    assert REGISTRY.get_sample_value("domos_http_requests_total", {**base, "method": "PATCH"}) == 1
+    assert REGISTRY.get_sample_value("domos_http_requests_total", {**base, "method": "OTHER"}) == 2
+    assert REGISTRY.get_sample_value("domos_http_requests_total", {**base, "method": "FOO"}) is None
+
+
 def test_track_http_request_counts_escaping_errors_as_500() -> None:
     program = f"svc_{uuid.uuid4().hex[:6]}"
     with metrics.track_http_request(program=program, route="/send", method="POST") as tracker:

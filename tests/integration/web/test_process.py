@@ -1,5 +1,5 @@
-"""`domos web` as a real process: gunicorn serves the app and static files, stops on SIGTERM;
-`domos web createstaff` makes a login."""
+"""`domos web` as a real process: gunicorn serves the app, static files and /metrics (two
+workers added up), stops on SIGTERM; `domos web createstaff` makes a login."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import database_environ
 
@@ -31,6 +33,16 @@ def _get(url: str) -> tuple[int, bytes]:
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
+
+
+def _web_requests(exposition: str) -> dict[tuple[str, str, str], float]:
+    counts = {}
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name == "domos_http_requests_total" and sample.labels["program"] == "web":
+                labels = sample.labels
+                counts[(labels["route"], labels["method"], labels["status"])] = sample.value
+    return counts
 
 
 def test_domos_web_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
@@ -59,7 +71,7 @@ def test_domos_web_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
 
     log = (tmp_path / "web.log").open("wb")
     process = subprocess.Popen(
-        [*DOMOS, "web", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        [*DOMOS, "web", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
         cwd=ROOT,
         env=environ,
         stdout=log,
@@ -80,6 +92,22 @@ def test_domos_web_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
         login_status, login_page = _get(f"http://127.0.0.1:{port}/admin/login/")
         assert login_status == 200
         assert b"csrfmiddlewaretoken" in login_page
+        # One worker waits for the rest of a request while the other serves ten: whichever
+        # answers the scrape, /metrics must count both workers' requests (prometheus_client's
+        # multiprocess files, added up).
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
+            slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            time.sleep(0.5)
+            for _ in range(10):
+                assert _get(f"http://127.0.0.1:{port}/admin/login/")[0] == 200
+            slow.sendall(b"Connection: close\r\n\r\n")
+            assert slow.makefile("rb").readline().startswith(b"HTTP/1.1 200")
+        scraped = _get(f"http://127.0.0.1:{port}/metrics")
+        assert scraped[0] == 200
+        counts = _web_requests(scraped[1].decode())
+        assert counts[("/admin/login/", "GET", "200")] == 11
+        assert counts[("/healthz", "GET", "200")] == 2  # the start-up probe and the slow one
+        assert counts[("/static/<path>", "GET", "200")] == 1
     finally:
         process.send_signal(signal.SIGTERM)
         code = process.wait(30)

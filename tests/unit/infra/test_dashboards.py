@@ -88,6 +88,16 @@ def test_the_dashboard_covers_what_the_operator_watches():
         assert metric in exprs, metric
 
 
+def test_http_panels_show_every_service_by_program():
+    # api, web and botapi all export domos_http_*: no panel may narrow to some of them.
+    http = [expr for _, expr in panel_queries() if "domos_http_" in expr]
+    assert len(http) >= 4
+    for expr in http:
+        assert "program=" not in expr, expr
+        assert "program!" not in expr, expr
+        assert "by (program" in expr, expr
+
+
 def test_panels_use_the_provisioned_datasource_and_do_not_overlap(repo: Path):
     provisioned = yaml.safe_load(
         (repo / "grafana/provisioning/datasources/prometheus.yml").read_text()
