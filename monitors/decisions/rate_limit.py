@@ -1,14 +1,20 @@
 """The outbox rate planner: Telegram's limits as exact sliding windows, with no clock of its own.
 
 Limits (Bot FAQ, see NOTES.md): about 30 messages per second overall, 1 per second to one chat,
-20 per minute to one group (negative chat id). `try_acquire(chat_id, now)` either records a send
-at `now` and returns 0.0, or records nothing and returns how long to wait. A 429 answer pauses a
-chat (or everything) until `retry_after` has passed. The caller supplies `now` (monotonic seconds),
-so the planner is tested with a fake clock and benchmarked with the real one.
+20 per minute to one group (negative chat id). The global limit is paced evenly (one send per
+1/rate seconds); `global_burst` > 1 lets a sender that woke late catch up by that many slots: in
+any L seconds at most `global_per_s * L + global_burst` sends (a token bucket that deep), far
+inside the burst of about a second's worth that Telegram and the sandbox take.
+
+`try_acquire(chat_id, now)` either records a send at `now` and returns 0.0, or records nothing
+and returns how long to wait. A 429 answer pauses a chat (or everything) until `retry_after` has
+passed. The caller supplies `now` (monotonic seconds), so the planner is tested with a fake clock
+and benchmarked with the real one.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -18,10 +24,22 @@ class RateLimits:
     global_per_s: float = 30.0
     chat_per_s: float = 1.0
     group_per_min: int = 20
+    #: Sends the global pacing may run ahead of its even schedule (1: strictly even spacing).
+    global_burst: int = 1
 
     def __post_init__(self) -> None:
         if self.global_per_s <= 0 or self.chat_per_s <= 0 or self.group_per_min <= 0:
             raise ValueError("rate limits must be positive")
+        if not 1 <= self.global_burst <= max_global_burst(self.global_per_s):
+            raise ValueError(
+                f"global_burst must be within 1..{max_global_burst(self.global_per_s)}"
+                f" (the sends allowed in one second), got {self.global_burst}"
+            )
+
+
+def max_global_burst(global_per_s: float) -> int:
+    """A burst never holds more than one second's worth of sends."""
+    return max(1, math.floor(global_per_s))
 
 
 def is_group(chat_id: int) -> bool:
@@ -52,6 +70,29 @@ class _Window:
         self.times.append(now)
 
 
+class _Pacer:
+    """Even spacing with a catch-up allowance (GCRA, the virtual-scheduling form).
+
+    `next_at` is when the next send is due on the even schedule; a send is allowed from
+    `tolerance_s` before it. Pacing from the schedule rather than from the actual send times
+    means a sender that wakes late does not push every later slot back: late wake-ups would
+    otherwise add up over a backlog (1 ms per send is 3 % at 30/s).
+    """
+
+    __slots__ = ("interval_s", "next_at", "tolerance_s")
+
+    def __init__(self, interval_s: float, burst: int) -> None:
+        self.interval_s = interval_s
+        self.tolerance_s = (burst - 1) * interval_s
+        self.next_at = -math.inf
+
+    def wait(self, now: float) -> float:
+        return max(0.0, self.next_at - self.tolerance_s - now)
+
+    def record(self, now: float) -> None:
+        self.next_at = max(self.next_at, now) + self.interval_s
+
+
 class RatePlanner:
     def __init__(self, limits: RateLimits | None = None) -> None:
         self.limits = limits or RateLimits()
@@ -59,16 +100,22 @@ class RatePlanner:
         # second: with bursts, a first burst that reaches Telegram late (network or load) and the
         # next one on time land within one second of each other and draw a 429. Evenly spaced
         # sends keep the same throughput and tolerate up to a whole second of jitter.
-        self._global = _Window(1, 1.0 / self.limits.global_per_s)
+        # (A sliding one-second window on top would push the whole schedule back by every late
+        # wake-up again, one window later: it is the drift the pacer exists to avoid.)
+        self._global = _Pacer(1.0 / self.limits.global_per_s, self.limits.global_burst)
         self._chat_gap_s = 1.0 / self.limits.chat_per_s
         self._last_send: dict[int, float] = {}
         self._groups: dict[int, _Window] = {}
         self._paused_until: dict[int, float] = {}
         self._global_paused_until = 0.0
 
+    def global_wait_s(self, now: float) -> float:
+        """Seconds until any message may be sent (0.0: now); no chat's own limit included."""
+        return max(self._global.wait(now), self._global_paused_until - now, 0.0)
+
     def wait_s(self, chat_id: int, now: float) -> float:
         """Seconds until a message to `chat_id` may be sent (0.0: now)."""
-        waits = [self._global.wait(now), self._global_paused_until - now]
+        waits = [self.global_wait_s(now)]
         last = self._last_send.get(chat_id)
         if last is not None:
             waits.append(last + self._chat_gap_s - now)
