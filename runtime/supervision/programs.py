@@ -32,7 +32,8 @@ class Program:
     #: Short, so a killed program is RUNNING again within 3 s (supervisord restarts it at once,
     #: then waits startsecs); a program that fails its start-up (config, imports) dies sooner.
     startsecs: int = 1
-    #: Lower starts first (the sandbox before the programs that call it).
+    #: Lower starts first and stops last (the sandbox before the programs that call it). Across
+    #: roles it takes effect through the group's priority, the lowest of its programs'.
     priority: int = 100
     #: The service answers /metrics on its own HTTP port (no METRICS_PORT side server).
     serves_own_metrics: bool = False
@@ -171,7 +172,11 @@ def render_program(program: Program) -> str:
 
 def render_group(role: str, programs: tuple[Program, ...]) -> str:
     names = ",".join(program.name for program in programs)
-    return f"[group:{role}]\nprograms={names}\n"
+    # supervisord orders whole groups: ascending priority to start, descending to stop, one group
+    # after the other. Without it every group is 999 and they stop by name, so the embedded
+    # sandbox stopped before the monitors whose tick in flight was still calling it.
+    priority = min(program.priority for program in programs)
+    return f"[group:{role}]\nprograms={names}\npriority={priority}\n"
 
 
 def expected_tree() -> dict[str, str | Path]:

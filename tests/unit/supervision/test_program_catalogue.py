@@ -4,6 +4,8 @@ import configparser
 import shutil
 from pathlib import Path
 
+import pytest
+
 from runtime.supervision.programs import PROGRAMS, differences, roles, write_tree
 
 REPO = Path(__file__).resolve().parents[3]
@@ -52,3 +54,31 @@ def test_roles_partition_production_programs_and_embedded_adds_the_sandbox():
     assert sorted(single) == sorted(production)
     ports = [p.metrics_port for p in PROGRAMS if p.metrics_port is not None]
     assert len(ports) == len(set(ports)), "two programs share a metrics port"
+
+
+def test_embedded_sandbox_starts_first_and_stops_after_the_programs_that_call_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # supervisord's own parser and ordering: groups start in ascending priority and stop from
+    # the end of that order, one group at a time.
+    from supervisor.options import ServerOptions
+
+    shutil.copy(REPO / "supervisord.conf", tmp_path)
+    shutil.copytree(REPO / "supervisor", tmp_path / "supervisor", symlinks=True)
+    (tmp_path / "var" / "run").mkdir(parents=True)
+    for name, value in {
+        "DOMOS_HOME": str(tmp_path),
+        "DOMOS_ROLE": "embedded",
+        "DOMOS_BIND_HOST": "127.0.0.1",
+        "SANDBOX_PORT": "8081",
+        "SANDBOX_YOOKASSA_WEBHOOK_URL": "http://127.0.0.1:6000/yookassa/webhook",
+    }.items():
+        monkeypatch.setenv(name, value)
+    options = ServerOptions()
+    options.configfile = str(tmp_path / "supervisord.conf")
+    options.process_config(do_usage=False)
+    start_order = [group.name for group in sorted(options.process_group_configs)]
+    stop_order = start_order[::-1]
+    assert start_order[:2] == ["supervisor_exporter", "sandbox"]
+    assert stop_order.index("monitors") < stop_order.index("sandbox")
+    assert stop_order.index("bot") < stop_order.index("sandbox")
