@@ -15,6 +15,8 @@ from typing import Any
 
 import psycopg
 
+from runtime.migrate import rowtext
+from runtime.migrate.digest import Digest, SourceRowTexts
 from runtime.migrate.plan import TablePlan, quote_ident
 from runtime.migrate.sqlite_source import open_snapshot, quote_sqlite
 from runtime.migrate.values import CONVERTERS, COPY_TYPES, Converter, Reject
@@ -31,13 +33,18 @@ class ChunkResult:
     rows_written: int = 0
     rejects: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    #: The source side of verification, when it was computed from the copy's scan.
+    digest: Digest | None = None
 
 
 def source_select(
-    plan: TablePlan, chunk: tuple[int, int], ordered: bool
+    plan: TablePlan, chunk: tuple[int, int], ordered: bool, extra: str | None = None
 ) -> tuple[str, tuple[int, ...]]:
-    """SELECT of the snapshot for one chunk: rowid first (None for WITHOUT ROWID), then columns."""
+    """SELECT of the snapshot for one chunk: rowid first (None for WITHOUT ROWID), then columns,
+    then the `extra` expression if given."""
     columns = ", ".join(quote_sqlite(c.source) for c in plan.columns) or "NULL"
+    if extra is not None:
+        columns += f", {extra}"
     table = quote_sqlite(plan.table)
     rowid = "NULL" if plan.without_rowid else "rowid"
     sql = f"SELECT {rowid}, {columns} FROM {table}"
@@ -136,12 +143,21 @@ def _jsonable(value: Any) -> Any:
 
 
 def copy_chunk(
-    plan: TablePlan, chunk: tuple[int, int], target_url: str, reject_path: str
+    plan: TablePlan,
+    chunk: tuple[int, int],
+    target_url: str,
+    reject_path: str,
+    *,
+    digest: bool = False,
 ) -> ChunkResult:
-    """Copy one chunk in one transaction; invalid UTF-8 makes it start over with lenient reads."""
+    """Copy one chunk in one transaction; invalid UTF-8 makes it start over with lenient reads.
+
+    With `digest`, a table that needs no rule also gets the source side of its verification
+    from the same scan (see digest.py); otherwise `result.digest` stays None.
+    """
     started = time.perf_counter()
     try:
-        result = _copy_chunk(plan, chunk, target_url, reject_path, strict_utf8=True)
+        result = _copy_chunk(plan, chunk, target_url, reject_path, strict_utf8=True, digest=digest)
     except sqlite3.OperationalError as exc:
         if "decode" not in str(exc).lower():
             raise
@@ -152,12 +168,25 @@ def copy_chunk(
 
 
 def _copy_chunk(
-    plan: TablePlan, chunk: tuple[int, int], target_url: str, reject_path: str, *, strict_utf8: bool
+    plan: TablePlan,
+    chunk: tuple[int, int],
+    target_url: str,
+    reject_path: str,
+    *,
+    strict_utf8: bool,
+    digest: bool = False,
 ) -> ChunkResult:
     result = ChunkResult(table=plan.label, chunk=chunk)
     converter = RowConverter(plan, strict_utf8=strict_utf8)
     source = open_snapshot(Path(plan.source_path), strict_utf8=strict_utf8)
-    select, params = source_select(plan, chunk, ordered=False)
+    texts = SourceRowTexts() if digest and rowtext.sqlite_supports(plan) else None
+    # With texts, the row text rides as a last column, in rowid order (free on a rowid range),
+    # which is key order.
+    select, params = source_select(
+        plan, chunk, ordered=texts is not None, extra=None if texts is None else texts.column(plan)
+    )
+    if texts is not None:
+        rowtext.register_sqlite_functions(source)
     columns = ", ".join(quote_ident(c.target) for c in plan.columns)
     copy_sql = f"COPY {plan.qualified} ({columns}) FROM STDIN (FORMAT BINARY)"
     rejects_file = None
@@ -169,6 +198,12 @@ def _copy_chunk(
                 write_row = copy.write_row
                 while batch := reader.fetchmany(BATCH_ROWS):
                     result.rows_read += len(batch)
+                    if texts is not None:  # sqlite_supports: no rule, so trivial
+                        texts.add([row[-1] for row in batch])
+                        for row in batch:
+                            write_row(row[1:-1])
+                        result.rows_written += len(batch)
+                        continue
                     if converter.trivial:
                         for row in batch:
                             write_row(row[1:])
@@ -189,6 +224,8 @@ def _copy_chunk(
                         else:
                             result.rows_written += 1
             target.commit()
+        if texts is not None:
+            result.digest = texts.digest(source, plan, chunk)
     finally:
         source.close()
         if rejects_file is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import (
@@ -37,6 +38,7 @@ from runtime.errors import MigrationError
 from runtime.migrate import plan as planning
 from runtime.migrate import rowtext
 from runtime.migrate.copier import ChunkResult, copy_chunk
+from runtime.migrate.digest import Digest
 from runtime.migrate.plan import Source, TablePlan, quote_ident
 from runtime.migrate.progress import PhaseProgress
 from runtime.migrate.sqlite_source import (
@@ -46,7 +48,7 @@ from runtime.migrate.sqlite_source import (
     read_tables,
     snapshot,
 )
-from runtime.migrate.verify import Digest, compare, pg_ranges, postgres_digest, sqlite_digest
+from runtime.migrate.verify import compare, pg_ranges, postgres_digest, sqlite_digest
 
 log = structlog.get_logger("domos.migrate")
 
@@ -100,6 +102,8 @@ class Run:
     outcomes: dict[str, TableOutcome] = field(default_factory=dict)
     sources: list[dict[str, Any]] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)
+    #: Source-side digests the copy computed from its own scan: (table label, chunk) -> digest.
+    copy_digests: dict[tuple[str, int], Digest] = field(default_factory=dict)
     started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
 
@@ -293,19 +297,25 @@ def copy_tables(
         if state.get(plan.label) is not None:
             run.outcomes[plan.label].skipped_by_resume = True
     remaining = {p.label: len(p.chunks) for p in pending}
-    futures: dict[Future[ChunkResult], TablePlan] = {}
+    futures: dict[Future[ChunkResult], tuple[TablePlan, int]] = {}
     for plan in pending:
+        digest = options.verify and digested_by_copy(plan)
         for index, chunk in enumerate(plan.chunks):
             part = reject_dir / f"{plan.schema}.{plan.target}.{index}.jsonl".replace("/", "_")
             part.unlink(missing_ok=True)
-            futures[pool.submit(copy_chunk, plan, chunk, options.target_url, str(part))] = plan
+            future = pool.submit(
+                copy_chunk, plan, chunk, options.target_url, str(part), digest=digest
+            )
+            futures[future] = (plan, index)
     if after_submit is not None:
         after_submit()
     total = sum(p.rows for p in pending)
     with PhaseProgress("copy", total, enabled=options.progress) as progress:
         for future in as_completed(futures):
-            plan = futures[future]
+            plan, index = futures[future]
             result = future.result()
+            if result.digest is not None:
+                run.copy_digests[(plan.label, index)] = result.digest
             outcome = run.outcomes[plan.label]
             outcome.rows_written += result.rows_written
             outcome.phases["copy_s"] = round(outcome.phases.get("copy_s", 0) + result.seconds, 3)
@@ -331,21 +341,40 @@ def _merge_rejects(options: Options, reject_dir: Path) -> None:
             merged.write(part.read_text(encoding="utf-8"))
 
 
-def add_constraints(run: Run, target_url: str, state: dict[str, str], readd_fks: list[str]) -> None:
-    """Keys and indexes per table in parallel, then foreign keys, then sequences."""
+def add_constraints(
+    run: Run,
+    target_url: str,
+    state: dict[str, str],
+    readd_fks: list[str],
+    on_key: Callable[[TablePlan], None] | None = None,
+) -> None:
+    """Keys and indexes per table in parallel, then foreign keys, then sequences.
+
+    `on_key(plan)` runs as soon as a table's primary key exists (before its other indexes):
+    verification reads the target in key order, so it can start while the indexes build."""
     options = run.options
     todo = [p for p in run.plans if state.get(p.label) == "copied"]
+    ready = {p.label for p in run.plans} - {p.label for p in todo}
 
     def build(plan: TablePlan) -> None:
         started = time.perf_counter()
+        keys = [c for c in plan.constraints if c.kind == "primary_key"]
+        others = [c for c in plan.constraints if c.kind not in ("primary_key", "foreign_key")]
         with psycopg.connect(target_url, autocommit=True) as conn:
-            for constraint in plan.constraints:
-                if constraint.kind != "foreign_key":
-                    conn.execute(constraint.sql)
+            for constraint in keys:
+                conn.execute(constraint.sql)
+            if on_key is not None:
+                on_key(plan)
+            for constraint in others:
+                conn.execute(constraint.sql)
             _set_sequence(conn, plan)
             conn.execute(f"ANALYZE {plan.qualified}")
         run.outcomes[plan.label].phases["constraints_s"] = round(time.perf_counter() - started, 3)
 
+    if on_key is not None:
+        for plan in run.plans:
+            if plan.label in ready:  # resumed: constrained by an earlier run
+                on_key(plan)
     with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as threads:
         for future in [threads.submit(build, plan) for plan in todo]:
             future.result()
@@ -407,26 +436,72 @@ def _verify_chunks(
     ]
 
 
-def submit_sqlite_digests(run: Run, pool: ProcessPoolExecutor) -> SideWork:
-    """The source side of verification: independent of the target, so it can start at once."""
+def digested_by_copy(plan: TablePlan) -> bool:
+    """The copy computes this table's source-side digest from its own scan (digest.py)."""
+    return rowtext.sqlite_supports(plan) and len(_verify_chunks(plan)) == len(plan.chunks)
+
+
+def submit_sqlite_digests(
+    run: Run, pool: ProcessPoolExecutor, *, after_copy: bool = False
+) -> SideWork:
+    """The source side of verification: independent of the target, so it can start at once.
+
+    Before the copy ends (`after_copy` False) tables whose copy computes it are left out; after
+    it, only their chunks that came back without one (lenient UTF-8 reads, a sum overflow)."""
     work: SideWork = {}
     for plan in run.plans:
+        if not after_copy and digested_by_copy(plan):
+            continue
         for index, chunk, _ in _verify_chunks(plan):
+            if after_copy and (
+                not digested_by_copy(plan) or (plan.label, index) in run.copy_digests
+            ):
+                continue
             work[pool.submit(sqlite_digest, plan, chunk)] = (plan.label, "sqlite", index)
     return work
 
 
-def verify_tables(run: Run, pool: ProcessPoolExecutor, sqlite_work: SideWork | None = None) -> None:
+def submit_postgres_digests(
+    run: Run, plan: TablePlan, pool: ProcessPoolExecutor, threads: ThreadPoolExecutor
+) -> SideWork:
+    """The target side of one table; row-text tables are computed by the server, so threads
+    only wait for them."""
+    executor: Executor = threads if rowtext.supports(plan) else pool
+    work: SideWork = {}
+    for index, _, bounds in _verify_chunks(plan):
+        future = executor.submit(postgres_digest, plan, bounds, run.options.target_url)
+        work[future] = (plan.label, "postgres", index)
+    return work
+
+
+def verify_tables(
+    run: Run,
+    pool: ProcessPoolExecutor,
+    sqlite_work: SideWork | None = None,
+    postgres_work: SideWork | None = None,
+    threads: ThreadPoolExecutor | None = None,
+) -> None:
+    """Compare both sides of every table. `postgres_work` holds target digests already
+    submitted (on `threads`); the rest are submitted here."""
     options = run.options
-    work = dict(sqlite_work) if sqlite_work is not None else submit_sqlite_digests(run, pool)
-    # The target side of row-text tables is computed by the server: threads only wait for it.
-    threads = ThreadPoolExecutor(max_workers=max(1, options.jobs))
+    if sqlite_work is None:  # verify alone, or a resumed run: every chunk from the snapshot
+        run.copy_digests.clear()
+        work = {}
+        for plan in run.plans:
+            for index, chunk, _ in _verify_chunks(plan):
+                work[pool.submit(sqlite_digest, plan, chunk)] = (plan.label, "sqlite", index)
+    else:
+        work = dict(sqlite_work)
+    own_threads = threads is None
+    threads = threads or ThreadPoolExecutor(max_workers=max(1, options.jobs))
+    submitted = {label for label, _, _ in (postgres_work or {}).values()}
+    work.update(postgres_work or {})
     for plan in run.plans:
-        executor: Executor = threads if rowtext.supports(plan) else pool
-        for index, _, bounds in _verify_chunks(plan):
-            future = executor.submit(postgres_digest, plan, bounds, options.target_url)
-            work[future] = (plan.label, "postgres", index)
+        if plan.label not in submitted:
+            work.update(submit_postgres_digests(run, plan, pool, threads))
     parts: dict[tuple[str, str], dict[int, Digest]] = {}
+    for (label, index), digest in run.copy_digests.items():
+        parts.setdefault((label, "sqlite"), {})[index] = digest
     try:
         with PhaseProgress("verify", len(work), enabled=options.progress) as progress:
             for future in as_completed(work):
@@ -434,7 +509,8 @@ def verify_tables(run: Run, pool: ProcessPoolExecutor, sqlite_work: SideWork | N
                 parts.setdefault((label, side), {})[index] = future.result()
                 progress.advance(1, table=label, side=side)
     finally:
-        threads.shutdown(wait=True, cancel_futures=True)
+        if own_threads:
+            threads.shutdown(wait=True, cancel_futures=True)
     for plan in run.plans:
         sides = {}
         for side in ("sqlite", "postgres"):
@@ -561,20 +637,37 @@ def migrate(options: Options) -> tuple[int, dict[str, Any]]:
             if options.verify:
                 sqlite_work.update(submit_sqlite_digests(run, pool))
 
-        # The source side of verification runs in the workers as soon as they finish copying,
-        # overlapping the rest of the copy and the constraints; the target side follows.
+        # The source side of verification is computed by the copy's own scan where no rule
+        # applies; other tables' run in the workers as soon as they finish copying, overlapping
+        # the rest of the copy and the constraints. The target side follows.
+        # The target side of a table starts once its primary key exists, overlapping its
+        # other indexes and the other tables' constraints (one thread more than jobs: digests
+        # and index builds both run in the server).
+        threads = ThreadPoolExecutor(max_workers=max(1, options.jobs) + 1)
+        postgres_work: SideWork = {}
+        lock = threading.Lock()
+
+        def queue_target_side(plan: TablePlan) -> None:
+            if options.verify:
+                with lock:
+                    postgres_work.update(submit_postgres_digests(run, plan, pool, threads))
+
         try:
             with _phase(run, "copy"):
                 copy_tables(run, state, pool, after_submit=queue_source_side)
+            if options.verify:  # chunks the copy could not digest, and resumed tables
+                sqlite_work.update(submit_sqlite_digests(run, pool, after_copy=True))
             with _phase(run, "constraints"):
-                add_constraints(run, options.target_url, state, readd_fks)
+                add_constraints(run, options.target_url, state, readd_fks, queue_target_side)
+            if options.verify:
+                with _phase(run, "verify"):  # what is left of it once the constraints are done
+                    verify_tables(run, pool, sqlite_work, postgres_work, threads)
         except BaseException:
-            for future in sqlite_work:
+            for future in [*sqlite_work, *postgres_work]:
                 future.cancel()  # a failed copy is not verified: do not wait for the digests
             raise
-        if options.verify:
-            with _phase(run, "verify"):
-                verify_tables(run, pool, sqlite_work)
+        finally:
+            threads.shutdown(wait=True, cancel_futures=True)
     code = _exit_code(run)
     return code, _write_report(run, code)
 

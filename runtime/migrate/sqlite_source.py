@@ -228,6 +228,11 @@ def _needs_integral_count(column: Column) -> bool:
     return "INT" in column.declared or not column.declared
 
 
+def _likely_text(column: Column) -> bool:
+    declared = column.declared
+    return not declared or any(word in declared for word in ("CHAR", "CLOB", "TEXT"))
+
+
 def _full_profile_sql(q: str) -> list[str]:
     return [
         f"sum(typeof({q}) = 'integer')",
@@ -243,26 +248,40 @@ def _full_profile_sql(q: str) -> list[str]:
 def profile_table(conn: sqlite3.Connection, table: Table) -> dict[str, ColumnProfile]:
     """Counts of typeof() per column, in at most two scans done by SQLite (in C).
 
-    The first scan takes only min/max of typeof() and the non-null count per column, which
-    settles the usual column holding one storage class. A second scan, over the columns that
-    need it, counts what the first cannot tell: mixed classes, NUL bytes in texts, and reals
-    holding integral values where the declared type allows integers.
+    The first scan takes min/max of typeof() and the non-null count per column, which settles
+    the usual column holding one storage class, and counts what such a column still needs where
+    its declared type makes it likely: NUL bytes in text-affinity columns, integral reals where
+    integers are allowed (both counts are exact when the column holds that one class). A second
+    scan, only when needed, counts what the first could not tell: mixed classes, or a class the
+    declared type did not announce.
     """
     columns = table.copied_columns
     if not columns:
         return {}
     name = quote_sqlite(table.name)
-    parts = [
-        f"min(typeof({quote_sqlite(c.name)})), max(typeof({quote_sqlite(c.name)})), "
-        f"count({quote_sqlite(c.name)})"
-        for c in columns
-    ]
+    parts = []
+    guessed: dict[str, dict[str, int]] = {}  # column -> {"nul"|"integral": position}
+    for c in columns:
+        q = quote_sqlite(c.name)
+        parts.append(f"min(typeof({q}))")
+        parts.append(f"max(typeof({q}))")
+        parts.append(f"count({q})")
+        guesses = guessed[c.name] = {}
+        if _likely_text(c):
+            guesses["nul"] = len(parts)
+            parts.append(f"sum(instr(CAST({q} AS BLOB), x'00') > 0)")
+        if _needs_integral_count(c) and not c.declared.startswith("INT"):
+            guesses["integral"] = len(parts)
+            parts.append(f"sum(typeof({q}) = 'real' AND {q} = CAST({q} AS INTEGER))")
     first = conn.execute(f"SELECT count(*), {', '.join(parts)} FROM {name}").fetchone()
     total = int(first[0])
+    values = first[1:]
     profiles: dict[str, ColumnProfile] = {}
     second: list[tuple[Column, str, list[str]]] = []
-    for i, column in enumerate(columns):
-        low, high, non_null = first[1 + i * 3 : 4 + i * 3]
+    position = 0
+    for column in columns:
+        low, high, non_null = values[position : position + 3]
+        position += 3 + len(guessed[column.name])
         q = quote_sqlite(column.name)
         profile = ColumnProfile(null=total - int(non_null))
         profiles[column.name] = profile
@@ -273,10 +292,17 @@ def profile_table(conn: sqlite3.Connection, table: Table) -> dict[str, ColumnPro
             second.append((column, "full", _full_profile_sql(q)))
             continue
         setattr(profile, single, int(non_null))
+        guesses = guessed[column.name]
         if single == "text":
-            second.append((column, "nul", [f"sum(instr(CAST({q} AS BLOB), x'00') > 0)"]))
+            if "nul" in guesses:
+                profile.nul_texts = int(values[guesses["nul"]] or 0)
+            else:
+                second.append((column, "nul", [f"sum(instr(CAST({q} AS BLOB), x'00') > 0)"]))
         elif single == "real" and _needs_integral_count(column):
-            second.append((column, "integral", [f"sum({q} = CAST({q} AS INTEGER))"]))
+            if "integral" in guesses:
+                profile.integral_reals = int(values[guesses["integral"]] or 0)
+            else:
+                second.append((column, "integral", [f"sum({q} = CAST({q} AS INTEGER))"]))
     if second:
         expressions = [e for _, _, exprs in second for e in exprs]
         row = conn.execute(f"SELECT {', '.join(expressions)} FROM {name}").fetchone()
