@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runtime.migrate import rowtext
+from runtime.migrate.copier import copy_chunk
 from runtime.migrate.plan import ColumnPlan, TablePlan, quote_ident
 from runtime.migrate.values import COPY_TYPES
-from runtime.migrate.verify import postgres_digest, sqlite_digest
+from runtime.migrate.verify import _sqlite_digest, compare, postgres_digest, sqlite_digest
 
 pytestmark = pytest.mark.postgres
 
@@ -176,3 +178,41 @@ def test_digests_match_and_one_ulp_or_one_character_is_detected(
         assert not digests_equal()
         conn.execute("UPDATE t SET c1 = 'row 250|x' WHERE id = 250")
         assert digests_equal()
+
+
+def test_the_copy_digests_its_own_scan_like_the_standalone_paths(
+    pg_url: str, tmp_path: Path
+) -> None:
+    source = tmp_path / "s.sqlite"
+    with sqlite3.connect(source) as lite:
+        lite.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, c0 REAL, c1 TEXT)")
+        lite.executemany(
+            "INSERT INTO t VALUES (?, ?, ?)",
+            [
+                (i, i / 7 if i % 5 else None, f"ряд {i}|\n" if i % 3 else None)
+                for i in range(1, 301)
+            ],
+        )
+    lite.close()
+    plan = _plan(["double precision", "text"], source_path=str(source))
+    plan.columns = [replace(c, passthrough=True) for c in plan.columns]
+    plan.rows, plan.chunks = 300, [(1, 150), (151, 300)]
+    assert rowtext.sqlite_supports(plan)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id bigint PRIMARY KEY, c0 double precision, c1 text)")
+    copied = [
+        copy_chunk(plan, chunk, pg_url, str(tmp_path / "rejects.jsonl"), digest=True)
+        for chunk in plan.chunks
+    ]
+    for result, bounds in zip(copied, [(None, 150), (151, None)], strict=True):
+        assert result.digest is not None
+        assert result.rows_written == result.digest.rows == 150
+        standalone = _sqlite_digest(plan, result.chunk, strict_utf8=True)
+        assert result.digest.content_hash == standalone.content_hash
+        assert compare(plan, result.digest, standalone) == []
+        assert compare(plan, result.digest, postgres_digest(plan, bounds, pg_url)) == []
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("UPDATE t SET c1 = 'ряд 200|' WHERE id = 200")  # the newline lost
+    assert compare(plan, copied[0].digest, postgres_digest(plan, (None, 150), pg_url)) == []
+    problems = compare(plan, copied[1].digest, postgres_digest(plan, (151, None), pg_url))
+    assert "content hash differs" in problems
