@@ -140,6 +140,21 @@ class RatePlanner:
             window.record(now)
         return 0.0
 
+    def answered(self, chat_id: int, now: float) -> None:
+        """The send to `chat_id` recorded last was answered at `now`.
+
+        A chat's own limits then count from the answer instead of the start: the next message to
+        it starts a full gap after Telegram had the last one, so no network delay can bring two
+        closer together on Telegram's side than the limit (global pacing keeps the start times:
+        it has a second of slack in Telegram's bucket).
+        """
+        last = self._last_send.get(chat_id)
+        if last is not None and now > last:
+            self._last_send[chat_id] = now
+        window = self._groups.get(chat_id) if is_group(chat_id) else None
+        if window is not None and window.times and now > window.times[-1]:
+            window.times[-1] = now
+
     def pause_chat(self, chat_id: int, until: float) -> None:
         """A 429 for one chat: nothing to it before `until`."""
         self._paused_until[chat_id] = max(until, self._paused_until.get(chat_id, 0.0))

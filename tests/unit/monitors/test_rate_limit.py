@@ -176,3 +176,25 @@ def test_global_wait_ignores_the_chats_own_limits():
 def test_a_burst_larger_than_one_second_of_sends_is_refused(rate: float, burst: int):
     with pytest.raises(ValueError, match="global_burst"):
         RateLimits(global_per_s=rate, global_burst=burst)
+
+
+def test_a_chats_limits_count_from_the_answer_of_its_last_message():
+    planner = RatePlanner()
+    assert planner.try_acquire(7, 0.0) == 0.0
+    planner.answered(7, 0.2)  # Telegram had it by then, not at the start
+    assert planner.wait_s(7, 1.0) == pytest.approx(0.2)
+    assert planner.try_acquire(7, 1.2) == 0.0
+    planner.answered(7, 1.1)  # an answer time before the recorded one changes nothing
+    assert planner.wait_s(7, 2.0) == pytest.approx(0.2)
+    # The global pacing keeps the start time.
+    assert planner.global_wait_s(1.2 + 1 / 30) == 0.0
+
+
+def test_a_groups_minute_counts_from_the_answers():
+    planner = RatePlanner()
+    for n in range(20):
+        assert planner.try_acquire(-100, n * 1.5) == 0.0
+        planner.answered(-100, n * 1.5 + 0.3)
+    # The first of the twenty was answered at 0.3 s: the 21st waits for 60.3 s.
+    assert planner.wait_s(-100, 60.0) == pytest.approx(0.3)
+    assert planner.try_acquire(-100, 60.3) == 0.0
