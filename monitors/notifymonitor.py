@@ -11,36 +11,50 @@ the rows queued.
 Delivery is at-least-once: a row is 'sending' under a lease while in flight and `parts_sent` is
 committed after every part, so after a crash only the part in flight may go out twice.
 
+A tick is a pipeline: sends start as the planner allows (the global limit paced evenly, a late
+wake-up caught up by at most NOTIFY_GLOBAL_BURST slots), and the next batch is claimed beside the
+sends while the held rows run low, so a backlog drains at the configured rate without pauses
+between batches.
+
 Every tick first reads the backlog (rows per status, age of the oldest due row) into the gauges
 `domos_outbox_backlog` and `domos_outbox_oldest_due_age_seconds` (monitors._outbox).
 
-Settings (environment): NOTIFY_GLOBAL_PER_S (30), NOTIFY_CHAT_PER_S (1), NOTIFY_GROUP_PER_MIN
-(20), NOTIFY_MAX_ATTEMPTS (8), NOTIFY_BATCH_SIZE (300), NOTIFY_LEASE_S (120), NOTIFY_CONCURRENCY
-(32). Replicas share Telegram's budget: give each 1/N of NOTIFY_GLOBAL_PER_S.
+Settings (environment): NOTIFY_GLOBAL_PER_S (30), NOTIFY_GLOBAL_BURST (3), NOTIFY_CHAT_PER_S
+(1), NOTIFY_GROUP_PER_MIN (20), NOTIFY_MAX_ATTEMPTS (8), NOTIFY_BATCH_SIZE (300), NOTIFY_LEASE_S
+(120), NOTIFY_CONCURRENCY (32). Replicas share Telegram's budget: give each 1/N of
+NOTIFY_GLOBAL_PER_S.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from monitors import _metrics, _outbox
 from monitors._clients import TelegramClient
 from monitors.decisions.backoff import OUTBOX_DELIVERY, RetrySchedule
-from monitors.decisions.rate_limit import RateLimits, RatePlanner
+from monitors.decisions.rate_limit import RateLimits, RatePlanner, max_global_burst
 from monitors.decisions.telegram import TelegramOutcome, Verdict, classify_telegram_response
 from monitors.decisions.text_split import split_message
 from runtime.config import Env
-from runtime.errors import MonitorError
+from runtime.errors import ConfigError, MonitorError
 from runtime.monitor import Monitor
 
 #: A chat that must wait longer than this is deferred to a later tick rather than waited for.
 HOLD_LIMIT_S = 2.0
+#: Claim the next batch while fewer chats are held than this many seconds of sends at the
+#: global rate would use: the claim then lands before the relay runs dry.
+LOOKAHEAD_S = 2.0
+#: How long one tick keeps claiming more of a backlog.
+REFILL_FOR_S = 30.0
+#: Slots the global pacing may catch up after a late wake-up (NOTIFY_GLOBAL_BURST).
+DEFAULT_GLOBAL_BURST = 3
 DUE_WHERE = "(status IN ('queued', 'failed') AND next_attempt_at <= ?) OR status = 'sending'"
 
 
@@ -55,10 +69,23 @@ class NotifySettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> NotifySettings:
         env = Env(environ)
+        global_per_s = env.number("NOTIFY_GLOBAL_PER_S", 30.0, minimum=0.01)
+        # A late wake-up may be caught up by a couple of slots; the sandbox and Telegram take
+        # bursts far larger (30), so this never draws a 429 and keeps the rate from drifting.
+        burst = env.integer(
+            "NOTIFY_GLOBAL_BURST",
+            min(DEFAULT_GLOBAL_BURST, max_global_burst(global_per_s)),
+            minimum=1,
+        )
+        if burst > max_global_burst(global_per_s):
+            raise ConfigError(
+                "NOTIFY_GLOBAL_BURST", f"must not exceed one second of sends ({global_per_s:g})"
+            )
         limits = RateLimits(
-            global_per_s=env.number("NOTIFY_GLOBAL_PER_S", 30.0, minimum=0.01),
+            global_per_s=global_per_s,
             chat_per_s=env.number("NOTIFY_CHAT_PER_S", 1.0, minimum=0.01),
             group_per_min=env.integer("NOTIFY_GROUP_PER_MIN", 20, minimum=1),
+            global_burst=burst,
         )
         attempts = env.integer("NOTIFY_MAX_ATTEMPTS", OUTBOX_DELIVERY.max_attempts, minimum=1)
         return cls(
@@ -68,6 +95,55 @@ class NotifySettings:
             lease_s=env.number("NOTIFY_LEASE_S", 120.0, minimum=5.0),
             concurrency=env.integer("NOTIFY_CONCURRENCY", 32, minimum=1),
         )
+
+
+@dataclass
+class _Batch:
+    """One claim: how many rows it leased, those to send, and by when to start them."""
+
+    claimed: int
+    start_by: float
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    #: Dead-lettered at once (chat known to be unreachable); final, so counted as handled.
+    dead: int = 0
+
+
+class _Held:
+    """Claimed rows not started yet, per chat in claim order (FIFO within a chat)."""
+
+    def __init__(self) -> None:
+        self.queues: dict[int, deque[tuple[dict[str, Any], float]]] = {}
+        self.rows = 0
+
+    def __bool__(self) -> bool:
+        return self.rows > 0
+
+    def add(self, batch: _Batch) -> None:
+        for row in batch.rows:
+            self.queues.setdefault(row["chat_id"], deque()).append((row, batch.start_by))
+        self.rows += len(batch.rows)
+
+    def start_by(self, chat_id: int) -> float:
+        return self.queues[chat_id][0][1]
+
+    def pop(self, chat_id: int) -> dict[str, Any]:
+        queue = self.queues[chat_id]
+        row, _ = queue.popleft()
+        if not queue:
+            del self.queues[chat_id]
+        self.rows -= 1
+        return row
+
+    def take_chat(self, chat_id: int) -> list[dict[str, Any]]:
+        rows = [row for row, _ in self.queues.pop(chat_id)]
+        self.rows -= len(rows)
+        return rows
+
+    def take_all(self) -> list[dict[str, Any]]:
+        rows = [row for queue in self.queues.values() for row, _ in queue]
+        self.queues.clear()
+        self.rows = 0
+        return rows
 
 
 class NotifyMonitor(Monitor):
@@ -89,9 +165,20 @@ class NotifyMonitor(Monitor):
 
     async def tick(self) -> int:
         clock = self.ctx.clock
-        now = clock.now()
         # Before claiming: the gauges show what waited when the tick began (alerts, dashboard).
-        await _outbox.refresh_backlog_gauges(self.db, now)
+        await _outbox.refresh_backlog_gauges(self.db, clock.now())
+        batch = await self._claim()
+        if not batch.claimed:
+            self.planner.forget_idle(clock.monotonic())
+            return 0
+        return await self._deliver(batch)
+
+    async def _claim(self) -> _Batch:
+        """Lease the next due rows; dead-letter those to chats known to be unreachable."""
+        clock = self.ctx.clock
+        # Taken before the claim, so the start-by time is never later than lease_s / 2 after it.
+        start_by = clock.monotonic() + self.config.lease_s / 2
+        now = clock.now()
         rows = await self.db.claim(
             "outbox",
             where=DUE_WHERE,
@@ -102,77 +189,123 @@ class NotifyMonitor(Monitor):
             lease_s=self.config.lease_s,
             now=now,
         )
+        batch = _Batch(claimed=len(rows), start_by=start_by)
         if not rows:
-            self.planner.forget_idle(clock.monotonic())
-            return 0
+            return batch
         await self._mark_sending([row["id"] for row in rows], now)
         unreachable = await self._unreachable_chats(rows)
-        queues: dict[int, deque[dict[str, Any]]] = {}
-        handled = 0
         for row in rows:
             if row["chat_id"] in unreachable:
                 await self._finish_dead(row, "recipient unreachable (blocked earlier)", 403)
                 _metrics.NOTIFY_MESSAGES.labels(outcome="blocked").inc()
-                handled += 1
-                continue
-            queues.setdefault(row["chat_id"], deque()).append(row)
-        # Stop starting sends well before the lease runs out, so no other replica can claim a
-        # row this one is about to send.
-        deadline = clock.monotonic() + self.config.lease_s / 2
-        handled += await self._deliver(queues, deadline)
-        return handled
+                batch.dead += 1
+            else:
+                batch.rows.append(row)
+        return batch
 
-    async def _deliver(self, queues: dict[int, deque[dict[str, Any]]], deadline: float) -> int:
+    async def _deliver(self, first: _Batch) -> int:
+        """Send what `first` holds, claiming the next batch while the held rows run low.
+
+        The next claim runs beside the sends, so the relay never stands idle between batches;
+        it starts when fewer chats are held than LOOKAHEAD_S of sends at the global rate would
+        use, and never while a whole batch is still held. A tick refills for REFILL_FOR_S, then
+        finishes what it holds and returns, so the runner sees ticks end during a long drain.
+        """
         clock = self.ctx.clock
-        tasks: dict[asyncio.Task[bool], int] = {}
-        busy: set[int] = set()
-        handled = 0
-        fault: MonitorError | None = None
-        while queues or tasks:
-            stopping = self.ctx.stop_requested or clock.monotonic() >= deadline or fault
-            min_wait = float("inf")
-            if not stopping:
-                now_m = clock.monotonic()
-                for chat_id in list(queues):
-                    if len(tasks) >= self.config.concurrency:
-                        break
-                    if chat_id in busy:
-                        continue
-                    wait = self.planner.try_acquire(chat_id, now_m)
-                    if wait > HOLD_LIMIT_S and chat_id not in busy:
-                        # A paused chat (429) or a group out of its minute budget: give its rows
-                        # back for later instead of holding the tick (and the lease) open.
-                        await self._defer(list(queues.pop(chat_id)), wait)
-                        continue
-                    if wait > 0:
-                        min_wait = min(min_wait, wait)
-                        continue
-                    row = queues[chat_id].popleft()
-                    if not queues[chat_id]:
-                        del queues[chat_id]
-                    busy.add(chat_id)
-                    tasks[asyncio.create_task(self._send(row))] = chat_id
-            elif queues:
-                await self._release([row for queue in queues.values() for row in queue])
-                queues.clear()
-            if not tasks:
-                if queues and min_wait < float("inf"):
-                    await asyncio.sleep(min_wait)
+        config = self.config
+        lookahead_chats = max(1, math.ceil(LOOKAHEAD_S * config.limits.global_per_s))
+        refill_until = clock.monotonic() + REFILL_FOR_S
+        held = _Held()
+        held.add(first)
+        handled = first.dead
+        more_due = first.claimed >= config.batch_size
+        refill: asyncio.Task[_Batch] | None = None
+        sends: dict[asyncio.Task[bool], int] = {}
+        fault: BaseException | None = None
+        while True:
+            if fault is not None or self.ctx.stop_requested:
+                more_due = False
+                if held:
+                    await self._release_quietly(held.take_all())
+            elif (
+                more_due
+                and refill is None
+                and clock.monotonic() < refill_until
+                and len(held.queues) < lookahead_chats
+                and held.rows < config.batch_size
+            ):
+                refill = asyncio.create_task(self._claim())
+                more_due = False  # known again from what the claim returns
+            min_wait = await self._start_sends(held, sends) if held else math.inf
+            waiting: set[asyncio.Task[Any]] = set(sends)
+            if refill is not None:
+                waiting.add(refill)
+            if not waiting:
+                if not held:
+                    break
+                await asyncio.sleep(min_wait if min_wait < math.inf else 0)
                 continue
-            timeout = None if min_wait == float("inf") or not queues else min_wait
+            timeout = min_wait if held and min_wait < math.inf else None
             done, _ = await asyncio.wait(
-                tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
             for task in done:
-                busy.discard(tasks.pop(task))
+                if task is refill:
+                    refill = None
+                    try:
+                        batch = task.result()
+                    except Exception as exc:
+                        fault = fault or exc
+                        continue
+                    held.add(batch)
+                    handled += batch.dead
+                    more_due = batch.claimed >= config.batch_size
+                    continue
+                del sends[task]
                 try:
                     if task.result():
                         handled += 1
-                except MonitorError as exc:
-                    fault = exc
+                except Exception as exc:
+                    fault = fault or exc
         if fault is not None:
             raise fault
         return handled
+
+    async def _start_sends(self, held: _Held, sends: dict[asyncio.Task[bool], int]) -> float:
+        """Start every send the planner allows now; the wait until the next one may start."""
+        clock = self.ctx.clock
+        now = clock.monotonic()
+        wait = self.planner.global_wait_s(now)
+        if wait > 0:
+            return wait
+        busy = set(sends.values())
+        min_wait = math.inf
+        for chat_id in list(held.queues):
+            if len(sends) >= self.config.concurrency:
+                break
+            if chat_id in busy:
+                continue
+            if now >= held.start_by(chat_id):
+                # Held so long its lease could soon be free to another replica: give it back.
+                await self._release_quietly(held.take_chat(chat_id))
+                now = clock.monotonic()
+                continue
+            wait = self.planner.try_acquire(chat_id, now)
+            if wait > HOLD_LIMIT_S:
+                # A paused chat (429) or a group out of its minute budget: give its rows back
+                # for later instead of holding the tick (and the lease) open.
+                await self._defer(held.take_chat(chat_id), wait)
+                now = clock.monotonic()
+                continue
+            if wait > 0:
+                min_wait = min(min_wait, wait)
+                continue
+            busy.add(chat_id)
+            sends[asyncio.create_task(self._send(held.pop(chat_id)))] = chat_id
+            wait = self.planner.global_wait_s(now)
+            if wait > 0:
+                return min(min_wait, wait)
+        return min_wait
 
     # --- one message ------------------------------------------------------------------------
 
@@ -192,6 +325,7 @@ class NotifyMonitor(Monitor):
                 await self._acquire(chat_id)
             first = False
             status, body = await self.telegram.call("sendMessage", self._params(row, parts[sent]))
+            self.planner.answered(chat_id, self.ctx.clock.monotonic())
             outcome = classify_telegram_response(status, body)
             if outcome.verdict is not Verdict.DELIVERED:
                 return await self._failed(row, outcome, sent)
@@ -385,6 +519,13 @@ class NotifyMonitor(Monitor):
                 (later, now, row["id"], self.ctx.owner),
             )
         _metrics.NOTIFY_MESSAGES.labels(outcome="deferred").inc(len(rows))
+
+    async def _release_quietly(self, rows: list[dict[str, Any]]) -> None:
+        """Release held rows; if that fails (database down) their leases expire instead."""
+        try:
+            await self._release(rows)
+        except Exception as exc:
+            self.log.warning("outbox_release_failed", rows=len(rows), error=str(exc))
 
     async def _release(self, rows: list[dict[str, Any]], sent: int | None = None) -> None:
         """Give rows back unsent (stop, deadline, bot fault): no attempt is counted."""

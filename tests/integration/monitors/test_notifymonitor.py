@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -233,3 +234,111 @@ def _backlog() -> dict[str, float]:
         status: metric("domos_outbox_backlog", status=status)
         for status in ("queued", "failed", "sending", "dead")
     }
+
+
+# --- the pipeline: claims beside the sends ------------------------------------------------------
+
+
+def spy_claims(monitor: NotifyMonitor, db: Any) -> list[int]:
+    """Wrap the monitor's claim; record how many of its rows were still unsent at each claim."""
+    unsent_at_claim: list[int] = []
+    claim = monitor._claim
+
+    async def spying() -> Any:
+        unsent_at_claim.append(
+            await db.fetchval(
+                "SELECT count(*) FROM outbox WHERE status = 'sending' AND lease_owner = ?",
+                (monitor.ctx.owner,),
+            )
+        )
+        return await claim()
+
+    monitor._claim = spying  # type: ignore[method-assign]
+    return unsent_at_claim
+
+
+async def test_one_tick_claims_the_next_batch_while_the_last_is_still_sending(
+    db, sandbox, monitors
+):
+    users = [await sandbox.new_user() for _ in range(10)]
+    ids = [await enqueue(db, user, f"Пакетами {user}") for user in users]
+    # 10/s evenly: a batch of 3 takes 0.2 s to start, long beside a claim.
+    monitor = await monitors(
+        NotifyMonitor, NOTIFY_BATCH_SIZE="3", NOTIFY_GLOBAL_PER_S="10", NOTIFY_GLOBAL_BURST="1"
+    )
+    unsent_at_claim = spy_claims(monitor, db)
+
+    assert await monitor.tick() == 10
+
+    # 3 + 3 + 3 + 1: the short batch shows the backlog is drained, so no fifth claim. Every
+    # later claim ran while rows of the one before were still unsent, never more than a batch.
+    assert len(unsent_at_claim) == 4
+    assert unsent_at_claim[0] == 0
+    assert all(0 < unsent <= 3 for unsent in unsent_at_claim[1:]), unsent_at_claim
+    assert [(await outbox_row(db, row_id))["status"] for row_id in ids] == ["sent"] * 10
+    for user in users:
+        assert len(await sandbox.sent_to(user)) == 1
+    assert await monitor.tick() == 0
+
+
+async def test_a_tick_stops_claiming_after_its_refill_time(db, sandbox, monitors, monkeypatch):
+    monkeypatch.setattr("monitors.notifymonitor.REFILL_FOR_S", 0.0)
+    for _ in range(5):
+        await enqueue(db, await sandbox.new_user(), "По одному пакету за тик")
+    monitor = await monitors(NotifyMonitor, NOTIFY_BATCH_SIZE="2")
+    assert [await monitor.tick() for _ in range(4)] == [2, 2, 1, 0]
+
+
+async def test_pipelined_batches_keep_one_chat_to_its_rate(db, sandbox, monitors):
+    # Telegram strict for this test: a second message to the chat within 0.8 s is a 429.
+    await sandbox.control("PUT", "/telegram/limits", {"per_chat_per_s": 1.25, "per_chat_burst": 1})
+    user = await sandbox.new_user()
+    ids = [await enqueue(db, user, f"Часть {n}") for n in range(3)]
+    limited_before = metric("domos_notify_messages_total", outcome="rate_limited")
+    # One row per claim: each message to the chat comes from another batch.
+    monitor = await monitors(NotifyMonitor, NOTIFY_BATCH_SIZE="1")
+
+    assert await monitor.tick() == 3
+
+    assert [m["text"] for m in await sandbox.sent_to(user)] == ["Часть 0", "Часть 1", "Часть 2"]
+    assert metric("domos_notify_messages_total", outcome="rate_limited") == limited_before
+    sent_at = [(await outbox_row(db, row_id))["sent_at"] for row_id in ids]
+    assert all((b - a).total_seconds() > 0.8 for a, b in itertools.pairwise(sent_at))
+
+
+async def test_rows_held_past_half_their_lease_are_given_back_unsent(db, sandbox, monitors):
+    user = await sandbox.new_user()
+    ids = [await enqueue(db, user, f"Очередь {n}") for n in range(4)]
+    # 1 message/s to the chat: the fourth would start 3 s after the claim, past 5 s / 2.
+    monitor = await monitors(NotifyMonitor, NOTIFY_LEASE_S="5")
+
+    assert await monitor.tick() == 3
+
+    rows = [await outbox_row(db, row_id) for row_id in ids]
+    assert [row["status"] for row in rows] == ["sent", "sent", "sent", "queued"]
+    assert (rows[3]["lease_owner"], rows[3]["attempts"]) == (None, 0)
+    assert len(await sandbox.sent_to(user)) == 3
+
+
+async def test_stop_gives_back_the_rows_not_started(db, sandbox, monitors):
+    user = await sandbox.new_user()
+    ids = [await enqueue(db, user, f"До остановки {n}") for n in range(3)]
+    monitor = await monitors(NotifyMonitor)
+    first_sent = asyncio.Event()
+    finish_sent = monitor._finish_sent
+
+    async def finishing(*args: Any) -> None:
+        await finish_sent(*args)
+        first_sent.set()
+
+    monitor._finish_sent = finishing  # type: ignore[method-assign]
+    tick = asyncio.create_task(monitor.tick())
+    await asyncio.wait_for(first_sent.wait(), 10)
+    monitor.ctx.stop_event.set()
+
+    assert await tick == 1
+
+    rows = [await outbox_row(db, row_id) for row_id in ids]
+    assert [row["status"] for row in rows] == ["sent", "queued", "queued"]
+    assert all(row["lease_owner"] is None and row["attempts"] == 0 for row in rows[1:])
+    assert len(await sandbox.sent_to(user)) == 1

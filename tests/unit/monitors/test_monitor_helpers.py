@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from monitors.notifymonitor import NotifySettings
 from monitors.parse_messages import ParseSettings, area_dm2, commission_bp, normalized_complex
 from monitors.tsmonitor import TermSettings
 from runtime.errors import ConfigError
@@ -67,3 +68,22 @@ def test_term_settings_name_the_bad_variable(environ, variable):
     with pytest.raises(ConfigError) as error:
         TermSettings.from_env(environ)
     assert error.value.variable == variable
+
+
+@pytest.mark.parametrize(
+    ("environ", "burst"),
+    [
+        ({}, 3),
+        ({"NOTIFY_GLOBAL_PER_S": "2.5"}, 2),  # a replica's share: never above a second's sends
+        ({"NOTIFY_GLOBAL_PER_S": "0.5"}, 1),
+        ({"NOTIFY_GLOBAL_BURST": "1"}, 1),
+        ({"NOTIFY_GLOBAL_BURST": "10"}, 10),
+    ],
+)
+def test_notify_global_burst_defaults_within_one_second_of_sends(environ, burst):
+    assert NotifySettings.from_env(environ).limits.global_burst == burst
+
+
+def test_notify_global_burst_above_one_second_of_sends_is_refused():
+    with pytest.raises(ConfigError, match="NOTIFY_GLOBAL_BURST"):
+        NotifySettings.from_env({"NOTIFY_GLOBAL_PER_S": "15", "NOTIFY_GLOBAL_BURST": "16"})
