@@ -3,11 +3,12 @@ sandbox under supervisord) on PostgreSQL — a throwaway cluster of our own, so 
 restarted mid-run without touching the shared server.
 
 One stack serves the whole module (starting it is the expensive part); the tests run in file
-order and the last one stops it with SIGTERM.
+order and the last one stops it with SIGTERM while notifymonitor is in the middle of a tick.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -17,11 +18,13 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
+from monitors.decisions.text_split import split_message
 from runtime.supervision.programs import LISTENER_NAME, by_name, roles
 from tests.acceptance.stack.stack import (
     Stack,
@@ -38,6 +41,10 @@ BOTAPI = "http://127.0.0.1:6000"
 #: Telegram ids of this module's members (the demo uses 700000001..3).
 OUTBOX_CHAT = 710000001
 PAYER = 710000002
+LONG_CHAT = 710000003
+#: Parts of the message in flight at SIGTERM: ~1 s each, more than web and the stop of the
+#: groups before the monitors take, less than notifymonitor's stop_timeout_s (30 s).
+LONG_PARTS = 15
 
 
 @pytest.fixture(scope="module")
@@ -227,8 +234,40 @@ def test_postgres_restart_every_program_healthy_within_10_s_nothing_lost_or_doub
     assert outbox == (len(before) + len(after) + 1,)  # + the item of the kill -9 test
 
 
-def test_sigterm_stops_every_program_within_its_stopwaitsecs_and_exits_0(stack: Stack) -> None:
+def _program_events(log: str, program: str) -> list[dict[str, Any]]:
+    """The JSON log lines of `program` in supervisord's merged output, in order."""
+    events = []
+    for line in log.splitlines():
+        start = line.find("{")
+        if start < 0:
+            continue
+        try:
+            record = json.loads(line[start:])
+        except ValueError:
+            continue  # supervisord's own lines, or a line cut by another program's output
+        if isinstance(record, dict) and record.get("program") == program:
+            events.append(record)
+    return events
+
+
+def test_sigterm_stops_every_program_within_its_stopwaitsecs_and_finishes_the_tick_in_flight(
+    stack: Stack, postgres: ThrowawayPostgres
+) -> None:
     assert stack.proc is not None
+    # A notification of LONG_PARTS parts keeps one notifymonitor tick busy for about as many
+    # seconds: after the first part each waits for Telegram's per-chat limit (1 message/s).
+    httpx.post(f"{stack.sandbox}/telegram/users", json={"user_id": LONG_CHAT}).raise_for_status()
+    text = "\n\n".join(f"Часть {i + 1}. " + "слово " * 500 for i in range(LONG_PARTS))
+    parts = len(split_message(text, parse_mode=None))
+    assert parts == LONG_PARTS
+    with psycopg.connect(postgres.url("domos")) as conn:
+        found = conn.execute(
+            "INSERT INTO main.outbox (dedupe_key, chat_id, text) VALUES (%s, %s, %s) RETURNING id",
+            ("acceptance:long", LONG_CHAT, text),
+        ).fetchone()
+    assert found is not None
+    wait_for(lambda: len(sent_texts(stack, LONG_CHAT)) >= 2, 30, "the long message under way")
+
     longest = max(program.stopwaitsecs for program in roles()["embedded"])
     started = time.monotonic()
     stack.proc.send_signal(signal.SIGTERM)
@@ -242,6 +281,31 @@ def test_sigterm_stops_every_program_within_its_stopwaitsecs_and_exits_0(stack: 
     stopped = dict(re.findall(r"stopped: (\S+) \(([^)]*)\)", log))
     expected = {p.name for p in roles()["embedded"]}
     assert expected <= set(stopped), sorted(expected - set(stopped))
-    # SIGKILL after stopwaitsecs would show as "terminated by SIGKILL".
+    # supervisord SIGKILLs a program still running at its stopwaitsecs: "terminated by SIGKILL".
     assert not [name for name, how in stopped.items() if "SIGKILL" in how], stopped
     assert elapsed < longest, elapsed
+    monitors = [p.name for p in roles()["monitors"] if p.command.startswith("domos monitor")]
+    assert {name: stopped[name] for name in monitors} == dict.fromkeys(monitors, "exit status 0")
+
+    # notifymonitor was asked to stop while the tick ran, and the tick ran to its end: every
+    # part delivered and recorded, the row released, no cancellation at the stop deadline.
+    events = _program_events(log, "notifymonitor")
+    kinds = [event["event"] for event in events]
+    stopping = kinds.index("monitor_stopping")
+    assert events[stopping]["tick_in_flight"] is True, events[stopping]
+    after = events[stopping + 1 :]
+    finished = [event for event in after if event["event"] == "tick_succeeded"]
+    assert finished, [event["event"] for event in after]
+    assert finished[0]["items"] >= 1
+    assert "tick_cancelled" not in kinds
+    assert after[-1]["event"] == "monitor_stopped"
+    assert after[-1]["exit_code"] == 0
+    with psycopg.connect(postgres.url("domos")) as conn:
+        row = conn.execute(
+            "SELECT status, parts_sent, lease_owner FROM main.outbox WHERE id = %s", (found[0],)
+        ).fetchone()
+    assert row == ("sent", parts, None)
+    print(
+        f"supervisord stopped in {elapsed:.1f} s; notifymonitor's tick in flight ran"
+        f" {finished[0]['duration_s']:.1f} s and delivered all {parts} parts"
+    )
