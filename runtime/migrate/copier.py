@@ -7,6 +7,7 @@ the batch size whatever the table size. Rows that no rule can convert go to a JS
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import structlog
 
 from runtime.migrate import rowtext
 from runtime.migrate.digest import Digest, SourceRowTexts
@@ -21,8 +23,14 @@ from runtime.migrate.plan import TablePlan, quote_ident
 from runtime.migrate.sqlite_source import open_snapshot, quote_sqlite
 from runtime.migrate.values import CONVERTERS, COPY_TYPES, Converter, Reject
 
+log = structlog.get_logger("domos.migrate")
+
 BATCH_ROWS = 5000
 VALUE_REPR_LIMIT = 200
+#: What PostgreSQL raises for one row's values: a CHECK, NOT NULL or unique constraint of an
+#: existing table, a value beyond the column's type. The chunk is then copied again batch by
+#: batch, and the rows PostgreSQL refuses go to the reject file (`_copy_chunk_isolating`).
+TARGET_ROW_ERRORS = (psycopg.errors.IntegrityError, psycopg.errors.DataError)
 
 
 @dataclass
@@ -35,6 +43,8 @@ class ChunkResult:
     seconds: float = 0.0
     #: The source side of verification, when it was computed from the copy's scan.
     digest: Digest | None = None
+    #: Rows PostgreSQL refused (rowid -> problem); verification leaves them out too.
+    refused: dict[int, str] = field(default_factory=dict)
 
 
 def source_select(
@@ -118,7 +128,11 @@ class RowRejected(Exception):
 
 
 def reject_record(
-    plan: TablePlan, rowid: int | None, values: tuple[Any, ...], rejected: RowRejected
+    plan: TablePlan,
+    rowid: int | None,
+    values: tuple[Any, ...],
+    rejected: RowRejected,
+    detail: str | None = None,
 ) -> dict[str, Any]:
     by_source = dict(zip((c.source for c in plan.columns), values, strict=True))
     if plan.source_key == ("rowid",):
@@ -133,6 +147,7 @@ def reject_record(
         "column": rejected.column,
         "problem": rejected.problem,
         "value": None if rejected.column is None else repr(rejected.value)[:VALUE_REPR_LIMIT],
+        **({"detail": detail} if detail else {}),
     }
 
 
@@ -162,7 +177,14 @@ def copy_chunk(
         if "decode" not in str(exc).lower():
             raise
         Path(reject_path).unlink(missing_ok=True)
-        result = _copy_chunk(plan, chunk, target_url, reject_path, strict_utf8=False)
+        try:
+            result = _copy_chunk(plan, chunk, target_url, reject_path, strict_utf8=False)
+        except TARGET_ROW_ERRORS:
+            Path(reject_path).unlink(missing_ok=True)
+            result = _copy_chunk_isolating(plan, chunk, target_url, reject_path)
+    except TARGET_ROW_ERRORS:
+        Path(reject_path).unlink(missing_ok=True)
+        result = _copy_chunk_isolating(plan, chunk, target_url, reject_path)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -231,3 +253,80 @@ def _copy_chunk(
         if rejects_file is not None:
             rejects_file.close()
     return result
+
+
+def _copy_chunk_isolating(
+    plan: TablePlan, chunk: tuple[int, int], target_url: str, reject_path: str
+) -> ChunkResult:
+    """The slow path after PostgreSQL refused a row: batch by batch, each in a savepoint; a
+    refused batch is halved until the refused rows stand alone, and those go to the reject file
+    with PostgreSQL's reason. Lenient UTF-8 reads: the text rules give valid text unchanged."""
+    log.warning("chunk_copied_row_by_row", table=plan.label, chunk=chunk)
+    result = ChunkResult(table=plan.label, chunk=chunk)
+    converter = RowConverter(plan, strict_utf8=False)
+    source = open_snapshot(Path(plan.source_path), strict_utf8=False)
+    select, params = source_select(plan, chunk, ordered=False)
+    columns = ", ".join(quote_ident(c.target) for c in plan.columns)
+    copy_sql = f"COPY {plan.qualified} ({columns}) FROM STDIN (FORMAT BINARY)"
+    types = [COPY_TYPES[c.converter] for c in plan.columns]
+    try:
+        with (
+            open(reject_path, "a", encoding="utf-8") as rejects,
+            psycopg.connect(target_url) as target,
+            target.transaction(),
+        ):
+
+            def reject(
+                rowid: int | None,
+                values: tuple[Any, ...],
+                rejected: RowRejected,
+                refusal: psycopg.Error | None = None,
+            ) -> None:
+                detail = str(refusal).splitlines()[0] if refusal is not None else None
+                record = reject_record(plan, rowid, values, rejected, detail)
+                rejects.write(json.dumps(record, ensure_ascii=False) + "\n")
+                result.rejects[rejected.problem] = result.rejects.get(rejected.problem, 0) + 1
+                if rowid is not None and refusal is not None:
+                    result.refused[rowid] = rejected.problem
+
+            def copy_rows(rows: list[tuple[int | None, tuple[Any, ...], tuple[Any, ...]]]) -> int:
+                if not rows:
+                    return 0
+                try:
+                    with (
+                        target.transaction(),
+                        target.cursor() as cursor,
+                        cursor.copy(copy_sql) as copy,
+                    ):
+                        copy.set_types(types)
+                        for _, _, converted in rows:
+                            copy.write_row(converted)
+                    return len(rows)
+                except TARGET_ROW_ERRORS as exc:
+                    if len(rows) > 1:
+                        middle = len(rows) // 2
+                        return copy_rows(rows[:middle]) + copy_rows(rows[middle:])
+                    rowid, values, _ = rows[0]
+                    reject(rowid, values, RowRejected(_problem(exc), None, None), exc)
+                    return 0
+
+            reader = source.execute(select, params)
+            while batch := reader.fetchmany(BATCH_ROWS):
+                result.rows_read += len(batch)
+                rows = []
+                for row in batch:
+                    try:
+                        rows.append((row[0], row[1:], converter.convert(row[0], row[1:])))
+                    except RowRejected as rejected:
+                        reject(row[0], row[1:], rejected)
+                result.rows_written += copy_rows(rows)
+    finally:
+        source.close()
+    return result
+
+
+def _problem(exc: psycopg.Error) -> str:
+    """`check_violation:flats_price_check`, `not_null_violation`, `numeric_value_out_of_range`."""
+    name = re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
+    constraint = exc.diag.constraint_name
+    return f"{name}:{constraint}" if constraint else name

@@ -104,6 +104,8 @@ class Run:
     phases: dict[str, float] = field(default_factory=dict)
     #: Source-side digests the copy computed from its own scan: (table label, chunk) -> digest.
     copy_digests: dict[tuple[str, int], Digest] = field(default_factory=dict)
+    #: Tables where PostgreSQL refused rows (constraints of an existing table).
+    refused_tables: set[str] = field(default_factory=set)
     started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
 
@@ -316,6 +318,10 @@ def copy_tables(
             result = future.result()
             if result.digest is not None:
                 run.copy_digests[(plan.label, index)] = result.digest
+            if result.refused:
+                # Left out of the source side of verification, like rows no rule can convert.
+                plan.excluded_rowids.update(result.refused)
+                run.refused_tables.add(plan.label)
             outcome = run.outcomes[plan.label]
             outcome.rows_written += result.rows_written
             outcome.phases["copy_s"] = round(outcome.phases.get("copy_s", 0) + result.seconds, 3)
@@ -441,24 +447,32 @@ def digested_by_copy(plan: TablePlan) -> bool:
     return rowtext.sqlite_supports(plan) and len(_verify_chunks(plan)) == len(plan.chunks)
 
 
-def submit_sqlite_digests(
-    run: Run, pool: ProcessPoolExecutor, *, after_copy: bool = False
-) -> SideWork:
-    """The source side of verification: independent of the target, so it can start at once.
-
-    Before the copy ends (`after_copy` False) tables whose copy computes it are left out; after
-    it, only their chunks that came back without one (lenient UTF-8 reads, a sum overflow)."""
+def submit_sqlite_digests(run: Run, pool: ProcessPoolExecutor) -> SideWork:
+    """The source side of verification, for the tables whose copy does not compute it:
+    independent of the target, so it can start at once."""
     work: SideWork = {}
     for plan in run.plans:
-        if not after_copy and digested_by_copy(plan):
-            continue
-        for index, chunk, _ in _verify_chunks(plan):
-            if after_copy and (
-                not digested_by_copy(plan) or (plan.label, index) in run.copy_digests
-            ):
-                continue
-            work[pool.submit(sqlite_digest, plan, chunk)] = (plan.label, "sqlite", index)
+        if not digested_by_copy(plan):
+            for index, chunk, _ in _verify_chunks(plan):
+                work[pool.submit(sqlite_digest, plan, chunk)] = (plan.label, "sqlite", index)
     return work
+
+
+def complete_sqlite_digests(run: Run, pool: ProcessPoolExecutor, work: SideWork) -> None:
+    """After the copy: digests made before PostgreSQL refused rows of their table are redone
+    without those rows; every chunk still without a source side gets one (resumed tables,
+    lenient UTF-8 reads, a sum beyond 64 bits)."""
+    for future, (label, _, _) in list(work.items()):
+        if label in run.refused_tables:
+            future.cancel()
+            del work[future]
+    for key in [k for k in run.copy_digests if k[0] in run.refused_tables]:
+        del run.copy_digests[key]
+    have = {(label, index) for label, _, index in work.values()} | set(run.copy_digests)
+    for plan in run.plans:
+        for index, chunk, _ in _verify_chunks(plan):
+            if (plan.label, index) not in have:
+                work[pool.submit(sqlite_digest, plan, chunk)] = (plan.label, "sqlite", index)
 
 
 def submit_postgres_digests(
@@ -655,8 +669,8 @@ def migrate(options: Options) -> tuple[int, dict[str, Any]]:
         try:
             with _phase(run, "copy"):
                 copy_tables(run, state, pool, after_submit=queue_source_side)
-            if options.verify:  # chunks the copy could not digest, and resumed tables
-                sqlite_work.update(submit_sqlite_digests(run, pool, after_copy=True))
+            if options.verify:
+                complete_sqlite_digests(run, pool, sqlite_work)
             with _phase(run, "constraints"):
                 add_constraints(run, options.target_url, state, readd_fks, queue_target_side)
             if options.verify:

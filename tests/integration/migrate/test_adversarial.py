@@ -179,3 +179,51 @@ def test_dry_run_prints_the_plan_and_writes_nothing(pg_url, run_migration, tmp_p
     assert "problem: foreign_key_to_missing_row:user x1" in out
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT to_regnamespace('weird')").fetchone() == (None,)
+
+
+def test_rows_an_existing_table_refuses_go_to_the_reject_file(pg_url, run_migration, tmp_path):
+    """Existing mode: the target's own CHECK / NOT NULL / length limits refuse single rows;
+    the chunk is still copied, each refused row is rejected with PostgreSQL's reason, and
+    verification leaves exactly those rows out on the source side."""
+    source = tmp_path / "legacy.sqlite"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE flats (id INTEGER PRIMARY KEY, rooms INTEGER, code TEXT)")
+        rows = [(i, i % 4, f"f{i}") for i in range(1, 2001)]
+        rows[99] = (100, -1, "f100")  # CHECK (rooms >= 0)
+        rows[1499] = (1500, 2, "much-too-long-code")  # varchar(8)
+        rows[1999] = (2000, 3, None)  # NOT NULL
+        conn.executemany("INSERT INTO flats VALUES (?, ?, ?)", rows)
+    conn.close()
+    with psycopg.connect(pg_url, autocommit=True) as pg:
+        pg.execute("CREATE SCHEMA legacy")
+        pg.execute(
+            "CREATE TABLE legacy.flats (id bigint PRIMARY KEY, "
+            "rooms integer CONSTRAINT flats_rooms_check CHECK (rooms >= 0), "
+            "code varchar(8) NOT NULL)"
+        )
+
+    code, report = run_migration(pg_url, {source: "legacy"}, mode="existing", chunk_rows=1000)
+
+    (table,) = report["sources"][0]["tables"]
+    assert code == 1, "rejects without --allow-rejects fail the run"
+    assert table["rows_written"] == 1997
+    assert table["rejects"] == {
+        "check_violation:flats_rooms_check": 1,
+        "string_data_right_truncation": 1,
+        "null_in_not_null_column": 1,  # caught by the rules before PostgreSQL
+    }
+    assert table["verified"] is True, table["verification_problems"]
+    lines = (tmp_path / "work/rejects.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert sorted(r["key"]["id"] for r in records) == [100, 1500, 2000]
+    assert sum(1 for r in records if r.get("detail")) == 2  # PostgreSQL's own reasons
+    with psycopg.connect(pg_url) as pg:
+        assert pg.execute("SELECT count(*) FROM legacy.flats").fetchone() == (1997,)
+        assert pg.execute(
+            "SELECT count(*) FROM legacy.flats WHERE id IN (100, 1500, 2000)"
+        ).fetchone() == (0,)
+
+    code, _ = run_migration(
+        pg_url, {source: "legacy"}, mode="existing", truncate=True, allow_rejects=True
+    )
+    assert code == 0

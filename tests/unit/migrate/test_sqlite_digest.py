@@ -7,7 +7,6 @@ back to the Python path where a rule could fire (invalid UTF-8, integer sums bey
 
 from __future__ import annotations
 
-import math
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runtime.migrate import rowtext
-from runtime.migrate.digest import Digest, sqlite_sql_digest
+from runtime.migrate.digest import ColumnAggregate, Digest, sqlite_sql_digest
 from runtime.migrate.plan import ColumnPlan, TablePlan
-from runtime.migrate.verify import _sqlite_digest
+from runtime.migrate.verify import _float_sums_match, _sqlite_digest, compare
 
 KINDS = {"n": "bigint", "x": "double precision", "s": "text"}
 DECLARED = {"bigint": "INTEGER", "double precision": "REAL", "text": "TEXT"}
@@ -66,19 +65,9 @@ def _source(path: Path, rows: list[tuple[Any, ...]], ids: list[int] | None = Non
     conn.close()
 
 
-def _same(sql: Digest, python: Digest) -> None:
+def _same(plan: TablePlan, sql: Digest, python: Digest) -> None:
     assert (sql.rows, sql.content_hash) == (python.rows, python.content_hash)
-    for name, expected in python.aggregates.items():
-        actual = sql.aggregates[name]
-        assert (actual.non_null, actual.minimum, actual.maximum) == (
-            expected.non_null,
-            expected.minimum,
-            expected.maximum,
-        ), name
-        if isinstance(expected.total, float):
-            assert math.isclose(actual.total, expected.total, rel_tol=1e-9, abs_tol=1e-9)
-        else:
-            assert actual.total == expected.total, name
+    assert compare(plan, python, sql) == []  # aggregates: counts, min, max, sums
 
 
 @settings(
@@ -92,7 +81,7 @@ def test_sql_digest_equals_the_python_digest(tmp_path: Path, rows: list[tuple[An
     assert rowtext.sqlite_supports(plan)
     sql = sqlite_sql_digest(plan, (0, -1))
     assert sql is not None
-    _same(sql, _sqlite_digest(plan, (0, -1), strict_utf8=True))
+    _same(plan, sql, _sqlite_digest(plan, (0, -1), strict_utf8=True))
 
 
 def test_row_texts_match_value_by_value(tmp_path: Path) -> None:
@@ -125,11 +114,12 @@ def test_blocks_follow_sparse_rowids_and_chunk_bounds(tmp_path: Path) -> None:
     whole = sqlite_sql_digest(_plan(path, 5), (0, -1))
     assert whole is not None
     assert whole.rows == 5
-    _same(whole, _sqlite_digest(_plan(path, 5), (0, -1), strict_utf8=True))
+    _same(_plan(path, 5), whole, _sqlite_digest(_plan(path, 5), (0, -1), strict_utf8=True))
     middle = sqlite_sql_digest(_plan(path, 2, (3, 10**12)), (3, 10**12))
     assert middle is not None
     assert middle.rows == 1
-    _same(middle, _sqlite_digest(_plan(path, 2, (3, 10**12)), (3, 10**12), strict_utf8=True))
+    middle_plan = _plan(path, 2, (3, 10**12))
+    _same(middle_plan, middle, _sqlite_digest(middle_plan, (3, 10**12), strict_utf8=True))
 
 
 def test_invalid_utf8_and_overflowing_sums_go_back_to_the_python_path(tmp_path: Path) -> None:
@@ -151,3 +141,14 @@ def test_rule_columns_keep_the_python_path(tmp_path: Path) -> None:
     plan = _plan(tmp_path / "s.sqlite", 0)
     plan.excluded_rowids = {1: "foreign_key_violation"}
     assert not rowtext.sqlite_supports(plan)
+
+
+def test_float_sums_allow_for_the_order_of_additions_only() -> None:
+    # [-1e300, 1e300, 1.0]: SQLite adds in order (0.0), fsum is exact (1.0).
+    cancelling = ColumnAggregate(3, -1e300, 1e300, 1.0)
+    assert _float_sums_match(0.0, 1.0, cancelling)
+    assert not _float_sums_match(0.0, 1e290, cancelling)
+    small = ColumnAggregate(1000, 0.5, 2.0, 1234.5)
+    assert _float_sums_match(1234.5, 1234.5 + 1e-12, small)
+    assert not _float_sums_match(1234.5, 1234.6, small)
+    assert not _float_sums_match(float("inf"), 1.0, small)
