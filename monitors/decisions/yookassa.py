@@ -11,10 +11,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from monitors.decisions.backoff import SOFT_DECLINE, RetrySchedule
+from monitors.decisions.backoff import PAYMENT_POLL, SOFT_DECLINE, RetrySchedule
 
 
 class DeclineKind(enum.Enum):
@@ -153,3 +153,116 @@ def classify_response(
         return classify_payment_object(body or {})
     code = (body or {}).get("code")
     return ChargeResult(ChargeOutcome.REJECTED, error_code=code if isinstance(code, str) else None)
+
+
+# --- first payments whose create call never returned -------------------------------------------
+
+#: The metadata field where a producer (API, bot) commits the exact POST /v3/payments body with
+#: the row and its Idempotence-Key, before the call: a repeat must send the same body, since
+#: YooKassa refuses a key reused with another one ("Idempotence key duplicated").
+PROVIDER_REQUEST = "provider_request"
+
+
+def stored_request(payment: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The create request committed with a payment row, if its producer stored one."""
+    metadata = payment.get("metadata")
+    request = metadata.get(PROVIDER_REQUEST) if isinstance(metadata, Mapping) else None
+    return request if isinstance(request, dict) else None
+
+
+class UnsentAction(enum.Enum):
+    #: Within the grace period: the API's own call may still be under way.
+    WAIT = "wait"
+    #: Repeat the create request with the SAME key: the provider answers with the payment it
+    #: created for the key, or creates it now if it never saw the key. Either way, one payment.
+    RESEND = "resend"
+    #: The key may have outlived the provider's idempotence window: a repeat could create a
+    #: second payment beside one the first call made, so the payment is canceled, uncalled.
+    EXPIRE = "expire"
+
+
+@dataclass(frozen=True)
+class UnsentDecision:
+    action: UnsentAction
+    #: WAIT: when the payment may be sent again.
+    not_before: datetime | None = None
+
+
+def decide_unsent_payment(
+    created_at: datetime,
+    now: datetime,
+    *,
+    grace: timedelta,
+    key_window: timedelta,
+    has_request: bool = True,
+) -> UnsentDecision:
+    """A first payment committed with its key but without a provider id: what to do now.
+
+    `key_window` is how long after the row was committed its key is surely still remembered by
+    the provider (YooKassa keeps keys about 24 h from their first use, which is later than the
+    commit); `grace` is how long the producer's own call may take. Without the request stored
+    with the row (`has_request`) the same body cannot be sent again: the payment waits out the
+    window (the producer may still repeat it) and is then canceled uncalled.
+    """
+    age = now - created_at
+    if age >= key_window:
+        return UnsentDecision(UnsentAction.EXPIRE)
+    if not has_request:
+        return UnsentDecision(UnsentAction.WAIT, created_at + key_window)
+    if age < grace:
+        return UnsentDecision(UnsentAction.WAIT, created_at + grace)
+    return UnsentDecision(UnsentAction.RESEND)
+
+
+class ResendVerdict(enum.Enum):
+    #: The provider answered with the payment under this key: record its id, follow it.
+    RECORD = "record"
+    #: No usable answer (network, 5xx, 429): the outcome is unknown, repeat later, same key.
+    RETRY = "retry"
+    #: The provider refused the request (4xx): no payment exists under this key to follow.
+    REFUSED = "refused"
+    #: The provider refused our credentials (401): a configuration fault, not the payment's.
+    BAD_CREDENTIALS = "bad_credentials"
+
+
+@dataclass(frozen=True)
+class ResendResult:
+    verdict: ResendVerdict
+    charge: ChargeResult
+    #: REFUSED: the provider's error, for cancellation_reason and last_error.
+    reason: str | None = None
+
+
+def classify_resend(http_status: int | None, body: Mapping[str, Any] | None) -> ResendResult:
+    """Classify the answer to a repeated create request."""
+    charge = classify_response(http_status, body)
+    if http_status == 401:
+        return ResendResult(ResendVerdict.BAD_CREDENTIALS, charge)
+    if charge.outcome is ChargeOutcome.REJECTED:
+        description = (body or {}).get("description")
+        code = charge.error_code or f"http_{http_status}"
+        reason = f"{code}: {description}" if isinstance(description, str) else code
+        return ResendResult(ResendVerdict.REFUSED, charge, reason)
+    if charge.payment_id is not None and http_status is not None and 200 <= http_status < 300:
+        # Final or not, and even with a status we do not know: the id is the provider's payment
+        # under our key, and the normal polling path finds out the rest.
+        return ResendResult(ResendVerdict.RECORD, charge)
+    return ResendResult(ResendVerdict.RETRY, charge)
+
+
+def next_resend_at(
+    now: datetime,
+    created_at: datetime,
+    failed_resends: int,
+    *,
+    key_window: timedelta,
+    retry_after_s: float | None = None,
+    schedule: RetrySchedule = PAYMENT_POLL,
+) -> datetime:
+    """After a repeat with no usable answer: when to repeat again, at the latest when the key
+    leaves its window (and the payment is then canceled uncalled)."""
+    expires = created_at + key_window
+    at = schedule.next_attempt_at(now, failed_resends) or expires
+    if retry_after_s is not None:
+        at = max(at, now + timedelta(seconds=retry_after_s))
+    return min(at, expires)

@@ -4,7 +4,9 @@
    stored key is derived from the member and the client's `Idempotence-Key`, so a retried request
    finds the same row and never creates a second one (nor a second provider payment).
 2. YooKassa is called outside any transaction with that same key; a retry after a crash or a
-   timeout repeats the call with the same key and gets the provider's original payment back.
+   timeout repeats the call with the same key and gets the provider's original payment back. The
+   request body is committed with the row (metadata `provider_request`), so every repeat, the
+   API's or payment_monitor's, sends the very same request (first request wins).
 3. The answer is written to the row: provider id, status and confirmation_url.
 
 A payment whose provider call failed stays `created`: the client may retry with the same key
@@ -20,7 +22,12 @@ from typing import Any
 import structlog
 
 from monitors._clients import YooKassaClient
-from monitors.decisions.yookassa import ChargeOutcome, classify_response
+from monitors.decisions.yookassa import (
+    PROVIDER_REQUEST,
+    ChargeOutcome,
+    classify_response,
+    stored_request,
+)
 from runtime.db import AsyncDatabase, Row
 from services.api.errors import ApiError
 from services.api.models import Amount, Payment, PaymentCreate
@@ -60,6 +67,18 @@ def to_model(row: Row) -> Payment:
         cancellation_reason=row["cancellation_reason"],
         created_at=row["created_at"],
     )
+
+
+def provider_request(row: Row, return_url: str) -> dict[str, Any]:
+    """The POST /v3/payments body of a committed payment row."""
+    return {
+        "amount": {"value": amount_value(row["amount_minor"]), "currency": row["currency"]},
+        "capture": True,
+        "confirmation": {"type": "redirect", "return_url": return_url},
+        "description": row["description"],
+        "save_payment_method": bool(row["save_payment_method"]),
+        "metadata": {"payment_row": str(row["id"]), "telegram_id": str(row["telegram_id"])},
+    }
 
 
 class PaymentService:
@@ -121,6 +140,14 @@ class PaymentService:
                 ),
             )
             row = await tx.fetchone(_PAYMENT + "WHERE p.idempotence_key = ?", (key,))
+            assert row is not None
+            if payment_id is not None:
+                body = provider_request(row, request.return_url or self.return_url)
+                metadata = {**row["metadata"], PROVIDER_REQUEST: body}
+                await tx.execute(
+                    "UPDATE payments SET metadata = ? WHERE id = ?", (metadata, payment_id)
+                )
+                row = await tx.fetchone(_PAYMENT + "WHERE p.id = ?", (payment_id,))
         assert row is not None
         if payment_id is not None:
             log.info("payment_committed", payment_id=payment_id, telegram_id=request.telegram_id)
@@ -137,14 +164,8 @@ class PaymentService:
         return ApiError(404, "tariff_not_found", f"no tariff with code {request.tariff_code!r}")
 
     async def _call_provider(self, row: Row, key: str, return_url: str) -> Row:
-        body = {
-            "amount": {"value": amount_value(row["amount_minor"]), "currency": row["currency"]},
-            "capture": True,
-            "confirmation": {"type": "redirect", "return_url": return_url},
-            "description": row["description"],
-            "save_payment_method": bool(row["save_payment_method"]),
-            "metadata": {"payment_row": str(row["id"]), "telegram_id": str(row["telegram_id"])},
-        }
+        # Rows committed before requests were stored: rebuilt as they were then.
+        body = stored_request(row) or provider_request(row, return_url)
         status, answer = await self.yookassa.create_payment(body, key)
         result = classify_response(status, answer)
         now = datetime.now(UTC)

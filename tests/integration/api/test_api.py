@@ -110,6 +110,36 @@ async def test_provider_failure_keeps_the_row_and_a_retry_completes_it(
     assert await db.fetchval("SELECT count(*) FROM payments") == 1
 
 
+async def test_the_request_is_committed_with_the_row_and_repeated_as_it_was(
+    api: Api, db: Any, sandbox: SandboxProcess
+) -> None:
+    await add_tariff(db, price_minor=99000)
+    _, telegram_id = await add_user(db)
+    headers = {"Idempotence-Key": "stored-body"}
+    first = {"telegram_id": telegram_id, "tariff_code": "month", "return_url": "https://a.example"}
+
+    sandbox.arm_fault(count=1)
+    assert (await api.client.post("/v1/payments", json=first, headers=headers)).status_code == 502
+    row = await db.fetchone("SELECT id, metadata FROM payments")
+    stored = row["metadata"]["provider_request"]
+    assert stored["confirmation"] == {"type": "redirect", "return_url": "https://a.example"}
+    assert stored["amount"] == {"value": "990.00", "currency": "RUB"}
+    assert stored["metadata"] == {"payment_row": str(row["id"]), "telegram_id": str(telegram_id)}
+
+    # A retry naming another return URL still repeats the first request: same key, same body.
+    second = {**first, "return_url": "https://b.example"}
+    retried = await api.client.post("/v1/payments", json=second, headers=headers)
+    assert retried.status_code == 200, retried.text
+    [at_provider] = [
+        p for p in sandbox.control("GET", "/yookassa/payments")
+        if p["id"] == retried.json()["provider_payment_id"]
+    ]  # fmt: skip
+    assert at_provider["confirmation"]["return_url"] == "https://a.example"
+    assert at_provider["metadata"] == stored["metadata"]
+    row = await db.fetchone("SELECT metadata FROM payments")
+    assert row["metadata"]["provider_request"] == stored
+
+
 async def test_concurrent_retries_create_one_payment(
     api: Api, db: Any, sandbox: SandboxProcess
 ) -> None:
