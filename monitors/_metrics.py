@@ -35,6 +35,14 @@ PAYMENTS_FINALIZED = Counter(
     "Payments whose final outcome payment_monitor applied, by status and by how it was learned.",
     ["status", "source"],
 )
+UNSENT_PAYMENTS = Counter(
+    "domos_unsent_payments_total",
+    "First payments left without a provider id (their create call never returned), by what"
+    " payment_monitor did: recorded (the provider's payment under the key), retried (no usable"
+    " answer), refused (the provider refused the repeat: canceled), expired (key past its"
+    " window: canceled uncalled), waiting (no stored request: waits out the key window).",
+    ["outcome"],
+)
 PROVIDER_EVENTS = Counter(
     "domos_provider_events_total",
     "YooKassa notifications handled by payment_monitor, by outcome: applied, ignored, retried,"

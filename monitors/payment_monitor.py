@@ -1,6 +1,17 @@
 """payment_monitor: every first payment reaches its outcome, and the outcome is applied once.
 
-Work-claiming, three stages per tick:
+Work-claiming, four stages per tick:
+0. unsent: a first payment committed as `created` whose create call never returned (crash,
+   timeout) has no provider id. After a grace period (PAYMENT_RESEND_AFTER_S) the request that
+   was committed with the row is sent again with the SAME Idempotence-Key: YooKassa answers a
+   repeated key with the payment it created for it, or creates it now if the key never reached
+   it, so there is one payment either way. Its id is recorded and the payment then follows the
+   normal path below. A key older than PAYMENT_KEY_WINDOW_H (the provider keeps keys about a
+   day) is never sent again, since a repeat could create a second payment; such a payment, and
+   one the provider refuses outright, is canceled with the reason (cancellation_party
+   'merchant'). A row without a stored request cannot be repeated as it was: it waits out the
+   key window and is then canceled. No notice goes to the member: its checkout link never
+   reached anyone.
 1. provider events (rows botapi inserted from YooKassa webhooks): the body is not trusted; the
    payment is fetched with GET /v3/payments/{id} and its real status applied. Each event row is
    claimed and finished with an outcome (applied, ignored, failed), so it is handled once.
@@ -16,7 +27,8 @@ before the invite is sent, so the invite works). Renewal charges belong to recur
 their events are ignored here.
 
 Settings: PAYMENT_POLL_AFTER_MIN (10), PAYMENT_BATCH_SIZE (50), PAYMENT_LEASE_S (120),
-INVITE_LINK_TTL_H (72), RENEW_CHARGE_AHEAD_H (24).
+INVITE_LINK_TTL_H (72), RENEW_CHARGE_AHEAD_H (24), PAYMENT_RESEND_AFTER_S (120),
+PAYMENT_KEY_WINDOW_H (23).
 """
 
 from __future__ import annotations
@@ -33,7 +45,18 @@ from monitors._outbox import enqueue
 from monitors.decisions.backoff import PAYMENT_POLL, RetrySchedule
 from monitors.decisions.periods import extension_start, period_after
 from monitors.decisions.telegram import Verdict, classify_telegram_response
-from monitors.decisions.yookassa import ChargeOutcome, ChargeResult, classify_response
+from monitors.decisions.yookassa import (
+    ChargeOutcome,
+    ChargeResult,
+    ResendResult,
+    ResendVerdict,
+    UnsentAction,
+    classify_resend,
+    classify_response,
+    decide_unsent_payment,
+    next_resend_at,
+    stored_request,
+)
 from runtime.config import Env
 from runtime.db import AsyncTransaction
 from runtime.errors import IntegrityError, MonitorError, TransientError
@@ -51,6 +74,10 @@ class PaymentSettings:
     lease_s: float
     invite_ttl: timedelta
     charge_ahead: timedelta
+    #: How long a producer's own create call may take before the monitor repeats it.
+    resend_after: timedelta
+    #: How long after its commit a key is surely still remembered by the provider.
+    key_window: timedelta
 
     @classmethod
     def from_env(cls, environ: Any) -> PaymentSettings:
@@ -61,6 +88,10 @@ class PaymentSettings:
             lease_s=env.number("PAYMENT_LEASE_S", 120.0, minimum=1.0),
             invite_ttl=timedelta(hours=env.number("INVITE_LINK_TTL_H", 72.0, minimum=1.0)),
             charge_ahead=timedelta(hours=env.number("RENEW_CHARGE_AHEAD_H", 24.0)),
+            # The producers' calls time out after 15 s; this leaves them room and retries.
+            resend_after=timedelta(seconds=env.number("PAYMENT_RESEND_AFTER_S", 120.0)),
+            # YooKassa keeps a key about 24 h from its first use, which is after the commit.
+            key_window=timedelta(hours=env.number("PAYMENT_KEY_WINDOW_H", 23.0, minimum=0.01)),
         )
 
 
@@ -84,7 +115,8 @@ class PaymentMonitor(Monitor):
         await self.telegram.close()
 
     async def tick(self) -> int:
-        handled = await self.process_events()
+        handled = await self.resend_unsent()
+        handled += await self.process_events()
         handled += await self.poll_open()
         handled += await self.confirm_applied()
         return handled
@@ -101,6 +133,156 @@ class PaymentMonitor(Monitor):
             lease_s=self.config.lease_s,
             now=now,
         )
+
+    # --- 0. payments whose create call never returned ---
+
+    async def resend_unsent(self) -> int:
+        now = self.ctx.clock.now()
+        payments = await self._claim(
+            "payments",
+            "kind = 'first' AND status = 'created' AND provider_payment_id IS NULL"
+            " AND processed_at IS NULL AND created_at <= ?"
+            " AND (next_check_at IS NULL OR next_check_at <= ?)",
+            (now - self.config.resend_after, now),
+        )
+        handled = 0
+        for payment in payments:
+            if self.ctx.stop_requested:
+                await self._release_payment(payment)
+                continue
+            if await self._resend_one(payment):
+                handled += 1
+        return handled
+
+    async def _resend_one(self, payment: dict[str, Any]) -> bool:
+        """Settle one payment without a provider id; False when it only waits."""
+        now = self.ctx.clock.now()
+        config = self.config
+        request = stored_request(payment)
+        decision = decide_unsent_payment(
+            payment["created_at"],
+            now,
+            grace=config.resend_after,
+            key_window=config.key_window,
+            has_request=request is not None,
+        )
+        log = self.log.bind(payment_id=payment["id"])
+        if decision.action is UnsentAction.WAIT:
+            await self._unsent_later(payment, payment["check_attempts"], decision.not_before, None)
+            _metrics.UNSENT_PAYMENTS.labels(outcome="waiting").inc()
+            log.info("unsent_payment_waits", until=str(decision.not_before))
+            return False
+        if decision.action is UnsentAction.EXPIRE:
+            age_h = (now - payment["created_at"]).total_seconds() / 3600
+            window_h = config.key_window.total_seconds() / 3600
+            await self._cancel_unsent(
+                payment,
+                "idempotence_key_expired",
+                f"not sent again: its Idempotence-Key was committed {age_h:.1f} h ago, past the"
+                f" {window_h:g} h the provider surely keeps keys; a repeat could create a second"
+                " payment",
+            )
+            _metrics.UNSENT_PAYMENTS.labels(outcome="expired").inc()
+            log.warning("unsent_payment_expired", age_h=round(age_h, 1))
+            return True
+        assert request is not None, "RESEND is decided only with the stored request"
+        status, body = await self.yookassa.create_payment(request, payment["idempotence_key"])
+        result = classify_resend(status, body)
+        if result.verdict is ResendVerdict.BAD_CREDENTIALS:
+            await self._release_payment(payment)
+            raise MonitorError("YooKassa refuses the shop's credentials (HTTP 401)")
+        if result.verdict is ResendVerdict.REFUSED:
+            await self._cancel_unsent(
+                payment,
+                "request_rejected",
+                f"the provider refused the repeated request: {result.reason}",
+            )
+            _metrics.UNSENT_PAYMENTS.labels(outcome="refused").inc()
+            log.warning("unsent_payment_refused", reason=result.reason)
+            return True
+        if result.verdict is ResendVerdict.RECORD:
+            try:
+                return await self._record_resent(payment, result, body or {})
+            except IntegrityError as exc:
+                # Another row holds this provider id: a fault to look at, never to overwrite.
+                log.error("unsent_payment_conflict", error=str(exc))
+                error = f"provider id {result.charge.payment_id}: {exc}"
+        else:
+            error = f"repeat create: HTTP {status}" if status else "repeat create: no answer"
+        attempts = payment["check_attempts"] + 1
+        retry_at = next_resend_at(
+            now,
+            payment["created_at"],
+            attempts,
+            key_window=config.key_window,
+            retry_after_s=result.charge.retry_after_s,
+        )
+        await self._unsent_later(payment, attempts, retry_at, error)
+        _metrics.UNSENT_PAYMENTS.labels(outcome="retried").inc()
+        log.info("unsent_payment_retry", attempts=attempts, retry_at=retry_at.isoformat())
+        return True
+
+    async def _record_resent(
+        self, payment: dict[str, Any], result: ResendResult, body: dict[str, Any]
+    ) -> bool:
+        """Record the provider's payment under the key; apply it at once when final."""
+        now = self.ctx.clock.now()
+        charge = result.charge
+        final = charge.outcome in (ChargeOutcome.SUCCEEDED, ChargeOutcome.CANCELED)
+        # Final statuses are written by apply_final (with paid_at); open ones here.
+        status = body.get("status") if charge.outcome is ChargeOutcome.PENDING else None
+        url = (body.get("confirmation") or {}).get("confirmation_url")
+        next_check = None if final else now + timedelta(seconds=PAYMENT_POLL.delay_s(1))
+        recorded = await self.db.execute(
+            "UPDATE payments SET provider_payment_id = ?, status = coalesce(?, status),"
+            " confirmation_url = coalesce(?, confirmation_url), check_attempts = 0,"
+            " next_check_at = ?, last_error = NULL, updated_at = ?, lease_owner = NULL,"
+            " lease_expires_at = NULL WHERE id = ? AND provider_payment_id IS NULL"
+            " AND status = 'created'",
+            (charge.payment_id, status, url, next_check, now, payment["id"]),
+        )
+        log = self.log.bind(payment_id=payment["id"], provider_payment_id=charge.payment_id)
+        if not recorded:
+            # The producer's own retry recorded the answer meanwhile: nothing left to do here.
+            await self._release_payment(payment)
+            log.info("unsent_payment_recorded_elsewhere")
+            return False
+        _metrics.UNSENT_PAYMENTS.labels(outcome="recorded").inc()
+        log.info("unsent_payment_recorded", status=body.get("status"))
+        if final:
+            recorded_row = {**payment, "provider_payment_id": charge.payment_id}
+            try:
+                await self.apply_final(recorded_row, charge, body, source="resend")
+            except (TransientError, IntegrityError) as exc:
+                # Left open with its provider id: the polling stage applies it.
+                log.warning("unsent_payment_apply_failed", error=str(exc))
+        return True
+
+    async def _unsent_later(
+        self, payment: dict[str, Any], attempts: int, at: datetime | None, error: str | None
+    ) -> None:
+        await self.db.execute(
+            "UPDATE payments SET check_attempts = ?, next_check_at = ?,"
+            " last_error = coalesce(?, last_error), updated_at = ?, lease_owner = NULL,"
+            " lease_expires_at = NULL WHERE id = ? AND lease_owner = ?",
+            (attempts, at, error, self.ctx.clock.now(), payment["id"], self.ctx.owner),
+        )
+
+    async def _cancel_unsent(self, payment: dict[str, Any], reason: str, detail: str) -> None:
+        """Cancel a payment the provider has no trace of for us; nothing to apply or tell."""
+        now = self.ctx.clock.now()
+        canceled = await self.db.execute(
+            "UPDATE payments SET status = 'canceled', cancellation_party = 'merchant',"
+            " cancellation_reason = ?, last_error = ?, processed_at = ?, next_check_at = NULL,"
+            " updated_at = ?, lease_owner = NULL, lease_expires_at = NULL"
+            " WHERE id = ? AND status = 'created' AND provider_payment_id IS NULL"
+            " AND processed_at IS NULL",
+            (reason, detail[:500], now, now, payment["id"]),
+        )
+        if canceled:
+            _metrics.PAYMENTS_FINALIZED.labels(status="canceled", source="resend").inc()
+        else:
+            await self._release_payment(payment)
 
     # --- 1. provider events ---
 
