@@ -5,7 +5,9 @@
 2. Otherwise a `payments` row with a fresh idempotence key is committed first (status `created`).
 3. Then YooKassa is called with that key. If the answer is lost (network, 5xx), the row stays
    `created`: the next /subscribe, or payment_monitor, repeats the call with the same key, so the
-   provider never creates a second payment for it.
+   provider never creates a second payment for it. The request is committed with the row
+   (metadata `provider_request`): a repeat sends the very same body, which YooKassa requires of
+   a repeated key.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from monitors.decisions.yookassa import PROVIDER_REQUEST, stored_request
 from runtime.db import AsyncDatabase, Row
 
 Answer = tuple[int | None, dict[str, Any] | None]
@@ -49,7 +52,7 @@ def payment_body(payment: Row, return_url: str) -> dict[str, Any]:
         # payment_row lets payment_monitor (and an operator) find the row from the provider side.
         "metadata": {
             "payment_row": str(payment["id"]),
-            **{k: str(v) for k, v in (payment["metadata"] or {}).items()},
+            **{k: str(v) for k, v in (payment["metadata"] or {}).items() if k != PROVIDER_REQUEST},
         },
     }
 
@@ -70,10 +73,10 @@ async def request_payment_link(
         return PaymentLink(payment["id"], payment["confirmation_url"], reused=True)
     reused = payment is not None
     if payment is None:
-        payment = await _create_payment_row(db, user_id, telegram_id, tariff, now)
-    status, body = await provider.create_payment(
-        payment_body(payment, return_url), payment["idempotence_key"]
-    )
+        payment = await _create_payment_row(db, user_id, telegram_id, tariff, now, return_url)
+    # The request committed with the row; rows from before requests were stored: rebuilt.
+    request = stored_request(payment) or payment_body(payment, return_url)
+    status, body = await provider.create_payment(request, payment["idempotence_key"])
     return await _record_answer(db, payment, status, body, now, reused=reused)
 
 
@@ -89,7 +92,7 @@ async def _open_payment(
 
 
 async def _create_payment_row(
-    db: AsyncDatabase, user_id: int, telegram_id: int, tariff: Row, now: datetime
+    db: AsyncDatabase, user_id: int, telegram_id: int, tariff: Row, now: datetime, return_url: str
 ) -> Row:
     async with db.transaction() as tx:
         # Paying while a subscription is live extends it (a renewal of that subscription).
@@ -117,6 +120,11 @@ async def _create_payment_row(
                 now,
                 now,
             ),
+        )
+        assert row is not None
+        metadata = {**row["metadata"], PROVIDER_REQUEST: payment_body(row, return_url)}
+        row = await tx.fetchone(
+            "UPDATE payments SET metadata = ? WHERE id = ? RETURNING *", (metadata, row["id"])
         )
     assert row is not None
     return row

@@ -90,6 +90,11 @@ def test_subscribe_commits_payment_and_reuses_open_link(
     assert len(at_provider) == 1
     assert at_provider[0]["amount"] == {"value": "1500.00", "currency": "RUB"}
     assert at_provider[0]["metadata"]["payment_row"] == str(payment["id"])
+    # The request was committed with the row: a repeat (payment_monitor's) sends the same body.
+    request = payment["metadata"]["provider_request"]
+    assert request["metadata"] == at_provider[0]["metadata"]
+    assert request["amount"] == at_provider[0]["amount"]
+    assert request["confirmation"]["return_url"] == at_provider[0]["confirmation"]["return_url"]
 
 
 def test_status_and_cancel_autorenew(sandbox: Sandbox, bot_process: BotProcess) -> None:
