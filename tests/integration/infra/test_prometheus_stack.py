@@ -42,6 +42,9 @@ PANELS_WITH_DATA = {
     "Time since last success",
     "Items processed",
     "Leader",
+    "Outbox backlog",
+    "Oldest due message waiting",
+    "Dead letters stored",
     "Pool connections",
     "Pool waiters",
 }
@@ -182,7 +185,10 @@ def test_prometheus_scrapes_every_program_and_every_panel_query_evaluates(
     embedded: Path, prometheus: str
 ):
     jobs = _wait_for(lambda: _all_targets_up(prometheus), 60, "every target up")
-    assert {"supervisor", "notifymonitor", "recurrent_payments"} <= set(jobs)
+    assert {"supervisor", "notifymonitor", "recurrent_payments", "web"} <= set(jobs)
+    # web counts its requests across gunicorn workers; Prometheus' own scrapes are some.
+    web_requests = 'domos_http_requests_total{job="web", program="web", route="/metrics"}'
+    _wait_for(lambda: _query(prometheus, web_requests)["data"]["result"], 30, "web's requests")
 
     # The container HEALTHCHECK command answers for the role against the real supervisord.
     def health() -> subprocess.CompletedProcess[str]:
