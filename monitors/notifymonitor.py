@@ -332,6 +332,7 @@ class NotifyMonitor(Monitor):
             sent += 1
             message_id = outcome.message_id or message_id
             _metrics.NOTIFY_PARTS_SENT.inc()
+            self.ctx.progress()  # a backlog tick runs for many seconds: show it is working
             if sent < len(parts):
                 await self._record_progress(row, sent, message_id)
         await self._finish_sent(row, sent, message_id)

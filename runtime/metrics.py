@@ -63,6 +63,11 @@ MONITOR_LAST_SUCCESS = Gauge(
     "Unix time of the end of the last successful tick.",
     ["monitor"],
 )
+MONITOR_LAST_PROGRESS = Gauge(
+    "domos_monitor_last_progress_timestamp_seconds",
+    "Unix time of the last sign of work: a successful tick, or an item done inside a long tick.",
+    ["monitor"],
+)
 MONITOR_UP = Gauge(
     "domos_monitor_up",
     "1 while the monitor's runner is running (ticking or standing by), 0 once it stopped.",

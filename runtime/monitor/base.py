@@ -6,6 +6,7 @@ import abc
 import asyncio
 import inspect
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -36,6 +37,9 @@ class MonitorContext:
     owner: str
     #: Set when the process was asked to stop; long ticks may check it between items and return.
     stop_event: asyncio.Event
+    #: Long ticks call it after each item done: health and the progress metric then show a
+    #: working monitor rather than one whose last success is getting old. Cheap to call often.
+    progress: Callable[[], None] = lambda: None
 
     @property
     def stop_requested(self) -> bool:

@@ -1,7 +1,8 @@
 """The health file: how `domos monitor NAME --check` learns the state of the running monitor.
 
 The runner rewrites `<run dir>/monitor-<name>.json` atomically (write a temporary file, then
-`os.replace`) at start, after every tick, on every standby lock retry and at stop. Why a file and
+`os.replace`) at start, when a tick starts and ends, at most once a second while a long tick
+reports progress (`ctx.progress()`), on every standby lock retry and at stop. Why a file and
 not a DB table: the check runs in the same container as the monitor (supervisord, Docker
 HEALTHCHECK), must answer even when the database is down (that outage then shows as a stale last
 success, which is the truth), works identically on SQLite and PostgreSQL, and costs nothing per
@@ -37,6 +38,9 @@ class HealthState:
     consecutive_failures: int = 0
     last_error: str | None = None
     ticks: int = 0
+    #: Set while a tick runs: when it started and when it last reported progress (an item done).
+    tick_started_at: float | None = None
+    progress_at: float | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -95,6 +99,20 @@ def evaluate_health(state: HealthState | None, *, now: float, max_age_s: float) 
         if age <= max_age_s:
             return HealthVerdict(True, f"standby, lock retried {age:.1f} s ago")
         return HealthVerdict(False, f"standby heartbeat is {age:.1f} s old (> {max_age_s:g} s)")
+    if state.tick_started_at is not None and state.role == "leader":
+        # A long tick (a backlog drained at Telegram's pace) is healthy while it makes progress;
+        # one that hangs is not, however recent the success before it.
+        running = now - state.tick_started_at
+        quiet = now - (state.progress_at or state.tick_started_at)
+        if quiet <= max_age_s:
+            return HealthVerdict(
+                True, f"tick in flight for {running:.1f} s, progress {quiet:.1f} s ago"
+            )
+        return HealthVerdict(
+            False,
+            f"tick in flight for {running:.1f} s with no progress for {quiet:.1f} s "
+            f"(> {max_age_s:g} s)",
+        )
     if state.last_success_at is not None:
         age = now - state.last_success_at
         if age <= max_age_s:

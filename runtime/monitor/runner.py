@@ -151,6 +151,7 @@ class MonitorRunner:
                 clock=self.clock,
                 owner=self.owner,
                 stop_event=self._stop,
+                progress=self._progress,
             )
             monitor = self.monitor_cls(ctx)
             self._write_health(role="starting")
@@ -280,6 +281,7 @@ class MonitorRunner:
         name = self.name
         started = self.clock.monotonic()
         self.log.debug("tick_started")
+        self._write_health(tick_started_at=self.clock.time(), progress_at=None)
         try:
             items = await monitor.tick()
             if isinstance(items, bool) or not isinstance(items, int) or items < 0:
@@ -320,12 +322,15 @@ class MonitorRunner:
         metrics.MONITOR_TICK_DURATION.labels(monitor=name).observe(duration_s)
         metrics.MONITOR_ITEMS_PROCESSED.labels(monitor=name).inc(items)
         metrics.MONITOR_LAST_SUCCESS.labels(monitor=name).set(finished)
+        metrics.MONITOR_LAST_PROGRESS.labels(monitor=name).set(finished)
         metrics.MONITOR_CONSECUTIVE_FAILURES.labels(monitor=name).set(0)
         self._write_health(
             role="leader",
             last_success_at=finished,
             consecutive_failures=0,
             ticks=self.health.state.ticks + 1,
+            tick_started_at=None,
+            progress_at=None,
         )
 
     def _record_failure(self, duration_s: float, error: str) -> None:
@@ -340,7 +345,17 @@ class MonitorRunner:
             consecutive_failures=self._failures,
             last_error=scrub_text(error)[:500],
             ticks=self.health.state.ticks + 1,
+            tick_started_at=None,
+            progress_at=None,
         )
+
+    def _progress(self) -> None:
+        """`ctx.progress()`: the metric at once, the health file at most once a second."""
+        now = self.clock.time()
+        metrics.MONITOR_LAST_PROGRESS.labels(monitor=self.name).set(now)
+        written = self.health.state.progress_at or self.health.state.tick_started_at
+        if self._tick_task is not None and (written is None or now - written >= 1.0):
+            self._write_health(progress_at=now)
 
     def _write_health(self, **changes: object) -> None:
         if self.once and "last_success_at" not in changes:

@@ -47,6 +47,22 @@ BASE = HealthState(
         ({}, 1020.0, True, "no tick finished yet"),
         ({"role": "starting"}, 1040.0, False, "no successful tick yet"),
         ({"role": "stopped"}, 1001.0, False, "no successful tick yet (stopped)"),
+        # A long tick in flight: healthy while it reports progress, whatever the last success.
+        (
+            {"last_success_at": 1000.0, "tick_started_at": 1010.0, "progress_at": 1090.0},
+            1100.0,
+            True,
+            "tick in flight for 90.0 s, progress 10.0 s ago",
+        ),
+        (
+            {"last_success_at": 1090.0, "tick_started_at": 1095.0, "progress_at": 1095.0},
+            1126.0,
+            False,
+            "no progress for 31.0 s",
+        ),
+        # A hung tick without any progress report is judged from its start.
+        ({"last_success_at": 1099.0, "tick_started_at": 1100.0}, 1120.0, True, "in flight"),
+        ({"last_success_at": 1099.0, "tick_started_at": 1100.0}, 1131.0, False, "no progress"),
         # A standby singleton is healthy while it keeps retrying the lock.
         ({"role": "standby", "heartbeat_at": 1500.0}, 1510.0, True, "standby"),
         ({"role": "standby", "heartbeat_at": 1500.0}, 1600.0, False, "standby heartbeat"),

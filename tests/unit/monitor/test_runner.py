@@ -98,6 +98,41 @@ async def test_success_metrics_and_health(harness: HarnessFactory) -> None:
     assert evaluate_health(state, now=h.clock.time() + 29, max_age_s=30).healthy
 
 
+async def test_a_long_tick_reports_progress_to_health_and_metrics(
+    harness: HarnessFactory,
+) -> None:
+    seen: list[tuple[bool, str]] = []
+
+    async def drain(monitor: Monitor) -> int:
+        # 100 s of work at Telegram's pace, an item every 2 s, against a 30 s health age.
+        for _ in range(50):
+            monitor.ctx.clock.advance(2.0)  # type: ignore[attr-defined]
+            monitor.ctx.progress()
+            verdict = evaluate_health(
+                read_health(h.health_path), now=monitor.ctx.clock.time(), max_age_s=30
+            )
+            seen.append((verdict.healthy, verdict.reason))
+        return 50
+
+    async def hang(monitor: Monitor) -> int:
+        monitor.ctx.clock.advance(40.0)  # type: ignore[attr-defined]
+        verdict = evaluate_health(
+            read_health(h.health_path), now=monitor.ctx.clock.time(), max_age_s=30
+        )
+        seen.append((verdict.healthy, verdict.reason))
+        return 0
+
+    h = harness([ok(), drain, hang], interval_s=1.0)
+    assert await h.run() == 0
+    assert all(healthy for healthy, _ in seen[:-1]), seen
+    assert "tick in flight for 100.0 s" in seen[-2][1]
+    assert seen[-1] == (False, "tick in flight for 40.0 s with no progress for 40.0 s (> 30 s)")
+    assert sample("domos_monitor_last_progress_timestamp_seconds", h.name) == h.clock.time()
+    state = read_health(h.health_path)
+    assert state is not None
+    assert (state.tick_started_at, state.progress_at) == (None, None)  # cleared after the tick
+
+
 async def test_failure_is_recorded_in_health_without_secrets(harness: HarnessFactory) -> None:
     boom = DatabaseUnavailable("cannot reach postgresql://app:hunter2@db:5432/domos")
     h = harness([fail(boom)], interval_s=10.0)
