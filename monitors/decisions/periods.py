@@ -106,9 +106,15 @@ def charge_idempotence_key(subscription_id: int | str, period: Period, attempt_n
     the original payment instead of charging twice. A new attempt (after a decline, which YooKassa
     requires to carry a new key) gets a new number and thus a new key.
     """
+    return charge_key(subscription_id, period.key, attempt_no)
+
+
+def charge_key(subscription_id: int | str, period_key: str, attempt_no: int) -> str:
+    """`charge_idempotence_key` from the parts a charge's metadata carries (subscription_id,
+    period, attempt): how a provider payment is traced back to its charge attempt."""
     if attempt_no < 1:
         raise ValueError("attempt_no starts at 1")
-    name = f"renewal:{subscription_id}:{period.key}:{attempt_no}"
+    name = f"renewal:{subscription_id}:{period_key}:{attempt_no}"
     return str(uuid.uuid5(IDEMPOTENCE_NAMESPACE, name))
 
 

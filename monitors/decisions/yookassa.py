@@ -12,9 +12,11 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from monitors.decisions.backoff import PAYMENT_POLL, SOFT_DECLINE, RetrySchedule
+from monitors.decisions.periods import charge_key
 
 
 class DeclineKind(enum.Enum):
@@ -155,7 +157,25 @@ def classify_response(
     return ChargeResult(ChargeOutcome.REJECTED, error_code=code if isinstance(code, str) else None)
 
 
-# --- first payments whose create call never returned -------------------------------------------
+# --- polling open payments -----------------------------------------------------------------------
+
+
+def next_poll_at(now: datetime, polls: int, schedule: RetrySchedule = PAYMENT_POLL) -> datetime:
+    """When to fetch an open payment again after `polls` fetches.
+
+    The schedule first, then every `cap_s` for as long as the payment stays open: a payment is
+    never left open here, and YooKassa itself ends one nobody pays (expired_on_confirmation), so
+    the tail is short in practice and only a fault (an id the provider lost) makes it long.
+    """
+    return schedule.next_attempt_at(now, polls) or now + timedelta(seconds=schedule.cap_s)
+
+
+def poll_overdue(polls: int, schedule: RetrySchedule = PAYMENT_POLL) -> bool:
+    """The payment has outlived its polling schedule (about a day): worth a warning."""
+    return schedule.exhausted(polls)
+
+
+# --- payments whose create call never returned --------------------------------------------------
 
 #: The metadata field where a producer (API, bot) commits the exact POST /v3/payments body with
 #: the row and its Idempotence-Key, before the call: a repeat must send the same body, since
@@ -205,7 +225,7 @@ def decide_unsent_payment(
     window (the producer may still repeat it) and is then canceled uncalled.
     """
     age = now - created_at
-    if age >= key_window:
+    if key_expired(created_at, now, key_window):
         return UnsentDecision(UnsentAction.EXPIRE)
     if not has_request:
         return UnsentDecision(UnsentAction.WAIT, created_at + key_window)
@@ -266,3 +286,98 @@ def next_resend_at(
     if retry_after_s is not None:
         at = max(at, now + timedelta(seconds=retry_after_s))
     return min(at, expires)
+
+
+# --- keys past the provider's window ------------------------------------------------------------
+
+#: cancellation_reason of a payment canceled uncalled because its key left the provider's window.
+EXPIRED_KEY_REASON = "idempotence_key_expired"
+
+
+def key_expired(created_at: datetime, now: datetime, key_window: timedelta) -> bool:
+    """Whether the key committed with a row at `created_at` may be forgotten by the provider, so
+    that sending it again could create a second payment beside one an earlier call made."""
+    return now - created_at >= key_window
+
+
+def expired_key_note(created_at: datetime, now: datetime, key_window: timedelta) -> str:
+    """last_error of a payment canceled because its key expired (the monitor's and the API's)."""
+    age_h = (now - created_at).total_seconds() / 3600
+    window_h = key_window.total_seconds() / 3600
+    return (
+        f"not sent again: its Idempotence-Key was committed {age_h:.1f} h ago, past the"
+        f" {window_h:g} h the provider surely keeps keys; a repeat could create a second payment"
+    )
+
+
+# --- tracing a provider payment back to its row -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PaymentReference:
+    """The local row a provider payment names in its metadata (the request's, echoed back)."""
+
+    #: payments.id of an API or bot payment (metadata `payment_row`).
+    payment_row: int | None = None
+    #: Idempotence-Key of a recurrent_payments charge (metadata subscription_id, period,
+    #: attempt), which is also its payments.idempotence_key.
+    charge_key: str | None = None
+
+
+def _positive_int(value: Any) -> int | None:
+    text = str(value) if isinstance(value, int | str) else ""
+    return int(text) if text.isdigit() and int(text) > 0 else None
+
+
+def payment_reference(payment: Mapping[str, Any]) -> PaymentReference | None:
+    """Where a payment fetched from the provider points here; None when it names nothing.
+
+    Only for a payment fetched with the shop's credentials (never a webhook body): its metadata
+    is then what our own request sent.
+    """
+    metadata = payment.get("metadata")
+    if not isinstance(metadata, Mapping):
+        return None
+    row = _positive_int(metadata.get("payment_row"))
+    if row is not None:
+        return PaymentReference(payment_row=row)
+    subscription = _positive_int(metadata.get("subscription_id"))
+    attempt = _positive_int(metadata.get("attempt"))
+    period = metadata.get("period")
+    if subscription and attempt and isinstance(period, str) and period:
+        return PaymentReference(charge_key=charge_key(subscription, period, attempt))
+    return None
+
+
+def _amount_minor(amount: Any) -> int | None:
+    value = amount.get("value") if isinstance(amount, Mapping) else None
+    try:
+        minor = Decimal(str(value)) * 100
+    except InvalidOperation:
+        return None
+    if not minor.is_finite() or minor != minor.to_integral_value():
+        return None
+    return int(minor)
+
+
+def reference_mismatch(row: Mapping[str, Any], payment: Mapping[str, Any]) -> str | None:
+    """Why the provider payment is not the one committed as `row`; None when it is.
+
+    A `payment_row` alone could be another database's row (a staging copy sharing the shop), so
+    the amount must agree and so must the metadata of the request committed with the row (or,
+    for rows from before requests were stored, the member's telegram id).
+    """
+    amount = payment.get("amount")
+    currency = amount.get("currency") if isinstance(amount, Mapping) else None
+    if _amount_minor(amount) != row["amount_minor"] or currency != row["currency"]:
+        return f"amount {amount} is not the row's {row['amount_minor']} minor {row['currency']}"
+    sent = payment.get("metadata") or {}
+    request = stored_request(row)
+    if request is not None:
+        if request.get("metadata") != sent:
+            return "metadata is not the one of the request committed with the row"
+        return None
+    local = row.get("metadata") if isinstance(row.get("metadata"), Mapping) else {}
+    if "telegram_id" in local and str(local["telegram_id"]) != sent.get("telegram_id"):
+        return "telegram_id is not the row's member"
+    return None

@@ -1,4 +1,5 @@
-"""Decisions for first payments committed with their key whose create call never returned."""
+"""Decisions for payments committed with their key whose create call never returned, for
+polling open payments, and for tracing a provider payment back to its row."""
 
 from __future__ import annotations
 
@@ -6,13 +7,22 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from monitors.decisions.backoff import PAYMENT_POLL
+from monitors.decisions.periods import Period, charge_idempotence_key
 from monitors.decisions.yookassa import (
     ChargeOutcome,
+    PaymentReference,
     ResendVerdict,
     UnsentAction,
     classify_resend,
     decide_unsent_payment,
+    expired_key_note,
+    key_expired,
+    next_poll_at,
     next_resend_at,
+    payment_reference,
+    poll_overdue,
+    reference_mismatch,
     stored_request,
 )
 
@@ -109,3 +119,88 @@ def test_next_resend_backs_off_and_never_past_the_key_window():
 )
 def test_stored_request(metadata, found):
     assert stored_request({"metadata": metadata}) == found
+
+
+def test_a_key_expires_at_its_window_and_the_note_says_why():
+    created = NOW - WINDOW
+    assert key_expired(created, NOW, WINDOW)
+    assert not key_expired(created + timedelta(seconds=1), NOW, WINDOW)
+    note = expired_key_note(NOW - timedelta(hours=25, minutes=30), NOW, WINDOW)
+    assert "committed 25.5 h ago, past the 23 h" in note
+    assert note.endswith("a repeat could create a second payment")
+
+
+def test_polling_follows_the_schedule_then_keeps_going_at_its_cap():
+    assert next_poll_at(NOW, 1) == NOW + timedelta(minutes=1)
+    assert next_poll_at(NOW, 3) == NOW + timedelta(minutes=4)
+    last = PAYMENT_POLL.max_attempts
+    assert not poll_overdue(last - 1)
+    # Past the schedule the payment is still looked at, hourly, until it is final.
+    assert poll_overdue(last)
+    assert next_poll_at(NOW, last) == NOW + timedelta(hours=1)
+    assert next_poll_at(NOW, 10 * last) == NOW + timedelta(hours=1)
+
+
+SUB_PERIOD = Period(datetime(2025, 3, 1, 7, 0, tzinfo=UTC), datetime(2025, 3, 31, 7, 0, tzinfo=UTC))
+
+
+@pytest.mark.parametrize(
+    ("metadata", "reference"),
+    [
+        # The API's and the bot's requests name their row.
+        ({"payment_row": "17", "telegram_id": "700"}, PaymentReference(payment_row=17)),
+        ({"payment_row": "17", "source": "bot", "tariff_id": "2"}, PaymentReference(17)),
+        # recurrent_payments' charges name their attempt: its key is derived from them.
+        (
+            {"subscription_id": "5", "period": SUB_PERIOD.key, "attempt": "2"},
+            PaymentReference(charge_key=charge_idempotence_key(5, SUB_PERIOD, 2)),
+        ),
+        ({"subscription_id": "5", "period": SUB_PERIOD.key}, None),
+        ({"payment_row": "0"}, None),
+        ({"payment_row": "-3"}, None),
+        ({"payment_row": "17x"}, None),
+        ({}, None),
+        (None, None),
+    ],
+)
+def test_payment_reference(metadata, reference):
+    assert payment_reference({"id": "p", "metadata": metadata}) == reference
+
+
+ROW = {
+    "amount_minor": 99000,
+    "currency": "RUB",
+    "metadata": {
+        "source": "api",
+        "telegram_id": 700,
+        "provider_request": {"metadata": {"payment_row": "17", "telegram_id": "700"}},
+    },
+}
+FETCHED = {
+    "amount": {"value": "990.00", "currency": "RUB"},
+    "metadata": {"payment_row": "17", "telegram_id": "700"},
+}
+
+
+@pytest.mark.parametrize(
+    ("row", "fetched", "problem"),
+    [
+        (ROW, FETCHED, None),
+        (ROW, {**FETCHED, "amount": {"value": "990", "currency": "RUB"}}, None),
+        (ROW, {**FETCHED, "amount": {"value": "99.00", "currency": "RUB"}}, "amount"),
+        (ROW, {**FETCHED, "amount": {"value": "990.00", "currency": "USD"}}, "amount"),
+        (ROW, {**FETCHED, "amount": {"value": "Infinity", "currency": "RUB"}}, "amount"),
+        (ROW, {**FETCHED, "amount": None}, "amount"),
+        # Another database's row 17 (a staging copy sharing the shop) sent other metadata.
+        (ROW, {**FETCHED, "metadata": {"payment_row": "17", "telegram_id": "9"}}, "metadata"),
+        # Rows from before requests were stored: the member must still be the row's.
+        ({**ROW, "metadata": {"telegram_id": 700}}, FETCHED, None),
+        ({**ROW, "metadata": {"telegram_id": 9}}, FETCHED, "telegram_id"),
+        ({**ROW, "metadata": None}, FETCHED, None),
+    ],
+)
+def test_reference_mismatch(row, fetched, problem):
+    found = reference_mismatch(row, fetched)
+    assert (found is None) == (problem is None), found
+    if problem is not None:
+        assert problem in found
