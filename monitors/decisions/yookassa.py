@@ -377,7 +377,8 @@ def reference_mismatch(row: Mapping[str, Any], payment: Mapping[str, Any]) -> st
         if request.get("metadata") != sent:
             return "metadata is not the one of the request committed with the row"
         return None
-    local = row.get("metadata") if isinstance(row.get("metadata"), Mapping) else {}
-    if "telegram_id" in local and str(local["telegram_id"]) != sent.get("telegram_id"):
+    local = row.get("metadata")
+    member = local.get("telegram_id") if isinstance(local, Mapping) else None
+    if member is not None and str(member) != sent.get("telegram_id"):
         return "telegram_id is not the row's member"
     return None
