@@ -256,11 +256,14 @@ class RecurrentPayments(Monitor):
                 " last_error = NULL, lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
                 (now, now, attempt["id"]),
             )
+            # confirmed_at: the renewal receipt below is this charge's confirmation, so
+            # payment_monitor's confirmation stage (which skips charges anyway) never meets it.
             await tx.execute(
                 "UPDATE payments SET provider_payment_id = coalesce(provider_payment_id, ?),"
                 " status = 'succeeded', paid_at = coalesce(paid_at, ?), processed_at = ?,"
-                " applied_period_end = ?, updated_at = ? WHERE id = ? AND processed_at IS NULL",
-                (result.payment_id, now, now, period.end, now, context["payment_row"]),
+                " confirmed_at = ?, applied_period_end = ?, updated_at = ?"
+                " WHERE id = ? AND processed_at IS NULL",
+                (result.payment_id, now, now, now, period.end, now, context["payment_row"]),
             )
             extended = await tx.execute(
                 "UPDATE subscriptions SET current_period_start = ?, current_period_end = ?,"

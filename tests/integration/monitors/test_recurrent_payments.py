@@ -73,6 +73,12 @@ async def test_renews_once_and_notifies(db, sandbox, monitors):
         "SELECT * FROM outbox WHERE kind = 'renewal_receipt' AND chat_id = ?", (sub["telegram_id"],)
     )
     assert len(receipts) == 1
+    # The renewal receipt is the charge's confirmation: payment_monitor never confirms it again.
+    payment = await db.fetchone(
+        "SELECT processed_at, confirmed_at FROM payments WHERE subscription_id = ?", (sub["id"],)
+    )
+    assert payment["confirmed_at"] is not None
+    assert payment["confirmed_at"] == payment["processed_at"]
     assert metric("domos_recurrent_charges_total", outcome="succeeded") - before == 1
 
 

@@ -190,6 +190,8 @@ INDEXED_QUERIES = [
      " AND created_at <= {t}", "created_at", "payments_open_created_idx"),
     ("main", "payments", "processed_at IS NULL AND status IN ('succeeded', 'canceled')",
      "updated_at", "payments_unprocessed_idx"),
+    ("main", "payments", "status = 'succeeded' AND processed_at IS NOT NULL"
+     " AND confirmed_at IS NULL", "processed_at", "payments_to_confirm_idx"),
     ("main", "subscriptions", "auto_renew AND status IN ('active', 'grace')"
      " AND next_charge_at <= {t}", "next_charge_at", "subscriptions_next_charge_idx"),
     ("main", "subscriptions", "status = 'active' AND current_period_end <= {t}",
