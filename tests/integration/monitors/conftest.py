@@ -28,11 +28,13 @@ import structlog
 from aiohttp.test_utils import TestServer
 from prometheus_client import REGISTRY
 
+from monitors._clients import YooKassaClient
 from runtime.config import Settings
 from runtime.db import AsyncDatabase
 from runtime.db.migrations import upgrade
 from runtime.logical_databases import DOMAIN_DATABASES, LOGICAL_DATABASES
 from runtime.monitor import Monitor, MonitorContext, SystemClock
+from services.api.payments import PaymentService
 from services.sandbox import DEFAULT_BOT_TOKEN, SandboxConfig, build_app
 from tests.conftest import DB_BACKENDS, database_environ
 
@@ -194,6 +196,16 @@ async def monitors(
     yield start
     for monitor in holder.started:
         await monitor.teardown()
+
+
+@pytest.fixture
+async def api_payments(db: Any, monitor_environ: dict[str, str]) -> AsyncIterator[PaymentService]:
+    """The API's payment service with a short provider timeout: the sandbox's "timeout" fault
+    then looks like an answer that never came."""
+    yookassa = YooKassaClient(Settings.from_env(monitor_environ), timeout_s=0.3)
+    await yookassa.open()
+    yield PaymentService(db, yookassa, "https://t.me/domos_bot")
+    await yookassa.close()
 
 
 def metric(name: str, **labels: str) -> float:

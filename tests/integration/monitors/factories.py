@@ -8,6 +8,11 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
+from services.api.errors import ApiError
+from services.api.models import PaymentCreate
+from services.api.payments import PaymentService
 from tests.integration.monitors.conftest import Sandbox, utcnow
 
 _chat_ids = itertools.count(1_001_000_000_001)
@@ -138,3 +143,36 @@ async def provider_event(db: Any, payment: dict[str, Any], event: str = "payment
         ),
     )
     return event_id
+
+
+async def lost_create(
+    db: Any,
+    sandbox: Sandbox,
+    payments: PaymentService,
+    *,
+    reached_provider: bool,
+    age: timedelta,
+    user: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A payment the API committed whose create call failed: it reached YooKassa (answer lost)
+    or not. A member with a live subscription makes it a renewal paid by hand."""
+    user = user or await member(db, sandbox)
+    await tariff(db)
+    # "timeout": YooKassa creates the payment and the answer comes too late; "500": it does not.
+    fault = {"mode": "timeout", "delay_s": 1.0} if reached_provider else {"mode": "500"}
+    await sandbox.control("POST", "/faults", {"api": "yookassa", "count": 1, **fault})
+    request = PaymentCreate(telegram_id=user["telegram_id"], tariff_code="days30")
+    with pytest.raises(ApiError) as failed:
+        await payments.create(request, client_key=f"order-{user['telegram_id']}")
+    assert failed.value.status == 502
+    row = await db.fetchone("SELECT * FROM payments WHERE user_id = ?", (user["id"],))
+    assert (row["status"], row["provider_payment_id"]) == ("created", None)
+    created = utcnow() - age
+    await db.execute("UPDATE payments SET created_at = ? WHERE id = ?", (created, row["id"]))
+    return {"user": user, "id": row["id"], "key": row["idempotence_key"], "kind": row["kind"]}
+
+
+async def at_provider(sandbox: Sandbox, payment_id: int) -> list[dict[str, Any]]:
+    """The sandbox's payments made for our row (its request carries the row id)."""
+    payments = await sandbox.control("GET", "/yookassa/payments")
+    return [p for p in payments if p["metadata"].get("payment_row") == str(payment_id)]

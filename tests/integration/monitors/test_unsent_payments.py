@@ -8,56 +8,13 @@ with the same body answers with the payment created for it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-import pytest
-
-from monitors._clients import YooKassaClient
 from monitors.payment_monitor import PaymentMonitor
-from runtime.config import Settings
-from services.api.errors import ApiError
-from services.api.models import PaymentCreate
-from services.api.payments import PaymentService
 from tests.integration.monitors import factories as f
 from tests.integration.monitors.conftest import metric, utcnow
-
-
-@pytest.fixture
-async def api_payments(db: Any, monitor_environ: dict[str, str]) -> AsyncIterator[PaymentService]:
-    # The API's payment service with a short provider timeout: the sandbox's "timeout" fault
-    # then looks like an answer that never came.
-    yookassa = YooKassaClient(Settings.from_env(monitor_environ), timeout_s=0.3)
-    await yookassa.open()
-    yield PaymentService(db, yookassa, "https://t.me/domos_bot")
-    await yookassa.close()
-
-
-async def lost_create(
-    db: Any, sandbox: Any, payments: PaymentService, *, reached_provider: bool, age: timedelta
-) -> dict[str, Any]:
-    """A first payment whose create call failed: it reached YooKassa (answer lost) or not."""
-    user = await f.member(db, sandbox)
-    await f.tariff(db)
-    # "timeout": YooKassa creates the payment and the answer comes too late; "500": it does not.
-    fault = {"mode": "timeout", "delay_s": 1.0} if reached_provider else {"mode": "500"}
-    await sandbox.control("POST", "/faults", {"api": "yookassa", "count": 1, **fault})
-    request = PaymentCreate(telegram_id=user["telegram_id"], tariff_code="days30")
-    with pytest.raises(ApiError) as failed:
-        await payments.create(request, client_key=f"order-{user['telegram_id']}")
-    assert failed.value.status == 502
-    row = await db.fetchone("SELECT * FROM payments WHERE user_id = ?", (user["id"],))
-    assert (row["status"], row["provider_payment_id"]) == ("created", None)
-    created = utcnow() - age
-    await db.execute("UPDATE payments SET created_at = ? WHERE id = ?", (created, row["id"]))
-    return {"user": user, "id": row["id"], "key": row["idempotence_key"]}
-
-
-async def at_provider(sandbox: Any, payment_id: int) -> list[dict[str, Any]]:
-    """The sandbox's payments made for our row (its request carries the row id)."""
-    payments = await sandbox.control("GET", "/yookassa/payments")
-    return [p for p in payments if p["metadata"].get("payment_row") == str(payment_id)]
+from tests.integration.monitors.factories import at_provider, lost_create
 
 
 async def payment_row(db: Any, payment_id: int) -> dict[str, Any]:
