@@ -37,10 +37,12 @@ PAYMENTS_FINALIZED = Counter(
 )
 UNSENT_PAYMENTS = Counter(
     "domos_unsent_payments_total",
-    "First payments left without a provider id (their create call never returned), by what"
-    " payment_monitor did: recorded (the provider's payment under the key), retried (no usable"
-    " answer), refused (the provider refused the repeat: canceled), expired (key past its"
-    " window: canceled uncalled), waiting (no stored request: waits out the key window).",
+    "Payments (first, or renewals paid by hand) left without a provider id (their create call"
+    " never returned), by what payment_monitor did: recorded (the provider's payment under the"
+    " key), retried (no usable answer), refused (the provider refused the repeat: canceled),"
+    " expired (key past its window: canceled uncalled), waiting (no stored request: waits out"
+    " the key window), matched (a notification named the row in its metadata: id recorded),"
+    " paid_after_cancel (paid at the provider after it was canceled here: refund by hand).",
     ["outcome"],
 )
 PROVIDER_EVENTS = Counter(

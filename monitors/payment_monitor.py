@@ -1,9 +1,19 @@
-"""payment_monitor: every first payment reaches its outcome, and the outcome is applied once.
+"""payment_monitor: every payment reaches its outcome, and the outcome is applied once.
+
+Which payments are its own: every row without a `charge_attempts` row, until `processed_at` is
+set. These are the payments members make through the API or the bot: `first` ones and `renewal`
+ones (a member with a live subscription paying by hand). A row that has a charge attempt is
+recurrent_payments' auto-charge: that monitor repeats its own key and reconciles it, so it is
+never sent, polled, applied or confirmed here, and its events are ignored. Each of our rows that
+can be left open is taken to a final status by exactly one stage:
+  - `created` without a provider id: stage 0 (sent again with its key, or canceled);
+  - open (`created`/`pending`/`waiting_for_capture`) with a provider id: stage 2 (polled);
+  - final at the provider's first answer but not applied: stage 2 too (fetched and applied).
 
 Work-claiming, four stages per tick:
-0. unsent: a first payment committed as `created` whose create call never returned (crash,
-   timeout) has no provider id. After a grace period (PAYMENT_RESEND_AFTER_S) the request that
-   was committed with the row is sent again with the SAME Idempotence-Key: YooKassa answers a
+0. unsent: a payment committed as `created` whose create call never returned (crash, timeout)
+   has no provider id. After a grace period (PAYMENT_RESEND_AFTER_S) the request that was
+   committed with the row is sent again with the SAME Idempotence-Key: YooKassa answers a
    repeated key with the payment it created for it, or creates it now if the key never reached
    it, so there is one payment either way. Its id is recorded and the payment then follows the
    normal path below. A key older than PAYMENT_KEY_WINDOW_H (the provider keeps keys about a
@@ -14,17 +24,23 @@ Work-claiming, four stages per tick:
    reached anyone.
 1. provider events (rows botapi inserted from YooKassa webhooks): the body is not trusted; the
    payment is fetched with GET /v3/payments/{id} and its real status applied. Each event row is
-   claimed and finished with an outcome (applied, ignored, failed), so it is handled once.
+   claimed and finished with an outcome (applied, ignored, failed), so it is handled once. A
+   payment whose provider id was never recorded (the create answer was lost) is found by the
+   metadata of the fetched payment, which is what our request sent: `payment_row` (API, bot),
+   checked against the row's amount and committed request; its id is recorded on the row and
+   the event processed normally. A charge's metadata names its attempt: left to
+   recurrent_payments.
 2. polling: payments still open N minutes after creation (the webhook may be lost) are fetched
-   on a capped exponential schedule (`PAYMENT_POLL`) until they are final.
-3. confirmation: a succeeded payment that was applied gets, for every managed chat, a fresh
-   invite link (member_limit=1, so it admits the payer only) and then one receipt in the outbox.
+   on a capped exponential schedule (`PAYMENT_POLL`), then hourly, until they are final.
+3. confirmation: a succeeded payment that was applied gets, for every managed chat the member
+   is not in, a fresh invite link (member_limit=1, so it admits the payer only) and then one
+   receipt in the outbox.
 
 Applying an outcome is one transaction guarded by `processed_at IS NULL`: a success activates or
-extends the member's subscription exactly once, records the saved card for auto-renewal, and
-records an unban for every managed chat the member was banned from (carried out right away,
-before the invite is sent, so the invite works). Renewal charges belong to recurrent_payments;
-their events are ignored here.
+extends the member's subscription exactly once (a renewal paid by hand extends the live
+subscription from its end), records the saved card for auto-renewal, and records an unban for
+every managed chat the member was banned from (carried out right away, before the invite is
+sent, so the invite works). The webhook and polling paths meet in that one guard.
 
 Settings: PAYMENT_POLL_AFTER_MIN (10), PAYMENT_BATCH_SIZE (50), PAYMENT_LEASE_S (120),
 INVITE_LINK_TTL_H (72), RENEW_CHARGE_AHEAD_H (24), PAYMENT_RESEND_AFTER_S (120),
@@ -46,15 +62,22 @@ from monitors.decisions.backoff import PAYMENT_POLL, RetrySchedule
 from monitors.decisions.periods import extension_start, period_after
 from monitors.decisions.telegram import Verdict, classify_telegram_response
 from monitors.decisions.yookassa import (
+    EXPIRED_KEY_REASON,
     ChargeOutcome,
     ChargeResult,
     ResendResult,
     ResendVerdict,
     UnsentAction,
+    classify_payment_object,
     classify_resend,
     classify_response,
     decide_unsent_payment,
+    expired_key_note,
+    next_poll_at,
     next_resend_at,
+    payment_reference,
+    poll_overdue,
+    reference_mismatch,
     stored_request,
 )
 from runtime.config import Env
@@ -65,6 +88,8 @@ from runtime.monitor import Monitor
 #: Provider events whose payment is unknown here or unreachable there: retried, then failed.
 EVENT_RETRY = RetrySchedule(base_s=10.0, cap_s=600.0, max_attempts=8)
 OPEN_STATUSES = "('created', 'pending', 'waiting_for_capture')"
+#: Rows of recurrent_payments' charges have a charge attempt; every other row is ours.
+NOT_A_CHARGE = "NOT EXISTS (SELECT 1 FROM charge_attempts ca WHERE ca.payment_id = payments.id)"
 
 
 @dataclass(frozen=True)
@@ -140,8 +165,8 @@ class PaymentMonitor(Monitor):
         now = self.ctx.clock.now()
         payments = await self._claim(
             "payments",
-            "kind = 'first' AND status = 'created' AND provider_payment_id IS NULL"
-            " AND processed_at IS NULL AND created_at <= ?"
+            "status = 'created' AND provider_payment_id IS NULL"
+            f" AND processed_at IS NULL AND {NOT_A_CHARGE} AND created_at <= ?"
             " AND (next_check_at IS NULL OR next_check_at <= ?)",
             (now - self.config.resend_after, now),
         )
@@ -173,16 +198,13 @@ class PaymentMonitor(Monitor):
             log.info("unsent_payment_waits", until=str(decision.not_before))
             return False
         if decision.action is UnsentAction.EXPIRE:
-            age_h = (now - payment["created_at"]).total_seconds() / 3600
-            window_h = config.key_window.total_seconds() / 3600
             await self._cancel_unsent(
                 payment,
-                "idempotence_key_expired",
-                f"not sent again: its Idempotence-Key was committed {age_h:.1f} h ago, past the"
-                f" {window_h:g} h the provider surely keeps keys; a repeat could create a second"
-                " payment",
+                EXPIRED_KEY_REASON,
+                expired_key_note(payment["created_at"], now, config.key_window),
             )
             _metrics.UNSENT_PAYMENTS.labels(outcome="expired").inc()
+            age_h = (now - payment["created_at"]).total_seconds() / 3600
             log.warning("unsent_payment_expired", age_h=round(age_h, 1))
             return True
         assert request is not None, "RESEND is decided only with the stored request"
@@ -312,26 +334,40 @@ class PaymentMonitor(Monitor):
         if result.outcome in (ChargeOutcome.UNKNOWN, ChargeOutcome.REJECTED):
             await self._retry_event(event, f"GET payment: HTTP {status}")
             return
+        fetched = body or {}
         payment = await self.db.fetchone(
             "SELECT * FROM payments WHERE provider = 'yookassa' AND provider_payment_id = ?",
             (event["object_id"],),
         )
         if payment is None:
-            # The API may not have stored the provider's id yet: look again a little later.
-            await self._retry_event(event, "no local payment with this provider id yet")
-            return
-        if payment["kind"] != "first":
+            payment = await self._match_unrecorded(event, fetched, log)
+            if payment is None:
+                return  # the event was finished or retried there
+        if await self._is_charge(payment["id"]):
             await self._finish_event(
-                event, "ignored", "renewals are reconciled by recurrent_payments"
+                event, "ignored", "renewal charges are reconciled by recurrent_payments"
             )
+            return
+        if (
+            result.outcome is ChargeOutcome.SUCCEEDED
+            and payment["status"] == "canceled"
+            and payment["processed_at"] is not None
+        ):
+            # Only a payment we canceled uncalled (its key expired, its repeat was refused)
+            # can be paid after all: the member paid for nothing. Money is never moved here.
+            note = (
+                f"paid at the provider, but payment {payment['id']} was canceled here"
+                f" ({payment['cancellation_reason']}): refund it or apply it by hand"
+            )
+            await self._finish_event(event, "failed", note)
+            _metrics.UNSENT_PAYMENTS.labels(outcome="paid_after_cancel").inc()
+            log.error("payment_paid_after_cancel", payment_id=payment["id"])
             return
         if result.outcome is ChargeOutcome.PENDING:
-            await self._finish_event(
-                event, "ignored", f"payment still {body and body.get('status')}"
-            )
+            await self._finish_event(event, "ignored", f"payment still {fetched.get('status')}")
             return
         try:
-            applied = await self.apply_final(payment, result, body or {}, source="webhook")
+            applied = await self.apply_final(payment, result, fetched, source="webhook")
         except (TransientError, IntegrityError) as exc:
             await self._retry_event(event, f"apply: {exc}")
             return
@@ -339,6 +375,102 @@ class PaymentMonitor(Monitor):
             await self._finish_event(event, "applied", None)
         else:
             await self._finish_event(event, "ignored", "outcome applied before")
+
+    async def _is_charge(self, payment_id: int) -> bool:
+        found = await self.db.fetchval(
+            "SELECT id FROM charge_attempts WHERE payment_id = ?", (payment_id,)
+        )
+        return found is not None
+
+    async def _match_unrecorded(
+        self, event: dict[str, Any], fetched: dict[str, Any], log: Any
+    ) -> dict[str, Any] | None:
+        """The row of a provider payment whose id was never recorded, found by the metadata of
+        the fetched payment (what our request sent), with the id now recorded on it. None when
+        the event was finished or retried instead."""
+        object_id = event["object_id"]
+        reference = payment_reference(fetched)
+        if reference is None:
+            await self._retry_event(event, "no local payment with this provider id or metadata")
+            return None
+        if reference.charge_key is not None:
+            charge = await self.db.fetchval(
+                "SELECT p.id FROM payments p JOIN charge_attempts ca ON ca.payment_id = p.id"
+                " WHERE p.idempotence_key = ?",
+                (reference.charge_key,),
+            )
+            if charge is None:
+                await self._retry_event(event, "its metadata names a charge attempt not known here")
+                return None
+            # recurrent_payments repeats the attempt's key and gets this very payment back.
+            await self._finish_event(
+                event, "ignored", "renewal charges are reconciled by recurrent_payments"
+            )
+            return None
+        row = await self.db.fetchone(
+            "SELECT * FROM payments WHERE id = ?", (reference.payment_row,)
+        )
+        if row is None:
+            await self._retry_event(
+                event,
+                f"its metadata names payment {reference.payment_row}, which does not exist here",
+            )
+            return None
+        problem = reference_mismatch(row, fetched)
+        if problem is None and row["provider_payment_id"] is not None:
+            # Two provider payments for one row: an earlier repeat past the key window.
+            problem = f"the row already has provider payment {row['provider_payment_id']}"
+        if problem is not None:
+            await self._finish_event(
+                event, "failed", f"its metadata names payment {row['id']}, but {problem}"
+            )
+            log.error("provider_event_mismatch", payment_id=row["id"], problem=problem)
+            return None
+        try:
+            recorded = await self._record_matched(row, object_id, fetched)
+        except IntegrityError as exc:
+            # Recorded on another row meanwhile: the next attempt finds it by its id.
+            await self._retry_event(event, f"record provider id: {exc}")
+            return None
+        if recorded is None or recorded["provider_payment_id"] != object_id:
+            await self._retry_event(event, "the row changed while its provider id was recorded")
+            return None
+        _metrics.UNSENT_PAYMENTS.labels(outcome="matched").inc()
+        log.info("provider_event_matched", payment_id=row["id"], provider_payment_id=object_id)
+        return recorded
+
+    async def _record_matched(
+        self, row: dict[str, Any], object_id: str, fetched: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        now = self.ctx.clock.now()
+        charge = classify_payment_object(fetched)
+        # An open status is recorded as it is; a final one is left to apply_final (paid_at).
+        status = fetched.get("status") if charge.outcome is ChargeOutcome.PENDING else None
+        url = (fetched.get("confirmation") or {}).get("confirmation_url")
+        followed = await self.db.execute(
+            "UPDATE payments SET provider_payment_id = ?, status = coalesce(?, status),"
+            " confirmation_url = coalesce(confirmation_url, ?), check_attempts = 0,"
+            " next_check_at = ?, last_error = NULL, updated_at = ?"
+            " WHERE id = ? AND provider_payment_id IS NULL AND status = 'created'"
+            " AND processed_at IS NULL",
+            (
+                object_id,
+                status,
+                url,
+                now + timedelta(seconds=PAYMENT_POLL.delay_s(1)),
+                now,
+                row["id"],
+            ),
+        )
+        if not followed:
+            # Already final here (canceled uncalled, or refused): the id is kept for the record.
+            await self.db.execute(
+                "UPDATE payments SET provider_payment_id = ?, updated_at = ?"
+                " WHERE id = ? AND provider_payment_id IS NULL",
+                (object_id, now, row["id"]),
+            )
+        found = await self.db.fetchone("SELECT * FROM payments WHERE id = ?", (row["id"],))
+        return dict(found) if found is not None else None
 
     async def _finish_event(self, event: dict[str, Any], outcome: str, note: str | None) -> None:
         now = self.ctx.clock.now()
@@ -375,13 +507,23 @@ class PaymentMonitor(Monitor):
 
     async def poll_open(self) -> int:
         now = self.ctx.clock.now()
-        payments = await self._claim(
+        open_payments = await self._claim(
             "payments",
-            f"kind = 'first' AND status IN {OPEN_STATUSES} AND provider_payment_id IS NOT NULL"
+            f"status IN {OPEN_STATUSES} AND provider_payment_id IS NOT NULL AND {NOT_A_CHARGE}"
             " AND created_at <= ? AND (next_check_at IS NULL AND check_attempts = 0"
             " OR next_check_at <= ?)",
             (now - self.config.poll_after, now),
         )
+        # Final in the provider's first answer (the API records the status it was given) and
+        # not applied yet: fetched again, never applied from what was stored.
+        unapplied = await self._claim(
+            "payments",
+            "processed_at IS NULL AND status IN ('succeeded', 'canceled')"
+            f" AND provider_payment_id IS NOT NULL AND {NOT_A_CHARGE}"
+            " AND (next_check_at IS NULL OR next_check_at <= ?)",
+            (now,),
+        )
+        payments = [*open_payments, *unapplied]
         for payment in payments:
             if self.ctx.stop_requested:
                 await self._release_payment(payment)
@@ -407,10 +549,11 @@ class PaymentMonitor(Monitor):
             error = f"GET payment: HTTP {status}"
         now = self.ctx.clock.now()
         attempts = payment["check_attempts"] + 1
-        next_check = PAYMENT_POLL.next_attempt_at(now, attempts)
-        if next_check is None:
-            error = "polling gave up; the payment stays open"
-            self.log.warning("payment_poll_exhausted", payment_id=payment["id"])
+        # Never given up: an open payment is looked at (hourly, past the schedule) until final.
+        next_check = next_poll_at(now, attempts)
+        if poll_overdue(attempts):
+            error = error or f"still open after {attempts} polls; fetched hourly until final"
+            self.log.warning("payment_poll_overdue", payment_id=payment["id"], polls=attempts)
         new_status = (
             body.get("status") if result.outcome is ChargeOutcome.PENDING and body else None
         )
@@ -588,8 +731,8 @@ class PaymentMonitor(Monitor):
     async def confirm_applied(self) -> int:
         payments = await self._claim(
             "payments",
-            "kind = 'first' AND status = 'succeeded' AND processed_at IS NOT NULL"
-            " AND confirmed_at IS NULL",
+            "status = 'succeeded' AND processed_at IS NOT NULL AND confirmed_at IS NULL"
+            f" AND {NOT_A_CHARGE}",
             (),
         )
         confirmed = 0
@@ -608,8 +751,12 @@ class PaymentMonitor(Monitor):
         assert user is not None, "payments references its user"
         # Unbans recorded with the payment go first, or the invite would not admit the member.
         await self.moderation.run_due(user_id=user["id"])
+        # A member already in a chat (a renewal paid by hand, usually) needs no way in.
         chats = await self.db.fetchall(
-            "SELECT id, telegram_chat_id, title FROM chats WHERE is_managed ORDER BY id"
+            "SELECT c.id, c.telegram_chat_id, c.title FROM chats c WHERE c.is_managed"
+            " AND NOT EXISTS (SELECT 1 FROM memberships m WHERE m.chat_id = c.id"
+            " AND m.user_id = ? AND m.status = 'member') ORDER BY c.id",
+            (user["id"],),
         )
         links = []
         for chat in chats:
