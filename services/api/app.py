@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import structlog
@@ -23,7 +23,7 @@ from monitors._clients import YooKassaClient
 from runtime.config import Settings
 from runtime.db import AsyncDatabase
 from runtime.errors import DatabaseError
-from services.api.errors import ApiError, install_error_handlers, responses
+from services.api.errors import ApiError, ErrorBody, install_error_handlers, responses
 from services.api.metrics import RequestMetricsMiddleware
 from services.api.models import (
     INT64_MAX,
@@ -84,7 +84,12 @@ def create_app(settings: Settings, api_settings: ApiSettings) -> FastAPI:
         await yookassa.open()
         app.state.services = Services(
             db=db,
-            payments=PaymentService(db, yookassa, api_settings.payment_return_url),
+            payments=PaymentService(
+                db,
+                yookassa,
+                api_settings.payment_return_url,
+                key_window=timedelta(hours=api_settings.payment_key_window_h),
+            ),
             tokens={kind: TokenStore(db, kind, hasher) for kind in TOKEN_KINDS},
         )
         log.info("api_started", db_type=settings.db.type)
@@ -163,7 +168,13 @@ def _add_payment_routes(app: FastAPI) -> None:
         tags=["payments"],
         responses={
             200: {"model": Payment, "description": "a retry: the payment created before"},
-            **responses(404, 409, 422, 502, 503),
+            **responses(404, 422, 502, 503),
+            409: {
+                "model": ErrorBody,
+                "description": "`tariff_inactive`; `idempotence_key_reused` (the key named"
+                " another member or tariff); `idempotence_key_expired` (the key is too old to"
+                " be repeated to YooKassa: its payment is canceled, send a new key)",
+            },
         },
     )
     async def create_payment(
@@ -178,6 +189,15 @@ def _add_payment_routes(app: FastAPI) -> None:
 
         The payment is stored with its idempotence key before YooKassa is called. Retrying with
         the same `Idempotence-Key` returns the same payment (200) and never creates another.
+
+        A payment YooKassa never confirmed (502 `provider_unavailable`) is sent again with the
+        same key on a retry, for 23 hours after the first request (`PAYMENT_KEY_WINDOW_H`).
+        YooKassa forgets keys after about a day, so a later repeat could create a second
+        payment beside one the first request may have made: such a retry is refused with 409
+        `idempotence_key_expired` and the payment is canceled (payment_monitor cancels it the
+        same way if no retry comes). The API never starts a new payment under an old key on its
+        own, since the client may no longer mean to charge the member; to pay now, send the
+        request again with a new `Idempotence-Key`.
         """
         payment, created = await svc.payments.create(body, idempotence_key)
         response.status_code = 201 if created else 200

@@ -11,21 +11,32 @@
 
 A payment whose provider call failed stays `created`: the client may retry with the same key
 (the API answers 502 with `payment_id`), and payment_monitor reconciles what is left.
+
+A retry is sent to YooKassa again only while the key is surely still remembered there
+(`key_window`, PAYMENT_KEY_WINDOW_H, 23 h from the commit; YooKassa keeps keys about 24 h from
+their first use). Later, a repeat could create a second payment beside one the first call may
+have made, so the retry is refused (409 `idempotence_key_expired`) and the payment canceled,
+exactly as payment_monitor cancels it when no retry comes. Refusing, rather than quietly
+starting a new payment under the old key, keeps the key's promise (one payment per key) and
+leaves the decision to charge the member now to the client, who sends a new key for it.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 
 from monitors._clients import YooKassaClient
 from monitors.decisions.yookassa import (
+    EXPIRED_KEY_REASON,
     PROVIDER_REQUEST,
     ChargeOutcome,
     classify_response,
+    expired_key_note,
+    key_expired,
     stored_request,
 )
 from runtime.db import AsyncDatabase, Row
@@ -81,11 +92,23 @@ def provider_request(row: Row, return_url: str) -> dict[str, Any]:
     }
 
 
+#: PAYMENT_KEY_WINDOW_H's default, the same as payment_monitor's.
+DEFAULT_KEY_WINDOW = timedelta(hours=23)
+
+
 class PaymentService:
-    def __init__(self, db: AsyncDatabase, yookassa: YooKassaClient, return_url: str) -> None:
+    def __init__(
+        self,
+        db: AsyncDatabase,
+        yookassa: YooKassaClient,
+        return_url: str,
+        *,
+        key_window: timedelta = DEFAULT_KEY_WINDOW,
+    ) -> None:
         self.db = db
         self.yookassa = yookassa
         self.return_url = return_url
+        self.key_window = key_window
 
     async def create(self, request: PaymentCreate, client_key: str) -> tuple[Payment, bool]:
         """The payment of this request; True when this call created the row."""
@@ -97,9 +120,43 @@ class PaymentService:
                 "idempotence_key_reused",
                 "this Idempotence-Key was already used for a different payment",
             )
-        if row["status"] == "created":
-            row = await self._call_provider(row, key, request.return_url or self.return_url)
+        if _never_sent(row):
+            now = datetime.now(UTC)
+            if key_expired(row["created_at"], now, self.key_window):
+                row = await self._expire(row, now)
+            if _never_sent(row):
+                row = await self._call_provider(row, key, request.return_url or self.return_url)
+        if _expired(row):
+            raise ApiError(
+                409,
+                "idempotence_key_expired",
+                f"payment {row['id']} was never confirmed by YooKassa and its Idempotence-Key is"
+                " too old to be sent again (a repeat could charge twice); it is canceled."
+                " Send a new Idempotence-Key to start a new payment",
+            )
         return to_model(row), created
+
+    async def _expire(self, row: Row, now: datetime) -> Row:
+        """Cancel a never-confirmed payment whose key left the window, as payment_monitor does;
+        the row as it is now (someone may have recorded the provider's answer meanwhile)."""
+        canceled = await self.db.execute(
+            "UPDATE payments SET status = 'canceled', cancellation_party = 'merchant',"
+            " cancellation_reason = ?, last_error = ?, processed_at = ?, next_check_at = NULL,"
+            " updated_at = ? WHERE id = ? AND status = 'created'"
+            " AND provider_payment_id IS NULL AND processed_at IS NULL",
+            (
+                EXPIRED_KEY_REASON,
+                expired_key_note(row["created_at"], now, self.key_window),
+                now,
+                now,
+                row["id"],
+            ),
+        )
+        if canceled:
+            log.warning("payment_key_expired", payment_id=row["id"])
+        fresh = await self.db.fetchone(_PAYMENT + "WHERE p.id = ?", (row["id"],))
+        assert fresh is not None
+        return fresh
 
     async def _commit_row(self, request: PaymentCreate, key: str) -> tuple[Row, bool]:
         async with self.db.transaction() as tx:
@@ -186,11 +243,12 @@ class PaymentService:
             )
         if result.outcome is ChargeOutcome.REJECTED:
             reason = result.error_code or "rejected"
+            # Nothing exists at the provider and nothing is to be applied: processed at once.
             await self.db.execute(
                 "UPDATE payments SET status = 'canceled', cancellation_party = 'yoo_money',"
-                " cancellation_reason = ?, last_error = ?, updated_at = ?"
+                " cancellation_reason = ?, last_error = ?, processed_at = ?, updated_at = ?"
                 " WHERE id = ? AND status = 'created'",
-                (reason, _describe(answer), now, row["id"]),
+                (reason, _describe(answer), now, now, row["id"]),
             )
             log.warning("payment_provider_rejected", payment_id=row["id"], reason=reason)
         else:
@@ -226,6 +284,20 @@ class PaymentService:
             provider_payment_id=answer["id"],
             status=status,
         )
+
+
+def _never_sent(row: Row) -> bool:
+    """Committed, and YooKassa's answer never recorded: the call is to be (re)made."""
+    return row["status"] == "created" and row["provider_payment_id"] is None
+
+
+def _expired(row: Row) -> bool:
+    """Canceled uncalled because its key left the window (here or by payment_monitor)."""
+    return (
+        row["status"] == "canceled"
+        and row["provider_payment_id"] is None
+        and row["cancellation_reason"] == EXPIRED_KEY_REASON
+    )
 
 
 def _describe(answer: dict[str, Any] | None) -> str:

@@ -22,6 +22,9 @@ class ApiSettings:
     payment_return_url: str
     #: Timeout of one YooKassa call while a client waits for its payment.
     provider_timeout_s: float = 10.0
+    #: How long after a payment was committed its Idempotence-Key may still be repeated to
+    #: YooKassa (which keeps keys about 24 h). The same variable as payment_monitor's.
+    payment_key_window_h: float = 23.0
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
 
@@ -33,6 +36,7 @@ class ApiSettings:
             token_hash_key=env.secret("API_TOKEN_HASH_KEY"),
             payment_return_url=env.url("PAYMENT_RETURN_URL", "https://t.me"),
             provider_timeout_s=env.number("API_PROVIDER_TIMEOUT_S", 10.0, minimum=0.1),
+            payment_key_window_h=env.number("PAYMENT_KEY_WINDOW_H", 23.0, minimum=0.01),
             host=env.text("API_HOST", "127.0.0.1") or "127.0.0.1",
             port=env.integer("API_PORT", DEFAULT_PORT, maximum=65535),
         )

@@ -152,13 +152,14 @@ async def _record_answer(
         )
         return PaymentLink(payment["id"], url, reused=reused)
     if status is not None and 400 <= status < 500:
-        # The request itself was refused: this key is spent, nothing exists at the provider.
+        # The request itself was refused: this key is spent, nothing exists at the provider,
+        # nothing is to be applied (processed at once, so no monitor looks at it again).
         reason = (body or {}).get("description") or f"HTTP {status}"
         await db.execute(
             "UPDATE payments SET status = 'canceled', cancellation_party = 'merchant',"
-            " cancellation_reason = 'request_rejected', last_error = ?, updated_at = ?"
-            " WHERE id = ? AND status = 'created'",
-            (str(reason)[:500], now, payment["id"]),
+            " cancellation_reason = 'request_rejected', last_error = ?, processed_at = ?,"
+            " updated_at = ? WHERE id = ? AND status = 'created'",
+            (str(reason)[:500], now, now, payment["id"]),
         )
         return PaymentLink(payment["id"], None, reused=reused, rejected=True)
     await db.execute(

@@ -110,6 +110,74 @@ async def test_provider_failure_keeps_the_row_and_a_retry_completes_it(
     assert await db.fetchval("SELECT count(*) FROM payments") == 1
 
 
+async def test_a_retry_past_the_key_window_is_refused_and_a_new_key_starts_over(
+    api: Api, db: Any, sandbox: SandboxProcess
+) -> None:
+    await add_tariff(db)
+    _, telegram_id = await add_user(db)
+    request = {"telegram_id": telegram_id, "tariff_code": "month"}
+    headers = {"Idempotence-Key": "yesterday"}
+    sandbox.arm_fault(count=1)
+    assert (await api.client.post("/v1/payments", json=request, headers=headers)).status_code == 502
+    payment_id = await db.fetchval("SELECT id FROM payments")
+    # The client retries a day later: YooKassa may have forgotten the key by now.
+    await db.execute(
+        "UPDATE payments SET created_at = ? WHERE id = ?",
+        (datetime.now(UTC) - timedelta(hours=24), payment_id),
+    )
+    before = len(sandbox.control("GET", "/yookassa/payments"))
+
+    late = await api.client.post("/v1/payments", json=request, headers=headers)
+
+    assert late.status_code == 409, late.text
+    assert late.json()["error"]["code"] == "idempotence_key_expired"
+    assert f"payment {payment_id} was never confirmed" in late.json()["error"]["message"]
+    row = await db.fetchone("SELECT * FROM payments WHERE id = ?", (payment_id,))
+    assert (row["status"], row["provider_payment_id"]) == ("canceled", None)
+    assert (row["cancellation_party"], row["cancellation_reason"]) == (
+        "merchant",
+        "idempotence_key_expired",
+    )
+    assert row["processed_at"] is not None
+    # YooKassa was not called: no payment beside one the first request may have made.
+    assert len(sandbox.control("GET", "/yookassa/payments")) == before
+    again = await api.client.post("/v1/payments", json=request, headers=headers)
+    assert (again.status_code, again.json()["error"]["code"]) == (409, "idempotence_key_expired")
+
+    fresh = await api.client.post(
+        "/v1/payments", json=request, headers={"Idempotence-Key": "today"}
+    )
+    assert fresh.status_code == 201, fresh.text
+    assert fresh.json()["id"] != payment_id
+    assert fresh.json()["status"] == "pending"
+    assert await db.fetchval("SELECT count(*) FROM payments") == 2
+
+
+async def test_a_payment_the_monitor_canceled_past_the_window_answers_the_same(
+    api: Api, db: Any, sandbox: SandboxProcess
+) -> None:
+    await add_tariff(db)
+    _, telegram_id = await add_user(db)
+    request = {"telegram_id": telegram_id, "tariff_code": "month"}
+    headers = {"Idempotence-Key": "monitor-got-there-first"}
+    sandbox.arm_fault(count=1)
+    assert (await api.client.post("/v1/payments", json=request, headers=headers)).status_code == 502
+    # payment_monitor's cancellation of an expired key (stage 0), before the client came back.
+    await db.execute(
+        "UPDATE payments SET status = 'canceled', cancellation_party = 'merchant',"
+        " cancellation_reason = 'idempotence_key_expired', processed_at = ?",
+        (datetime.now(UTC),),
+    )
+    late = await api.client.post("/v1/payments", json=request, headers=headers)
+    assert (late.status_code, late.json()["error"]["code"]) == (409, "idempotence_key_expired")
+
+
+async def test_the_openapi_description_tells_clients_what_an_old_key_gets(api: Api) -> None:
+    operation = (await api.client.get("/openapi.json")).json()["paths"]["/v1/payments"]["post"]
+    assert "idempotence_key_expired" in operation["responses"]["409"]["description"]
+    assert "new `Idempotence-Key`" in operation["description"]
+
+
 async def test_the_request_is_committed_with_the_row_and_repeated_as_it_was(
     api: Api, db: Any, sandbox: SandboxProcess
 ) -> None:

@@ -98,8 +98,13 @@ def test_settings_from_env() -> None:
     assert settings.token_hash_key is None
     assert settings.port == 9001
     assert "s3cr3t-adm1n" not in repr(settings)
+    # payment_monitor's variable: both stop repeating a key at the same age.
+    assert settings.payment_key_window_h == 23.0
+    assert ApiSettings.from_env({"PAYMENT_KEY_WINDOW_H": "12"}).payment_key_window_h == 12.0
     with pytest.raises(ConfigError, match="PAYMENT_RETURN_URL"):
         ApiSettings.from_env({"PAYMENT_RETURN_URL": "ftp://x"})
+    with pytest.raises(ConfigError, match="PAYMENT_KEY_WINDOW_H"):
+        ApiSettings.from_env({"PAYMENT_KEY_WINDOW_H": "0"})
 
 
 def test_credentials() -> None:
