@@ -328,3 +328,45 @@ async def test_polling_goes_on_past_its_schedule_until_the_payment_is_final(db, 
     row = await payment_row(db, payment_id)
     assert (row["status"], row["cancellation_reason"]) == ("canceled", "expired_on_confirmation")
     assert row["processed_at"] is not None
+
+
+@pytest.mark.parametrize("producer", ["api", "bot"])
+async def test_a_request_the_provider_refuses_is_final_at_once(
+    db, sandbox, monitors, api_payments, producer
+):
+    user = await f.member(db, sandbox)
+    # A description longer than YooKassa takes (128): the request is refused, nothing is made.
+    tariff_id = await db.fetchval(
+        "INSERT INTO tariffs (code, title, price_minor, period_days)"
+        " VALUES ('bad', ?, 1000, 30) RETURNING id",
+        ("Очень длинное название " * 8,),
+    )
+    if producer == "api":
+        payment, _ = await api_payments.create(
+            PaymentCreate(telegram_id=user["telegram_id"], tariff_code="bad"), "refused-1"
+        )
+        payment_id = payment.id
+    else:
+        tariff = await db.fetchone("SELECT * FROM tariffs WHERE id = ?", (tariff_id,))
+        link = await request_payment_link(
+            db,
+            api_payments.yookassa,
+            user_id=user["id"],
+            telegram_id=user["telegram_id"],
+            tariff=tariff,
+            return_url="https://t.me/domos_bot",
+            now=utcnow(),
+        )
+        assert link.rejected
+        payment_id = link.payment_id
+    await db.execute(
+        "UPDATE payments SET created_at = ? WHERE id = ?",
+        (utcnow() - timedelta(hours=1), payment_id),
+    )
+    row = await payment_row(db, payment_id)
+    assert (row["status"], row["provider_payment_id"]) == ("canceled", None)
+    # Nothing exists at the provider and nothing is to be applied: no monitor owns it any more.
+    assert row["processed_at"] is not None
+    monitor = await monitors(PaymentMonitor)
+    assert await monitor.tick() == 0
+    assert await outbox(db, user, "payment_canceled") == []
