@@ -127,6 +127,8 @@ class PaymentMonitor(Monitor):
 
     async def setup(self) -> None:
         self.config = PaymentSettings.from_env(os.environ)
+        # Alerts fire on the first expiry or paid-after-cancel, so those series start at 0.
+        _metrics.start_at_zero(_metrics.UNSENT_PAYMENTS, "outcome", _metrics.UNSENT_OUTCOMES)
         self.yookassa = YooKassaClient(self.ctx.settings)
         self.telegram = TelegramClient(self.ctx.settings)
         await self.yookassa.open()

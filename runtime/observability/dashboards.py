@@ -220,6 +220,34 @@ ROWS: tuple[Row, ...] = (
                 ),
                 unit="ops",
             ),
+            Panel(
+                "Unsent payments by outcome (1 h)",
+                (
+                    Query(
+                        "sum by (outcome) (increase(domos_unsent_payments_total[1h]))",
+                        "{{outcome}}",
+                    ),
+                ),
+                width=12,
+                description="Payments whose create call never returned: found at the provider"
+                " (recorded, or matched by a notification), sent again (retried), canceled"
+                " uncalled (expired key, refused repeat), and paid_after_cancel, a refund to make"
+                " by hand. Alerts fire on cancellations, on resends that keep failing and on"
+                " any paid_after_cancel.",
+            ),
+            Panel(
+                "Payment notifications by outcome",
+                (
+                    Query(
+                        f"sum by (outcome) (rate(domos_provider_events_total[{RATE}]))",
+                        "{{outcome}}",
+                    ),
+                ),
+                unit="ops",
+                width=12,
+                description="YooKassa notifications payment_monitor handled: applied, ignored,"
+                " retried, failed (each failure is in provider_events.last_error).",
+            ),
         ),
     ),
     Row(

@@ -5,7 +5,9 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry, Counter
 
+from monitors._metrics import UNSENT_OUTCOMES, UNSENT_PAYMENTS, start_at_zero
 from monitors.notifymonitor import NotifySettings
 from monitors.parse_messages import ParseSettings, area_dm2, commission_bp, normalized_complex
 from monitors.tsmonitor import TermSettings
@@ -87,3 +89,16 @@ def test_notify_global_burst_defaults_within_one_second_of_sends(environ, burst)
 def test_notify_global_burst_above_one_second_of_sends_is_refused():
     with pytest.raises(ConfigError, match="NOTIFY_GLOBAL_BURST"):
         NotifySettings.from_env({"NOTIFY_GLOBAL_PER_S": "15", "NOTIFY_GLOBAL_BURST": "16"})
+
+
+def test_rare_outcomes_are_exported_at_zero_before_their_first_increment():
+    registry = CollectorRegistry()
+    counter = Counter("domos_test_unsent_total", "test", ["outcome"], registry=registry)
+    assert registry.get_sample_value("domos_test_unsent_total", {"outcome": "expired"}) is None
+
+    start_at_zero(counter, "outcome", UNSENT_OUTCOMES)
+
+    for outcome in UNSENT_OUTCOMES:
+        assert registry.get_sample_value("domos_test_unsent_total", {"outcome": outcome}) == 0
+    # Every outcome payment_monitor counts is among them (its help text names each).
+    assert all(outcome in UNSENT_PAYMENTS._documentation for outcome in UNSENT_OUTCOMES)
