@@ -3,8 +3,11 @@
 Starts `domos run --no-demo` (role embedded on SQLite: every program plus the sandbox) on a copy
 of supervisord.conf in a temp dir, waits until every program is RUNNING and a few seconds more
 for start-up work to settle, then reads each program's RSS from /proc, children included
-(gunicorn workers). The baseline, measured in the same run, is a bare interpreter of the same
-Python. Last line: one JSON object; "ratio" = total RSS / the 1 GiB budget of a small machine.
+(gunicorn workers). RSS counts the pages forked workers share with their master once per
+process, so the total also comes as PSS (each shared page divided among its sharers), which is
+what the stack really takes from the machine. The baseline, measured in the same run, is a bare
+interpreter of the same Python. Last line: one JSON object; "ratio" = total PSS / the 1 GiB
+budget of a small machine.
 """
 
 from __future__ import annotations
@@ -40,6 +43,17 @@ def rss_bytes(pid: int) -> int:
         return 0
 
 
+def pss_bytes(pid: int) -> int:
+    """Proportional set size: shared pages divided among the processes sharing them."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    return 0
+
+
 def children(pid: int) -> list[int]:
     """Every descendant of `pid` (gunicorn workers, uvicorn's, the web server's)."""
     parents: dict[int, list[int]] = {}
@@ -61,6 +75,10 @@ def children(pid: int) -> list[int]:
 
 def tree_rss(pid: int) -> int:
     return sum(rss_bytes(p) for p in [pid, *children(pid)])
+
+
+def tree_pss(pid: int) -> int:
+    return sum(pss_bytes(p) for p in [pid, *children(pid)])
 
 
 def baseline_rss() -> int:
@@ -114,10 +132,11 @@ def main() -> int:
                 return 1
             time.sleep(0.5)
         time.sleep(SETTLE_S)
-        per_program = {
-            str(info["name"]): tree_rss(int(str(info["pid"]))) for info in supervisor_info(config)
-        }
+        pids = {str(info["name"]): int(str(info["pid"])) for info in supervisor_info(config)}
+        per_program = {name: tree_rss(pid) for name, pid in pids.items()}
+        per_program_pss = {name: tree_pss(pid) for name, pid in pids.items()}
         supervisord = rss_bytes(proc.pid)
+        supervisord_pss = pss_bytes(proc.pid)
         baseline = baseline_rss()
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -131,18 +150,27 @@ def main() -> int:
 
     mib = 1024**2
     total = sum(per_program.values()) + supervisord
+    total_pss = sum(per_program_pss.values()) + supervisord_pss
+    print(f"{'program':22s} {'RSS':>8s}     {'PSS':>8s}")
     for name, size in sorted(per_program.items(), key=lambda item: -item[1]):
-        print(f"{name:22s} {size / mib:8.1f} MiB")
-    print(f"{'supervisord':22s} {supervisord / mib:8.1f} MiB")
-    print(f"{'total':22s} {total / mib:8.1f} MiB (budget {BUDGET_BYTES / mib:.0f} MiB)")
+        print(f"{name:22s} {size / mib:8.1f} MiB {per_program_pss[name] / mib:8.1f} MiB")
+    print(f"{'supervisord':22s} {supervisord / mib:8.1f} MiB {supervisord_pss / mib:8.1f} MiB")
+    print(
+        f"{'total':22s} {total / mib:8.1f} MiB {total_pss / mib:8.1f} MiB "
+        f"(budget {BUDGET_BYTES / mib:.0f} MiB)"
+    )
     print(f"{'bare python (baseline)':22s} {baseline / mib:8.1f} MiB")
     result = {
-        "programs_mib": {name: round(size / mib, 1) for name, size in sorted(per_program.items())},
+        "programs_rss_mib": {n: round(size / mib, 1) for n, size in sorted(per_program.items())},
+        "programs_pss_mib": {
+            n: round(size / mib, 1) for n, size in sorted(per_program_pss.items())
+        },
         "supervisord_mib": round(supervisord / mib, 1),
-        "total_mib": round(total / mib, 1),
+        "total_rss_mib": round(total / mib, 1),
+        "total_pss_mib": round(total_pss / mib, 1),
         "baseline_bare_python_mib": round(baseline / mib, 1),
         "budget_mib": BUDGET_BYTES // mib,
-        "ratio": round(total / BUDGET_BYTES, 3),
+        "ratio": round(total_pss / BUDGET_BYTES, 3),
     }
     print(json.dumps(result))
     return 0
