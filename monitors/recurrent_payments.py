@@ -25,6 +25,7 @@ from typing import Any
 from monitors import _metrics
 from monitors._clients import YooKassaClient
 from monitors._pause import pause_point
+from monitors._renewals import open_manual_renewal
 from monitors.decisions.periods import Period, charge_idempotence_key, period_after
 from monitors.decisions.yookassa import (
     ChargeOutcome,
@@ -97,6 +98,11 @@ class RecurrentPayments(Monitor):
         tz = self.ctx.settings.timezone
         period = period_after(sub["current_period_end"], days=sub["period_days"], tz=tz)
         async with self.db.transaction() as tx:
+            manual = await open_manual_renewal(tx, sub["id"])
+            if manual is not None:
+                # The member is paying by hand: charging the card too could take two periods.
+                self.log.info("charge_postponed", subscription_id=sub["id"], payment_id=manual)
+                return False
             attempt_no = 1 + int(
                 await tx.fetchval(
                     "SELECT coalesce(max(attempt_no), 0) FROM charge_attempts"

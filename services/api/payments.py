@@ -30,6 +30,7 @@ from typing import Any
 import structlog
 
 from monitors._clients import YooKassaClient
+from monitors._renewals import AutoRenewalInProgress, refuse_while_auto_charging
 from monitors.decisions.yookassa import (
     EXPIRED_KEY_REASON,
     PROVIDER_REQUEST,
@@ -178,6 +179,11 @@ class PaymentService:
                 "SELECT id FROM subscriptions WHERE user_id = ? AND status IN ('active', 'grace')",
                 (context["user_id"],),
             )
+            if live is not None:
+                try:
+                    await refuse_while_auto_charging(tx, live)
+                except AutoRenewalInProgress as exc:
+                    raise ApiError(409, "renewal_in_progress", str(exc)) from exc
             payment_id = await tx.fetchval(
                 "INSERT INTO payments (idempotence_key, user_id, tariff_id, subscription_id, kind,"
                 " amount_minor, currency, description, save_payment_method, metadata)"

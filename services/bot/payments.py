@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from monitors._renewals import refuse_while_auto_charging
 from monitors.decisions.yookassa import PROVIDER_REQUEST, stored_request
 from runtime.db import AsyncDatabase, Row
 
@@ -100,6 +101,8 @@ async def _create_payment_row(
             "SELECT id FROM subscriptions WHERE user_id = ? AND status IN ('active', 'grace')",
             (user_id,),
         )
+        if live_id is not None:
+            await refuse_while_auto_charging(tx, live_id)  # AutoRenewalInProgress
         key = f"bot:{uuid.uuid4()}"
         row = await tx.fetchone(
             "INSERT INTO payments (idempotence_key, user_id, tariff_id, subscription_id, kind,"

@@ -12,6 +12,7 @@ from aiogram.filters import Command, CommandStart
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from monitors._renewals import AutoRenewalInProgress
 from runtime.db import AsyncDatabase, Row
 from services.bot import repository, texts
 from services.bot.config import BotSettings
@@ -137,16 +138,21 @@ async def _payment_reply(
         PAYMENTS_REQUESTED.labels(outcome="disabled").inc()
         return texts.PAYMENTS_OFF
     return_url = bot_settings.payment_return_url or f"https://t.me/{bot_username}"
-    link = await request_payment_link(
-        db,
-        payments,
-        user_id=user_id,
-        telegram_id=telegram_id,
-        tariff=tariff,
-        return_url=return_url,
-        now=clock(),
-        reuse_s=bot_settings.payment_reuse_s,
-    )
+    try:
+        link = await request_payment_link(
+            db,
+            payments,
+            user_id=user_id,
+            telegram_id=telegram_id,
+            tariff=tariff,
+            return_url=return_url,
+            now=clock(),
+            reuse_s=bot_settings.payment_reuse_s,
+        )
+    except AutoRenewalInProgress as exc:
+        PAYMENTS_REQUESTED.labels(outcome="auto_renewal_in_progress").inc()
+        log.info("payment_link_refused", user_id=user_id, attempt_id=exc.attempt_id)
+        return texts.AUTO_RENEWAL_IN_PROGRESS
     if link.confirmation_url is None:
         outcome = "rejected" if link.rejected else "provider_unavailable"
         PAYMENTS_REQUESTED.labels(outcome=outcome).inc()
