@@ -173,7 +173,9 @@ def _add_payment_routes(app: FastAPI) -> None:
                 "model": ErrorBody,
                 "description": "`tariff_inactive`; `idempotence_key_reused` (the key named"
                 " another member or tariff); `idempotence_key_expired` (the key is too old to"
-                " be repeated to YooKassa: its payment is canceled, send a new key)",
+                " be repeated to YooKassa: its payment is canceled, send a new key);"
+                " `renewal_in_progress` (the member's saved card is being charged for this"
+                " subscription right now: retry once that charge has finished)",
             },
         },
     )
@@ -198,6 +200,11 @@ def _add_payment_routes(app: FastAPI) -> None:
         same way if no retry comes). The API never starts a new payment under an old key on its
         own, since the client may no longer mean to charge the member; to pay now, send the
         request again with a new `Idempotence-Key`.
+
+        While the member's saved card is being charged for a live subscription (an automatic
+        renewal in flight), paying by hand is refused with 409 `renewal_in_progress`, so the
+        member never pays twice for one period; recurrent_payments likewise waits while a
+        payment made by hand is open.
         """
         payment, created = await svc.payments.create(body, idempotence_key)
         response.status_code = 201 if created else 200
