@@ -1,0 +1,121 @@
+"""payment_monitor, stage 3: a succeeded, applied payment's way in and its receipt.
+
+The member's pending unbans run first; then every managed chat the member is not in gets a
+fresh invite link (member_limit=1, INVITE_LINK_TTL_H), reused after a crash; then one receipt
+goes to the outbox and the payment is marked confirmed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from monitors import _metrics
+from monitors._outbox import enqueue
+from monitors._payment_work import NOT_A_CHARGE, PaymentWork
+from monitors.decisions.telegram import Verdict, classify_telegram_response
+from runtime.errors import MonitorError
+
+
+async def confirm_applied(work: PaymentWork) -> int:
+    payments = await work.claim(
+        "payments",
+        "status = 'succeeded' AND processed_at IS NOT NULL AND confirmed_at IS NULL"
+        f" AND {NOT_A_CHARGE}",
+        (),
+    )
+    confirmed = 0
+    for payment in payments:
+        if work.ctx.stop_requested:
+            await work.release_payment(payment)
+            continue
+        if await _confirm_one(work, payment):
+            confirmed += 1
+    return confirmed
+
+
+async def _confirm_one(work: PaymentWork, payment: dict[str, Any]) -> bool:
+    user = await work.db.fetchone(
+        "SELECT id, telegram_id FROM users WHERE id = ?", (payment["user_id"],)
+    )
+    assert user is not None, "payments references its user"
+    # Unbans recorded with the payment go first, or the invite would not admit the member.
+    await work.moderation.run_due(user_id=user["id"])
+    # A member already in a chat (a renewal paid by hand, usually) needs no way in.
+    chats = await work.db.fetchall(
+        "SELECT c.id, c.telegram_chat_id, c.title FROM chats c WHERE c.is_managed"
+        " AND NOT EXISTS (SELECT 1 FROM memberships m WHERE m.chat_id = c.id"
+        " AND m.user_id = ? AND m.status = 'member') ORDER BY c.id",
+        (user["id"],),
+    )
+    links = []
+    for chat in chats:
+        link = await _invite_link(work, payment, user, chat)
+        if link is None:
+            await work.release_payment(payment)
+            return False
+        links.append((chat["title"] or "чат сообщества", link))
+    tz = work.ctx.settings.timezone
+    period_end = payment["applied_period_end"].astimezone(tz)
+    lines = [f"Оплата получена. Подписка активна до {period_end:%d.%m.%Y}."]
+    lines += [f"Вход в «{title}»: {link}" for title, link in links]
+    now = work.ctx.clock.now()
+    async with work.db.transaction() as tx:
+        await enqueue(
+            tx,
+            dedupe_key=f"payment_confirmed:{payment['id']}",
+            chat_id=user["telegram_id"],
+            user_id=user["id"],
+            kind="receipt",
+            text="\n".join(lines),
+            priority=10,
+            reply_markup=None,
+        )
+        await tx.execute(
+            "UPDATE payments SET confirmed_at = ?, lease_owner = NULL, lease_expires_at = NULL"
+            " WHERE id = ? AND lease_owner = ?",
+            (now, payment["id"], work.ctx.owner),
+        )
+    _metrics.CONFIRMATIONS.inc()
+    work.log.info("payment_confirmed", payment_id=payment["id"], chats=len(links))
+    return True
+
+
+async def _invite_link(
+    work: PaymentWork, payment: dict[str, Any], user: dict[str, Any], chat: dict[str, Any]
+) -> str | None:
+    """The payment's link to `chat`: the one created before a crash, else a new one."""
+    existing = await work.db.fetchval(
+        "SELECT link FROM invite_links WHERE payment_id = ? AND chat_id = ? AND revoked_at IS NULL",
+        (payment["id"], chat["id"]),
+    )
+    if existing:
+        return str(existing)
+    now = work.ctx.clock.now()
+    expire_at = now + work.config.invite_ttl
+    name = f"payment {payment['id']}"[:32]
+    status, body = await work.telegram.call(
+        "createChatInviteLink",
+        {
+            "chat_id": chat["telegram_chat_id"],
+            "name": name,
+            "member_limit": 1,
+            "expire_date": int(expire_at.timestamp()),
+        },
+    )
+    outcome = classify_telegram_response(status, body)
+    if outcome.verdict is not Verdict.DELIVERED or not isinstance((body or {}).get("result"), dict):
+        _metrics.INVITE_LINKS.labels(outcome="failed").inc()
+        work.log.warning(
+            "invite_link_failed", chat_id=chat["telegram_chat_id"], error=outcome.description
+        )
+        if outcome.verdict is Verdict.BOT_FAULT:
+            raise MonitorError(f"Bot API refuses the bot: {outcome.description}")
+        return None
+    link = str((body or {})["result"]["invite_link"])
+    await work.db.execute(
+        "INSERT INTO invite_links (chat_id, user_id, payment_id, link, name, member_limit,"
+        " expire_at) VALUES (?, ?, ?, ?, ?, 1, ?)",
+        (chat["id"], user["id"], payment["id"], link, name, expire_at),
+    )
+    _metrics.INVITE_LINKS.labels(outcome="created").inc()
+    return link

@@ -1,0 +1,188 @@
+"""payment_monitor, stage 0: payments committed as `created` whose create call never returned.
+
+After PAYMENT_RESEND_AFTER_S the committed request is sent again with the SAME Idempotence-Key,
+so the provider makes one payment either way; its id is recorded and a final answer applied at
+once. A key past PAYMENT_KEY_WINDOW_H is never repeated: that payment, and one the provider
+refuses, is canceled (cancellation_party 'merchant') without a notice to the member.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from monitors import _metrics
+from monitors._payment_apply import apply_final
+from monitors._payment_work import NOT_A_CHARGE, PaymentWork
+from monitors.decisions.backoff import PAYMENT_POLL
+from monitors.decisions.yookassa import (
+    EXPIRED_KEY_REASON,
+    ChargeOutcome,
+    ResendResult,
+    ResendVerdict,
+    UnsentAction,
+    classify_resend,
+    decide_unsent_payment,
+    expired_key_note,
+    next_resend_at,
+    stored_request,
+)
+from runtime.errors import IntegrityError, MonitorError, TransientError
+
+
+async def resend_unsent(work: PaymentWork) -> int:
+    now = work.ctx.clock.now()
+    payments = await work.claim(
+        "payments",
+        "status = 'created' AND provider_payment_id IS NULL"
+        f" AND processed_at IS NULL AND {NOT_A_CHARGE} AND created_at <= ?"
+        " AND (next_check_at IS NULL OR next_check_at <= ?)",
+        (now - work.config.resend_after, now),
+    )
+    handled = 0
+    for payment in payments:
+        if work.ctx.stop_requested:
+            await work.release_payment(payment)
+            continue
+        if await _resend_one(work, payment):
+            handled += 1
+    return handled
+
+
+async def _resend_one(work: PaymentWork, payment: dict[str, Any]) -> bool:
+    """Settle one payment without a provider id; False when it only waits."""
+    now = work.ctx.clock.now()
+    config = work.config
+    request = stored_request(payment)
+    decision = decide_unsent_payment(
+        payment["created_at"],
+        now,
+        grace=config.resend_after,
+        key_window=config.key_window,
+        has_request=request is not None,
+    )
+    log = work.log.bind(payment_id=payment["id"])
+    if decision.action is UnsentAction.WAIT:
+        await _unsent_later(work, payment, payment["check_attempts"], decision.not_before, None)
+        _metrics.UNSENT_PAYMENTS.labels(outcome="waiting").inc()
+        log.info("unsent_payment_waits", until=str(decision.not_before))
+        return False
+    if decision.action is UnsentAction.EXPIRE:
+        await _cancel_unsent(
+            work,
+            payment,
+            EXPIRED_KEY_REASON,
+            expired_key_note(payment["created_at"], now, config.key_window),
+        )
+        _metrics.UNSENT_PAYMENTS.labels(outcome="expired").inc()
+        age_h = (now - payment["created_at"]).total_seconds() / 3600
+        log.warning("unsent_payment_expired", age_h=round(age_h, 1))
+        return True
+    assert request is not None, "RESEND is decided only with the stored request"
+    status, body = await work.yookassa.create_payment(request, payment["idempotence_key"])
+    result = classify_resend(status, body)
+    if result.verdict is ResendVerdict.BAD_CREDENTIALS:
+        await work.release_payment(payment)
+        raise MonitorError("YooKassa refuses the shop's credentials (HTTP 401)")
+    if result.verdict is ResendVerdict.REFUSED:
+        await _cancel_unsent(
+            work,
+            payment,
+            "request_rejected",
+            f"the provider refused the repeated request: {result.reason}",
+        )
+        _metrics.UNSENT_PAYMENTS.labels(outcome="refused").inc()
+        log.warning("unsent_payment_refused", reason=result.reason)
+        return True
+    if result.verdict is ResendVerdict.RECORD:
+        try:
+            return await _record_resent(work, payment, result, body or {})
+        except IntegrityError as exc:
+            # Another row holds this provider id: a fault to look at, never to overwrite.
+            log.error("unsent_payment_conflict", error=str(exc))
+            error = f"provider id {result.charge.payment_id}: {exc}"
+    else:
+        error = f"repeat create: HTTP {status}" if status else "repeat create: no answer"
+    attempts = payment["check_attempts"] + 1
+    retry_at = next_resend_at(
+        now,
+        payment["created_at"],
+        attempts,
+        key_window=config.key_window,
+        retry_after_s=result.charge.retry_after_s,
+    )
+    await _unsent_later(work, payment, attempts, retry_at, error)
+    _metrics.UNSENT_PAYMENTS.labels(outcome="retried").inc()
+    log.info("unsent_payment_retry", attempts=attempts, retry_at=retry_at.isoformat())
+    return True
+
+
+async def _record_resent(
+    work: PaymentWork, payment: dict[str, Any], result: ResendResult, body: dict[str, Any]
+) -> bool:
+    """Record the provider's payment under the key; apply it at once when final."""
+    now = work.ctx.clock.now()
+    charge = result.charge
+    final = charge.outcome in (ChargeOutcome.SUCCEEDED, ChargeOutcome.CANCELED)
+    # Final statuses are written by apply_final (with paid_at); open ones here.
+    status = body.get("status") if charge.outcome is ChargeOutcome.PENDING else None
+    url = (body.get("confirmation") or {}).get("confirmation_url")
+    next_check = None if final else now + timedelta(seconds=PAYMENT_POLL.delay_s(1))
+    recorded = await work.db.execute(
+        "UPDATE payments SET provider_payment_id = ?, status = coalesce(?, status),"
+        " confirmation_url = coalesce(?, confirmation_url), check_attempts = 0,"
+        " next_check_at = ?, last_error = NULL, updated_at = ?, lease_owner = NULL,"
+        " lease_expires_at = NULL WHERE id = ? AND provider_payment_id IS NULL"
+        " AND status = 'created'",
+        (charge.payment_id, status, url, next_check, now, payment["id"]),
+    )
+    log = work.log.bind(payment_id=payment["id"], provider_payment_id=charge.payment_id)
+    if not recorded:
+        # The producer's own retry recorded the answer meanwhile: nothing left to do here.
+        await work.release_payment(payment)
+        log.info("unsent_payment_recorded_elsewhere")
+        return False
+    _metrics.UNSENT_PAYMENTS.labels(outcome="recorded").inc()
+    log.info("unsent_payment_recorded", status=body.get("status"))
+    if final:
+        recorded_row = {**payment, "provider_payment_id": charge.payment_id}
+        try:
+            await apply_final(work, recorded_row, charge, body, source="resend")
+        except (TransientError, IntegrityError) as exc:
+            # Left open with its provider id: the polling stage applies it.
+            log.warning("unsent_payment_apply_failed", error=str(exc))
+    return True
+
+
+async def _unsent_later(
+    work: PaymentWork,
+    payment: dict[str, Any],
+    attempts: int,
+    at: datetime | None,
+    error: str | None,
+) -> None:
+    await work.db.execute(
+        "UPDATE payments SET check_attempts = ?, next_check_at = ?,"
+        " last_error = coalesce(?, last_error), updated_at = ?, lease_owner = NULL,"
+        " lease_expires_at = NULL WHERE id = ? AND lease_owner = ?",
+        (attempts, at, error, work.ctx.clock.now(), payment["id"], work.ctx.owner),
+    )
+
+
+async def _cancel_unsent(
+    work: PaymentWork, payment: dict[str, Any], reason: str, detail: str
+) -> None:
+    """Cancel a payment the provider has no trace of for us; nothing to apply or tell."""
+    now = work.ctx.clock.now()
+    canceled = await work.db.execute(
+        "UPDATE payments SET status = 'canceled', cancellation_party = 'merchant',"
+        " cancellation_reason = ?, last_error = ?, processed_at = ?, next_check_at = NULL,"
+        " updated_at = ?, lease_owner = NULL, lease_expires_at = NULL"
+        " WHERE id = ? AND status = 'created' AND provider_payment_id IS NULL"
+        " AND processed_at IS NULL",
+        (reason, detail[:500], now, now, payment["id"]),
+    )
+    if canceled:
+        _metrics.PAYMENTS_FINALIZED.labels(status="canceled", source="resend").inc()
+    else:
+        await work.release_payment(payment)
