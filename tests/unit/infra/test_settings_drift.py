@@ -79,7 +79,6 @@ NOT_FOR_PRODUCTION = {
 DIFFERENT_IN_PRODUCTION = {
     "POSTGRES_USER": "the compose postgres service creates the `domos` role",
     "WEB_ALLOWED_HOSTS": "the container is reached over IPv4 only",
-    "BOT_PAYMENT_RETURN_URL": "production returns payers to https://t.me (code: the bot's link)",
 }
 
 #: Settings objects built from an environment mapping: compared whole, default against compose.
