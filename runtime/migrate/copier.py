@@ -151,6 +151,34 @@ def reject_record(
     }
 
 
+#: Marks the reject records of rows PostgreSQL refused (`load_refusals` reads them back).
+REFUSED_BY = "postgresql"
+
+
+def refusal_record(
+    plan: TablePlan, rowid: int | None, values: tuple[Any, ...], problem: str, detail: str
+) -> dict[str, Any]:
+    """The reject record of a row the target refused; keeps the rowid, so a later verification
+    (`domos migrate verify`, `--resume`) leaves the same rows out of the source side."""
+    record = reject_record(plan, rowid, values, RowRejected(problem, None, None), detail)
+    return {**record, "rowid": rowid, "refused_by": REFUSED_BY}
+
+
+def load_refusals(*paths: Path) -> dict[str, dict[int, str]]:
+    """Rows the target refused in an earlier run, per table label: rowid -> problem."""
+    refusals: dict[str, dict[int, str]] = {}
+    for path in paths:
+        if not path.exists():
+            continue
+        with open(path, encoding="utf-8") as lines:
+            for line in lines:
+                record = json.loads(line)
+                if record.get("refused_by") == REFUSED_BY and record.get("rowid") is not None:
+                    table = refusals.setdefault(record["target"], {})
+                    table[int(record["rowid"])] = record["problem"]
+    return refusals
+
+
 def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, int | float | str):
         return value
@@ -276,18 +304,18 @@ def _copy_chunk_isolating(
             target.transaction(),
         ):
 
-            def reject(
-                rowid: int | None,
-                values: tuple[Any, ...],
-                rejected: RowRejected,
-                refusal: psycopg.Error | None = None,
-            ) -> None:
-                detail = str(refusal).splitlines()[0] if refusal is not None else None
-                record = reject_record(plan, rowid, values, rejected, detail)
+            def reject(rowid: int | None, values: tuple[Any, ...], rejected: RowRejected) -> None:
+                record = reject_record(plan, rowid, values, rejected)
                 rejects.write(json.dumps(record, ensure_ascii=False) + "\n")
                 result.rejects[rejected.problem] = result.rejects.get(rejected.problem, 0) + 1
-                if rowid is not None and refusal is not None:
-                    result.refused[rowid] = rejected.problem
+
+            def refuse(rowid: int | None, values: tuple[Any, ...], exc: psycopg.Error) -> None:
+                problem = _problem(exc)
+                record = refusal_record(plan, rowid, values, problem, str(exc).splitlines()[0])
+                rejects.write(json.dumps(record, ensure_ascii=False) + "\n")
+                result.rejects[problem] = result.rejects.get(problem, 0) + 1
+                if rowid is not None:
+                    result.refused[rowid] = problem
 
             def copy_rows(rows: list[tuple[int | None, tuple[Any, ...], tuple[Any, ...]]]) -> int:
                 if not rows:
@@ -307,7 +335,7 @@ def _copy_chunk_isolating(
                         middle = len(rows) // 2
                         return copy_rows(rows[:middle]) + copy_rows(rows[middle:])
                     rowid, values, _ = rows[0]
-                    reject(rowid, values, RowRejected(_problem(exc), None, None), exc)
+                    refuse(rowid, values, exc)
                     return 0
 
             reader = source.execute(select, params)

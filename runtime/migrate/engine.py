@@ -37,7 +37,7 @@ from runtime.config import mask_url_password
 from runtime.errors import MigrationError
 from runtime.migrate import plan as planning
 from runtime.migrate import rowtext
-from runtime.migrate.copier import ChunkResult, copy_chunk
+from runtime.migrate.copier import ChunkResult, copy_chunk, load_refusals
 from runtime.migrate.digest import Digest
 from runtime.migrate.plan import Source, TablePlan, quote_ident
 from runtime.migrate.progress import PhaseProgress
@@ -642,6 +642,10 @@ def migrate(options: Options) -> tuple[int, dict[str, Any]]:
         if not options.resume:
             state = {}
             _save_state(options, state)
+        else:  # tables copied by the earlier run keep their refused rows out of verification
+            parts = sorted((options.work_dir / "rejects").glob("*.jsonl"))
+            refusals = load_refusals(*parts)
+            apply_refusals(run, {k: v for k, v in refusals.items() if state.get(k) is not None})
         with _phase(run, "prepare"):
             readd_fks = prepare_target(run, conn, state)
     with _pool(options.jobs) as pool:
@@ -686,6 +690,14 @@ def migrate(options: Options) -> tuple[int, dict[str, Any]]:
     return code, _write_report(run, code)
 
 
+def apply_refusals(run: Run, refusals: dict[str, dict[int, str]]) -> None:
+    """Rows the target refused in an earlier run stay out of the source side, as they did then."""
+    for plan in run.plans:
+        if plan.label in refusals:
+            plan.excluded_rowids.update(refusals[plan.label])
+            run.refused_tables.add(plan.label)
+
+
 def verify_only(options: Options) -> tuple[int, dict[str, Any]]:
     """`domos migrate verify`: re-plan from fresh snapshots and compare, writing nothing."""
     run = Run(options)
@@ -698,6 +710,7 @@ def verify_only(options: Options) -> tuple[int, dict[str, Any]]:
         raise MigrationError("target tables missing: " + ", ".join(missing))
     for outcome in run.outcomes.values():
         outcome.skipped_by_resume = True
+    apply_refusals(run, load_refusals(options.rejects_file))
     with _pool(options.jobs) as pool, _phase(run, "verify"):
         verify_tables(run, pool)
     code = 0 if all(o.verified for o in run.outcomes.values()) else 1

@@ -11,6 +11,8 @@ import psycopg
 import pytest
 
 from runtime.errors import MigrationError
+from runtime.migrate.engine import Options, verify_only
+from runtime.migrate.plan import Source
 
 pytestmark = pytest.mark.postgres
 
@@ -222,6 +224,37 @@ def test_rows_an_existing_table_refuses_go_to_the_reject_file(pg_url, run_migrat
         assert pg.execute(
             "SELECT count(*) FROM legacy.flats WHERE id IN (100, 1500, 2000)"
         ).fetchone() == (0,)
+
+    # Verified again on its own later, the refused rows (kept in the reject file with their
+    # rowids) stay out of the source side; a row lost since is still caught.
+    options = Options(
+        sources=[Source("legacy", source, "legacy")],
+        target_url=pg_url,
+        mode="existing",
+        work_dir=tmp_path / "verify",
+        rejects_path=tmp_path / "work/rejects.jsonl",
+        allow_rejects=True,
+        progress=False,
+    )
+    code, again = verify_only(options)
+    assert code == 0, again["sources"][0]["tables"][0]["verification_problems"]
+    with psycopg.connect(pg_url, autocommit=True) as pg:
+        pg.execute("DELETE FROM legacy.flats WHERE id = 7")
+    code, again = verify_only(options)
+    assert code == 1
+    assert (
+        "row count differs: sqlite 1997, postgres 1996"
+        in (again["sources"][0]["tables"][0]["verification_problems"])
+    )
+
+    # A resumed run keeps the refusals of the tables the earlier run finished.
+    with psycopg.connect(pg_url, autocommit=True) as pg:
+        pg.execute("INSERT INTO legacy.flats VALUES (7, 3, 'f7')")
+    code, resumed = run_migration(
+        pg_url, {source: "legacy"}, mode="existing", resume=True, allow_rejects=True
+    )
+    (table,) = resumed["sources"][0]["tables"]
+    assert (code, table["resumed"], table["verified"]) == (0, True, True)
 
     code, _ = run_migration(
         pg_url, {source: "legacy"}, mode="existing", truncate=True, allow_rejects=True
