@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -103,20 +104,30 @@ def drop_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def busy_core_seconds() -> float:
+    """CPU time the whole machine has spent busy (every process, PostgreSQL's included)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[:7])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(
     command: list[str] | str, *, shell: bool = False, env: dict[str, str] | None = None
-) -> tuple[float, float, int]:
-    """(seconds, peak RSS in MB of the child tree, exit status)."""
+) -> tuple[float, float, int, float]:
+    """(seconds, peak RSS in MB of the child tree, exit status, busy core-seconds of the machine
+    during the run: the tool and the PostgreSQL server together)."""
+    busy = busy_core_seconds()
     started = time.perf_counter()
     process = subprocess.Popen(
         command, shell=shell, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
+    busy = busy_core_seconds() - busy
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0 and process.stderr is not None:
         sys.stderr.write(process.stderr.read().decode(errors="replace")[-2000:])
-    return seconds, usage.ru_maxrss / 1024, process.returncode
+    return seconds, usage.ru_maxrss / 1024, process.returncode, busy
 
 
 def count_rows(url: str, schema: str) -> int:
@@ -135,13 +146,13 @@ def main() -> int:
         print("generating", source, flush=True)
         generate(source)
     rows = MESSAGES + PAYMENTS
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, dict[str, Any]] = {}
     created: list[str] = []
     try:
         name, url = fresh_database("ours")
         created.append(name)
         work = CACHE / "work"
-        seconds, rss, code = measure(
+        seconds, rss, code, busy = measure(
             [
                 sys.executable,
                 "-m",
@@ -161,17 +172,24 @@ def main() -> int:
         if code != 0:
             print(f"domos migrate failed with exit {code}", file=sys.stderr)
             return 1
-        results["ours"] = {"seconds": seconds, "peak_rss_mb": rss, "rows": count_rows(url, "bench")}
+        results["ours"] = {
+            "seconds": seconds,
+            "peak_rss_mb": rss,
+            "core_s": busy,
+            "rows": count_rows(url, "bench"),
+            "phases_s": json.loads((CACHE / "report.json").read_text())["phases"],
+        }
 
         name, url = fresh_database("pgloader")
         created.append(name)
-        seconds, rss, code = measure(["pgloader", "--quiet", f"sqlite://{source}", url])
+        seconds, rss, code, busy = measure(["pgloader", "--quiet", f"sqlite://{source}", url])
         if code != 0:
             print(f"pgloader failed with exit {code}", file=sys.stderr)
             return 1
         results["pgloader"] = {
             "seconds": seconds,
             "peak_rss_mb": rss,
+            "core_s": busy,
             "rows": count_rows(url, "public"),
         }
 
@@ -190,12 +208,13 @@ def main() -> int:
             f"psql -q '{url}' -c '\\copy raw.{table} FROM STDIN WITH (FORMAT csv)'"
             for table in ("chat_messages", "payments")
         )
-        seconds, rss, code = measure(pipeline, shell=True)
+        seconds, rss, code, busy = measure(pipeline, shell=True)
         if code != 0:
             return 1
         results["raw_floor"] = {
             "seconds": seconds,
             "peak_rss_mb": rss,
+            "core_s": busy,
             "rows": count_rows(url, "raw"),
         }
     finally:
@@ -205,10 +224,12 @@ def main() -> int:
         figures["rows_per_s"] = round(rows / figures["seconds"])
         figures["seconds"] = round(figures["seconds"], 2)
         figures["peak_rss_mb"] = round(figures["peak_rss_mb"], 1)
+        figures["core_s"] = round(figures["core_s"], 2)
     for tool, figures in results.items():
         print(
             f"{tool:10s} {figures['seconds']:8.2f} s {figures['rows_per_s']:>9} rows/s "
-            f"{figures['peak_rss_mb']:7.1f} MB rss  rows={figures['rows']}"
+            f"{figures['peak_rss_mb']:7.1f} MB rss {figures['core_s']:6.2f} core-s (machine)"
+            f"  rows={figures['rows']}"
         )
     ratio = results["ours"]["seconds"] / results["pgloader"]["seconds"]
     print(json.dumps({**results, "rows": rows, "ratio": round(ratio, 3)}))
