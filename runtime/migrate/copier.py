@@ -237,8 +237,7 @@ def _copy_chunk(
     )
     if texts is not None:
         rowtext.register_sqlite_functions(source)
-    columns = ", ".join(quote_ident(c.target) for c in plan.columns)
-    copy_sql = f"COPY {plan.qualified} ({columns}) FROM STDIN (FORMAT BINARY)"
+    copy_sql = _copy_statement(plan)
     rejects_file = None
     try:
         with psycopg.connect(target_url) as target, target.cursor() as cursor:
@@ -294,8 +293,7 @@ def _copy_chunk_isolating(
     converter = RowConverter(plan, strict_utf8=False)
     source = open_snapshot(Path(plan.source_path), strict_utf8=False)
     select, params = source_select(plan, chunk, ordered=False)
-    columns = ", ".join(quote_ident(c.target) for c in plan.columns)
-    copy_sql = f"COPY {plan.qualified} ({columns}) FROM STDIN (FORMAT BINARY)"
+    copy_sql = _copy_statement(plan)
     types = [COPY_TYPES[c.converter] for c in plan.columns]
     try:
         with (
@@ -351,6 +349,11 @@ def _copy_chunk_isolating(
     finally:
         source.close()
     return result
+
+
+def _copy_statement(plan: TablePlan) -> str:
+    columns = ", ".join(quote_ident(c.target) for c in plan.columns)
+    return f"COPY {plan.qualified} ({columns}) FROM STDIN (FORMAT BINARY)"
 
 
 def _problem(exc: psycopg.Error) -> str:

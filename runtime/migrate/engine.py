@@ -498,14 +498,12 @@ def verify_tables(
     """Compare both sides of every table. `postgres_work` holds target digests already
     submitted (on `threads`); the rest are submitted here."""
     options = run.options
-    if sqlite_work is None:  # verify alone, or a resumed run: every chunk from the snapshot
+    work: SideWork = {}
+    if sqlite_work is None:  # verify alone: every chunk from the snapshot
         run.copy_digests.clear()
-        work = {}
-        for plan in run.plans:
-            for index, chunk, _ in _verify_chunks(plan):
-                work[pool.submit(sqlite_digest, plan, chunk)] = (plan.label, "sqlite", index)
+        complete_sqlite_digests(run, pool, work)
     else:
-        work = dict(sqlite_work)
+        work.update(sqlite_work)
     own_threads = threads is None
     threads = threads or ThreadPoolExecutor(max_workers=max(1, options.jobs))
     submitted = {label for label, _, _ in (postgres_work or {}).values()}
