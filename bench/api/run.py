@@ -20,24 +20,19 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
-import psycopg
-from psycopg import sql
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench.scratch import scratch_database  # noqa: E402
 from runtime.config import Secret, Settings  # noqa: E402
 from runtime.db import AsyncDatabase  # noqa: E402
 from runtime.db.migrations import upgrade  # noqa: E402
 from services.api.tokens import TokenHasher  # noqa: E402
 from tests.integration.api.processes import free_port, start_program  # noqa: E402
 
-SERVER_URL = os.environ.get(
-    "DOMOS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 MEMBERS = 2000
 TOKENS = 2000
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "32"))
@@ -46,10 +41,6 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
 WARMUP_S = 1.0
 POOL_MAX = "10"
 HASH_KEY = "bench-token-hash-key"
-
-
-def with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + name))
 
 
 async def seed(url: str) -> list[str]:
@@ -120,10 +111,11 @@ def summary(latencies: list[float], duration_s: float) -> dict[str, float]:
 
 
 def main() -> int:
-    name = f"domos_bench_api_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = with_database(SERVER_URL, name)
+    with scratch_database("api") as (name, url):
+        return _run(name, url)
+
+
+def _run(name: str, url: str) -> int:
     programs = []
     try:
         tokens = asyncio.run(seed(url))
@@ -194,10 +186,6 @@ def main() -> int:
     finally:
         for program in programs:
             program.stop()
-        with psycopg.connect(SERVER_URL, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 def _start_baseline(url: str, port: int, log_path: Path) -> Any:

@@ -21,11 +21,9 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiosqlite
 import psycopg
@@ -34,12 +32,10 @@ from psycopg_pool import AsyncConnectionPool
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from bench.scratch import scratch_database
 from runtime.config import Settings
 from runtime.db import AsyncDatabase
 
-SERVER_URL = os.environ.get(
-    "DOMOS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 ROWS = 5_000
 PAIRS = int(os.environ.get("BENCH_PAIRS", "25"))
 #: Operations per timed chunk at concurrency 1 (twice as many at 16).
@@ -55,10 +51,6 @@ DDL = [
 ]
 
 Op = Callable[[int], Awaitable[Any]]
-
-
-def _url(database: str) -> str:
-    return urlunsplit(urlsplit(SERVER_URL)._replace(path="/" + database))
 
 
 async def _timed(op: Op, total: int, concurrency: int) -> float:
@@ -117,11 +109,7 @@ def _pg_setup(url: str) -> None:
 
 
 async def bench_postgres(results: dict[str, dict[str, float]]) -> None:
-    name = f"domos_bench_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(SERVER_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        url = _url(name)
+    with scratch_database("db_overhead") as (_, url):
         _pg_setup(url)
         environ = {
             "DB_TYPE": "postgres",
@@ -145,9 +133,6 @@ async def bench_postgres(results: dict[str, dict[str, float]]) -> None:
         async with AsyncDatabase.from_settings(Settings.from_env(environ)) as db:
             await _compare("postgres", layer_ops(db), raw_pg_ops(raw_pool), results)
         await raw_pool.close()
-    finally:
-        with psycopg.connect(SERVER_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # --- SQLite ---

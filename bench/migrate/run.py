@@ -15,17 +15,20 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from bench.scratch import scratch_database  # noqa: E402
+
 CACHE = ROOT / "var/bench/migrate"
 MESSAGES = 1_000_000
 PAYMENTS = 200_000
-SERVER = os.environ.get("DOMOS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 _WORDS_TEXT = (
     "квартира студия ипотека комиссия застройщик срок сдачи этаж вид двор парковка цена скидка "
     "flat price deal agent client viewing contract deposit bonus tower block floor"
@@ -92,18 +95,6 @@ def generate(path: Path) -> None:
     tmp.replace(path)
 
 
-def fresh_database(label: str) -> tuple[str, str]:
-    name = f"domos_bench_{label}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(SERVER, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return name, urlunsplit(urlsplit(SERVER)._replace(path="/" + name))
-
-
-def drop_database(name: str) -> None:
-    with psycopg.connect(SERVER, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def busy_core_seconds() -> float:
     """CPU time the whole machine has spent busy (every process, PostgreSQL's included)."""
     fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
@@ -147,10 +138,9 @@ def main() -> int:
         generate(source)
     rows = MESSAGES + PAYMENTS
     results: dict[str, dict[str, Any]] = {}
-    created: list[str] = []
-    try:
-        name, url = fresh_database("ours")
-        created.append(name)
+    # Three fresh databases of one server, dropped at the end whatever happens.
+    with ExitStack() as databases:
+        _, url = databases.enter_context(scratch_database("migrate_ours"))
         work = CACHE / "work"
         seconds, rss, code, busy = measure(
             [
@@ -180,8 +170,7 @@ def main() -> int:
             "phases_s": json.loads((CACHE / "report.json").read_text())["phases"],
         }
 
-        name, url = fresh_database("pgloader")
-        created.append(name)
+        _, url = databases.enter_context(scratch_database("migrate_pgloader"))
         seconds, rss, code, busy = measure(["pgloader", "--quiet", f"sqlite://{source}", url])
         if code != 0:
             print(f"pgloader failed with exit {code}", file=sys.stderr)
@@ -193,8 +182,7 @@ def main() -> int:
             "rows": count_rows(url, "public"),
         }
 
-        name, url = fresh_database("raw")
-        created.append(name)
+        _, url = databases.enter_context(scratch_database("migrate_raw"))
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(
                 "CREATE SCHEMA raw;"
@@ -217,9 +205,6 @@ def main() -> int:
             "core_s": busy,
             "rows": count_rows(url, "raw"),
         }
-    finally:
-        for name in created:
-            drop_database(name)
     for figures in results.values():
         figures["rows_per_s"] = round(rows / figures["seconds"])
         figures["seconds"] = round(figures["seconds"], 2)

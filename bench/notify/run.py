@@ -27,28 +27,23 @@ import socket
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter, defaultdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
-import psycopg
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench.scratch import scratch_database  # noqa: E402
 from monitors.decisions.rate_limit import RateLimits, RatePlanner  # noqa: E402
 from runtime.config import Settings  # noqa: E402
 from runtime.db import AsyncDatabase  # noqa: E402
 from runtime.db.migrations import upgrade  # noqa: E402
 from services.sandbox import DEFAULT_BOT_TOKEN  # noqa: E402
 
-SERVER_URL = os.environ.get(
-    "DOMOS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 BACKLOG = int(os.environ.get("BENCH_BACKLOG", "600"))
 BURST_CHATS = 4
 BURST_PER_CHAT = 8
@@ -64,10 +59,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def server_url(database: str) -> str:
-    return urlunsplit(urlsplit(SERVER_URL)._replace(path="/" + database))
 
 
 def ideal_span_s(chat_ids: list[int], limits: RateLimits) -> float:
@@ -184,8 +175,7 @@ def min_gap_s(chat_ids: list[int], sent_at: dict[int, list[datetime]]) -> float:
     return min(gaps, default=float("inf"))
 
 
-async def run(database: str, workdir: Path) -> dict[str, Any]:
-    url = server_url(database)
+async def run(url: str, workdir: Path) -> dict[str, Any]:
     environ = {
         "DB_TYPE": "postgres",
         "DATABASE_URL": url,
@@ -308,15 +298,11 @@ async def run(database: str, workdir: Path) -> dict[str, Any]:
 
 
 async def main() -> None:
-    database = f"bench_notify_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{database}"')
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-notify-") as workdir:
-            result = await run(database, Path(workdir))
-    finally:
-        with psycopg.connect(SERVER_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    with (
+        scratch_database("notify") as (_, url),
+        tempfile.TemporaryDirectory(prefix="bench-notify-") as workdir,
+    ):
+        result = await run(url, Path(workdir))
     print(json.dumps(result))
 
 

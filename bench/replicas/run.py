@@ -22,17 +22,16 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench.scratch import scratch_database  # noqa: E402
 from runtime.config import Settings  # noqa: E402
 from runtime.db import AsyncDatabase  # noqa: E402
 from runtime.db.migrations import upgrade  # noqa: E402
@@ -40,9 +39,6 @@ from services.sandbox import DEFAULT_BOT_TOKEN  # noqa: E402
 from tests.conftest import database_environ  # noqa: E402
 from tests.integration.monitors.conftest import empty_domain_tables  # noqa: E402
 
-SERVER_URL = os.environ.get(
-    "DOMOS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 BACKLOG = int(os.environ.get("BENCH_BACKLOG", "3000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 BATCH_SIZE = os.environ.get("BENCH_BATCH_SIZE", "100")
@@ -51,10 +47,6 @@ CHAT = -1_002_000_000_003
 COMPLEXES = ("Солнечный", "Северная долина", "Лесной квартал", "Речной порт", "Галактика")
 TARGET_SPEEDUP = 1.7
 RUN_TIMEOUT_S = 150.0
-
-
-def server_url(database: str) -> str:
-    return urlunsplit(urlsplit(SERVER_URL)._replace(path="/" + database))
 
 
 def message_text(number: int) -> tuple[int, str]:
@@ -163,8 +155,7 @@ async def verify(db: AsyncDatabase) -> dict[str, int]:
     }
 
 
-async def run(database: str, workdir: Path) -> dict[str, Any]:
-    url = server_url(database)
+async def run(url: str, workdir: Path) -> dict[str, Any]:
     environ = {
         **os.environ,
         **database_environ("postgres", str(workdir / "data"), url),
@@ -229,15 +220,11 @@ async def run(database: str, workdir: Path) -> dict[str, Any]:
 
 
 async def main() -> None:
-    database = f"bench_replicas_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{database}"')
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-replicas-") as workdir:
-            result = await run(database, Path(workdir))
-    finally:
-        with psycopg.connect(SERVER_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    with (
+        scratch_database("replicas") as (_, url),
+        tempfile.TemporaryDirectory(prefix="bench-replicas-") as workdir,
+    ):
+        result = await run(url, Path(workdir))
     print(json.dumps(result))
 
 
