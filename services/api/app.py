@@ -107,6 +107,9 @@ def create_app(settings: Settings, api_settings: ApiSettings) -> FastAPI:
         version="1.0",
         description="Subscription status, payments, advert and contract tokens.",
         lifespan=lifespan,
+        # Metrics are Prometheus (RequestMetricsMiddleware); FastAPI's built-in OpenTelemetry
+        # would otherwise look up the global providers on every request for nothing.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
     app.add_middleware(RequestMetricsMiddleware, program=settings.program)
