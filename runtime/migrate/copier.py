@@ -17,8 +17,8 @@ from typing import Any
 import psycopg
 import structlog
 
-from runtime.migrate import rowtext
-from runtime.migrate.digest import Digest, SourceRowTexts
+from runtime.migrate import arrow_copy, columnar
+from runtime.migrate.digest import Digest
 from runtime.migrate.plan import TablePlan, quote_ident
 from runtime.migrate.sqlite_source import open_snapshot, quote_sqlite
 from runtime.migrate.values import CONVERTERS, COPY_TYPES, Converter, Reject
@@ -45,6 +45,8 @@ class ChunkResult:
     digest: Digest | None = None
     #: Rows PostgreSQL refused (rowid -> problem); verification leaves them out too.
     refused: dict[int, str] = field(default_factory=dict)
+    #: "arrow" (arrow_copy.py) or "python" (rules, rejects, refusals).
+    path: str = "python"
 
 
 def source_select(
@@ -193,12 +195,30 @@ def copy_chunk(
     *,
     digest: bool = False,
 ) -> ChunkResult:
-    """Copy one chunk in one transaction; invalid UTF-8 makes it start over with lenient reads.
+    """Copy one chunk in one transaction: by the fast path (arrow_copy.py) where it applies,
+    else on the Python path; invalid UTF-8 makes that start over with lenient reads.
 
     With `digest`, a table that needs no rule also gets the source side of its verification
-    from the same scan (see digest.py); otherwise `result.digest` stays None.
+    from the same scan (see columnar.py); otherwise `result.digest` stays None.
     """
     started = time.perf_counter()
+    digest = digest and columnar.digested_by_copy(plan)
+    if arrow_copy.applies(plan):
+        hashed = columnar.ColumnarDigest(plan) if digest else None
+        try:
+            rows = arrow_copy.copy_chunk(plan, chunk, target_url, hashed)
+        except arrow_copy.Unavailable as exc:
+            log.info("fast_copy_unavailable", table=plan.label, chunk=chunk, reason=str(exc))
+        else:
+            return ChunkResult(
+                table=plan.label,
+                chunk=chunk,
+                rows_read=rows,
+                rows_written=rows,
+                seconds=time.perf_counter() - started,
+                digest=None if hashed is None else hashed.digest(),
+                path="arrow",
+            )
     try:
         result = _copy_chunk(plan, chunk, target_url, reject_path, strict_utf8=True, digest=digest)
     except sqlite3.OperationalError as exc:
@@ -229,14 +249,10 @@ def _copy_chunk(
     result = ChunkResult(table=plan.label, chunk=chunk)
     converter = RowConverter(plan, strict_utf8=strict_utf8)
     source = open_snapshot(Path(plan.source_path), strict_utf8=strict_utf8)
-    texts = SourceRowTexts() if digest and rowtext.sqlite_supports(plan) else None
-    # With texts, the row text rides as a last column, in rowid order (free on a rowid range),
-    # which is key order.
-    select, params = source_select(
-        plan, chunk, ordered=texts is not None, extra=None if texts is None else texts.column(plan)
-    )
-    if texts is not None:
-        rowtext.register_sqlite_functions(source)
+    # The digest hashes the rows as read, in rowid order (free on a rowid range), which is key
+    # order; only where no rule applies, so they are also what is sent.
+    hashed = columnar.ColumnarDigest(plan) if digest and converter.trivial else None
+    select, params = source_select(plan, chunk, ordered=hashed is not None)
     copy_sql = _copy_statement(plan)
     rejects_file = None
     try:
@@ -247,15 +263,12 @@ def _copy_chunk(
                 write_row = copy.write_row
                 while batch := reader.fetchmany(BATCH_ROWS):
                     result.rows_read += len(batch)
-                    if texts is not None:  # sqlite_supports: no rule, so trivial
-                        texts.add([row[-1] for row in batch])
-                        for row in batch:
-                            write_row(row[1:-1])
-                        result.rows_written += len(batch)
-                        continue
                     if converter.trivial:
-                        for row in batch:
-                            write_row(row[1:])
+                        rows = [row[1:] for row in batch]
+                        if hashed is not None:
+                            hashed.add_rows(rows)
+                        for values in rows:
+                            write_row(values)
                         result.rows_written += len(batch)
                         continue
                     for row in batch:
@@ -273,8 +286,8 @@ def _copy_chunk(
                         else:
                             result.rows_written += 1
             target.commit()
-        if texts is not None:
-            result.digest = texts.digest(source, plan, chunk)
+        if hashed is not None:
+            result.digest = hashed.digest()
     finally:
         source.close()
         if rejects_file is not None:

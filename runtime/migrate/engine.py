@@ -35,8 +35,8 @@ import structlog
 
 from runtime.config import mask_url_password
 from runtime.errors import MigrationError
+from runtime.migrate import columnar
 from runtime.migrate import plan as planning
-from runtime.migrate import rowtext
 from runtime.migrate.copier import ChunkResult, copy_chunk, load_refusals
 from runtime.migrate.digest import Digest
 from runtime.migrate.plan import Source, TablePlan, quote_ident
@@ -48,7 +48,13 @@ from runtime.migrate.sqlite_source import (
     read_tables,
     snapshot,
 )
-from runtime.migrate.verify import compare, pg_ranges, postgres_digest, sqlite_digest
+from runtime.migrate.verify import (
+    compare,
+    computed_by_server,
+    pg_ranges,
+    postgres_digest,
+    sqlite_digest,
+)
 
 log = structlog.get_logger("domos.migrate")
 
@@ -93,6 +99,7 @@ class TableOutcome:
     verification_problems: list[str] = field(default_factory=list)
     content_hash: str | None = None
     constraint_problems: list[str] = field(default_factory=list)
+    copy_paths: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -125,7 +132,9 @@ def _pool(jobs: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
 
 
-def prepare_plans(run: Run, target: psycopg.Connection[Any] | None) -> None:
+def prepare_plans(
+    run: Run, target: psycopg.Connection[Any] | None, scanner: Executor | None = None
+) -> None:
     """Snapshot and check every source, then plan its tables. Writes nothing to the target."""
     options = run.options
     snapshots = options.work_dir / "snapshots"
@@ -155,7 +164,7 @@ def prepare_plans(run: Run, target: psycopg.Connection[Any] | None) -> None:
                 )
             else:
                 plans = planning.plan_infer(
-                    source, path, conn, tables, violations, options.chunk_rows
+                    source, path, conn, tables, violations, options.chunk_rows, scanner
                 )
         finally:
             conn.close()
@@ -324,6 +333,7 @@ def copy_tables(
                 run.refused_tables.add(plan.label)
             outcome = run.outcomes[plan.label]
             outcome.rows_written += result.rows_written
+            outcome.copy_paths.add(result.path)
             outcome.phases["copy_s"] = round(outcome.phases.get("copy_s", 0) + result.seconds, 3)
             for problem, count in result.rejects.items():
                 outcome.rejects[problem] = outcome.rejects.get(problem, 0) + count
@@ -443,8 +453,8 @@ def _verify_chunks(
 
 
 def digested_by_copy(plan: TablePlan) -> bool:
-    """The copy computes this table's source-side digest from its own scan (digest.py)."""
-    return rowtext.sqlite_supports(plan) and len(_verify_chunks(plan)) == len(plan.chunks)
+    """The copy computes this table's source-side digest from its own scan (columnar.py)."""
+    return columnar.digested_by_copy(plan) and len(_verify_chunks(plan)) == len(plan.chunks)
 
 
 def submit_sqlite_digests(run: Run, pool: ProcessPoolExecutor) -> SideWork:
@@ -480,7 +490,7 @@ def submit_postgres_digests(
 ) -> SideWork:
     """The target side of one table; row-text tables are computed by the server, so threads
     only wait for them."""
-    executor: Executor = threads if rowtext.supports(plan) else pool
+    executor: Executor = threads if computed_by_server(plan) else pool
     work: SideWork = {}
     for index, _, bounds in _verify_chunks(plan):
         future = executor.submit(postgres_digest, plan, bounds, run.options.target_url)
@@ -584,6 +594,7 @@ def build_report(run: Run, exit_code: int) -> dict[str, Any]:
                 "verified": outcome.verified,
                 "verification_problems": outcome.verification_problems,
                 "resumed": outcome.skipped_by_resume,
+                "copy_paths": sorted(outcome.copy_paths),
                 "phases": outcome.phases,
             }
         )
@@ -630,62 +641,76 @@ def migrate(options: Options) -> tuple[int, dict[str, Any]]:
     """Run a whole migration; returns (exit code, report)."""
     run = Run(options)
     options.work_dir.mkdir(parents=True, exist_ok=True)
-    with psycopg.connect(options.target_url, autocommit=True) as conn:
-        with _phase(run, "plan"):
-            prepare_plans(run, conn if options.mode == "existing" else None)
-        if options.dry_run:
-            print(describe_plan(run.plans), file=sys.stdout)
-            return 0, _write_report(run, 0)
-        state = _load_state(options)
-        if not options.resume:
-            state = {}
-            _save_state(options, state)
-        else:  # tables copied by the earlier run keep their refused rows out of verification
-            parts = sorted((options.work_dir / "rejects").glob("*.jsonl"))
-            refusals = load_refusals(*parts)
-            apply_refusals(run, {k: v for k, v in refusals.items() if state.get(k) is not None})
-        with _phase(run, "prepare"):
-            readd_fks = prepare_target(run, conn, state)
     with _pool(options.jobs) as pool:
-        sqlite_work: SideWork = {}
-
-        def queue_source_side() -> None:
-            if options.verify:
-                sqlite_work.update(submit_sqlite_digests(run, pool))
-
-        # The source side of verification is computed by the copy's own scan where no rule
-        # applies; other tables' run in the workers as soon as they finish copying, overlapping
-        # the rest of the copy and the constraints. The target side follows.
-        # The target side of a table starts once its primary key exists, overlapping its
-        # other indexes and the other tables' constraints (one thread more than jobs: digests
-        # and index builds both run in the server).
-        threads = ThreadPoolExecutor(max_workers=max(1, options.jobs) + 1)
-        postgres_work: SideWork = {}
-        lock = threading.Lock()
-
-        def queue_target_side(plan: TablePlan) -> None:
-            if options.verify:
-                with lock:
-                    postgres_work.update(submit_postgres_digests(run, plan, pool, threads))
-
-        try:
-            with _phase(run, "copy"):
-                copy_tables(run, state, pool, after_submit=queue_source_side)
-            if options.verify:
-                complete_sqlite_digests(run, pool, sqlite_work)
-            with _phase(run, "constraints"):
-                add_constraints(run, options.target_url, state, readd_fks, queue_target_side)
-            if options.verify:
-                with _phase(run, "verify"):  # what is left of it once the constraints are done
-                    verify_tables(run, pool, sqlite_work, postgres_work, threads)
-        except BaseException:
-            for future in [*sqlite_work, *postgres_work]:
-                future.cancel()  # a failed copy is not verified: do not wait for the digests
-            raise
-        finally:
-            threads.shutdown(wait=True, cancel_futures=True)
+        # The workers start (and import the copier) while the sources are snapshotted; they
+        # profile the large tables in rowid ranges, then copy and digest.
+        pool.submit(warm_up)
+        with psycopg.connect(options.target_url, autocommit=True) as conn:
+            with _phase(run, "plan"):
+                prepare_plans(run, conn if options.mode == "existing" else None, pool)
+            if options.dry_run:
+                print(describe_plan(run.plans), file=sys.stdout)
+                return 0, _write_report(run, 0)
+            state = _load_state(options)
+            if not options.resume:
+                state = {}
+                _save_state(options, state)
+            else:  # tables copied by the earlier run keep their refused rows out of verification
+                parts = sorted((options.work_dir / "rejects").glob("*.jsonl"))
+                refusals = load_refusals(*parts)
+                apply_refusals(run, {k: v for k, v in refusals.items() if state.get(k) is not None})
+            with _phase(run, "prepare"):
+                readd_fks = prepare_target(run, conn, state)
+        _copy_constrain_verify(run, state, readd_fks, pool)
     code = _exit_code(run)
     return code, _write_report(run, code)
+
+
+def warm_up() -> None:
+    """A worker's first task: its imports happen while the parent still plans."""
+
+
+def _copy_constrain_verify(
+    run: Run, state: dict[str, str], readd_fks: list[str], pool: ProcessPoolExecutor
+) -> None:
+    options = run.options
+    sqlite_work: SideWork = {}
+
+    def queue_source_side() -> None:
+        if options.verify:
+            sqlite_work.update(submit_sqlite_digests(run, pool))
+
+    # The source side of verification is computed by the copy's own scan where no rule
+    # applies; other tables' run in the workers as soon as they finish copying, overlapping
+    # the rest of the copy and the constraints. The target side follows.
+    # The target side of a table starts once its primary key exists, overlapping its
+    # other indexes and the other tables' constraints (one thread more than jobs: digests
+    # and index builds both run in the server).
+    threads = ThreadPoolExecutor(max_workers=max(1, options.jobs) + 1)
+    postgres_work: SideWork = {}
+    lock = threading.Lock()
+
+    def queue_target_side(plan: TablePlan) -> None:
+        if options.verify:
+            with lock:
+                postgres_work.update(submit_postgres_digests(run, plan, pool, threads))
+
+    try:
+        with _phase(run, "copy"):
+            copy_tables(run, state, pool, after_submit=queue_source_side)
+        if options.verify:
+            complete_sqlite_digests(run, pool, sqlite_work)
+        with _phase(run, "constraints"):
+            add_constraints(run, options.target_url, state, readd_fks, queue_target_side)
+        if options.verify:
+            with _phase(run, "verify"):  # what is left of it once the constraints are done
+                verify_tables(run, pool, sqlite_work, postgres_work, threads)
+    except BaseException:
+        for future in [*sqlite_work, *postgres_work]:
+            future.cancel()  # a failed copy is not verified: do not wait for the digests
+        raise
+    finally:
+        threads.shutdown(wait=True, cancel_futures=True)
 
 
 def apply_refusals(run: Run, refusals: dict[str, dict[int, str]]) -> None:

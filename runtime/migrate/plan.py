@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -215,12 +216,13 @@ def plan_infer(
     tables: list[Table],
     violations: list[ForeignKeyViolation],
     chunk_rows: int,
+    scanner: Executor | None = None,
 ) -> list[TablePlan]:
     excluded = _violations_by_table(violations)
     pk_of = {table.name: table.primary_key for table in tables}
     plans = []
     for table in tables:
-        profiles = profile_table(conn, table)
+        profiles = profile_table(conn, table, scanner)
         alias = table.rowid_alias
         columns = []
         for column in table.copied_columns:

@@ -15,15 +15,11 @@ Encoding per value (NULL is `~`, values are joined by `|`, each row ends with a 
   clock); date: days since 1970-01-01; bytea: hex; uuid: the hyphenated lower-case form.
 Tables with other column types (json, interval, character) keep the row-by-row comparison.
 
-When no value rule can fire on a table (every column passthrough: the profile proved the stored
-classes are already the target's) and its types are integers, floats and texts, SQLite builds the
-same text in SQL too (`sqlite_row_text`), so the source side costs no Python per row either; the
-float bits come from a registered function (`register_sqlite_functions`), struct.pack in C.
+Tables of integer, float and text columns only use the cheaper columnar hash (columnar.py).
 """
 
 from __future__ import annotations
 
-import sqlite3
 import struct
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -31,7 +27,6 @@ from decimal import Decimal
 from typing import Any
 
 from runtime.migrate.plan import TablePlan, quote_ident
-from runtime.migrate.sqlite_source import quote_sqlite
 
 NULL_TEXT = "~"
 _EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
@@ -119,41 +114,6 @@ def sql_row_text(plan: TablePlan) -> str:
     parts = []
     for column in plan.columns:
         expression = ENCODINGS[column.converter][0].format(c=quote_ident(column.target))
-        parts.append(f"coalesce({expression}, '{NULL_TEXT}')")
-    return " || '|' || ".join(parts) if parts else "''"
-
-
-#: converter -> SQLite expression over a passthrough column `{c}` (integers, reals, texts only).
-SQLITE_ENCODINGS: dict[str, str] = {
-    "bigint": "CAST({c} AS TEXT)",
-    "integer": "CAST({c} AS TEXT)",
-    "smallint": "CAST({c} AS TEXT)",
-    # The function is not called for NULL (coalesce then gives `~`).
-    "double precision": "CASE WHEN {c} IS NOT NULL THEN lower(hex(domos_float8({c}))) END",
-    "text": "length({c}) || ':' || {c}",
-    "character varying": "length({c}) || ':' || {c}",
-}
-
-
-def register_sqlite_functions(conn: sqlite3.Connection) -> None:
-    """The functions `sqlite_row_text` uses, on one SQLite connection."""
-    conn.create_function("domos_float8", 1, _FLOAT8.pack, deterministic=True)
-
-
-def sqlite_supports(plan: TablePlan) -> bool:
-    """SQLite can build the row text itself: no rule, no excluded row, encodable types."""
-    return (
-        supports(plan)
-        and not plan.excluded_rowids
-        and all(c.passthrough and c.converter in SQLITE_ENCODINGS for c in plan.columns)
-    )
-
-
-def sqlite_row_text(plan: TablePlan) -> str:
-    """SQLite expression of one row's canonical text (without the newline)."""
-    parts = []
-    for column in plan.columns:
-        expression = SQLITE_ENCODINGS[column.converter].format(c=quote_sqlite(column.source))
         parts.append(f"coalesce({expression}, '{NULL_TEXT}')")
     return " || '|' || ".join(parts) if parts else "''"
 

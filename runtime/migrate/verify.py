@@ -21,6 +21,7 @@ import math
 import sqlite3
 import sys
 import time
+from contextlib import ExitStack
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from typing import Any
 import psycopg
 
 from runtime.errors import MigrationError
-from runtime.migrate import rowtext
+from runtime.migrate import arrow_copy, columnar, rowtext
 from runtime.migrate.copier import RowConverter, RowRejected, source_select
 from runtime.migrate.digest import (
     MULTISET_MODULUS,
@@ -37,7 +38,6 @@ from runtime.migrate.digest import (
     TEXT_TYPES,
     ColumnAggregate,
     Digest,
-    sqlite_sql_digest,
 )
 from runtime.migrate.plan import TablePlan, quote_ident
 from runtime.migrate.sqlite_source import open_snapshot
@@ -114,7 +114,7 @@ class _Hasher:
 
 def sqlite_digest(plan: TablePlan, chunk: tuple[int, int]) -> Digest:
     started = time.perf_counter()
-    digest = sqlite_sql_digest(plan, chunk) if rowtext.sqlite_supports(plan) else None
+    digest = _arrow_digest(plan, chunk) if columnar.digested_by_copy(plan) else None
     if digest is None:
         try:
             digest = _sqlite_digest(plan, chunk, strict_utf8=True)
@@ -126,10 +126,25 @@ def sqlite_digest(plan: TablePlan, chunk: tuple[int, int]) -> Digest:
     return digest
 
 
+def _arrow_digest(plan: TablePlan, chunk: tuple[int, int]) -> Digest | None:
+    """The columnar digest of a chunk no rule applies to, read as Arrow batches (the fast copy's
+    reader); None when the data needs the Python path after all (invalid UTF-8, a storage class
+    the first rows did not announce)."""
+    hashed = columnar.ColumnarDigest(plan)
+    try:
+        with ExitStack() as stack:
+            for batch in arrow_copy.read_batches(plan, chunk, stack):
+                hashed.add(batch)
+    except (arrow_copy.Unavailable, *arrow_copy.ERRORS):
+        return None
+    return hashed.digest()
+
+
 def _sqlite_digest(plan: TablePlan, chunk: tuple[int, int], *, strict_utf8: bool) -> Digest:
-    digest = Digest()
     converter = RowConverter(plan, strict_utf8=strict_utf8)
+    hashed = columnar.ColumnarDigest(plan) if columnar.supports(plan) else None
     hasher = _Hasher(plan)
+    digest = Digest()
     aggregates = [ColumnAggregate() for _ in plan.columns]
     source = open_snapshot(Path(plan.source_path), strict_utf8=strict_utf8)
     try:
@@ -145,11 +160,18 @@ def _sqlite_digest(plan: TablePlan, chunk: tuple[int, int], *, strict_utf8: bool
                         converted.append(converter.convert(row[0], row[1:]))
                     except RowRejected:
                         digest.skipped_rows += 1
+            if hashed is not None:
+                hashed.add_rows(converted)
+                continue
             digest.rows += len(converted)
             hasher.rows(converted)
             hasher.aggregate(converted, aggregates)
     finally:
         source.close()
+    if hashed is not None:
+        result = hashed.digest()
+        result.skipped_rows = digest.skipped_rows
+        return result
     _finish(digest, hasher, plan, aggregates)
     return digest
 
@@ -197,10 +219,15 @@ def _pg_order(plan: TablePlan) -> str:
     return " ORDER BY " + ", ".join(parts)
 
 
+def computed_by_server(plan: TablePlan) -> bool:
+    """The target side is one SQL query (the caller only waits), no rows cross the wire."""
+    return columnar.supports(plan) or rowtext.supports(plan)
+
+
 def postgres_digest(
     plan: TablePlan, bounds: tuple[int | None, int | None], target_url: str
 ) -> Digest:
-    if rowtext.supports(plan):
+    if computed_by_server(plan):
         return _postgres_sql_digest(plan, bounds, target_url)
     started = time.perf_counter()
     digest = Digest()
@@ -232,12 +259,18 @@ def postgres_digest(
 def _postgres_sql_digest(
     plan: TablePlan, bounds: tuple[int | None, int | None], target_url: str
 ) -> Digest:
-    """Count, md5 of the row texts in key order and the aggregates: one scan, all in SQL."""
+    """Count, content hash and aggregates of one chunk: one ordered scan, all in SQL."""
     started = time.perf_counter()
     digest = Digest()
     where = _pg_where(plan, bounds)
     order = _pg_order(plan)
-    row_text = rowtext.sql_row_text(plan)
+    columnar_hash = columnar.supports(plan)
+    if columnar_hash:
+        hashes = columnar.postgres_hash_columns(plan)
+        inner = ""
+    else:
+        hashes = [f"md5(coalesce(string_agg({_ROW_TEXT}, ''), ''))"]
+        inner = f"{rowtext.sql_row_text(plan)} || E'\\n' AS {_ROW_TEXT}, "
     with psycopg.connect(target_url, options="-c TimeZone=UTC -c work_mem=256MB") as conn:
         encoding = conn.execute("SHOW server_encoding").fetchone()
         if encoding is None or encoding[0] != "UTF8":
@@ -245,17 +278,17 @@ def _postgres_sql_digest(
         # string_agg(... ORDER BY key) sorts; an ordered subquery is read in key order from the
         # primary key instead (2.4x faster). Were the order ever lost, the hashes would differ:
         # a false alarm, never a false pass.
-        columns = ", ".join(quote_ident(c.target) for c in plan.columns)
+        columns = ", ".join(quote_ident(c.target) for c in plan.columns) or "NULL"
         query = (
-            f"SELECT count(*), md5(coalesce(string_agg({_ROW_TEXT}, ''), '')), "
-            f"{_aggregate_columns(plan)} FROM (SELECT {row_text} || E'\\n' AS {_ROW_TEXT}"
-            f"{', ' + columns if columns else ''} FROM {plan.qualified}{where}{order}) s"
+            f"SELECT count(*), {', '.join(hashes)}, {_aggregate_columns(plan)} "
+            f"FROM (SELECT {inner}{columns} FROM {plan.qualified}{where}{order}) s"
         )
         row = conn.execute(query).fetchone()
     assert row is not None
     digest.rows = int(row[0])
-    digest.hash_parts.append(str(row[1]))
-    aggregates = _aggregates_from_row(plan, row[2:])
+    parts = [str(part) for part in row[1 : 1 + len(hashes)]]
+    digest.hash_parts.append(columnar.combine(parts) if columnar_hash else parts[0])
+    aggregates = _aggregates_from_row(plan, row[1 + len(hashes) :])
     digest.aggregates = {c.target: a for c, a in zip(plan.columns, aggregates, strict=True)}
     digest.seconds = time.perf_counter() - started
     return digest

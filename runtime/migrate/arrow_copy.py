@@ -1,0 +1,132 @@
+"""The fast copy path: snapshot -> Arrow batches -> binary COPY, all in C (ADBC drivers).
+
+Taken for chunks of tables no rule applies to (every column passthrough, no row left out), where
+what is read is exactly what PostgreSQL gets. No Python runs per row or value: the SQLite driver
+fills Arrow batches, the PostgreSQL driver streams them as binary COPY, and the source side of
+verification hashes the same batches column by column as they pass (columnar.py).
+
+Anything unexpected rolls the chunk back and raises `Unavailable`, and the copier copies that
+chunk on the Python path, which has a rule or a reject for every case: a storage class the first
+rows did not announce (the driver types each column from its first batch), invalid UTF-8, a row
+PostgreSQL refuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, closing
+
+import adbc_driver_manager
+import adbc_driver_postgresql
+import adbc_driver_sqlite
+import pyarrow as pa
+
+from runtime.migrate import columnar
+from runtime.migrate.plan import TablePlan
+from runtime.migrate.sqlite_source import quote_sqlite
+
+#: Rows per Arrow batch read from SQLite (about a megabyte of chat messages).
+BATCH_ROWS = 8192
+#: The typed first row's literal per Arrow type: the driver types a column by its first values,
+#: so a column whose first rows are NULL would be typed int64 and fail on its first text.
+_TYPED_LITERALS = {pa.int64(): "0", pa.float64(): "0.0", pa.string(): "''"}
+ERRORS = (adbc_driver_manager.Error, OSError, pa.ArrowException)
+
+
+class Unavailable(Exception):
+    """The chunk must take the Python path; nothing of it was committed."""
+
+
+def applies(plan: TablePlan) -> bool:
+    return (
+        bool(plan.columns)
+        and not plan.excluded_rowids
+        and all(
+            c.passthrough and columnar.ARROW_TYPES.get(c.converter) in _TYPED_LITERALS
+            for c in plan.columns
+        )
+    )
+
+
+def _select(plan: TablePlan, chunk: tuple[int, int], schema: pa.Schema) -> str:
+    """The chunk in key order behind one typed row (marked 1 in the first column)."""
+    literals = ", ".join(_TYPED_LITERALS[field.type] for field in schema)
+    columns = ", ".join(quote_sqlite(c.source) for c in plan.columns)
+    rows = f"SELECT 0, {columns} FROM {quote_sqlite(plan.table)}"
+    if chunk != (0, -1):
+        rows += f" WHERE rowid BETWEEN {int(chunk[0])} AND {int(chunk[1])}"
+    if plan.rowid_key:
+        rows += " ORDER BY rowid"
+    return f"SELECT 1, {literals} UNION ALL SELECT * FROM ({rows})"
+
+
+def _schema(plan: TablePlan) -> pa.Schema:
+    return pa.schema([(c.target, columnar.ARROW_TYPES[c.converter]) for c in plan.columns])
+
+
+def read_batches(
+    plan: TablePlan, chunk: tuple[int, int], stack: ExitStack
+) -> Iterator[pa.RecordBatch]:
+    """The chunk's rows as Arrow batches of the target's column names and types."""
+    schema = _schema(plan)
+    database = stack.enter_context(
+        closing(adbc_driver_sqlite.connect(f"file:{plan.source_path}?mode=ro"))
+    )
+    connection = stack.enter_context(closing(adbc_driver_manager.AdbcConnection(database)))
+    statement = stack.enter_context(closing(adbc_driver_manager.AdbcStatement(connection)))
+    statement.set_options(**{"adbc.sqlite.query.batch_rows": str(BATCH_ROWS)})
+    statement.set_sql_query(_select(plan, chunk, schema))
+    handle, _ = statement.execute_query()
+    reader = pa.RecordBatchReader.from_stream(handle)
+    first = True
+    for batch in reader:
+        if first:
+            marker = batch.column(0)
+            if not len(marker) or marker[0].as_py() != 1:
+                raise Unavailable("the typed first row did not come first")
+            batch = batch.slice(1)
+            first = False
+        arrays = batch.columns[1:]
+        if [a.type for a in arrays] != schema.types:
+            raise Unavailable(f"columns read as {[str(a.type) for a in arrays]}")
+        yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def copy_chunk(
+    plan: TablePlan, chunk: tuple[int, int], target_url: str, digest: columnar.ColumnarDigest | None
+) -> int:
+    """Copy one chunk in one transaction; returns the rows written. `digest` (when given) is fed
+    every batch on its way."""
+    failure: list[BaseException] = []
+    try:
+        with ExitStack() as stack:
+            batches = read_batches(plan, chunk, stack)
+
+            def hashed() -> Iterator[pa.RecordBatch]:
+                try:
+                    for batch in batches:
+                        if digest is not None:
+                            digest.add(batch)
+                        yield batch
+                except BaseException as exc:  # surfaces in C as a stream error: keep the cause
+                    failure.append(exc)
+                    raise
+
+            database = stack.enter_context(closing(adbc_driver_postgresql.connect(target_url)))
+            connection = stack.enter_context(closing(adbc_driver_manager.AdbcConnection(database)))
+            connection.set_autocommit(False)
+            statement = stack.enter_context(closing(adbc_driver_manager.AdbcStatement(connection)))
+            statement.set_options(
+                **{
+                    "adbc.ingest.target_table": plan.target,
+                    "adbc.ingest.target_db_schema": plan.schema,
+                    "adbc.ingest.mode": "adbc.ingest.mode.append",
+                }
+            )
+            statement.bind_stream(pa.RecordBatchReader.from_batches(_schema(plan), hashed()))
+            rows = statement.execute_update()
+            connection.commit()
+    except (*ERRORS, Unavailable) as exc:
+        cause = failure[0] if failure else exc
+        raise Unavailable(str(cause).splitlines()[0] if str(cause) else repr(cause)) from cause
+    return int(rows)
