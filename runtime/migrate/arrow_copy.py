@@ -21,7 +21,7 @@ import adbc_driver_postgresql
 import adbc_driver_sqlite
 import pyarrow as pa
 
-from runtime.migrate import columnar
+from runtime.migrate.arrow_digest import ARROW_TYPES, ColumnarDigest
 from runtime.migrate.plan import TablePlan
 from runtime.migrate.sqlite_source import quote_sqlite
 
@@ -42,8 +42,7 @@ def applies(plan: TablePlan) -> bool:
         bool(plan.columns)
         and not plan.excluded_rowids
         and all(
-            c.passthrough and columnar.ARROW_TYPES.get(c.converter) in _TYPED_LITERALS
-            for c in plan.columns
+            c.passthrough and ARROW_TYPES.get(c.converter) in _TYPED_LITERALS for c in plan.columns
         )
     )
 
@@ -61,7 +60,7 @@ def _select(plan: TablePlan, chunk: tuple[int, int], schema: pa.Schema) -> str:
 
 
 def _schema(plan: TablePlan) -> pa.Schema:
-    return pa.schema([(c.target, columnar.ARROW_TYPES[c.converter]) for c in plan.columns])
+    return pa.schema([(c.target, ARROW_TYPES[c.converter]) for c in plan.columns])
 
 
 def read_batches(
@@ -93,7 +92,7 @@ def read_batches(
 
 
 def copy_chunk(
-    plan: TablePlan, chunk: tuple[int, int], target_url: str, digest: columnar.ColumnarDigest | None
+    plan: TablePlan, chunk: tuple[int, int], target_url: str, digest: ColumnarDigest | None
 ) -> int:
     """Copy one chunk in one transaction; returns the rows written. `digest` (when given) is fed
     every batch on its way."""

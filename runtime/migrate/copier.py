@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 import structlog
 
-from runtime.migrate import arrow_copy, columnar
+from runtime.migrate import columnar
 from runtime.migrate.digest import Digest
 from runtime.migrate.plan import TablePlan, quote_ident
 from runtime.migrate.sqlite_source import open_snapshot, quote_sqlite
@@ -201,10 +201,14 @@ def copy_chunk(
     With `digest`, a table that needs no rule also gets the source side of its verification
     from the same scan (see columnar.py); otherwise `result.digest` stays None.
     """
+    # Here, not at the top: the parent process imports this module but never loads pyarrow.
+    from runtime.migrate import arrow_copy
+    from runtime.migrate.arrow_digest import ColumnarDigest
+
     started = time.perf_counter()
     digest = digest and columnar.digested_by_copy(plan)
     if arrow_copy.applies(plan):
-        hashed = columnar.ColumnarDigest(plan) if digest else None
+        hashed = ColumnarDigest(plan) if digest else None
         try:
             rows = arrow_copy.copy_chunk(plan, chunk, target_url, hashed)
         except arrow_copy.Unavailable as exc:
@@ -251,7 +255,9 @@ def _copy_chunk(
     source = open_snapshot(Path(plan.source_path), strict_utf8=strict_utf8)
     # The digest hashes the rows as read, in rowid order (free on a rowid range), which is key
     # order; only where no rule applies, so they are also what is sent.
-    hashed = columnar.ColumnarDigest(plan) if digest and converter.trivial else None
+    from runtime.migrate.arrow_digest import ColumnarDigest  # workers only (see copy_chunk)
+
+    hashed = ColumnarDigest(plan) if digest and converter.trivial else None
     select, params = source_select(plan, chunk, ordered=hashed is not None)
     copy_sql = _copy_statement(plan)
     rejects_file = None

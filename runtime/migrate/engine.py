@@ -60,7 +60,12 @@ log = structlog.get_logger("domos.migrate")
 
 DEFAULT_CHUNK_ROWS = 250_000
 #: What the worker processes run: imported once by the fork server.
-WORKER_MODULES = ["runtime.migrate.copier", "runtime.migrate.verify", "runtime.migrate.engine"]
+WORKER_MODULES = [
+    "runtime.migrate.arrow_copy",
+    "runtime.migrate.copier",
+    "runtime.migrate.verify",
+    "runtime.migrate.engine",
+]
 
 
 @dataclass

@@ -29,7 +29,7 @@ from typing import Any
 import psycopg
 
 from runtime.errors import MigrationError
-from runtime.migrate import arrow_copy, columnar, rowtext
+from runtime.migrate import columnar, rowtext
 from runtime.migrate.copier import RowConverter, RowRejected, source_select
 from runtime.migrate.digest import (
     MULTISET_MODULUS,
@@ -129,8 +129,11 @@ def sqlite_digest(plan: TablePlan, chunk: tuple[int, int]) -> Digest:
 def _arrow_digest(plan: TablePlan, chunk: tuple[int, int]) -> Digest | None:
     """The columnar digest of a chunk no rule applies to, read as Arrow batches (the fast copy's
     reader); None when the data needs the Python path after all (invalid UTF-8, a storage class
-    the first rows did not announce)."""
-    hashed = columnar.ColumnarDigest(plan)
+    the first rows did not announce). Runs in the workers: they alone load pyarrow."""
+    from runtime.migrate import arrow_copy
+    from runtime.migrate.arrow_digest import ColumnarDigest
+
+    hashed = ColumnarDigest(plan)
     try:
         with ExitStack() as stack:
             for batch in arrow_copy.read_batches(plan, chunk, stack):
@@ -141,8 +144,10 @@ def _arrow_digest(plan: TablePlan, chunk: tuple[int, int]) -> Digest | None:
 
 
 def _sqlite_digest(plan: TablePlan, chunk: tuple[int, int], *, strict_utf8: bool) -> Digest:
+    from runtime.migrate.arrow_digest import ColumnarDigest  # workers only (see _arrow_digest)
+
     converter = RowConverter(plan, strict_utf8=strict_utf8)
-    hashed = columnar.ColumnarDigest(plan) if columnar.supports(plan) else None
+    hashed = ColumnarDigest(plan) if columnar.supports(plan) else None
     hasher = _Hasher(plan)
     digest = Digest()
     aggregates = [ColumnAggregate() for _ in plan.columns]
