@@ -653,9 +653,10 @@ def migrate(options: Options) -> tuple[int, dict[str, Any]]:
     run = Run(options)
     options.work_dir.mkdir(parents=True, exist_ok=True)
     with _pool(options.jobs) as pool:
-        # The workers start (and import the copier) while the sources are snapshotted; they
+        # The workers start while the sources are snapshotted: launching them waits for the fork
+        # server to import their modules (most of a second), so it happens in a thread. They
         # profile the large tables in rowid ranges, then copy and digest.
-        pool.submit(warm_up)
+        threading.Thread(target=pool.submit, args=(warm_up,), daemon=True).start()
         with psycopg.connect(options.target_url, autocommit=True) as conn:
             with _phase(run, "plan"):
                 prepare_plans(run, conn if options.mode == "existing" else None, pool)

@@ -240,7 +240,9 @@ def plan_infer(
                     ),
                 )
             )
-        low, high, count = rowid_bounds(conn, table)
+        profiled = next(iter(profiles.values()), None)
+        rows = None if profiled is None else profiled.null + profiled.non_null
+        low, high, count = rowid_bounds(conn, table, rows)
         chunks = [(0, -1)] if table.without_rowid else plan_chunks(low, high, count, chunk_rows)
         plan = TablePlan(
             source_name=source.name,

@@ -391,21 +391,32 @@ def _scan_ranges(
     if scanner is None or table.without_rowid or workers == 1:
         return [(0, -1)]
     name = quote_sqlite(table.name)
-    low, high = conn.execute(f"SELECT min(rowid), max(rowid) FROM {name}").fetchone()
-    if low is None or high - low < PARALLEL_SCAN_ROWS:
+    bounds = _rowid_range(conn, name)
+    if bounds is None or bounds[1] - bounds[0] < PARALLEL_SCAN_ROWS:
         return [(0, -1)]
+    low, high = bounds
     step = (high - low) // workers + 1
     return [(start, min(start + step - 1, high)) for start in range(low, high + 1, step)]
 
 
-def rowid_bounds(conn: sqlite3.Connection, table: Table) -> tuple[int, int, int]:
-    """(min rowid, max rowid, row count); (0, -1, 0) for an empty table."""
-    if table.without_rowid:
-        count = conn.execute(f"SELECT count(*) FROM {quote_sqlite(table.name)}").fetchone()[0]
-        return 0, -1, int(count)
-    low, high, count = conn.execute(
-        f"SELECT min(rowid), max(rowid), count(*) FROM {quote_sqlite(table.name)}"
+def _rowid_range(conn: sqlite3.Connection, name: str) -> tuple[int, int] | None:
+    """(min rowid, max rowid), None for an empty table. Two subqueries: SQLite answers a lone
+    min() or max() of the rowid from the b-tree's ends, but both in one SELECT scan the table."""
+    low, high = conn.execute(
+        f"SELECT (SELECT min(rowid) FROM {name}), (SELECT max(rowid) FROM {name})"
     ).fetchone()
-    if not count:
-        return 0, -1, 0
-    return int(low), int(high), int(count)
+    return None if low is None else (int(low), int(high))
+
+
+def rowid_bounds(
+    conn: sqlite3.Connection, table: Table, count: int | None = None
+) -> tuple[int, int, int]:
+    """(min rowid, max rowid, row count); (0, -1, 0) for an empty table. A `count` the caller
+    already has (the profile's) saves the full scan count(*) needs."""
+    name = quote_sqlite(table.name)
+    if count is None:
+        count = int(conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0])
+    bounds = None if table.without_rowid or not count else _rowid_range(conn, name)
+    if bounds is None:
+        return 0, -1, count
+    return bounds[0], bounds[1], count
