@@ -102,23 +102,61 @@ def busy_core_seconds() -> float:
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """VmHWM: the process's own peak RSS so far."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def measure(
     command: list[str] | str, *, shell: bool = False, env: dict[str, str] | None = None
 ) -> tuple[float, float, int, float]:
-    """(seconds, peak RSS in MB of the child tree, exit status, busy core-seconds of the machine
-    during the run: the tool and the PostgreSQL server together)."""
+    """(seconds, peak RSS in MB of the largest process of the child tree, exit status, busy
+    core-seconds of the machine during the run: the tool and the PostgreSQL server together).
+
+    Peak RSS: os.wait4 only counts descendants that were waited for, and a fork server's
+    workers are not, so every process of the tree is also sampled (VmHWM never decreases)."""
     busy = busy_core_seconds()
     started = time.perf_counter()
     process = subprocess.Popen(
         command, shell=shell, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
-    _, status, usage = os.wait4(process.pid, 0)
+    peaks: dict[int, float] = {}
+    while True:
+        for pid in _descendants(process.pid):
+            peaks[pid] = max(peaks.get(pid, 0.0), _peak_rss_mb(pid))
+        waited, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if waited:
+            break
+        time.sleep(0.05)
     seconds = time.perf_counter() - started
     busy = busy_core_seconds() - busy
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0 and process.stderr is not None:
         sys.stderr.write(process.stderr.read().decode(errors="replace")[-2000:])
-    return seconds, usage.ru_maxrss / 1024, process.returncode, busy
+    return seconds, max([usage.ru_maxrss / 1024, *peaks.values()]), process.returncode, busy
 
 
 def count_rows(url: str, schema: str) -> int:
