@@ -8,7 +8,8 @@ verification hashes the same batches column by column as they pass (columnar.py)
 Anything unexpected rolls the chunk back and raises `Unavailable`, and the copier copies that
 chunk on the Python path, which has a rule or a reject for every case: a storage class the first
 rows did not announce (the driver types each column from its first batch), invalid UTF-8, a row
-PostgreSQL refuses.
+PostgreSQL refuses. A NUL byte in a text (which the profile leaves to this path to find) raises
+NulInText before PostgreSQL sees the batch: the Python path then runs the text rules.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import adbc_driver_postgresql
 import adbc_driver_sqlite
 import pyarrow as pa
 
-from runtime.migrate.arrow_digest import ARROW_TYPES, ColumnarDigest
+from runtime.migrate.arrow_digest import ARROW_TYPES, ColumnarDigest, NulInText, check_no_nul
 from runtime.migrate.plan import TablePlan
 from runtime.migrate.sqlite_source import quote_sqlite
 
@@ -88,6 +89,9 @@ def read_batches(
         arrays = batch.columns[1:]
         if [a.type for a in arrays] != schema.types:
             raise Unavailable(f"columns read as {[str(a.type) for a in arrays]}")
+        for array in arrays:
+            if array.type == pa.string():  # before PostgreSQL sees it (plan.py)
+                check_no_nul(array)
         yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
@@ -127,5 +131,7 @@ def copy_chunk(
             connection.commit()
     except (*ERRORS, Unavailable) as exc:
         cause = failure[0] if failure else exc
+        if isinstance(cause, NulInText):
+            raise cause from None
         raise Unavailable(str(cause).splitlines()[0] if str(cause) else repr(cause)) from cause
     return int(rows)

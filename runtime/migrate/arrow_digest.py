@@ -28,6 +28,22 @@ ARROW_TYPES: dict[str, pa.DataType] = {
 }
 
 
+class NulInText(ValueError):
+    """A text holds a NUL byte: the text rules decide (plan.py leaves these to the copy)."""
+
+
+def check_no_nul(column: pa.Array) -> None:
+    """Raise NulInText if a value of this string array holds a NUL byte (a vectorised scan)."""
+    data = column.buffers()[2]
+    if data is None or not len(column):
+        return
+    offsets = np.frombuffer(
+        column.buffers()[1], dtype="<i4", count=len(column) + 1, offset=column.offset * 4
+    )
+    if not np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]].all():
+        raise NulInText(column.type)
+
+
 def _md5() -> Any:
     return hashlib.md5(usedforsecurity=False)
 
@@ -59,7 +75,8 @@ class ColumnarDigest:
 
     def add(self, batch: pa.RecordBatch) -> None:
         """One batch whose columns are the plan's, in its order. Raises pyarrow.ArrowInvalid on
-        text that is not valid UTF-8 (the Python path's rules decide what it becomes)."""
+        text that is not valid UTF-8, NulInText on a NUL byte (the Python path's rules decide
+        what those become)."""
         self.rows += batch.num_rows
         key = batch.column(self.key_index)
         for i, column in enumerate(batch.columns):
@@ -90,6 +107,7 @@ class ColumnarDigest:
             self.aggregates[i].merge(aggregate)
 
     def _add_text(self, i: int, column: pa.Array) -> None:
+        check_no_nul(column)
         offsets = np.frombuffer(
             column.buffers()[1], dtype="<i4", count=len(column) + 1, offset=column.offset * 4
         )

@@ -203,16 +203,18 @@ def copy_chunk(
     """
     # Here, not at the top: the parent process imports this module but never loads pyarrow.
     from runtime.migrate import arrow_copy
-    from runtime.migrate.arrow_digest import ColumnarDigest
+    from runtime.migrate.arrow_digest import ColumnarDigest, NulInText
 
     started = time.perf_counter()
     digest = digest and columnar.digested_by_copy(plan)
+    strict = True
     if arrow_copy.applies(plan):
         hashed = ColumnarDigest(plan) if digest else None
         try:
             rows = arrow_copy.copy_chunk(plan, chunk, target_url, hashed)
-        except arrow_copy.Unavailable as exc:
-            log.info("fast_copy_unavailable", table=plan.label, chunk=chunk, reason=str(exc))
+        except (arrow_copy.Unavailable, NulInText) as exc:
+            log.info("fast_copy_unavailable", table=plan.label, chunk=chunk, reason=repr(exc))
+            strict = not isinstance(exc, NulInText)
         else:
             return ChunkResult(
                 table=plan.label,
@@ -223,22 +225,38 @@ def copy_chunk(
                 digest=None if hashed is None else hashed.digest(),
                 path="arrow",
             )
-    try:
-        result = _copy_chunk(plan, chunk, target_url, reject_path, strict_utf8=True, digest=digest)
-    except sqlite3.OperationalError as exc:
-        if "decode" not in str(exc).lower():
-            raise
-        Path(reject_path).unlink(missing_ok=True)
-        try:
-            result = _copy_chunk(plan, chunk, target_url, reject_path, strict_utf8=False)
-        except TARGET_ROW_ERRORS:
-            Path(reject_path).unlink(missing_ok=True)
-            result = _copy_chunk_isolating(plan, chunk, target_url, reject_path)
-    except TARGET_ROW_ERRORS:
-        Path(reject_path).unlink(missing_ok=True)
-        result = _copy_chunk_isolating(plan, chunk, target_url, reject_path)
+    result = _python_copy(plan, chunk, target_url, reject_path, strict=strict, digest=digest)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _python_copy(
+    plan: TablePlan,
+    chunk: tuple[int, int],
+    target_url: str,
+    reject_path: str,
+    *,
+    strict: bool,
+    digest: bool,
+) -> ChunkResult:
+    """Strict UTF-8 reads where no rule applies; invalid UTF-8 or a NUL byte in a text makes it
+    start over with lenient reads, which run the text rules on every text column."""
+    from runtime.migrate.arrow_digest import NulInText  # workers only (see copy_chunk)
+
+    try:
+        if strict:
+            try:
+                return _copy_chunk(
+                    plan, chunk, target_url, reject_path, strict_utf8=True, digest=digest
+                )
+            except (sqlite3.OperationalError, NulInText) as exc:
+                if isinstance(exc, sqlite3.OperationalError) and "decode" not in str(exc).lower():
+                    raise
+                Path(reject_path).unlink(missing_ok=True)
+        return _copy_chunk(plan, chunk, target_url, reject_path, strict_utf8=False)
+    except TARGET_ROW_ERRORS:
+        Path(reject_path).unlink(missing_ok=True)
+        return _copy_chunk_isolating(plan, chunk, target_url, reject_path)
 
 
 def _copy_chunk(

@@ -19,6 +19,7 @@ from runtime.migrate.sqlite_source import (
     ColumnProfile,
     ForeignKeyViolation,
     Table,
+    count_nul_texts,
     profile_table,
     rowid_bounds,
 )
@@ -153,7 +154,7 @@ def is_passthrough(pg_type: str, profile: ColumnProfile, not_null: bool) -> bool
         return not (profile.real or profile.text)
     if pg_type == "double precision":
         return not (profile.integer or profile.text)
-    if pg_type == "text":
+    if pg_type == "text":  # uncounted NUL bytes (None) are the fast copy's to find
         return not (profile.integer or profile.real or profile.nul_texts)
     return False
 
@@ -222,24 +223,18 @@ def plan_infer(
     pk_of = {table.name: table.primary_key for table in tables}
     plans = []
     for table in tables:
-        profiles = profile_table(conn, table, scanner)
         alias = table.rowid_alias
-        columns = []
-        for column in table.copied_columns:
-            pg_type, note = infer_type(column.declared, profiles[column.name], column.name == alias)
-            columns.append(
-                ColumnPlan(
-                    source=column.name,
-                    target=column.name,
-                    pg_type=pg_type,
-                    not_null=column.not_null or column.pk_position > 0,
-                    identity=column.name == alias,
-                    note=note,
-                    passthrough=is_passthrough(
-                        pg_type, profiles[column.name], column.not_null or column.pk_position > 0
-                    ),
-                )
-            )
+        # NUL bytes are looked for by the fast copy (every batch, at memory speed) when it
+        # takes the whole table - every column passthrough (only bigint, double precision and
+        # text can be), keyed by its rowid, no row left out - and then by the columnar digest
+        # on every path (arrow_copy.py, arrow_digest.py). SQLite's search of every text is
+        # most of a profile's cost.
+        profiles = profile_table(conn, table, scanner, count_nul=False)
+        columns = _infer_columns(table, profiles)
+        fast_copy = all(c.passthrough for c in columns) and table.name not in excluded
+        if not (alias is not None and fast_copy):
+            count_nul_texts(conn, table, profiles, scanner)
+            columns = _infer_columns(table, profiles)
         profiled = next(iter(profiles.values()), None)
         rows = None if profiled is None else profiled.null + profiled.non_null
         low, high, count = rowid_bounds(conn, table, rows)
@@ -266,6 +261,27 @@ def plan_infer(
             plan.problems[problem] = plan.problems.get(problem, 0) + 1
         plans.append(plan)
     return plans
+
+
+def _infer_columns(table: Table, profiles: dict[str, ColumnProfile]) -> list[ColumnPlan]:
+    alias = table.rowid_alias
+    columns = []
+    for column in table.copied_columns:
+        profile = profiles[column.name]
+        not_null = column.not_null or column.pk_position > 0
+        pg_type, note = infer_type(column.declared, profile, column.name == alias)
+        columns.append(
+            ColumnPlan(
+                source=column.name,
+                target=column.name,
+                pg_type=pg_type,
+                not_null=not_null,
+                identity=column.name == alias,
+                note=note,
+                passthrough=is_passthrough(pg_type, profile, not_null),
+            )
+        )
+    return columns
 
 
 def _create_table_sql(schema: str, name: str, columns: list[ColumnPlan]) -> str:

@@ -215,7 +215,9 @@ class ColumnProfile:
     blob: int = 0
     null: int = 0
     integral_reals: int = 0
-    nul_texts: int = 0  # texts holding a NUL byte (PostgreSQL text cannot store them)
+    #: Texts holding a NUL byte (PostgreSQL text cannot store them); None: not counted by the
+    #: profile, because the fast copy looks for them in every batch (plan.py decides).
+    nul_texts: int | None = 0
 
     @property
     def non_null(self) -> int:
@@ -253,12 +255,16 @@ def _full_profile_sql(q: str) -> list[str]:
         f"sum(typeof({q}) = 'blob')",
         f"sum({q} IS NULL)",
         f"sum(typeof({q}) = 'real' AND {q} = CAST({q} AS INTEGER))",
-        f"sum(typeof({q}) = 'text' AND instr(CAST({q} AS BLOB), x'00') > 0)",
+        f"sum(typeof({q}) = 'text' AND {_nul_sql(q)})",
     ]
 
 
 def profile_table(
-    conn: sqlite3.Connection, table: Table, scanner: Executor | None = None
+    conn: sqlite3.Connection,
+    table: Table,
+    scanner: Executor | None = None,
+    *,
+    count_nul: bool = True,
 ) -> dict[str, ColumnProfile]:
     """Counts of typeof() per column, in at most two scans done by SQLite (in C).
 
@@ -267,7 +273,8 @@ def profile_table(
     its declared type makes it likely: NUL bytes in text-affinity columns, integral reals where
     integers are allowed (both counts are exact when the column holds that one class). A second
     scan, only when needed, counts what the first could not tell: mixed classes, or a class the
-    declared type did not announce.
+    declared type did not announce. Without `count_nul`, NUL bytes in single-class text columns
+    are left uncounted (None): searching every text is most of a profile's cost.
     """
     columns = table.copied_columns
     if not columns:
@@ -280,9 +287,9 @@ def profile_table(
         parts.append(f"max(typeof({q}))")
         parts.append(f"count({q})")
         guesses = guessed[c.name] = {}
-        if _likely_text(c):
+        if count_nul and _likely_text(c):
             guesses["nul"] = len(parts)
-            parts.append(f"sum(instr(CAST({q} AS BLOB), x'00') > 0)")
+            parts.append(f"sum({_nul_sql(q)})")
         if _needs_integral_count(c) and not c.declared.startswith("INT"):
             guesses["integral"] = len(parts)
             parts.append(f"sum(typeof({q}) = 'real' AND {q} = CAST({q} AS INTEGER))")
@@ -312,8 +319,10 @@ def profile_table(
         if single == "text":
             if "nul" in guesses:
                 profile.nul_texts = int(values[guesses["nul"]] or 0)
+            elif count_nul:
+                second.append((column, "nul", [_nul_sql(q)]))
             else:
-                second.append((column, "nul", [f"sum(instr(CAST({q} AS BLOB), x'00') > 0)"]))
+                profile.nul_texts = None
         elif single == "real" and _needs_integral_count(column):
             if "integral" in guesses:
                 profile.integral_reals = int(values[guesses["integral"]] or 0)
@@ -333,6 +342,26 @@ def profile_table(
             else:
                 profiles[column.name].integral_reals = values[0]
     return profiles
+
+
+def _nul_sql(q: str) -> str:
+    return f"instr(CAST({q} AS BLOB), x'00') > 0"
+
+
+def count_nul_texts(
+    conn: sqlite3.Connection,
+    table: Table,
+    profiles: dict[str, ColumnProfile],
+    scanner: Executor | None = None,
+) -> None:
+    """Count what `profile_table(count_nul=False)` left uncounted, in one scan."""
+    names = [name for name, profile in profiles.items() if profile.nul_texts is None]
+    if not names:
+        return
+    expressions = [f"sum({_nul_sql(quote_sqlite(name))})" for name in names]
+    row = _scan(conn, table, expressions, ["sum"] * len(expressions), scanner)
+    for name, count in zip(names, row, strict=True):
+        profiles[name].nul_texts = int(count or 0)
 
 
 #: Rows below which a table is profiled in one scan.

@@ -116,10 +116,12 @@ def sqlite_digest(plan: TablePlan, chunk: tuple[int, int]) -> Digest:
     started = time.perf_counter()
     digest = _arrow_digest(plan, chunk) if columnar.digested_by_copy(plan) else None
     if digest is None:
+        from runtime.migrate.arrow_digest import NulInText  # workers only (see _arrow_digest)
+
         try:
             digest = _sqlite_digest(plan, chunk, strict_utf8=True)
-        except sqlite3.OperationalError as exc:
-            if "decode" not in str(exc).lower():
+        except (sqlite3.OperationalError, NulInText) as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "decode" not in str(exc).lower():
                 raise
             digest = _sqlite_digest(plan, chunk, strict_utf8=False)
     digest.seconds = time.perf_counter() - started
@@ -131,14 +133,14 @@ def _arrow_digest(plan: TablePlan, chunk: tuple[int, int]) -> Digest | None:
     reader); None when the data needs the Python path after all (invalid UTF-8, a storage class
     the first rows did not announce). Runs in the workers: they alone load pyarrow."""
     from runtime.migrate import arrow_copy
-    from runtime.migrate.arrow_digest import ColumnarDigest
+    from runtime.migrate.arrow_digest import ColumnarDigest, NulInText
 
     hashed = ColumnarDigest(plan)
     try:
         with ExitStack() as stack:
             for batch in arrow_copy.read_batches(plan, chunk, stack):
                 hashed.add(batch)
-    except (arrow_copy.Unavailable, *arrow_copy.ERRORS):
+    except (arrow_copy.Unavailable, NulInText, *arrow_copy.ERRORS):
         return None
     return hashed.digest()
 

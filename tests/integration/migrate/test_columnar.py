@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 
 from runtime.migrate import arrow_copy, columnar
 from runtime.migrate.copier import copy_chunk
-from runtime.migrate.plan import ColumnPlan, TablePlan, quote_ident
+from runtime.migrate.engine import Options, verify_only
+from runtime.migrate.plan import ColumnPlan, Source, TablePlan, quote_ident
 from runtime.migrate.verify import (
     _arrow_digest,
     _sqlite_digest,
@@ -243,3 +244,39 @@ def test_a_table_with_rules_is_not_copied_by_the_fast_path(tmp_path: Path) -> No
     assert not arrow_copy.applies(plan)
     assert not columnar.digested_by_copy(plan)
     assert columnar.supports(plan)  # its digest is still columnar, from the Python rows
+
+
+def test_nul_bytes_the_profile_left_to_the_fast_copy_are_rejected_by_the_text_rule(
+    pg_url: str, run_migration: Any, tmp_path: Path
+) -> None:
+    """A table the fast copy takes whole is not searched for NUL bytes by the profile: the copy
+    finds them, and the chunks that hold one take the Python path, where the text rule rejects
+    those rows; the copy, a later verification and the report all agree."""
+    source = tmp_path / "notes.sqlite"
+    rows = [
+        (i, f"note {i}" if i not in (3, 15000) else "nul\x00byte", i / 4) for i in range(1, 20001)
+    ]
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, score REAL)")
+        conn.executemany("INSERT INTO notes VALUES (?, ?, ?)", rows)
+    conn.close()
+    code, report = run_migration(pg_url, {source: "notes"}, chunk_rows=5000)
+    assert code == 1, "rejects without --allow-rejects fail the run"
+    (table,) = report["sources"][0]["tables"]
+    assert table["verified"] is True, table["verification_problems"]
+    assert table["rejects"] == {"nul_byte_in_text": 2}
+    assert table["rows_written"] == 19998
+    assert table["copy_paths"] == ["arrow", "python"]
+    options = Options(
+        sources=[Source("notes", source, "notes")],
+        target_url=pg_url,
+        work_dir=tmp_path / "work",
+        progress=False,
+    )
+    code, again = verify_only(options)
+    assert code == 1
+    assert again["verified"] is True
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM notes.notes WHERE id IN (3, 15000)"
+        ).fetchone() == (0,)

@@ -7,6 +7,7 @@ import sqlite3
 from runtime.migrate.sqlite_source import (
     ColumnProfile,
     _full_profile_sql,
+    count_nul_texts,
     profile_table,
     quote_sqlite,
     read_tables,
@@ -55,3 +56,19 @@ def test_empty_table_profiles_to_zero_counts():
     conn.execute("CREATE TABLE t (a INTEGER, b TEXT)")
     (table,) = read_tables(conn)
     assert profile_table(conn, table) == {"a": ColumnProfile(), "b": ColumnProfile()}
+
+
+def test_nul_bytes_left_uncounted_are_counted_apart_to_the_same_figures(tmp_path):
+    path = tmp_path / "s.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, texts TEXT, mixed, ints INTEGER)")
+    rows = [(i, "a\x00b" if i % 3 == 0 else "ok", "x\x00" if i == 1 else i, i) for i in range(9)]
+    conn.executemany("INSERT INTO t VALUES (?, ?, ?, ?)", rows)
+    (table,) = read_tables(conn)
+    counted = profile_table(conn, table)
+    later = profile_table(conn, table, count_nul=False)
+    assert later["texts"].nul_texts is None  # one storage class: left to the fast copy
+    assert later["mixed"].nul_texts == 1  # mixed classes are counted in full anyway
+    count_nul_texts(conn, table, later)
+    assert later == counted
+    assert counted["texts"].nul_texts == 3
