@@ -307,6 +307,7 @@ def copy_tables(
     state: dict[str, str],
     pool: ProcessPoolExecutor,
     after_submit: Callable[[], None] | None = None,
+    on_table_copied: Callable[[TablePlan], None] | None = None,
 ) -> None:
     """Copy every pending chunk; `after_submit` queues more work behind the chunks (the SQLite
     side of verification, which reads only the snapshot) before the copy is waited for."""
@@ -359,6 +360,8 @@ def copy_tables(
                     rows=outcome.rows_written,
                     rejects=sum(outcome.rejects.values()),
                 )
+                if on_table_copied is not None:
+                    on_table_copied(plan)
     _merge_rejects(options, reject_dir)
 
 
@@ -368,43 +371,62 @@ def _merge_rejects(options: Options, reject_dir: Path) -> None:
             merged.write(part.read_text(encoding="utf-8"))
 
 
-def add_constraints(
-    run: Run,
-    target_url: str,
-    state: dict[str, str],
-    readd_fks: list[str],
-    on_key: Callable[[TablePlan], None] | None = None,
-) -> None:
-    """Keys and indexes per table in parallel, then foreign keys, then sequences.
+class KeyBuilder:
+    """Keys and indexes of each table, on threads, started as soon as the table is copied.
 
     `on_key(plan)` runs as soon as a table's primary key exists (before its other indexes):
-    verification reads the target in key order, so it can start while the indexes build."""
-    options = run.options
-    todo = [p for p in run.plans if state.get(p.label) == "copied"]
-    ready = {p.label for p in run.plans} - {p.label for p in todo}
+    verification reads the target in key order, so it can start while the indexes build. A table
+    copied before the others builds while they still copy."""
 
-    def build(plan: TablePlan) -> None:
+    def __init__(
+        self, run: Run, target_url: str, on_key: Callable[[TablePlan], None] | None = None
+    ) -> None:
+        self.run = run
+        self.target_url = target_url
+        self.on_key = on_key
+        self.threads = ThreadPoolExecutor(max_workers=max(1, run.options.jobs))
+        self.builds: dict[str, Future[None]] = {}
+
+    def start(self, plan: TablePlan) -> None:
+        if plan.label not in self.builds:
+            self.builds[plan.label] = self.threads.submit(self._build, plan)
+
+    def _build(self, plan: TablePlan) -> None:
         started = time.perf_counter()
         keys = [c for c in plan.constraints if c.kind == "primary_key"]
         others = [c for c in plan.constraints if c.kind not in ("primary_key", "foreign_key")]
-        with psycopg.connect(target_url, autocommit=True) as conn:
+        with psycopg.connect(self.target_url, autocommit=True) as conn:
             for constraint in keys:
                 conn.execute(constraint.sql)
-            if on_key is not None:
-                on_key(plan)
+            if self.on_key is not None:
+                self.on_key(plan)
             for constraint in others:
                 conn.execute(constraint.sql)
             _set_sequence(conn, plan)
             conn.execute(f"ANALYZE {plan.qualified}")
-        run.outcomes[plan.label].phases["constraints_s"] = round(time.perf_counter() - started, 3)
+        phases = self.run.outcomes[plan.label].phases
+        phases["constraints_s"] = round(time.perf_counter() - started, 3)
 
-    if on_key is not None:
+    def close(self) -> None:
+        self.threads.shutdown(wait=True, cancel_futures=True)
+
+
+def add_constraints(
+    run: Run, state: dict[str, str], readd_fks: list[str], builder: KeyBuilder
+) -> None:
+    """Keys and indexes of the tables the builder has not started yet, then (all built)
+    foreign keys."""
+    target_url = builder.target_url
+    todo = [p for p in run.plans if state.get(p.label) == "copied"]
+    ready = {p.label for p in run.plans} - {p.label for p in todo}
+    if builder.on_key is not None:
         for plan in run.plans:
             if plan.label in ready:  # resumed: constrained by an earlier run
-                on_key(plan)
-    with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as threads:
-        for future in [threads.submit(build, plan) for plan in todo]:
-            future.result()
+                builder.on_key(plan)
+    for plan in todo:
+        builder.start(plan)
+    for plan in todo:
+        builder.builds[plan.label].result()
     with psycopg.connect(target_url, autocommit=True) as conn:
         for plan in todo:
             for constraint in plan.constraints:
@@ -414,7 +436,7 @@ def add_constraints(
             _add_foreign_key(conn, None, statement)
     for plan in todo:
         state[plan.label] = "constrained"
-    _save_state(options, state)
+    _save_state(run.options, state)
 
 
 def _add_foreign_key(
@@ -707,13 +729,16 @@ def _copy_constrain_verify(
             with lock:
                 postgres_work.update(submit_postgres_digests(run, plan, pool, threads))
 
+    builder = KeyBuilder(run, options.target_url, queue_target_side)
     try:
         with _phase(run, "copy"):
-            copy_tables(run, state, pool, after_submit=queue_source_side)
+            copy_tables(
+                run, state, pool, after_submit=queue_source_side, on_table_copied=builder.start
+            )
         if options.verify:
             complete_sqlite_digests(run, pool, sqlite_work)
-        with _phase(run, "constraints"):
-            add_constraints(run, options.target_url, state, readd_fks, queue_target_side)
+        with _phase(run, "constraints"):  # what is left of them once the copy is done
+            add_constraints(run, state, readd_fks, builder)
         if options.verify:
             with _phase(run, "verify"):  # what is left of it once the constraints are done
                 verify_tables(run, pool, sqlite_work, postgres_work, threads)
@@ -722,6 +747,7 @@ def _copy_constrain_verify(
             future.cancel()  # a failed copy is not verified: do not wait for the digests
         raise
     finally:
+        builder.close()
         threads.shutdown(wait=True, cancel_futures=True)
 
 
