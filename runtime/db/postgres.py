@@ -5,8 +5,11 @@ TimeZone=UTC. Each pooled connection remembers the schema its search_path points
 pays a `SET search_path` round trip when it uses a different logical database than the previous
 user of the connection (the SET runs outside any transaction, so a rollback never undoes it).
 
-Broken connections: the pool checks each connection on checkout (`check_connection`) and replaces
-dead ones, reconnecting with backoff. A call is retried on a fresh connection only when the failure
+Broken connections: the pool checks each connection on checkout and replaces dead ones,
+reconnecting with backoff. The check costs a round trip only when the server has spoken on the idle
+connection (`_server_spoke`): a server that ends a connection says so (a FATAL notice, then EOF),
+so a silent socket needs no `check_connection` - which would cost every request a round trip.
+A call is retried on a fresh connection only when the failure
 happened before any of its own SQL was sent (the SET search_path step); a connection lost while the
 caller's statement runs raises DatabaseUnavailable, because the statement may have been committed.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import select
 import uuid
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
@@ -119,6 +123,29 @@ def _cursor_name() -> str:
     return f"domos_iter_{uuid.uuid4().hex}"
 
 
+def _server_spoke(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    """Whether an idle pooled connection has input waiting (or is closed): nothing arrives on
+    one unless the server ended it or sent a notification."""
+    if conn.closed:
+        return True
+    poller = select.poll()
+    try:
+        poller.register(conn.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
+        return True
+
+
+async def _check_async(conn: psycopg.AsyncConnection[Any]) -> None:
+    if _server_spoke(conn):
+        await AsyncConnectionPool.check_connection(conn)
+
+
+def _check_sync(conn: psycopg.Connection[Any]) -> None:
+    if _server_spoke(conn):
+        ConnectionPool.check_connection(conn)
+
+
 class _PostgresCommon:
     settings: DatabaseSettings
     name: str
@@ -219,7 +246,7 @@ class AsyncPostgresDatabase(_PostgresCommon, AsyncDatabase):
     async def open(self) -> None:
         pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]] = AsyncConnectionPool(
             self._conninfo,
-            check=AsyncConnectionPool.check_connection,
+            check=_check_async,
             reconnect_failed=self._reconnect_failed,
             **self._pool_options(),
         )
@@ -442,7 +469,7 @@ class PostgresDatabase(_PostgresCommon, Database):
     def open(self) -> None:
         pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
             self._conninfo,
-            check=ConnectionPool.check_connection,
+            check=_check_sync,
             reconnect_failed=self._reconnect_failed,
             **self._pool_options(),
         )

@@ -330,3 +330,35 @@ def test_begin_immediate_keeps_two_sqlite_writers_from_busy_errors(tmp_path: Pat
     assert failures == []
     with Database.from_settings(settings) as db:
         assert db.fetchval("SELECT max(n) FROM counter") == 200
+
+
+@pytest.mark.postgres
+async def test_checkout_costs_a_round_trip_only_after_the_server_spoke(
+    pg_db: Any, pg_domos_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A silent idle connection is handed out as it is; one the server ended while idle (its
+    FATAL notice and EOF wait on the socket) is checked, found dead and replaced."""
+    from psycopg_pool import AsyncConnectionPool
+
+    checks = []
+    real_check = AsyncConnectionPool.check_connection
+
+    async def counted(conn: Any) -> None:
+        checks.append(conn)
+        await real_check(conn)
+
+    monkeypatch.setattr(AsyncConnectionPool, "check_connection", counted)
+    for _ in range(50):
+        assert await pg_db.fetchval("SELECT 1") == 1
+    assert checks == []
+    with psycopg.connect(pg_domos_url, autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+    assert killed is not None
+    assert killed[0] >= 1
+    await asyncio.sleep(0.3)  # the notice and the EOF reach the idle sockets
+    for _ in range(20):  # every pooled connection was ended: no call may fail
+        assert await pg_db.fetchval("SELECT 1") == 1
+    assert len(checks) >= 1
