@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack, closing
+from pathlib import Path
 
 import adbc_driver_manager
 import adbc_driver_postgresql
@@ -69,9 +70,8 @@ def read_batches(
 ) -> Iterator[pa.RecordBatch]:
     """The chunk's rows as Arrow batches of the target's column names and types."""
     schema = _schema(plan)
-    database = stack.enter_context(
-        closing(adbc_driver_sqlite.connect(f"file:{plan.source_path}?mode=ro"))
-    )
+    uri = f"{Path(plan.source_path).absolute().as_uri()}?mode=ro"  # percent-encoded path
+    database = stack.enter_context(closing(adbc_driver_sqlite.connect(uri)))
     connection = stack.enter_context(closing(adbc_driver_manager.AdbcConnection(database)))
     statement = stack.enter_context(closing(adbc_driver_manager.AdbcStatement(connection)))
     statement.set_options(**{"adbc.sqlite.query.batch_rows": str(BATCH_ROWS)})
