@@ -50,13 +50,10 @@ class ChunkResult:
 
 
 def source_select(
-    plan: TablePlan, chunk: tuple[int, int], ordered: bool, extra: str | None = None
+    plan: TablePlan, chunk: tuple[int, int], ordered: bool
 ) -> tuple[str, tuple[int, ...]]:
-    """SELECT of the snapshot for one chunk: rowid first (None for WITHOUT ROWID), then columns,
-    then the `extra` expression if given."""
+    """SELECT of the snapshot for one chunk: rowid first (None for WITHOUT ROWID), then columns."""
     columns = ", ".join(quote_sqlite(c.source) for c in plan.columns) or "NULL"
-    if extra is not None:
-        columns += f", {extra}"
     table = quote_sqlite(plan.table)
     rowid = "NULL" if plan.without_rowid else "rowid"
     sql = f"SELECT {rowid}, {columns} FROM {table}"
