@@ -32,15 +32,19 @@ class NulInText(ValueError):
     """A text holds a NUL byte: the text rules decide (plan.py leaves these to the copy)."""
 
 
-def check_no_nul(column: pa.Array) -> None:
-    """Raise NulInText if a value of this string array holds a NUL byte (a vectorised scan)."""
-    data = column.buffers()[2]
-    if data is None or not len(column):
-        return
+def _text_bytes(column: pa.Array) -> tuple[Any, Any]:
+    """(byte offsets of the values, the bytes they span) of a string array without nulls."""
     offsets = np.frombuffer(
         column.buffers()[1], dtype="<i4", count=len(column) + 1, offset=column.offset * 4
     )
-    if not np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]].all():
+    data = column.buffers()[2]
+    spanned = np.frombuffer(data, dtype=np.uint8) if data is not None else np.empty(0, np.uint8)
+    return offsets, spanned[offsets[0] : offsets[-1]]
+
+
+def check_no_nul(column: pa.Array) -> None:
+    """Raise NulInText if a value of this string array holds a NUL byte (a vectorised scan)."""
+    if len(column) and not _text_bytes(column)[1].all():
         raise NulInText(column.type)
 
 
@@ -52,7 +56,6 @@ class ColumnarDigest:
     """The source side of one chunk, fed batch by batch in key order."""
 
     def __init__(self, plan: TablePlan) -> None:
-        self.plan = plan
         self.kinds = [KINDS[c.converter] for c in plan.columns]
         self.types = [ARROW_TYPES[c.converter] for c in plan.columns]
         self.names = [c.target for c in plan.columns]
@@ -64,19 +67,23 @@ class ColumnarDigest:
         self.rows = 0
 
     def add_rows(self, rows: list[tuple[Any, ...]]) -> None:
-        """Rows of Python values (the Python copy path, after its rules)."""
+        """Rows of Python values (the Python copy path, after its rules). Raises NulInText on a
+        NUL byte in a text (plan.py leaves them to be found here or by arrow_copy)."""
         if not rows:
             return
         arrays = [
             pa.array(values, type=kind)
             for values, kind in zip(zip(*rows, strict=True), self.types, strict=True)
         ]
+        for array in arrays:
+            if array.type == pa.string():
+                check_no_nul(array)
         self.add(pa.RecordBatch.from_arrays(arrays, names=self.names))
 
     def add(self, batch: pa.RecordBatch) -> None:
-        """One batch whose columns are the plan's, in its order. Raises pyarrow.ArrowInvalid on
-        text that is not valid UTF-8, NulInText on a NUL byte (the Python path's rules decide
-        what those become)."""
+        """One batch whose columns are the plan's, in its order (from arrow_copy.read_batches or
+        add_rows, which have looked for NUL bytes). Raises pyarrow.ArrowInvalid on text that is
+        not valid UTF-8 (the Python path's rules decide what it becomes)."""
         self.rows += batch.num_rows
         key = batch.column(self.key_index)
         for i, column in enumerate(batch.columns):
@@ -107,13 +114,8 @@ class ColumnarDigest:
             self.aggregates[i].merge(aggregate)
 
     def _add_text(self, i: int, column: pa.Array) -> None:
-        check_no_nul(column)
-        offsets = np.frombuffer(
-            column.buffers()[1], dtype="<i4", count=len(column) + 1, offset=column.offset * 4
-        )
-        data = column.buffers()[2]
-        if data is not None:
-            self.values[i].update(memoryview(data)[offsets[0] : offsets[-1]])
+        offsets, spanned = _text_bytes(column)
+        self.values[i].update(spanned)
         self.lengths[i].update(np.diff(offsets).astype(">i4"))
 
     def parts(self) -> list[str]:

@@ -22,6 +22,7 @@ from runtime.migrate.sqlite_source import (
     count_nul_texts,
     profile_table,
     rowid_bounds,
+    split_rowids,
 )
 from runtime.migrate.values import CONVERTERS, base_type
 
@@ -192,10 +193,7 @@ def check_identifiers(plans: list[TablePlan]) -> list[str]:
 def plan_chunks(low: int, high: int, count: int, chunk_rows: int) -> list[tuple[int, int]]:
     if count == 0:
         return [(0, -1)]
-    pieces = max(1, -(-count // chunk_rows))
-    span = high - low + 1
-    step = max(1, -(-span // pieces))
-    return [(start, min(start + step - 1, high)) for start in range(low, high + 1, step)]
+    return split_rowids(low, high, max(1, -(-count // chunk_rows)))
 
 
 def _violations_by_table(

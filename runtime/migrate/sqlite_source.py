@@ -424,7 +424,12 @@ def _scan_ranges(
     if bounds is None or bounds[1] - bounds[0] < PARALLEL_SCAN_ROWS:
         return [(0, -1)]
     low, high = bounds
-    step = (high - low) // workers + 1
+    return split_rowids(low, high, workers)
+
+
+def split_rowids(low: int, high: int, pieces: int) -> list[tuple[int, int]]:
+    """Rowid ranges covering low..high in at most `pieces` equal spans."""
+    step = max(1, -(-(high - low + 1) // pieces))
     return [(start, min(start + step - 1, high)) for start in range(low, high + 1, step)]
 
 
