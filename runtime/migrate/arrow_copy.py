@@ -14,7 +14,7 @@ NulInText before PostgreSQL sees the batch: the Python path then runs the text r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing
 from pathlib import Path
 
@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from runtime.migrate.arrow_digest import ARROW_TYPES, ColumnarDigest, NulInText, check_no_nul
 from runtime.migrate.plan import TablePlan
-from runtime.migrate.sqlite_source import quote_sqlite
+from runtime.migrate.sqlite_source import open_snapshot, quote_sqlite
 
 #: Rows per Arrow batch read from SQLite (about a megabyte of chat messages).
 BATCH_ROWS = 8192
@@ -47,6 +47,38 @@ def applies(plan: TablePlan) -> bool:
             c.passthrough and ARROW_TYPES.get(c.converter) in _TYPED_LITERALS for c in plan.columns
         )
     )
+
+
+#: The storage class each target type's column must hold where the SQLite driver would convert
+#: another one in silence (a number or blob read into a string column, an integer into a double
+#: one). An int64 column needs no check: the driver refuses anything but an integer there.
+_SILENTLY_CONVERTED = {"text": "text", "character varying": "text", "double precision": "real"}
+
+
+def stored_as_declared(plan: TablePlan, chunk: tuple[int, int]) -> bool:
+    """Whether this chunk holds only the storage classes its declared types promise, where the
+    driver cannot tell (plan.py `declared_columns`); one SQLite scan, before anything is read."""
+    checks = []
+    for column in plan.columns:
+        expected = _SILENTLY_CONVERTED.get(column.converter)
+        if expected is not None:
+            q = quote_sqlite(column.source)
+            # typeof() of a NULL is 'null': a NOT NULL column holding one fails the check too.
+            checks.append(
+                f"typeof({q}) <> '{expected}'"
+                + ("" if column.not_null else f" AND {q} IS NOT NULL")
+            )
+    if not checks:
+        return True
+    where = f"({' OR '.join(checks)})"
+    if chunk != (0, -1):
+        where = f"rowid BETWEEN {int(chunk[0])} AND {int(chunk[1])} AND {where}"
+    conn = open_snapshot(Path(plan.source_path))
+    try:
+        query = f"SELECT EXISTS (SELECT 1 FROM {quote_sqlite(plan.table)} WHERE {where})"
+        return not conn.execute(query).fetchone()[0]
+    finally:
+        conn.close()
 
 
 def _select(plan: TablePlan, chunk: tuple[int, int], schema: pa.Schema) -> str:
@@ -96,10 +128,14 @@ def read_batches(
 
 
 def copy_chunk(
-    plan: TablePlan, chunk: tuple[int, int], target_url: str, digest: ColumnarDigest | None
+    plan: TablePlan,
+    chunk: tuple[int, int],
+    target_url: str,
+    digest: ColumnarDigest | None,
+    before_commit: Callable[[], None] | None = None,
 ) -> int:
     """Copy one chunk in one transaction; returns the rows written. `digest` (when given) is fed
-    every batch on its way."""
+    every batch on its way; `before_commit` runs before COMMIT (what it raises rolls back)."""
     failure: list[BaseException] = []
     try:
         with ExitStack() as stack:
@@ -128,6 +164,8 @@ def copy_chunk(
             )
             statement.bind_stream(pa.RecordBatchReader.from_batches(_schema(plan), hashed()))
             rows = statement.execute_update()
+            if before_commit is not None:
+                before_commit()
             connection.commit()
     except (*ERRORS, Unavailable) as exc:
         cause = failure[0] if failure else exc

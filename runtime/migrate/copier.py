@@ -10,6 +10,7 @@ import json
 import re
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from runtime.migrate.values import CONVERTERS, COPY_TYPES, Converter, Reject
 log = structlog.get_logger("domos.migrate")
 
 BATCH_ROWS = 5000
+#: Called before a chunk commits (picklable: it travels to the workers with the chunk).
+BeforeCommit = Callable[[], None]
 VALUE_REPR_LIMIT = 200
 #: What PostgreSQL raises for one row's values: a CHECK, NOT NULL or unique constraint of an
 #: existing table, a value beyond the column's type. The chunk is then copied again batch by
@@ -47,6 +50,9 @@ class ChunkResult:
     refused: dict[int, str] = field(default_factory=dict)
     #: "arrow" (arrow_copy.py) or "python" (rules, rejects, refusals).
     path: str = "python"
+    #: A plan from declared types whose promise this chunk broke (why): nothing was written,
+    #: and the table is to be profiled and copied again (engine.py).
+    replan: str | None = None
 
 
 def source_select(
@@ -191,12 +197,15 @@ def copy_chunk(
     reject_path: str,
     *,
     digest: bool = False,
+    before_commit: BeforeCommit | None = None,
 ) -> ChunkResult:
     """Copy one chunk in one transaction: by the fast path (arrow_copy.py) where it applies,
     else on the Python path; invalid UTF-8 makes that start over with lenient reads.
 
     With `digest`, a table that needs no rule also gets the source side of its verification
     from the same scan (see columnar.py); otherwise `result.digest` stays None.
+    `before_commit` runs just before the chunk commits; what it raises rolls the chunk back
+    (integrity_gate.py).
     """
     # Here, not at the top: the parent process imports this module but never loads pyarrow.
     from runtime.migrate import arrow_copy
@@ -205,12 +214,16 @@ def copy_chunk(
     started = time.perf_counter()
     digest = digest and columnar.digested_by_copy(plan)
     strict = True
+    if plan.from_declared_types and not arrow_copy.stored_as_declared(plan, chunk):
+        return ChunkResult(plan.label, chunk, replan="a storage class its declared type excludes")
     if arrow_copy.applies(plan):
         hashed = ColumnarDigest(plan) if digest else None
         try:
-            rows = arrow_copy.copy_chunk(plan, chunk, target_url, hashed)
+            rows = arrow_copy.copy_chunk(plan, chunk, target_url, hashed, before_commit)
         except (arrow_copy.Unavailable, NulInText) as exc:
             log.info("fast_copy_unavailable", table=plan.label, chunk=chunk, reason=repr(exc))
+            if plan.from_declared_types:  # rules are chosen from a profile, never from a guess
+                return ChunkResult(plan.label, chunk, replan=f"fast copy unavailable: {exc!r}")
             strict = not isinstance(exc, NulInText)
         else:
             return ChunkResult(
@@ -222,7 +235,9 @@ def copy_chunk(
                 digest=None if hashed is None else hashed.digest(),
                 path="arrow",
             )
-    result = _python_copy(plan, chunk, target_url, reject_path, strict=strict, digest=digest)
+    result = _python_copy(
+        plan, chunk, target_url, reject_path, strict=strict, digest=digest, commit=before_commit
+    )
     result.seconds = time.perf_counter() - started
     return result
 
@@ -235,6 +250,7 @@ def _python_copy(
     *,
     strict: bool,
     digest: bool,
+    commit: BeforeCommit | None,
 ) -> ChunkResult:
     """Strict UTF-8 reads where no rule applies; invalid UTF-8 or a NUL byte in a text makes it
     start over with lenient reads, which run the text rules on every text column."""
@@ -244,16 +260,16 @@ def _python_copy(
         if strict:
             try:
                 return _copy_chunk(
-                    plan, chunk, target_url, reject_path, strict_utf8=True, digest=digest
+                    plan, chunk, target_url, reject_path, commit, strict_utf8=True, digest=digest
                 )
             except (sqlite3.OperationalError, NulInText) as exc:
                 if isinstance(exc, sqlite3.OperationalError) and "decode" not in str(exc).lower():
                     raise
                 Path(reject_path).unlink(missing_ok=True)
-        return _copy_chunk(plan, chunk, target_url, reject_path, strict_utf8=False)
+        return _copy_chunk(plan, chunk, target_url, reject_path, commit, strict_utf8=False)
     except TARGET_ROW_ERRORS:
         Path(reject_path).unlink(missing_ok=True)
-        return _copy_chunk_isolating(plan, chunk, target_url, reject_path)
+        return _copy_chunk_isolating(plan, chunk, target_url, reject_path, commit)
 
 
 def _copy_chunk(
@@ -261,6 +277,7 @@ def _copy_chunk(
     chunk: tuple[int, int],
     target_url: str,
     reject_path: str,
+    before_commit: BeforeCommit | None,
     *,
     strict_utf8: bool,
     digest: bool = False,
@@ -306,6 +323,8 @@ def _copy_chunk(
                             )
                         else:
                             result.rows_written += 1
+            if before_commit is not None:
+                before_commit()
             target.commit()
         if hashed is not None:
             result.digest = hashed.digest()
@@ -317,7 +336,11 @@ def _copy_chunk(
 
 
 def _copy_chunk_isolating(
-    plan: TablePlan, chunk: tuple[int, int], target_url: str, reject_path: str
+    plan: TablePlan,
+    chunk: tuple[int, int],
+    target_url: str,
+    reject_path: str,
+    before_commit: BeforeCommit | None,
 ) -> ChunkResult:
     """The slow path after PostgreSQL refused a row: batch by batch, each in a savepoint; a
     refused batch is halved until the refused rows stand alone, and those go to the reject file
@@ -380,6 +403,8 @@ def _copy_chunk_isolating(
                     except RowRejected as rejected:
                         reject(row[0], row[1:], rejected)
                 result.rows_written += copy_rows(rows)
+            if before_commit is not None:
+                before_commit()
     finally:
         source.close()
     return result

@@ -1,10 +1,12 @@
 """Orchestration of `domos migrate`: snapshot, plan, prepare, copy, constrain, verify, report.
 
 Phases per run:
-1. snapshot every source (online backup) and check it (integrity_check, foreign_key_check);
+1. snapshot every source (online backup) and check it (integrity_check in the background, no
+   chunk commits before it passed; foreign_key_check);
 2. plan every table (types, rules, chunks) and refuse identifier collisions - nothing written yet;
 3. prepare the target: refuse non-empty tables unless --truncate; --resume keeps finished tables;
-4. copy chunks in parallel worker processes (binary COPY, bounded memory);
+4. copy chunks in parallel worker processes (binary COPY, bounded memory); a table planned from
+   its declared types that breaks their promise is profiled, planned and copied again;
 5. add primary keys, uniques, indexes, then foreign keys; set sequences past the copied ids;
 6. verify every table on both sides independently; write the JSON report.
 """
@@ -13,20 +15,24 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import (
+    FIRST_COMPLETED,
     Executor,
     Future,
     ProcessPoolExecutor,
     ThreadPoolExecutor,
     as_completed,
+    wait,
 )
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +41,7 @@ import structlog
 
 from runtime.config import mask_url_password
 from runtime.errors import MigrationError
-from runtime.migrate import columnar
+from runtime.migrate import columnar, integrity_gate
 from runtime.migrate import plan as planning
 from runtime.migrate.copier import ChunkResult, copy_chunk, load_refusals
 from runtime.migrate.digest import Digest
@@ -59,6 +65,8 @@ from runtime.migrate.verify import (
 log = structlog.get_logger("domos.migrate")
 
 DEFAULT_CHUNK_ROWS = 250_000
+#: How much lower the workers' CPU priority is than the parent's (`_pool`).
+WORKER_NICENESS = 10
 #: What the worker processes run: imported once by the fork server.
 WORKER_MODULES = [
     "runtime.migrate.arrow_copy",
@@ -107,6 +115,8 @@ class TableOutcome:
     content_hash: str | None = None
     constraint_problems: list[str] = field(default_factory=list)
     copy_paths: set[str] = field(default_factory=set)
+    #: Why a plan from declared types was replaced by one from the profile (copy_tables).
+    replanned: str | None = None
 
 
 @dataclass
@@ -120,6 +130,8 @@ class Run:
     copy_digests: dict[tuple[str, int], Digest] = field(default_factory=dict)
     #: Tables where PostgreSQL refused rows (constraints of an existing table).
     refused_tables: set[str] = field(default_factory=set)
+    #: Each source's integrity_check (source name -> its problems), run in the background.
+    integrity_checks: dict[str, Future[list[str]]] = field(default_factory=dict)
     started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
 
@@ -140,23 +152,37 @@ def _pool(jobs: int) -> ProcessPoolExecutor:
     # the ADBC drivers: about a core-second each time) and forks every worker from there.
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(WORKER_MODULES)
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=context)
+    # Workers run at a lower priority than the parent, whose integrity checks every commit
+    # waits for (integrity_gate.py): without it, chunks finished early sat idle at the gate
+    # while the check shared the cores with the chunks still reading.
+    return ProcessPoolExecutor(
+        max_workers=jobs, mp_context=context, initializer=os.nice, initargs=(WORKER_NICENESS,)
+    )
 
 
 def prepare_plans(
-    run: Run, target: psycopg.Connection[Any] | None, scanner: Executor | None = None
+    run: Run,
+    target: psycopg.Connection[Any] | None,
+    scanner: Executor | None = None,
+    *,
+    from_declared: bool = False,
+    check_in_background: bool = False,
 ) -> None:
-    """Snapshot and check every source, then plan its tables. Writes nothing to the target."""
+    """Snapshot and check every source, then plan its tables. Writes nothing to the target.
+    `from_declared`: tables whose declared types promise the fast copy skip the profile, and
+    the copy checks the promise (plan.py `declared_columns`). `check_in_background`: the
+    integrity checks may still run on return (`await_integrity`, integrity_gate.py)."""
     options = run.options
     snapshots = options.work_dir / "snapshots"
+    # integrity_check reads the whole file: it runs on its own connection in a thread (SQLite
+    # releases the GIL) while the tables are planned, and, in the background, copied.
+    checker = ThreadPoolExecutor(max_workers=max(1, options.jobs))
     for source in options.sources:
         path = snapshots / f"{source.name}.sqlite"
         if not (options.resume and path.exists()):
             snapshot(source.path, path)
-        # integrity_check reads the whole file: it runs on its own connection in a thread
-        # (SQLite releases the GIL) while the tables are profiled and planned.
-        checker = ThreadPoolExecutor(max_workers=1)
-        integrity_future = checker.submit(_integrity_problems, path)
+        integrity_gate.clear(path)
+        run.integrity_checks[source.name] = checker.submit(_check_integrity, path)
         conn = open_snapshot(path)
         try:
             violations = foreign_key_violations(conn)
@@ -175,28 +201,32 @@ def prepare_plans(
                 )
             else:
                 plans = planning.plan_infer(
-                    source, path, conn, tables, violations, options.chunk_rows, scanner
+                    source,
+                    path,
+                    conn,
+                    tables,
+                    violations,
+                    options.chunk_rows,
+                    scanner,
+                    from_declared=from_declared,
                 )
         finally:
             conn.close()
-            checker.shutdown(wait=True)
-        integrity = integrity_future.result()
-        if integrity:
-            raise MigrationError(
-                f"{source.path}: integrity_check failed: {'; '.join(integrity[:5])}"
-            )
         run.sources.append(
             {
                 "name": source.name,
                 "path": str(source.path),
                 "schema": source.schema,
                 "snapshot": str(path),
-                "integrity_check": "ok",
+                "integrity_check": "running",
                 "foreign_key_violations": len(violations),
                 "tables": [p.label for p in plans],
             }
         )
         run.plans.extend(plans)
+    checker.shutdown(wait=False)
+    if not check_in_background:
+        await_integrity(run)
     errors = planning.check_identifiers(run.plans)
     if errors:
         raise MigrationError("identifier collisions:\n  " + "\n  ".join(errors))
@@ -204,12 +234,25 @@ def prepare_plans(
         run.outcomes[plan.label] = TableOutcome(plan)
 
 
-def _integrity_problems(path: Path) -> list[str]:
+def _check_integrity(path: Path) -> list[str]:
     conn = open_snapshot(path)
     try:
-        return integrity_problems(conn)
+        problems = integrity_problems(conn)
     finally:
         conn.close()
+    integrity_gate.record(path, problems)
+    return problems
+
+
+def await_integrity(run: Run) -> None:
+    """Wait for every source's integrity_check; raise on the first that failed."""
+    for source in run.sources:
+        problems = run.integrity_checks[source["name"]].result()
+        source["integrity_check"] = "failed" if problems else "ok"
+        if problems:
+            raise MigrationError(
+                f"{source['path']}: integrity_check failed: {'; '.join(problems[:5])}"
+            )
 
 
 def describe_plan(plans: list[TablePlan]) -> str:
@@ -267,6 +310,10 @@ def prepare_target(run: Run, conn: psycopg.Connection[Any], state: dict[str, str
             "target tables are not empty (use --truncate to replace their data, or --resume): "
             + ", ".join(occupied)
         )
+    if occupied or options.mode == "existing":
+        # Data would be replaced, or foreign keys dropped: only for sources proven sound. New
+        # empty tables are created at once; no chunk commits before its check (copy_tables).
+        await_integrity(run)
     readd_fks: list[str] = []
     with conn.transaction():
         for schema in sorted({p.schema for p in pending}):
@@ -310,7 +357,10 @@ def copy_tables(
     on_table_copied: Callable[[TablePlan], None] | None = None,
 ) -> None:
     """Copy every pending chunk; `after_submit` queues more work behind the chunks (the SQLite
-    side of verification, which reads only the snapshot) before the copy is waited for."""
+    side of verification, which reads only the snapshot) before the copy is waited for.
+
+    A table planned from its declared types whose promise a chunk breaks is, once its other
+    chunks are done, profiled, planned again, recreated empty and copied again (`_replan`)."""
     options = run.options
     options.rejects_file.parent.mkdir(parents=True, exist_ok=True)
     reject_dir = options.work_dir / "rejects"
@@ -319,41 +369,60 @@ def copy_tables(
     for plan in run.plans:
         if state.get(plan.label) is not None:
             run.outcomes[plan.label].skipped_by_resume = True
-    remaining = {p.label: len(p.chunks) for p in pending}
+    remaining: dict[str, int] = {}
+    broken: dict[str, str] = {}  # table label -> why its declared types cannot be trusted
     futures: dict[Future[ChunkResult], tuple[TablePlan, int]] = {}
-    for plan in pending:
+
+    def submit(plan: TablePlan) -> None:
         digest = options.verify and digested_by_copy(plan)
+        remaining[plan.label] = len(plan.chunks)
         for index, chunk in enumerate(plan.chunks):
             part = reject_dir / f"{plan.schema}.{plan.target}.{index}.jsonl".replace("/", "_")
             part.unlink(missing_ok=True)
             future = pool.submit(
-                copy_chunk, plan, chunk, options.target_url, str(part), digest=digest
+                copy_chunk,
+                plan,
+                chunk,
+                options.target_url,
+                str(part),
+                digest=digest,
+                before_commit=partial(integrity_gate.wait_passed, Path(plan.source_path)),
             )
             futures[future] = (plan, index)
+
+    for plan in pending:
+        submit(plan)
     if after_submit is not None:
         after_submit()
     total = sum(p.rows for p in pending)
     with PhaseProgress("copy", total, enabled=options.progress) as progress:
-        for future in as_completed(futures):
-            plan, index = futures[future]
-            result = future.result()
-            if result.digest is not None:
-                run.copy_digests[(plan.label, index)] = result.digest
-            if result.refused:
-                # Left out of the source side of verification, like rows no rule can convert.
-                plan.excluded_rowids.update(result.refused)
-                run.refused_tables.add(plan.label)
-            outcome = run.outcomes[plan.label]
-            outcome.rows_written += result.rows_written
-            outcome.copy_paths.add(result.path)
-            outcome.phases["copy_s"] = round(outcome.phases.get("copy_s", 0) + result.seconds, 3)
-            for problem, count in result.rejects.items():
-                outcome.rejects[problem] = outcome.rejects.get(problem, 0) + count
-            progress.advance(result.rows_read, table=plan.label)
-            remaining[plan.label] -= 1
-            if remaining[plan.label] == 0:
+        while futures:
+            done, _ = wait(futures, return_when=FIRST_COMPLETED)
+            for future in done:
+                plan, index = futures.pop(future)
+                try:
+                    result = future.result()
+                except BaseException:
+                    for other in futures:
+                        other.cancel()
+                    await_integrity(run)  # names the damaged source, if that was the cause
+                    raise
+                if result.replan is not None:
+                    broken.setdefault(plan.label, result.replan)
+                else:
+                    _count_chunk(run, plan, index, result)
+                    progress.advance(result.rows_read, table=plan.label)
+                remaining[plan.label] -= 1
+                if remaining[plan.label]:
+                    continue
+                if plan.label in broken:
+                    plan = _replan(run, plan, broken.pop(plan.label))
+                    progress.add_total(plan.rows)
+                    submit(plan)
+                    continue
                 state[plan.label] = "copied"
                 _save_state(options, state)
+                outcome = run.outcomes[plan.label]
                 log.info(
                     "table_copied",
                     table=plan.label,
@@ -362,7 +431,52 @@ def copy_tables(
                 )
                 if on_table_copied is not None:
                     on_table_copied(plan)
+    await_integrity(run)  # a source whose tables had nothing to commit
     _merge_rejects(options, reject_dir)
+
+
+def _count_chunk(run: Run, plan: TablePlan, index: int, result: ChunkResult) -> None:
+    if result.digest is not None:
+        run.copy_digests[(plan.label, index)] = result.digest
+    if result.refused:
+        # Left out of the source side of verification, like rows no rule can convert.
+        plan.excluded_rowids.update(result.refused)
+        run.refused_tables.add(plan.label)
+    outcome = run.outcomes[plan.label]
+    outcome.rows_written += result.rows_written
+    outcome.copy_paths.add(result.path)
+    outcome.phases["copy_s"] = round(outcome.phases.get("copy_s", 0) + result.seconds, 3)
+    for problem, count in result.rejects.items():
+        outcome.rejects[problem] = outcome.rejects.get(problem, 0) + count
+
+
+def _replan(run: Run, plan: TablePlan, reason: str) -> TablePlan:
+    """Plan a table from its profile after its declared types broke their promise, and empty
+    its target (recreated: the profile may choose other types). What the first copy wrote and
+    counted is dropped with it."""
+    log.warning("table_replanned", table=plan.label, reason=reason)
+    source = next(s for s in run.options.sources if s.name == plan.source_name)
+    conn = open_snapshot(Path(plan.source_path))
+    try:
+        tables = read_tables(conn)
+        table = next(t for t in tables if t.name == plan.table)
+        pk_of = {t.name: t.primary_key for t in tables}
+        new = planning.plan_table(
+            source, Path(plan.source_path), conn, table, pk_of, run.options.chunk_rows, excluded={}
+        )
+    finally:
+        conn.close()
+    with psycopg.connect(run.options.target_url, autocommit=True) as target:
+        target.execute(f"DROP TABLE IF EXISTS {plan.qualified} CASCADE")
+        assert new.create_sql is not None
+        target.execute(new.create_sql)
+    run.plans[run.plans.index(plan)] = new
+    phases = run.outcomes[plan.label].phases
+    run.outcomes[plan.label] = TableOutcome(new, replanned=reason)
+    run.outcomes[plan.label].phases["first_copy_s"] = phases.get("copy_s", 0.0)
+    for key in [k for k in run.copy_digests if k[0] == plan.label]:
+        del run.copy_digests[key]
+    return new
 
 
 def _merge_rejects(options: Options, reject_dir: Path) -> None:
@@ -618,7 +732,13 @@ def build_report(run: Run, exit_code: int) -> dict[str, Any]:
                 "problems": plan.problems,
                 "constraint_problems": outcome.constraint_problems,
                 "columns": [
-                    {"source": c.source, "target": c.target, "type": c.pg_type, "rule": c.note}
+                    {
+                        "source": c.source,
+                        "target": c.target,
+                        "type": c.pg_type,
+                        "collation": c.collation,
+                        "rule": c.note,
+                    }
                     for c in plan.columns
                 ],
                 "key": list(plan.key),
@@ -628,6 +748,8 @@ def build_report(run: Run, exit_code: int) -> dict[str, Any]:
                 "verification_problems": outcome.verification_problems,
                 "resumed": outcome.skipped_by_resume,
                 "copy_paths": sorted(outcome.copy_paths),
+                "plan_basis": plan.basis,
+                "replanned": outcome.replanned,
                 "phases": outcome.phases,
             }
         )
@@ -681,7 +803,15 @@ def migrate(options: Options) -> tuple[int, dict[str, Any]]:
         threading.Thread(target=pool.submit, args=(warm_up,), daemon=True).start()
         with psycopg.connect(options.target_url, autocommit=True) as conn:
             with _phase(run, "plan"):
-                prepare_plans(run, conn if options.mode == "existing" else None, pool)
+                # A dry run shows what the profile finds; a resumed run must plan the tables
+                # the earlier run copied as that run ended up planning them: both profile.
+                prepare_plans(
+                    run,
+                    conn if options.mode == "existing" else None,
+                    pool,
+                    from_declared=not (options.dry_run or options.resume),
+                    check_in_background=not options.dry_run,
+                )
             if options.dry_run:
                 print(describe_plan(run.plans), file=sys.stdout)
                 return 0, _write_report(run, 0)

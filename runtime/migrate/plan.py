@@ -61,8 +61,11 @@ class ColumnPlan:
     not_null: bool
     identity: bool
     note: str  # why this type: shown by --dry-run
-    #: The profile proves every stored value is already what PostgreSQL gets (no rule applies).
+    #: The profile proves every stored value is already what PostgreSQL gets (no rule applies);
+    #: or, in a plan from declared types, the copy is to prove it (TablePlan.basis).
     passthrough: bool = False
+    #: "C" for text compared bytewise in SQLite (its BINARY collation); None: the default.
+    collation: str | None = None
 
     @property
     def converter(self) -> str:
@@ -95,6 +98,14 @@ class TablePlan:
     identity_column: str | None = None
     excluded_rowids: dict[int, str] = field(default_factory=dict)  # rowid -> problem
     problems: dict[str, int] = field(default_factory=dict)
+    #: What the column types rest on: "profile" (every stored value's class counted), or
+    #: "declared" (infer mode: declared types that promise the fast copy; the copy checks the
+    #: promise chunk by chunk and, where one breaks, the table is profiled and copied again).
+    basis: str = "profile"
+
+    @property
+    def from_declared_types(self) -> bool:
+        return self.basis == "declared"
 
     @property
     def qualified(self) -> str:
@@ -216,12 +227,46 @@ def plan_infer(
     violations: list[ForeignKeyViolation],
     chunk_rows: int,
     scanner: Executor | None = None,
+    *,
+    from_declared: bool = False,
 ) -> list[TablePlan]:
+    """Plans of every table. With `from_declared`, a table whose declared types promise the
+    fast copy is planned from them without a profile (see `declared_columns`)."""
     excluded = _violations_by_table(violations)
     pk_of = {table.name: table.primary_key for table in tables}
-    plans = []
-    for table in tables:
-        alias = table.rowid_alias
+    return [
+        plan_table(
+            source,
+            snapshot_path,
+            conn,
+            table,
+            pk_of,
+            chunk_rows,
+            scanner,
+            excluded=excluded.get(table.name, {}),
+            from_declared=from_declared,
+        )
+        for table in tables
+    ]
+
+
+def plan_table(
+    source: Source,
+    snapshot_path: Path,
+    conn: sqlite3.Connection,
+    table: Table,
+    pk_of: dict[str, tuple[str, ...]],
+    chunk_rows: int,
+    scanner: Executor | None = None,
+    *,
+    excluded: dict[int, str],
+    from_declared: bool = False,
+) -> TablePlan:
+    alias = table.rowid_alias
+    columns = declared_columns(table) if from_declared and not excluded else None
+    basis = "profile" if columns is None else "declared"
+    rows = None
+    if columns is None:
         # NUL bytes are looked for by the fast copy (every batch, at memory speed) when it
         # takes the whole table - every column passthrough (only bigint, double precision and
         # text can be), keyed by its rowid, no row left out - and then by the columnar digest
@@ -229,36 +274,57 @@ def plan_infer(
         # most of a profile's cost.
         profiles = profile_table(conn, table, scanner, count_nul=False)
         columns = _infer_columns(table, profiles)
-        fast_copy = all(c.passthrough for c in columns) and table.name not in excluded
+        fast_copy = all(c.passthrough for c in columns) and not excluded
         if not (alias is not None and fast_copy):
             count_nul_texts(conn, table, profiles, scanner)
             columns = _infer_columns(table, profiles)
         profiled = next(iter(profiles.values()), None)
         rows = None if profiled is None else profiled.null + profiled.non_null
-        low, high, count = rowid_bounds(conn, table, rows)
-        chunks = [(0, -1)] if table.without_rowid else plan_chunks(low, high, count, chunk_rows)
-        plan = TablePlan(
-            source_name=source.name,
-            source_path=str(snapshot_path),
-            table=table.name,
-            schema=source.schema,
-            target=table.name,
-            columns=columns,
-            key=table.primary_key,
-            rowid_key=alias is not None,
-            without_rowid=table.without_rowid,
-            source_key=table.primary_key or ("rowid",),
-            rows=count,
-            chunks=chunks,
-            create_sql=_create_table_sql(source.schema, table.name, columns),
-            identity_column=alias,
-            excluded_rowids=excluded.get(table.name, {}),
-        )
-        plan.constraints = _constraints(plan, table, pk_of)
-        for problem in plan.excluded_rowids.values():
-            plan.problems[problem] = plan.problems.get(problem, 0) + 1
-        plans.append(plan)
-    return plans
+    low, high, count = rowid_bounds(conn, table, rows)
+    chunks = [(0, -1)] if table.without_rowid else plan_chunks(low, high, count, chunk_rows)
+    plan = TablePlan(
+        source_name=source.name,
+        source_path=str(snapshot_path),
+        table=table.name,
+        schema=source.schema,
+        target=table.name,
+        columns=columns,
+        key=table.primary_key,
+        rowid_key=alias is not None,
+        without_rowid=table.without_rowid,
+        source_key=table.primary_key or ("rowid",),
+        rows=count,
+        chunks=chunks,
+        create_sql=_create_table_sql(source.schema, table.name, columns),
+        identity_column=alias,
+        excluded_rowids=dict(excluded),
+        basis=basis,
+    )
+    plan.constraints = _constraints(plan, table, pk_of)
+    for problem in plan.excluded_rowids.values():
+        plan.problems[problem] = plan.problems.get(problem, 0) + 1
+    return plan
+
+
+#: Declared-type affinities whose values the fast copy takes as they are stored, and what the
+#: copy must check itself (arrow_copy.py): INTEGER affinity holds integers, or reals and texts
+#: the SQLite driver refuses in an int64 column; REAL affinity stores integers as reals; TEXT
+#: affinity stores numbers as text. Blobs, and classes a changed schema left behind, are what
+#: the driver would pass in silence: the copy looks for them by SQL before reading a chunk.
+_DECLARED_PASSTHROUGH = ("bigint", "double precision", "text")
+
+
+def declared_columns(table: Table) -> list[ColumnPlan] | None:
+    """The columns of a rowid-keyed table from its declared types alone, when every one of them
+    promises a type the fast copy passes through; else None (the profile decides)."""
+    if table.rowid_alias is None or not table.copied_columns:
+        return None
+    empty = ColumnProfile()
+    columns = _infer_columns(table, {c.name: empty for c in table.copied_columns})
+    declared = {c.name: c.declared for c in table.copied_columns}
+    if any(c.pg_type not in _DECLARED_PASSTHROUGH or not declared[c.source] for c in columns):
+        return None  # an untyped column's type comes from its data
+    return columns
 
 
 def _infer_columns(table: Table, profiles: dict[str, ColumnProfile]) -> list[ColumnPlan]:
@@ -277,6 +343,7 @@ def _infer_columns(table: Table, profiles: dict[str, ColumnProfile]) -> list[Col
                 identity=column.name == alias,
                 note=note,
                 passthrough=is_passthrough(pg_type, profile, not_null),
+                collation="C" if pg_type == "text" and table.binary_collation else None,
             )
         )
     return columns
@@ -286,6 +353,8 @@ def _create_table_sql(schema: str, name: str, columns: list[ColumnPlan]) -> str:
     lines = []
     for column in columns:
         line = f"{quote_ident(column.target)} {column.pg_type}"
+        if column.collation is not None:
+            line += f" COLLATE {quote_ident(column.collation)}"
         if column.identity:
             line += " GENERATED BY DEFAULT AS IDENTITY"
         if column.not_null:

@@ -46,6 +46,12 @@ class PhaseProgress:
             self._task = self._bar.add_task(self.phase, total=self.total)
         return self
 
+    def add_total(self, units: int) -> None:
+        """More units than announced (a table copied again)."""
+        self.total += units
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, total=self.total)
+
     def advance(self, units: int, **fields: Any) -> None:
         self.done += units
         if self._bar is not None and self._task is not None:

@@ -118,6 +118,9 @@ class Table:
     autoincrement: bool
     indexes: list[Index] = field(default_factory=list)
     foreign_keys: list[ForeignKey] = field(default_factory=list)
+    #: Every column and index compares text bytewise (SQLite's default BINARY collation: no
+    #: COLLATE clause anywhere), which is PostgreSQL's "C" collation.
+    binary_collation: bool = True
 
     @property
     def primary_key(self) -> tuple[str, ...]:
@@ -174,14 +177,21 @@ def _read_table(conn: sqlite3.Connection, name: str, create_sql: str) -> Table:
         columns=columns,
         without_rowid=normalized.rstrip(" ;").endswith("WITHOUT ROWID"),
         autoincrement="AUTOINCREMENT" in normalized,
+        binary_collation="COLLATE" not in normalized,
     )
     for row in conn.execute(f"PRAGMA index_list({quoted})"):
         index_name, unique, origin, partial = row[1], bool(row[2]), row[3], bool(row[4])
+        # index_xinfo: (seqno, cid, name, desc, collation, key); key 0 marks the rowid
+        keys = [
+            info
+            for info in conn.execute(f"PRAGMA index_xinfo({quote_sqlite(index_name)})")
+            if info[5]
+        ]
+        if any(info[4] != "BINARY" for info in keys):
+            table.binary_collation = False
         if origin == "pk":
             continue
-        index_columns = tuple(
-            info[2] for info in conn.execute(f"PRAGMA index_info({quote_sqlite(index_name)})")
-        )
+        index_columns = tuple(info[2] for info in keys)
         if any(column is None for column in index_columns):
             raise MigrationError(
                 f"index {index_name!r} on {name!r} uses expressions; create it by hand after "

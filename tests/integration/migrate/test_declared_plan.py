@@ -1,0 +1,214 @@
+"""Plans from declared types, the integrity gate and bytewise text.
+
+Infer mode plans a table whose declared types promise the fast copy without profiling it; the
+copy checks the promise chunk by chunk, and a broken one makes the table planned again from its
+profile and copied again, with nothing of the first attempt left behind. No chunk commits before
+its snapshot passed integrity_check, though the copy starts while the check runs.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from runtime.errors import MigrationError
+from runtime.migrate import integrity_gate
+from runtime.migrate import plan as planning
+from runtime.migrate.engine import Options, verify_only
+from runtime.migrate.plan import Source
+
+pytestmark = pytest.mark.postgres
+
+ROWS = 20_000
+
+
+def _readings(path: Path, odd: dict[int, tuple[Any, ...]] | None = None) -> None:
+    """id, an INTEGER, a REAL and a TEXT column; `odd` replaces whole rows by id."""
+    rows = [(i, i * 3, i / 8, f"показание {i}") for i in range(1, ROWS + 1)]
+    for row_id, values in (odd or {}).items():
+        rows[row_id - 1] = (row_id, *values)
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE readings (id INTEGER PRIMARY KEY, n INTEGER, r REAL, t TEXT)")
+        conn.executemany("INSERT INTO readings VALUES (?, ?, ?, ?)", rows)
+    conn.close()
+
+
+def _table(report: dict[str, Any]) -> dict[str, Any]:
+    (table,) = report["sources"][0]["tables"]
+    return table
+
+
+def _types(table: dict[str, Any]) -> dict[str, str]:
+    return {c["target"]: c["type"] for c in table["columns"]}
+
+
+def _reverify(pg_url: str, source: Path, work: Path) -> dict[str, Any]:
+    """`domos migrate verify`: plans every table from its profile."""
+    options = Options(
+        sources=[Source(source.stem, source, "s")],
+        target_url=pg_url,
+        work_dir=work,
+        progress=False,
+    )
+    _, report = verify_only(options)
+    return report
+
+
+def test_declared_types_skip_the_profile_and_the_copy_proves_them(
+    pg_url: str, run_migration: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "clean.sqlite"
+    _readings(source)
+
+    def no_profile(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a table its declared types describe was profiled")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(planning, "profile_table", no_profile)
+        code, report = run_migration(pg_url, {source: "s"}, chunk_rows=5000)
+    assert code == 0
+    table = _table(report)
+    assert table["plan_basis"] == "declared"
+    assert table["replanned"] is None
+    assert table["copy_paths"] == ["arrow"]
+    assert table["verified"] is True, table["verification_problems"]
+    assert _types(table) == {"id": "bigint", "n": "bigint", "r": "double precision", "t": "text"}
+    # The profile, run by a separate verification, finds what the declared types promised.
+    again = _reverify(pg_url, source, tmp_path / "verify")
+    assert again["verified"] is True
+    assert _table(again)["plan_basis"] == "profile"
+    assert _types(_table(again)) == _types(table)
+
+
+def test_a_fractional_real_in_an_integer_column_replans_the_table(
+    pg_url: str, run_migration: Any, tmp_path: Path
+) -> None:
+    """The profile would have made the column double precision: past the driver's first
+    batch, in the third chunk, the real makes the table profiled and copied again."""
+    source = tmp_path / "reals.sqlite"
+    _readings(source, {15_000: (2.5, 1.0, "half")})
+    code, report = run_migration(pg_url, {source: "s"}, chunk_rows=5000)
+    assert code == 0
+    table = _table(report)
+    assert table["plan_basis"] == "profile"
+    assert "fast copy unavailable" in table["replanned"]
+    assert _types(table)["n"] == "double precision"
+    assert table["verified"] is True, table["verification_problems"]
+    assert table["rows_written"] == ROWS
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*), count(DISTINCT id) FROM s.readings").fetchone() == (
+            ROWS,
+            ROWS,
+        )
+        assert conn.execute("SELECT n FROM s.readings WHERE id = 15000").fetchone() == (2.5,)
+        assert conn.execute("SELECT n FROM s.readings WHERE id = 14999").fetchone() == (44997.0,)
+    assert _reverify(pg_url, source, tmp_path / "verify")["verified"] is True
+
+
+def test_a_blob_in_a_text_column_is_rejected_not_read_as_text(
+    pg_url: str, run_migration: Any, tmp_path: Path
+) -> None:
+    """The SQLite driver reads a blob into a string column as if it were text; the copy's own
+    check finds it, and the profiled plan's text rule rejects the row."""
+    source = tmp_path / "blob.sqlite"
+    _readings(source, {12_000: (1, 1.0, b"valid utf-8 bytes")})
+    code, report = run_migration(pg_url, {source: "s"}, chunk_rows=5000)
+    assert code == 1, "a rejected row fails the run without --allow-rejects"
+    table = _table(report)
+    assert "storage class" in table["replanned"]
+    assert table["rejects"] == {"blob_in_text_column": 1}
+    assert table["rows_written"] == ROWS - 1
+    assert table["verified"] is True, table["verification_problems"]
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM s.readings WHERE id = 12000").fetchone() == (0,)
+
+
+def test_text_orders_bytewise_as_it_did_in_sqlite(
+    pg_url: str, run_migration: Any, tmp_path: Path
+) -> None:
+    """SQLite's default BINARY collation is PostgreSQL's "C"; a column with its own collation
+    keeps the database default (no COLLATE is guessed)."""
+    source = tmp_path / "names.sqlite"
+    names = ["b", "B", "a", "é", "Z", "ä", "a b", "ab", "A"]
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE names (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.execute("CREATE TABLE tags (id INTEGER PRIMARY KEY, tag TEXT COLLATE NOCASE)")
+        conn.executemany("INSERT INTO names (name) VALUES (?)", [(n,) for n in names])
+        conn.executemany("INSERT INTO tags (tag) VALUES (?)", [(n,) for n in names])
+        in_sqlite = [row[0] for row in conn.execute("SELECT name FROM names ORDER BY name")]
+    conn.close()
+    code, report = run_migration(pg_url, {source: "s"})
+    assert code == 0
+    collations = {
+        t["table"]: {c["target"]: c["collation"] for c in t["columns"]}
+        for t in report["sources"][0]["tables"]
+    }
+    assert collations == {"names": {"id": None, "name": "C"}, "tags": {"id": None, "tag": None}}
+    with psycopg.connect(pg_url) as conn:
+        in_postgres = [row[0] for row in conn.execute("SELECT name FROM s.names ORDER BY name")]
+        declared = conn.execute(
+            "SELECT collation_name FROM information_schema.columns "
+            "WHERE table_schema = 's' AND column_name IN ('name', 'tag') ORDER BY column_name"
+        ).fetchall()
+    assert in_postgres == in_sqlite
+    assert declared == [("C",), (None,)]
+
+
+def _damaged(path: Path) -> None:
+    """Readable rows, but an index that shares its root page with another table's index."""
+    with sqlite3.connect(path) as conn:
+        conn.executescript(
+            """
+            CREATE TABLE items (id INTEGER PRIMARY KEY, label TEXT);
+            CREATE INDEX items_label ON items (label);
+            CREATE TABLE other (label TEXT);
+            CREATE INDEX other_label ON other (label);
+            """
+        )
+        conn.executemany("INSERT INTO items (label) VALUES (?)", [(f"i{n}",) for n in range(3000)])
+        conn.execute("PRAGMA writable_schema = ON")
+        conn.execute(
+            "UPDATE sqlite_master SET rootpage = "
+            "(SELECT rootpage FROM sqlite_master WHERE name = 'other_label') "
+            "WHERE name = 'items_label'"
+        )
+    conn.close()
+
+
+def test_a_damaged_snapshot_commits_nothing(
+    pg_url: str, run_migration: Any, tmp_path: Path
+) -> None:
+    source = tmp_path / "damaged.sqlite"
+    _damaged(source)
+    with pytest.raises(MigrationError, match=r"(?s)integrity_check failed: .*items_label"):
+        run_migration(pg_url, {source: "s"})
+    # The copy started while the check ran (the table was created), and committed nothing.
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM s.items").fetchone() == (0,)
+
+
+def test_the_gate_holds_commits_until_the_verdict(tmp_path: Path) -> None:
+    snapshot = tmp_path / "s.sqlite"
+    integrity_gate.clear(snapshot)
+    passed: list[float] = []
+    waiter = threading.Thread(
+        target=lambda: (integrity_gate.wait_passed(snapshot), passed.append(time.monotonic()))
+    )
+    waiter.start()
+    time.sleep(0.2)
+    assert not passed, "a chunk committed before the check ended"
+    recorded = time.monotonic()
+    integrity_gate.record(snapshot, [])
+    waiter.join(timeout=5)
+    assert passed
+    assert passed[0] >= recorded
+    integrity_gate.clear(snapshot)
+    integrity_gate.record(snapshot, ["row 1 missing from index items_label"])
+    with pytest.raises(integrity_gate.IntegrityFailed, match="row 1 missing from index"):
+        integrity_gate.wait_passed(snapshot)
