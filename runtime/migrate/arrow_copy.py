@@ -49,10 +49,11 @@ def applies(plan: TablePlan) -> bool:
     )
 
 
-#: The storage class each target type's column must hold where the SQLite driver would convert
-#: another one in silence (a number or blob read into a string column, an integer into a double
-#: one). An int64 column needs no check: the driver refuses anything but an integer there.
-_SILENTLY_CONVERTED = {"text": "text", "character varying": "text", "double precision": "real"}
+#: The storage class a string column must hold: the SQLite driver reads a blob (or a number)
+#: into a string column as if it were text. An int64 or double column needs no check: the driver
+#: refuses anything but an integer, or a real, there (REAL affinity reads a stored integer back
+#: as a real). A number in a TEXT column is also what integrity_check reports.
+_SILENTLY_CONVERTED = {"text": "text", "character varying": "text"}
 
 
 def stored_as_declared(plan: TablePlan, chunk: tuple[int, int]) -> bool:

@@ -156,9 +156,17 @@ def _summary(report: dict[str, Any]) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from runtime.migrate.engine import migrate
+    from runtime.migrate.workers import start_pool
 
-    code, report = migrate(_build(args))
+    pool = start_pool(args.jobs)  # before the imports below: its own overlap them
+    try:
+        from runtime.migrate.engine import migrate
+
+        options = _build(args)
+    except BaseException:
+        pool.shutdown(cancel_futures=True)
+        raise
+    code, report = migrate(options, pool)
     if not args.dry_run:
         print(_summary(report))
     return code

@@ -217,7 +217,7 @@ def copy_chunk(
     if plan.from_declared_types and not arrow_copy.stored_as_declared(plan, chunk):
         return ChunkResult(plan.label, chunk, replan="a storage class its declared type excludes")
     if arrow_copy.applies(plan):
-        hashed = ColumnarDigest(plan) if digest else None
+        hashed = ColumnarDigest(plan, validate_utf8=False) if digest else None
         try:
             rows = arrow_copy.copy_chunk(plan, chunk, target_url, hashed, before_commit)
         except (arrow_copy.Unavailable, NulInText) as exc:

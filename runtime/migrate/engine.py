@@ -14,8 +14,6 @@ Phases per run:
 from __future__ import annotations
 
 import json
-import multiprocessing
-import os
 import sys
 import threading
 import time
@@ -61,19 +59,11 @@ from runtime.migrate.verify import (
     postgres_digest,
     sqlite_digest,
 )
+from runtime.migrate.workers import start_pool
 
 log = structlog.get_logger("domos.migrate")
 
 DEFAULT_CHUNK_ROWS = 250_000
-#: How much lower the workers' CPU priority is than the parent's (`_pool`).
-WORKER_NICENESS = 10
-#: What the worker processes run: imported once by the fork server.
-WORKER_MODULES = [
-    "runtime.migrate.arrow_copy",
-    "runtime.migrate.copier",
-    "runtime.migrate.verify",
-    "runtime.migrate.engine",
-]
 
 
 @dataclass
@@ -144,20 +134,6 @@ def _phase(run: Run, name: str) -> Iterator[None]:
     finally:
         run.phases[name] = round(time.perf_counter() - started, 3)
         log.info("phase_finished", phase=name, duration_s=run.phases[name])
-
-
-def _pool(jobs: int) -> ProcessPoolExecutor:
-    # Not fork: the parent holds open database connections that children must not share. The
-    # fork server is a fresh process that imports the workers' modules once (pyarrow, psycopg,
-    # the ADBC drivers: about a core-second each time) and forks every worker from there.
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(WORKER_MODULES)
-    # Workers run at a lower priority than the parent, whose integrity checks every commit
-    # waits for (integrity_gate.py): without it, chunks finished early sat idle at the gate
-    # while the check shared the cores with the chunks still reading.
-    return ProcessPoolExecutor(
-        max_workers=jobs, mp_context=context, initializer=os.nice, initargs=(WORKER_NICENESS,)
-    )
 
 
 def prepare_plans(
@@ -514,10 +490,13 @@ class KeyBuilder:
                 conn.execute(constraint.sql)
             if self.on_key is not None:
                 self.on_key(plan)
+            # Before the other indexes (it waits for an index build, and plain indexes need no
+            # statistics of their own): the last index, which PostgreSQL may build with
+            # parallel workers, is then what finishes the run, not ANALYZE on one core.
+            conn.execute(f"ANALYZE {plan.qualified}")
             for constraint in others:
                 conn.execute(constraint.sql)
             _set_sequence(conn, plan)
-            conn.execute(f"ANALYZE {plan.qualified}")
         phases = self.run.outcomes[plan.label].phases
         phases["constraints_s"] = round(time.perf_counter() - started, 3)
 
@@ -792,15 +771,15 @@ def _write_report(run: Run, exit_code: int) -> dict[str, Any]:
     return report
 
 
-def migrate(options: Options) -> tuple[int, dict[str, Any]]:
-    """Run a whole migration; returns (exit code, report)."""
+def migrate(
+    options: Options, pool: ProcessPoolExecutor | None = None
+) -> tuple[int, dict[str, Any]]:
+    """Run a whole migration; returns (exit code, report). `pool`: workers started by the
+    caller (`workers.start_pool`), shut down here."""
     run = Run(options)
     options.work_dir.mkdir(parents=True, exist_ok=True)
-    with _pool(options.jobs) as pool:
-        # The workers start while the sources are snapshotted: launching them waits for the fork
-        # server to import their modules (most of a second), so it happens in a thread. They
-        # profile the large tables in rowid ranges, then copy and digest.
-        threading.Thread(target=pool.submit, args=(warm_up,), daemon=True).start()
+    with pool or start_pool(options.jobs) as pool:
+        # The workers profile the large tables in rowid ranges, then copy and digest.
         with psycopg.connect(options.target_url, autocommit=True) as conn:
             with _phase(run, "plan"):
                 # A dry run shows what the profile finds; a resumed run must plan the tables
@@ -828,10 +807,6 @@ def migrate(options: Options) -> tuple[int, dict[str, Any]]:
         _copy_constrain_verify(run, state, readd_fks, pool)
     code = _exit_code(run)
     return code, _write_report(run, code)
-
-
-def warm_up() -> None:
-    """A worker's first task: its imports happen while the parent still plans."""
 
 
 def _copy_constrain_verify(
@@ -902,7 +877,7 @@ def verify_only(options: Options) -> tuple[int, dict[str, Any]]:
     for outcome in run.outcomes.values():
         outcome.skipped_by_resume = True
     apply_refusals(run, load_refusals(options.rejects_file))
-    with _pool(options.jobs) as pool, _phase(run, "verify"):
+    with start_pool(options.jobs) as pool, _phase(run, "verify"):
         verify_tables(run, pool)
     code = 0 if all(o.verified for o in run.outcomes.values()) else 1
     if code == 0 and not options.allow_rejects and any(o.rejects for o in run.outcomes.values()):

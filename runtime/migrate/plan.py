@@ -308,9 +308,10 @@ def plan_table(
 
 #: Declared-type affinities whose values the fast copy takes as they are stored, and what the
 #: copy must check itself (arrow_copy.py): INTEGER affinity holds integers, or reals and texts
-#: the SQLite driver refuses in an int64 column; REAL affinity stores integers as reals; TEXT
-#: affinity stores numbers as text. Blobs, and classes a changed schema left behind, are what
-#: the driver would pass in silence: the copy looks for them by SQL before reading a chunk.
+#: the SQLite driver refuses in an int64 column; REAL affinity reads every number as a real, and
+#: the driver refuses texts and blobs in a double column; TEXT affinity stores numbers as text,
+#: but a blob is what the driver would read into a string column in silence: the copy looks
+#: for blobs (and numbers) in text columns by SQL before reading a chunk.
 _DECLARED_PASSTHROUGH = ("bigint", "double precision", "text")
 
 

@@ -129,6 +129,45 @@ def test_a_blob_in_a_text_column_is_rejected_not_read_as_text(
         assert conn.execute("SELECT count(*) FROM s.readings WHERE id = 12000").fetchone() == (0,)
 
 
+def test_a_text_in_a_real_column_is_refused_by_the_driver_and_replanned(
+    pg_url: str, run_migration: Any, tmp_path: Path
+) -> None:
+    """No SQL check guards a REAL column: the driver refuses a text in a double column, which
+    is enough to have the table profiled and the text judged by the float rule."""
+    source = tmp_path / "text_in_real.sqlite"
+    _readings(source, {15_000: (7, "n/a", "bad price")})
+    code, report = run_migration(pg_url, {source: "s"}, chunk_rows=5000)
+    assert code == 1
+    table = _table(report)
+    assert "fast copy unavailable" in table["replanned"]
+    assert _types(table)["r"] == "double precision"
+    assert sum(table["rejects"].values()) == 1
+    assert table["rows_written"] == ROWS - 1
+    assert table["verified"] is True, table["verification_problems"]
+
+
+def test_invalid_utf8_is_found_by_postgresql_and_judged_by_the_text_rule(
+    pg_url: str, run_migration: Any, tmp_path: Path
+) -> None:
+    """The fast copy does not validate UTF-8 itself (its digest neither): PostgreSQL refuses
+    the chunk, and the text rule decides on the Python path."""
+    source = tmp_path / "utf8.sqlite"
+    _readings(source)
+    with sqlite3.connect(source) as conn:
+        conn.execute(
+            "UPDATE readings SET t = CAST(? AS TEXT) WHERE id = 15000", (b"\xff\xfe broken",)
+        )
+    conn.close()
+    code, report = run_migration(pg_url, {source: "s"}, chunk_rows=5000)
+    assert code == 1
+    table = _table(report)
+    assert table["rejects"] == {"invalid_utf8": 1}
+    assert table["rows_written"] == ROWS - 1
+    assert "python" in table["copy_paths"]
+    assert table["verified"] is True, table["verification_problems"]
+    assert _reverify(pg_url, source, tmp_path / "verify")["verified"] is True
+
+
 def test_text_orders_bytewise_as_it_did_in_sqlite(
     pg_url: str, run_migration: Any, tmp_path: Path
 ) -> None:

@@ -1,0 +1,44 @@
+"""The migration's worker processes, started before the parent has imported what it plans with.
+
+Not fork: the parent holds open database connections that children must not share. A fork server
+is a fresh process that imports the workers' modules once (pyarrow, psycopg, the ADBC drivers:
+about a core-second) and forks every worker from there. `start_pool` launches it in a thread at
+once, so those imports overlap the parent's own (half a second) and its snapshots.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from concurrent.futures import ProcessPoolExecutor
+
+#: What the worker processes run: imported once by the fork server.
+WORKER_MODULES = [
+    "runtime.migrate.arrow_copy",
+    "runtime.migrate.copier",
+    "runtime.migrate.verify",
+    "runtime.migrate.engine",
+]
+#: How much lower the workers' CPU priority is than the parent's. The parent's integrity checks
+#: are what every commit waits for (integrity_gate.py): at equal priority, chunks finished early
+#: sat idle at the gate while the check shared the cores with the chunks still reading.
+WORKER_NICENESS = 10
+
+
+def start_pool(jobs: int) -> ProcessPoolExecutor:
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(WORKER_MODULES)
+    pool = ProcessPoolExecutor(
+        max_workers=max(1, jobs),
+        mp_context=context,
+        initializer=os.nice,
+        initargs=(WORKER_NICENESS,),
+    )
+    # Submitting waits for the fork server's imports: in a thread, the caller goes on.
+    threading.Thread(target=pool.submit, args=(warm_up,), daemon=True).start()
+    return pool
+
+
+def warm_up() -> None:
+    """A worker's first task: it exists, imported, before the first chunk is ready."""
