@@ -47,7 +47,6 @@ from runtime.migrate.plan import Source, TablePlan, quote_ident
 from runtime.migrate.progress import PhaseProgress
 from runtime.migrate.sqlite_source import (
     foreign_key_violations,
-    integrity_problems,
     open_snapshot,
     read_tables,
     snapshot,
@@ -59,7 +58,7 @@ from runtime.migrate.verify import (
     postgres_digest,
     sqlite_digest,
 )
-from runtime.migrate.workers import start_pool
+from runtime.migrate.workers import start_checker, start_pool
 
 log = structlog.get_logger("domos.migrate")
 
@@ -150,15 +149,15 @@ def prepare_plans(
     integrity checks may still run on return (`await_integrity`, integrity_gate.py)."""
     options = run.options
     snapshots = options.work_dir / "snapshots"
-    # integrity_check reads the whole file: it runs on its own connection in a thread (SQLite
-    # releases the GIL) while the tables are planned, and, in the background, copied.
-    checker = ThreadPoolExecutor(max_workers=max(1, options.jobs))
+    # integrity_check reads the whole file: it runs in its own process while the tables are
+    # planned, and, in the background, copied.
+    checker = start_checker()
     for source in options.sources:
         path = snapshots / f"{source.name}.sqlite"
         if not (options.resume and path.exists()):
             snapshot(source.path, path)
         integrity_gate.clear(path)
-        run.integrity_checks[source.name] = checker.submit(_check_integrity, path)
+        run.integrity_checks[source.name] = checker.submit(integrity_gate.check, path)
         conn = open_snapshot(path)
         try:
             violations = foreign_key_violations(conn)
@@ -208,16 +207,6 @@ def prepare_plans(
         raise MigrationError("identifier collisions:\n  " + "\n  ".join(errors))
     for plan in run.plans:
         run.outcomes[plan.label] = TableOutcome(plan)
-
-
-def _check_integrity(path: Path) -> list[str]:
-    conn = open_snapshot(path)
-    try:
-        problems = integrity_problems(conn)
-    finally:
-        conn.close()
-    integrity_gate.record(path, problems)
-    return problems
 
 
 def await_integrity(run: Run) -> None:

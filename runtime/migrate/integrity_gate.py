@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import closing
 from pathlib import Path
 
 from runtime.errors import MigrationError
@@ -40,6 +41,29 @@ def record(snapshot: Path, problems: list[str]) -> None:
     partial = path.with_name(path.name + ".partial")
     partial.write_text(_PASSED if not problems else json.dumps(problems), encoding="utf-8")
     partial.replace(path)
+
+
+def check(snapshot: Path) -> list[str]:
+    """Run integrity_check on the snapshot (read-only) and record the verdict; its problems.
+
+    Through the ADBC SQLite driver, whose SQLite is newer (and faster at this) than the one of
+    the sqlite3 module; pyarrow is imported here, in the checking process only."""
+    import adbc_driver_manager
+    import adbc_driver_sqlite
+    import pyarrow as pa
+
+    uri = f"{snapshot.absolute().as_uri()}?mode=ro"
+    with (
+        closing(adbc_driver_sqlite.connect(uri)) as database,
+        closing(adbc_driver_manager.AdbcConnection(database)) as connection,
+        closing(adbc_driver_manager.AdbcStatement(connection)) as statement,
+    ):
+        statement.set_sql_query("PRAGMA integrity_check")
+        handle, _ = statement.execute_query()
+        rows = [str(row) for row in pa.RecordBatchReader.from_stream(handle).read_all()[0]]
+    problems = [] if rows == ["ok"] else rows
+    record(snapshot, problems)
+    return problems
 
 
 def failure(snapshot: Path, problems: list[str]) -> MigrationError:

@@ -64,11 +64,6 @@ def open_snapshot(path: Path, *, strict_utf8: bool = False) -> sqlite3.Connectio
     return conn
 
 
-def integrity_problems(conn: sqlite3.Connection) -> list[str]:
-    rows = conn.execute("PRAGMA integrity_check").fetchall()
-    return [] if rows == [("ok",)] else [str(row[0]) for row in rows]
-
-
 @dataclass(frozen=True)
 class ForeignKeyViolation:
     table: str
