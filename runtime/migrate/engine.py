@@ -367,10 +367,11 @@ def copy_tables(
                 plan, index = futures.pop(future)
                 try:
                     result = future.result()
-                except BaseException:
+                except BaseException as exc:
                     for other in futures:
                         other.cancel()
-                    await_integrity(run)  # names the damaged source, if that was the cause
+                    if isinstance(exc, integrity_gate.IntegrityFailed):
+                        await_integrity(run)  # names the damaged source
                     raise
                 if result.replan is not None:
                     broken.setdefault(plan.label, result.replan)

@@ -251,3 +251,12 @@ def test_the_gate_holds_commits_until_the_verdict(tmp_path: Path) -> None:
     integrity_gate.record(snapshot, ["row 1 missing from index items_label"])
     with pytest.raises(integrity_gate.IntegrityFailed, match="row 1 missing from index"):
         integrity_gate.wait_passed(snapshot)
+
+
+def test_a_check_that_cannot_run_fails_the_gate(tmp_path: Path) -> None:
+    snapshot = tmp_path / "missing.sqlite"
+    integrity_gate.clear(snapshot)
+    with pytest.raises(Exception, match=r"failed to open .*missing\.sqlite"):
+        integrity_gate.check(snapshot)
+    with pytest.raises(integrity_gate.IntegrityFailed, match="could not run"):
+        integrity_gate.wait_passed(snapshot)
