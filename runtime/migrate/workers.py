@@ -11,8 +11,12 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
-from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 #: What the worker processes run: imported once by the fork server.
 WORKER_MODULES = [
@@ -45,11 +49,26 @@ def start_pool(jobs: int) -> ProcessPoolExecutor:
     return pool
 
 
-def start_checker() -> ProcessPoolExecutor:
+class Checker:
     """One process, at the parent's priority, for the snapshots' integrity checks
     (integrity_gate.check): it has the ADBC SQLite driver loaded, whose newer SQLite checks
-    the benchmark's file in 1.8 core-s where the sqlite3 module's takes 2.1."""
-    return ProcessPoolExecutor(max_workers=1, mp_context=_context())
+    the benchmark's file in 1.8 core-s where the sqlite3 module's takes 2.1.
+
+    `submit` returns at once: starting the process waits for the fork server's imports, so a
+    thread hands the work over and waits for its result."""
+
+    def __init__(self) -> None:
+        self.process = ProcessPoolExecutor(max_workers=1, mp_context=_context())
+        self.waiter = ThreadPoolExecutor(max_workers=1)
+
+    def submit(self, function: Callable[[Path], T], path: Path) -> Future[T]:
+        return self.waiter.submit(lambda: self.process.submit(function, path).result())
+
+    def shutdown(self) -> None:
+        """Lets the submitted checks finish; returns at once (the process is shut down by the
+        waiting thread, after it has handed over every check)."""
+        self.waiter.submit(self.process.shutdown, wait=False)
+        self.waiter.shutdown(wait=False)
 
 
 def warm_up() -> None:
