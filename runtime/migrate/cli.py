@@ -83,7 +83,7 @@ def _options(parser: argparse.ArgumentParser) -> None:
 def _sources(args: argparse.Namespace) -> tuple[list[Any], str]:
     from runtime.config import Settings
     from runtime.logical_databases import LOGICAL_DATABASES
-    from runtime.migrate.plan import Source
+    from runtime.migrate.snapshot import Source
 
     if args.source:
         sources = []
@@ -117,14 +117,16 @@ def _target(args: argparse.Namespace) -> str:
     return url.reveal()
 
 
-def _build(args: argparse.Namespace) -> Any:
+def _build(
+    args: argparse.Namespace, sources: tuple[list[Any], str] | None = None, target: str = ""
+) -> Any:
     from runtime.migrate.engine import Options
 
-    sources, mode = _sources(args)
+    sources_and_mode = sources or _sources(args)
     return Options(
-        sources=sources,
-        target_url=_target(args),
-        mode=mode,
+        sources=sources_and_mode[0],
+        target_url=target or _target(args),
+        mode=sources_and_mode[1],
         work_dir=args.work_dir,
         report_path=args.report,
         rejects_path=args.rejects,
@@ -156,17 +158,23 @@ def _summary(report: dict[str, Any]) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from runtime.migrate.snapshot import start_snapshots
     from runtime.migrate.workers import start_pool
 
-    pool = start_pool(args.jobs)  # before the imports below: its own overlap them
+    sources = _sources(args)
+    target = _target(args)
+    # The worker processes and the snapshots start before the engine's imports (half a second):
+    # the fork server's imports and the online backups overlap them.
+    pool = start_pool(args.jobs)
+    snapshots = start_snapshots(sources[0], args.work_dir, resume=args.resume)
     try:
         from runtime.migrate.engine import migrate
 
-        options = _build(args)
+        options = _build(args, sources, target)
     except BaseException:
         pool.shutdown(cancel_futures=True)
         raise
-    code, report = migrate(options, pool)
+    code, report = migrate(options, pool, snapshots)
     if not args.dry_run:
         print(_summary(report))
     return code

@@ -2,38 +2,28 @@
 
 Runs in a worker process (one chunk at a time, several workers in parallel). Memory is bounded by
 the batch size whatever the table size. Rows that no rule can convert go to a JSONL reject file.
+`copy_chunk` takes the fast path (arrow_copy.py) where it applies, else the Python path
+(python_copy.py), which alone needs psycopg: the workers' fork server does not import it.
 """
 
 from __future__ import annotations
 
 import json
-import re
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg
-import structlog
-
 from runtime.migrate import columnar
 from runtime.migrate.digest import Digest
-from runtime.migrate.plan import TablePlan, quote_ident
-from runtime.migrate.sqlite_source import open_snapshot, quote_sqlite
-from runtime.migrate.values import CONVERTERS, COPY_TYPES, Converter, Reject
+from runtime.migrate.plan import TablePlan
+from runtime.migrate.sqlite_source import quote_sqlite
+from runtime.migrate.values import CONVERTERS, Converter, Reject
 
-log = structlog.get_logger("domos.migrate")
-
-BATCH_ROWS = 5000
 #: Called before a chunk commits (picklable: it travels to the workers with the chunk).
 BeforeCommit = Callable[[], None]
 VALUE_REPR_LIMIT = 200
-#: What PostgreSQL raises for one row's values: a CHECK, NOT NULL or unique constraint of an
-#: existing table, a value beyond the column's type. The chunk is then copied again batch by
-#: batch, and the rows PostgreSQL refuses go to the reject file (`_copy_chunk_isolating`).
-TARGET_ROW_ERRORS = (psycopg.errors.IntegrityError, psycopg.errors.DataError)
 
 
 @dataclass
@@ -214,6 +204,7 @@ def copy_chunk(
     started = time.perf_counter()
     digest = digest and columnar.digested_by_copy(plan)
     strict = True
+    fallback = None
     if plan.from_declared_types and not arrow_copy.stored_as_declared(plan, chunk):
         return ChunkResult(plan.label, chunk, replan="a storage class its declared type excludes")
     if arrow_copy.applies(plan):
@@ -221,9 +212,9 @@ def copy_chunk(
         try:
             rows = arrow_copy.copy_chunk(plan, chunk, target_url, hashed, before_commit)
         except (arrow_copy.Unavailable, NulInText) as exc:
-            log.info("fast_copy_unavailable", table=plan.label, chunk=chunk, reason=repr(exc))
             if plan.from_declared_types:  # rules are chosen from a profile, never from a guess
                 return ChunkResult(plan.label, chunk, replan=f"fast copy unavailable: {exc!r}")
+            fallback = repr(exc)
             strict = not isinstance(exc, NulInText)
         else:
             return ChunkResult(
@@ -235,188 +226,14 @@ def copy_chunk(
                 digest=None if hashed is None else hashed.digest(),
                 path="arrow",
             )
-    result = _python_copy(
+    from runtime.migrate import python_copy  # psycopg: only where a chunk needs it
+
+    if fallback is not None:
+        python_copy.log.info(
+            "fast_copy_unavailable", table=plan.label, chunk=chunk, reason=fallback
+        )
+    result = python_copy.copy(
         plan, chunk, target_url, reject_path, strict=strict, digest=digest, commit=before_commit
     )
     result.seconds = time.perf_counter() - started
     return result
-
-
-def _python_copy(
-    plan: TablePlan,
-    chunk: tuple[int, int],
-    target_url: str,
-    reject_path: str,
-    *,
-    strict: bool,
-    digest: bool,
-    commit: BeforeCommit | None,
-) -> ChunkResult:
-    """Strict UTF-8 reads where no rule applies; invalid UTF-8 or a NUL byte in a text makes it
-    start over with lenient reads, which run the text rules on every text column."""
-    from runtime.migrate.arrow_digest import NulInText  # workers only (see copy_chunk)
-
-    try:
-        if strict:
-            try:
-                return _copy_chunk(
-                    plan, chunk, target_url, reject_path, commit, strict_utf8=True, digest=digest
-                )
-            except (sqlite3.OperationalError, NulInText) as exc:
-                if isinstance(exc, sqlite3.OperationalError) and "decode" not in str(exc).lower():
-                    raise
-                Path(reject_path).unlink(missing_ok=True)
-        return _copy_chunk(plan, chunk, target_url, reject_path, commit, strict_utf8=False)
-    except TARGET_ROW_ERRORS:
-        Path(reject_path).unlink(missing_ok=True)
-        return _copy_chunk_isolating(plan, chunk, target_url, reject_path, commit)
-
-
-def _copy_chunk(
-    plan: TablePlan,
-    chunk: tuple[int, int],
-    target_url: str,
-    reject_path: str,
-    before_commit: BeforeCommit | None,
-    *,
-    strict_utf8: bool,
-    digest: bool = False,
-) -> ChunkResult:
-    result = ChunkResult(table=plan.label, chunk=chunk)
-    converter = RowConverter(plan, strict_utf8=strict_utf8)
-    source = open_snapshot(Path(plan.source_path), strict_utf8=strict_utf8)
-    # The digest hashes the rows as read, in rowid order (free on a rowid range), which is key
-    # order; only where no rule applies, so they are also what is sent.
-    from runtime.migrate.arrow_digest import ColumnarDigest  # workers only (see copy_chunk)
-
-    hashed = ColumnarDigest(plan) if digest and converter.trivial else None
-    select, params = source_select(plan, chunk, ordered=hashed is not None)
-    copy_sql = _copy_statement(plan)
-    rejects_file = None
-    try:
-        with psycopg.connect(target_url) as target, target.cursor() as cursor:
-            with cursor.copy(copy_sql) as copy:
-                copy.set_types([COPY_TYPES[c.converter] for c in plan.columns])
-                reader = source.execute(select, params)
-                write_row = copy.write_row
-                while batch := reader.fetchmany(BATCH_ROWS):
-                    result.rows_read += len(batch)
-                    if converter.trivial:
-                        rows = [row[1:] for row in batch]
-                        if hashed is not None:
-                            hashed.add_rows(rows)
-                        for values in rows:
-                            write_row(values)
-                        result.rows_written += len(batch)
-                        continue
-                    for row in batch:
-                        values = row[1:]
-                        try:
-                            write_row(converter.convert(row[0], values))
-                        except RowRejected as rejected:
-                            if rejects_file is None:
-                                rejects_file = open(reject_path, "a", encoding="utf-8")  # noqa: SIM115
-                            record = reject_record(plan, row[0], values, rejected)
-                            rejects_file.write(json.dumps(record, ensure_ascii=False) + "\n")
-                            result.rejects[rejected.problem] = (
-                                result.rejects.get(rejected.problem, 0) + 1
-                            )
-                        else:
-                            result.rows_written += 1
-            if before_commit is not None:
-                before_commit()
-            target.commit()
-        if hashed is not None:
-            result.digest = hashed.digest()
-    finally:
-        source.close()
-        if rejects_file is not None:
-            rejects_file.close()
-    return result
-
-
-def _copy_chunk_isolating(
-    plan: TablePlan,
-    chunk: tuple[int, int],
-    target_url: str,
-    reject_path: str,
-    before_commit: BeforeCommit | None,
-) -> ChunkResult:
-    """The slow path after PostgreSQL refused a row: batch by batch, each in a savepoint; a
-    refused batch is halved until the refused rows stand alone, and those go to the reject file
-    with PostgreSQL's reason. Lenient UTF-8 reads: the text rules give valid text unchanged."""
-    log.warning("chunk_copied_row_by_row", table=plan.label, chunk=chunk)
-    result = ChunkResult(table=plan.label, chunk=chunk)
-    converter = RowConverter(plan, strict_utf8=False)
-    source = open_snapshot(Path(plan.source_path), strict_utf8=False)
-    select, params = source_select(plan, chunk, ordered=False)
-    copy_sql = _copy_statement(plan)
-    types = [COPY_TYPES[c.converter] for c in plan.columns]
-    try:
-        with (
-            open(reject_path, "a", encoding="utf-8") as rejects,
-            psycopg.connect(target_url) as target,
-            target.transaction(),
-        ):
-
-            def reject(rowid: int | None, values: tuple[Any, ...], rejected: RowRejected) -> None:
-                record = reject_record(plan, rowid, values, rejected)
-                rejects.write(json.dumps(record, ensure_ascii=False) + "\n")
-                result.rejects[rejected.problem] = result.rejects.get(rejected.problem, 0) + 1
-
-            def refuse(rowid: int | None, values: tuple[Any, ...], exc: psycopg.Error) -> None:
-                problem = _problem(exc)
-                record = refusal_record(plan, rowid, values, problem, str(exc).splitlines()[0])
-                rejects.write(json.dumps(record, ensure_ascii=False) + "\n")
-                result.rejects[problem] = result.rejects.get(problem, 0) + 1
-                if rowid is not None:
-                    result.refused[rowid] = problem
-
-            def copy_rows(rows: list[tuple[int | None, tuple[Any, ...], tuple[Any, ...]]]) -> int:
-                if not rows:
-                    return 0
-                try:
-                    with (
-                        target.transaction(),
-                        target.cursor() as cursor,
-                        cursor.copy(copy_sql) as copy,
-                    ):
-                        copy.set_types(types)
-                        for _, _, converted in rows:
-                            copy.write_row(converted)
-                    return len(rows)
-                except TARGET_ROW_ERRORS as exc:
-                    if len(rows) > 1:
-                        middle = len(rows) // 2
-                        return copy_rows(rows[:middle]) + copy_rows(rows[middle:])
-                    rowid, values, _ = rows[0]
-                    refuse(rowid, values, exc)
-                    return 0
-
-            reader = source.execute(select, params)
-            while batch := reader.fetchmany(BATCH_ROWS):
-                result.rows_read += len(batch)
-                rows = []
-                for row in batch:
-                    try:
-                        rows.append((row[0], row[1:], converter.convert(row[0], row[1:])))
-                    except RowRejected as rejected:
-                        reject(row[0], row[1:], rejected)
-                result.rows_written += copy_rows(rows)
-            if before_commit is not None:
-                before_commit()
-    finally:
-        source.close()
-    return result
-
-
-def _copy_statement(plan: TablePlan) -> str:
-    columns = ", ".join(quote_ident(c.target) for c in plan.columns)
-    return f"COPY {plan.qualified} ({columns}) FROM STDIN (FORMAT BINARY)"
-
-
-def _problem(exc: psycopg.Error) -> str:
-    """`check_violation:flats_price_check`, `not_null_violation`, `numeric_value_out_of_range`."""
-    name = re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
-    constraint = exc.diag.constraint_name
-    return f"{name}:{constraint}" if constraint else name

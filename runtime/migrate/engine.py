@@ -17,7 +17,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import (
     FIRST_COMPLETED,
     Executor,
@@ -43,13 +43,13 @@ from runtime.migrate import columnar, integrity_gate
 from runtime.migrate import plan as planning
 from runtime.migrate.copier import ChunkResult, copy_chunk, load_refusals
 from runtime.migrate.digest import Digest
-from runtime.migrate.plan import Source, TablePlan, quote_ident
+from runtime.migrate.plan import TablePlan, quote_ident
 from runtime.migrate.progress import PhaseProgress
+from runtime.migrate.snapshot import Source, start_snapshots
 from runtime.migrate.sqlite_source import (
     foreign_key_violations,
     open_snapshot,
     read_tables,
-    snapshot,
 )
 from runtime.migrate.verify import (
     compare,
@@ -144,20 +144,20 @@ def prepare_plans(
     *,
     from_declared: bool = False,
     check_in_background: bool = False,
+    snapshots: Mapping[str, Future[Path]] | None = None,
 ) -> None:
     """Snapshot and check every source, then plan its tables. Writes nothing to the target.
     `from_declared`: tables whose declared types promise the fast copy skip the profile, and
     the copy checks the promise (plan.py `declared_columns`). `check_in_background`: the
     integrity checks may still run on return (`await_integrity`, integrity_gate.py)."""
     options = run.options
-    snapshots = options.work_dir / "snapshots"
+    if snapshots is None:
+        snapshots = start_snapshots(options.sources, options.work_dir, resume=options.resume)
     # integrity_check reads the whole file: it runs in its own process while the tables are
     # planned, and, in the background, copied.
     checker = Checker()
     for source in options.sources:
-        path = snapshots / f"{source.name}.sqlite"
-        if not (options.resume and path.exists()):
-            snapshot(source.path, path)
+        path = snapshots[source.name].result()
         integrity_gate.clear(path)
         run.integrity_checks[source.name] = checker.submit(integrity_gate.check, path)
         conn = open_snapshot(path)
@@ -767,10 +767,13 @@ def _write_report(run: Run, exit_code: int) -> dict[str, Any]:
 
 
 def migrate(
-    options: Options, pool: ProcessPoolExecutor | None = None
+    options: Options,
+    pool: ProcessPoolExecutor | None = None,
+    snapshots: Mapping[str, Future[Path]] | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """Run a whole migration; returns (exit code, report). `pool`: workers started by the
-    caller (`workers.start_pool`), shut down here."""
+    caller (`workers.start_pool`), shut down here; `snapshots`: the sources' snapshots the
+    caller started (`snapshot.start_snapshots`)."""
     run = Run(options)
     options.work_dir.mkdir(parents=True, exist_ok=True)
     with pool or start_pool(options.jobs) as pool:
@@ -785,6 +788,7 @@ def migrate(
                     pool,
                     from_declared=not (options.dry_run or options.resume),
                     check_in_background=not options.dry_run,
+                    snapshots=snapshots,
                 )
             if options.dry_run:
                 print(describe_plan(run.plans), file=sys.stdout)

@@ -11,10 +11,10 @@ import sqlite3
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import psycopg
+from typing import TYPE_CHECKING
 
 from runtime.errors import MigrationError
+from runtime.migrate.snapshot import Source
 from runtime.migrate.sqlite_source import (
     ColumnProfile,
     ForeignKeyViolation,
@@ -25,6 +25,9 @@ from runtime.migrate.sqlite_source import (
     split_rowids,
 )
 from runtime.migrate.values import CONVERTERS, base_type
+
+if TYPE_CHECKING:  # the workers plan nothing with PostgreSQL: their fork server skips it
+    import psycopg
 
 PG_NAME_BYTES = 63  # NAMEDATALEN - 1: PostgreSQL silently truncates longer identifiers
 
@@ -114,13 +117,6 @@ class TablePlan:
     @property
     def label(self) -> str:
         return f"{self.schema}.{self.target}"
-
-
-@dataclass(frozen=True)
-class Source:
-    name: str
-    path: Path
-    schema: str
 
 
 def infer_type(declared: str, profile: ColumnProfile, rowid_alias: bool) -> tuple[str, str]:

@@ -25,9 +25,10 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from psycopg.types.json import Json, Jsonb
+if TYPE_CHECKING:
+    from psycopg.types.json import Json, Jsonb
 
 SourceValue = Any
 Converter = Callable[[SourceValue], Any]
@@ -253,12 +254,15 @@ def to_uuid(value: SourceValue) -> uuid.UUID | None:
         raise Reject("invalid_uuid") from None
 
 
-def _json_converter(wrapper: type[Json] | type[Jsonb]) -> Converter:
+def _json_converter(binary: bool) -> Converter:
     def convert(value: SourceValue) -> Json | Jsonb | None:
         if value is None:
             return None
+        # Here: psycopg is loaded where rows are copied by it, not by every worker.
+        from psycopg.types.json import Json, Jsonb
+
         try:
-            return wrapper(json.loads(_text(value)))
+            return (Jsonb if binary else Json)(json.loads(_text(value)))
         except ValueError:
             raise Reject("invalid_json") from None
 
@@ -296,8 +300,8 @@ CONVERTERS: dict[str, Converter] = {
     "date": to_date,
     "bytea": to_bytea,
     "uuid": to_uuid,
-    "json": _json_converter(Json),
-    "jsonb": _json_converter(Jsonb),
+    "json": _json_converter(binary=False),
+    "jsonb": _json_converter(binary=True),
     "interval": to_interval,
 }
 
@@ -339,12 +343,14 @@ def canonical(value: Any) -> Any:
         return value.astimezone(UTC)
     if isinstance(value, Decimal):
         return str(value.normalize()) if value else "0"
-    if isinstance(value, Json | Jsonb):
-        return json.dumps(value.obj, sort_keys=True)
     if isinstance(value, dict | list):
         return json.dumps(value, sort_keys=True)
     if isinstance(value, memoryview):
         return bytes(value)
+    from psycopg.types.json import Json, Jsonb  # see _json_converter
+
+    if isinstance(value, Json | Jsonb):
+        return json.dumps(value.obj, sort_keys=True)
     return value
 
 

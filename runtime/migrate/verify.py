@@ -24,9 +24,7 @@ import time
 from contextlib import ExitStack
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
-
-import psycopg
+from typing import TYPE_CHECKING, Any
 
 from runtime.errors import MigrationError
 from runtime.migrate import columnar, rowtext
@@ -42,6 +40,9 @@ from runtime.migrate.digest import (
 from runtime.migrate.plan import TablePlan, quote_ident
 from runtime.migrate.sqlite_source import open_snapshot
 from runtime.migrate.values import COPY_TYPES, NEEDS_CANONICAL, canonical
+
+if TYPE_CHECKING:
+    import psycopg
 
 BATCH_ROWS = 5000
 _ROW_TEXT = '"__domos_row_text"'
@@ -242,6 +243,8 @@ def postgres_digest(
     columns = ", ".join(quote_ident(c.target) for c in plan.columns)
     where = _pg_where(plan, bounds)
     query = f"SELECT {columns} FROM {plan.qualified}{where}{_pg_order(plan)}"
+    import psycopg  # the target side runs in the parent; the workers' fork server skips it
+
     with psycopg.connect(target_url, options="-c TimeZone=UTC") as conn:
         with (
             conn.cursor() as cursor,
@@ -278,6 +281,8 @@ def _postgres_sql_digest(
     else:
         hashes = [f"md5(coalesce(string_agg({_ROW_TEXT}, ''), ''))"]
         inner = f"{rowtext.sql_row_text(plan)} || E'\\n' AS {_ROW_TEXT}, "
+    import psycopg  # see postgres_digest
+
     with psycopg.connect(target_url, options="-c TimeZone=UTC -c work_mem=256MB") as conn:
         encoding = conn.execute("SHOW server_encoding").fetchone()
         if encoding is None or encoding[0] != "UTF8":

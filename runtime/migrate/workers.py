@@ -19,11 +19,13 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 #: What the worker processes run: imported once by the fork server.
+#: Not psycopg and structlog: the fast path needs neither (python_copy.py imports them where a
+#: chunk needs it), and the parent has them already.
 WORKER_MODULES = [
     "runtime.migrate.arrow_copy",
     "runtime.migrate.copier",
     "runtime.migrate.verify",
-    "runtime.migrate.engine",
+    "runtime.migrate.integrity_gate",
 ]
 #: How much lower the workers' CPU priority is than the parent's. The parent's integrity checks
 #: are what every commit waits for (integrity_gate.py): at equal priority, chunks finished early
