@@ -230,7 +230,8 @@ def describe_plan(plans: list[TablePlan]) -> str:
             f"{len(plan.chunks)} chunk(s), key {', '.join(plan.key) or 'none: multiset hash'})"
         )
         for column in plan.columns:
-            flags = " identity" if column.identity else ""
+            flags = f' collate "{column.collation}"' if column.collation else ""
+            flags += " identity" if column.identity else ""
             flags += " not null" if column.not_null else ""
             lines.append(
                 f"    {column.source} -> {column.target} {column.pg_type}{flags}  [{column.note}]"

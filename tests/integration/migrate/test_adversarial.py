@@ -178,6 +178,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(pg_url, run_migration, tmp_p
     out = capsys.readouterr().out
     assert "weird:order -> weird.order" in out
     assert "paid -> paid boolean" in out
+    assert 'Full Name -> Full Name text collate "C"' in out
     assert "problem: foreign_key_to_missing_row:user x1" in out
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT to_regnamespace('weird')").fetchone() == (None,)
