@@ -12,6 +12,7 @@ from pathlib import Path
 import structlog
 
 from runtime.errors import DomosError
+from runtime.online_backup import online_backup
 
 log = structlog.get_logger("domos.backup")
 
@@ -29,26 +30,16 @@ class BackupFile:
 
 def online_copy(source: Path, destination: Path) -> None:
     """Consistent copy of a (possibly live) database, then PRAGMA integrity_check on the copy."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_name(destination.name + ".partial")
-    partial.unlink(missing_ok=True)
-    src = sqlite3.connect(f"{source.absolute().as_uri()}?mode=ro", uri=True, timeout=30)
+
+    def check(copy: sqlite3.Connection) -> None:
+        result = copy.execute("PRAGMA integrity_check").fetchall()
+        if result != [("ok",)]:
+            raise BackupError(f"copy of {source} failed integrity_check: {result[:3]}")
+
     try:
-        dst = sqlite3.connect(partial)
-        try:
-            src.backup(dst)
-            result = dst.execute("PRAGMA integrity_check").fetchall()
-        finally:
-            dst.close()
+        online_backup(source, destination, check=check)
     except sqlite3.DatabaseError as exc:
-        partial.unlink(missing_ok=True)
         raise BackupError(f"cannot copy {source}: {exc}") from exc
-    finally:
-        src.close()
-    if result != [("ok",)]:
-        partial.unlink(missing_ok=True)
-        raise BackupError(f"copy of {source} failed integrity_check: {result[:3]}")
-    partial.replace(destination)
 
 
 def backup_sqlite(

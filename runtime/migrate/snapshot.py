@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.errors import MigrationError
+from runtime.online_backup import online_backup
 
 
 @dataclass(frozen=True)
@@ -27,31 +28,16 @@ def snapshot_path(work_dir: Path, source: Source) -> Path:
 
 
 def snapshot(source: Path, destination: Path) -> Path:
-    """Copy `source` with the online backup API; the source is opened read-only.
-
-    The copy is a work file: it is written without fsync (half the time) under a temporary name
-    and renamed when complete, and every run checks it with integrity_check before use."""
+    """Copy `source` with the online backup API (runtime/online_backup.py). The copy is a work
+    file, written without fsync (half the time); every run checks it with integrity_check
+    before anything read from it is committed (integrity_gate.py)."""
     if not source.is_file():
         raise MigrationError(f"source database {source} does not exist")
-    destination.parent.mkdir(parents=True, exist_ok=True)
     destination.unlink(missing_ok=True)
-    partial = destination.with_name(destination.name + ".partial")
-    partial.unlink(missing_ok=True)
-    src = sqlite3.connect(f"{source.absolute().as_uri()}?mode=ro", uri=True, timeout=30)
     try:
-        dst = sqlite3.connect(partial)
-        try:
-            dst.execute("PRAGMA synchronous = OFF")
-            dst.execute("PRAGMA journal_mode = OFF")
-            src.backup(dst)
-        finally:
-            dst.close()
+        online_backup(source, destination, durable=False)
     except sqlite3.DatabaseError as exc:
-        partial.unlink(missing_ok=True)
         raise MigrationError(f"cannot snapshot {source}: {exc}") from exc
-    finally:
-        src.close()
-    partial.replace(destination)
     return destination
 
 
