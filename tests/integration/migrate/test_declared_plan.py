@@ -22,6 +22,7 @@ from runtime.migrate import integrity_gate
 from runtime.migrate import plan as planning
 from runtime.migrate.engine import Options, verify_only
 from runtime.migrate.plan import Source
+from tests.fixtures.damaged_sqlite import make_damaged_sqlite
 
 pytestmark = pytest.mark.postgres
 
@@ -199,32 +200,11 @@ def test_text_orders_bytewise_as_it_did_in_sqlite(
     assert declared == [("C",), (None,)]
 
 
-def _damaged(path: Path) -> None:
-    """Readable rows, but an index that shares its root page with another table's index."""
-    with sqlite3.connect(path) as conn:
-        conn.executescript(
-            """
-            CREATE TABLE items (id INTEGER PRIMARY KEY, label TEXT);
-            CREATE INDEX items_label ON items (label);
-            CREATE TABLE other (label TEXT);
-            CREATE INDEX other_label ON other (label);
-            """
-        )
-        conn.executemany("INSERT INTO items (label) VALUES (?)", [(f"i{n}",) for n in range(3000)])
-        conn.execute("PRAGMA writable_schema = ON")
-        conn.execute(
-            "UPDATE sqlite_master SET rootpage = "
-            "(SELECT rootpage FROM sqlite_master WHERE name = 'other_label') "
-            "WHERE name = 'items_label'"
-        )
-    conn.close()
-
-
 def test_a_damaged_snapshot_commits_nothing(
     pg_url: str, run_migration: Any, tmp_path: Path
 ) -> None:
     source = tmp_path / "damaged.sqlite"
-    _damaged(source)
+    make_damaged_sqlite(source)
     with pytest.raises(MigrationError, match=r"(?s)integrity_check failed: .*items_label"):
         run_migration(pg_url, {source: "s"})
     # The copy started while the check ran (the table was created), and committed nothing.

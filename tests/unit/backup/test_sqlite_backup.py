@@ -8,6 +8,7 @@ from datetime import date
 import pytest
 
 from runtime.backup.sqlite import BackupError, apply_retention, backup_sqlite, restore_sqlite
+from tests.fixtures.damaged_sqlite import make_damaged_sqlite
 
 
 def _db(path, value):
@@ -49,3 +50,12 @@ def test_retention_by_days_and_count(tmp_path):
     removed = apply_retention(root, keep_days=None, keep_count=2, today=date(2026, 1, 10))
     assert [p.name for p in removed] == ["2026-01-05"]
     assert sorted(p.name for p in root.iterdir()) == ["2026-01-09", "2026-01-10", "not-a-day"]
+
+
+def test_a_copy_that_fails_integrity_check_is_not_kept(tmp_path):
+    damaged = tmp_path / "damaged.db"
+    make_damaged_sqlite(damaged, rows=500)
+    day = tmp_path / "backup/sqlite/2026-01-02"
+    with pytest.raises(BackupError, match="failed integrity_check"):
+        backup_sqlite({"main": damaged}, tmp_path / "backup", today=date(2026, 1, 2))
+    assert not list(day.glob("*")), "neither the copy nor its partial file is left"
