@@ -49,11 +49,11 @@ def applies(plan: TablePlan) -> bool:
     )
 
 
-#: The storage class a string column must hold: the SQLite driver reads a blob (or a number)
-#: into a string column as if it were text. An int64 or double column needs no check: the driver
-#: refuses anything but an integer, or a real, there (REAL affinity reads a stored integer back
-#: as a real). A number in a TEXT column is also what integrity_check reports.
-_SILENTLY_CONVERTED = {"text": "text", "character varying": "text"}
+#: Target types read as Arrow strings, which must hold texts: the SQLite driver reads a blob
+#: (or a number) into a string column as if it were text. An int64 or double column needs no
+#: check: the driver refuses anything but an integer, or a real, there (REAL affinity reads a
+#: stored integer back as a real). A number in a TEXT column is also what integrity_check reports.
+_STRING_TYPES = frozenset({"text", "character varying"})
 
 
 def stored_as_declared(plan: TablePlan, chunk: tuple[int, int]) -> bool:
@@ -61,13 +61,11 @@ def stored_as_declared(plan: TablePlan, chunk: tuple[int, int]) -> bool:
     driver cannot tell (plan.py `declared_columns`); one SQLite scan, before anything is read."""
     checks = []
     for column in plan.columns:
-        expected = _SILENTLY_CONVERTED.get(column.converter)
-        if expected is not None:
+        if column.converter in _STRING_TYPES:
             q = quote_sqlite(column.source)
             # typeof() of a NULL is 'null': a NOT NULL column holding one fails the check too.
             checks.append(
-                f"typeof({q}) <> '{expected}'"
-                + ("" if column.not_null else f" AND {q} IS NOT NULL")
+                f"typeof({q}) <> 'text'" + ("" if column.not_null else f" AND {q} IS NOT NULL")
             )
     if not checks:
         return True

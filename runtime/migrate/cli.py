@@ -117,16 +117,13 @@ def _target(args: argparse.Namespace) -> str:
     return url.reveal()
 
 
-def _build(
-    args: argparse.Namespace, sources: tuple[list[Any], str] | None = None, target: str = ""
-) -> Any:
+def _build(args: argparse.Namespace, sources: tuple[list[Any], str], target: str) -> Any:
     from runtime.migrate.engine import Options
 
-    sources_and_mode = sources or _sources(args)
     return Options(
-        sources=sources_and_mode[0],
-        target_url=target or _target(args),
-        mode=sources_and_mode[1],
+        sources=sources[0],
+        target_url=target,
+        mode=sources[1],
         work_dir=args.work_dir,
         report_path=args.report,
         rejects_path=args.rejects,
@@ -183,6 +180,6 @@ def _run(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from runtime.migrate.engine import verify_only
 
-    code, report = verify_only(_build(args))
+    code, report = verify_only(_build(args, _sources(args), _target(args)))
     print(_summary(report))
     return code

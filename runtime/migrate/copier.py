@@ -228,12 +228,15 @@ def copy_chunk(
             )
     from runtime.migrate import python_copy  # psycopg: only where a chunk needs it
 
-    if fallback is not None:
-        python_copy.log.info(
-            "fast_copy_unavailable", table=plan.label, chunk=chunk, reason=fallback
-        )
     result = python_copy.copy(
-        plan, chunk, target_url, reject_path, strict=strict, digest=digest, commit=before_commit
+        plan,
+        chunk,
+        target_url,
+        reject_path,
+        strict=strict,
+        digest=digest,
+        before_commit=before_commit,
+        fast_path_failure=fallback,
     )
     result.seconds = time.perf_counter() - started
     return result

@@ -217,9 +217,7 @@ def await_integrity(run: Run) -> None:
         problems = run.integrity_checks[source["name"]].result()
         source["integrity_check"] = "failed" if problems else "ok"
         if problems:
-            raise MigrationError(
-                f"{source['path']}: integrity_check failed: {'; '.join(problems[:5])}"
-            )
+            raise integrity_gate.failure(Path(source["path"]), problems)
 
 
 def describe_plan(plans: list[TablePlan]) -> str:

@@ -45,26 +45,36 @@ def copy(
     *,
     strict: bool,
     digest: bool,
-    commit: BeforeCommit | None,
+    before_commit: BeforeCommit | None,
+    fast_path_failure: str | None = None,
 ) -> ChunkResult:
     """Strict UTF-8 reads where no rule applies; invalid UTF-8 or a NUL byte in a text makes it
-    start over with lenient reads, which run the text rules on every text column."""
-    from runtime.migrate.arrow_digest import NulInText  # workers only (see copy_chunk)
+    start over with lenient reads, which run the text rules on every text column.
+    `fast_path_failure`: why the fast path gave the chunk up, if it tried."""
+    from runtime.migrate.arrow_digest import NulInText  # workers only (see copier.copy_chunk)
 
+    if fast_path_failure is not None:
+        log.info("fast_copy_unavailable", table=plan.label, chunk=chunk, reason=fast_path_failure)
     try:
         if strict:
             try:
                 return _copy_chunk(
-                    plan, chunk, target_url, reject_path, commit, strict_utf8=True, digest=digest
+                    plan,
+                    chunk,
+                    target_url,
+                    reject_path,
+                    before_commit,
+                    strict_utf8=True,
+                    digest=digest,
                 )
             except (sqlite3.OperationalError, NulInText) as exc:
                 if isinstance(exc, sqlite3.OperationalError) and "decode" not in str(exc).lower():
                     raise
                 Path(reject_path).unlink(missing_ok=True)
-        return _copy_chunk(plan, chunk, target_url, reject_path, commit, strict_utf8=False)
+        return _copy_chunk(plan, chunk, target_url, reject_path, before_commit, strict_utf8=False)
     except TARGET_ROW_ERRORS:
         Path(reject_path).unlink(missing_ok=True)
-        return _copy_chunk_isolating(plan, chunk, target_url, reject_path, commit)
+        return _copy_chunk_isolating(plan, chunk, target_url, reject_path, before_commit)
 
 
 def _copy_chunk(
