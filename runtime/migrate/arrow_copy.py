@@ -22,10 +22,11 @@ import adbc_driver_manager
 import adbc_driver_postgresql
 import adbc_driver_sqlite
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from runtime.migrate.arrow_digest import ARROW_TYPES, ColumnarDigest, NulInText, check_no_nul
 from runtime.migrate.plan import TablePlan
-from runtime.migrate.sqlite_source import open_snapshot, quote_sqlite
+from runtime.migrate.sqlite_source import quote_sqlite
 
 #: Rows per Arrow batch read from SQLite (about a megabyte of chat messages).
 BATCH_ROWS = 8192
@@ -56,35 +57,37 @@ def applies(plan: TablePlan) -> bool:
 _STRING_TYPES = frozenset({"text", "character varying"})
 
 
-def stored_as_declared(plan: TablePlan, chunk: tuple[int, int]) -> bool:
-    """Whether this chunk holds only the storage classes its declared types promise, where the
-    driver cannot tell (plan.py `declared_columns`); one SQLite scan, before anything is read."""
+class DeclaredTypeBroken(Unavailable):
+    """A row of a plan from declared types holds a storage class its declared type excludes
+    (plan.py `declared_columns`): the table is to be profiled and copied again."""
+
+    def __init__(self) -> None:
+        super().__init__("a storage class its declared type excludes")
+
+
+def _marker(plan: TablePlan) -> str:
+    """The first column of every row read: 0 for a row holding only the storage classes the
+    plan's declared types promise, where the driver cannot tell; else how many it breaks.
+
+    Computed in the scan that reads the row (a separate query cost a second scan of the chunk);
+    a plan from a profile needs no check: the profile counted every stored class."""
     checks = []
-    for column in plan.columns:
-        if column.converter in _STRING_TYPES:
-            q = quote_sqlite(column.source)
-            # typeof() of a NULL is 'null': a NOT NULL column holding one fails the check too.
-            checks.append(
-                f"typeof({q}) <> 'text'" + ("" if column.not_null else f" AND {q} IS NOT NULL")
-            )
-    if not checks:
-        return True
-    where = f"({' OR '.join(checks)})"
-    if chunk != (0, -1):
-        where = f"rowid BETWEEN {int(chunk[0])} AND {int(chunk[1])} AND {where}"
-    conn = open_snapshot(Path(plan.source_path))
-    try:
-        query = f"SELECT EXISTS (SELECT 1 FROM {quote_sqlite(plan.table)} WHERE {where})"
-        return not conn.execute(query).fetchone()[0]
-    finally:
-        conn.close()
+    if plan.from_declared_types:
+        for column in plan.columns:
+            if column.converter in _STRING_TYPES:
+                q = quote_sqlite(column.source)
+                # typeof() of a NULL is 'null': a NOT NULL column holding one breaks it too.
+                allowed = "'text'" if column.not_null else "'text', 'null'"
+                checks.append(f"(typeof({q}) NOT IN ({allowed}))")
+    return " + ".join(checks) or "0"
 
 
 def _select(plan: TablePlan, chunk: tuple[int, int], schema: pa.Schema) -> str:
-    """The chunk in key order behind one typed row (marked 1 in the first column)."""
+    """The chunk in key order behind one typed row (marked 1 in the first column; the rows'
+    first column is their `_marker`)."""
     literals = ", ".join(_TYPED_LITERALS[field.type] for field in schema)
     columns = ", ".join(quote_sqlite(c.source) for c in plan.columns)
-    rows = f"SELECT 0, {columns} FROM {quote_sqlite(plan.table)}"
+    rows = f"SELECT {_marker(plan)}, {columns} FROM {quote_sqlite(plan.table)}"
     if chunk != (0, -1):
         rows += f" WHERE rowid BETWEEN {int(chunk[0])} AND {int(chunk[1])}"
     if plan.rowid_key:
@@ -110,6 +113,7 @@ def read_batches(
     handle, _ = statement.execute_query()
     reader = pa.RecordBatchReader.from_stream(handle)
     first = True
+    check = plan.from_declared_types
     for batch in reader:
         if first:
             marker = batch.column(0)
@@ -117,6 +121,8 @@ def read_batches(
                 raise Unavailable("the typed first row did not come first")
             batch = batch.slice(1)
             first = False
+        if check and batch.num_rows and pc.max(batch.column(0)).as_py() != 0:
+            raise DeclaredTypeBroken()  # before PostgreSQL sees the batch
         arrays = batch.columns[1:]
         if [a.type for a in arrays] != schema.types:
             raise Unavailable(f"columns read as {[str(a.type) for a in arrays]}")
@@ -168,7 +174,7 @@ def copy_chunk(
             connection.commit()
     except (*ERRORS, Unavailable) as exc:
         cause = failure[0] if failure else exc
-        if isinstance(cause, NulInText):
+        if isinstance(cause, NulInText | DeclaredTypeBroken):
             raise cause from None
         raise Unavailable(str(cause).splitlines()[0] if str(cause) else repr(cause)) from cause
     return int(rows)

@@ -205,12 +205,12 @@ def copy_chunk(
     digest = digest and columnar.digested_by_copy(plan)
     strict = True
     fallback = None
-    if plan.from_declared_types and not arrow_copy.stored_as_declared(plan, chunk):
-        return ChunkResult(plan.label, chunk, replan="a storage class its declared type excludes")
     if arrow_copy.applies(plan):
         hashed = ColumnarDigest(plan, validate_utf8=False) if digest else None
         try:
             rows = arrow_copy.copy_chunk(plan, chunk, target_url, hashed, before_commit)
+        except arrow_copy.DeclaredTypeBroken as exc:
+            return ChunkResult(plan.label, chunk, replan=str(exc))
         except (arrow_copy.Unavailable, NulInText) as exc:
             if plan.from_declared_types:  # rules are chosen from a profile, never from a guess
                 return ChunkResult(plan.label, chunk, replan=f"fast copy unavailable: {exc!r}")
@@ -226,6 +226,8 @@ def copy_chunk(
                 digest=None if hashed is None else hashed.digest(),
                 path="arrow",
             )
+    elif plan.from_declared_types:  # its storage classes are the fast copy's to prove
+        return ChunkResult(plan.label, chunk, replan="the fast copy does not apply")
     from runtime.migrate import python_copy  # psycopg: only where a chunk needs it
 
     result = python_copy.copy(

@@ -306,8 +306,8 @@ def plan_table(
 #: copy must check itself (arrow_copy.py): INTEGER affinity holds integers, or reals and texts
 #: the SQLite driver refuses in an int64 column; REAL affinity reads every number as a real, and
 #: the driver refuses texts and blobs in a double column; TEXT affinity stores numbers as text,
-#: but a blob is what the driver would read into a string column in silence: the copy looks
-#: for blobs (and numbers) in text columns by SQL before reading a chunk.
+#: but a blob is what the driver would read into a string column in silence: the scan that
+#: reads each row checks its text columns' storage classes (arrow_copy.py `_marker`).
 _DECLARED_PASSTHROUGH = ("bigint", "double precision", "text")
 
 

@@ -112,14 +112,20 @@ def test_a_fractional_real_in_an_integer_column_replans_the_table(
     assert _reverify(pg_url, source, tmp_path / "verify")["verified"] is True
 
 
+@pytest.mark.parametrize(
+    ("chunk_rows", "blob_id"),
+    [(5000, 12_000), (ROWS, 19_000)],
+    ids=["third-chunk", "third-batch-of-one-chunk"],
+)
 def test_a_blob_in_a_text_column_is_rejected_not_read_as_text(
-    pg_url: str, run_migration: Any, tmp_path: Path
+    pg_url: str, run_migration: Any, tmp_path: Path, chunk_rows: int, blob_id: int
 ) -> None:
     """The SQLite driver reads a blob into a string column as if it were text; the copy's own
-    check finds it, and the profiled plan's text rule rejects the row."""
+    check (in the scan that reads every batch) finds it, and the profiled plan's text rule
+    rejects the row."""
     source = tmp_path / "blob.sqlite"
-    _readings(source, {12_000: (1, 1.0, b"valid utf-8 bytes")})
-    code, report = run_migration(pg_url, {source: "s"}, chunk_rows=5000)
+    _readings(source, {blob_id: (1, 1.0, b"valid utf-8 bytes")})
+    code, report = run_migration(pg_url, {source: "s"}, chunk_rows=chunk_rows)
     assert code == 1, "a rejected row fails the run without --allow-rejects"
     table = _table(report)
     assert "storage class" in table["replanned"]
@@ -127,7 +133,9 @@ def test_a_blob_in_a_text_column_is_rejected_not_read_as_text(
     assert table["rows_written"] == ROWS - 1
     assert table["verified"] is True, table["verification_problems"]
     with psycopg.connect(pg_url) as conn:
-        assert conn.execute("SELECT count(*) FROM s.readings WHERE id = 12000").fetchone() == (0,)
+        assert conn.execute(
+            "SELECT count(*) FROM s.readings WHERE id = %s", (blob_id,)
+        ).fetchone() == (0,)
 
 
 def test_a_text_in_a_real_column_is_refused_by_the_driver_and_replanned(
