@@ -45,6 +45,14 @@ if TYPE_CHECKING:
     import psycopg
 
 BATCH_ROWS = 5000
+#: Settings of the sessions reading the target. The digests run on a table just copied, before
+#: ANALYZE: lacking statistics, the planner would sort a chunk its primary key already orders
+#: (seen for the outer, open-ended ranges: a parallel scan, a sort and a merge), and JIT-compile
+#: the aggregates. One plain ordered scan per digest: the other digests and the index builds
+#: keep the cores busy. None of this changes a result.
+TARGET_SESSION = (
+    "-c TimeZone=UTC -c enable_sort=off -c jit=off -c max_parallel_workers_per_gather=0"
+)
 _ROW_TEXT = '"__domos_row_text"'
 
 
@@ -245,7 +253,7 @@ def postgres_digest(
     query = f"SELECT {columns} FROM {plan.qualified}{where}{_pg_order(plan)}"
     import psycopg  # the target side runs in the parent; the workers' fork server skips it
 
-    with psycopg.connect(target_url, options="-c TimeZone=UTC") as conn:
+    with psycopg.connect(target_url, options=TARGET_SESSION) as conn:
         with (
             conn.cursor() as cursor,
             cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT BINARY)") as copy,
@@ -283,7 +291,7 @@ def _postgres_sql_digest(
         inner = f"{rowtext.sql_row_text(plan)} || E'\\n' AS {_ROW_TEXT}, "
     import psycopg  # see postgres_digest
 
-    with psycopg.connect(target_url, options="-c TimeZone=UTC -c work_mem=256MB") as conn:
+    with psycopg.connect(target_url, options=f"{TARGET_SESSION} -c work_mem=256MB") as conn:
         encoding = conn.execute("SHOW server_encoding").fetchone()
         if encoding is None or encoding[0] != "UTF8":
             raise MigrationError(f"target server_encoding is {encoding}, UTF8 expected")
