@@ -34,6 +34,9 @@ WORKER_NICENESS = 10
 
 
 def _context() -> Any:
+    # numpy's OpenBLAS starts a thread per core that spins after the import (0.09 core-s of the
+    # fork server's start-up, while the snapshots wait for a core): the workers call no BLAS.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(WORKER_MODULES)
     return context
