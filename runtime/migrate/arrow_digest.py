@@ -48,8 +48,8 @@ def check_no_nul(column: pa.Array) -> None:
         raise NulInText(column.type)
 
 
-def _md5() -> Any:
-    return hashlib.md5(usedforsecurity=False)
+def _sha256() -> Any:
+    return hashlib.sha256()
 
 
 class ColumnarDigest:
@@ -63,9 +63,9 @@ class ColumnarDigest:
         self.types = [ARROW_TYPES[c.converter] for c in plan.columns]
         self.names = [c.target for c in plan.columns]
         self.key_index = self.names.index(plan.key[0])
-        self.values = [_md5() for _ in self.kinds]
-        self.lengths = [_md5() for _ in self.kinds]
-        self.nulls = [_md5() for _ in self.kinds]
+        self.values = [_sha256() for _ in self.kinds]
+        self.lengths = [_sha256() for _ in self.kinds]
+        self.nulls = [_sha256() for _ in self.kinds]
         self.aggregates = [ColumnAggregate() for _ in self.kinds]
         self.rows = 0
 

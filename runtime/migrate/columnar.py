@@ -3,15 +3,16 @@
 Verification hashes what each side holds, independently. The source side hashes the Arrow batches
 read from the snapshot (the batches the fast copy streams, or the rows of the Python path turned
 into Arrow arrays); the target side is computed by SQL in PostgreSQL (`postgres_hash_columns`).
-Per column and chunk, three md5s:
+Per column and chunk, three SHA-256s:
 - values: the non-null values in key order as PostgreSQL's send functions write them (int8send
   of every integer type, float8send; a text's UTF-8 bytes);
 - lengths (texts only): each text's byte length as int4send, so no separator is needed and no
   text can imitate one;
 - nulls: the keys (int8send) of the rows where the column is NULL.
-The chunk's content hash is md5 of these, in column order. Floats are compared by their bits, so
-no float printing rule can differ between the sides. The source side is `arrow_digest.py`; this
-module holds what both sides share and stays free of pyarrow, which only the workers load.
+The chunk's content hash is the SHA-256 of these, in column order. Floats are compared by their
+bits, so no float printing rule can differ between the sides. The source side is
+`arrow_digest.py`; this module holds what both sides share and stays free of pyarrow, which only
+the workers load.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ KINDS: dict[str, str] = {
     "text": "text",
     "character varying": "text",
 }
-_EMPTY = hashlib.md5(b"", usedforsecurity=False).hexdigest()
+_EMPTY = hashlib.sha256(b"").hexdigest()
 
 
 def supports(plan: TablePlan) -> bool:
@@ -45,14 +46,14 @@ def digested_by_copy(plan: TablePlan) -> bool:
 
 def combine(parts: list[str]) -> str:
     """The chunk's content hash from its column hashes (both sides use this)."""
-    return hashlib.md5("|".join(parts).encode(), usedforsecurity=False).hexdigest()
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
 def _string_agg(expression: str, where: str | None = None) -> str:
     aggregate = f"string_agg({expression}, ''::bytea)"
     if where is not None:
         aggregate += f" FILTER (WHERE {where})"
-    return f"md5(coalesce({aggregate}, ''::bytea))"
+    return f"encode(sha256(coalesce({aggregate}, ''::bytea)), 'hex')"
 
 
 def postgres_hash_columns(plan: TablePlan) -> list[str]:
@@ -67,9 +68,10 @@ def postgres_hash_columns(plan: TablePlan) -> list[str]:
         elif kind == "float":
             expressions.append(_string_agg(f"float8send({q})"))
         else:
-            # md5 of the text itself hashes its UTF-8 bytes (the server encoding is checked):
-            # a third cheaper than aggregating convert_to() copies.
-            expressions.append(f"md5(coalesce(string_agg({q}, ''), ''))")
+            # textsend() gives the text's bytes in the client encoding, which the digest's
+            # session sets to UTF8 (verify.py; the server's is checked): SHA-256 of that runs a
+            # tenth faster than md5() of the text itself, and twice as fast in Python.
+            expressions.append(_string_agg(f"textsend({q})"))
             expressions.append(_string_agg(f"int4send(octet_length({q}))"))
         # A NOT NULL column has no null keys: the constant saves a filter per row.
         expressions.append(f"'{_EMPTY}'" if column.not_null else _string_agg(key, f"{q} IS NULL"))

@@ -295,6 +295,8 @@ def _postgres_sql_digest(
         encoding = conn.execute("SHOW server_encoding").fetchone()
         if encoding is None or encoding[0] != "UTF8":
             raise MigrationError(f"target server_encoding is {encoding}, UTF8 expected")
+        # What textsend() writes (columnar.py), whatever PGCLIENTENCODING says.
+        conn.execute("SET client_encoding TO 'UTF8'")
         # string_agg(... ORDER BY key) sorts; an ordered subquery is read in key order from the
         # primary key instead (2.4x faster). Were the order ever lost, the hashes would differ:
         # a false alarm, never a false pass.

@@ -81,13 +81,15 @@ def _target(url: str, plan: TablePlan, rows: list[tuple[Any, ...]] | None = None
                     copy.write_row(row)
 
 
-def _md5(data: bytes) -> str:
-    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def test_the_hash_is_postgresql_send_format_and_one_change_is_detected(
-    pg_url: str, tmp_path: Path
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The target's texts are hashed as UTF-8 whatever encoding libpq would ask for.
+    monkeypatch.setenv("PGCLIENTENCODING", "WIN1251")
     kinds = ["double precision", "text", "bigint"]
     rows = [
         (i, i / 3, None if i % 7 == 0 else f"ряд {i}|\n", -(2**63) + i if i % 2 else None)
@@ -99,15 +101,15 @@ def test_the_hash_is_postgresql_send_format_and_one_change_is_detected(
     # By hand: every value as PostgreSQL's send function writes it, the NULLs' keys apart.
     texts = [r[2].encode() for r in rows if r[2] is not None]
     parts = [
-        _md5(b"".join(struct.pack(">q", r[0]) for r in rows)),
-        _md5(b""),
-        _md5(b"".join(struct.pack(">d", r[1]) for r in rows)),
-        _md5(b""),
-        _md5(b"".join(texts)),
-        _md5(b"".join(struct.pack(">i", len(t)) for t in texts)),
-        _md5(b"".join(struct.pack(">q", r[0]) for r in rows if r[2] is None)),
-        _md5(b"".join(struct.pack(">q", r[3]) for r in rows if r[3] is not None)),
-        _md5(b"".join(struct.pack(">q", r[0]) for r in rows if r[3] is None)),
+        _sha256(b"".join(struct.pack(">q", r[0]) for r in rows)),
+        _sha256(b""),
+        _sha256(b"".join(struct.pack(">d", r[1]) for r in rows)),
+        _sha256(b""),
+        _sha256(b"".join(texts)),
+        _sha256(b"".join(struct.pack(">i", len(t)) for t in texts)),
+        _sha256(b"".join(struct.pack(">q", r[0]) for r in rows if r[2] is None)),
+        _sha256(b"".join(struct.pack(">q", r[3]) for r in rows if r[3] is not None)),
+        _sha256(b"".join(struct.pack(">q", r[0]) for r in rows if r[3] is None)),
     ]
     expected = columnar.combine(parts)
 
