@@ -29,13 +29,13 @@ def snapshot_path(work_dir: Path, source: Source) -> Path:
 
 def snapshot(source: Path, destination: Path) -> Path:
     """Copy `source` with the online backup API (runtime/online_backup.py). The copy is a work
-    file, written without fsync (half the time); every run checks it with integrity_check
-    before anything read from it is committed (integrity_gate.py)."""
+    file, written without fsync (half the time) over the previous run's snapshot, if any; every
+    run checks it with integrity_check before anything read from it is committed
+    (integrity_gate.py)."""
     if not source.is_file():
         raise MigrationError(f"source database {source} does not exist")
-    destination.unlink(missing_ok=True)
     try:
-        online_backup(source, destination, durable=False)
+        online_backup(source, destination, durable=False, reuse=True)
     except sqlite3.DatabaseError as exc:
         raise MigrationError(f"cannot snapshot {source}: {exc}") from exc
     return destination
