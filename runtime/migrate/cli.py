@@ -7,9 +7,15 @@ import gc
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtime.errors import ConfigError
+
+if TYPE_CHECKING:  # the handlers import these: registering the command stays light
+    from collections.abc import Mapping
+    from concurrent.futures import Future, ProcessPoolExecutor
+
+    from runtime.migrate.engine import Options
 
 
 def register(subparsers: Any) -> None:
@@ -118,7 +124,7 @@ def _target(args: argparse.Namespace) -> str:
     return url.reveal()
 
 
-def _build(args: argparse.Namespace, sources: tuple[list[Any], str], target: str) -> Any:
+def _build(args: argparse.Namespace, sources: tuple[list[Any], str], target: str) -> Options:
     from runtime.migrate.engine import Options
 
     return Options(
@@ -171,7 +177,9 @@ def _run(args: argparse.Namespace) -> int:
     return code
 
 
-def _start(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+def _start(
+    args: argparse.Namespace,
+) -> tuple[ProcessPoolExecutor, Mapping[str, Future[Path]], Options]:
     """The workers, the snapshots, then the engine's imports and the run's options."""
     from runtime.migrate.snapshot import start_snapshots
     from runtime.migrate.workers import start_pool
