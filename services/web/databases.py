@@ -33,13 +33,20 @@ def _postgres(url: str, schema: str) -> dict[str, Any]:
     }
 
 
-def _sqlite(path: str, busy_timeout_s: float) -> dict[str, Any]:
-    return {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": path,
+def _sqlite(path: str, busy_timeout_s: float, *, domain: bool) -> dict[str, Any]:
+    options: dict[str, Any] = {
         # The monitors write these files concurrently: wait for their locks instead of failing.
-        "OPTIONS": {"timeout": busy_timeout_s, "init_command": "PRAGMA foreign_keys=ON;"},
+        "timeout": busy_timeout_s,
+        "init_command": "PRAGMA foreign_keys=ON;",
     }
+    if domain:
+        # The domain tables declare TIMESTAMPTZ, BOOLEAN and JSON, for which the DB layer
+        # registers sqlite3 converters (runtime.db.types); sqlite3's converters are process-wide
+        # and Django opens its connections with PARSE_DECLTYPES, so its fields would receive
+        # values decoded already (JSONField: "the JSON object must be str ... not dict", a 500
+        # on every payment and provider event). Django converts the stored text itself.
+        options["detect_types"] = 0
+    return {"ENGINE": "django.db.backends.sqlite3", "NAME": path, "OPTIONS": options}
 
 
 def django_databases(settings: DatabaseSettings) -> dict[str, dict[str, Any]]:
@@ -53,6 +60,8 @@ def django_databases(settings: DatabaseSettings) -> dict[str, dict[str, Any]]:
             )
         else:
             result[alias] = _sqlite(
-                str(settings.sqlite_path(logical)), settings.sqlite_busy_timeout_s
+                str(settings.sqlite_path(logical)),
+                settings.sqlite_busy_timeout_s,
+                domain=alias != DJANGO_ALIAS,
             )
     return result

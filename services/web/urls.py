@@ -7,10 +7,6 @@ from django.views.generic import RedirectView
 from services.web.domain import views
 from services.web.metrics import metrics_view
 
-admin.site.site_header = "domos — администрирование"
-admin.site.site_title = "domos"
-admin.site.index_title = "Данные сообщества"
-
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="overview", permanent=False)),
     path("overview/", views.overview, name="overview"),

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.db import connections
 from django.db.models import Count, Sum
@@ -78,6 +79,8 @@ def overview(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     start = month_start(now)
     context = {
+        # The admin's header, titles and navigation, as on every admin page.
+        **admin.site.each_context(request),
         "title": "Обзор",
         "members": members_by_state(),
         "month_start": start,

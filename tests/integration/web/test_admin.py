@@ -266,3 +266,108 @@ def test_overview_counts_members_revenue_and_monitor_health(
     assert monitors is not None
     assert re.search(r"<td>tsmonitor</td><td>OK</td>", monitors[1])
     assert re.search(r"<td>ban_monitor</td><td>FAIL", monitors[1])
+
+
+@pytest.fixture(scope="module")
+def json_rows(domain_db: Any, seeded: dict[str, int]) -> dict[str, int]:
+    """A payment and a provider event with JSON, written by the DB layer as the programs do."""
+    payment = domain_db.fetchval(
+        "INSERT INTO payments (idempotence_key, provider_payment_id, user_id, tariff_id, kind,"
+        " amount_minor, status, metadata) VALUES ('k-json', 'yk-json-1', ?, ?, 'first', 150000,"
+        " 'pending', ?) RETURNING id",
+        (seeded["active"], seeded["tariff"], {"telegram_id": "501", "source": "бот"}),
+    )
+    event = domain_db.fetchval(
+        "INSERT INTO provider_events (provider, event_key, event_type, object_id, payload)"
+        " VALUES ('yookassa', 'payment.succeeded:yk-json-1', 'payment.succeeded', 'yk-json-1', ?)"
+        " RETURNING id",
+        ({"event": "payment.succeeded", "object": {"id": "yk-json-1", "paid": True}},),
+    )
+    return {"payment": payment, "event": event}
+
+
+def test_json_columns_render_in_lists_and_details(client: Any, json_rows: dict[str, int]) -> None:
+    # On SQLite the DB layer's process-wide JSON converter used to hand Django's JSONField a
+    # dict: every page below answered 500 (TypeError in from_db_value).
+    from services.web.domain import models as m
+
+    assert m.Payment.objects.get(pk=json_rows["payment"]).metadata == {
+        "telegram_id": "501",
+        "source": "бот",
+    }
+    assert m.ProviderEvent.objects.get(pk=json_rows["event"]).payload["object"]["paid"] is True
+    for url, text in (
+        ("/admin/domain/payment/", "yk-json-1"),
+        (f"/admin/domain/payment/{json_rows['payment']}/change/", "бот"),
+        ("/admin/domain/providerevent/", "yk-json-1"),
+        (f"/admin/domain/providerevent/{json_rows['event']}/change/", "payment.succeeded"),
+    ):
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert text in response.content.decode(), url
+
+
+def test_timestamps_and_flags_keep_their_types(
+    domain_db: Any, seeded: dict[str, int], json_rows: dict[str, int]
+) -> None:
+    from services.web.domain import models as m
+
+    created = domain_db.fetchval(
+        "SELECT created_at FROM payments WHERE id = ?", (json_rows["payment"],)
+    )
+    payment = m.Payment.objects.get(pk=json_rows["payment"])
+    assert payment.created_at == created
+    assert payment.created_at.tzinfo is not None
+    member = m.Member.objects.get(pk=seeded["active"])
+    assert member.is_reachable is True
+
+
+def _staff_with(username: str, *codenames: str) -> Any:
+    from django.contrib.auth.models import Permission
+    from django.test import Client
+
+    from services.web.bootstrap import create_staff
+
+    create_staff(username, "correct-horse-battery")
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.get(username=username)
+    user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
+    client = Client()
+    assert client.login(username=username, password="correct-horse-battery")
+    return client
+
+
+def test_requeue_needs_the_change_permission(domain_db: Any, seeded: dict[str, int]) -> None:
+    dead = domain_db.fetchval(
+        "INSERT INTO outbox (dedupe_key, chat_id, text, status, attempts, last_error)"
+        " VALUES ('dead-perm', 503, 'Привет', 'dead', 8, 'chat not found') RETURNING id"
+    )
+    post = {"action": "requeue_dead_letters", "_selected_action": [dead]}
+    viewer = _staff_with("viewer", "view_outboxmessage")
+    page = viewer.get("/admin/domain/outboxmessage/").content.decode()
+    assert "requeue_dead_letters" not in page
+    viewer.post("/admin/domain/outboxmessage/", post)
+    assert domain_db.fetchval("SELECT status FROM outbox WHERE id = ?", (dead,)) == "dead"
+
+    operator = _staff_with("outbox-operator", "view_outboxmessage", "change_outboxmessage")
+    page = operator.get("/admin/domain/outboxmessage/").content.decode()
+    assert "requeue_dead_letters" in page
+    assert operator.post("/admin/domain/outboxmessage/", post).status_code == 302
+    assert domain_db.fetchval("SELECT status FROM outbox WHERE id = ?", (dead,)) == "queued"
+
+
+def test_pages_carry_the_projects_titles(client: Any, seeded: dict[str, int]) -> None:
+    from django.test import Client
+
+    pages = {
+        "/overview/": client,
+        "/admin/": client,
+        "/admin/domain/payment/": client,
+        "/admin/login/": Client(),
+    }
+    for url, browser in pages.items():
+        page = browser.get(url).content.decode()
+        assert "domos — администрирование" in page, url
+        assert "Django" not in page, url
+    assert "<title>Данные сообщества | domos</title>" in client.get("/admin/").content.decode()
