@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runtime.errors import ConfigError
+from runtime.errors import ConfigError, MigrationError
 
 if TYPE_CHECKING:  # the handlers import these: registering the command stays light
     from collections.abc import Mapping
@@ -161,7 +161,25 @@ def _summary(report: dict[str, Any]) -> str:
     )
 
 
+#: The `migrate` extra (pyproject.toml): the role image leaves it out (docs/cutover.md).
+EXTRA_MODULES = ("pyarrow", "numpy", "adbc_driver_sqlite", "adbc_driver_postgresql")
+
+
+def require_extra() -> None:
+    """A clear error, before any work, where the migration's dependencies are not installed."""
+    import importlib.util
+
+    missing = [name for name in EXTRA_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MigrationError(
+            f"the migration needs the `migrate` extra ({', '.join(missing)} missing): run it "
+            "from the domos-migrate image (docker/build.sh --migrate) or a venv with "
+            "`pip install --require-hashes -r requirements/migrate.lock` (docs/cutover.md)"
+        )
+
+
 def _run(args: argparse.Namespace) -> int:
+    require_extra()
     # The start-up's imports allocate objects none of which is garbage: the collector's passes
     # over them cost 0.07 core-s while the snapshots wait for a core.
     gc.disable()
@@ -198,6 +216,7 @@ def _start(
 
 
 def _verify(args: argparse.Namespace) -> int:
+    require_extra()
     from runtime.migrate.engine import verify_only
 
     code, report = verify_only(_build(args, _sources(args), _target(args)))
