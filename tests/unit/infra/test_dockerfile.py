@@ -52,6 +52,19 @@ def test_multi_stage_build_on_slim_python_311(dockerfile: DockerfileParser):
     assert "tini" in final_runs
 
 
+def test_builds_offline_from_the_lock(dockerfile: DockerfileParser, repo: Path):
+    text = (repo / "docker" / "Dockerfile").read_text()
+    # A `# syntax=` directive makes BuildKit fetch its frontend image from Docker Hub.
+    assert not re.search(r"(?im)^#\s*syntax\s*=", text)
+    builder = " ".join(i["value"] for i in _stages(dockerfile)[0] if i["instruction"] == "RUN")
+    # Every dependency from the lock, hashes checked; the project itself adds none.
+    assert "--require-hashes --only-binary=:all: -r requirements/runtime.lock" in builder
+    assert "--no-deps ." in builder
+    # The proxy's CA is a build argument of the builder stage only.
+    final = " ".join(str(i["value"]) for i in _stages(dockerfile)[-1])
+    assert "EXTRA_CA_CERTS" not in final
+
+
 def test_runs_as_a_non_root_user(dockerfile: DockerfileParser):
     user = _final(dockerfile, "USER")[-1]
     assert user not in ("root", "0")
