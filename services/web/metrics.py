@@ -23,6 +23,7 @@ from runtime.metrics import UNMATCHED_ROUTE, exposition_registry, record_http_re
 
 #: The `program` label: the supervisord program that serves this app.
 PROGRAM = "web"
+METRICS_PATH = "/metrics"
 
 
 class RequestMetricsMiddleware:
@@ -50,6 +51,8 @@ class RequestMetricsMiddleware:
             )
 
     def route_label(self, request: HttpRequest) -> str:
+        if request.path_info == METRICS_PATH:
+            return METRICS_PATH
         match = request.resolver_match
         if match is not None:
             return "/" + match.route
@@ -60,3 +63,20 @@ class RequestMetricsMiddleware:
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
     return HttpResponse(generate_latest(exposition_registry()), content_type=CONTENT_TYPE_LATEST)
+
+
+class MetricsEndpointMiddleware:
+    """Answers /metrics before CommonMiddleware checks the Host header against ALLOWED_HOSTS.
+
+    Prometheus scrapes the container by its service name (`web:8002`), which no operator lists
+    in WEB_ALLOWED_HOSTS: Django answered its scrapes 400 in the compose stack. The host check
+    protects URLs built from the Host header; the exposition builds none.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        if request.path_info == METRICS_PATH:
+            return metrics_view(request)
+        return self.get_response(request)

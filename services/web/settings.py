@@ -63,6 +63,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: times and counts every request, static files and redirects included.
     "services.web.metrics.RequestMetricsMiddleware",
+    "services.web.metrics.MetricsEndpointMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

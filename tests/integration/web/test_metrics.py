@@ -70,6 +70,14 @@ def test_metrics_endpoint_exposes_the_web_series(client: Any) -> None:
     assert f'domos_http_request_duration_seconds_bucket{{le="0.005",{health}}}' in body
 
 
+def test_metrics_answer_prometheus_under_the_containers_service_name(client: Any) -> None:
+    """Prometheus in compose scrapes `web:8002`, a host no operator lists in ALLOWED_HOSTS."""
+    assert client.get("/admin/login/", HTTP_HOST="web:8002").status_code == 400
+    response = client.get("/metrics", HTTP_HOST="web:8002")
+    assert response.status_code == 200
+    assert "domos_http_requests_total" in response.content.decode()
+
+
 def test_an_escaping_exception_is_counted_as_500(web_backend: Any) -> None:
     from django.test import RequestFactory
 
