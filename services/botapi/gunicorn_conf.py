@@ -23,6 +23,10 @@ accesslog = None
 # gunicorn's own logs go to stderr; the app's (structlog JSON) are configured in each worker.
 errorlog = "-"
 proc_name = "domos-botapi"
+# gunicorn 25.1+ opens a control socket (for gunicornc) under $XDG_RUNTIME_DIR or
+# $HOME/.gunicorn: $HOME is root-owned in the image (Permission denied), and on a laptop every
+# gunicorn of every checkout would share ~/.gunicorn. supervisord is the control interface here.
+control_socket_disable = True
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -54,6 +54,9 @@ def run_gunicorn(*, host: str, port: int, workers: int) -> int:
             "post_fork": lambda server, worker: _configure_worker_logging(),
             "child_exit": _worker_exited,
             "proc_name": "domos-web",
+            # No gunicornc control socket under $HOME/.gunicorn (root-owned in the image, shared
+            # by every checkout on a laptop): supervisord is the control interface.
+            "control_socket_disable": True,
         }
     ).run()
     return 0
