@@ -5,7 +5,9 @@ Runs as `[eventlistener:supervisor_exporter]` in every role (`domos supervisor l
 - A program that reaches FATAL (it could not stay up after `startretries`) would otherwise stay
   down for the life of the container. The maintainers' answer is a listener that calls
   `supervisor.shutdown()`: supervisord stops everything and exits, and the container's restart
-  policy brings the role back whole. `--no-shutdown-on-fatal` only reports.
+  policy brings the role back whole. `--no-shutdown-on-fatal` only reports. A FATAL counts
+  whether its PROCESS_STATE_FATAL event arrives or the process list shows it: supervisord
+  discards events when the listener's buffer overflows (`buffer_size` in programs.py).
 - Every event (state changes and TICK_5) refreshes gauges from `getAllProcessInfo()`:
   domos_supervisor_process_state{program,group,state}, domos_supervisor_process_uptime_seconds,
   domos_supervisor_process_up, and counts restarts (a program entering STARTING again after it
@@ -17,6 +19,7 @@ The event protocol owns stdout (`READY`, `RESULT 2\\nOK`); this module logs to s
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import xmlrpc.client
 from collections.abc import Callable, Mapping
@@ -107,6 +110,34 @@ def rpc_from_environment(env: Mapping[str, str]) -> Rpc:
     return supervisor
 
 
+#: supervisord's XML-RPC fault while it stops (supervisor.xmlrpc.Faults.SHUTDOWN_STATE).
+SHUTDOWN_STATE_FAULT = 6
+
+
+@dataclass
+class FatalWatch:
+    """Which programs are FATAL, from events and from every refresh of the process list.
+
+    supervisord drops events when a listener's buffer overflows, so a PROCESS_STATE_FATAL event
+    may never arrive: the state that getAllProcessInfo() shows is acted on too. Each FATAL
+    episode of a program is reported once (a refresh every TICK_5 would repeat it otherwise).
+    """
+
+    reported: set[tuple[str, str]] = field(default_factory=set)
+
+    def newly_fatal(
+        self, processes: list[dict[str, Any]], event: tuple[str, str] | None
+    ) -> list[tuple[str, str]]:
+        fatal = {(p["name"], p["group"]) for p in processes if p["statename"] == "FATAL"}
+        if event is not None:
+            fatal.add(event)  # even if a `supervisorctl start` has already moved it on
+        # A program that left FATAL may be reported again when it returns there.
+        self.reported &= fatal
+        new = sorted(fatal - self.reported)
+        self.reported |= fatal
+        return new
+
+
 def listen(
     rpc: Rpc,
     *,
@@ -118,6 +149,8 @@ def listen(
 ) -> None:
     """The event loop: READY, read one event, handle it, RESULT OK; until stdin closes."""
     tracker = tracker or ProcessStateTracker()
+    watch = FatalWatch()
+    shutdown_asked = False
     while should_continue():
         stdout.write("READY\n")
         stdout.flush()
@@ -128,20 +161,35 @@ def listen(
         payload_headers, _ = parse_payload(stdin.read(int(headers["len"])))
         eventname = headers.get("eventname", "")
         tracker.on_event(eventname, payload_headers)
+        event = (
+            (payload_headers.get("processname", "?"), payload_headers.get("groupname", "?"))
+            if eventname == "PROCESS_STATE_FATAL"
+            else None
+        )
         try:
-            tracker.refresh(rpc.getAllProcessInfo())
-            if eventname == "PROCESS_STATE_FATAL":
+            processes = rpc.getAllProcessInfo()
+            tracker.refresh(processes)
+            for program, group in watch.newly_fatal(processes, event):
                 log.error(
                     "program_fatal",
-                    program=payload_headers.get("processname"),
-                    group=payload_headers.get("groupname"),
+                    program=program,
+                    group=group,
+                    seen_in="event" if (program, group) == event else "process_list",
                     shutdown=shutdown_on_fatal,
                 )
-                if shutdown_on_fatal:
+                if shutdown_on_fatal and not shutdown_asked:
                     FATAL_SHUTDOWNS.inc()
                     rpc.shutdown()
-        except (OSError, xmlrpc.client.Fault) as exc:
-            # supervisord may already be shutting down; the next event tells.
+                    shutdown_asked = True
+        except xmlrpc.client.Fault as exc:
+            if exc.faultCode == SHUTDOWN_STATE_FAULT:
+                # Expected while supervisord stops every program (Ctrl-C, docker stop, or our
+                # own shutdown): the states are no news, nor is a FATAL any more.
+                log.debug("supervisor_shutting_down")
+            else:
+                log.warning("supervisor_rpc_failed", error=str(exc))
+        except OSError as exc:
+            # supervisord may be going away; the next event tells.
             log.warning("supervisor_rpc_failed", error=str(exc))
         stdout.write("RESULT 2\nOK")
         stdout.flush()
@@ -155,6 +203,9 @@ def main(*, shutdown_on_fatal: bool, metrics_port: int | None) -> int:
         os.environ.get("LOG_LEVEL", "info"), program="supervisor_listener", stream=sys.stderr
     )
     serve_metrics(metrics_port)
+    # supervisord stops the listener last, with SIGTERM: a clean exit, not "terminated by
+    # SIGTERM" in its log on every stop.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     listen(
         rpc_from_environment(os.environ),
         stdin=sys.stdin,

@@ -102,6 +102,14 @@ PROGRAMS: tuple[Program, ...] = (
 #: The event listener that every role runs (runtime.supervision.listener).
 LISTENER_NAME = "supervisor_exporter"
 LISTENER_METRICS_PORT = 9200
+#: Events supervisord queues for the listener while it is busy or still starting; beyond them
+#: it discards the oldest ("event buffer overflowed"). supervisord's default of 10 overflowed
+#: on every `make run`: 15 programs pass STARTING and RUNNING within a second or two, before
+#: the listener has imported and said READY. A program in a crash loop adds STARTING and BACKOFF
+#: per retry, so a whole role failing at once on a loaded machine stays under
+#: 15 x (2 x 6 + 1) = 195 events; 1024 leaves room for more programs and a slow listener, at a
+#: few hundred bytes an event. The listener does not rely on any one event anyway.
+LISTENER_BUFFER_SIZE = 1024
 
 
 def render_listener() -> str:
@@ -114,6 +122,7 @@ def render_listener() -> str:
             "directory=%(ENV_DOMOS_HOME)s",
             f'environment=DOMOS_PROGRAM="{LISTENER_NAME}"',
             "events=PROCESS_STATE,TICK_5",
+            f"buffer_size={LISTENER_BUFFER_SIZE}",
             "priority=1",
             "autorestart=true",
             "startsecs=1",

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import io
+import xmlrpc.client
 from typing import Any
 
 from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
 
-from runtime.supervision.listener import ProcessStateTracker, listen, parse_headers
+from runtime.supervision.listener import FatalWatch, ProcessStateTracker, listen, parse_headers
 
 
 class RecordingRpc:
@@ -92,3 +94,51 @@ def test_states_uptime_and_restarts_are_exported():
         )
         == 0
     )
+
+
+def test_a_fatal_seen_only_in_the_process_list_shuts_supervisord_down_once():
+    # supervisord discarded the PROCESS_STATE_FATAL event (its buffer overflowed): the next
+    # events only refresh the list, and the list shows the program FATAL.
+    rpc = RecordingRpc([_info("lt_lost", "FATAL"), _info("lt_ok", "RUNNING")])
+    events = _event("TICK_5", "when:160") + _event(
+        "PROCESS_STATE_RUNNING", "processname:lt_ok groupname:monitors from_state:STARTING"
+    )
+    stdout = io.StringIO()
+    with capture_logs() as logs:
+        listen(rpc, stdin=io.StringIO(events), stdout=stdout)
+    assert rpc.shutdowns == 1
+    fatal = [entry for entry in logs if entry["event"] == "program_fatal"]
+    assert fatal == [
+        {
+            "event": "program_fatal",
+            "log_level": "error",
+            "program": "lt_lost",
+            "group": "monitors",
+            "seen_in": "process_list",
+            "shutdown": True,
+        }
+    ]
+    assert stdout.getvalue() == "READY\nRESULT 2\nOK" * 2 + "READY\n"
+
+
+def test_report_only_mode_reports_each_fatal_episode_once():
+    watch = FatalWatch()
+    fatal = [_info("lt_a", "FATAL")]
+    assert watch.newly_fatal(fatal, None) == [("lt_a", "monitors")]
+    assert watch.newly_fatal(fatal, None) == []
+    assert watch.newly_fatal(fatal, ("lt_a", "monitors")) == []  # its late event
+    # Started again by hand, then FATAL again: a new episode.
+    assert watch.newly_fatal([_info("lt_a", "RUNNING")], None) == []
+    assert watch.newly_fatal(fatal, None) == [("lt_a", "monitors")]
+
+
+class ShuttingDownRpc(RecordingRpc):
+    def getAllProcessInfo(self) -> list[dict[str, Any]]:
+        raise xmlrpc.client.Fault(6, "SHUTDOWN_STATE")
+
+
+def test_supervisord_shutting_down_is_no_warning():
+    stdin = io.StringIO(_event("TICK_5", "when:160") * 3)
+    with capture_logs() as logs:
+        listen(ShuttingDownRpc([]), stdin=stdin, stdout=io.StringIO())
+    assert [entry["log_level"] for entry in logs] == ["debug"] * 3
