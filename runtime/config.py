@@ -18,6 +18,9 @@ from runtime.errors import ConfigError
 from runtime.logical_databases import LOGICAL_DATABASES
 
 DbType = Literal["sqlite", "postgres"]
+LogFormat = Literal["auto", "json", "console"]
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS: tuple[LogFormat, ...] = ("auto", "json", "console")
 
 DEFAULT_TELEGRAM_API_URL = "https://api.telegram.org"
 DEFAULT_YOOKASSA_API_URL = "https://api.yookassa.ru"
@@ -167,6 +170,30 @@ class YooKassaSettings:
 
 
 @dataclass(frozen=True)
+class LogSettings:
+    """LOG_LEVEL and LOG_FORMAT: part of every program's Settings, and all that the programs
+    needing nothing else read (the sandbox, supervisord's event listener)."""
+
+    level: str = "info"
+    #: `auto`: readable console lines on a terminal, JSON lines otherwise. Under supervisord a
+    #: program's stdout is a pipe, so `domos run` resolves `auto` once, from its own terminal,
+    #: and passes `json` or `console` on to every program.
+    format: LogFormat = "auto"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> LogSettings:
+        return cls.read(Env(os.environ if environ is None else environ))
+
+    @classmethod
+    def read(cls, env: Env) -> LogSettings:
+        log_format = env.choice("LOG_FORMAT", "auto", LOG_FORMATS)
+        return cls(
+            level=env.choice("LOG_LEVEL", "info", LOG_LEVELS),
+            format=next(choice for choice in LOG_FORMATS if choice == log_format),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     db: DatabaseSettings
     telegram: TelegramSettings
@@ -176,7 +203,7 @@ class Settings:
     program: str = "domos"
     #: Port of this program's /metrics endpoint; None serves no metrics.
     metrics_port: int | None = None
-    log_level: str = "info"
+    log: LogSettings = LogSettings()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -197,7 +224,7 @@ class Settings:
             timezone=_timezone(env),
             program=env.text("DOMOS_PROGRAM", "domos") or "domos",
             metrics_port=metrics_port or None,
-            log_level=env.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
+            log=LogSettings.read(env),
         )
 
 

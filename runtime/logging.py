@@ -5,7 +5,10 @@
 - `structlog.get_logger()` and every stdlib logger (psycopg, uvicorn, aiogram, django, aiohttp …)
   go through the same processors and the same handler, so one program writes one format;
 - the output is JSON lines when the stream is not a terminal (supervisord, Docker, files) and
-  structlog's readable console format on a terminal;
+  structlog's readable console format on a terminal, unless LOG_FORMAT says which (`domos run`
+  decides once for the programs whose stdout is supervisord's pipe). A console line starts
+  with the program's name, coloured and padded, so the lines of many programs interleaved on
+  one terminal line up: `api                 15:52:09.123 [info     ] request_finished …`;
 - every line carries `program`, an ISO-8601 UTC `timestamp`, `level`, `logger` and whatever is
   bound in `structlog.contextvars` (the monitor runner binds `monitor` and `tick_id`);
 - secrets are redacted last, just before rendering: values under secret-looking keys, `Secret`
@@ -18,15 +21,25 @@ import io
 import logging
 import re
 import sys
+import zlib
 from collections.abc import Mapping
-from typing import Any, Literal, TextIO
+from datetime import datetime
+from typing import Any, TextIO
 
 import structlog
+from structlog.dev import Column, ConsoleRenderer
 from structlog.typing import EventDict, ExcInfo, Processor, WrappedLogger
 
-from runtime.config import Secret, Settings
+from runtime.config import LogFormat, LogSettings, Secret, Settings
 
-LogFormat = Literal["auto", "json", "console"]
+#: Console lines pad the program name to this width: the longest name a program logs under
+#: (`supervisor_listener`; the catalogue's longest is `recurrent_payments`, a test checks).
+CONSOLE_PROGRAM_WIDTH = 19
+#: Foreground colours for program names (ANSI): cyan, green, yellow, blue, magenta and their
+#: bright forms; red is left to errors. A name keeps its colour in every process (crc32, not
+#: the per-process salted hash()).
+_PROGRAM_COLOURS = ("36", "32", "33", "34", "35", "96", "92", "93", "94", "95")
+_RESET = "\033[0m"
 
 REDACTED = "**********"
 
@@ -127,41 +140,94 @@ def _scrubbed_traceback(sio: TextIO, exc_info: ExcInfo) -> None:
     sio.write(scrub_text(buffer.getvalue()))
 
 
-def _resolve_level(settings_or_level: Settings | str | int) -> int:
-    if isinstance(settings_or_level, Settings):
-        settings_or_level = settings_or_level.log_level
-    if isinstance(settings_or_level, int):
-        return settings_or_level
-    level = logging.getLevelName(settings_or_level.upper())
-    if not isinstance(level, int):
-        raise ValueError(f"unknown log level {settings_or_level!r}")
-    return level
+def _resolve_level(level: str | int) -> int:
+    if isinstance(level, int):
+        return level
+    resolved = logging.getLevelName(level.upper())
+    if not isinstance(resolved, int):
+        raise ValueError(f"unknown log level {level!r}")
+    return resolved
 
 
-def _wants_console(stream: TextIO, log_format: LogFormat) -> bool:
-    if log_format != "auto":
-        return log_format == "console"
+def is_terminal(stream: TextIO) -> bool:
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())
 
 
+def resolve_format(log_format: LogFormat, stream: TextIO) -> LogFormat:
+    """`auto` -> `console` on a terminal, `json` otherwise; `json` and `console` stay."""
+    if log_format != "auto":
+        return log_format
+    return "console" if is_terminal(stream) else "json"
+
+
+class _ProgramColumn:
+    """The program's name, padded to CONSOLE_PROGRAM_WIDTH, in its own colour."""
+
+    def __init__(self, colors: bool) -> None:
+        self.colors = colors
+
+    def __call__(self, key: str, value: object) -> str:
+        name = str(value)
+        padded = name.ljust(CONSOLE_PROGRAM_WIDTH)
+        if not self.colors:
+            return padded
+        colour = _PROGRAM_COLOURS[zlib.crc32(name.encode()) % len(_PROGRAM_COLOURS)]
+        return f"\033[{colour}m{padded}{_RESET}"
+
+
+class _LocalTime:
+    """An ISO-8601 UTC timestamp as local `HH:MM:SS.mmm`: what a person at the terminal reads,
+    beside supervisord's own lines in local time. The JSON lines keep the full UTC stamp."""
+
+    def __init__(self, style: str, reset: str) -> None:
+        self.style, self.reset = style, reset
+
+    def __call__(self, key: str, value: object) -> str:
+        try:
+            text = datetime.fromisoformat(str(value)).astimezone().strftime("%H:%M:%S.%f")[:-3]
+        except ValueError:
+            text = str(value)
+        return f"{self.style}{text}{self.reset}"
+
+
+def console_renderer(*, colors: bool = True) -> ConsoleRenderer:
+    """structlog's ConsoleRenderer with the program first, and local times of day."""
+    renderer = ConsoleRenderer(colors=colors, exception_formatter=_scrubbed_traceback)
+    styles = ConsoleRenderer.get_default_column_styles(colors)
+    columns = [Column("program", _ProgramColumn(colors))]
+    for column in renderer.columns:
+        if column.key == "timestamp":
+            column = Column("timestamp", _LocalTime(styles.timestamp, styles.reset))
+        columns.append(column)
+    renderer.columns = columns
+    return renderer
+
+
 def configure_logging(
-    settings_or_level: Settings | str | int,
+    settings: Settings | LogSettings | str | int,
     *,
     program: str | None = None,
     stream: TextIO | None = None,
-    log_format: LogFormat = "auto",
+    log_format: LogFormat | None = None,
 ) -> None:
     """Route structlog and the stdlib into one handler on `stream` (stderr by default).
+
+    `settings` gives the level and the format (LOG_LEVEL, LOG_FORMAT) and, for a program's
+    Settings, its name; a bare level means format `auto`. `log_format` overrides the format.
 
     Safe to call again (tests, a program that re-reads its settings): the previous handler is
     replaced and structlog is reconfigured, nothing is duplicated.
     """
-    level = _resolve_level(settings_or_level)
+    log = settings.log if isinstance(settings, Settings) else settings
+    if isinstance(log, LogSettings):
+        level, configured_format = _resolve_level(log.level), log.format
+    else:
+        level, configured_format = _resolve_level(log), "auto"
     if program is None:
-        program = settings_or_level.program if isinstance(settings_or_level, Settings) else "domos"
+        program = settings.program if isinstance(settings, Settings) else "domos"
     stream = sys.stderr if stream is None else stream
-    console = _wants_console(stream, log_format)
+    console = resolve_format(log_format or configured_format, stream) == "console"
 
     # Shared by structlog's own events and by foreign (stdlib) records.
     shared: list[Processor] = [
@@ -180,10 +246,7 @@ def configure_logging(
     ]
     if console:
         # ConsoleRenderer formats exc_info itself, through the scrubbing formatter.
-        final += [
-            redact_secrets,
-            structlog.dev.ConsoleRenderer(colors=True, exception_formatter=_scrubbed_traceback),
-        ]
+        final += [redact_secrets, console_renderer()]
     else:
         final += [
             structlog.processors.format_exc_info,

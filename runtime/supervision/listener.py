@@ -196,11 +196,14 @@ def listen(
 
 
 def main(*, shutdown_on_fatal: bool, metrics_port: int | None) -> int:
+    from runtime.config import LogSettings
     from runtime.logging import configure_logging
     from runtime.metrics import serve_metrics
 
+    # LOG_LEVEL and LOG_FORMAT only: a listener that failed on another setting would leave
+    # FATAL programs unwatched.
     configure_logging(
-        os.environ.get("LOG_LEVEL", "info"), program="supervisor_listener", stream=sys.stderr
+        LogSettings.from_env(os.environ), program="supervisor_listener", stream=sys.stderr
     )
     serve_metrics(metrics_port)
     # supervisord stops the listener last, with SIGTERM: a clean exit, not "terminated by

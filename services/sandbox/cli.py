@@ -105,10 +105,11 @@ def _validate_tokens(tokens: tuple[str, ...]) -> None:
 
 
 def _configure_logging() -> None:
+    from runtime.config import LogSettings
     from runtime.logging import configure_logging
 
-    level = os.environ.get("LOG_LEVEL", "info")
-    configure_logging(level, program=os.environ.get("DOMOS_PROGRAM", "sandbox"))
+    # LOG_FORMAT too: under `domos run` the sandbox's stdout is supervisord's pipe.
+    configure_logging(LogSettings.from_env(), program=os.environ.get("DOMOS_PROGRAM", "sandbox"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -12,8 +13,15 @@ from typing import Any
 import pytest
 import structlog
 
-from runtime.config import Secret, Settings
-from runtime.logging import REDACTED, configure_logging, is_secret_key, scrub_text
+from runtime.config import LogSettings, Secret, Settings
+from runtime.errors import ConfigError
+from runtime.logging import (
+    CONSOLE_PROGRAM_WIDTH,
+    REDACTED,
+    configure_logging,
+    is_secret_key,
+    scrub_text,
+)
 
 BOT_TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1"
 
@@ -234,3 +242,54 @@ def test_format_can_be_forced() -> None:
     configure_logging("info", program="p", stream=stream, log_format="json")
     structlog.get_logger().info("forced")
     assert lines(stream)[0]["event"] == "forced"
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def test_log_format_setting_wins_over_the_terminal_check() -> None:
+    on_a_tty = FakeTTY()
+    configure_logging(Settings.from_env({"LOG_FORMAT": "json"}), stream=on_a_tty)
+    structlog.get_logger().info("asked_for_json")
+    assert lines(on_a_tty)[0]["event"] == "asked_for_json"
+
+    piped = io.StringIO()
+    configure_logging(LogSettings.from_env({"LOG_FORMAT": "console"}), program="p", stream=piped)
+    structlog.get_logger().info("asked_for_console")
+    assert "asked_for_console" in piped.getvalue()
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(piped.getvalue())
+
+
+def test_an_unknown_log_format_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="LOG_FORMAT"):
+        LogSettings.from_env({"LOG_FORMAT": "xml"})
+
+
+def test_console_lines_start_with_the_program_aligned_and_coloured() -> None:
+    stream = FakeTTY()
+    for program in ("api", "recurrent_payments"):
+        configure_logging("info", program=program, stream=stream)
+        structlog.get_logger().info("tick_succeeded", items=3)
+    raw = stream.getvalue().splitlines()
+    plain = [_ANSI.sub("", line) for line in raw]
+    assert plain[0].startswith("api".ljust(CONSOLE_PROGRAM_WIDTH) + " ")
+    assert plain[1].startswith("recurrent_payments".ljust(CONSOLE_PROGRAM_WIDTH) + " ")
+    # The event starts in the same column whichever program wrote the line.
+    assert plain[0].index("tick_succeeded") == plain[1].index("tick_succeeded")
+    assert "items=3" in plain[0]
+    # Each program's name in its own colour.
+    colours = [line[: line.index("m") + 1] for line in raw]
+    assert all(colour.startswith("\x1b[") for colour in colours)
+    assert colours[0] != colours[1]
+
+
+def test_console_time_of_day_is_local() -> None:
+    stream = FakeTTY()
+    configure_logging("info", program="p", stream=stream)
+    before = datetime.now().strftime("%H:%M")
+    structlog.get_logger().info("now")
+    after = datetime.now().strftime("%H:%M")
+    stamp = _ANSI.sub("", stream.getvalue()).split()[1]
+    assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3}", stamp), stamp
+    assert stamp[:5] in (before, after)

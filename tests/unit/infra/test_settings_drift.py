@@ -64,6 +64,7 @@ NOT_FOR_PRODUCTION = {
     **{db.path_variable: "SQLite only" for db in LOGICAL_DATABASES.values()},
     "DOMOS_CLOCK_OFFSET_S": "moves the monitors' clock: tests and the demo only",
     "DJANGO_DEBUG": "debug pages leak tracebacks and settings",
+    "LOG_FORMAT": "containers log JSON lines (auto: a program's stdout is supervisord's pipe)",
     "API_PORT": "fixed: compose publishes it and Prometheus scrapes it",
     "BOTAPI_PORT": "fixed: compose publishes it and Prometheus scrapes it",
     "WEB_PORT": "fixed: compose publishes it and Prometheus scrapes it",

@@ -82,3 +82,10 @@ def test_embedded_sandbox_starts_first_and_stops_after_the_programs_that_call_it
     assert start_order[:2] == ["supervisor_exporter", "sandbox"]
     assert stop_order.index("monitors") < stop_order.index("sandbox")
     assert stop_order.index("bot") < stop_order.index("sandbox")
+
+
+def test_every_program_name_fits_the_console_column():
+    from runtime.logging import CONSOLE_PROGRAM_WIDTH
+
+    names = [program.name for program in PROGRAMS] + ["supervisor_listener"]
+    assert max(len(name) for name in names) <= CONSOLE_PROGRAM_WIDTH
