@@ -18,7 +18,7 @@ import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,8 @@ SEND_TOKEN = "browser-send-token-0123456789abcdef"
 #: The paid chat, a listings channel (NMARKET_CHATS) and the ids of the demo's members.
 PAID_CHAT = -1001700000001
 NMARKET_CHANNEL = -1001700000002
+TRADEAGENT_CHANNEL = -1001700000003
+GRACE_DAYS = 3
 ANNA, BORIS, VERA = (telegram_id for telegram_id, _ in DEMO_MEMBERS)
 LISTING = "ЖК Солнечный, 2-к кв 54,3 м², 7/17 эт, 8 450 000 ₽, комиссия 2,5%"
 MONITORS = (
@@ -142,6 +144,8 @@ def community_environ(backend: str, tmp: Path, pg_url: str | None) -> dict[str, 
         "BOTAPI_WORKERS": "1",
         "API_ADMIN_KEY": ADMIN_KEY,
         "NMARKET_CHATS": str(NMARKET_CHANNEL),
+        "TRADEAGENT_CHATS": str(TRADEAGENT_CHANNEL),
+        "SUBSCRIPTION_GRACE_DAYS": str(GRACE_DAYS),
         "DOMOS_RUN_DIR": str(tmp / "run"),
         "DOMOS_TIMEZONE": "Europe/Moscow",
         # The admin over plain HTTP on loopback, as under `make run`.
@@ -201,6 +205,8 @@ def _play(c: Community) -> None:
         tariff = ensure_tariff(c.environ)
         demo.start_members()
         assert demo.subscribe(ANNA, tariff)
+        # Not the demo's: Boris pays the same way, for the month-later part below.
+        assert demo.subscribe(BORIS, tariff)
     finally:
         demo.close()
 
@@ -210,7 +216,9 @@ def _play(c: Community) -> None:
         c.run("monitor", monitor, "--once")
     _answers(c)
     c.run("monitor", "notifymonitor", "--once")
-    c.stop("bot", "payment_monitor", "api", "botapi", "sandbox")
+    c.stop("payment_monitor")
+    _month_later(c)
+    c.stop("bot", "api", "botapi", "sandbox")
     _collect_facts(c)
 
 
@@ -250,6 +258,7 @@ def _staff_day(c: Community) -> None:
             "usefulrule",
             {"kind": "hashtag", "pattern": "#ипотека", "weight": "2", "is_active": "on"},
         )
+        _admin_add(web, "group", {"name": "Операторы"}, app="auth")
 
 
 def _csrf(html: str) -> str:
@@ -258,32 +267,34 @@ def _csrf(html: str) -> str:
     return match.group(1)
 
 
-def _admin_add(web: httpx.Client, model: str, fields: dict[str, str]) -> None:
-    form = web.get(f"/admin/domain/{model}/add/")
+def _admin_add(web: httpx.Client, model: str, fields: dict[str, str], app: str = "domain") -> None:
+    form = web.get(f"/admin/{app}/{model}/add/")
     form.raise_for_status()
     saved = web.post(
-        f"/admin/domain/{model}/add/",
+        f"/admin/{app}/{model}/add/",
         data={"csrfmiddlewaretoken": _csrf(form.text), **fields, "_save": "Сохранить"},
     )
-    assert saved.url.path == f"/admin/domain/{model}/", f"{model} not saved:\n{saved.text[:3000]}"
+    assert saved.url.path == f"/admin/{app}/{model}/", f"{model} not saved:\n{saved.text[:3000]}"
 
 
 def _members_day(c: Community, api: str, botapi: str) -> None:
     c.control(
         "POST", "/telegram/chats", {"id": PAID_CHAT, "type": "supergroup", "title": "Агенты PRO"}
     )
-    c.control(
-        "POST",
-        "/telegram/chats",
-        {"id": NMARKET_CHANNEL, "type": "channel", "title": "NMarket", "username": "nmarket_demo"},
-    )
-    # Anna (paid) asks to join the paid chat; the bot approves active members only.
-    c.control("POST", "/telegram/join_requests", {"user_id": ANNA, "chat_id": PAID_CHAT})
+    for channel, title in ((NMARKET_CHANNEL, "NMarket"), (TRADEAGENT_CHANNEL, "TradeAgent")):
+        c.control("POST", "/telegram/chats", {"id": channel, "type": "channel", "title": title})
+    # Anna and Boris (paid) ask to join the paid chat; the bot approves active members only.
+    for member in (ANNA, BORIS):
+        c.control("POST", "/telegram/join_requests", {"user_id": member, "chat_id": PAID_CHAT})
     wait_for(
         lambda: not c.control("GET", f"/telegram/join_requests?chat_id={PAID_CHAT}"),
         30,
-        "the join request to be decided",
+        "the join requests to be decided",
     )
+    # Boris will not renew.
+    before = len(c.sent(BORIS))
+    c.control("POST", "/telegram/messages", {"user_id": BORIS, "text": "/cancel_autorenew"})
+    wait_for(lambda: c.sent(BORIS)[before:], 30, "the bot to confirm /cancel_autorenew")
     c.control(
         "POST",
         "/telegram/messages",
@@ -294,7 +305,8 @@ def _members_day(c: Community, api: str, botapi: str) -> None:
         },
     )
     c.control("POST", "/telegram/voice", {"user_id": ANNA, "chat_id": PAID_CHAT, "size": 2048})
-    c.control("POST", "/telegram/channel_posts", {"chat_id": NMARKET_CHANNEL, "text": LISTING})
+    for channel in (NMARKET_CHANNEL, TRADEAGENT_CHANNEL):
+        c.control("POST", "/telegram/channel_posts", {"chat_id": channel, "text": LISTING})
     # Partners' tokens, issued through the API's admin endpoints.
     for kind in ("advert", "contract"):
         response = httpx.post(
@@ -354,6 +366,32 @@ def _answers(c: Community) -> None:
     c.control("POST", "/telegram/messages", {"user_id": ANNA, "text": "/survey"})
     _press_first_button(c, ANNA, before)
     wait_for(lambda: _has(c, "SELECT 1 FROM survey_responses", ()), 30, "a survey answer")
+
+
+def _month_later(c: Community) -> None:
+    """A month on (the monitors' business clock and the sandbox clock, as tests/acceptance/e2e
+    moves them): Anna's auto-renewal is charged with her saved card; Boris, who cancelled his,
+    runs out, goes through grace and is removed from the paid chat."""
+    with c.db() as db:
+        ends = {
+            row["telegram_id"]: row["current_period_end"]
+            for row in db.fetchall(
+                "SELECT u.telegram_id, s.current_period_end FROM subscriptions s"
+                " JOIN users u ON u.id = s.user_id"
+            )
+        }
+    renewal = ends[ANNA] - timedelta(hours=12)
+    _at(c, renewal, "recurrent_payments", "payment_monitor", "notifymonitor")
+    lapsed = ends[BORIS] + timedelta(days=GRACE_DAYS, hours=1)
+    _at(c, lapsed, "tsmonitor", "tsmonitor", "ban_monitor", "notifymonitor")
+    c.control("POST", "/clock", {"set": datetime.now(UTC).timestamp()})
+
+
+def _at(c: Community, moment: datetime, *monitors: str) -> None:
+    c.control("POST", "/clock", {"set": moment.timestamp()})
+    offset = {"DOMOS_CLOCK_OFFSET_S": f"{(moment - datetime.now(UTC)).total_seconds():.3f}"}
+    for monitor in monitors:
+        c.run("monitor", monitor, "--once", extra=offset)
 
 
 def _collect_facts(c: Community) -> None:

@@ -261,7 +261,7 @@ def test_overview_counts_members_revenue_and_monitor_health(
     revenue = re.search(r'<table id="revenue">(.*?)</table>', page, re.S)
     assert revenue is not None
     assert "1500" in revenue[1]
-    assert "1 платежей" in revenue[1]
+    assert "платежей: 1" in revenue[1]
     monitors = re.search(r'<table id="monitors">(.*?)</table>', page, re.S)
     assert monitors is not None
     assert re.search(r"<td>tsmonitor</td><td>OK</td>", monitors[1])
