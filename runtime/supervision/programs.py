@@ -47,8 +47,11 @@ PROGRAMS: tuple[Program, ...] = (
     Program(
         "sandbox",
         "sandbox",
+        # The state file next to the data it belongs to: a second run on the same data finds
+        # the members, chats and payments the database remembers (services.sandbox.state_file).
         "domos sandbox --host %(ENV_DOMOS_BIND_HOST)s --port %(ENV_SANDBOX_PORT)s"
-        " --webhook-url %(ENV_SANDBOX_YOOKASSA_WEBHOOK_URL)s",
+        " --webhook-url %(ENV_SANDBOX_YOOKASSA_WEBHOOK_URL)s"
+        " --state-file %(ENV_DOMOS_DATA_DIR)s/sandbox/state.json",
         None,
         stopwaitsecs=10,
         priority=10,

@@ -10,6 +10,7 @@ from services.sandbox import control
 from services.sandbox.clock import Clock
 from services.sandbox.config import SandboxConfig
 from services.sandbox.faults import Faults
+from services.sandbox.state_file import StateFile
 from services.sandbox.telegram import routes as telegram_routes
 from services.sandbox.telegram.service import TelegramService
 from services.sandbox.webhooks import WebhookSender
@@ -47,6 +48,9 @@ def build_app(config: SandboxConfig | None = None, clock: Clock | None = None) -
     yookassa_routes.add_routes(app, YOOKASSA, FAULTS)
     control.add_routes(app, control.Keys(CONFIG, CLOCK, FAULTS, SENDER, TELEGRAM, YOOKASSA))
     app.cleanup_ctx.append(_close_sender)
+    if config.state_file is not None:
+        state = StateFile(config.state_file, app[TELEGRAM], app[YOOKASSA])
+        app.cleanup_ctx.append(state.keep)
     return app
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from services.sandbox.config import (
@@ -52,6 +53,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--no-limits", action="store_true", help="switch Telegram's flood limits off"
     )
+    parser.add_argument(
+        "--state-file",
+        type=Path,
+        default=None,
+        help="keep users, chats, bans, payments and ids across restarts in this JSON file"
+        " (default: in memory only)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -72,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         yookassa_webhook_url=args.webhook_url,
         public_url=args.public_url.rstrip("/") if args.public_url else None,
         limits=FloodLimits(enabled=not args.no_limits),
+        state_file=args.state_file,
     )
     _validate_tokens(config.bot_tokens)
     log = structlog.get_logger("sandbox")
@@ -81,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         port=args.port,
         bots=[token.partition(":")[0] for token in config.bot_tokens],
         yookassa_webhook_url=config.yookassa_webhook_url,
+        state_file=str(config.state_file) if config.state_file else None,
     )
     # run_app stops gracefully on SIGINT and SIGTERM (supervisord's stop signal).
     web.run_app(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 #: A syntactically valid token (aiogram checks the `<digits>:<secret>` shape); bot id 123456789.
 DEFAULT_BOT_TOKEN = "123456789:AAFsandbox-default-token-for-tests"
@@ -48,6 +49,9 @@ class SandboxConfig:
     #: Base URL clients reach the sandbox at, for confirmation_url; None derives it per request.
     public_url: str | None = None
     limits: FloodLimits = field(default_factory=FloodLimits)
+    #: Where users, chats, payments and counters survive a restart (services.sandbox.state_file);
+    #: None keeps everything in memory only.
+    state_file: Path | None = None
     #: Pauses between webhook attempts (both APIs); the last one repeats until `max_attempts`.
     webhook_retry_intervals_s: tuple[float, ...] = (1.0, 5.0, 30.0, 60.0, 300.0)
     webhook_max_attempts: int = 20

@@ -189,13 +189,14 @@ class World:
         self.join_requests: dict[tuple[int, int], JoinRequest] = {}
         #: Moderation actions by bots and joins by users, for the control API.
         self.actions: list[dict[str, Any]] = []
-        self._counter = 0
+        #: The last id handed out (kept by the state file, so ids never repeat).
+        self.counter = 0
 
     # identifiers -----------------------------------------------------------------------------
 
     def next_counter(self) -> int:
-        self._counter += 1
-        return self._counter
+        self.counter += 1
+        return self.counter
 
     def new_message_id(self, chat_id: int) -> int:
         message_id = self.next_message_id.get(chat_id, 0) + 1

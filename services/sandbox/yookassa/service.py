@@ -153,12 +153,13 @@ class YooKassaService:
         self.methods: dict[str, SavedMethod] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
         self.idempotence.reset()
-        self._counter = 0
+        #: The last id handed out (kept by the state file, so ids never repeat).
+        self.counter = 0
         self.webhook_url = self.config.yookassa_webhook_url
 
     def next_counter(self) -> int:
-        self._counter += 1
-        return self._counter
+        self.counter += 1
+        return self.counter
 
     # notifications --------------------------------------------------------------------------
 

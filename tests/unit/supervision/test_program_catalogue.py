@@ -70,6 +70,7 @@ def test_embedded_sandbox_starts_first_and_stops_after_the_programs_that_call_it
         "DOMOS_HOME": str(tmp_path),
         "DOMOS_ROLE": "embedded",
         "DOMOS_BIND_HOST": "127.0.0.1",
+        "DOMOS_DATA_DIR": str(tmp_path / "var" / "data"),
         "SANDBOX_PORT": "8081",
         "SANDBOX_YOOKASSA_WEBHOOK_URL": "http://127.0.0.1:6000/yookassa/webhook",
     }.items():
