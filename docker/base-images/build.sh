@@ -50,6 +50,12 @@ rootfs() {
     --format=tar bookworm - | docker import --change 'CMD ["bash"]' - "$ROOTFS" >/dev/null
 }
 
+standin() {
+  docker build --quiet --network host --build-arg "ROOTFS=$ROOTFS" \
+    --label org.domos.standin=true -t "$1" -f "$here/${IMAGES[$1]}" "$here" >/dev/null
+}
+
+missing=()
 for name in $(printf '%s\n' "${!IMAGES[@]}" | sort); do
   if [ "$mode" != --rebuild ]; then
     have "$name" && { echo "base-images: $name present"; continue; }
@@ -57,8 +63,20 @@ for name in $(printf '%s\n' "${!IMAGES[@]}" | sort); do
       echo "base-images: $name pulled"; continue
     fi
   fi
-  rootfs
-  echo "base-images: building the stand-in $name"
-  docker build --quiet --network host --build-arg "ROOTFS=$ROOTFS" \
-    --label org.domos.standin=true -t "$name" -f "$here/${IMAGES[$name]}" "$here" >/dev/null
+  missing+=("$name")
 done
+[ ${#missing[@]} -gt 0 ] || exit 0
+
+rootfs
+# The stand-ins build side by side: each spends most of its time waiting on the apt mirror.
+declare -A pids=()
+for name in "${missing[@]}"; do
+  echo "base-images: building the stand-in $name"
+  standin "$name" &
+  pids[$name]=$!
+done
+failed=0
+for name in "${!pids[@]}"; do
+  wait "${pids[$name]}" || { echo "base-images: building $name failed" >&2; failed=1; }
+done
+exit $failed

@@ -1,0 +1,230 @@
+"""The compose stack of the container acceptance tests: the real image, docker-compose v1.
+
+`ComposeStack` runs `docker-compose` with its own project name, a generated env file and free
+published ports, so it never meets a developer's own stack or the fixed ports of `domos run`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+COMPOSE_FILE = REPO / "docker-compose.yml"
+#: Health checks every 2 s instead of the image's 30 s: the same `domos health`, answered sooner.
+TEST_OVERRIDE = Path(__file__).with_name("compose.test.yml")
+#: Grafana has no Debian package, so no stand-in: its provisioning is validated statically
+#: (tests/unit/infra/test_dashboards.py).
+LEFT_OUT = frozenset({"grafana"})
+T = TypeVar("T")
+
+
+def engine_answers() -> bool:
+    if shutil.which("docker") is None or shutil.which("docker-compose") is None:
+        return False
+    probe = subprocess.run(["docker", "info"], capture_output=True, timeout=30, check=False)
+    return probe.returncode == 0
+
+
+def require_engine() -> None:
+    """Skip without an engine on a developer's machine; never in CI (.ci/run starts one)."""
+    if engine_answers():
+        return
+    message = "no Docker engine answers (docker info); .ci/run starts one"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+BUILD_LOG = REPO / "var" / "test-artifacts" / "image-build.log"
+
+
+@dataclass
+class _Build:
+    process: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+
+
+_build = _Build()
+
+
+def start_image_build() -> None:
+    """docker/build.sh in the background, below the tests' priority (they are timed)."""
+    if _build.process is not None:
+        return
+    BUILD_LOG.parent.mkdir(parents=True, exist_ok=True)
+    with BUILD_LOG.open("wb") as log:
+        _build.process = subprocess.Popen(
+            ["nice", "-n", "10", str(REPO / "docker" / "build.sh")],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    _build.started = time.monotonic()
+
+
+def wait_for_images(timeout_s: float = 480) -> float:
+    """Waits for the build (starting it if collection did not); seconds it took."""
+    start_image_build()
+    assert _build.process is not None
+    try:
+        code = _build.process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        _build.process.kill()
+        pytest.fail(f"the image build took over {timeout_s} s; log: {BUILD_LOG}")
+    if code != 0:
+        pytest.fail(f"docker/build.sh exited {code}:\n{BUILD_LOG.read_text()[-3000:]}")
+    return time.monotonic() - _build.started
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(
+    predicate: Callable[[], T | None], timeout_s: float, what: str, step_s: float = 1
+) -> T:
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except (httpx.HTTPError, subprocess.SubprocessError, KeyError, ValueError) as exc:
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(step_s)
+    pytest.fail(f"timed out after {timeout_s} s waiting for {what}; last: {last!r}")
+
+
+@dataclass
+class ComposeStack:
+    project: str
+    env_file: Path
+    ports: dict[str, int]
+    secrets: dict[str, str]
+
+    @classmethod
+    def create(cls, work: Path) -> ComposeStack:
+        ports = {
+            name: free_port()
+            for name in (
+                "POSTGRES",
+                "API",
+                "WEB",
+                "BOTAPI",
+                "SANDBOX",
+                "PROMETHEUS",
+                "ALERTMANAGER",
+            )
+        }
+        secrets = {
+            "POSTGRES_PASSWORD": "stack-pg-password",
+            "TELEGRAM_BOT_TOKEN": "100000001:container-acceptance-sandbox-token",
+            "YOOKASSA_SHOP_ID": "100001",
+            "YOOKASSA_SECRET_KEY": "test_container_acceptance_secret",
+            "API_ADMIN_KEY": "container-acceptance-admin-key",
+            "API_TOKEN_HASH_KEY": "container-acceptance-hash-key",
+            "DJANGO_SECRET_KEY": "container-acceptance-django-secret-0123456789",
+            "BOTAPI_SEND_TOKEN": "container-acceptance-send-token",
+            "GRAFANA_ADMIN_PASSWORD": "unused",
+        }
+        values = {
+            **secrets,
+            # The sandbox stands in for Telegram and YooKassa, inside the stack's network.
+            "TELEGRAM_API_URL": "http://sandbox:8081",
+            "YOOKASSA_API_URL": "http://sandbox:8081",
+            "ALERT_CHAT_ID": "-1000000000001",
+            **{f"{name}_PUBLISHED_PORT": str(port) for name, port in ports.items()},
+        }
+        env_file = work / "stack.env"
+        env_file.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
+        project = f"domosaccept{os.getpid()}"
+        return cls(project, env_file, ports, secrets)
+
+    # --- docker-compose -----------------------------------------------------------------------
+    def compose(
+        self, *args: str, timeout_s: float = 300, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [
+            "docker-compose",
+            "--project-name",
+            self.project,
+            "--env-file",
+            str(self.env_file),
+            "--file",
+            str(COMPOSE_FILE),
+            "--file",
+            str(TEST_OVERRIDE),
+            "--profile",
+            "sandbox",
+            *args,
+        ]
+        done = subprocess.run(
+            argv, cwd=REPO, capture_output=True, text=True, timeout=timeout_s, check=False
+        )
+        if check and done.returncode != 0:
+            pytest.fail(f"{' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+        return done
+
+    def services(self) -> list[str]:
+        listed = self.compose("config", "--services").stdout.split()
+        return [name for name in listed if name not in LEFT_OUT]
+
+    def long_running(self) -> list[str]:
+        return [name for name in self.services() if name != "migrate"]
+
+    def exec(self, service: str, *argv: str, timeout_s: float = 60) -> str:
+        return self.compose("exec", "-T", service, *argv, timeout_s=timeout_s).stdout
+
+    def ctl(self, service: str, *argv: str) -> str:
+        argv = ("supervisorctl", "-c", "/app/supervisord.conf", *argv)
+        return self.compose("exec", "-T", service, *argv, check=False).stdout
+
+    def container(self, service: str) -> str:
+        return self.compose("ps", "-q", service).stdout.strip()
+
+    def inspect(self, service: str) -> dict[str, Any]:
+        out = subprocess.run(
+            ["docker", "inspect", self.container(service)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout
+        return dict(json.loads(out)[0])
+
+    def health(self, service: str) -> str:
+        state = self.inspect(service)["State"]
+        return str(state.get("Health", {}).get("Status", state["Status"]))
+
+    def all_healthy(self, services: Iterable[str]) -> dict[str, str] | None:
+        states = {name: self.health(name) for name in services}
+        return states if all(state == "healthy" for state in states.values()) else None
+
+    def wait_healthy(self, services: Iterable[str], timeout_s: float = 180) -> dict[str, str]:
+        names = list(services)
+        return wait_for(lambda: self.all_healthy(names), timeout_s, f"{names} healthy", 1)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def database_url(self) -> str:
+        password = self.secrets["POSTGRES_PASSWORD"]
+        return f"postgresql://domos:{password}@127.0.0.1:{self.ports['POSTGRES']}/domos"
+
+    def down(self) -> None:
+        self.compose("down", "--volumes", "--remove-orphans", "--timeout", "90", check=False)
