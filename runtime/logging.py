@@ -40,6 +40,11 @@ CONSOLE_PROGRAM_WIDTH = 19
 #: the per-process salted hash()).
 _PROGRAM_COLOURS = ("36", "32", "33", "34", "35", "96", "92", "93", "94", "95")
 _RESET = "\033[0m"
+#: The machine's time zone when this module was first imported: Django sets TZ to its
+#: TIME_ZONE (the community's zone) when it starts, and web's console lines would otherwise
+#: show another hour than every other program's. A fixed offset: a dev console outlives no DST
+#: change worth a lookup per line.
+_LOCAL_ZONE = datetime.now().astimezone().tzinfo
 
 REDACTED = "**********"
 
@@ -185,7 +190,8 @@ class _LocalTime:
 
     def __call__(self, key: str, value: object) -> str:
         try:
-            text = datetime.fromisoformat(str(value)).astimezone().strftime("%H:%M:%S.%f")[:-3]
+            stamp = datetime.fromisoformat(str(value)).astimezone(_LOCAL_ZONE)
+            text = stamp.strftime("%H:%M:%S.%f")[:-3]
         except ValueError:
             text = str(value)
         return f"{self.style}{text}{self.reset}"

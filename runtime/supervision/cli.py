@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 
 def register(subparsers: Any) -> None:
@@ -37,18 +37,27 @@ def register_run(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import asyncio
     import subprocess
+    import sys
 
-    from runtime.config import Settings
+    from runtime.config import LogSettings, Settings
     from runtime.db import AsyncDatabase
     from runtime.db.migrations import upgrade
     from runtime.errors import ConfigError
+    from runtime.logging import configure_logging, resolve_format
     from runtime.supervision.embedded import STAFF_USERNAME, banner, embedded_environment
 
     config: Path = args.config.resolve()
     if not config.is_file():
         raise ConfigError("--config", f"no supervisord configuration at {config}")
     env = embedded_environment(os.environ, config.parent)
+    # Decided once, here: the programs' stdout is supervisord's pipe, never a terminal, so
+    # `auto` in each of them would always mean JSON. `make run` on a terminal reads as a
+    # console; piped or redirected, or with LOG_FORMAT=json, it stays JSON lines.
+    log_format = resolve_format(LogSettings.from_env(env).format, sys.stdout)
+    env["LOG_FORMAT"] = log_format
     settings = Settings.from_env(env)
+    configure_logging(settings, program="domos", stream=sys.stdout)
+    _append_only(sys.stdout)
     for path in (settings.db.data_dir, Path(env["DOMOS_RUN_DIR"]), config.parent / "var" / "run"):
         path.mkdir(parents=True, exist_ok=True)
 
@@ -64,14 +73,41 @@ def run(args: argparse.Namespace) -> int:
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    print(banner(settings, env, config), flush=True)
+    print(banner(settings, env), flush=True)
+    # Background children: they outlive the exec below (supervisord reaps them), so
+    # supervisord's own programs stay exactly the catalogue's. The summary waits for the
+    # programs and their pages, then prints once; the demo drives the programs.
+    subprocess.Popen(
+        ["domos", "supervisor", "status", "--config", str(config), "--wait-s", "120"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
     if args.demo and env["DOMOS_ROLE"] == "embedded":
-        # A background child: it outlives the exec below (supervisord reaps it) and waits for
-        # the programs it drives, so supervisord's own programs stay exactly the catalogue's.
         subprocess.Popen(["domos", "demo"], env=env, stdin=subprocess.DEVNULL)
+    argv = ["supervisord", "-c", str(config)]
+    if os.getuid() == 0:
+        # Started as root on purpose (a container build step, CI): say so, as supervisord asks,
+        # instead of its "Supervisor is running as root" CRIT line on every start. The same uid
+        # means no privileges are dropped.
+        argv += ["--user", "root"]
     # Become supervisord: signals from the terminal (Ctrl-C) go straight to it.
-    os.execvpe("supervisord", ["supervisord", "-c", str(config)], env)
+    os.execvpe("supervisord", argv, env)
     return 0  # not reached
+
+
+def _append_only(stream: TextIO) -> None:
+    """`make run > run.log`: supervisord opens /dev/stdout again for itself and each program,
+    each open with its own offset into the file; without O_APPEND on the shell's descriptor
+    too, this process's lines and the background children's overwrote the programs' lines."""
+    import fcntl
+    import stat
+
+    try:
+        fd = stream.fileno()
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_APPEND)
+    except (OSError, ValueError):
+        pass  # not a real file descriptor (tests): nothing to share
 
 
 def register_render(subparsers: Any) -> None:
@@ -80,10 +116,12 @@ def register_render(subparsers: Any) -> None:
         help="supervisord integration: render supervisor/, or run the event listener",
         description=(
             "render: write supervisor/ from runtime/supervision/programs.py (or --check it). "
-            "listen: the event listener (FATAL -> shutdown, process metrics)."
+            "listen: the event listener (FATAL -> shutdown, process metrics). "
+            "status: once the programs are up (or --wait-s passed), their states and where to"
+            " look (what `domos run` prints after the start)."
         ),
     )
-    parser.add_argument("action", choices=["render", "listen"])
+    parser.add_argument("action", choices=["render", "listen", "status"])
     parser.add_argument("--root", type=Path, default=Path("supervisor"))
     parser.add_argument("--check", action="store_true", help="render: report differences; exit 1")
     parser.add_argument(
@@ -93,6 +131,18 @@ def register_render(subparsers: Any) -> None:
         help="listen: only report FATAL programs instead of shutting supervisord down",
     )
     parser.add_argument("--metrics-port", type=int, default=None, help="listen: /metrics port")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=Path("supervisord.conf"),
+        help="status: supervisord configuration (default: ./supervisord.conf)",
+    )
+    parser.add_argument(
+        "--wait-s",
+        type=float,
+        default=0.0,
+        help="status: wait up to this long for every program RUNNING and its page answering",
+    )
     parser.set_defaults(handler=supervisor_command)
 
 
@@ -101,6 +151,14 @@ def supervisor_command(args: argparse.Namespace) -> int:
         from runtime.supervision.listener import main
 
         return main(shutdown_on_fatal=args.shutdown_on_fatal, metrics_port=args.metrics_port)
+    if args.action == "status":
+        import sys
+
+        from runtime.config import LogSettings
+        from runtime.supervision.embedded import print_status
+
+        colors = LogSettings.from_env().format == "console"
+        return print_status(args.config.resolve(), os.environ, args.wait_s, sys.stdout, colors)
     from runtime.supervision.programs import differences, write_tree
 
     if args.check:

@@ -14,8 +14,9 @@ import json
 import os
 import secrets
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any, TextIO
 
 from runtime.config import Settings
 
@@ -94,21 +95,142 @@ def embedded_secrets(path: Path) -> dict[str, str]:
     return stored
 
 
-def banner(settings: Settings, env: Mapping[str, str], config: Path) -> str:
+def banner(settings: Settings, env: Mapping[str, str]) -> str:
     """What the operator reads before supervisord's own lines start."""
-    lines = [
-        "domos is starting under supervisord (Ctrl-C stops every program cleanly)",
-        f"  role:        {env['DOMOS_ROLE']}",
-        f"  database:    {settings.db.type} in {settings.db.data_dir}",
-        f"  telegram:    {settings.telegram.api_url}",
-        f"  yookassa:    {settings.yookassa.api_url}",
-        f"  status:      supervisorctl -c {config} status",
-        "  api docs:    http://127.0.0.1:8001/docs",
-        f"  admin:       http://127.0.0.1:8002/admin/ (user {STAFF_USERNAME},"
-        f" password {env['WEB_STAFF_PASSWORD']})",
-        "  metrics:     http://127.0.0.1:<port>/metrics (ports in runtime/supervision/programs.py)",
-        f"  secrets:     {config.parent / 'var' / 'embedded-secrets.json'} (API_ADMIN_KEY, …)",
+    return "\n".join(
+        [
+            "domos is starting under supervisord (Ctrl-C stops every program cleanly)",
+            f"  role:        {env['DOMOS_ROLE']}",
+            f"  database:    {settings.db.type} in {settings.db.data_dir}",
+            f"  telegram:    {settings.telegram.api_url}",
+            f"  yookassa:    {settings.yookassa.api_url}",
+            "  a summary of the programs and where to look follows once they are up",
+        ]
+    )
+
+
+#: Pages that answer once the services are up: what `domos supervisor status --wait-s` waits
+#: for before it prints, so the links it prints work.
+def service_urls(env: Mapping[str, str]) -> dict[str, str]:
+    urls = {
+        "api": "http://127.0.0.1:8001/docs",
+        "web": "http://127.0.0.1:8002/admin/",
+        "botapi": f"http://127.0.0.1:{BOTAPI_PORT}/health",
+    }
+    if env.get("DOMOS_ROLE") == "embedded":
+        urls["sandbox"] = f"http://127.0.0.1:{env['SANDBOX_PORT']}/_sandbox/telegram/sent"
+    return urls
+
+
+def metrics_urls() -> dict[str, str]:
+    """Program -> its /metrics, from the catalogue (the listener's too)."""
+    from runtime.supervision.programs import LISTENER_METRICS_PORT, LISTENER_NAME, PROGRAMS
+
+    ports = {p.name: p.metrics_port for p in PROGRAMS if p.metrics_port is not None}
+    ports[LISTENER_NAME] = LISTENER_METRICS_PORT
+    return {name: f"http://127.0.0.1:{port}/metrics" for name, port in ports.items()}
+
+
+def _coloured(text: str, code: str, colors: bool) -> str:
+    return f"\033[{code}m{text}\033[0m" if colors else text
+
+
+def status_report(
+    processes: Sequence[Mapping[str, Any]],
+    env: Mapping[str, str],
+    config: Path,
+    *,
+    elapsed_s: float,
+    colors: bool = False,
+) -> str:
+    """The programs' states and where to look, printed once the programs are up."""
+    running = [p for p in processes if p["statename"] == "RUNNING"]
+    metrics = metrics_urls()
+    width = max([len(str(p["name"])) for p in processes] + [len("program")])
+    if len(running) == len(processes):
+        head = f"domos is up: {len(processes)} programs RUNNING"
+    else:
+        head = f"domos: {len(running)} of {len(processes)} programs RUNNING"
+    lines = [f"{head} (role {env.get('DOMOS_ROLE', '?')}, {elapsed_s:.0f} s)"]
+    lines.append(f"  {'program'.ljust(width)}  {'state'.ljust(8)}  metrics")
+    for info in sorted(processes, key=lambda info: str(info["name"])):
+        name, state = str(info["name"]), str(info["statename"])
+        shown = _coloured(state.ljust(8), "32" if state == "RUNNING" else "31", colors)
+        lines.append(f"  {name.ljust(width)}  {shown}  {metrics.get(name, '')}".rstrip())
+    supervisorctl = Path(env.get("PATH", "").split(":")[0]) / "supervisorctl"
+    urls = service_urls(env)
+    look = [
+        ("api docs", urls["api"]),
+        (
+            "web admin",
+            f"{urls['web']} (user {STAFF_USERNAME}, password WEB_STAFF_PASSWORD in"
+            f" {config.parent / 'var' / 'embedded-secrets.json'})",
+        ),
     ]
-    if env["DOMOS_ROLE"] == "embedded":
-        lines.append(f"  sandbox:     {settings.telegram.api_url}/_sandbox/ (docs/sandbox.md)")
+    if "sandbox" in urls:
+        look.append(("sent messages", f"{urls['sandbox']} (what the bot sent; docs/sandbox.md)"))
+    look += [
+        ("programs", f"{supervisorctl} -c {config} status"),
+        ("a program's log", "its lines here: each names its program"),
+        ("stop", "Ctrl-C (every program stops cleanly)"),
+    ]
+    label = max(len(name) for name, _ in look)
+    lines.append("where to look")
+    lines += [f"  {name.ljust(label)}  {where}" for name, where in look]
     return "\n".join(lines)
+
+
+def _answers(url: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True  # up; a 401 or 404 is still an answer
+    except OSError:
+        return False
+
+
+def print_status(
+    config: Path, env: Mapping[str, str], wait_s: float, out: TextIO, colors: bool
+) -> int:
+    """Wait (up to `wait_s`) until every program is RUNNING and the services' pages answer, or
+    one is FATAL; then print `status_report` in one write. 1 when supervisord never answered
+    or went away (Ctrl-C during the start: nothing to report), or a program is not RUNNING."""
+    import time
+    import xmlrpc.client
+
+    from runtime.observability.health import supervisor_processes
+
+    started = time.monotonic()
+    deadline = started + wait_s
+    processes: list[dict[str, Any]] = []
+    while True:
+        try:
+            processes = supervisor_processes(config)
+        except (OSError, xmlrpc.client.Error):
+            if processes:
+                return 1  # it answered before: supervisord is stopping
+            processes = []
+        states = {str(p["statename"]) for p in processes}
+        if (processes and states == {"RUNNING"}) or "FATAL" in states:
+            break
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    if not processes:
+        return 1
+    names = {str(p["name"]) for p in processes if p["statename"] == "RUNNING"}
+    pending = [url for name, url in service_urls(env).items() if name in names]
+    while pending and time.monotonic() < deadline:
+        pending = [url for url in pending if not _answers(url)]
+        if pending:
+            time.sleep(0.5)
+    report = status_report(
+        processes, env, config, elapsed_s=time.monotonic() - started, colors=colors
+    )
+    out.write(report + "\n")
+    out.flush()
+    return 0 if len(names) == len(processes) else 1

@@ -113,6 +113,9 @@ LISTENER_METRICS_PORT = 9200
 #: 15 x (2 x 6 + 1) = 195 events; 1024 leaves room for more programs and a slow listener, at a
 #: few hundred bytes an event. The listener does not rely on any one event anyway.
 LISTENER_BUFFER_SIZE = 1024
+#: The XML-RPC login of supervisord.conf's [unix_http_server], for the listener (supervisor's
+#: childutils read it from the environment). Not a secret: the socket's mode protects it.
+SUPERVISOR_RPC_LOGIN = ("domos", "socket-mode-0700")
 
 
 def render_listener() -> str:
@@ -123,7 +126,9 @@ def render_listener() -> str:
             f"[eventlistener:{LISTENER_NAME}]",
             f"command=domos supervisor listen --metrics-port {LISTENER_METRICS_PORT}",
             "directory=%(ENV_DOMOS_HOME)s",
-            f'environment=DOMOS_PROGRAM="{LISTENER_NAME}"',
+            f'environment=DOMOS_PROGRAM="{LISTENER_NAME}",'
+            f'SUPERVISOR_USERNAME="{SUPERVISOR_RPC_LOGIN[0]}",'
+            f'SUPERVISOR_PASSWORD="{SUPERVISOR_RPC_LOGIN[1]}"',
             "events=PROCESS_STATE,TICK_5",
             f"buffer_size={LISTENER_BUFFER_SIZE}",
             "priority=1",

@@ -12,6 +12,9 @@ from typing import Any
 
 from prometheus_client import multiprocess
 
+from runtime.logging import configure_logging
+from services.botapi.main import program_settings
+
 bind = f"{os.environ.get('BOTAPI_HOST', '127.0.0.1')}:{os.environ.get('BOTAPI_PORT', '6000')}"
 workers = int(os.environ.get("BOTAPI_WORKERS", "2"))
 worker_class = "sync"
@@ -20,8 +23,12 @@ graceful_timeout = 10
 # A worker per request at a time: webhook fetches take up to BOTAPI_PROVIDER_TIMEOUT_S.
 keepalive = 2
 accesslog = None
-# gunicorn's own logs go to stderr; the app's (structlog JSON) are configured in each worker.
+# gunicorn's own lines go through the program's logging, in the program's format: set up here,
+# as the master loads this file before its first line ("Starting gunicorn"), and again in each
+# worker when it builds the app.
 errorlog = "-"
+logger_class = "services.common.gunicorn_logging.RootLogger"
+configure_logging(program_settings())
 proc_name = "domos-botapi"
 # gunicorn 25.1+ opens a control socket (for gunicornc) under $XDG_RUNTIME_DIR or
 # $HOME/.gunicorn: $HOME is root-owned in the image (Permission denied), and on a laptop every

@@ -87,9 +87,13 @@ def serve(args: argparse.Namespace) -> int:
     temporary = not os.environ.get(MULTIPROC_ENV)
     metrics_dir = prepare_metrics_dir(os.environ, program="web")
     try:
+        from services.web.server import configure_program_logging, run_gunicorn
+
+        # Before Django (which sets TZ to its TIME_ZONE) and its migrations, whose lines are
+        # the program's too.
+        configure_program_logging()
         setup_django()
         from services.web.bootstrap import collectstatic, migrate
-        from services.web.server import run_gunicorn
 
         if not args.no_migrate:
             migrate()

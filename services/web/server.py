@@ -23,7 +23,7 @@ class WebServer(BaseApplication):  # type: ignore[misc]
         return application
 
 
-def _configure_worker_logging(*_: Any) -> None:
+def configure_program_logging(*_: Any) -> None:
     from runtime.config import Settings
     from runtime.logging import configure_logging
 
@@ -39,7 +39,7 @@ def _worker_exited(server: Any, worker: Any) -> None:
 
 
 def run_gunicorn(*, host: str, port: int, workers: int) -> int:
-    _configure_worker_logging()
+    configure_program_logging()
     WebServer(
         {
             "bind": f"{host}:{port}",
@@ -51,7 +51,9 @@ def run_gunicorn(*, host: str, port: int, workers: int) -> int:
             "graceful_timeout": 10,
             "accesslog": None,
             "errorlog": "-",
-            "post_fork": lambda server, worker: _configure_worker_logging(),
+            # gunicorn's own lines in the program's log format, not gunicorn's.
+            "logger_class": "services.common.gunicorn_logging.RootLogger",
+            "post_fork": lambda server, worker: configure_program_logging(),
             "child_exit": _worker_exited,
             "proc_name": "domos-web",
             # No gunicornc control socket under $HOME/.gunicorn (root-owned in the image, shared

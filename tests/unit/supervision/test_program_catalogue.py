@@ -90,3 +90,12 @@ def test_every_program_name_fits_the_console_column():
 
     names = [program.name for program in PROGRAMS] + ["supervisor_listener"]
     assert max(len(name) for name in names) <= CONSOLE_PROGRAM_WIDTH
+
+
+def test_the_listener_logs_in_as_supervisord_conf_asks():
+    from runtime.supervision.programs import SUPERVISOR_RPC_LOGIN
+
+    conf = configparser.RawConfigParser()
+    conf.read(REPO / "supervisord.conf")
+    for section in ("unix_http_server", "supervisorctl"):
+        assert (conf[section]["username"], conf[section]["password"]) == SUPERVISOR_RPC_LOGIN
