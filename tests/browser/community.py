@@ -3,11 +3,15 @@
 Per backend, in a fresh data dir (SQLite) or a fresh database (PostgreSQL): the sandbox,
 botapi, the API, the bot, payment_monitor and the web admin run as processes on free ports;
 `domos demo`'s scenario (runtime.supervision.demo: a tariff, three members who /start, one who
-pays through YooKassa) plays against them; then what an operator and members do on a normal
-day: staff add an event and a useful-message rule in the admin, a member asks to join the paid
-chat, members talk and send a voice note, a listings channel posts, partners get tokens, a
-member blocks the bot; and every monitor runs once (`domos monitor NAME --once`). Nothing is
-inserted behind the programs' backs: every row is one the real code wrote.
+pays through YooKassa) plays against them, and a second member pays the same way; then what an
+operator and members do on a normal day: staff add an event, a useful-message rule and a staff
+group in the admin, paid members join the paid chat, talk and send a voice note, listings
+channels post, partners get tokens, a member blocks the bot, one cancels his auto-renewal; every
+monitor runs once (`domos monitor NAME --once`); members register for the event and answer the
+survey. Then a month later on the monitors' and the sandbox's clocks (as tests/acceptance/e2e
+moves them): the auto-renewal is charged, the other member lapses and is banned. Nothing is
+inserted behind the programs' backs: every row is one the real code wrote. The programs stop;
+the web admin keeps serving until the session ends.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,7 +177,9 @@ class Pages:
 def pages(
     browser: Browser, live_web: str, artifacts_dir: Path, request: pytest.FixtureRequest
 ) -> Iterator[Pages]:
-    watched = Pages(browser, live_web, artifacts_dir / _slug(request.node.name))
+    directory = artifacts_dir / _slug(request.node.name)
+    shutil.rmtree(directory, ignore_errors=True)  # only this run's steps, none of the last run's
+    watched = Pages(browser, live_web, directory)
     yield watched
     watched.close()
     if watched.problems.items:
