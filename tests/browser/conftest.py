@@ -29,7 +29,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, Response, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Page,
+    Playwright,
+    Response,
+    expect,
+    sync_playwright,
+)
 
 from tests.browser.community import STAFF_PASSWORD, STAFF_USERNAME, Community, build_community
 
@@ -100,6 +108,8 @@ def staff_credentials() -> tuple[str, str]:
 
 @pytest.fixture(scope="session")
 def playwright() -> Iterator[Playwright]:
+    # expect() waits as long as an action may take: its 5 s default flakes on a busy machine.
+    expect.set_options(timeout=ACTION_TIMEOUT_MS)
     with sync_playwright() as driver:
         yield driver
 
