@@ -1,7 +1,8 @@
 """`domos observability render [--check]` and `domos health`.
 
-render: write prometheus/prometheus.yml and grafana/dashboards/domos.json from the catalogue and
-the panel list; --check reports differences and exits 1 (the tests run it).
+render: write prometheus/prometheus.yml, prometheus/alertmanager.yml and
+grafana/dashboards/domos.json from the catalogue and the panel list; --check reports
+differences and exits 1 (the tests run it).
 health: the container HEALTHCHECK of DOMOS_ROLE; exit 0 healthy, 1 not.
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 def register(subparsers: Any) -> None:
     render = subparsers.add_parser(
         "observability",
-        help="render (or --check) the Prometheus scrape config and the Grafana dashboard",
+        help="render (or --check) the Prometheus and Alertmanager configs, the Grafana dashboard",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -44,11 +45,13 @@ def register(subparsers: Any) -> None:
 
 def rendered_files() -> dict[str, str]:
     """Repository-relative path -> content, for every file this module renders."""
+    from runtime.observability.alerting import render_alertmanager_config
     from runtime.observability.dashboards import DASHBOARD_FILE, render_dashboard
     from runtime.observability.scrape import render_scrape_config
 
     return {
         "prometheus/prometheus.yml": render_scrape_config(),
+        "prometheus/alertmanager.yml": render_alertmanager_config(),
         f"grafana/dashboards/{DASHBOARD_FILE}": render_dashboard(),
     }
 

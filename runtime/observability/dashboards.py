@@ -2,8 +2,12 @@
 
 Panels are declared here once; `domos observability render` writes grafana/dashboards/domos.json
 and the tests check that the committed file matches and that every metric a panel queries is
-defined in the code. Grafana's `$__rate_interval` is used for every rate, so panels stay right
-whatever the scrape interval.
+defined in the code (or exported by postgres_exporter, or Prometheus' own `ALERTS`). Grafana's
+`$__rate_interval` is used for every rate, so panels stay right whatever the scrape interval.
+
+Template variables narrow the panels to a role, a program and a monitor (each "All" by default,
+which Grafana sends as `.*`, so series without the label still show); `expand()` turns a panel's
+query into what Grafana sends with every variable on "All", for evaluating it elsewhere.
 """
 
 from __future__ import annotations
@@ -16,14 +20,42 @@ DATASOURCE_UID = "domos-prometheus"
 DASHBOARD_UID = "domos-overview"
 DASHBOARD_FILE = "domos.json"
 
-PanelKind = Literal["timeseries", "stat"]
+PanelKind = Literal["timeseries", "stat", "table"]
 RATE = "$__rate_interval"
+#: What Grafana substitutes for a variable set to "All" (the variables' `allValue`).
+ALL = ".*"
+
+#: Label matchers of the template variables, for the panels' selectors.
+ROLE = 'role=~"$role"'
+PROGRAM = f'{ROLE}, program=~"$program"'
+MONITOR = f'{ROLE}, monitor=~"$monitor"'
+#: A program's own scrape job is named after it: pool and database series carry `job`.
+JOB = f'{ROLE}, job=~"$program"'
+#: postgres_exporter reports every database of the server; Grafana hides the templates.
+DATABASES = 'datname!~"template0|template1|"'
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    #: `label_values(selector, label)`: the choices are the label's values on these series.
+    selector: str
+    label: str
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable("role", "domos_supervisor_process_up", "role"),
+    Variable("program", f"domos_supervisor_process_up{{{ROLE}}}", "program"),
+    Variable("monitor", f"domos_monitor_leader{{{ROLE}}}", "monitor"),
+)
 
 
 @dataclass(frozen=True)
 class Query:
     expr: str
     legend: str = ""
+    #: One value per series now (tables of current state) instead of a range.
+    instant: bool = False
 
 
 @dataclass(frozen=True)
@@ -45,18 +77,31 @@ class Row:
 
 ROWS: tuple[Row, ...] = (
     Row(
+        "Alerts",
+        (
+            Panel(
+                "Firing alerts",
+                (Query(f'ALERTS{{alertstate="firing", {ROLE}}}', instant=True),),
+                kind="table",
+                width=24,
+                description="What Prometheus fires now (Alertmanager posts it to the operators'"
+                " chat); each alert's runbook is docs/runbooks/<alertname>.md.",
+            ),
+        ),
+    ),
+    Row(
         "Programs",
         (
             Panel(
                 "Programs running",
-                (Query("domos_supervisor_process_up", "{{role}} {{program}}"),),
+                (Query(f"domos_supervisor_process_up{{{PROGRAM}}}", "{{role}} {{program}}"),),
                 description="1 while supervisord reports the program RUNNING.",
             ),
             Panel(
                 "Program restarts (1 h)",
                 (
                     Query(
-                        "increase(domos_supervisor_process_restarts_total[1h])",
+                        f"increase(domos_supervisor_process_restarts_total{{{PROGRAM}}}[1h])",
                         "{{role}} {{program}}",
                     ),
                 ),
@@ -64,7 +109,7 @@ ROWS: tuple[Row, ...] = (
             ),
             Panel(
                 "Scrape targets up",
-                (Query("up", "{{job}} {{instance}}"),),
+                (Query(f"up{{{ROLE}}}", "{{job}} {{instance}}"),),
                 description="0: Prometheus cannot reach the program's /metrics.",
             ),
         ),
@@ -76,7 +121,8 @@ ROWS: tuple[Row, ...] = (
                 "Ticks by outcome",
                 (
                     Query(
-                        f"sum by (monitor, outcome) (rate(domos_monitor_ticks_total[{RATE}]))",
+                        "sum by (monitor, outcome) "
+                        f"(rate(domos_monitor_ticks_total{{{MONITOR}}}[{RATE}]))",
                         "{{monitor}} {{outcome}}",
                     ),
                 ),
@@ -86,11 +132,14 @@ ROWS: tuple[Row, ...] = (
                 "Tick errors",
                 (
                     Query(
-                        "sum by (monitor) "
-                        f'(rate(domos_monitor_ticks_total{{outcome="failure"}}[{RATE}]))',
+                        "sum by (monitor) (rate(domos_monitor_ticks_total"
+                        f'{{{MONITOR}, outcome="failure"}}[{RATE}]))',
                         "{{monitor}}",
                     ),
-                    Query("domos_monitor_consecutive_failures", "{{monitor}} consecutive"),
+                    Query(
+                        f"domos_monitor_consecutive_failures{{{MONITOR}}}",
+                        "{{monitor}} consecutive",
+                    ),
                 ),
                 unit="short",
             ),
@@ -99,7 +148,7 @@ ROWS: tuple[Row, ...] = (
                 (
                     Query(
                         "histogram_quantile(0.95, sum by (monitor, le) "
-                        f"(rate(domos_monitor_tick_duration_seconds_bucket[{RATE}])))",
+                        f"(rate(domos_monitor_tick_duration_seconds_bucket{{{MONITOR}}}[{RATE}])))",
                         "{{monitor}}",
                     ),
                 ),
@@ -109,11 +158,12 @@ ROWS: tuple[Row, ...] = (
                 "Time since last success",
                 (
                     Query(
-                        "time() - max by (monitor) (domos_monitor_last_success_timestamp_seconds)",
+                        "time() - max by (monitor) "
+                        f"(domos_monitor_last_success_timestamp_seconds{{{MONITOR}}})",
                         "{{monitor}}",
                     ),
                     Query(
-                        "3 * max by (monitor) (domos_monitor_interval_seconds)",
+                        f"3 * max by (monitor) (domos_monitor_interval_seconds{{{MONITOR}}})",
                         "{{monitor}} alert threshold",
                     ),
                 ),
@@ -124,7 +174,8 @@ ROWS: tuple[Row, ...] = (
                 "Items processed",
                 (
                     Query(
-                        f"sum by (monitor) (rate(domos_monitor_items_processed_total[{RATE}]))",
+                        "sum by (monitor) "
+                        f"(rate(domos_monitor_items_processed_total{{{MONITOR}}}[{RATE}]))",
                         "{{monitor}}",
                     ),
                 ),
@@ -132,7 +183,7 @@ ROWS: tuple[Row, ...] = (
             ),
             Panel(
                 "Leader",
-                (Query("domos_monitor_leader", "{{monitor}} {{instance}}"),),
+                (Query(f"domos_monitor_leader{{{MONITOR}}}", "{{monitor}} {{instance}}"),),
                 description="1: this instance holds the singleton lock (or claims work).",
             ),
         ),
@@ -256,24 +307,89 @@ ROWS: tuple[Row, ...] = (
             Panel(
                 "Pool connections",
                 (
-                    Query("sum by (job) (domos_db_pool_size)", "{{job}} size"),
-                    Query("sum by (job) (domos_db_pool_available)", "{{job}} available"),
+                    Query(f"sum by (job) (domos_db_pool_size{{{JOB}}})", "{{job}} size"),
+                    Query(f"sum by (job) (domos_db_pool_available{{{JOB}}})", "{{job}} available"),
                 ),
             ),
             Panel(
                 "Pool waiters",
-                (Query("sum by (job) (domos_db_pool_waiting)", "{{job}}"),),
+                (Query(f"sum by (job) (domos_db_pool_waiting{{{JOB}}})", "{{job}}"),),
                 description="Callers waiting for a connection; sustained > 0 means exhaustion.",
             ),
             Panel(
                 "Query errors by kind",
                 (
                     Query(
-                        f"sum by (job, kind) (rate(domos_db_query_errors_total[{RATE}]))",
+                        f"sum by (job, kind) (rate(domos_db_query_errors_total{{{JOB}}}[{RATE}]))",
                         "{{job}} {{kind}}",
                     ),
                 ),
                 unit="ops",
+            ),
+        ),
+    ),
+    Row(
+        "PostgreSQL",
+        (
+            Panel(
+                "PostgreSQL up",
+                (Query("pg_up", "{{instance}}"),),
+                kind="stat",
+                width=4,
+                description="1 while postgres_exporter can query the server.",
+            ),
+            Panel(
+                "Connections",
+                (
+                    Query(
+                        f"sum by (datname) (pg_stat_database_numbackends{{{DATABASES}}})",
+                        "{{datname}}",
+                    ),
+                    Query("max(pg_settings_max_connections)", "max_connections"),
+                ),
+                width=10,
+                description="Backends per database against the server's max_connections (every"
+                " program's pool counts: DB_POOL_MAX_SIZE per process).",
+            ),
+            Panel(
+                "Locks by mode",
+                (Query(f"sum by (mode) (pg_locks_count{{{DATABASES}}})", "{{mode}}"),),
+                width=10,
+                description="Locks held or awaited, by mode; a climb of exclusive locks with"
+                " waiting pools is contention.",
+            ),
+            Panel(
+                "Transactions",
+                (
+                    Query(
+                        "sum by (datname) "
+                        f"(rate(pg_stat_database_xact_commit{{{DATABASES}}}[{RATE}]))",
+                        "{{datname}} commits",
+                    ),
+                    Query(
+                        "sum by (datname) "
+                        f"(rate(pg_stat_database_xact_rollback{{{DATABASES}}}[{RATE}]))",
+                        "{{datname}} rollbacks",
+                    ),
+                ),
+                unit="ops",
+            ),
+            Panel(
+                "Database size",
+                (Query(f"pg_database_size_bytes{{{DATABASES}}}", "{{datname}}"),),
+                unit="bytes",
+            ),
+            Panel(
+                "Longest transaction",
+                (
+                    Query(
+                        f"max by (datname) (pg_stat_activity_max_tx_duration{{{DATABASES}}})",
+                        "{{datname}}",
+                    ),
+                ),
+                unit="s",
+                description="Age of the oldest open transaction: long ones hold locks and"
+                " keep vacuum from cleaning up.",
             ),
         ),
     ),
@@ -284,7 +400,8 @@ ROWS: tuple[Row, ...] = (
                 "Requests by status",
                 (
                     Query(
-                        f"sum by (program, status) (rate(domos_http_requests_total[{RATE}]))",
+                        "sum by (program, status) "
+                        f"(rate(domos_http_requests_total{{{PROGRAM}}}[{RATE}]))",
                         "{{program}} {{status}}",
                     ),
                 ),
@@ -295,12 +412,12 @@ ROWS: tuple[Row, ...] = (
                 (
                     Query(
                         "histogram_quantile(0.5, sum by (program, le) "
-                        f"(rate(domos_http_request_duration_seconds_bucket[{RATE}])))",
+                        f"(rate(domos_http_request_duration_seconds_bucket{{{PROGRAM}}}[{RATE}])))",
                         "{{program}} p50",
                     ),
                     Query(
                         "histogram_quantile(0.95, sum by (program, le) "
-                        f"(rate(domos_http_request_duration_seconds_bucket[{RATE}])))",
+                        f"(rate(domos_http_request_duration_seconds_bucket{{{PROGRAM}}}[{RATE}])))",
                         "{{program}} p95",
                     ),
                 ),
@@ -311,9 +428,9 @@ ROWS: tuple[Row, ...] = (
                 (
                     Query(
                         "sum by (program) "
-                        f'(rate(domos_http_requests_total{{status=~"5.."}}[{RATE}]))'
+                        f'(rate(domos_http_requests_total{{{PROGRAM}, status=~"5.."}}[{RATE}]))'
                         " / sum by (program) "
-                        f"(rate(domos_http_requests_total[{RATE}]))",
+                        f"(rate(domos_http_requests_total{{{PROGRAM}}}[{RATE}]))",
                         "{{program}}",
                     ),
                 ),
@@ -339,18 +456,62 @@ def _panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
         "gridPos": {"h": 8, "w": panel.width, "x": x, "y": y},
         "fieldConfig": {"defaults": {"unit": panel.unit}, "overrides": []},
         "options": {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True}},
-        "targets": [
-            {
-                "refId": chr(ord("A") + index),
-                "datasource": datasource,
-                "expr": query.expr,
-                "legendFormat": query.legend,
-                "range": True,
-            }
-            for index, query in enumerate(panel.queries)
-        ],
+        "targets": [_target(query, index, datasource) for index, query in enumerate(panel.queries)],
     }
+    if panel.kind == "table":
+        # One row per alert: the labels as columns, without the time and value columns.
+        result["options"] = {"showHeader": True}
+        result["transformations"] = [
+            {
+                "id": "organize",
+                "options": {"excludeByName": {"Time": True, "Value": True, "__name__": True}},
+            }
+        ]
     return result
+
+
+def _target(query: Query, index: int, datasource: dict[str, str]) -> dict[str, Any]:
+    target: dict[str, Any] = {
+        "refId": chr(ord("A") + index),
+        "datasource": datasource,
+        "expr": query.expr,
+        "legendFormat": query.legend,
+    }
+    if query.instant:
+        target.update({"instant": True, "range": False, "format": "table"})
+    else:
+        target["range"] = True
+    return target
+
+
+def _variable_json(variable: Variable) -> dict[str, Any]:
+    definition = f"label_values({variable.selector}, {variable.label})"
+    return {
+        "name": variable.name,
+        "label": variable.name,
+        "type": "query",
+        "datasource": {"type": "prometheus", "uid": DATASOURCE_UID},
+        "definition": definition,
+        "query": {"query": definition, "refId": f"{variable.name}-values"},
+        # On dashboard load and on time range change: programs come and go.
+        "refresh": 2,
+        "includeAll": True,
+        "multi": True,
+        "allValue": ALL,
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "sort": 1,
+        "hide": 0,
+    }
+
+
+def expand(expr: str, rate_interval: str = "30s") -> str:
+    """The query as Grafana sends it with every variable on "All"."""
+    expanded = expr.replace(RATE, rate_interval)
+    # Longest names first, so that no variable's name is replaced inside another's.
+    for variable in sorted(VARIABLES, key=lambda v: -len(v.name)):
+        expanded = expanded.replace(f"${variable.name}", ALL)
+    assert "$" not in expanded, expanded
+    return expanded
 
 
 def dashboard() -> dict[str, Any]:
@@ -383,7 +544,8 @@ def dashboard() -> dict[str, Any]:
     return {
         "uid": DASHBOARD_UID,
         "title": "domos",
-        "description": "Programs, monitors, outbox, payments, database pool and HTTP services.",
+        "description": "Firing alerts, programs, monitors, outbox, payments, database pools,"
+        " HTTP services and PostgreSQL.",
         "tags": ["domos"],
         "timezone": "browser",
         "editable": False,
@@ -391,7 +553,7 @@ def dashboard() -> dict[str, Any]:
         "schemaVersion": 39,
         "version": 1,
         "time": {"from": "now-6h", "to": "now"},
-        "templating": {"list": []},
+        "templating": {"list": [_variable_json(variable) for variable in VARIABLES]},
         "annotations": {"list": []},
         "panels": items,
     }

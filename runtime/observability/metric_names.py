@@ -43,6 +43,34 @@ PROMETHEUS_BUILTINS = frozenset(
     }
 )
 
+#: Series of the exporters beside the programs that the dashboard, the alert rules or the
+#: runbooks use: postgres_exporter 0.11 (Debian bookworm's and the compose image's version, default
+#: collectors) and Alertmanager 0.25's own delivery metrics. The integration tests check each
+#: name against the real processes.
+POSTGRES_EXPORTER_METRICS = frozenset(
+    {
+        "pg_up",
+        "pg_settings_max_connections",
+        "pg_stat_database_numbackends",
+        "pg_stat_database_xact_commit",
+        "pg_stat_database_xact_rollback",
+        "pg_stat_database_deadlocks",
+        "pg_locks_count",
+        "pg_database_size_bytes",
+        "pg_stat_activity_count",
+        "pg_stat_activity_max_tx_duration",
+    }
+)
+ALERTMANAGER_METRICS = frozenset(
+    {
+        "alertmanager_notifications_total",
+        "alertmanager_notifications_failed_total",
+        "alertmanager_alerts",
+    }
+)
+#: Everything outside the code that may be queried.
+EXTERNAL_METRICS = PROMETHEUS_BUILTINS | POSTGRES_EXPORTER_METRICS | ALERTMANAGER_METRICS
+
 #: PromQL words that look like identifiers but name no metric.
 _KEYWORDS = frozenset(
     {

@@ -4,12 +4,15 @@ Targets are `<compose service>:<metrics port>`: the compose service of a program
 (one container per role). Every role container also runs the supervisord event listener, scraped
 by the `supervisor` job. Series carry a `role` label; the `program` label stays free for the
 programs' own metrics (domos_http_requests_total{program}), so nothing is renamed `exported_*`.
+Beside the programs: Alertmanager (where fired alerts go, and its own delivery metrics) and
+postgres_exporter (PostgreSQL's own metrics, the `pg_*` series of the dashboard).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from runtime.observability.alerting import ALERTMANAGER_PORT, alerting_block
 from runtime.supervision.programs import (
     LISTENER_METRICS_PORT,
     PRODUCTION_ROLES,
@@ -24,6 +27,13 @@ RULE_FILES = ("alerts.yml",)
 #: The sandbox container runs only under the compose profile `sandbox`; its targets are labelled
 #: so the "target down" alert can leave them out when the profile is off.
 OPTIONAL_ROLES = ("sandbox",)
+#: Compose services beside the roles: job name -> `<service>:<port>`.
+ALERTMANAGER_TARGET = f"alertmanager:{ALERTMANAGER_PORT}"
+POSTGRES_EXPORTER_PORT = 9187
+INFRA_JOBS = {
+    "alertmanager": ALERTMANAGER_TARGET,
+    "postgres": f"postgres-exporter:{POSTGRES_EXPORTER_PORT}",
+}
 
 HEADER = (
     "# Rendered from runtime/supervision/programs.py by `domos observability render`;\n"
@@ -83,12 +93,15 @@ def scrape_config() -> dict[str, Any]:
                 ],
             }
         )
+    for job_name, target in INFRA_JOBS.items():
+        jobs.append({"job_name": job_name, "static_configs": [{"targets": [target]}]})
     return {
         "global": {
             "scrape_interval": f"{SCRAPE_INTERVAL_S}s",
             "evaluation_interval": f"{EVALUATION_INTERVAL_S}s",
             "external_labels": {"system": "domos"},
         },
+        "alerting": alerting_block(ALERTMANAGER_TARGET),
         "rule_files": list(RULE_FILES),
         "scrape_configs": jobs,
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,14 +11,18 @@ import yaml
 
 from runtime.cli import main
 from runtime.observability.dashboards import (
+    ALL,
     DASHBOARD_FILE,
     DATASOURCE_UID,
     ROWS,
+    VARIABLES,
     dashboard,
+    expand,
     panel_queries,
+    panels,
 )
 from runtime.observability.metric_names import (
-    PROMETHEUS_BUILTINS,
+    EXTERNAL_METRICS,
     defined_metrics,
     referenced_metrics,
 )
@@ -48,7 +53,7 @@ def test_every_panel_queries_only_metrics_defined_in_the_code(defined: set[str])
         (title, name)
         for title, expr in panel_queries()
         for name in referenced_metrics(expr)
-        if name not in defined | PROMETHEUS_BUILTINS
+        if name not in defined | EXTERNAL_METRICS
     }
     assert not unknown
 
@@ -61,7 +66,7 @@ def test_every_alert_rule_uses_only_metrics_defined_in_the_code(repo: Path, defi
         for rule in group["rules"]:
             count += 1
             for name in referenced_metrics(rule["expr"]):
-                if name not in defined | PROMETHEUS_BUILTINS:
+                if name not in defined | EXTERNAL_METRICS:
                     unknown.add((rule["alert"], name))
     assert count >= 10
     assert not unknown
@@ -69,7 +74,16 @@ def test_every_alert_rule_uses_only_metrics_defined_in_the_code(repo: Path, defi
 
 def test_the_dashboard_covers_what_the_operator_watches():
     titles = {row.title for row in ROWS}
-    assert titles == {"Programs", "Monitors", "Outbox", "Payments", "Database", "HTTP services"}
+    assert titles == {
+        "Alerts",
+        "Programs",
+        "Monitors",
+        "Outbox",
+        "Payments",
+        "Database",
+        "HTTP services",
+        "PostgreSQL",
+    }
     exprs = " ".join(expr for _, expr in panel_queries())
     for metric in (
         "domos_supervisor_process_up",
@@ -84,16 +98,71 @@ def test_the_dashboard_covers_what_the_operator_watches():
         "domos_db_pool_waiting",
         "domos_http_request_duration_seconds_bucket",
         "domos_http_requests_total",
+        "ALERTS",
+        "pg_stat_database_numbackends",
+        "pg_locks_count",
+        "pg_stat_database_xact_commit",
+        "pg_database_size_bytes",
     ):
         assert metric in exprs, metric
 
 
+def test_the_firing_alerts_are_a_table_at_the_top():
+    model = dashboard()
+    first = model["panels"][1]
+    assert first["title"] == "Firing alerts"
+    assert first["type"] == "table"
+    assert first["gridPos"] == {"h": 8, "w": 24, "x": 0, "y": 1}
+    (target,) = first["targets"]
+    assert target["expr"].startswith('ALERTS{alertstate="firing"')
+    assert target["instant"] is True
+    assert target["format"] == "table"
+
+
+def test_template_variables_role_program_monitor_narrow_the_panels(defined: set[str]):
+    model = dashboard()
+    variables = {v["name"]: v for v in model["templating"]["list"]}
+    assert list(variables) == ["role", "program", "monitor"]
+    for variable in VARIABLES:
+        json_variable = variables[variable.name]
+        assert json_variable["includeAll"] is True
+        assert json_variable["allValue"] == ALL
+        assert json_variable["datasource"]["uid"] == DATASOURCE_UID
+        assert json_variable["query"]["query"] == (
+            f"label_values({variable.selector}, {variable.label})"
+        )
+        assert referenced_metrics(variable.selector) <= defined
+    # program and monitor choices follow the chosen role.
+    assert "$role" in variables["program"]["definition"]
+    assert "$role" in variables["monitor"]["definition"]
+    used = {name for _, expr in panel_queries() for name in re.findall(r"\$(\w+)", expr)}
+    assert used == {"role", "program", "monitor", "__rate_interval"}
+    narrowed = {
+        panel.title: {v.name for v in VARIABLES if f"${v.name}" in query.expr}
+        for panel in panels()
+        for query in panel.queries
+    }
+    assert narrowed["Programs running"] == {"role", "program"}
+    assert narrowed["Leader"] == {"role", "monitor"}
+    assert narrowed["Pool waiters"] == {"role", "program"}
+    assert narrowed["Requests by status"] == {"role", "program"}
+
+
+def test_expand_gives_what_grafana_sends_on_all():
+    assert expand('sum(rate(x{role=~"$role", program=~"$program"}[$__rate_interval]))') == (
+        'sum(rate(x{role=~".*", program=~".*"}[30s]))'
+    )
+    with pytest.raises(AssertionError):
+        expand('x{a=~"$unknown"}')
+
+
 def test_http_panels_show_every_service_by_program():
-    # api, web and botapi all export domos_http_*: no panel may narrow to some of them.
+    # api, web and botapi all export domos_http_*: no panel may narrow to some of them (beyond
+    # the program the viewer picks).
     http = [expr for _, expr in panel_queries() if "domos_http_" in expr]
     assert len(http) >= 4
     for expr in http:
-        assert "program=" not in expr, expr
+        assert "program=" not in expr.replace('program=~"$program"', ""), expr
         assert "program!" not in expr, expr
         assert "by (program" in expr, expr
 
