@@ -231,14 +231,20 @@ def describe_plan(plans: list[TablePlan]) -> str:
             flags = f' collate "{column.collation}"' if column.collation else ""
             flags += " identity" if column.identity else ""
             flags += " not null" if column.not_null else ""
-            lines.append(
-                f"    {column.source} -> {column.target} {column.pg_type}{flags}  [{column.note}]"
-            )
+            lines.append(f"    {column.source} -> {column.target} {column.pg_type}{flags}")
+            lines.append(f"        stored: {_describe_classes(column.classes)}")
+            lines.append(f"        why: {column.note}")
         for constraint in plan.constraints:
             lines.append(f"    {constraint.kind}: {constraint.name}")
         for problem, count in sorted(plan.problems.items()):
             lines.append(f"    problem: {problem} x{count}")
     return "\n".join(lines)
+
+
+def _describe_classes(classes: dict[str, int] | None) -> str:
+    if classes is None:
+        return "not profiled"
+    return ", ".join(f"{name} {count}" for name, count in classes.items()) or "no rows"
 
 
 def _load_state(options: Options) -> dict[str, str]:
@@ -710,6 +716,7 @@ def build_report(run: Run, exit_code: int) -> dict[str, Any]:
                         "target": c.target,
                         "type": c.pg_type,
                         "collation": c.collation,
+                        "classes": c.classes,
                         "rule": c.note,
                     }
                     for c in plan.columns

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runtime.errors import MigrationError
+from runtime.migrate.inference import choose_type, classes_seen, count_jsonb_refusals
 from runtime.migrate.snapshot import Source
 from runtime.migrate.sqlite_source import (
     ColumnProfile,
@@ -69,6 +70,9 @@ class ColumnPlan:
     passthrough: bool = False
     #: "C" for text compared bytewise in SQLite (its BINARY collation); None: the default.
     collation: str | None = None
+    #: The storage classes the profile counted (typeof() name -> values); None: not profiled
+    #: (a plan from declared types, or existing mode). Shown by --dry-run and the report.
+    classes: dict[str, int] | None = None
 
     @property
     def converter(self) -> str:
@@ -120,36 +124,9 @@ class TablePlan:
 
 
 def infer_type(declared: str, profile: ColumnProfile, rowid_alias: bool) -> tuple[str, str]:
-    """PostgreSQL type for a SQLite column from its declared type and its stored classes."""
-    if rowid_alias:
-        return "bigint", "INTEGER PRIMARY KEY (rowid alias): bigint identity"
-    d = declared
-    if "BOOL" in d:
-        return "boolean", "declared boolean: 0/1 and true/false texts become boolean"
-    if "INT" in d:
-        if profile.real > profile.integral_reals:
-            return "double precision", "integer affinity holding fractional reals"
-        return "bigint", "integer affinity"
-    if "DATETIME" in d or "TIMESTAMP" in d:
-        return "timestamp with time zone", "declared date-time: text/unix time as UTC"
-    if d == "DATE":
-        return "date", "declared date"
-    if any(word in d for word in ("CHAR", "CLOB", "TEXT")):
-        return "text", "text affinity"
-    if "BLOB" in d:
-        return "bytea", "declared blob"
-    if any(word in d for word in ("REAL", "FLOA", "DOUB")):
-        return "double precision", "real affinity"
-    if d:
-        return "numeric", "numeric affinity: exact decimal"
-    # No declared type: decide from the data alone.
-    if profile.blob and not (profile.integer or profile.real or profile.text):
-        return "bytea", "untyped, blobs only"
-    if profile.text or profile.blob:
-        return "text", "untyped, holds text"
-    if profile.real > profile.integral_reals:
-        return "double precision", "untyped, holds reals"
-    return "bigint", "untyped, holds integers"
+    """PostgreSQL type for a SQLite column from its stored classes and declared type (the
+    rules: inference.py)."""
+    return choose_type(declared, profile, rowid_alias)
 
 
 def is_passthrough(pg_type: str, profile: ColumnProfile, not_null: bool) -> bool:
@@ -269,6 +246,9 @@ def plan_table(
         # on every path (arrow_copy.py, arrow_digest.py). SQLite's search of every text is
         # most of a profile's cost.
         profiles = profile_table(conn, table, scanner, count_nul=False)
+        for name, profile in profiles.items():
+            if profile.json_risky:  # the few texts SQLite cannot judge for jsonb
+                profile.json_refusals = count_jsonb_refusals(conn, table.name, name)
         columns = _infer_columns(table, profiles)
         fast_copy = all(c.passthrough for c in columns) and not excluded
         if not (alias is not None and fast_copy):
@@ -317,20 +297,24 @@ def declared_columns(table: Table) -> list[ColumnPlan] | None:
     if table.rowid_alias is None or not table.copied_columns:
         return None
     empty = ColumnProfile()
-    columns = _infer_columns(table, {c.name: empty for c in table.copied_columns})
+    columns = _infer_columns(table, {c.name: empty for c in table.copied_columns}, profiled=False)
     declared = {c.name: c.declared for c in table.copied_columns}
     if any(c.pg_type not in _DECLARED_PASSTHROUGH or not declared[c.source] for c in columns):
         return None  # an untyped column's type comes from its data
     return columns
 
 
-def _infer_columns(table: Table, profiles: dict[str, ColumnProfile]) -> list[ColumnPlan]:
+def _infer_columns(
+    table: Table, profiles: dict[str, ColumnProfile], *, profiled: bool = True
+) -> list[ColumnPlan]:
     alias = table.rowid_alias
     columns = []
     for column in table.copied_columns:
         profile = profiles[column.name]
         not_null = column.not_null or column.pk_position > 0
         pg_type, note = infer_type(column.declared, profile, column.name == alias)
+        if not profiled:
+            note = f"declared {column.declared}: {pg_type}, proven by the copy (not profiled)"
         columns.append(
             ColumnPlan(
                 source=column.name,
@@ -341,6 +325,7 @@ def _infer_columns(table: Table, profiles: dict[str, ColumnProfile]) -> list[Col
                 note=note,
                 passthrough=is_passthrough(pg_type, profile, not_null),
                 collation="C" if pg_type == "text" and table.binary_collation else None,
+                classes=classes_seen(profile) if profiled else None,
             )
         )
     return columns

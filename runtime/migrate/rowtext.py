@@ -11,15 +11,18 @@ Encoding per value (NULL is `~`, values are joined by `|`, each row ends with a 
   rule (PostgreSQL `2` vs Python `2.0`, exponent switch points) can differ;
 - numeric: the shortest plain decimal (trim_scale; zero is `0`);
 - text: its length in characters, `:`, the text (the length keeps `|` and newlines unambiguous);
+- json: the stored text, as text; jsonb: the text PostgreSQL prints for it (`jsonb_text`), as text;
 - boolean `t`/`f`; timestamps: microseconds since the epoch (without time zone: of the wall
   clock); date: days since 1970-01-01; bytea: hex; uuid: the hyphenated lower-case form.
-Tables with other column types (json, interval, character) keep the row-by-row comparison.
+Tables with other column types (interval, character) keep the row-by-row comparison.
 
 Tables of integer, float and text columns only use the cheaper columnar hash (columnar.py).
 """
 
 from __future__ import annotations
 
+import json
+import re
 import struct
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -79,6 +82,62 @@ def _bytea(value: bytes | memoryview) -> str:
     return bytes(value).hex()
 
 
+def _json(value: Any) -> str:
+    return _text(value.obj)
+
+
+def _jsonb(value: Any) -> str:
+    return _text(jsonb_text(value.obj))
+
+
+def jsonb_text(text: str) -> str:
+    """What PostgreSQL's jsonb output prints for a JSON text: keys unique (the last wins) and
+    ordered by length then bytes, `, ` and `: ` separators, numbers as numeric prints them
+    (scale kept: `1.50`; exponents expanded: `1e2` is `100`), strings with only `"`, `\\` and
+    control characters escaped."""
+    return _jsonb_render(json.loads(text, parse_float=Decimal, parse_int=Decimal))
+
+
+_JSON_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+}
+_JSON_SPECIAL = re.compile('["\\\\\x00-\x1f]')
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _JSON_ESCAPES.get(char) or f"\\u{ord(char):04x}"
+
+
+def _jsonb_string(value: str) -> str:
+    return '"' + _JSON_SPECIAL.sub(_json_escape, value) + '"'
+
+
+def _jsonb_render(value: Any) -> str:
+    if isinstance(value, str):
+        return _jsonb_string(value)
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return "null"
+    if isinstance(value, Decimal):
+        if value.is_zero():
+            value = value.copy_abs()  # numeric has no negative zero
+        return format(value, "f")
+    if isinstance(value, list):
+        return "[" + ", ".join(_jsonb_render(item) for item in value) + "]"
+    keys = sorted(value, key=lambda key: (len(key.encode()), key.encode()))
+    return "{" + ", ".join(f"{_jsonb_string(k)}: {_jsonb_render(value[k])}" for k in keys) + "}"
+
+
 #: converter (target base type) -> (SQL expression over `{c}`, Python formatter of a non-null value)
 ENCODINGS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "bigint": ("{c}::text", str),
@@ -101,6 +160,8 @@ ENCODINGS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "date": ("({c} - date '1970-01-01')::text", _date),
     "bytea": ("encode({c}, 'hex')", _bytea),
     "uuid": ("{c}::text", str),
+    "json": ("length({c}::text)::text || ':' || {c}::text", _json),
+    "jsonb": ("length({c}::text)::text || ':' || {c}::text", _jsonb),
 }
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import MigrationError
+from runtime.migrate.inference import DOUBLE_EXACT, hint_sql, intent_of
 from runtime.migrate.values import decode_text
 
 #: Tables SQLite and its tools maintain themselves; never data to migrate.
@@ -194,6 +195,19 @@ class ColumnProfile:
     #: Texts holding a NUL byte (PostgreSQL text cannot store them); None: not counted by the
     #: profile, because the fast copy looks for them in every batch (plan.py decides).
     nul_texts: int | None = 0
+    #: Integers beyond 2^53 (a double would round them), counted where reals are mixed in.
+    wide_integers: int = 0
+    #: Counts of the declared type's checks (inference.py `hint_sql`), taken only for columns
+    #: whose declared type names that intent.
+    json_texts: int = 0
+    json_risky: int = 0
+    #: Of the risky JSON texts, those jsonb refuses (checked in Python: inference.py).
+    json_refusals: int = 0
+    day_texts: int = 0
+    datetime_values: int = 0
+    boolean_values: int = 0
+    decimal_values: int = 0
+    decimal_fit: int = 0
 
     @property
     def non_null(self) -> int:
@@ -232,6 +246,7 @@ def _full_profile_sql(q: str) -> list[str]:
         f"sum({q} IS NULL)",
         f"sum(typeof({q}) = 'real' AND {q} = CAST({q} AS INTEGER))",
         f"sum(typeof({q}) = 'text' AND {_nul_sql(q)})",
+        f"sum(typeof({q}) = 'integer' AND ({q} > {DOUBLE_EXACT} OR {q} < -{DOUBLE_EXACT}))",
     ]
 
 
@@ -269,6 +284,9 @@ def profile_table(
         if _needs_integral_count(c) and not c.declared.startswith("INT"):
             guesses["integral"] = len(parts)
             parts.append(f"sum(typeof({q}) = 'real' AND {q} = CAST({q} AS INTEGER))")
+        for hint, condition in hint_sql(intent_of(c.declared), q).items():
+            guesses[hint] = len(parts)
+            parts.append(f"sum({condition})")
     merges = ["sum"]
     for c in columns:
         merges += ["min", "max", "sum"] + ["sum"] * len(guessed[c.name])
@@ -284,6 +302,13 @@ def profile_table(
         q = quote_sqlite(column.name)
         profile = ColumnProfile(null=total - int(non_null))
         profiles[column.name] = profile
+        hints = {
+            name: int(values[at] or 0)
+            for name, at in guessed[column.name].items()
+            if name in _HINTS
+        }
+        for name, count in hints.items():
+            setattr(profile, name, count)
         if not non_null:
             continue
         single = _single_class(low, high)
@@ -312,12 +337,30 @@ def profile_table(
             values = [int(v or 0) for v in row[position : position + len(exprs)]]
             position += len(exprs)
             if kind == "full":
-                profiles[column.name] = ColumnProfile(*values)
+                integer, real, text, blob, null, integral, nul, wide = values
+                full = ColumnProfile(
+                    integer, real, text, blob, null, integral, nul, wide_integers=wide
+                )
+                for name in _HINTS:
+                    setattr(full, name, getattr(profiles[column.name], name))
+                profiles[column.name] = full
             elif kind == "nul":
                 profiles[column.name].nul_texts = values[0]
             else:
                 profiles[column.name].integral_reals = values[0]
     return profiles
+
+
+#: The profile fields filled from `inference.hint_sql` conditions.
+_HINTS = (
+    "json_texts",
+    "json_risky",
+    "day_texts",
+    "datetime_values",
+    "boolean_values",
+    "decimal_values",
+    "decimal_fit",
+)
 
 
 def _nul_sql(q: str) -> str:

@@ -14,7 +14,10 @@ Stated rules (also in docs/cutover.md):
   without an offset the text is UTC, as SQLite's CURRENT_TIMESTAMP writes it), or numbers as unix
   time: |n| < 1e11 seconds, |n| < 1e14 milliseconds; anything else rejected;
 - dates: `YYYY-MM-DD`, or a timestamp whose time of day is midnight;
-- bytea: blobs as they are, text as its UTF-8 bytes; numbers rejected.
+- bytea: blobs as they are, text as its UTF-8 bytes, numbers as the bytes of their decimal text
+  (a column mixing blobs with other classes: bytea is the one type holding them all);
+- json/jsonb: the text is sent as it is stored (PostgreSQL parses it; jsonb keeps its value, not
+  its spelling: see docs/cutover.md); texts with a NUL byte are rejected.
 """
 
 from __future__ import annotations
@@ -240,6 +243,10 @@ def to_bytea(value: SourceValue) -> bytes | None:
         return bytes(value)
     if type(value) is str:
         return value.encode("utf-8")
+    if type(value) is int:
+        return str(value).encode()
+    if type(value) is float:
+        return repr(value).encode()
     raise Reject("number_in_blob_column")
 
 
@@ -254,19 +261,48 @@ def to_uuid(value: SourceValue) -> uuid.UUID | None:
         raise Reject("invalid_uuid") from None
 
 
+def _verbatim(text: str) -> str:
+    return text
+
+
 def _json_converter(binary: bool) -> Converter:
+    """The stored text itself, sent for PostgreSQL to parse: infer mode chose the type because
+    every text is JSON (inference.py), and Python parsing then dumping it again would cost a
+    second parse per value and change what is stored (1e400 would become Infinity)."""
+
     def convert(value: SourceValue) -> Json | Jsonb | None:
         if value is None:
             return None
         # Here: psycopg is loaded where rows are copied by it, not by every worker.
         from psycopg.types.json import Json, Jsonb
 
-        try:
-            return (Jsonb if binary else Json)(json.loads(_text(value)))
-        except ValueError:
-            raise Reject("invalid_json") from None
+        return (Jsonb if binary else Json)(_text(value), dumps=_verbatim)
 
     return convert
+
+
+def parse_json(text: str | bytes) -> Any:
+    """A JSON text as verification compares it: numbers exact (Decimal), never floats."""
+    return json.loads(text, parse_float=Decimal, parse_int=Decimal)
+
+
+def canonical_json(value: Any) -> str:
+    """One text per JSON value: keys sorted, numbers as normalised decimals (both sides parse
+    theirs with `parse_json`: PostgreSQL's jsonb keeps numbers exactly, a float would not)."""
+
+    def normal(item: Any) -> Any:
+        if isinstance(item, dict):
+            return {key: normal(inner) for key, inner in item.items()}
+        if isinstance(item, list):
+            return [normal(inner) for inner in item]
+        if isinstance(item, bool) or item is None or isinstance(item, str):
+            return item
+        if isinstance(item, float):
+            item = Decimal(repr(item))
+        number = Decimal(item).normalize()
+        return {"#": "0" if not number else str(number)}  # a number never looks like a string
+
+    return json.dumps(normal(value), sort_keys=True, ensure_ascii=False)
 
 
 def to_interval(value: SourceValue) -> timedelta | None:
@@ -344,14 +380,30 @@ def canonical(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value.normalize()) if value else "0"
     if isinstance(value, dict | list):
-        return json.dumps(value, sort_keys=True)
+        return canonical_json(value)
     if isinstance(value, memoryview):
         return bytes(value)
     from psycopg.types.json import Json, Jsonb  # see _json_converter
 
     if isinstance(value, Json | Jsonb):
-        return json.dumps(value.obj, sort_keys=True)
+        return canonical_json_value(value)
     return value
+
+
+def canonical_json_value(value: Any) -> Any:
+    """canonical() of a json/jsonb column's value: the converter's wrapper of the stored text
+    (SQLite side), or the value psycopg loaded with `parse_json` (PostgreSQL side, verify.py)."""
+    if value is None:
+        return None
+    obj = getattr(value, "obj", value)
+    if getattr(value, "dumps", None) is _verbatim:
+        obj = parse_json(obj)
+    return canonical_json(obj)
+
+
+def canonical_for(pg_type: str) -> Callable[[Any], Any]:
+    """The canonical() of one column type."""
+    return canonical_json_value if pg_type in ("json", "jsonb") else canonical
 
 
 #: Types whose values canonical() changes; other columns are hashed as they come.

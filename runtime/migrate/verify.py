@@ -39,7 +39,13 @@ from runtime.migrate.digest import (
 )
 from runtime.migrate.plan import TablePlan, quote_ident
 from runtime.migrate.sqlite_source import open_snapshot
-from runtime.migrate.values import COPY_TYPES, NEEDS_CANONICAL, canonical
+from runtime.migrate.values import (
+    COPY_TYPES,
+    NEEDS_CANONICAL,
+    canonical,
+    canonical_for,
+    parse_json,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -67,7 +73,9 @@ class _Hasher:
         )
         self.multiset = 0
         self.canonical_columns = [
-            i for i, c in enumerate(plan.columns) if c.converter in NEEDS_CANONICAL
+            (i, canonical_for(c.converter))
+            for i, c in enumerate(plan.columns)
+            if c.converter in NEEDS_CANONICAL
         ]
         self.types = [c.converter for c in plan.columns]
 
@@ -80,8 +88,8 @@ class _Hasher:
             fixed = []
             for row in rows:
                 values = list(row)
-                for i in self.canonical_columns:
-                    values[i] = canonical(values[i])
+                for i, normal in self.canonical_columns:
+                    values[i] = normal(values[i])
                 fixed.append(tuple(values))
             rows = fixed
         if self.ordered:
@@ -254,6 +262,9 @@ def postgres_digest(
     import psycopg  # the target side runs in the parent; the workers' fork server skips it
 
     with psycopg.connect(target_url, options=TARGET_SESSION) as conn:
+        from psycopg.types.json import set_json_loads
+
+        set_json_loads(parse_json, conn)  # numbers exact, as the source side parses them
         with (
             conn.cursor() as cursor,
             cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT BINARY)") as copy,

@@ -60,6 +60,9 @@ def _adversarial(path: Path) -> None:
 
 
 def test_every_problem_is_converted_or_rejected_and_counted(pg_url, run_migration, tmp_path):
+    """A value no declared type's rule converts widens its column to the narrowest type that
+    holds every stored value (issue 17); only what no type holds losslessly is rejected: a
+    NULL primary key, a foreign key to a missing row, a NUL byte in a text, invalid UTF-8."""
     source = tmp_path / "weird.sqlite"
     _adversarial(source)
 
@@ -68,47 +71,49 @@ def test_every_problem_is_converted_or_rejected_and_counted(pg_url, run_migratio
     tables = {t["table"]: t for t in report["sources"][0]["tables"]}
     assert report["verified"] is True, [t["verification_problems"] for t in tables.values()]
     assert tables["order"]["rejects"] == {
-        "text_in_integer_column": 1,
-        "non_boolean_number": 1,
-        "unparseable_timestamp": 1,
         "foreign_key_to_missing_row:user": 1,
-        "text_in_numeric_column": 1,
         "null_in_primary_key": 1,
-        "blob_in_text_column": 1,
     }
     assert tables["log"]["rejects"] == {"nul_byte_in_text": 1, "invalid_utf8": 1}
     for table in tables.values():
         assert table["rows_written"] + sum(table["rejects"].values()) == table["rows_source"]
+    columns = {c["source"]: c for c in tables["order"]["columns"]}
+    assert {name: c["type"] for name, c in columns.items()} == {
+        "code": "text",
+        "user_id": "bigint",
+        "qty": "text",  # 'many' among the integers
+        "paid": "text",  # 2 is no boolean
+        "created_at": "text",  # 'next tuesday'
+        "price": "text",  # 'cheap'
+        "note": "bytea",  # a blob among texts and an integer
+    }
+    assert columns["qty"]["classes"] == {"integer": 10, "text": 1}
+    assert "but 1 of 11 values are not" in columns["paid"]["rule"]
 
     rejects = [
         json.loads(line) for line in (tmp_path / "work/rejects.jsonl").read_text().splitlines()
     ]
-    assert len(rejects) == report["rows_rejected"] == 9
+    assert len(rejects) == report["rows_rejected"] == 4
     by_problem = {r["problem"]: r for r in rejects}
-    assert by_problem["text_in_integer_column"] == {
-        "source": "weird",
-        "table": "order",
-        "target": "weird.order",
-        "key": {"code": "bad-qty"},
-        "column": "qty",
-        "problem": "text_in_integer_column",
-        "value": "'many'",
-    }
+    assert by_problem["foreign_key_to_missing_row:user"]["key"] == {"code": "bad-fk"}
     assert by_problem["invalid_utf8"]["key"] == {"rowid": 2}
     assert by_problem["invalid_utf8"]["column"] == "message"
 
     with psycopg.connect(pg_url, options="-c TimeZone=UTC") as conn:
         rows = conn.execute(
-            'SELECT code, qty, paid, created_at, price FROM weird."order" ORDER BY code'
+            'SELECT code, qty, paid, created_at, price, note FROM weird."order" ORDER BY code'
         ).fetchall()
         assert rows == [
-            ("ok-1", 5, True, datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC), 9.5),
-            ("ok-2", 42, False, datetime(2024, 1, 2, 3, 4, 5, 250000, tzinfo=UTC), 1.0),
-            ("ok-3", 3, True, datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC), 2.5),
-            ("ok-4", 1, False, datetime(2024, 1, 2, 3, 4, 5, 123000, tzinfo=UTC), 0.1),
+            ("bad-blob", "1", "1", None, None, b"\x01\x02"),
+            ("bad-bool", "1", "2", None, None, None),
+            ("bad-date", "1", "1", "next tuesday", None, None),
+            ("bad-qty", "many", "1", None, None, None),
+            ("bad-real", "1", "1", None, "cheap", None),
+            ("ok-1", "5", "1", "2024-01-02 03:04:05", "9.5", b"x"),
+            ("ok-2", "42", "0", "2024-01-02T03:04:05.250Z", "1.0", b"7"),
+            ("ok-3", "3", "true", "1704164645", "2.5", None),
+            ("ok-4", "1", "f", "1704164645123", "0.1", b"y"),
         ]
-        notes = conn.execute('SELECT note FROM weird."order" ORDER BY code').fetchall()
-        assert notes == [("x",), ("7",), (None,), ("y",)]
         assert conn.execute('SELECT "we""ird" FROM weird."user" WHERE id = 1').fetchone() == (
             'q"uote',
         )
@@ -126,7 +131,39 @@ def test_every_problem_is_converted_or_rejected_and_counted(pg_url, run_migratio
 
     code, report = run_migration(pg_url, {source: "weird"}, truncate=True, allow_rejects=True)
     assert code == 0
-    assert report["rows_rejected"] == 9
+    assert report["rows_rejected"] == 4
+
+
+def test_every_stored_form_of_a_declared_type_is_converted(pg_url, run_migration, tmp_path):
+    """Where every value converts, the declared type's intent is taken, whatever the forms."""
+    source = tmp_path / "forms.sqlite"
+    with sqlite3.connect(source) as conn:
+        conn.execute(
+            'CREATE TABLE "order" (code TEXT PRIMARY KEY, qty INTEGER, paid BOOLEAN, '
+            "created_at DATETIME, price REAL)"
+        )
+        conn.executemany(
+            'INSERT INTO "order" VALUES (?, ?, ?, ?, ?)',
+            [
+                ("ok-1", 5, 1, "2024-01-02 03:04:05", 9.5),
+                ("ok-2", "42", 0, "2024-01-02T03:04:05.250Z", 1),  # text int converted
+                ("ok-3", 3.0, "true", 1704164645, "2.5"),  # integral real, unix seconds
+                ("ok-4", 1, "f", 1704164645123, 0.1),  # unix milliseconds
+            ],
+        )
+    conn.close()
+    code, report = run_migration(pg_url, {source: "forms"})
+    assert code == 0, report
+    with psycopg.connect(pg_url, options="-c TimeZone=UTC") as conn:
+        rows = conn.execute(
+            'SELECT code, qty, paid, created_at, price FROM forms."order" ORDER BY code'
+        ).fetchall()
+    assert rows == [
+        ("ok-1", 5, True, datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC), 9.5),
+        ("ok-2", 42, False, datetime(2024, 1, 2, 3, 4, 5, 250000, tzinfo=UTC), 1.0),
+        ("ok-3", 3, True, datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC), 2.5),
+        ("ok-4", 1, False, datetime(2024, 1, 2, 3, 4, 5, 123000, tzinfo=UTC), 0.1),
+    ]
 
 
 def test_names_colliding_after_63_bytes_stop_before_any_write(pg_url, run_migration, tmp_path):
@@ -177,7 +214,8 @@ def test_dry_run_prints_the_plan_and_writes_nothing(pg_url, run_migration, tmp_p
     assert code == 0
     out = capsys.readouterr().out
     assert "weird:order -> weird.order" in out
-    assert "paid -> paid boolean" in out
+    assert 'paid -> paid text collate "C"\n        stored: integer 9, text 2\n' in out
+    assert "why: declared BOOLEAN (boolean), but 1 of 11 values are not; holds 9 integer" in out
     assert 'Full Name -> Full Name text collate "C"' in out
     assert "problem: foreign_key_to_missing_row:user x1" in out
     with psycopg.connect(pg_url) as conn:

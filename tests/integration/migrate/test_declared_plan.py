@@ -117,42 +117,53 @@ def test_a_fractional_real_in_an_integer_column_replans_the_table(
     [(5000, 12_000), (ROWS, 19_000)],
     ids=["third-chunk", "third-batch-of-one-chunk"],
 )
-def test_a_blob_in_a_text_column_is_rejected_not_read_as_text(
+def test_a_blob_in_a_text_column_makes_it_bytea_not_read_as_text(
     pg_url: str, run_migration: Any, tmp_path: Path, chunk_rows: int, blob_id: int
 ) -> None:
     """The SQLite driver reads a blob into a string column as if it were text; the copy's own
-    check (in the scan that reads every batch) finds it, and the profiled plan's text rule
-    rejects the row."""
+    check (in the scan that reads every batch) finds it, and the profiled plan makes the column
+    bytea, the one type holding the blob and the texts (issue 17: no row is rejected for it)."""
     source = tmp_path / "blob.sqlite"
     _readings(source, {blob_id: (1, 1.0, b"valid utf-8 bytes")})
     code, report = run_migration(pg_url, {source: "s"}, chunk_rows=chunk_rows)
-    assert code == 1, "a rejected row fails the run without --allow-rejects"
+    assert code == 0, report
     table = _table(report)
     assert "storage class" in table["replanned"]
-    assert table["rejects"] == {"blob_in_text_column": 1}
-    assert table["rows_written"] == ROWS - 1
+    assert table["rejects"] == {}
+    assert _types(table)["t"] == "bytea"
+    assert table["rows_written"] == ROWS
     assert table["verified"] is True, table["verification_problems"]
     with psycopg.connect(pg_url) as conn:
-        assert conn.execute(
-            "SELECT count(*) FROM s.readings WHERE id = %s", (blob_id,)
-        ).fetchone() == (0,)
+        assert conn.execute("SELECT t FROM s.readings WHERE id = %s", (blob_id,)).fetchone() == (
+            b"valid utf-8 bytes",
+        )
+        assert conn.execute("SELECT t FROM s.readings WHERE id = 7").fetchone() == (
+            "показание 7".encode(),
+        )
 
 
 def test_a_text_in_a_real_column_is_refused_by_the_driver_and_replanned(
     pg_url: str, run_migration: Any, tmp_path: Path
 ) -> None:
     """No SQL check guards a REAL column: the driver refuses a text in a double column, which
-    is enough to have the table profiled and the text judged by the float rule."""
+    is enough to have the table profiled; the text makes the column text (issue 17)."""
     source = tmp_path / "text_in_real.sqlite"
     _readings(source, {15_000: (7, "n/a", "bad price")})
     code, report = run_migration(pg_url, {source: "s"}, chunk_rows=5000)
-    assert code == 1
+    assert code == 0, report
     table = _table(report)
     assert "fast copy unavailable" in table["replanned"]
-    assert _types(table)["r"] == "double precision"
-    assert sum(table["rejects"].values()) == 1
-    assert table["rows_written"] == ROWS - 1
+    assert _types(table)["r"] == "text"
+    assert table["rejects"] == {}
+    assert table["rows_written"] == ROWS
     assert table["verified"] is True, table["verification_problems"]
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute(
+            "SELECT r FROM s.readings WHERE id IN (2, 15000) ORDER BY id"
+        ).fetchall() == [
+            ("0.25",),
+            ("n/a",),
+        ]
 
 
 def test_invalid_utf8_is_found_by_postgresql_and_judged_by_the_text_rule(

@@ -8,6 +8,7 @@ digest of a chunk detects any change of one value, however small.
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 from datetime import UTC, timedelta, timezone
 from pathlib import Path
@@ -20,10 +21,43 @@ from hypothesis import strategies as st
 
 from runtime.migrate import columnar, rowtext
 from runtime.migrate.plan import ColumnPlan, TablePlan, quote_ident
-from runtime.migrate.values import COPY_TYPES
+from runtime.migrate.values import CONVERTERS, COPY_TYPES
 from runtime.migrate.verify import postgres_digest, sqlite_digest
 
 pytestmark = pytest.mark.postgres
+
+_JSON_STRINGS = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12
+)
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _JSON_STRINGS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_JSON_STRINGS, inner, max_size=4),
+    max_leaves=12,
+)
+#: JSON texts as bots write them (any spacing, escaped or raw non-ASCII), and number spellings
+#: jsonb prints its own way.
+_JSON_TEXTS = st.one_of(
+    st.builds(
+        lambda value, ascii, spaced: json.dumps(
+            value, ensure_ascii=ascii, separators=(", ", ": ") if spaced else (",", ":")
+        ),
+        _JSON_VALUES,
+        st.booleans(),
+        st.booleans(),
+    ),
+    st.sampled_from(
+        [
+            '{"b": 1.50, "aa": [1e2, -0.0, 100e-2, 1.5E-3], "a": null, "a": true}',
+            "1e400",
+            '  [ "x\\ny\\u0001\\\\\\"\\/", "\\ud83d\\ude00" ] ',
+            '{"": {}, "é": [], "ab": "|~"}',
+        ]
+    ),
+)
 
 _OFFSETS = st.builds(
     timezone, st.integers(-14 * 60, 14 * 60).map(lambda minutes: timedelta(minutes=minutes))
@@ -50,6 +84,8 @@ STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
     "date": st.dates(),
     "bytea": st.binary(max_size=64),
     "uuid": st.uuids(),
+    "json": st.builds(lambda text: CONVERTERS["json"](text), st.deferred(lambda: _JSON_TEXTS)),
+    "jsonb": st.builds(lambda text: CONVERTERS["jsonb"](text), st.deferred(lambda: _JSON_TEXTS)),
 }
 TYPES = list(STRATEGIES)
 assert set(TYPES) == set(rowtext.ENCODINGS), "every encoding has a property test"
