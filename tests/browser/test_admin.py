@@ -119,6 +119,14 @@ def test_every_model_list_and_detail(
         visit(page, changelist)
         expect(page.locator("#content h1")).to_be_visible()
         shot(f"{entry['model']} list")
+        # Where staff may add (tariffs, events, rules, logins), the empty form renders too.
+        add_links = page.locator("#content-main a.addlink")
+        if add_links.count():
+            add_links.first.click()
+            expect(page).to_have_url(re.compile(rf"/{entry['model']}/add/$"))
+            expect(page.locator("#content-main form")).to_be_visible()
+            shot(f"{entry['model']} add form")
+            visit(page, changelist)
         rows = page.locator("#result_list tbody tr")
         if rows.count() == 0:
             empty.add(entry["model"])
