@@ -2,7 +2,7 @@
 
 Web-only variables: DJANGO_SECRET_KEY (default: a key generated once into the data dir),
 WEB_ALLOWED_HOSTS, WEB_CSRF_TRUSTED_ORIGINS, WEB_SECURE_COOKIES (default on; off for plain-HTTP
-local runs), WEB_STATIC_ROOT, DJANGO_DEBUG.
+local runs), WEB_STATIC_ROOT, WEB_BROADCASTS_PER_DAY, DJANGO_DEBUG.
 """
 
 from __future__ import annotations
@@ -134,3 +134,7 @@ LOGGING_CONFIG = None
 
 #: Where monitors write their health files (runtime.monitor.health).
 DOMOS_RUN_DIR = Path(_env.text("DOMOS_RUN_DIR", "var/run") or "var/run")
+
+#: Broadcasts staff may send to the members per day (services.web.domain.broadcasts); 0 turns
+#: them off. Each one reaches every active member: a typo should not be repeatable at will.
+BROADCASTS_PER_DAY = _env.integer("WEB_BROADCASTS_PER_DAY", 3, maximum=100)

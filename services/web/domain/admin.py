@@ -8,13 +8,16 @@ state is explicit: re-queueing outbox dead letters.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import URLPattern, path
 from django.utils import timezone
 
+from services.web.domain import broadcast_views, export, timeline
 from services.web.domain import models as m
 
 
@@ -60,6 +63,39 @@ class MemberAdmin(ReadOnlyAdmin):
     list_filter = ("role", "is_reachable", "subscription__status")
     search_fields = ("=telegram_id", "username", "first_name", "last_name", "phone")
     inlines = (SubscriptionInline,)
+
+    def get_urls(self) -> list[URLPattern]:
+        # The staff tasks about members: a member's timeline (linked from the member's page,
+        # admin/domain/member/change_form.html) and broadcasts (from the list's tools).
+        view = self.admin_site.admin_view
+        return [
+            path(
+                "<path:object_id>/timeline/",
+                view(partial(timeline.timeline_view, member_admin=self)),
+                name="domain_member_timeline",
+            ),
+            path(
+                "broadcasts/",
+                view(broadcast_views.broadcast_list),
+                name="domain_member_broadcasts",
+            ),
+            path(
+                "broadcasts/new/",
+                view(broadcast_views.broadcast_new),
+                name="domain_member_broadcast_new",
+            ),
+            path(
+                "broadcasts/<int:broadcast_id>/",
+                view(broadcast_views.broadcast_detail),
+                name="domain_member_broadcast",
+            ),
+            path(
+                "broadcasts/<int:broadcast_id>/resume/",
+                view(broadcast_views.broadcast_resume),
+                name="domain_member_broadcast_resume",
+            ),
+            *super().get_urls(),
+        ]
 
 
 @admin.register(m.Tariff)
@@ -123,6 +159,14 @@ class PaymentAdmin(ReadOnlyAdmin):
         "user__username",
     )
     list_select_related = ("user",)
+
+    def get_urls(self) -> list[URLPattern]:
+        # CSV of a date range, linked from the list's tools (admin/domain/payment/change_list.html).
+        export_view = partial(export.export_view, payment_admin=self)
+        return [
+            path("export/", self.admin_site.admin_view(export_view), name="domain_payment_export"),
+            *super().get_urls(),
+        ]
 
 
 @admin.register(m.PaymentMethod)

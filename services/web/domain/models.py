@@ -279,6 +279,56 @@ class ModerationAction(MainModel):
         ordering = ("-requested_at",)
 
 
+class SubscriptionReminder(MainModel):
+    """What tsmonitor and recurrent_payments told a member about a subscription, once each."""
+
+    subscription = models.ForeignKey(Subscription, models.DO_NOTHING)
+    period_end = Stamp()
+    kind = models.TextField()
+    outbox_dedupe_key = models.TextField(null=True)
+    sent_at = Stamp()
+
+    class Meta(MainModel.Meta):
+        db_table = "subscription_reminders"
+        verbose_name = "уведомление о подписке"
+        verbose_name_plural = "уведомления о подписке"
+
+
+class Broadcast(MainModel):
+    """A staff message to the active members (services.web.domain.broadcasts); the admin pages
+    are the member admin's, and its permissions (add, view) are what they check."""
+
+    idempotence_key = models.TextField(unique=True)
+    text = models.TextField()
+    audience = models.TextField(choices=[("active", "active"), ("tariff", "tariff")])
+    tariff = models.ForeignKey(Tariff, models.DO_NOTHING, null=True)
+    local_day = models.TextField()
+    day_slot = models.IntegerField()
+    recipients_count = models.IntegerField()
+    status = models.TextField(choices=[("queuing", "queuing"), ("queued", "queued")])
+    created_by = models.TextField()
+    created_at = Stamp()
+    queued_at = Stamp(null=True)
+
+    class Meta(MainModel.Meta):
+        db_table = "broadcasts"
+        verbose_name = "рассылка"
+        verbose_name_plural = "рассылки"
+        ordering = ("-id",)
+
+
+class BroadcastRecipient(MainModel):
+    broadcast = models.ForeignKey(Broadcast, models.DO_NOTHING, related_name="recipients")
+    user = models.ForeignKey(Member, models.DO_NOTHING)
+    chat_id = models.BigIntegerField()
+    outbox_dedupe_key = models.TextField(unique=True)
+
+    class Meta(MainModel.Meta):
+        db_table = "broadcast_recipients"
+        verbose_name = "получатель рассылки"
+        verbose_name_plural = "получатели рассылок"
+
+
 class MonitorHeartbeat(MainModel):
     monitor = models.TextField(unique=True)
     instance = models.TextField(null=True)
