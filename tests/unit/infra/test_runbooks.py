@@ -1,0 +1,241 @@
+"""docs/runbooks/: one per alert, linked from the alert, and naming only what exists.
+
+Every alert in prometheus/alerts.yml carries `runbook_url: docs/runbooks/<alert>.md`; every
+runbook says what the alert means, how to confirm it, how to fix it and when to escalate. What a
+runbook tells an operator to run or look at must exist: each `domos ...` command parses with the
+real CLI parser, `docker-compose exec|logs|restart SERVICE` names a compose service,
+`supervisorctl` targets (`role:program`) are in the program catalogue, every metric name is
+exported by the code (or postgres_exporter, Alertmanager, Prometheus itself) and every alert
+name is a rule.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import shlex
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from runtime.cli import COMMAND_OWNERS, build_parser
+from runtime.observability.metric_names import EXTERNAL_METRICS, defined_metrics
+from runtime.supervision.programs import by_name
+
+SECTIONS = ("What it means", "Confirm", "Fix", "Escalate")
+_FENCE = re.compile(r"```[a-z]*\n(.*?)```", re.S)
+_INLINE = re.compile(r"`([^`\n]+)`")
+_METRIC = re.compile(r"\b((?:domos|pg|alertmanager)_[a-z0-9_]+)\b")
+_ALERT = re.compile(r"\b(Domos[A-Z][A-Za-z]+)\b")
+_SUPERVISOR_TARGET = re.compile(r"^([a-z_]+):([a-z_*]+)$")
+_SEPARATORS = {"&&", "||", ";", "|"}
+_COMPOSE_VERBS = {"exec", "logs", "restart", "stop", "start", "up", "ps", "top"}
+#: Options of those verbs that take a separate value.
+_VALUE_OPTIONS = {"-e", "-u", "-w", "--env", "--user", "--workdir", "--tail"}
+
+
+@pytest.fixture(scope="module")
+def alerts(repo: Path) -> dict[str, dict[str, Any]]:
+    rules = yaml.safe_load((repo / "prometheus/alerts.yml").read_text())
+    return {rule["alert"]: rule for group in rules["groups"] for rule in group["rules"]}
+
+
+@pytest.fixture(scope="module")
+def runbooks(repo: Path) -> dict[str, str]:
+    return {
+        path.stem: path.read_text()
+        for path in sorted((repo / "docs/runbooks").glob("*.md"))
+        if path.name != "README.md"
+    }
+
+
+@pytest.fixture(scope="module")
+def defined(repo: Path) -> set[str]:
+    return defined_metrics([repo / "runtime", repo / "monitors", repo / "services"])
+
+
+def code_of(markdown: str) -> list[str]:
+    """The shell lines of a runbook: fenced blocks line by line (`\\` continuations joined),
+    and inline code spans."""
+    lines: list[str] = []
+    for block in _FENCE.findall(markdown):
+        lines += [line.strip() for line in block.replace("\\\n", " ").splitlines()]
+    prose = _FENCE.sub("", markdown)
+    lines += _INLINE.findall(prose)
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def _words(line: str) -> list[str]:
+    try:
+        return shlex.split(line.removeprefix("$ "), comments=True)
+    except ValueError:
+        return line.split()
+
+
+def _commands(line: str) -> Iterator[list[str]]:
+    """Each simple command of a shell line, split at separators."""
+    command: list[str] = []
+    for word in _words(line):
+        if word in _SEPARATORS:
+            if command:
+                yield command
+            command = []
+        else:
+            command.append(word)
+    if command:
+        yield command
+
+
+def _compose_command(words: list[str], services: set[str]) -> tuple[list[str], list[str]]:
+    """For `docker-compose VERB [options] SERVICE...`: the command `exec` runs inside the
+    container, and the services named that compose does not have."""
+    verb_at = 2 if words[:2] == ["docker", "compose"] else 1
+    if len(words) <= verb_at or words[verb_at] not in _COMPOSE_VERBS:
+        return [], []
+    verb, rest = words[verb_at], words[verb_at + 1 :]
+    index = 0
+    while index < len(rest) and rest[index].startswith("-"):
+        index += 2 if rest[index] in _VALUE_OPTIONS else 1
+    named, inner = (
+        (rest[index : index + 1], rest[index + 1 :]) if verb == "exec" else (rest[index:], [])
+    )
+    return inner, [
+        f"no compose service {name!r}: {' '.join(words)}" for name in named if name not in services
+    ]
+
+
+def shell_commands(markdown: str, services: set[str]) -> Iterator[tuple[list[str], list[str]]]:
+    """(command, problems) for each simple command of a runbook, the command inside
+    `docker-compose exec` taken for the command itself."""
+    for line in code_of(markdown):
+        for words in _commands(line):
+            missing: list[str] = []
+            if words[0] in ("docker-compose", "docker"):
+                words, missing = _compose_command(words, services)
+            yield words, missing
+
+
+def problems_in(
+    markdown: str, compose_services: set[str], metrics: set[str], alert_names: set[str]
+) -> list[str]:
+    """What a runbook names that does not exist (empty when everything does)."""
+    found: list[str] = []
+    programs = by_name()
+    for words, missing in shell_commands(markdown, compose_services):
+        found += missing
+        if words:
+            if Path(words[0]).name == "domos":
+                argv = words[1:]
+                if not argv or argv[0] not in COMMAND_OWNERS:
+                    found.append(f"unknown command: {' '.join(words)}")
+                    continue
+                stderr = io.StringIO()
+                try:
+                    with contextlib.redirect_stderr(stderr):
+                        build_parser(argv).parse_args(argv)
+                except SystemExit:
+                    found.append(f"does not parse: {' '.join(words)}: {stderr.getvalue()}")
+            elif words[0] == "supervisorctl":
+                for word in words[1:]:
+                    match = _SUPERVISOR_TARGET.match(word)
+                    if not match:
+                        continue
+                    role, program = match.groups()
+                    if program == "*":
+                        known = any(p.role == role for p in programs.values())
+                    else:
+                        known = program in programs and programs[program].role == role
+                    if not known:
+                        found.append(f"no supervisord program {word}")
+    # SQL given to psql names PostgreSQL's own views and functions (pg_locks, ...), not metrics.
+    outside_sql = "\n".join(line for line in markdown.splitlines() if "psql " not in line)
+    for name in sorted(set(_METRIC.findall(outside_sql))):
+        if name not in metrics:
+            found.append(f"no metric {name}")
+    for name in sorted(set(_ALERT.findall(markdown))):
+        if name not in alert_names:
+            found.append(f"no alert {name}")
+    return found
+
+
+def test_every_alert_links_its_runbook_and_every_runbook_an_alert(
+    repo: Path, alerts: dict[str, dict[str, Any]], runbooks: dict[str, str]
+):
+    assert len(alerts) >= 22
+    for name, rule in alerts.items():
+        url = rule.get("annotations", {}).get("runbook_url")
+        assert url == f"docs/runbooks/{name}.md", name
+        assert (repo / url).is_file(), f"{name}: no runbook {url}"
+    assert set(runbooks) == set(alerts), "runbooks without an alert"
+    index = (repo / "docs/runbooks/README.md").read_text()
+    for name in alerts:
+        assert f"]({name}.md)" in index, f"docs/runbooks/README.md: {name} not listed"
+
+
+def test_every_runbook_has_its_sections(runbooks: dict[str, str]):
+    for name, text in runbooks.items():
+        assert text.startswith(f"# {name}\n"), name
+        headings = re.findall(r"^## (.+)$", text, re.M)
+        assert headings == list(SECTIONS), (name, headings)
+        confirm = text.split("## Confirm", 1)[1].split("## Fix", 1)[0]
+        assert "```" in confirm, f"{name}: Confirm shows no command"
+
+
+def test_runbooks_name_only_commands_metrics_and_alerts_that_exist(
+    repo: Path,
+    runbooks: dict[str, str],
+    compose: dict[str, Any],
+    defined: set[str],
+    alerts: dict[str, dict[str, Any]],
+):
+    services = set(compose["services"])
+    metrics = defined | EXTERNAL_METRICS
+    domos_commands = 0
+    index = (repo / "docs/runbooks/README.md").read_text()
+    assert problems_in(index, services, metrics, set(alerts)) == [], "README.md"
+    for name, text in runbooks.items():
+        assert problems_in(text, services, metrics, set(alerts)) == [], name
+        domos_commands += sum(
+            1
+            for words, _ in shell_commands(text, services)
+            if words and Path(words[0]).name == "domos"
+        )
+    assert domos_commands >= 10  # the parser check above ran on real commands
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("domos monitr tsmonitor", "unknown command"),
+        ("docker-compose exec monitors domos monitor --bogus", "does not parse"),
+        ("docker-compose exec monitors domos db migrate", "does not parse"),
+        ("docker-compose exec monitor domos health", "no compose service 'monitor'"),
+        ("docker-compose logs --tail=50 monitors workers", "no compose service 'workers'"),
+        ("supervisorctl -c /app/supervisord.conf restart monitors:api", "no supervisord program"),
+        ("supervisorctl restart workers:*", "no supervisord program"),
+        ("curl -s localhost:9090 | grep domos_monitor_ticks_sum", "no metric"),
+        ("see DomosMonitorDead", "no alert"),
+    ],
+)
+def test_the_check_catches_what_does_not_exist(
+    line: str, problem: str, compose: dict[str, Any], defined: set[str]
+):
+    markdown = f"text\n\n```sh\n{line}\n```\n"
+    found = problems_in(markdown, set(compose["services"]), defined, {"DomosTargetDown"})
+    assert len(found) == 1, found
+    assert problem in found[0]
+
+
+def test_the_check_passes_real_commands(compose: dict[str, Any], defined: set[str]):
+    markdown = (
+        "Run `domos health --role monitors` or:\n\n```sh\n"
+        "docker-compose exec -e LOG_LEVEL=debug monitors domos monitor tsmonitor --once\n"
+        "docker-compose exec monitors supervisorctl -c /app/supervisord.conf status monitors:*\n"
+        "psql -U domos -d domos -c 'SELECT 1' && .venv/bin/domos db status\n"
+        "```\nWatch domos_monitor_ticks_total and DomosTargetDown.\n"
+    )
+    assert problems_in(markdown, set(compose["services"]), defined, {"DomosTargetDown"}) == []
