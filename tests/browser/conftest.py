@@ -156,7 +156,11 @@ class Pages:
 
     def new_page(self) -> Page:
         context = self.browser.new_context(
-            base_url=self.base_url, locale="ru-RU", viewport={"width": 1400, "height": 1000}
+            base_url=self.base_url,
+            locale="ru-RU",
+            # The community's zone (DOMOS_TIMEZONE): the admin's date widgets warn otherwise.
+            timezone_id="Europe/Moscow",
+            viewport={"width": 1400, "height": 1000},
         )
         context.set_default_timeout(ACTION_TIMEOUT_MS)
         context.set_default_navigation_timeout(ACTION_TIMEOUT_MS)

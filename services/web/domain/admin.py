@@ -11,7 +11,9 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import URLPattern, path
@@ -35,6 +37,25 @@ class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class OperatorOwnedAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Rows an operator owns and edits: short texts get one-line inputs, not text areas.
+
+    The domain tables declare every string TEXT, which Django's admin renders as a textarea.
+    """
+
+    #: Text fields that stay multi-line.
+    long_texts: tuple[str, ...] = ("description",)
+
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if (
+            isinstance(db_field, models.TextField)
+            and not db_field.choices
+            and db_field.name not in self.long_texts
+        ):
+            kwargs["widget"] = forms.TextInput(attrs={"class": "vTextField"})
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
 
 class SubscriptionInline(admin.TabularInline):  # type: ignore[type-arg]
@@ -99,7 +120,7 @@ class MemberAdmin(ReadOnlyAdmin):
 
 
 @admin.register(m.Tariff)
-class TariffAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class TariffAdmin(OperatorOwnedAdmin):
     list_display = ("code", "title", "price_minor", "currency", "period_days", "is_active")
     list_filter = ("is_active",)
     search_fields = ("code", "title")
@@ -290,7 +311,7 @@ class MonitorHeartbeatAdmin(ReadOnlyAdmin):
 
 
 @admin.register(m.Event)
-class EventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class EventAdmin(OperatorOwnedAdmin):
     list_display = ("title", "starts_at", "location", "capacity", "status", "announced_at")
     list_filter = ("status", ("starts_at", admin.DateFieldListFilter))
     search_fields = ("title", "location")
@@ -363,7 +384,7 @@ class ChatMessageAdmin(ReadOnlyAdmin):
 
 
 @admin.register(m.UsefulRule)
-class UsefulRuleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class UsefulRuleAdmin(OperatorOwnedAdmin):
     list_display = ("kind", "pattern", "weight", "is_active")
     list_filter = ("kind", "is_active")
     search_fields = ("pattern",)

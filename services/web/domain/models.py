@@ -50,15 +50,15 @@ class Member(MainModel):
 
 
 class Tariff(MainModel):
-    code = models.TextField(unique=True)
-    title = models.TextField()
-    description = models.TextField(null=True, blank=True)
-    price_minor = models.BigIntegerField(help_text="в копейках")
-    currency = models.TextField(default="RUB")
-    period_days = models.IntegerField()
-    is_active = models.BooleanField(default=True)
-    created_at = Stamp(auto_now_add=True)
-    updated_at = Stamp(auto_now=True)
+    code = models.TextField("код", unique=True)
+    title = models.TextField("название")
+    description = models.TextField("описание", null=True, blank=True)
+    price_minor = models.BigIntegerField("цена", help_text="в копейках")
+    currency = models.TextField("валюта", default="RUB")
+    period_days = models.IntegerField("срок, дней")
+    is_active = models.BooleanField("продаётся", default=True)
+    created_at = Stamp("создан", auto_now_add=True)
+    updated_at = Stamp("изменён", auto_now=True)
 
     class Meta(MainModel.Meta):
         db_table = "tariffs"
@@ -349,20 +349,21 @@ class MonitorHeartbeat(MainModel):
 
 
 class Event(MainModel):
-    title = models.TextField()
-    description = models.TextField(null=True, blank=True)
-    location = models.TextField(null=True, blank=True)
-    url = models.TextField(null=True, blank=True)
-    starts_at = Stamp()
-    ends_at = Stamp(null=True, blank=True)
-    capacity = models.IntegerField(null=True, blank=True)
+    title = models.TextField("название")
+    description = models.TextField("описание", null=True, blank=True)
+    location = models.TextField("место", null=True, blank=True)
+    url = models.TextField("ссылка", null=True, blank=True)
+    starts_at = Stamp("начало")
+    ends_at = Stamp("конец", null=True, blank=True)
+    capacity = models.IntegerField("мест", null=True, blank=True)
     status = models.TextField(
+        "статус",
         choices=[("draft", "draft"), ("published", "published"), ("canceled", "canceled")],
         default="published",
     )
-    announced_at = Stamp(null=True, blank=True, editable=False)
-    created_at = Stamp(auto_now_add=True)
-    updated_at = Stamp(auto_now=True)
+    announced_at = Stamp("объявлено", null=True, blank=True, editable=False)
+    created_at = Stamp("создано", auto_now_add=True)
+    updated_at = Stamp("изменено", auto_now=True)
 
     class Meta(MainModel.Meta):
         db_table = "events"
@@ -483,11 +484,13 @@ class ChatMessage(models.Model):
 
 class UsefulRule(models.Model):
     logical_db = "useful"
-    kind = models.TextField(choices=[(k, k) for k in ("hashtag", "keyword", "link", "regex")])
-    pattern = models.TextField()
-    weight = models.IntegerField(default=1)
-    is_active = models.BooleanField(default=True)
-    created_at = Stamp(auto_now_add=True)
+    kind = models.TextField(
+        "вид", choices=[(k, k) for k in ("hashtag", "keyword", "link", "regex")]
+    )
+    pattern = models.TextField("шаблон")
+    weight = models.IntegerField("вес", default=1)
+    is_active = models.BooleanField("действует", default=True)
+    created_at = Stamp("создано", auto_now_add=True)
 
     class Meta:
         managed = False

@@ -371,3 +371,25 @@ def test_pages_carry_the_projects_titles(client: Any, seeded: dict[str, int]) ->
         assert "domos — администрирование" in page, url
         assert "Django" not in page, url
     assert "<title>Данные сообщества | domos</title>" in client.get("/admin/").content.decode()
+
+
+@pytest.mark.parametrize(
+    ("url", "one_line", "label"),
+    [
+        ("/admin/domain/event/add/", ("title", "location", "url"), "Название"),
+        ("/admin/domain/tariff/add/", ("code", "title", "currency"), "Срок, дней"),
+        ("/admin/domain/usefulrule/add/", ("pattern",), "Шаблон"),
+    ],
+)
+def test_operator_forms_have_one_line_inputs_and_russian_labels(
+    client: Any, seeded: dict[str, int], url: str, one_line: tuple[str, ...], label: str
+) -> None:
+    page = client.get(url).content.decode()
+    for name in one_line:
+        field = re.search(rf'<(input|textarea)[^>]*name="{name}"[^>]*>', page)
+        assert field is not None, name
+        assert field[1] == "input", field[0]
+        assert 'type="text"' in field[0], field[0]
+    assert label in page
+    if "description" in page:
+        assert '<textarea name="description"' in page
