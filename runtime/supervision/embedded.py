@@ -221,6 +221,7 @@ def print_status(
             break
         time.sleep(0.5)
     if not processes:
+        print(f"domos: supervisord is not answering ({config})", file=sys.stderr, flush=True)
         return 1
     names = {str(p["name"]) for p in processes if p["statename"] == "RUNNING"}
     pending = [url for name, url in service_urls(env).items() if name in names]
