@@ -109,9 +109,9 @@ def banner(settings: Settings, env: Mapping[str, str]) -> str:
     )
 
 
-#: Pages that answer once the services are up: what `domos supervisor status --wait-s` waits
-#: for before it prints, so the links it prints work.
 def service_urls(env: Mapping[str, str]) -> dict[str, str]:
+    """Program -> a page that answers once it is up: `domos supervisor status --wait-s` waits
+    for them before it prints, so the links it prints work."""
     urls = {
         "api": "http://127.0.0.1:8001/docs",
         "web": "http://127.0.0.1:8002/admin/",
@@ -157,7 +157,7 @@ def status_report(
         name, state = str(info["name"]), str(info["statename"])
         shown = _coloured(state.ljust(8), "32" if state == "RUNNING" else "31", colors)
         lines.append(f"  {name.ljust(width)}  {shown}  {metrics.get(name, '')}".rstrip())
-    supervisorctl = Path(env.get("PATH", "").split(":")[0]) / "supervisorctl"
+    supervisorctl = Path(sys.executable).parent / "supervisorctl"
     urls = service_urls(env)
     look = [
         ("api docs", urls["api"]),
@@ -197,41 +197,41 @@ def print_status(
     config: Path, env: Mapping[str, str], wait_s: float, out: TextIO, colors: bool
 ) -> int:
     """Wait (up to `wait_s`) until every program is RUNNING and the services' pages answer, or
-    one is FATAL; then print `status_report` in one write. 1 when supervisord never answered
-    or went away (Ctrl-C during the start: nothing to report), or a program is not RUNNING."""
+    one is FATAL; then print `status_report` in one write. 1 when supervisord never answered,
+    went away meanwhile (a Ctrl-C during the start: nothing to report, and no report after the
+    prompt is back), or a program is not RUNNING."""
     import time
     import xmlrpc.client
 
     from runtime.observability.health import supervisor_processes
 
     started = time.monotonic()
-    deadline = started + wait_s
     processes: list[dict[str, Any]] = []
+    answered: set[str] = set()
     while True:
         try:
             processes = supervisor_processes(config)
         except (OSError, xmlrpc.client.Error):
             if processes:
-                return 1  # it answered before: supervisord is stopping
-            processes = []
+                return 1
         states = {str(p["statename"]) for p in processes}
-        if (processes and states == {"RUNNING"}) or "FATAL" in states:
-            break
-        if time.monotonic() >= deadline:
+        pending = []
+        if processes and states == {"RUNNING"}:
+            names = {str(p["name"]) for p in processes}
+            urls = [url for name, url in service_urls(env).items() if name in names]
+            answered.update(url for url in urls if url not in answered and _answers(url))
+            pending = [url for url in urls if url not in answered]
+            if not pending:
+                break
+        if "FATAL" in states or time.monotonic() - started >= wait_s:
             break
         time.sleep(0.5)
     if not processes:
         print(f"domos: supervisord is not answering ({config})", file=sys.stderr, flush=True)
         return 1
-    names = {str(p["name"]) for p in processes if p["statename"] == "RUNNING"}
-    pending = [url for name, url in service_urls(env).items() if name in names]
-    while pending and time.monotonic() < deadline:
-        pending = [url for url in pending if not _answers(url)]
-        if pending:
-            time.sleep(0.5)
     report = status_report(
         processes, env, config, elapsed_s=time.monotonic() - started, colors=colors
     )
     out.write(report + "\n")
     out.flush()
-    return 0 if len(names) == len(processes) else 1
+    return 0 if states == {"RUNNING"} else 1

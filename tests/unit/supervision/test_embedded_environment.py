@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import io
 from pathlib import Path
+
+import pytest
 
 from runtime.config import Settings
 from runtime.supervision.embedded import embedded_environment
@@ -90,3 +93,93 @@ def test_status_report_names_what_is_not_running(tmp_path: Path):
     assert report.startswith("domos: 1 of 2 programs RUNNING (role all, 3 s)")
     assert "\x1b[31mFATAL   \x1b[0m" in report
     assert "_sandbox" not in report  # real tokens: no sandbox
+
+
+class Answers:
+    """supervisord's process lists, one per call; an exception stands for no answer."""
+
+    def __init__(self, *answers: object) -> None:
+        self.answers = list(answers)
+
+    def __call__(self, config: Path) -> list[dict[str, str]]:
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        assert isinstance(answer, list)
+        return answer
+
+
+def _statuses(*states: str) -> list[dict[str, str]]:
+    return [
+        {"name": name, "group": name, "statename": state}
+        for name, state in zip(("api", "web"), states, strict=True)
+    ]
+
+
+@pytest.fixture
+def no_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setattr(time, "sleep", lambda _s: None)
+
+
+def test_status_waits_for_running_and_the_pages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_sleep: None
+):
+    from runtime.observability import health
+    from runtime.supervision import embedded
+
+    answers = Answers(_statuses("STARTING", "STARTING"), _statuses("RUNNING", "RUNNING"))
+    monkeypatch.setattr(health, "supervisor_processes", answers)
+    asked: list[str] = []
+
+    def answers(url: str) -> bool:  # the api at once, the admin on its second try
+        asked.append(url)
+        return "8001" in url or asked.count(url) > 1
+
+    monkeypatch.setattr(embedded, "_answers", answers)
+    out = io.StringIO()
+    env = embedded_environment({}, tmp_path)
+    assert embedded.print_status(tmp_path / "c.conf", env, 60, out, False) == 0
+    assert out.getvalue().startswith("domos is up: 2 programs RUNNING")
+    # Each page until it answered, then no more.
+    assert asked == [
+        "http://127.0.0.1:8001/docs",
+        "http://127.0.0.1:8002/admin/",
+        "http://127.0.0.1:8002/admin/",
+    ]
+
+
+def test_status_reports_a_fatal_program_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_sleep: None
+):
+    from runtime.observability import health
+    from runtime.supervision import embedded
+
+    monkeypatch.setattr(health, "supervisor_processes", Answers(_statuses("RUNNING", "FATAL")))
+    out = io.StringIO()
+    env = embedded_environment({}, tmp_path)
+    assert embedded.print_status(tmp_path / "c.conf", env, 60, out, False) == 1
+    assert out.getvalue().startswith("domos: 1 of 2 programs RUNNING")
+
+
+def test_status_says_nothing_once_supervisord_went_away(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    no_sleep: None,
+    capsys: pytest.CaptureFixture[str],
+):
+    from runtime.observability import health
+    from runtime.supervision import embedded
+
+    gone = Answers(_statuses("STARTING", "RUNNING"), ConnectionRefusedError())
+    monkeypatch.setattr(health, "supervisor_processes", gone)
+    out = io.StringIO()
+    env = embedded_environment({}, tmp_path)
+    assert embedded.print_status(tmp_path / "c.conf", env, 60, out, False) == 1
+    assert out.getvalue() == ""
+    assert capsys.readouterr().err == ""
+
+    monkeypatch.setattr(health, "supervisor_processes", Answers(ConnectionRefusedError()))
+    assert embedded.print_status(tmp_path / "c.conf", env, 0, out, False) == 1
+    assert "supervisord is not answering" in capsys.readouterr().err
