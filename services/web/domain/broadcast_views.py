@@ -49,8 +49,16 @@ def _storable(value: str) -> None:
         raise ValidationError(str(exc)) from None
 
 
+class MessageTextField(forms.CharField):
+    def to_python(self, value: Any) -> str:
+        # Browsers submit a textarea's line breaks as CRLF; Telegram's are LF. Before the
+        # length check, which counts what Telegram will.
+        text: str = super().to_python(value)
+        return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 class BroadcastForm(forms.Form):
-    text = forms.CharField(
+    text = MessageTextField(
         label="Текст",
         max_length=broadcasts.MAX_TEXT,
         widget=forms.Textarea(attrs={"rows": 8, "cols": 80}),

@@ -99,8 +99,9 @@ def dedupe_key(broadcast_id: int, telegram_id: int) -> str:
 
 @contextmanager
 def domain_db() -> Iterator[Database]:
-    """The runtime's DB layer on the web's own database settings, for one request's writes."""
-    with Database.from_settings(settings.DOMOS, name="web") as db:
+    """The runtime's DB layer on the web's own database settings, for one request's writes (a
+    pool per request: broadcasts are a few a day, and no pool idles in every gunicorn worker)."""
+    with Database.from_settings(settings.DOMOS) as db:
         yield db
 
 

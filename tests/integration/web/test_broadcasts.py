@@ -180,6 +180,17 @@ def test_a_broadcast_becomes_one_outbox_row_per_member(
     assert re.search(r'data-status="not_queued">0<', page)
 
 
+def test_line_breaks_as_browsers_submit_them_are_telegrams(client: Any, domain_db: Any) -> None:
+    submitted = TEXT.replace("\n", "\r\n")
+    response = preview(client, text=submitted)
+    assert send(client, token_of(response), text=submitted).status_code == 302
+    assert {row["text"] for row in broadcast_rows(domain_db)} == {TEXT}
+    # Telegram's 4096 characters, counted after the CRLFs became LFs.
+    longest = ("x" * 99 + "\r\n") * 40 + "x" * 96
+    assert len(longest.replace("\r\n", "\n")) == 4096
+    assert send(client, token_of(preview(client, text=longest)), text=longest).status_code == 302
+
+
 def test_a_double_submit_sends_once(client: Any, domain_db: Any) -> None:
     token = token_of(preview(client))
     first = send(client, token)
