@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterable
@@ -19,6 +18,8 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+
+from tests.acceptance.stack.stack import free_port
 
 REPO = Path(__file__).resolve().parents[3]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -86,12 +87,6 @@ def wait_for_images(timeout_s: float = 480) -> float:
     if code != 0:
         pytest.fail(f"docker/build.sh exited {code}:\n{BUILD_LOG.read_text()[-3000:]}")
     return time.monotonic() - _build.started
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(
