@@ -235,3 +235,43 @@ def test_logout(staff_page: Page, shot: Shot) -> None:
 def _no_leftover_state(community: Community) -> None:
     """The community is shared by the session: tests must not need each other's effects."""
     assert community.facts, "the community scenario did not finish"
+
+
+def _viewer(community: Community, username: str, password: str) -> None:
+    """A staff login that may only look at the outbox and the payments (`domos web createstaff`,
+    then two view permissions given the way a superuser would, through Django's auth models)."""
+    environ = {**community.environ, "VIEWER_PASSWORD": password}
+    subprocess.run(
+        [sys.executable, "-m", "runtime.cli", "web", "createstaff", "--username", username,
+         "--password-env", "VIEWER_PASSWORD"],
+        env=environ, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    script = (
+        "import django; django.setup()\n"
+        "from django.contrib.auth import get_user_model\n"
+        "from django.contrib.auth.models import Permission\n"
+        f"user = get_user_model().objects.get(username={username!r})\n"
+        "user.user_permissions.set(Permission.objects.filter(content_type__app_label='domain',"
+        " codename__in=['view_outboxmessage', 'view_payment']))\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script],
+        env={**environ, "DJANGO_SETTINGS_MODULE": "services.web.settings"},
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+
+
+def test_requeue_is_offered_only_with_the_change_permission(
+    pages: Any, shot: Shot, community: Community
+) -> None:
+    _viewer(community, "viewer", "viewer-password-5d1c")
+    page = pages.new_page()
+    log_in(page, "viewer", "viewer-password-5d1c")
+    # The index lists what the login may see, nothing else.
+    links = {str(a.get_attribute("href")) for a in page.locator("#content-main a").all()}
+    changelists = {link for link in links if re.fullmatch(r"/admin/\w+/\w+/", link)}
+    assert changelists == {"/admin/domain/outboxmessage/", "/admin/domain/payment/"}, links
+    visit(page, "/admin/domain/outboxmessage/")
+    expect(page.locator("#result_list tbody tr").first).to_be_visible()
+    expect(page.locator("select[name=action] option[value=requeue_dead_letters]")).to_have_count(0)
+    shot("viewer: the outbox without requeue")
