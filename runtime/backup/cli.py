@@ -18,13 +18,17 @@ def register(subparsers: Any) -> None:
     sqlite = kinds.add_parser("sqlite", help="online copies into BACKUP_DIR/sqlite/YYYY-MM-DD/")
     _common(sqlite)
     sqlite.add_argument("--keep-days", type=int, help="delete backups older than this")
-    sqlite.add_argument("--keep", type=int, help="keep only the newest N days of backups")
+    sqlite.add_argument(
+        "--keep", type=at_least_one, help="keep only the newest N (>= 1) days of backups"
+    )
     sqlite.set_defaults(handler=_backup_sqlite)
     postgres = kinds.add_parser("postgres", help="pg_dump -Fc into BACKUP_DIR/postgres/YYYY-MM-DD/")
     _common(postgres)
     postgres.add_argument("--target", help="PostgreSQL URL (default DATABASE_URL)")
     postgres.add_argument("--keep-days", type=int, help="delete backups older than this")
-    postgres.add_argument("--keep", type=int, help="keep only the newest N days of backups")
+    postgres.add_argument(
+        "--keep", type=at_least_one, help="keep only the newest N (>= 1) days of backups"
+    )
     postgres.set_defaults(handler=_backup_postgres)
 
     schedule = kinds.add_parser(
@@ -38,7 +42,9 @@ def register(subparsers: Any) -> None:
         "--retry-minutes", type=float, default=10.0, help="after a failed run (default 10)"
     )
     schedule.add_argument("--keep-days", type=int, default=14, help="default 14")
-    schedule.add_argument("--keep", type=int, help="keep only the newest N days of backups")
+    schedule.add_argument(
+        "--keep", type=at_least_one, help="keep only the newest N (>= 1) days of backups"
+    )
     schedule.set_defaults(handler=_schedule)
 
     restore = subparsers.add_parser("restore", help="restore SQLite files or PostgreSQL")
@@ -53,6 +59,14 @@ def register(subparsers: Any) -> None:
     postgres.add_argument("--target", help="PostgreSQL URL (default DATABASE_URL)")
     postgres.add_argument("--dump", type=Path, help="dump file (default: the newest)")
     postgres.set_defaults(handler=_restore_postgres)
+
+
+def at_least_one(value: str) -> int:
+    """--keep 0 would delete every backup, the newest included: refused."""
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {number})")
+    return number
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

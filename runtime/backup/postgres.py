@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import structlog
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from runtime.backup.sqlite import BackupError
 from runtime.config import mask_url_password
@@ -15,9 +17,21 @@ from runtime.config import mask_url_password
 log = structlog.get_logger("domos.backup")
 
 
-def _run(command: list[str], what: str) -> str:
+def split_password(url: str) -> tuple[str, dict[str, str]]:
+    """The connection string for --dbname without its password, and the child's environment
+    that carries it (PGPASSWORD): any user of the machine reads argv with `ps`, but not
+    another user's process environment."""
+    params = conninfo_to_dict(url)
+    password = params.pop("password", None)
+    env = dict(os.environ)
+    if password is not None:
+        env["PGPASSWORD"] = str(password)
+    return make_conninfo("", **params), env
+
+
+def _run(command: list[str], what: str, env: dict[str, str] | None = None) -> str:
     try:
-        completed = subprocess.run(command, capture_output=True, text=True, check=False)
+        completed = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     except FileNotFoundError as exc:
         raise BackupError(f"{command[0]} is not installed (postgresql-client)") from exc
     if completed.returncode != 0:
@@ -33,9 +47,11 @@ def backup_postgres(url: str, backup_dir: Path, *, now: datetime | None = None) 
     target_dir.mkdir(parents=True, exist_ok=True)
     destination = target_dir / f"{database}-{now:%H%M%S}.dump"
     partial = destination.with_name(destination.name + ".partial")
+    conninfo, env = split_password(url)
     _run(
-        ["pg_dump", "--format=custom", f"--file={partial}", f"--dbname={url}"],
+        ["pg_dump", "--format=custom", f"--file={partial}", f"--dbname={conninfo}"],
         f"pg_dump of {mask_url_password(url)}",
+        env,
     )
     _run(["pg_restore", "--list", str(partial)], "pg_restore --list of the new dump")
     partial.replace(destination)
@@ -54,6 +70,7 @@ def latest_dump(backup_dir: Path) -> Path:
 
 def restore_postgres(url: str, dump: Path) -> None:
     """Replace the objects of the dump in the target database (--clean --if-exists)."""
+    conninfo, env = split_password(url)
     _run(
         [
             "pg_restore",
@@ -62,9 +79,10 @@ def restore_postgres(url: str, dump: Path) -> None:
             "--no-owner",
             "--exit-on-error",
             "--single-transaction",
-            f"--dbname={url}",
+            f"--dbname={conninfo}",
             str(dump),
         ],
         f"pg_restore into {mask_url_password(url)}",
+        env,
     )
     log.info("backup_restored", path=str(dump), target=mask_url_password(url))

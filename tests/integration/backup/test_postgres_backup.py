@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from urllib.parse import urlsplit, urlunsplit
+
 import psycopg
 import pytest
 
@@ -24,3 +28,51 @@ def test_backup_and_restore_postgres(pg_url, tmp_path):
     assert main(["restore", "postgres", "--target", pg_url, "--backup-dir", str(tmp_path)]) == 0
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT v FROM kept").fetchall() == [("original",)]
+
+
+def test_the_password_reaches_pg_dump_and_pg_restore_through_the_environment(
+    pg_url, tmp_path, monkeypatch
+):
+    """argv is world-readable (`ps`); the tools must get the password another way."""
+    from runtime.backup.postgres import backup_postgres, restore_postgres
+
+    password = "s3cret-never-in-argv"
+    seen = tmp_path / "seen"
+    wrappers = tmp_path / "bin"
+    wrappers.mkdir()
+    for tool in ("pg_dump", "pg_restore"):
+        real = shutil.which(tool)
+        assert real, tool
+        wrapper = wrappers / tool
+        # Records what the real tool is given, then runs it.
+        wrapper.write_text(
+            f'#!/bin/sh\nprintf "%s|%s\\n" "$*" "$PGPASSWORD" >> {seen}\nexec {real} "$@"\n'
+        )
+        wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrappers}:{os.environ['PATH']}")
+    # The test server trusts every connection: the password is carried, not checked.
+    parts = urlsplit(pg_url)
+    url = urlunsplit(
+        parts._replace(netloc=f"{parts.username}:{password}@{parts.hostname}:{parts.port}")
+    )
+
+    dump = backup_postgres(url, tmp_path / "backups")
+    restore_postgres(url, dump)
+    calls = seen.read_text().splitlines()
+    assert len(calls) == 3  # pg_dump, pg_restore --list (no connection), pg_restore
+    for call in calls:
+        argv, _, env_password = call.rpartition("|")
+        assert password not in argv
+        if "--dbname" in argv:
+            assert env_password == password
+    assert sum("--dbname" in call for call in calls) == 2
+
+
+def test_keep_zero_is_refused_before_anything_is_deleted(tmp_path, capsys):
+    day = tmp_path / "postgres" / "2026-01-01"
+    day.mkdir(parents=True)
+    with pytest.raises(SystemExit) as exited:
+        main(["backup", "postgres", "--keep", "0", "--backup-dir", str(tmp_path)])
+    assert exited.value.code == 2
+    assert "must be at least 1" in capsys.readouterr().err
+    assert day.exists()
