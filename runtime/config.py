@@ -203,6 +203,9 @@ class Settings:
     program: str = "domos"
     #: Port of this program's /metrics endpoint; None serves no metrics.
     metrics_port: int | None = None
+    #: Address its listeners bind, /metrics included: loopback on a laptop (`domos run`), every
+    #: interface in a container (the image sets DOMOS_BIND_HOST=0.0.0.0).
+    bind_host: str = "127.0.0.1"
     log: LogSettings = LogSettings()
 
     @classmethod
@@ -224,8 +227,14 @@ class Settings:
             timezone=_timezone(env),
             program=env.text("DOMOS_PROGRAM", "domos") or "domos",
             metrics_port=metrics_port or None,
+            bind_host=bind_host(environ),
             log=LogSettings.read(env),
         )
+
+
+def bind_host(environ: Mapping[str, str]) -> str:
+    """DOMOS_BIND_HOST, read alone by programs that need no other setting (the listener)."""
+    return Env(environ).text("DOMOS_BIND_HOST", "127.0.0.1") or "127.0.0.1"
 
 
 def _timezone(env: Env) -> ZoneInfo:

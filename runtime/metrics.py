@@ -5,9 +5,9 @@ Naming (DESIGN.md "Metrics"): prefix `domos_`, base units (seconds, bytes), coun
 every module that imports them updates the same series. The DB layer keeps its pool gauges in
 `runtime.db.metrics`; supervision keeps its own.
 
-Every program calls `serve_metrics(settings.metrics_port)` once: prometheus_client's HTTP server
-runs in a daemon thread, so it serves sync (Flask, scripts) and async (monitors, aiogram) programs
-alike and keeps answering while the event loop is busy.
+Every program calls `serve_metrics(settings.metrics_port, addr=settings.bind_host)` once:
+prometheus_client's HTTP server runs in a daemon thread, so it serves sync (Flask, scripts) and
+async (monitors, aiogram) programs alike and keeps answering while the event loop is busy.
 """
 
 from __future__ import annotations
@@ -187,9 +187,12 @@ class MetricsServer:
 
 
 def serve_metrics(
-    port: int | None, *, addr: str = "0.0.0.0", registry: CollectorRegistry = REGISTRY
+    port: int | None, *, addr: str, registry: CollectorRegistry = REGISTRY
 ) -> MetricsServer | None:
-    """Serve `/metrics` on `port` from a daemon thread; no-op (None) when `port` is None."""
+    """Serve `/metrics` on `addr:port` from a daemon thread; no-op (None) when `port` is None.
+
+    `addr` has no default: a program's metrics bind where the program binds (Settings.bind_host),
+    never every interface of a laptop."""
     if port is None:
         return None
     server, thread = prometheus_client.start_http_server(port, addr=addr, registry=registry)

@@ -129,7 +129,7 @@ async def run_monitor(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, runner.request_stop, signal.Signals(signum).name)
     # --once shares the environment (and so the port) of the long-running instance: no server.
-    server = None if once else serve_metrics(settings.metrics_port)
+    server = None if once else serve_metrics(settings.metrics_port, addr=settings.bind_host)
     if server is not None:
         log.info("metrics_serving", port=server.port)
     try:

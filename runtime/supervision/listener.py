@@ -196,7 +196,7 @@ def listen(
 
 
 def main(*, shutdown_on_fatal: bool, metrics_port: int | None) -> int:
-    from runtime.config import LogSettings
+    from runtime.config import LogSettings, bind_host
     from runtime.logging import configure_logging
     from runtime.metrics import serve_metrics
 
@@ -205,7 +205,7 @@ def main(*, shutdown_on_fatal: bool, metrics_port: int | None) -> int:
     configure_logging(
         LogSettings.from_env(os.environ), program="supervisor_listener", stream=sys.stderr
     )
-    serve_metrics(metrics_port)
+    serve_metrics(metrics_port, addr=bind_host(os.environ))
     # supervisord stops the listener last, with SIGTERM: a clean exit, not "terminated by
     # SIGTERM" in its log on every stop.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

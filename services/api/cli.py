@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(settings)
     host = args.host or api_settings.host
     port = args.port if args.port is not None else api_settings.port
-    serve_metrics(settings.metrics_port)
+    serve_metrics(settings.metrics_port, addr=settings.bind_host)
     config = uvicorn.Config(
         create_app(settings, api_settings),
         host=host,

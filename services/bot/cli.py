@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = BotSettings.from_env()
     configure_logging(settings.runtime)
-    metrics = serve_metrics(settings.runtime.metrics_port)
+    metrics = serve_metrics(settings.runtime.metrics_port, addr=settings.runtime.bind_host)
     try:
         asyncio.run(run_bot(settings))
     finally:

@@ -72,7 +72,7 @@ def test_track_http_request_counts_escaping_errors_as_500() -> None:
 
 
 def test_serve_metrics_is_a_no_op_without_a_port() -> None:
-    assert metrics.serve_metrics(None) is None
+    assert metrics.serve_metrics(None, addr="127.0.0.1") is None
 
 
 def test_serve_metrics_exposes_monitor_series_over_http() -> None:

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import socket
 import time
 import urllib.error
 import urllib.request
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -140,10 +142,21 @@ def test_once_runs_one_tick_and_check_follows_the_last_success(monitor_env: Moni
     assert verdict.reason.startswith("last success")
 
 
+def listening_addresses(port: int) -> set[str]:
+    """IPv4 addresses with a socket listening on `port`, from /proc/net/tcp."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, _, hex_port = local.partition(":")
+        if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+            found.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+    return found
+
+
 def test_metrics_endpoint_shows_the_monitor_series(monitor_env: MonitorEnv) -> None:
     env = monitor_env
     port = env.free_port()
-    process = env.start("counter", METRICS_PORT=str(port))
+    process = env.start("counter", METRICS_PORT=str(port), DOMOS_BIND_HOST="127.0.0.1")
 
     def scrape() -> dict[tuple[str, str], float] | None:
         try:
@@ -161,6 +174,8 @@ def test_metrics_endpoint_shows_the_monitor_series(monitor_env: MonitorEnv) -> N
         return samples if ticks >= 2 else None
 
     samples = env.wait_until(scrape, 30, "two successful ticks on /metrics")
+    # Where the program binds, not every interface (issue 15: metrics reachable from the LAN).
+    assert listening_addresses(port) == {"127.0.0.1"}
     assert samples[("domos_monitor_up", "")] == 1
     assert samples[("domos_monitor_leader", "")] == 1
     assert samples[("domos_monitor_interval_seconds", "")] == 0.1
