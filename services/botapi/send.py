@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from runtime.db import Database
+from runtime.db import Database, Transaction
 from runtime.errors import DomosError
 from services.common.text import Text, storable_json
 
@@ -40,8 +40,9 @@ class SendConflict(DomosError):
         self.outbox_id = outbox_id
 
 
-def enqueue(db: Database, request: SendRequest) -> tuple[dict[str, Any], bool]:
-    """The outbox row of this notification; True when this call created it."""
+def enqueue(db: Database | Transaction, request: SendRequest) -> tuple[dict[str, Any], bool]:
+    """The outbox row of this notification; True when this call created it. Given a
+    transaction, inside it (the admin's broadcasts write many rows in one)."""
     created = db.fetchone(
         "INSERT INTO outbox (dedupe_key, chat_id, user_id, kind, text, parse_mode, reply_markup,"
         " disable_web_page_preview, priority)"

@@ -209,6 +209,25 @@ def test_a_tariffs_members_only(client: Any, domain_db: Any) -> None:
     assert [row["chat_id"] for row in broadcast_rows(domain_db)] == [7002, 7006]
 
 
+def test_nobody_to_send_to_takes_no_slot(client: Any, domain_db: Any) -> None:
+    empty = str(
+        domain_db.fetchval(
+            "INSERT INTO tariffs (code, title, price_minor, period_days) VALUES ('empty',"
+            " 'Пустой', 100, 30) RETURNING id"
+        )
+    )
+    page = preview(client, audience=empty).content.decode()
+    assert re.search(r'id="reach-count">0<', page)
+    assert "Некому отправлять." in page
+    assert 'value="send"' not in page
+    # A confirmation sent anyway (a stale form, a crafted request) creates nothing.
+    refused = send(client, str(uuid.uuid4()), audience=empty)
+    assert refused.status_code == 200
+    assert "Некому отправлять: рассылка не создана." in refused.content.decode()
+    assert domain_db.fetchval("SELECT COUNT(*) FROM broadcasts") == 0
+    domain_db.execute("DELETE FROM tariffs WHERE code = 'empty'")
+
+
 def test_at_most_n_a_day(client: Any, domain_db: Any) -> None:
     from django.test import override_settings
 
