@@ -53,7 +53,10 @@ class BroadcastError(DomosError):
 
 class DailyLimitReached(BroadcastError):
     def __init__(self, per_day: int) -> None:
-        super().__init__(f"Сегодня уже отправлено рассылок: {per_day} из {per_day}.")
+        if per_day == 0:
+            super().__init__("Рассылки выключены (WEB_BROADCASTS_PER_DAY=0).")
+        else:
+            super().__init__(f"Сегодня уже отправлено рассылок: {per_day} из {per_day}.")
         self.per_day = per_day
 
 

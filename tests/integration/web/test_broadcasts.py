@@ -244,6 +244,11 @@ def test_at_most_n_a_day(client: Any, domain_db: Any) -> None:
         assert "Сегодня уже отправлено рассылок: 2 из 2." in refused.content.decode()
     assert domain_db.fetchval("SELECT COUNT(*) FROM broadcasts") == 2
     assert len(broadcast_rows(domain_db)) == 6
+    with override_settings(BROADCASTS_PER_DAY=0):
+        assert "Рассылки выключены" in preview(client).content.decode()
+        off = send(client, str(uuid.uuid4())).content.decode()
+        assert "Рассылки выключены (WEB_BROADCASTS_PER_DAY=0)." in off
+    assert domain_db.fetchval("SELECT COUNT(*) FROM broadcasts") == 2
 
 
 def test_the_limit_holds_under_concurrent_submits(web_backend: Any, domain_db: Any) -> None:
