@@ -55,6 +55,9 @@ def test_broadcast_to_the_active_members(
     with community.db() as db:
         before = db.fetchval("SELECT COUNT(*) FROM outbox WHERE kind = 'broadcast'")
         broadcasts_before = db.fetchval("SELECT COUNT(*) FROM broadcasts")
+    confirmation: dict[str, str] = page.locator("#broadcast_confirm").evaluate(
+        "form => Object.fromEntries(new FormData(form))"
+    )
     # An impatient double click: two submits of one confirmation, one broadcast.
     page.dblclick("button[value=send]")
     expect(page).to_have_url(re.compile(r"/admin/domain/member/broadcasts/\d+/$"))
@@ -72,6 +75,17 @@ def test_broadcast_to_the_active_members(
     assert [(r["chat_id"], r["status"], r["text"]) for r in rows] == [(ANNA, "queued", TEXT)]
     expect(page.locator("td[data-status=queued]")).to_have_text("1")
     expect(page.locator("#broadcast-summary")).to_contain_text("Идёт отправка")
+    # The same confirmation once more from this session, after the first was done (as a
+    # reload of the POST would): it shows the broadcast and sends nothing.
+    again = page.request.post(
+        "/admin/domain/member/broadcasts/new/", form={**confirmation, "step": "send"}
+    )
+    assert again.ok, again.status
+    assert again.url.endswith(f"/broadcasts/{broadcast_id}/")
+    assert "Эта рассылка уже отправлена" in again.text()
+    with community.db() as db:
+        assert db.fetchval("SELECT COUNT(*) FROM broadcasts") == broadcasts_before + 1
+        assert db.fetchval("SELECT COUNT(*) FROM outbox WHERE kind = 'broadcast'") == before + 1
 
     # notifymonitor delivers it (its programs are stopped here: the row is marked as it would).
     with community.db() as db:
