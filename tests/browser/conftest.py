@@ -75,8 +75,12 @@ def artifacts_dir() -> Path:
     return path
 
 
+# Package scope, not session: Playwright's sync API runs an asyncio loop in this thread while it
+# lives, and every pytest-asyncio test after the browser tests failed with "Runner.run() cannot
+# be called from a running event loop" (659 errors in a full run). The community's programs stop
+# with it too.
 @pytest.fixture(
-    scope="session",
+    scope="package",
     params=[
         pytest.param("sqlite", id="sqlite"),
         pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
@@ -94,19 +98,19 @@ def community(
     yield from build_community(backend, tmp_path_factory.mktemp(f"browser-{backend}"), pg_url)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def live_web(community: Community) -> str:
     """Base URL of the admin (`domos web` on a free port), without a trailing slash."""
     return community.web
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def staff_credentials() -> tuple[str, str]:
     """The superuser staff login the community was created with."""
     return STAFF_USERNAME, STAFF_PASSWORD
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     # expect() waits as long as an action may take: its 5 s default flakes on a busy machine.
     expect.set_options(timeout=ACTION_TIMEOUT_MS)
@@ -114,7 +118,7 @@ def playwright() -> Iterator[Playwright]:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     yield browser
