@@ -44,7 +44,7 @@ _RESET = "\033[0m"
 #: TIME_ZONE (the community's zone) when it starts, and web's console lines would otherwise
 #: show another hour than every other program's. A fixed offset: a dev console outlives no DST
 #: change worth a lookup per line.
-_LOCAL_ZONE = datetime.now().astimezone().tzinfo
+CONSOLE_ZONE = datetime.now().astimezone().tzinfo
 
 REDACTED = "**********"
 
@@ -190,7 +190,7 @@ class _LocalTime:
 
     def __call__(self, key: str, value: object) -> str:
         try:
-            stamp = datetime.fromisoformat(str(value)).astimezone(_LOCAL_ZONE)
+            stamp = datetime.fromisoformat(str(value)).astimezone(CONSOLE_ZONE)
             text = stamp.strftime("%H:%M:%S.%f")[:-3]
         except ValueError:
             text = str(value)
