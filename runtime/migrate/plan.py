@@ -181,11 +181,14 @@ def plan_chunks(low: int, high: int, count: int, chunk_rows: int) -> list[tuple[
 
 
 def _violations_by_table(
-    violations: list[ForeignKeyViolation],
+    violations: list[ForeignKeyViolation], tables: list[Table]
 ) -> dict[str, dict[int, str]]:
+    """Rows whose parent row is missing. A reference to a table that does not exist is no
+    row's fault: its constraint is not created (`_constraints`) and its rows are copied."""
+    names = {table.name.lower() for table in tables}
     result: dict[str, dict[int, str]] = {}
     for violation in violations:
-        if violation.rowid is not None:
+        if violation.rowid is not None and violation.parent.lower() in names:
             result.setdefault(violation.table, {})[violation.rowid] = (
                 f"foreign_key_to_missing_row:{violation.parent}"
             )
@@ -205,7 +208,7 @@ def plan_infer(
 ) -> list[TablePlan]:
     """Plans of every table. With `from_declared`, a table whose declared types promise the
     fast copy is planned from them without a profile (see `declared_columns`)."""
-    excluded = _violations_by_table(violations)
+    excluded = _violations_by_table(violations, tables)
     pk_of = {table.name: table.primary_key for table in tables}
     return [
         plan_table(
@@ -390,8 +393,17 @@ def _constraints(
             plan.problems["partial_index_not_migrated"] = (
                 plan.problems.get("partial_index_not_migrated", 0) + 1
             )
+    tables = {name.lower(): name for name in pk_of}
     for fk in table.foreign_keys:
-        parent_columns = fk.parent_columns or pk_of.get(fk.parent, ())
+        # SQLite accepts a REFERENCES to a table that does not exist (the constraint then
+        # fails every write with foreign_keys=ON, so such applications run without it), and
+        # matches table names case-insensitively.
+        parent = fk.parent if fk.parent in pk_of else tables.get(fk.parent.lower())
+        if parent is None:
+            problem = f"foreign_key_to_missing_table:{fk.parent}"
+            plan.problems[problem] = plan.problems.get(problem, 0) + 1
+            continue
+        parent_columns = fk.parent_columns or pk_of.get(parent, ())
         if not parent_columns:
             plan.problems["foreign_key_without_parent_key"] = (
                 plan.problems.get("foreign_key_without_parent_key", 0) + 1
@@ -408,7 +420,7 @@ def _constraints(
                 name,
                 f"ALTER TABLE {q} ADD CONSTRAINT {quote_ident(name)} "
                 f"FOREIGN KEY ({_column_list(fk.columns)}) REFERENCES "
-                f"{quote_ident(plan.schema)}.{quote_ident(fk.parent)} "
+                f"{quote_ident(plan.schema)}.{quote_ident(parent)} "
                 f"({_column_list(parent_columns)}){actions}",
             )
         )
@@ -520,7 +532,7 @@ def plan_existing(
     skip_tables: frozenset[str],
 ) -> list[TablePlan]:
     """Map source tables onto tables created by `domos db upgrade` / Django, by name."""
-    excluded = _violations_by_table(violations)
+    excluded = _violations_by_table(violations, tables)
     plans = []
     errors = schema_version_problems(conn, target, source)
     tables = [t for t in tables if t.name not in skip_tables and t.name != SCHEMA_MIGRATIONS]
