@@ -57,7 +57,9 @@ def _dump_json(value: Any) -> str:
 
 
 # Converters are looked up by the first word of a column's declared type, and only on
-# connections opened with detect_types, so registering them touches no other sqlite3 user.
+# connections opened with detect_types. The registry is process-wide: another user that opens
+# with PARSE_DECLTYPES gets them too (Django does; services/web/databases.py opens the domain
+# databases without detect_types so its JSONField decodes the text itself).
 sqlite3.register_converter("TIMESTAMPTZ", parse_sqlite_timestamp)
 sqlite3.register_converter("BOOLEAN", _parse_bool)
 sqlite3.register_converter("JSON", _parse_json)
