@@ -1,8 +1,13 @@
 """Benchmark: `domos migrate` (copy + verify) against pgloader and the raw sqlite3 | psql floor.
 
-A generated SQLite file (1,000,000 chat messages + 200,000 payments, cached in var/bench/migrate)
-goes into three fresh databases of the same PostgreSQL server. Each tool runs as a child process;
-its peak RSS comes from os.wait4. The last line is one JSON object; "ratio" = ours / pgloader.
+Two generated SQLite files (cached in var/bench/migrate), each going into three fresh databases of
+the same PostgreSQL server:
+- `chat`: 1,000,000 chat messages + 200,000 payments, integers, reals and texts;
+- `legacy` (issue 17): 300,000 payments and 50,000 users of a legacy bot: JSON payloads, DATETIME
+  texts and unix times, BOOLEAN 0/1, DECIMAL(10,2) money, MONEY, DATE.
+Each tool runs as a child process; its peak RSS comes from os.wait4 and /proc. The last line is
+one JSON object: the chat figures at the top level (as before), and per workload "ratio" (ours /
+pgloader) and "floor_ratio" (ours / the raw floor). `run.py legacy` runs one workload.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +102,127 @@ def generate(path: Path) -> None:
     tmp.replace(path)
 
 
+LEGACY_PAYMENTS = 300_000
+LEGACY_USERS = 50_000
+
+
+def generate_legacy(path: Path) -> None:
+    """A bot's payments as legacy code writes them: every declared type one SQLite gives
+    NUMERIC affinity (JSON, DATETIME, BOOLEAN, DECIMAL(10,2), MONEY, DATE)."""
+    rng = random.Random(17)
+    tmp = path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    conn = sqlite3.connect(tmp)
+    conn.executescript(
+        """
+        PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;
+        CREATE TABLE users (
+            id INTEGER PRIMARY KEY, telegram_id INTEGER UNIQUE NOT NULL, username TEXT,
+            is_admin BOOLEAN DEFAULT 0, is_blocked BOOLEAN DEFAULT 0, settings JSON,
+            registered_at DATETIME DEFAULT CURRENT_TIMESTAMP, birthday DATE
+        );
+        CREATE TABLE payments (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, user_id INTEGER NOT NULL REFERENCES users(id),
+            payment_id TEXT UNIQUE, amount DECIMAL(10,2) NOT NULL, fee MONEY,
+            currency TEXT DEFAULT 'RUB', status TEXT NOT NULL, is_recurrent BOOLEAN DEFAULT 0,
+            payload JSON, created_at DATETIME DEFAULT CURRENT_TIMESTAMP, paid_at TIMESTAMP
+        );
+        """
+    )
+    start = 1_700_000_000
+    conn.executemany(
+        "INSERT INTO users VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            (
+                i + 1,
+                100_000_000 + i * 37,
+                f"user_{i}" if i % 5 else None,
+                int(i % 500 == 0),
+                "true" if i % 97 == 0 else "false",  # texts, as some bots write them
+                json.dumps({"lang": rng.choice(["ru", "en"]), "notify": i % 2 == 0}),
+                time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(start + i * 60)),
+                f"{1960 + i % 45}-{1 + i % 12:02d}-{1 + i % 28:02d}" if i % 3 else None,
+            )
+            for i in range(LEGACY_USERS)
+        ),
+    )
+    statuses = ("succeeded", "pending", "canceled", "waiting_for_capture")
+
+    def payments():  # type: ignore[no-untyped-def]
+        for i in range(LEGACY_PAYMENTS):
+            status = rng.choice(statuses)
+            amount = rng.choice(("990.00", "1990.00", "2490.50", 990.0, 149.9))
+            pid = str(uuid.UUID(int=rng.getrandbits(128)))
+            payload = {
+                "id": pid,
+                "status": status,
+                "amount": {"value": str(amount), "currency": "RUB"},
+                "description": f"Подписка на {1 + i % 12} мес.",
+                "metadata": {"user_id": 1 + i % LEGACY_USERS, "order": i},
+                "paid": status == "succeeded",
+            }
+            created = start + i * 17
+            yield (
+                1 + i % LEGACY_USERS,
+                pid,
+                amount,
+                round(float(amount) * 0.035, 2),
+                status,
+                i % 3 == 0,
+                json.dumps(payload, ensure_ascii=i % 2 == 0),
+                time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(created)),
+                created + 40 if status == "succeeded" else None,  # unix seconds
+            )
+
+    conn.executemany(
+        "INSERT INTO payments (user_id, payment_id, amount, fee, status, is_recurrent, payload, "
+        "created_at, paid_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        payments(),
+    )
+    conn.execute("CREATE INDEX payments_user ON payments (user_id, created_at)")
+    conn.commit()
+    conn.close()
+    tmp.replace(path)
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    file: str
+    tables: tuple[str, ...]
+    rows: int
+    generate: Callable[[Path], None]
+    #: The floor's tables: every column as SQLite hands it over in CSV, no type work.
+    raw_ddl: str
+
+
+WORKLOADS = {
+    "chat": Workload(
+        "chat",
+        f"chat_{MESSAGES}_{PAYMENTS}.sqlite",
+        ("chat_messages", "payments"),
+        MESSAGES + PAYMENTS,
+        generate,
+        "CREATE TABLE raw.chat_messages (id bigint, chat_id bigint, user_id bigint, "
+        "text text, created_at text, is_useful bigint, score double precision);"
+        "CREATE TABLE raw.payments (id bigint, user_id bigint, amount double precision, "
+        "status text, provider_payment_id text, created_at text)",
+    ),
+    "legacy": Workload(
+        "legacy",
+        f"legacy_{LEGACY_PAYMENTS}_{LEGACY_USERS}.sqlite",
+        ("users", "payments"),
+        LEGACY_PAYMENTS + LEGACY_USERS,
+        generate_legacy,
+        "CREATE TABLE raw.users (id bigint, telegram_id bigint, username text, is_admin text, "
+        "is_blocked text, settings text, registered_at text, birthday text);"
+        "CREATE TABLE raw.payments (id bigint, user_id bigint, payment_id text, amount text, "
+        "fee text, currency text, status text, is_recurrent text, payload text, "
+        "created_at text, paid_at text)",
+    ),
+}
+
+
 def busy_core_seconds() -> float:
     """CPU time the whole machine has spent busy (every process, PostgreSQL's included)."""
     fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
@@ -161,27 +289,29 @@ def measure(
     return seconds, max([usage.ru_maxrss / 1024, *peaks.values()]), process.returncode, busy
 
 
-def count_rows(url: str, schema: str) -> int:
+def count_rows(url: str, schema: str, tables: tuple[str, ...]) -> int:
     with psycopg.connect(url) as conn:
         total = 0
-        for table in ("chat_messages", "payments"):
+        for table in tables:
             row = conn.execute(f'SELECT count(*) FROM "{schema}"."{table}"').fetchone()
             total += int(row[0]) if row else 0
         return total
 
 
-def main() -> int:
+def run_workload(workload: Workload) -> dict[str, Any] | None:
     CACHE.mkdir(parents=True, exist_ok=True)
-    source = CACHE / f"chat_{MESSAGES}_{PAYMENTS}.sqlite"
+    source = CACHE / workload.file
     if not source.exists():
         print("generating", source, flush=True)
-        generate(source)
-    rows = MESSAGES + PAYMENTS
+        workload.generate(source)
+    rows = workload.rows
+    tables = workload.tables
     results: dict[str, dict[str, Any]] = {}
     # Three fresh databases of one server, dropped at the end whatever happens.
     with ExitStack() as databases:
         _, url = databases.enter_context(scratch_database("migrate_ours"))
         work = CACHE / "work"
+        report = CACHE / f"report-{workload.name}.json"
         seconds, rss, code, busy = measure(
             [
                 sys.executable,
@@ -195,55 +325,49 @@ def main() -> int:
                 "--work-dir",
                 str(work),
                 "--report",
-                str(CACHE / "report.json"),
+                str(report),
             ],
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
         if code != 0:
             print(f"domos migrate failed with exit {code}", file=sys.stderr)
-            return 1
+            return None
         results["ours"] = {
             "seconds": seconds,
             "peak_rss_mb": rss,
             "core_s": busy,
-            "rows": count_rows(url, "bench"),
-            "phases_s": json.loads((CACHE / "report.json").read_text())["phases"],
+            "rows": count_rows(url, "bench", tables),
+            "phases_s": json.loads(report.read_text())["phases"],
         }
 
         _, url = databases.enter_context(scratch_database("migrate_pgloader"))
         seconds, rss, code, busy = measure(["pgloader", "--quiet", f"sqlite://{source}", url])
         if code != 0:
             print(f"pgloader failed with exit {code}", file=sys.stderr)
-            return 1
+            return None
         results["pgloader"] = {
             "seconds": seconds,
             "peak_rss_mb": rss,
             "core_s": busy,
-            "rows": count_rows(url, "public"),
+            "rows": count_rows(url, "public", tables),
         }
 
         _, url = databases.enter_context(scratch_database("migrate_raw"))
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(
-                "CREATE SCHEMA raw;"
-                "CREATE TABLE raw.chat_messages (id bigint, chat_id bigint, user_id bigint, "
-                "text text, created_at text, is_useful bigint, score double precision);"
-                "CREATE TABLE raw.payments (id bigint, user_id bigint, amount double precision, "
-                "status text, provider_payment_id text, created_at text)"
-            )
+            conn.execute("CREATE SCHEMA raw;" + workload.raw_ddl)
         pipeline = " && ".join(
             f"sqlite3 -csv {source} 'SELECT * FROM {table}' | "
             f"psql -q '{url}' -c '\\copy raw.{table} FROM STDIN WITH (FORMAT csv)'"
-            for table in ("chat_messages", "payments")
+            for table in tables
         )
         seconds, rss, code, busy = measure(pipeline, shell=True)
         if code != 0:
-            return 1
+            return None
         results["raw_floor"] = {
             "seconds": seconds,
             "peak_rss_mb": rss,
             "core_s": busy,
-            "rows": count_rows(url, "raw"),
+            "rows": count_rows(url, "raw", tables),
         }
     for figures in results.values():
         figures["rows_per_s"] = round(rows / figures["seconds"])
@@ -252,14 +376,37 @@ def main() -> int:
         figures["core_s"] = round(figures["core_s"], 2)
     for tool, figures in results.items():
         print(
-            f"{tool:10s} {figures['seconds']:8.2f} s {figures['rows_per_s']:>9} rows/s "
-            f"{figures['peak_rss_mb']:7.1f} MB rss {figures['core_s']:6.2f} core-s (machine)"
-            f"  rows={figures['rows']}"
+            f"{workload.name:6s} {tool:10s} {figures['seconds']:8.2f} s "
+            f"{figures['rows_per_s']:>9} rows/s {figures['peak_rss_mb']:7.1f} MB rss "
+            f"{figures['core_s']:6.2f} core-s (machine)  rows={figures['rows']}"
         )
-    ratio = results["ours"]["seconds"] / results["pgloader"]["seconds"]
-    print(json.dumps({**results, "rows": rows, "ratio": round(ratio, 3)}))
+    ours = results["ours"]["seconds"]
+    return {
+        **results,
+        "rows": rows,
+        "ratio": round(ours / results["pgloader"]["seconds"], 3),
+        "floor_ratio": round(ours / results["raw_floor"]["seconds"], 3),
+    }
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(WORKLOADS)
+    unknown = [name for name in names if name not in WORKLOADS]
+    if unknown:
+        print(f"unknown workload(s) {unknown}; known: {list(WORKLOADS)}", file=sys.stderr)
+        return 2
+    figures: dict[str, dict[str, Any]] = {}
+    for name in names:
+        result = run_workload(WORKLOADS[name])
+        if result is None:
+            return 1
+        figures[name] = result
+    summary = {
+        name: {"ratio": f["ratio"], "floor_ratio": f["floor_ratio"]} for name, f in figures.items()
+    }
+    print(json.dumps({**figures.get("chat", {}), "workloads": figures, "summary": summary}))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
