@@ -14,7 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runtime.errors import MigrationError
-from runtime.migrate.inference import choose_type, classes_seen, count_jsonb_refusals
+from runtime.migrate.inference import (
+    choose_type,
+    classes_seen,
+    count_jsonb_refusals,
+    intent_of,
+)
 from runtime.migrate.snapshot import Source
 from runtime.migrate.sqlite_source import (
     ColumnProfile,
@@ -248,7 +253,10 @@ def plan_table(
         # text can be), keyed by its rowid, no row left out - and then by the columnar digest
         # on every path (arrow_copy.py, arrow_digest.py). SQLite's search of every text is
         # most of a profile's cost.
-        profiles = profile_table(conn, table, scanner, count_nul=False)
+        # A column whose declared type names an intent (JSON, DATETIME, ...) takes a type the
+        # fast copy cannot: NUL bytes are then counted in the same scan, not in a second one.
+        intents = any(intent_of(c.declared).kind != "none" for c in table.copied_columns)
+        profiles = profile_table(conn, table, scanner, count_nul=intents)
         for name, profile in profiles.items():
             if profile.json_risky:  # the few texts SQLite cannot judge for jsonb
                 profile.json_refusals = count_jsonb_refusals(conn, table.name, name)

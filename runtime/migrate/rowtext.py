@@ -95,7 +95,7 @@ def jsonb_text(text: str) -> str:
     ordered by length then bytes, `, ` and `: ` separators, numbers as numeric prints them
     (scale kept: `1.50`; exponents expanded: `1e2` is `100`), strings with only `"`, `\\` and
     control characters escaped."""
-    return _jsonb_render(json.loads(text, parse_float=Decimal, parse_int=Decimal))
+    return _jsonb_render(json.loads(text, parse_float=Decimal))
 
 
 _JSON_ESCAPES = {
@@ -116,7 +116,14 @@ def _json_escape(match: re.Match[str]) -> str:
 
 
 def _jsonb_string(value: str) -> str:
+    if _JSON_SPECIAL.search(value) is None:  # the usual string: nothing to escape
+        return f'"{value}"'
     return '"' + _JSON_SPECIAL.sub(_json_escape, value) + '"'
+
+
+def _jsonb_key_order(key: str) -> tuple[int, str]:
+    # Length in bytes, then bytes: UTF-8 orders as code points do, so the str itself serves.
+    return (len(key) if key.isascii() else len(key.encode()), key)
 
 
 def _jsonb_render(value: Any) -> str:
@@ -128,13 +135,15 @@ def _jsonb_render(value: Any) -> str:
         return "false"
     if value is None:
         return "null"
+    if type(value) is int:  # -0 is 0 already, as numeric prints it
+        return str(value)
     if isinstance(value, Decimal):
         if value.is_zero():
             value = value.copy_abs()  # numeric has no negative zero
         return format(value, "f")
     if isinstance(value, list):
         return "[" + ", ".join(_jsonb_render(item) for item in value) + "]"
-    keys = sorted(value, key=lambda key: (len(key.encode()), key.encode()))
+    keys = sorted(value, key=_jsonb_key_order)
     return "{" + ", ".join(f"{_jsonb_string(k)}: {_jsonb_render(value[k])}" for k in keys) + "}"
 
 
