@@ -16,12 +16,14 @@ Settings: BAN_BATCH_SIZE (100).
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Self
 
 from monitors import _metrics
 from monitors._clients import TelegramClient
 from monitors._moderation import ModerationExecutor
-from runtime.config import Env
+from runtime.config import Env, Settings
 from runtime.monitor import Monitor
 
 #: Members past grace still in a managed chat, with the subscription that ended last.
@@ -70,13 +72,24 @@ ON CONFLICT (idempotence_key) DO NOTHING
 """
 
 
+@dataclass(frozen=True)
+class BanSettings:
+    batch_size: int = 100
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], settings: Settings) -> Self:
+        return cls(batch_size=Env(environ).integer("BAN_BATCH_SIZE", 100, minimum=1))
+
+
 class BanMonitor(Monitor):
     name = "ban_monitor"
     interval_s = 60.0
     mode = "claiming"
+    config_type = BanSettings
+    config: BanSettings
 
     async def setup(self) -> None:
-        self.batch_size = Env(os.environ).integer("BAN_BATCH_SIZE", 100, minimum=1)
+        self.batch_size = self.config.batch_size
         self.telegram = TelegramClient(self.ctx.settings)
         await self.telegram.open()
         self.executor = ModerationExecutor(

@@ -11,26 +11,38 @@ Settings: EVENTS_BATCH_SIZE (1000).
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Self
 
 from monitors import _metrics
 from monitors._outbox import enqueue
 from monitors.decisions.reminders import event_reminder_due
-from runtime.config import Env
+from runtime.config import Env, Settings
 from runtime.monitor import Monitor
 
 ENTITLED = "(s.status = 'active' OR (s.status = 'grace' AND s.grace_until > ?))"
+
+
+@dataclass(frozen=True)
+class EventsSettings:
+    batch_size: int = 1000
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], settings: Settings) -> Self:
+        return cls(batch_size=Env(environ).integer("EVENTS_BATCH_SIZE", 1000, minimum=1))
 
 
 class EventsMonitor(Monitor):
     name = "eventsmonitor"
     interval_s = 60.0
     mode = "singleton"
+    config_type = EventsSettings
+    config: EventsSettings
 
     async def setup(self) -> None:
-        self.batch_size = Env(os.environ).integer("EVENTS_BATCH_SIZE", 1000, minimum=1)
+        self.batch_size = self.config.batch_size
 
     async def tick(self) -> int:
         now = self.ctx.clock.now()

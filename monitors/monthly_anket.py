@@ -12,13 +12,15 @@ ANKET_BATCH_SIZE (1000).
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from typing import Self
 
 from monitors import _metrics
 from monitors._outbox import enqueue
 from monitors.decisions.reminders import SurveySchedule, month_key
-from runtime.config import Env
+from runtime.config import Env, Settings
 from runtime.errors import ConfigError
 from runtime.monitor import Monitor
 
@@ -38,15 +40,30 @@ def schedule_from_env(env: Env) -> SurveySchedule:
     )
 
 
+@dataclass(frozen=True)
+class AnketSettings:
+    schedule: SurveySchedule
+    batch_size: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], settings: Settings) -> Self:
+        env = Env(environ)
+        return cls(
+            schedule=schedule_from_env(env),
+            batch_size=env.integer("ANKET_BATCH_SIZE", 1000, minimum=1),
+        )
+
+
 class MonthlyAnket(Monitor):
     name = "monthly_anket"
     interval_s = 300.0
     mode = "singleton"
+    config_type = AnketSettings
+    config: AnketSettings
 
     async def setup(self) -> None:
-        env = Env(os.environ)
-        self.schedule = schedule_from_env(env)
-        self.batch_size = env.integer("ANKET_BATCH_SIZE", 1000, minimum=1)
+        self.schedule = self.config.schedule
+        self.batch_size = self.config.batch_size
 
     async def tick(self) -> int:
         now = self.ctx.clock.now()

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -42,7 +41,7 @@ from monitors.decisions.backoff import OUTBOX_DELIVERY, RetrySchedule
 from monitors.decisions.rate_limit import RateLimits, RatePlanner, max_global_burst
 from monitors.decisions.telegram import TelegramOutcome, Verdict, classify_telegram_response
 from monitors.decisions.text_split import split_message
-from runtime.config import Env
+from runtime.config import Env, Settings
 from runtime.errors import ConfigError, MonitorError
 from runtime.monitor import Monitor
 
@@ -67,7 +66,7 @@ class NotifySettings:
     concurrency: int
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> NotifySettings:
+    def from_env(cls, environ: Mapping[str, str], settings: Settings) -> NotifySettings:
         env = Env(environ)
         global_per_s = env.number("NOTIFY_GLOBAL_PER_S", 30.0, minimum=0.01)
         # A late wake-up may be caught up by a couple of slots; the sandbox and Telegram take
@@ -151,9 +150,10 @@ class NotifyMonitor(Monitor):
     interval_s = 1.0
     mode = "claiming"
     backoff_max_s = 60.0
+    config_type = NotifySettings
+    config: NotifySettings
 
     async def setup(self) -> None:
-        self.config = NotifySettings.from_env(os.environ)
         self.planner = RatePlanner(self.config.limits)
         self.telegram = TelegramClient(self.ctx.settings)
         await self.telegram.open()

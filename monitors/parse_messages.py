@@ -20,7 +20,6 @@ PARSE_BATCH_SIZE (200), PARSE_LEASE_S (120).
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -35,7 +34,7 @@ from monitors.decisions.backoff import RetrySchedule
 from monitors.decisions.listings import Listing, Unparsed, parse_listing
 from monitors.decisions.telegram import Verdict, classify_telegram_response
 from monitors.decisions.useful import UsefulRules, UsefulVerdict
-from runtime.config import Env
+from runtime.config import Env, Settings
 from runtime.db import AsyncTransaction
 from runtime.errors import DatabaseError, MonitorError
 from runtime.monitor import Monitor
@@ -64,8 +63,9 @@ class ParseSettings:
     lease_s: float
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str], data_dir: Path) -> ParseSettings:
+    def from_env(cls, environ: Mapping[str, str], settings: Settings) -> ParseSettings:
         env = Env(environ)
+        data_dir = settings.db.data_dir
         audio_dir = Path(env.text("AUDIO_DIR") or data_dir / "audio")
         return cls(
             listing_chats={
@@ -119,9 +119,10 @@ class ParseMessages(Monitor):
     name = "parse_messages"
     interval_s = 10.0
     mode = "claiming"
+    config_type = ParseSettings
+    config: ParseSettings
 
     async def setup(self) -> None:
-        self.config = ParseSettings.from_env(os.environ, self.ctx.settings.db.data_dir)
         self.telegram = TelegramClient(self.ctx.settings)
         await self.telegram.open()
 

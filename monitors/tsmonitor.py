@@ -17,7 +17,6 @@ Settings: DOMOS_TIMEZONE (Europe/Moscow), SUBSCRIPTION_GRACE_DAYS (3), TS_REMIND
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
@@ -27,7 +26,7 @@ from monitors import _metrics
 from monitors._outbox import enqueue
 from monitors.decisions.periods import Period, SubscriptionStatus, next_status, period_after
 from monitors.decisions.reminders import TERM_REMINDER_DAYS, term_reminder_due
-from runtime.config import Env
+from runtime.config import Env, Settings
 from runtime.errors import ConfigError
 from runtime.monitor import Monitor
 
@@ -40,7 +39,7 @@ class TermSettings:
     batch_size: int
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> TermSettings:
+    def from_env(cls, environ: Mapping[str, str], settings: Settings) -> TermSettings:
         env = Env(environ)
         raw_days = env.text("TS_REMINDER_DAYS")
         days = TERM_REMINDER_DAYS
@@ -80,9 +79,8 @@ class TermsMonitor(Monitor):
     name = "tsmonitor"
     interval_s = 60.0
     mode = "singleton"
-
-    async def setup(self) -> None:
-        self.config = TermSettings.from_env(os.environ)
+    config_type = TermSettings
+    config: TermSettings
 
     async def tick(self) -> int:
         return await self.send_reminders() + await self.move_states()

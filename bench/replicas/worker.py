@@ -22,7 +22,7 @@ from monitors.parse_messages import ParseMessages
 from runtime.config import Settings
 from runtime.db import AsyncDatabase
 from runtime.logging import configure_logging
-from runtime.monitor import MonitorContext, SystemClock
+from runtime.monitor import MonitorContext, SystemClock, build_config
 
 
 async def main(owner: str) -> None:
@@ -36,6 +36,7 @@ async def main(owner: str) -> None:
             clock=SystemClock(),
             owner=owner,
             stop_event=asyncio.Event(),
+            config=build_config(ParseMessages, os.environ, settings),
         )
         monitor = ParseMessages(ctx)
         await monitor.setup()

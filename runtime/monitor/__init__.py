@@ -17,6 +17,10 @@ Convention: monitor `NAME` lives in module `monitors.NAME` and exposes its class
 
     MONITOR = TermsMonitor
 
+Settings of its own: a frozen dataclass with `from_env(environ, settings)` named as the class's
+`config_type`; the runner builds it before the database opens (a bad value exits 2 naming the
+variable) and the monitor reads it as `self.config`. No monitor reads `os.environ` itself.
+
 `domos monitor tsmonitor` runs it until SIGTERM; `--once` runs one tick; `--check` exits 0 while
 the last success is younger than 3 intervals (health file `$DOMOS_RUN_DIR/monitor-NAME.json`,
 default var/run). `DOMOS_MONITOR_PACKAGE` (or `--package`) looks monitors up in another package,
@@ -34,7 +38,25 @@ same container as the monitor, because the health file is per container.
 
 from __future__ import annotations
 
-from runtime.monitor.base import MONITOR_MODES, Monitor, MonitorContext, MonitorMode
+from runtime.monitor.base import (
+    MONITOR_MODES,
+    Monitor,
+    MonitorConfig,
+    MonitorContext,
+    MonitorMode,
+    NoConfig,
+    build_config,
+)
 from runtime.monitor.clock import Clock, SystemClock
 
-__all__ = ["MONITOR_MODES", "Clock", "Monitor", "MonitorContext", "MonitorMode", "SystemClock"]
+__all__ = [
+    "MONITOR_MODES",
+    "Clock",
+    "Monitor",
+    "MonitorConfig",
+    "MonitorContext",
+    "MonitorMode",
+    "NoConfig",
+    "SystemClock",
+    "build_config",
+]

@@ -6,9 +6,9 @@ import abc
 import asyncio
 import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Self
 
 from runtime.config import Settings
 from runtime.monitor.clock import Clock
@@ -23,6 +23,26 @@ MonitorMode = Literal["singleton", "claiming"]
 MONITOR_MODES: tuple[MonitorMode, ...] = ("singleton", "claiming")
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class MonitorConfig(Protocol):
+    """A monitor's own settings: a frozen dataclass read once from the environment.
+
+    `from_env` raises ConfigError naming the variable, so a bad value stops the process before
+    its first tick (and before the database is opened).
+    """
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], settings: Settings) -> Self: ...
+
+
+@dataclass(frozen=True)
+class NoConfig:
+    """For a monitor that has no settings of its own."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], settings: Settings) -> Self:
+        return cls()
 
 
 @dataclass(frozen=True)
@@ -40,6 +60,9 @@ class MonitorContext:
     #: Long ticks call it after each item done: health and the progress metric then show a
     #: working monitor rather than one whose last success is getting old. Cheap to call often.
     progress: Callable[[], None] = lambda: None
+    #: The monitor's own settings, built by `build_config` from the same environment as
+    #: `settings`; an instance of the monitor class's `config_type`.
+    config: object = NoConfig()
 
     @property
     def stop_requested(self) -> bool:
@@ -68,11 +91,20 @@ class Monitor(abc.ABC):
     stop_timeout_s: ClassVar[float] = 30.0
     #: How often a standby singleton instance retries the lock (None: min(interval_s, 5 s)).
     lock_retry_s: ClassVar[float | None] = None
+    #: The class of `config`; subclasses narrow the `config` annotation to it.
+    config_type: ClassVar[type[MonitorConfig]] = NoConfig
+    config: Any
 
     def __init__(self, ctx: MonitorContext) -> None:
+        if not isinstance(ctx.config, self.config_type):
+            raise TypeError(
+                f"{self.name}: ctx.config is a {type(ctx.config).__name__}, "
+                f"expected {self.config_type.__name__} (build it with build_config)"
+            )
         self.ctx = ctx
         self.db: AsyncDatabase = ctx.db
         self.log = ctx.log
+        self.config = ctx.config
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -94,6 +126,13 @@ class Monitor(abc.ABC):
     @classmethod
     def effective_lock_retry_s(cls) -> float:
         return cls.lock_retry_s if cls.lock_retry_s is not None else min(cls.interval_s, 5.0)
+
+
+def build_config(
+    monitor_cls: type[Monitor], environ: Mapping[str, str], settings: Settings
+) -> object:
+    """The monitor's own settings from the environment `settings` were read from."""
+    return monitor_cls.config_type.from_env(environ, settings)
 
 
 def _validate(cls: type[Monitor]) -> None:

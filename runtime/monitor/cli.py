@@ -13,7 +13,7 @@ from typing import Any
 
 from runtime.config import Env, Settings
 from runtime.errors import DomosError
-from runtime.monitor.base import Monitor
+from runtime.monitor.base import Monitor, build_config
 from runtime.monitor.health import (
     DEFAULT_RUN_DIR,
     evaluate_health,
@@ -75,6 +75,8 @@ def handle(args: argparse.Namespace) -> int:
     if args.check:
         return check(monitor_cls, path, max_age_intervals=args.max_age_intervals)
     settings = Settings.from_env(os.environ)
+    # Before logging and the database: a bad value exits 2 naming its variable.
+    config = build_config(monitor_cls, os.environ, settings)
     from runtime.logging import configure_logging
 
     # The supervisord program name when given, else the monitor's own name.
@@ -83,6 +85,7 @@ def handle(args: argparse.Namespace) -> int:
         run_monitor(
             monitor_cls,
             settings,
+            config=config,
             once=args.once,
             stop_timeout_s=args.stop_timeout,
             health_file=path,
@@ -102,6 +105,7 @@ async def run_monitor(
     monitor_cls: type[Monitor],
     settings: Settings,
     *,
+    config: object | None = None,
     once: bool = False,
     stop_timeout_s: float | None = None,
     health_file: Path | None = None,
@@ -120,6 +124,7 @@ async def run_monitor(
         monitor_cls,
         settings=settings,
         db=db,
+        config=config,
         clock=clock_from_env(os.environ),
         health_path=health_file,
         once=once,

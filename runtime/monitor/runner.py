@@ -31,7 +31,7 @@ from runtime.config import Settings
 from runtime.db.base import HeldLock
 from runtime.errors import DatabaseError, LockNotAcquired, MonitorError
 from runtime.logging import scrub_text
-from runtime.monitor.base import Monitor, MonitorContext
+from runtime.monitor.base import Monitor, MonitorContext, NoConfig
 from runtime.monitor.clock import Clock, SystemClock
 from runtime.monitor.health import HealthRecorder, HealthState
 from runtime.monitor.schedule import (
@@ -66,6 +66,7 @@ class MonitorRunner:
         *,
         settings: Settings,
         db: Any,
+        config: object | None = None,
         clock: Clock | None = None,
         health_path: Path | None = None,
         once: bool = False,
@@ -75,6 +76,8 @@ class MonitorRunner:
         self.monitor_cls = monitor_cls
         self.name = monitor_cls.name
         self.settings = settings
+        #: `build_config(monitor_cls, environ, settings)`; None for a monitor without settings.
+        self.config = NoConfig() if config is None else config
         self.db = db
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.once = once
@@ -152,6 +155,7 @@ class MonitorRunner:
                 owner=self.owner,
                 stop_event=self._stop,
                 progress=self._progress,
+                config=self.config,
             )
             monitor = self.monitor_cls(ctx)
             self._write_health(role="starting")

@@ -33,7 +33,7 @@ from runtime.config import Settings
 from runtime.db import AsyncDatabase
 from runtime.db.migrations import upgrade
 from runtime.logical_databases import DOMAIN_DATABASES, LOGICAL_DATABASES
-from runtime.monitor import Monitor, MonitorContext, SystemClock
+from runtime.monitor import Monitor, MonitorContext, SystemClock, build_config
 from services.api.payments import PaymentService
 from services.sandbox import DEFAULT_BOT_TOKEN, SandboxConfig, build_app
 from tests.conftest import DB_BACKENDS, database_environ
@@ -167,7 +167,8 @@ class Monitors:
     started: list[Monitor] = field(default_factory=list)
 
     async def start(self, cls: type[Monitor], clock: Any = None, **env: str) -> Any:
-        settings = Settings.from_env({**self.environ, **env})
+        environ = {**self.environ, **env}
+        settings = Settings.from_env(environ)
         ctx = MonitorContext(
             settings=settings,
             db=self.db,
@@ -175,6 +176,7 @@ class Monitors:
             clock=clock or SystemClock(),
             owner=f"test:{cls.name}:{len(self.started)}",
             stop_event=asyncio.Event(),
+            config=build_config(cls, environ, settings),
         )
         monitor = cls(ctx)
         await monitor.setup()

@@ -21,12 +21,10 @@ import pytest
 
 from monitors._payment_work import PaymentSettings
 from monitors.decisions.useful import UsefulRules
-from monitors.monthly_anket import schedule_from_env
-from monitors.notifymonitor import NotifySettings
-from monitors.parse_messages import ParseSettings
-from monitors.tsmonitor import TermSettings
 from runtime.config import Env, Settings
 from runtime.logical_databases import LOGICAL_DATABASES
+from runtime.monitor import build_config
+from runtime.monitor.loader import load_monitor
 from services.api.settings import ApiSettings
 from services.bot.config import BotSettings
 from services.botapi.settings import BotApiSettings
@@ -83,13 +81,25 @@ DIFFERENT_IN_PRODUCTION = {
 }
 
 #: Settings objects built from an environment mapping: compared whole, default against compose.
+MONITORS_WITH_SETTINGS = (
+    "ban_monitor",
+    "eventsmonitor",
+    "monthly_anket",
+    "notifymonitor",
+    "parse_messages",
+    "tsmonitor",
+)
+
+
+def _monitor_config(name: str) -> Callable[[Mapping[str, str]], Any]:
+    monitor_cls = load_monitor(name)
+    return lambda environ: build_config(monitor_cls, environ, Settings.from_env(environ))
+
+
 BUILDERS: dict[str, Callable[[Mapping[str, str]], Any]] = {
     "runtime": Settings.from_env,
-    "notifymonitor": NotifySettings.from_env,
+    **{name: _monitor_config(name) for name in MONITORS_WITH_SETTINGS},
     "payment_monitor": PaymentSettings.from_env,
-    "tsmonitor": TermSettings.from_env,
-    "monthly_anket": lambda environ: schedule_from_env(Env(environ)),
-    "parse_messages": lambda environ: ParseSettings.from_env(environ, Path("/data")),
     "useful": UsefulRules.from_env,
     "api": ApiSettings.from_env,
     "bot": BotSettings.from_env,
@@ -341,4 +351,5 @@ def test_a_changed_default_is_caught():
     assert _parsed_equal(read, "300") is True
     assert _parsed_equal(read, "301") is False
     assert _parsed_equal(read, "") is True  # empty: the code's default
-    assert NotifySettings.from_env({}) != NotifySettings.from_env({"NOTIFY_GLOBAL_BURST": "2"})
+    notify = BUILDERS["notifymonitor"]
+    assert notify({}) != notify({"NOTIFY_GLOBAL_BURST": "2"})

@@ -73,3 +73,65 @@ def test_unreachable_database_is_logged_and_exits_2(
     [failed] = [line for line in json_lines(err) if line["event"] == "monitor_start_failed"]
     assert failed["error_type"] == "DatabaseUnavailable"
     assert "domos monitor: error: " in err
+
+
+CONFIGURED_SOURCE = """
+from dataclasses import dataclass
+from runtime.config import Env
+from runtime.monitor import Monitor
+
+@dataclass(frozen=True)
+class PingerSettings:
+    greeting: str
+    repeat: int
+
+    @classmethod
+    def from_env(cls, environ, settings):
+        env = Env(environ)
+        return cls(
+            greeting=env.text("PINGER_GREETING", "hi") or "hi",
+            repeat=env.integer("PINGER_REPEAT", 1, minimum=1),
+        )
+
+class Pinger(Monitor):
+    name = "pinger"
+    interval_s = 5.0
+    config_type = PingerSettings
+
+    async def tick(self) -> int:
+        self.log.info("pinged", greeting=self.config.greeting * self.config.repeat)
+        return 1
+
+MONITOR = Pinger
+"""
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_the_monitor_reads_its_settings_from_the_runner(
+    pinger_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    package = next(p for p in pinger_env.iterdir() if p.name.startswith("pkg_"))
+    (package / "pinger.py").write_text(CONFIGURED_SOURCE)
+    monkeypatch.setenv("PINGER_GREETING", "yo")
+    monkeypatch.setenv("PINGER_REPEAT", "2")
+    assert main(["monitor", "pinger", "--once"]) == 0
+    [pinged] = [line for line in json_lines(capsys.readouterr().err) if line["event"] == "pinged"]
+    assert pinged["greeting"] == "yoyo"
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_bad_setting_exits_2_naming_it_before_the_database_opens(
+    pinger_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    package = next(p for p in pinger_env.iterdir() if p.name.startswith("pkg_"))
+    (package / "pinger.py").write_text(CONFIGURED_SOURCE)
+    monkeypatch.setenv("PINGER_REPEAT", "many")
+    # An unreachable database: had it been opened first, the error would be about it.
+    monkeypatch.setenv("DB_TYPE", "postgres")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app@127.0.0.1:1/domos")
+    monkeypatch.setenv("DB_POOL_TIMEOUT_S", "0.5")
+    assert main(["monitor", "pinger", "--once"]) == 2
+    err = capsys.readouterr().err
+    assert "PINGER_REPEAT" in err
+    assert "monitor_start_failed" not in err
+    assert not (pinger_env / "run").exists() or not list((pinger_env / "run").iterdir())

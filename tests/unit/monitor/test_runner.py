@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import io
 import json
 from collections.abc import Awaitable, Callable
@@ -362,3 +364,35 @@ async def test_singleton_stops_ticking_when_its_lock_is_lost_and_stands_by(
     # Ticks at 0 and 10; the check before the 20 s tick fails; the lock is taken again 4 s
     # later and the third tick runs at once.
     assert h.relative_starts() == [0.0, 10.0, 24.0]
+
+
+def test_a_monitor_refuses_settings_of_another_type() -> None:
+    from dataclasses import dataclass
+
+    from runtime.monitor import Monitor, MonitorContext
+
+    @dataclass(frozen=True)
+    class Wanted:
+        @classmethod
+        def from_env(cls, environ: object, settings: object) -> Wanted:
+            return cls()
+
+    class Picky(Monitor):
+        name = "picky"
+        interval_s = 1.0
+        config_type = Wanted
+
+        async def tick(self) -> int:
+            return 0
+
+    ctx = MonitorContext(
+        settings=None,  # type: ignore[arg-type]
+        db=None,  # type: ignore[arg-type]
+        log=None,  # type: ignore[arg-type]
+        clock=None,  # type: ignore[arg-type]
+        owner="test",
+        stop_event=asyncio.Event(),
+    )
+    with pytest.raises(TypeError, match="expected Wanted"):
+        Picky(ctx)
+    assert isinstance(Picky(dataclasses.replace(ctx, config=Wanted())).config, Wanted)

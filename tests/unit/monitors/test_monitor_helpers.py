@@ -11,6 +11,7 @@ from monitors._metrics import UNSENT_OUTCOMES, UNSENT_PAYMENTS, start_at_zero
 from monitors.notifymonitor import NotifySettings
 from monitors.parse_messages import ParseSettings, area_dm2, commission_bp, normalized_complex
 from monitors.tsmonitor import TermSettings
+from runtime.config import Settings
 from runtime.errors import ConfigError
 
 
@@ -43,7 +44,7 @@ def test_commission_in_basis_points(percent, bp):
 def test_listing_sources_by_id_or_username():
     config = ParseSettings.from_env(
         {"NMARKET_CHATS": "-100123, @NMarket_Channel", "TRADEAGENT_CHATS": "@tradeagent"},
-        Path("/data"),
+        Settings.from_env({"DOMOS_DATA_DIR": "/data"}),
     )
     assert config.listing_source(-100123, None) == "nmarket"
     assert config.listing_source(-5, "nmarket_channel") == "nmarket"
@@ -53,7 +54,9 @@ def test_listing_sources_by_id_or_username():
 
 
 def test_term_settings_from_env():
-    config = TermSettings.from_env({"TS_REMINDER_DAYS": "1,7", "TS_REMINDER_AT": "09:30"})
+    config = TermSettings.from_env(
+        {"TS_REMINDER_DAYS": "1,7", "TS_REMINDER_AT": "09:30"}, Settings.from_env({})
+    )
     assert config.reminder_days == (7, 1)
     assert config.reminder_at == time(9, 30)
     assert config.grace_days == 3
@@ -68,7 +71,7 @@ def test_term_settings_from_env():
 )
 def test_term_settings_name_the_bad_variable(environ, variable):
     with pytest.raises(ConfigError) as error:
-        TermSettings.from_env(environ)
+        TermSettings.from_env(environ, Settings.from_env({}))
     assert error.value.variable == variable
 
 
@@ -83,12 +86,14 @@ def test_term_settings_name_the_bad_variable(environ, variable):
     ],
 )
 def test_notify_global_burst_defaults_within_one_second_of_sends(environ, burst):
-    assert NotifySettings.from_env(environ).limits.global_burst == burst
+    assert NotifySettings.from_env(environ, Settings.from_env({})).limits.global_burst == burst
 
 
 def test_notify_global_burst_above_one_second_of_sends_is_refused():
     with pytest.raises(ConfigError, match="NOTIFY_GLOBAL_BURST"):
-        NotifySettings.from_env({"NOTIFY_GLOBAL_PER_S": "15", "NOTIFY_GLOBAL_BURST": "16"})
+        NotifySettings.from_env(
+            {"NOTIFY_GLOBAL_PER_S": "15", "NOTIFY_GLOBAL_BURST": "16"}, Settings.from_env({})
+        )
 
 
 def test_rare_outcomes_are_exported_at_zero_before_their_first_increment():
