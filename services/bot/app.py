@@ -18,7 +18,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.types import BotCommand, ErrorEvent
 
 from runtime.db import AsyncDatabase
-from services.bot import texts
+from services.bot import repository, texts
 from services.bot.config import BotSettings
 from services.bot.handlers import build_routers
 from services.bot.metrics import InFlight, UpdateMetricsMiddleware
@@ -87,6 +87,8 @@ async def run(settings: BotSettings) -> None:
     bot = build_bot(settings)
     await db.open()
     try:
+        await repository.mark_paid_chats(db, settings.paid_chat_ids, utcnow())
+        log.info("paid_chats_configured", chat_ids=sorted(settings.paid_chat_ids))
         me = await bot.me()
         dp = build_dispatcher(db=db, settings=settings, payments=payments, in_flight=in_flight)
         await bot.set_my_commands([BotCommand(command=c, description=d) for c, d in texts.COMMANDS])

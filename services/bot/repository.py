@@ -169,18 +169,33 @@ async def cancel_event_registration(
 # --- chats and memberships -------------------------------------------------------------------
 
 
-async def upsert_chat(db: AsyncDatabase, chat: Chat, now: datetime, *, managed: bool) -> int:
-    """Record a chat the bot sees; `managed` marks it paid (only ever switched on here)."""
+async def upsert_chat(db: AsyncDatabase, chat: Chat, now: datetime) -> tuple[int, bool]:
+    """Record a chat the bot sees: (row id, whether it is a paid chat).
+
+    Never marks a chat paid: anyone can add the bot to their group, so being seen proves
+    nothing. Paid chats come from PAID_CHAT_IDS (`mark_paid_chats`) or the admin.
+    """
     row = await db.fetchone(
-        "INSERT INTO chats (telegram_chat_id, title, username, kind, is_managed)"
-        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (telegram_chat_id) DO UPDATE"
+        "INSERT INTO chats (telegram_chat_id, title, username, kind)"
+        " VALUES (?, ?, ?, ?) ON CONFLICT (telegram_chat_id) DO UPDATE"
         " SET title = excluded.title, username = excluded.username, kind = excluded.kind,"
-        " is_managed = (chats.is_managed OR excluded.is_managed), updated_at = ?"
-        " RETURNING id",
-        (chat.id, chat.title, chat.username, chat.type, managed, now),
+        " updated_at = ? RETURNING id, is_managed",
+        (chat.id, chat.title, chat.username, chat.type, now),
     )
     assert row is not None
-    return int(row["id"])
+    return int(row["id"]), bool(row["is_managed"])
+
+
+async def mark_paid_chats(db: AsyncDatabase, chat_ids: frozenset[int], now: datetime) -> None:
+    """The configured paid chats, managed from now on (a row made for one not seen yet)."""
+    async with db.transaction() as tx:
+        for chat_id in sorted(chat_ids):
+            await tx.execute(
+                "INSERT INTO chats (telegram_chat_id, kind, is_managed) VALUES (?, 'supergroup', ?)"
+                " ON CONFLICT (telegram_chat_id) DO UPDATE SET is_managed = excluded.is_managed,"
+                " updated_at = ?",
+                (chat_id, True, now),
+            )
 
 
 async def set_membership(

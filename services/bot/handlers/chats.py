@@ -1,6 +1,6 @@
 """Group and channel traffic: the inbox for parse_messages, voice notes for download, join
-requests to the paid chat (approved only for members with a live subscription), and membership
-changes."""
+requests to the paid chats (approved only for members with a live subscription; declined in any
+chat that is not a paid one), and membership changes."""
 
 from __future__ import annotations
 
@@ -92,12 +92,12 @@ async def _store(db: AsyncDatabase, message: Message, kind: str) -> None:
 
 
 async def group_message(message: Message, db: AsyncDatabase, clock: Callable[[], datetime]) -> None:
-    await repository.upsert_chat(db, message.chat, clock(), managed=False)
+    await repository.upsert_chat(db, message.chat, clock())
     await _store(db, message, "message")
 
 
 async def channel_post(message: Message, db: AsyncDatabase, clock: Callable[[], datetime]) -> None:
-    await repository.upsert_chat(db, message.chat, clock(), managed=False)
+    await repository.upsert_chat(db, message.chat, clock())
     await _store(db, message, "channel_post")
 
 
@@ -114,7 +114,10 @@ async def join_request(
     request: ChatJoinRequest, bot: Bot, db: AsyncDatabase, clock: Callable[[], datetime]
 ) -> None:
     now = clock()
-    chat_row_id = await repository.upsert_chat(db, request.chat, now, managed=True)
+    chat_row_id, paid_chat = await repository.upsert_chat(db, request.chat, now)
+    if not paid_chat:
+        await _decline_elsewhere(request, bot)
+        return
     user = await repository.find_user(db, request.from_user.id)
     live = None if user is None else await repository.live_subscription(db, user["id"])
     decision = "approved" if live is not None else "declined"
@@ -140,6 +143,24 @@ async def join_request(
         log_.info("join_request_reply_failed", error=str(exc))
 
 
+async def _decline_elsewhere(request: ChatJoinRequest, bot: Bot) -> None:
+    """A join request in a chat that is not a paid one: someone added the bot to their own
+    group. Declined, counted and logged; nothing is sent to the user on that chat's behalf."""
+    log_ = log.bind(
+        chat_id=request.chat.id,
+        chat_title=request.chat.title,
+        telegram_id=request.from_user.id,
+        decision="not_a_paid_chat",
+    )
+    try:
+        await bot.decline_chat_join_request(request.chat.id, request.from_user.id)
+    except TelegramAPIError as exc:
+        log_.warning("join_request_not_decided", error=str(exc))
+        return
+    JOIN_REQUESTS.labels(decision="not_a_paid_chat").inc()
+    log_.warning("join_request_outside_paid_chats")
+
+
 async def member_changed(
     update: ChatMemberUpdated, db: AsyncDatabase, clock: Callable[[], datetime]
 ) -> None:
@@ -148,7 +169,7 @@ async def member_changed(
     if status is None or user is None or update.chat.type == "private":
         return
     now = clock()
-    chat_row_id = await repository.upsert_chat(db, update.chat, now, managed=False)
+    chat_row_id, _ = await repository.upsert_chat(db, update.chat, now)
     await repository.set_membership(db, user["id"], chat_row_id, status, now)
 
 
@@ -156,5 +177,5 @@ async def bot_membership_changed(
     update: ChatMemberUpdated, db: AsyncDatabase, clock: Callable[[], datetime]
 ) -> None:
     if update.chat.type != "private":
-        await repository.upsert_chat(db, update.chat, clock(), managed=False)
+        await repository.upsert_chat(db, update.chat, clock())
     log.info("bot_membership_changed", chat_id=update.chat.id, status=update.new_chat_member.status)

@@ -233,6 +233,22 @@ class ChatAdmin(ReadOnlyAdmin):
     list_display = ("telegram_chat_id", "title", "username", "kind", "is_managed")
     list_filter = ("kind", "is_managed")
     search_fields = ("=telegram_chat_id", "title", "username")
+    actions = ("mark_paid", "unmark_paid")
+
+    # A paid chat is where receipts invite paying members and whose join requests the bot
+    # approves: only staff may say which chats those are (or PAID_CHAT_IDS), never the bot.
+    @admin.action(description="Сделать платным чатом", permissions=["mark_paid"])
+    def mark_paid(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        count = queryset.exclude(kind="private").update(is_managed=True, updated_at=timezone.now())
+        self.message_user(request, f"Платных чатов добавлено: {count}", messages.SUCCESS)
+
+    @admin.action(description="Больше не платный чат", permissions=["mark_paid"])
+    def unmark_paid(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        count = queryset.update(is_managed=False, updated_at=timezone.now())
+        self.message_user(request, f"Больше не платные: {count}", messages.SUCCESS)
+
+    def has_mark_paid_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("domain.change_chat"))
 
 
 @admin.register(m.Membership)

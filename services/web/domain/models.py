@@ -203,8 +203,9 @@ class Chat(MainModel):
     title = models.TextField(null=True)
     username = models.TextField(null=True)
     kind = models.TextField()
-    is_managed = models.BooleanField()
+    is_managed = models.BooleanField("платный чат")
     created_at = Stamp()
+    updated_at = Stamp()
 
     class Meta(MainModel.Meta):
         db_table = "chats"

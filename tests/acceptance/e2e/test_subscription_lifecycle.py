@@ -161,6 +161,11 @@ def test_member_pays_runs_out_is_banned_pays_again_and_rejoins(world: World) -> 
     world.control(
         "POST", "/telegram/chats", {"id": chat_id, "type": "supergroup", "title": "Агенты PRO"}
     )
+    # Staff mark it paid in the admin (the bot never learns paid chats from updates).
+    world.db.execute(
+        "INSERT INTO chats (telegram_chat_id, kind, is_managed) VALUES (?, 'supergroup', ?)",
+        (chat_id, True),
+    )
     banned = _banned(world, chat_id)
 
     # 1. /start registers; /subscribe, pay, webhook, payment_monitor: active.

@@ -39,6 +39,10 @@ ROOT = Path(__file__).resolve().parents[3]
 _ids = itertools.count(int(time.time()) % 100_000 * 1000 + 800_000_000)
 
 
+#: PAID_CHAT_IDS of every bot process; the tests' other chats are made per test.
+CONFIGURED_PAID_CHATS = (-1009000000001, -1009000000002)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -229,6 +233,7 @@ def bot_process(
         "METRICS_PORT": str(metrics_port),
         "DOMOS_PROGRAM": "bot",
         "LOG_LEVEL": "info",
+        "PAID_CHAT_IDS": ",".join(str(chat_id) for chat_id in CONFIGURED_PAID_CHATS),
     }
     subprocess.run(
         [*DOMOS, "db", "upgrade"], cwd=ROOT, env=environ, check=True, capture_output=True

@@ -5,7 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.integration.bot.conftest import BotProcess, Sandbox, http_text, wait_for
+from tests.integration.bot.conftest import (
+    CONFIGURED_PAID_CHATS,
+    BotProcess,
+    Sandbox,
+    http_text,
+    wait_for,
+)
 
 
 def _rows(bot: BotProcess, sql: str, params: tuple[Any, ...] = (), db: str = "main") -> list[Any]:
@@ -184,6 +190,53 @@ def test_monthly_survey_with_buttons_and_text(sandbox: Sandbox, bot_process: Bot
     assert "уже заполнена" in sandbox.wait_sent(telegram_id, 6)[5]["text"]
 
 
+def _paid_chat(bot: BotProcess, chat_id: int) -> None:
+    """Marked paid as staff do in the admin (the action updates the row the bot made)."""
+    bot.db.execute(
+        "INSERT INTO chats (telegram_chat_id, kind, is_managed) VALUES (?, 'supergroup', ?)"
+        " ON CONFLICT (telegram_chat_id) DO UPDATE SET is_managed = excluded.is_managed",
+        (chat_id, True),
+    )
+
+
+def test_configured_paid_chats_are_managed_from_the_start(bot_process: BotProcess) -> None:
+    rows = _rows(bot_process, "SELECT telegram_chat_id, is_managed FROM chats")
+    managed = {row["telegram_chat_id"] for row in rows if row["is_managed"]}
+    assert managed >= set(CONFIGURED_PAID_CHATS)
+
+
+def test_a_join_request_in_a_strangers_group_is_declined_and_never_makes_it_paid(
+    sandbox: Sandbox, bot_process: BotProcess
+) -> None:
+    chat_id = -(1_000_000_000_000 + sandbox.new_user())
+    sandbox.control(
+        "POST",
+        "/telegram/chats",
+        {"id": chat_id, "type": "supergroup", "title": "Скидки тут: t.me/+scam"},
+    )
+    member = _start(sandbox)
+    _activate(bot_process, member)  # even a paying member: it is not our chat
+    sandbox.control("POST", "/telegram/join_requests", {"user_id": member, "chat_id": chat_id})
+    wait_for(
+        lambda: not sandbox.control("GET", f"/telegram/join_requests?chat_id={chat_id}"),
+        10,
+        "the join request to be decided",
+    )
+    members = {
+        m["user_id"]: m["status"]
+        for m in sandbox.control("GET", f"/telegram/chats/{chat_id}/members")
+    }
+    assert members.get(member) != "member"
+    [chat] = _rows(bot_process, "SELECT * FROM chats WHERE telegram_chat_id = ?", (chat_id,))
+    assert chat["is_managed"] is False
+    wait_for(lambda: "join_request_outside_paid_chats" in bot_process.log_text(), 5, "the log line")
+    # Nothing sent to the member on that chat's behalf: only the /start greeting.
+    assert len(sandbox.sent(member)) == 1
+    assert 'decision="not_a_paid_chat"' in http_text(
+        f"http://127.0.0.1:{bot_process.metrics_port}/metrics"
+    )
+
+
 def test_join_requests_approved_only_for_live_subscriptions(
     sandbox: Sandbox, bot_process: BotProcess
 ) -> None:
@@ -191,6 +244,7 @@ def test_join_requests_approved_only_for_live_subscriptions(
     sandbox.control(
         "POST", "/telegram/chats", {"id": chat_id, "type": "supergroup", "title": "Агенты PRO"}
     )
+    _paid_chat(bot_process, chat_id)
     member = _start(sandbox)
     _activate(bot_process, member)
     stranger = _start(sandbox)
