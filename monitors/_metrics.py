@@ -109,3 +109,12 @@ AUDIO_DOWNLOADS = Counter(
     "Voice note downloads by outcome: downloaded, too_large, retried, failed.",
     ["outcome"],
 )
+AUDIO_REFUSED = Counter(
+    "domos_audio_refused_total",
+    "Voice notes not kept, by reason: not_a_paid_chat, not_a_member, too_large, member_quota,"
+    " total_quota.",
+    ["reason"],
+)
+AUDIO_EXPIRED = Counter(
+    "domos_audio_expired_total", "Voice notes deleted past AUDIO_RETENTION_DAYS, with their rows."
+)

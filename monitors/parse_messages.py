@@ -8,13 +8,17 @@ Work-claiming, two stages per tick:
    - any text matching the useful rules (env defaults plus the active useful_rules rows:
      hashtags, keywords, link domains, regexes) becomes a useful_messages row;
    - voice notes, audio and video notes are queued in audio_files, deduplicated by
-     file_unique_id.
+     file_unique_id, when `monitors.decisions.voice` keeps them: from a member (live subscription,
+     or staff), in a paid chat or the member's private chat with the bot, within the size cap and
+     the per-member and total quotas; refusals are counted by reason.
    Writes are idempotent upserts, so a message parsed twice after a crash changes nothing.
 2. queued audio files are claimed and downloaded through getFile into the audio directory,
    refusing files over the size limit (status too_large) and retrying transient failures.
+3. audio files older than the retention period are deleted, with their rows.
 
 Settings: NMARKET_CHATS, TRADEAGENT_CHATS (comma-separated chat ids or @usernames), USEFUL_*
 (monitors.decisions.useful), AUDIO_DIR (DOMOS_DATA_DIR/audio), AUDIO_MAX_BYTES (20 MB),
+AUDIO_MEMBER_MB_PER_DAY (200), AUDIO_TOTAL_MB (10240), AUDIO_RETENTION_DAYS (180),
 PARSE_BATCH_SIZE (200), PARSE_LEASE_S (120).
 """
 
@@ -23,7 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,7 @@ from monitors.decisions.backoff import RetrySchedule
 from monitors.decisions.listings import Listing, Unparsed, parse_listing
 from monitors.decisions.telegram import Verdict, classify_telegram_response
 from monitors.decisions.useful import UsefulRules, UsefulVerdict
+from monitors.decisions.voice import REFUSALS, VoiceLimits, voice_refusal
 from runtime.config import Env, Settings
 from runtime.db import AsyncTransaction
 from runtime.errors import DatabaseError, MonitorError
@@ -45,6 +50,12 @@ MAX_PARSE_ATTEMPTS = 3
 DOWNLOAD_RETRY = RetrySchedule(base_s=30.0, cap_s=3600.0, max_attempts=8, jitter_fraction=0.2)
 _AUDIO_KINDS = ("voice", "audio", "video_note")
 _EXTENSIONS = {"voice": ".oga", "audio": ".mp3", "video_note": ".mp4"}
+#: 1 when the Telegram user may have voice notes kept: a live subscription, or staff.
+_ENTITLED_SENDER = (
+    "SELECT 1 FROM users u WHERE u.telegram_id = ? AND (u.role <> 'member' OR EXISTS ("
+    " SELECT 1 FROM subscriptions s WHERE s.user_id = u.id"
+    " AND (s.status = 'active' OR (s.status = 'grace' AND s.grace_until > ?))))"
+)
 
 
 def _chat_set(raw: str | None) -> frozenset[str]:
@@ -58,7 +69,7 @@ class ParseSettings:
     listing_chats: Mapping[str, frozenset[str]]
     rules: UsefulRules
     audio_dir: Path
-    audio_max_bytes: int
+    voice: VoiceLimits
     batch_size: int
     lease_s: float
 
@@ -74,7 +85,7 @@ class ParseSettings:
             },
             rules=UsefulRules.from_env(environ),
             audio_dir=audio_dir if audio_dir.is_absolute() else data_dir / audio_dir,
-            audio_max_bytes=env.integer("AUDIO_MAX_BYTES", 20 * 1024 * 1024, minimum=1),
+            voice=VoiceLimits.read(env),
             batch_size=env.integer("PARSE_BATCH_SIZE", 200, minimum=1),
             lease_s=env.number("PARSE_LEASE_S", 120.0, minimum=1.0),
         )
@@ -123,6 +134,7 @@ class ParseMessages(Monitor):
     config: ParseSettings
 
     async def setup(self) -> None:
+        _metrics.start_at_zero(_metrics.AUDIO_REFUSED, "reason", REFUSALS)
         self.telegram = TelegramClient(self.ctx.settings)
         await self.telegram.open()
 
@@ -130,7 +142,7 @@ class ParseMessages(Monitor):
         await self.telegram.close()
 
     async def tick(self) -> int:
-        return await self.parse_pending() + await self.download_audio()
+        return await self.parse_pending() + await self.download_audio() + await self.expire_audio()
 
     # --- 1. the inbox ---
 
@@ -243,6 +255,17 @@ class ParseMessages(Monitor):
         for kind in _AUDIO_KINDS:
             media = message.get(kind)
             if isinstance(media, dict) and media.get("file_unique_id") and media.get("file_id"):
+                sender = row["from_user_id"] or (message.get("from") or {}).get("id")
+                refusal = await self._voice_refusal(row["chat_id"], sender, media)
+                if refusal is not None:
+                    _metrics.AUDIO_REFUSED.labels(reason=refusal).inc()
+                    self.log.info(
+                        "audio_refused",
+                        reason=refusal,
+                        chat_id=row["chat_id"],
+                        message_id=row["message_id"],
+                    )
+                    return False
                 await self.db.execute(
                     "INSERT INTO audio_files (file_unique_id, file_id, kind, chat_id, message_id,"
                     " from_user_id, duration_s, size_bytes, mime_type)"
@@ -253,7 +276,7 @@ class ParseMessages(Monitor):
                         kind,
                         row["chat_id"],
                         row["message_id"],
-                        row["from_user_id"],
+                        sender,
                         media.get("duration"),
                         media.get("file_size"),
                         media.get("mime_type"),
@@ -262,6 +285,49 @@ class ParseMessages(Monitor):
                 )
                 return True
         return False
+
+    async def _voice_refusal(
+        self, chat_id: int, sender: int | None, media: dict[str, Any]
+    ) -> str | None:
+        if await self.db.fetchval(
+            "SELECT 1 FROM audio_files WHERE file_unique_id = ?",
+            (media["file_unique_id"],),
+            db="audio",
+        ):
+            return None  # already kept: a forward of it costs nothing
+        now = self.ctx.clock.now()
+        chat_allowed = sender is not None and chat_id == sender
+        if not chat_allowed:
+            chat_allowed = bool(
+                await self.db.fetchval(
+                    "SELECT is_managed FROM chats WHERE telegram_chat_id = ?", (chat_id,)
+                )
+            )
+        entitled = sender is not None and bool(
+            await self.db.fetchval(_ENTITLED_SENDER, (sender, now))
+        )
+        limits = self.config.voice
+        member_used = await self.db.fetchval(
+            "SELECT COALESCE(SUM(COALESCE(size_bytes, ?)), 0) FROM audio_files"
+            " WHERE from_user_id = ? AND created_at > ?",
+            (limits.max_bytes, sender, now - timedelta(days=1)),
+            db="audio",
+        )
+        stored = await self.db.fetchval(
+            "SELECT COALESCE(SUM(COALESCE(size_bytes, ?)), 0) FROM audio_files"
+            " WHERE status IN ('queued', 'downloading', 'downloaded')",
+            (limits.max_bytes,),
+            db="audio",
+        )
+        size = media.get("file_size")
+        return voice_refusal(
+            limits,
+            size=size if isinstance(size, int) else None,
+            chat_allowed=chat_allowed,
+            sender_entitled=entitled,
+            member_used_bytes=int(member_used),
+            stored_bytes=int(stored),
+        )
 
     async def _store_listing(
         self, source: str, row: dict[str, Any], result: Listing | Unparsed
@@ -390,7 +456,7 @@ class ParseMessages(Monitor):
         return len(files)
 
     async def _download_one(self, audio: dict[str, Any]) -> None:
-        limit = self.config.audio_max_bytes
+        limit = self.config.voice.max_bytes
         if audio["size_bytes"] is not None and audio["size_bytes"] > limit:
             await self._audio_update(audio, "too_large", f"{audio['size_bytes']} bytes")
             _metrics.AUDIO_DOWNLOADS.labels(outcome="too_large").inc()
@@ -445,6 +511,30 @@ class ParseMessages(Monitor):
         )
         _metrics.AUDIO_DOWNLOADS.labels(outcome="downloaded").inc()
         self.log.info("audio_downloaded", audio_id=audio["id"], size_bytes=download.size)
+
+    # --- 3. retention ---
+
+    async def expire_audio(self) -> int:
+        cutoff = self.ctx.clock.now() - self.config.voice.retention
+        rows = await self.db.fetchall(
+            "SELECT id, path FROM audio_files WHERE created_at < ? AND status <> 'downloading'"
+            " ORDER BY id LIMIT ?",
+            (cutoff, self.config.batch_size),
+            db="audio",
+        )
+        for audio in rows:
+            if audio["path"]:
+                # Another replica may have removed it already: gone is what we want.
+                (self.config.audio_dir / audio["path"]).unlink(missing_ok=True)
+            await self.db.execute(
+                "DELETE FROM audio_files WHERE id = ? AND status <> 'downloading'",
+                (audio["id"],),
+                db="audio",
+            )
+        if rows:
+            _metrics.AUDIO_EXPIRED.inc(len(rows))
+            self.log.info("audio_expired", files=len(rows))
+        return len(rows)
 
     async def _audio_update(
         self, audio: dict[str, Any], status: str, error: str | None, *, keep_lease: bool = False

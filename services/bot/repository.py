@@ -254,37 +254,3 @@ async def save_chat_message(
         ),
         db="useful",
     )
-
-
-async def queue_audio(
-    db: AsyncDatabase,
-    *,
-    file_unique_id: str,
-    file_id: str,
-    kind: str,
-    chat_id: int,
-    message_id: int,
-    from_user_id: int | None,
-    duration_s: int | None,
-    size_bytes: int | None,
-    mime_type: str | None,
-) -> bool:
-    """Queue a voice note for download, once per file; True when it was new."""
-    inserted = await db.execute(
-        "INSERT INTO audio_files (file_unique_id, file_id, kind, chat_id, message_id,"
-        " from_user_id, duration_s, size_bytes, mime_type)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (file_unique_id) DO NOTHING",
-        (
-            file_unique_id,
-            file_id,
-            kind,
-            chat_id,
-            message_id,
-            from_user_id,
-            duration_s,
-            size_bytes,
-            mime_type,
-        ),
-        db="audio",
-    )
-    return inserted > 0

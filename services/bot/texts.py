@@ -51,6 +51,7 @@ JOIN_DECLINED = (
     "Оформите её командой /subscribe и отправьте заявку снова."
 )
 VOICE_SAVED = "Голосовое сообщение сохранено."
+VOICE_MEMBERS_ONLY = "Голосовые сообщения сохраняем только для участников с подпиской: /subscribe"
 
 REGISTRATION_REPLIES = {
     "registered": "Вы зарегистрированы на «{title}».",

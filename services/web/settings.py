@@ -91,6 +91,8 @@ AXES_FAILURE_LIMIT = _env.integer("WEB_LOGIN_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=_env.number("WEB_LOGIN_LOCKOUT_MIN", 15.0, minimum=1.0))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+# Each failure also as its own row (address, user agent, time), for an audit in the admin.
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
 
 ROOT_URLCONF = "services.web.urls"
 WSGI_APPLICATION = "services.web.wsgi.application"

@@ -46,38 +46,18 @@ def build_router() -> Router:
     return router
 
 
-def _audio_of(message: Message) -> tuple[str, str, str, int | None, int | None, str | None] | None:
-    """(kind, file_unique_id, file_id, duration, size, mime type) of a voice-like message."""
-    if message.voice is not None:
-        v = message.voice
-        return "voice", v.file_unique_id, v.file_id, v.duration, v.file_size, v.mime_type
-    if message.audio is not None:
-        a = message.audio
-        return "audio", a.file_unique_id, a.file_id, a.duration, a.file_size, a.mime_type
-    if message.video_note is not None:
-        n = message.video_note
-        return "video_note", n.file_unique_id, n.file_id, n.duration, n.file_size, "video/mp4"
-    return None
+def _is_voice(message: Message) -> bool:
+    return any(media is not None for media in (message.voice, message.audio, message.video_note))
 
 
 async def _store(db: AsyncDatabase, message: Message, kind: str) -> None:
-    audio = _audio_of(message)
-    if audio is None and not (message.text or message.caption):
+    """Into the inbox. A voice note's file is kept or refused by parse_messages alone
+    (monitors.decisions.voice): one door, whatever way the message arrived."""
+    is_voice = _is_voice(message)
+    if not is_voice and not (message.text or message.caption):
         return  # service messages, stickers, polls: nothing for parse_messages
-    if audio is not None:
+    if is_voice:
         kind = "voice"
-        await repository.queue_audio(
-            db,
-            kind=audio[0],
-            file_unique_id=audio[1],
-            file_id=audio[2],
-            chat_id=message.chat.id,
-            message_id=message.message_id,
-            from_user_id=message.from_user.id if message.from_user else None,
-            duration_s=audio[3],
-            size_bytes=audio[4],
-            mime_type=audio[5],
-        )
     await repository.save_chat_message(
         db,
         chat=message.chat,
@@ -103,7 +83,13 @@ async def channel_post(message: Message, db: AsyncDatabase, clock: Callable[[], 
 
 async def private_voice(message: Message, db: AsyncDatabase) -> None:
     await _store(db, message, "voice")
-    await message.answer(texts.VOICE_SAVED)
+    user = (
+        None if message.from_user is None else await repository.find_user(db, message.from_user.id)
+    )
+    entitled = user is not None and (
+        user["role"] != "member" or await repository.live_subscription(db, user["id"]) is not None
+    )
+    await message.answer(texts.VOICE_SAVED if entitled else texts.VOICE_MEMBERS_ONLY)
 
 
 async def ignore_edit(message: Message) -> None:

@@ -313,18 +313,15 @@ def test_inbox_stores_messages_channel_posts_and_voice(
     assert text_row["raw"]["from"]["id"] == author
     assert by_message[(channel_id, posted["message_id"])]["kind"] == "channel_post"
     assert by_message[(group_id, voice["message_id"])]["kind"] == "voice"
-    audio = _rows(
-        bot_process,
-        "SELECT * FROM audio_files WHERE from_user_id = ? ORDER BY id",
-        (author,),
-        db="audio",
-    )
-    # Updates are handled concurrently: compare as a set, not in arrival order.
-    assert {(a["file_unique_id"], a["duration_s"], a["status"]) for a in audio} == {
-        (voice["voice"]["file_unique_id"], 7, "queued"),
-        (private_voice["voice"]["file_unique_id"], 3, "queued"),
-    }
-    assert "сохранено" in sandbox.wait_sent(author, 1)[0]["text"]
+    voice_row = by_message[(group_id, voice["message_id"])]
+    assert voice_row["raw"]["voice"]["file_unique_id"] == voice["voice"]["file_unique_id"]
+    private_row = by_message[(author, private_voice["message_id"])]
+    assert private_row["kind"] == "voice"
+    # The bot only fills the inbox: parse_messages alone keeps or refuses a file
+    # (monitors.decisions.voice), whichever way the message arrived.
+    assert not _rows(bot_process, "SELECT id FROM audio_files", db="audio")
+    # The author has no subscription: told so, not that the note was kept.
+    assert "только для участников" in sandbox.wait_sent(author, 1)[0]["text"]
     assert _rows(bot_process, "SELECT * FROM chats WHERE telegram_chat_id = ?", (channel_id,))
 
 
@@ -365,3 +362,12 @@ def test_sigterm_stops_cleanly_and_survey_resumes_after_restart(
     sandbox.say(telegram_id, "/survey")
     resumed = sandbox.wait_sent(telegram_id, 4)[3]
     assert "Вопрос 2 из 3" in resumed["text"]
+
+
+def test_a_members_private_voice_note_is_acknowledged(
+    sandbox: Sandbox, bot_process: BotProcess
+) -> None:
+    member = _start(sandbox)
+    _activate(bot_process, member)
+    sandbox.control("POST", "/telegram/voice", {"user_id": member, "size": 2048})
+    assert "сохранено" in sandbox.wait_sent(member, 2)[1]["text"]

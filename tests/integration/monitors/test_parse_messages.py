@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from monitors.parse_messages import ParseMessages
+from tests.integration.monitors import factories
 from tests.integration.monitors.conftest import metric, utcnow
 
 NMARKET = -1_002_000_000_001
@@ -118,22 +119,46 @@ async def test_useful_rules_from_the_admin_apply(db, sandbox, monitors):
     assert kept["matched_rules"] == [r"regex:\bкешбэк\s+\d+%"]
 
 
-async def voice_message(sandbox: Any, size: int) -> dict[str, Any]:
-    user = await sandbox.new_user()
+async def voice_message(
+    sandbox: Any, size: int, *, user: int | None = None, chat_id: int | None = None
+) -> dict[str, Any]:
+    """A voice note at the sandbox: by `user` (a new Telegram user if None), in `chat_id` (the
+    user's private chat with the bot if None)."""
+    body: dict[str, Any] = {"user_id": user or await sandbox.new_user(), "size": size}
+    if chat_id is not None:
+        body["chat_id"] = chat_id
     message: dict[str, Any] = await sandbox.control(
-        "POST", "/telegram/voice", {"user_id": user, "size": size, "duration": 4}
+        "POST", "/telegram/voice", {**body, "duration": 4}
     )
     return message
 
 
+async def paying_member(db: Any, sandbox: Any) -> int:
+    """The Telegram id of a member with a live subscription."""
+    user = await factories.member(db, sandbox)
+    await factories.subscription(db, user, await factories.tariff(db))
+    return int(user["telegram_id"])
+
+
+async def voice_inbox(db: Any, note: dict[str, Any]) -> int:
+    return await inbox(db, note["chat"]["id"], None, raw={"message": note})
+
+
 async def test_voice_notes_are_downloaded_once_within_the_size_limit(db, sandbox, monitors):
-    small = await voice_message(sandbox, 3000)
-    big = await voice_message(sandbox, 9000)
-    await inbox(db, CHAT, None, raw={"message": small})
-    await inbox(db, CHAT, None, raw={"message": small})  # forwarded again: same file_unique_id
-    await inbox(db, CHAT, None, raw={"message": big})
+    member = await paying_member(db, sandbox)
+    small = await voice_message(sandbox, 3000, user=member)
+    big = await voice_message(sandbox, 9000, user=member)
+    undeclared = await voice_message(sandbox, 9000, user=member)
+    del undeclared["voice"]["file_size"]  # only getFile tells its size
+    await voice_inbox(db, small)
+    await voice_inbox(db, small)  # forwarded again: same file_unique_id
+    await voice_inbox(db, big)
+    await voice_inbox(db, undeclared)
     before = metric("domos_audio_downloads_total", outcome="downloaded")
-    monitor = await monitors(ParseMessages, AUDIO_MAX_BYTES="5000", **ENV)
+    refused = metric("domos_audio_refused_total", reason="too_large")
+    monitor = await monitors(
+        ParseMessages, AUDIO_MAX_BYTES="5000", AUDIO_MEMBER_MB_PER_DAY="1", **ENV
+    )
     await monitor.tick()
     await monitor.tick()
 
@@ -147,14 +172,102 @@ async def test_voice_notes_are_downloaded_once_within_the_size_limit(db, sandbox
     path = Path(monitor.config.audio_dir) / done["path"]
     assert path.stat().st_size == 3000
     assert hashlib.sha256(path.read_bytes()).hexdigest() == done["sha256"]
-    assert rows[big["voice"]["file_unique_id"]]["status"] == "too_large"
+    assert big["voice"]["file_unique_id"] not in rows  # refused before any download
+    assert metric("domos_audio_refused_total", reason="too_large") - refused == 1
+    assert rows[undeclared["voice"]["file_unique_id"]]["status"] == "too_large"
     assert not any(p.name.endswith(".part") for p in path.parent.iterdir())
     assert metric("domos_audio_downloads_total", outcome="downloaded") - before == 1
 
 
+async def test_voice_notes_only_from_members_in_paid_or_private_chats(db, sandbox, monitors):
+    member = await paying_member(db, sandbox)
+    lapsed = await factories.member(db, sandbox)
+    await factories.subscription(
+        db, lapsed, await factories.tariff(db), status="expired", ends_in=timedelta(days=-5)
+    )
+    staff = await factories.member(db, sandbox, role="staff")
+    paid = await factories.managed_chat(db, sandbox)
+    strangers = -1_003_000_000_000 - next(_message_ids)
+    await sandbox.control("POST", "/telegram/chats", {"id": strangers, "type": "supergroup"})
+    kept = [
+        await voice_message(sandbox, 1000, user=member),
+        await voice_message(sandbox, 1000, user=member, chat_id=paid["telegram_chat_id"]),
+        await voice_message(sandbox, 1000, user=staff["telegram_id"]),
+    ]
+    refused = {
+        "not_a_paid_chat": await voice_message(sandbox, 1000, user=member, chat_id=strangers),
+        "not_a_member": await voice_message(sandbox, 1000, user=lapsed["telegram_id"]),
+    }
+    stranger = await voice_message(sandbox, 1000)  # never registered, in their private chat
+    for note in [*kept, *refused.values(), stranger]:
+        await voice_inbox(db, note)
+    before = {r: metric("domos_audio_refused_total", reason=r) for r in refused}
+    not_member = metric("domos_audio_refused_total", reason="not_a_member")
+    monitor = await monitors(ParseMessages, **ENV)
+    await monitor.tick()
+
+    rows = await db.fetchall("SELECT file_unique_id FROM audio_files", db="audio")
+    assert {r["file_unique_id"] for r in rows} == {n["voice"]["file_unique_id"] for n in kept}
+    assert metric("domos_audio_refused_total", reason="not_a_paid_chat") == (
+        before["not_a_paid_chat"] + 1
+    )
+    assert metric("domos_audio_refused_total", reason="not_a_member") - not_member == 2
+    # The messages themselves are parsed as usual: only the files are refused.
+    assert set((await statuses(db)).values()) <= {"parsed", "ignored"}
+
+
+async def test_voice_quotas_per_member_and_in_total(db, sandbox, monitors):
+    anna, boris, vera = [await paying_member(db, sandbox) for _ in range(3)]
+    # Each 400 kB; a member may queue 1 MB a day and all of them 1 MB at once.
+    notes = {
+        name: [await voice_message(sandbox, 400_000, user=user) for _ in range(3)]
+        for name, user in (("anna", anna), ("boris", boris), ("vera", vera))
+    }
+    for note in notes["anna"]:
+        await voice_inbox(db, note)
+    monitor = await monitors(ParseMessages, AUDIO_MEMBER_MB_PER_DAY="1", AUDIO_TOTAL_MB="1", **ENV)
+    member_quota = metric("domos_audio_refused_total", reason="member_quota")
+    total_quota = metric("domos_audio_refused_total", reason="total_quota")
+    await monitor.parse_pending()
+    assert len(await db.fetchall("SELECT id FROM audio_files", db="audio")) == 2
+    assert metric("domos_audio_refused_total", reason="member_quota") - member_quota == 1
+
+    await voice_inbox(db, notes["boris"][0])
+    await monitor.parse_pending()
+    assert len(await db.fetchall("SELECT id FROM audio_files", db="audio")) == 2
+    assert metric("domos_audio_refused_total", reason="total_quota") - total_quota == 1
+
+
+async def test_voice_notes_past_retention_are_deleted_with_their_files(db, sandbox, monitors):
+    member = await paying_member(db, sandbox)
+    old, new = [await voice_message(sandbox, 1500, user=member) for _ in range(2)]
+    await voice_inbox(db, old)
+    await voice_inbox(db, new)
+    monitor = await monitors(ParseMessages, AUDIO_RETENTION_DAYS="30", **ENV)
+    await monitor.tick()
+    rows = {
+        r["file_unique_id"]: r for r in await db.fetchall("SELECT * FROM audio_files", db="audio")
+    }
+    old_row = rows[old["voice"]["file_unique_id"]]
+    old_path = Path(monitor.config.audio_dir) / old_row["path"]
+    assert old_path.exists()
+    await db.execute(
+        "UPDATE audio_files SET created_at = ? WHERE id = ?",
+        (utcnow() - timedelta(days=31), old_row["id"]),
+        db="audio",
+    )
+    expired = metric("domos_audio_expired_total")
+    assert await monitor.expire_audio() == 1
+    left = await db.fetchall("SELECT file_unique_id, path FROM audio_files", db="audio")
+    assert [r["file_unique_id"] for r in left] == [new["voice"]["file_unique_id"]]
+    assert not old_path.exists()
+    assert (Path(monitor.config.audio_dir) / left[0]["path"]).exists()
+    assert metric("domos_audio_expired_total") - expired == 1
+
+
 async def test_a_download_failure_is_retried_later(db, sandbox, monitors):
-    note = await voice_message(sandbox, 2000)
-    await inbox(db, CHAT, None, raw={"message": note})
+    note = await voice_message(sandbox, 2000, user=await paying_member(db, sandbox))
+    await voice_inbox(db, note)
     await sandbox.control("POST", "/faults", {"api": "telegram", "mode": "500", "count": 1})
     monitor = await monitors(ParseMessages, **ENV)
     await monitor.tick()
