@@ -34,6 +34,7 @@ from runtime.logging import scrub_text
 from runtime.monitor.base import Monitor, MonitorContext, NoConfig
 from runtime.monitor.clock import Clock, SystemClock
 from runtime.monitor.health import HealthRecorder, HealthState
+from runtime.monitor.heartbeat import Heartbeat
 from runtime.monitor.schedule import (
     backoff_delay,
     jitter_offset,
@@ -85,6 +86,7 @@ class MonitorRunner:
             monitor_cls.stop_timeout_s if stop_timeout_s is None else stop_timeout_s
         )
         self.owner = make_owner_id(self.name)
+        self.heartbeat = Heartbeat(db, self.name, self.owner)
         self._rand = rand
         self._stop = asyncio.Event()
         self._tick_task: asyncio.Task[TickResult] | None = None
@@ -302,16 +304,19 @@ class MonitorRunner:
             return TickResult(ok=False, cancelled=True)
         except Exception as exc:
             duration = self.clock.monotonic() - started
-            self._record_failure(duration, f"{type(exc).__name__}: {exc}")
+            error = f"{type(exc).__name__}: {exc}"
+            self._record_failure(duration, error)
             self.log.error(
                 "tick_failed",
                 duration_s=round(duration, 6),
                 consecutive_failures=self._failures,
                 exc_info=exc,
             )
+            await self._beat("failed", 0, scrub_text(error)[:500])
             return TickResult(ok=False)
         duration = self.clock.monotonic() - started
         self._record_success(duration, items)
+        await self._beat("succeeded", items, None)
         log_method = self.log.info if items else self.log.debug
         log_method("tick_succeeded", items=items, duration_s=round(duration, 6))
         return TickResult(ok=True, items=items)
@@ -351,6 +356,15 @@ class MonitorRunner:
             ticks=self.health.state.ticks + 1,
             tick_started_at=None,
             progress_at=None,
+        )
+
+    async def _beat(self, outcome: str, items: int, error: str | None) -> None:
+        await self.heartbeat.record(
+            outcome=outcome,
+            items=items,
+            error=error,
+            at=self.clock.now(),
+            monotonic=self.clock.monotonic(),
         )
 
     def _progress(self) -> None:

@@ -27,10 +27,7 @@ Shot = Callable[..., Path]
 
 #: Models no program writes in the community's day, with the reason; their lists are walked,
 #: their (absent) detail pages are not. A model missing here that has no rows fails the walk.
-EMPTY_BY_DESIGN = {
-    # No program writes monitor_heartbeats yet: monitors report through health files.
-    "monitorheartbeat": "no writer",
-}
+EMPTY_BY_DESIGN: dict[str, str] = {}
 
 
 def admin_registry(community: Community) -> list[dict[str, str]]:

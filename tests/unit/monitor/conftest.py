@@ -52,7 +52,8 @@ class FakeClock:
 
 
 class FakeDatabase:
-    """Only what the runner touches: the singleton lock, held elsewhere `held_for` times."""
+    """Only what the runner touches: the singleton lock, held elsewhere `held_for` times, and
+    `execute` (the heartbeat row)."""
 
     def __init__(
         self, held_for: int = 0, error: Exception | None = None, lost_after_checks: int = 0
@@ -64,6 +65,12 @@ class FakeDatabase:
         #: The held lock reports itself lost at this check (0: never).
         self.lost_after_checks = lost_after_checks
         self.checks = 0
+        #: (sql, params) of every execute: the runner's heartbeat writes.
+        self.executed: list[tuple[str, tuple[Any, ...]]] = []
+
+    async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> int:
+        self.executed.append((sql, params))
+        return 1
 
     @asynccontextmanager
     async def singleton_lock(self, name: str) -> AsyncIterator[HeldLock]:

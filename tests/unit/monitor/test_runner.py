@@ -396,3 +396,38 @@ def test_a_monitor_refuses_settings_of_another_type() -> None:
     with pytest.raises(TypeError, match="expected Wanted"):
         Picky(ctx)
     assert isinstance(Picky(dataclasses.replace(ctx, config=Wanted())).config, Wanted)
+
+
+async def test_heartbeats_are_throttled_but_a_change_of_outcome_is_written_at_once() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from runtime.monitor.heartbeat import MIN_INTERVAL_S, Heartbeat
+    from tests.unit.monitor.conftest import FakeDatabase
+
+    db = FakeDatabase()
+    beat = Heartbeat(db, "pinger", "host:1:pinger:ab")
+    at = datetime(2026, 12, 4, tzinfo=UTC)
+
+    async def record(outcome: str, items: int, after_s: float, error: str | None = None) -> None:
+        await beat.record(
+            outcome=outcome,
+            items=items,
+            error=error,
+            at=at + timedelta(seconds=after_s),
+            monotonic=after_s,
+        )
+
+    await record("succeeded", 2, 0.0)  # the first: written
+    await record("succeeded", 3, 1.0)  # same outcome, too soon: folded into the next
+    await record("failed", 0, 2.0, "boom")  # a change: written at once
+    await record("failed", 0, 3.0, "boom")
+    await record("succeeded", 1, 3.0 + MIN_INTERVAL_S)
+    written = [params for _, params in db.executed]
+    assert [(p[4], p[6], p[5]) for p in written] == [
+        ("succeeded", 2, None),
+        ("failed", 3, "boom"),
+        ("succeeded", 1, None),
+    ]
+    # The failed row keeps the last success (COALESCE in the upsert); a success sets it.
+    assert written[1][3] == at + timedelta(seconds=1)
+    assert written[2][3] == at + timedelta(seconds=3 + MIN_INTERVAL_S)

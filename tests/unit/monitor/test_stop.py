@@ -11,6 +11,7 @@ from runtime.config import Settings
 from runtime.monitor import Monitor
 from runtime.monitor.health import read_health
 from runtime.monitor.runner import MonitorRunner
+from tests.unit.monitor.conftest import FakeDatabase
 
 
 class TickLog(list[str]):
@@ -44,7 +45,7 @@ async def test_stop_lets_the_tick_in_flight_finish(
 ) -> None:
     log = TickLog()
     runner = MonitorRunner(
-        slow_monitor(unique(), 0.3, log), settings=settings, db=None, stop_timeout_s=5.0
+        slow_monitor(unique(), 0.3, log), settings=settings, db=FakeDatabase(), stop_timeout_s=5.0
     )
     task = await start(runner, log)
     runner.request_stop("SIGTERM")
@@ -60,7 +61,7 @@ async def test_stop_cancels_the_tick_past_the_deadline(
     runner = MonitorRunner(
         slow_monitor(unique(), 30.0, log),
         settings=settings,
-        db=None,
+        db=FakeDatabase(),
         stop_timeout_s=0.2,
         health_path=path,
     )
@@ -80,7 +81,7 @@ async def test_a_second_stop_request_cancels_at_once(
 ) -> None:
     log = TickLog()
     runner = MonitorRunner(
-        slow_monitor(unique(), 30.0, log), settings=settings, db=None, stop_timeout_s=60.0
+        slow_monitor(unique(), 30.0, log), settings=settings, db=FakeDatabase(), stop_timeout_s=60.0
     )
     task = await start(runner, log)
     began = time.monotonic()
@@ -96,7 +97,7 @@ async def test_stop_between_ticks_returns_promptly(
     settings: Settings, tmp_path: Path, unique: Any
 ) -> None:
     log = TickLog()
-    runner = MonitorRunner(slow_monitor(unique(), 0.0, log), settings=settings, db=None)
+    runner = MonitorRunner(slow_monitor(unique(), 0.0, log), settings=settings, db=FakeDatabase())
     task = await start(runner, log)
     await asyncio.sleep(0.05)  # now waiting for the next slot, 60 s away
     began = time.monotonic()
