@@ -22,7 +22,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 3 --no-loadscope-reorder
 
 run: $(STAMP)
 	$(BIN)/domos run

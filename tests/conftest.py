@@ -17,6 +17,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+pytest_plugins = ["tests.parallel"]
+
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -48,45 +49,62 @@ def require_engine() -> None:
     pytest.skip(message)
 
 
-BUILD_LOG = REPO / "var" / "test-artifacts" / "image-build.log"
+#: Where this test session's image build writes; set by `start_image_build` in the process that
+#: starts it and inherited by pytest-xdist's workers, so the build runs once per session.
+BUILD_DIR_VARIABLE = "DOMOS_TEST_IMAGE_BUILD_DIR"
+ARTIFACTS = REPO / "var" / "test-artifacts"
 
 
-@dataclass
-class _Build:
-    process: subprocess.Popen[bytes] | None = None
-    started: float = 0.0
+#: The build started by this process: held, so it is not collected (and warned of) while running.
+_builds: list[subprocess.Popen[bytes]] = []
 
 
-_build = _Build()
+def _build_dir() -> Path | None:
+    value = os.environ.get(BUILD_DIR_VARIABLE)
+    return Path(value) if value else None
 
 
-def start_image_build() -> None:
-    """docker/build.sh in the background, below the tests' priority (they are timed)."""
-    if _build.process is not None:
-        return
-    BUILD_LOG.parent.mkdir(parents=True, exist_ok=True)
-    with BUILD_LOG.open("wb") as log:
-        _build.process = subprocess.Popen(
-            ["nice", "-n", "10", str(REPO / "docker" / "build.sh")],
+def start_image_build() -> Path:
+    """docker/build.sh in the background, below the tests' priority (they are timed), once per
+    session: its log, its exit code (`exit`, when done) and start time (`started`) in a directory
+    named by BUILD_DIR_VARIABLE."""
+    existing = _build_dir()
+    if existing is not None and (existing / "started").exists():
+        return existing
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    build_dir = Path(tempfile.mkdtemp(prefix="image-build-", dir=ARTIFACTS))
+    (build_dir / "started").write_text(f"{time.time()}\n")
+    script = (
+        'nice -n 10 "$0" > "$1/log" 2>&1; echo $? > "$1/exit.tmp" && mv "$1/exit.tmp" "$1/exit"'
+    )
+    _builds.append(
+        subprocess.Popen(
+            ["bash", "-c", script, str(REPO / "docker" / "build.sh"), str(build_dir)],
             cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
-    _build.started = time.monotonic()
+    )
+    os.environ[BUILD_DIR_VARIABLE] = str(build_dir)
+    return build_dir
 
 
 def wait_for_images(timeout_s: float = 480) -> float:
-    """Waits for the build (starting it if collection did not); seconds it took."""
-    start_image_build()
-    assert _build.process is not None
-    try:
-        code = _build.process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        _build.process.kill()
-        pytest.fail(f"the image build took over {timeout_s} s; log: {BUILD_LOG}")
+    """Waits for the session's build (starting it if no one did); seconds it has taken."""
+    build_dir = start_image_build()
+    started = float((build_dir / "started").read_text())
+    exit_file = build_dir / "exit"
+    while not exit_file.exists():
+        if time.time() - started > timeout_s:
+            pytest.fail(f"the image build took over {timeout_s} s; log: {build_dir / 'log'}")
+        time.sleep(1)
+    code = int(exit_file.read_text())
     if code != 0:
-        pytest.fail(f"docker/build.sh exited {code}:\n{BUILD_LOG.read_text()[-3000:]}")
-    return time.monotonic() - _build.started
+        log = (build_dir / "log").read_text()[-3000:]
+        pytest.fail(f"docker/build.sh exited {code}:\n{log}")
+    return time.time() - started
 
 
 def wait_for(

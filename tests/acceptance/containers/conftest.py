@@ -1,8 +1,9 @@
 """The container tests run last, and their images build while the rest of the suite runs.
 
 Building the images from nothing takes about three minutes, most of it waiting on the apt mirror
-and PyPI; started when collection ends, the build overlaps the other tests instead of adding to
-the suite's wall time. The `stack` fixture waits for it (compose_stack.wait_for_images).
+and PyPI; started when the session starts (tests/parallel.py), the build overlaps the other tests
+instead of adding to the suite's wall time. The `stack` fixture waits for it
+(compose_stack.wait_for_images), starting it itself when the session did not.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from tests.acceptance.containers.compose_stack import engine_answers, start_image_build
 
 HERE = Path(__file__).parent
 
@@ -21,5 +20,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not ours:
         return
     items[:] = [item for item in items if not item.path.is_relative_to(HERE)] + ours
-    if not config.option.collectonly and engine_answers():
-        start_image_build()
