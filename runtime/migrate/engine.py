@@ -41,10 +41,12 @@ from runtime.config import mask_url_password
 from runtime.errors import MigrationError
 from runtime.migrate import columnar, integrity_gate
 from runtime.migrate import plan as planning
-from runtime.migrate.copier import ChunkResult, copy_chunk, load_refusals
+from runtime.migrate.chunk import ChunkResult
+from runtime.migrate.copier import copy_chunk
 from runtime.migrate.digest import Digest
 from runtime.migrate.plan import TablePlan, quote_ident
 from runtime.migrate.progress import PhaseProgress
+from runtime.migrate.rejects import load_refusals
 from runtime.migrate.snapshot import Source, start_snapshots
 from runtime.migrate.sqlite_source import (
     foreign_key_violations,

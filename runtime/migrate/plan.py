@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runtime.errors import MigrationError
+from runtime.migrate.column_profile import ColumnProfile
 from runtime.migrate.inference import (
     choose_type,
     classes_seen,
@@ -22,7 +23,6 @@ from runtime.migrate.inference import (
 )
 from runtime.migrate.snapshot import Source
 from runtime.migrate.sqlite_source import (
-    ColumnProfile,
     ForeignKeyViolation,
     Table,
     count_nul_texts,

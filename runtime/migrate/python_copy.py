@@ -15,16 +15,10 @@ from typing import Any
 import psycopg
 import structlog
 
-from runtime.migrate.copier import (
-    BeforeCommit,
-    ChunkResult,
-    RowConverter,
-    RowRejected,
-    refusal_record,
-    reject_record,
-    source_select,
-)
+from runtime.migrate.chunk import BeforeCommit, ChunkResult, source_select
 from runtime.migrate.plan import TablePlan, quote_ident
+from runtime.migrate.rejects import refusal_record, reject_record
+from runtime.migrate.row_rules import RowConverter, RowRejected
 from runtime.migrate.sqlite_source import open_snapshot
 from runtime.migrate.values import COPY_TYPES
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtime.errors import MigrationError
 from runtime.migrate import columnar, rowtext
-from runtime.migrate.copier import RowConverter, RowRejected, source_select
+from runtime.migrate.chunk import source_select
 from runtime.migrate.digest import (
     MULTISET_MODULUS,
     ORDERED_TYPES,
@@ -38,14 +38,9 @@ from runtime.migrate.digest import (
     Digest,
 )
 from runtime.migrate.plan import TablePlan, quote_ident
+from runtime.migrate.row_rules import RowConverter, RowRejected
 from runtime.migrate.sqlite_source import open_snapshot
-from runtime.migrate.values import (
-    COPY_TYPES,
-    NEEDS_CANONICAL,
-    canonical,
-    canonical_for,
-    parse_json,
-)
+from runtime.migrate.values import COPY_TYPES, NEEDS_CANONICAL, canonical, canonical_for, parse_json
 
 if TYPE_CHECKING:
     import psycopg
