@@ -27,8 +27,9 @@ def copy_chunk(
     """Copy one chunk in one transaction: by the fast path (arrow_copy.py) where it applies,
     else on the Python path; invalid UTF-8 makes that start over with lenient reads.
 
-    With `digest`, a table that needs no rule also gets the source side of its verification
-    from the same scan (see columnar.py); otherwise `result.digest` stays None.
+    With `digest`, the chunk also gets the source side of its verification from the same scan
+    (columnar.py on the fast path; the converted rows on the Python path, verify.chunk_digest);
+    a path that cannot leaves `result.digest` None, and verification reads the chunk itself.
     `before_commit` runs just before the chunk commits; what it raises rolls the chunk back
     (integrity_gate.py).
     """
@@ -37,11 +38,11 @@ def copy_chunk(
     from runtime.migrate.arrow_digest import ColumnarDigest, NulInText
 
     started = time.perf_counter()
-    digest = digest and columnar.digested_by_copy(plan)
     strict = True
     fallback = None
     if arrow_copy.applies(plan):
-        hashed = ColumnarDigest(plan, validate_utf8=False) if digest else None
+        fast_digest = digest and columnar.digested_by_copy(plan)
+        hashed = ColumnarDigest(plan, validate_utf8=False) if fast_digest else None
         try:
             rows = arrow_copy.copy_chunk(plan, chunk, target_url, hashed, before_commit)
         except arrow_copy.DeclaredTypeBroken as exc:

@@ -13,7 +13,6 @@ from concurrent.futures import (
 
 import structlog
 
-from runtime.migrate import columnar
 from runtime.migrate.digest import Digest
 from runtime.migrate.plan import TablePlan
 from runtime.migrate.progress import PhaseProgress
@@ -44,8 +43,10 @@ def verify_chunks(
 
 
 def digested_by_copy(plan: TablePlan) -> bool:
-    """The copy computes this table's source-side digest from its own scan (columnar.py)."""
-    return columnar.digested_by_copy(plan) and len(verify_chunks(plan)) == len(plan.chunks)
+    """The copy computes this table's source-side digest from its own scan (the fast path's
+    batches, columnar.py, or the Python path's converted rows, verify.chunk_digest) where its
+    chunks are verification's: a chunk it could not digest is read again after the copy."""
+    return len(verify_chunks(plan)) == len(plan.chunks)
 
 
 def submit_sqlite_digests(run: Run, pool: ProcessPoolExecutor) -> SideWork:
