@@ -94,8 +94,56 @@ def jsonb_text(text: str) -> str:
     """What PostgreSQL's jsonb output prints for a JSON text: keys unique (the last wins) and
     ordered by length then bytes, `, ` and `: ` separators, numbers as numeric prints them
     (scale kept: `1.50`; exponents expanded: `1e2` is `100`), strings with only `"`, `\\` and
-    control characters escaped."""
+    control characters escaped.
+
+    The usual text takes json's C decoder and encoder, which write those separators and
+    escapes: Python only orders the keys (`_jsonb_ordered`) and, where a number has a fraction
+    or an exponent, spells it as numeric does (a string marked by a NUL, which the encoder
+    escapes). A text holding `\\u0000` (jsonb refuses it anyway) or one the decoder refuses is
+    rendered value by value (`_jsonb_render`), which decides what is accepted, as before."""
+    if _NUL_ESCAPE not in text:
+        try:
+            ordered = _jsonb_ordered(_DECODER.decode(text))
+        except ValueError:
+            pass
+        else:
+            printed = _ENCODER.encode(ordered)
+            return _MARKED_NUMBER.sub(r"\1", printed) if _NUL_ESCAPE in printed else printed
     return _jsonb_render(json.loads(text, parse_float=Decimal))
+
+
+_NUL_ESCAPE = "\\u0000"
+#: A number with a fraction or an exponent, as `_marked_number` hands it to the encoder.
+_MARKED_NUMBER = re.compile(r'"\\u0000([-0-9.]*)"')
+
+
+def _marked_number(text: str) -> str:
+    return "\x00" + _jsonb_render(Decimal(text))
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)  # NaN, Infinity: left to the value-by-value rendering
+
+
+_DECODER = json.JSONDecoder(parse_float=_marked_number, parse_constant=_no_constant)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "), check_circular=False)
+
+
+def _jsonb_ordered(value: Any) -> Any:
+    """The decoded value with every object's keys in jsonb's order (integers print as numeric
+    does already: `-0` is decoded as 0)."""
+    kind = type(value)
+    if kind is dict:
+        keys = sorted(value)
+        if len(keys) > 1:
+            if "".join(keys).isascii():
+                keys.sort(key=len)  # stable: by length, then bytes
+            else:
+                keys.sort(key=_jsonb_key_order)
+        return {key: _jsonb_ordered(value[key]) for key in keys}
+    if kind is list:
+        return [_jsonb_ordered(item) for item in value]
+    return value
 
 
 _JSON_ESCAPES = {
