@@ -13,6 +13,7 @@ from concurrent.futures import (
 
 import structlog
 
+from runtime.migrate import columnar
 from runtime.migrate.digest import Digest
 from runtime.migrate.plan import TablePlan
 from runtime.migrate.progress import PhaseProgress
@@ -43,9 +44,13 @@ def verify_chunks(
 
 
 def digested_by_copy(plan: TablePlan) -> bool:
-    """The copy computes this table's source-side digest from its own scan (the fast path's
-    batches, columnar.py, or the Python path's converted rows, verify.chunk_digest) where its
-    chunks are verification's: a chunk it could not digest is read again after the copy."""
+    """The copy computes this table's source-side digest from its own scan where its chunks are
+    verification's: the Python path from the rows it converts (verify.chunk_digest), the fast
+    path (every column passthrough, no row left out) from its batches where the columnar hash
+    applies (columnar.py). A chunk copied otherwise is read again after the copy."""
+    fast = all(c.passthrough for c in plan.columns) and not plan.excluded_rowids
+    if fast and not columnar.supports(plan):
+        return False
     return len(verify_chunks(plan)) == len(plan.chunks)
 
 
