@@ -236,16 +236,26 @@ def sql_row_text(plan: TablePlan) -> str:
     return " || '|' || ".join(parts) if parts else "''"
 
 
-def row_formatter(plan: TablePlan) -> Callable[[tuple[Any, ...]], str]:
-    """Python function giving one converted row's canonical text (without the newline)."""
+def batch_formatter(plan: TablePlan) -> Callable[[list[tuple[Any, ...]]], str]:
+    """The canonical texts of a batch of converted rows, each ending with a newline: what
+    `row_formatter` gives, computed column by column (a column without NULLs is one `map`)."""
     formatters = [ENCODINGS[c.converter][1] for c in plan.columns]
 
-    def format_row(row: tuple[Any, ...]) -> str:
-        return "|".join(
-            [
-                NULL_TEXT if value is None else encode(value)
-                for encode, value in zip(formatters, row, strict=True)
-            ]
-        )
+    def format_rows(rows: list[tuple[Any, ...]]) -> str:
+        if not rows or not formatters:
+            return "\n" * len(rows)
+        columns = []
+        for encode, values in zip(formatters, zip(*rows, strict=True), strict=True):
+            if any(value is None for value in values):
+                columns.append([NULL_TEXT if value is None else encode(value) for value in values])
+            else:
+                columns.append(list(map(encode, values)))
+        return "\n".join(map("|".join, zip(*columns, strict=True))) + "\n"
 
-    return format_row
+    return format_rows
+
+
+def row_formatter(plan: TablePlan) -> Callable[[tuple[Any, ...]], str]:
+    """One converted row's canonical text (without the newline)."""
+    format_rows = batch_formatter(plan)
+    return lambda row: format_rows([row])[:-1]

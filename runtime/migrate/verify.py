@@ -62,7 +62,7 @@ _ROW_TEXT = '"__domos_row_text"'
 class _Hasher:
     def __init__(self, plan: TablePlan) -> None:
         self.ordered = bool(plan.key)
-        self.row_text = rowtext.row_formatter(plan) if rowtext.supports(plan) else None
+        self.row_text = rowtext.batch_formatter(plan) if rowtext.supports(plan) else None
         self.hash: Any = (
             hashlib.md5(usedforsecurity=False)
             if self.row_text is not None
@@ -78,8 +78,7 @@ class _Hasher:
 
     def rows(self, rows: list[tuple[Any, ...]]) -> None:
         if self.row_text is not None:
-            if rows:
-                self.hash.update(("\n".join(map(self.row_text, rows)) + "\n").encode())
+            self.hash.update(self.row_text(rows).encode())
             return
         if self.canonical_columns:
             fixed = []
