@@ -97,13 +97,13 @@ def jsonb_text(text: str) -> str:
     control characters escaped.
 
     The usual text takes json's C decoder and encoder, which write those separators and
-    escapes: Python only orders the keys (`_jsonb_ordered`) and, where a number has a fraction
+    escapes: Python only orders the keys (`_jsonb_object`) and, where a number has a fraction
     or an exponent, spells it as numeric does (a string marked by a NUL, which the encoder
     escapes). A text holding `\\u0000` (jsonb refuses it anyway) or one the decoder refuses is
     rendered value by value (`_jsonb_render`), which decides what is accepted, as before."""
     if _NUL_ESCAPE not in text:
         try:
-            ordered = _jsonb_ordered(_DECODER.decode(text))
+            ordered = _DECODER.decode(text)
         except ValueError:
             pass
         else:
@@ -125,25 +125,23 @@ def _no_constant(name: str) -> Any:
     raise ValueError(name)  # NaN, Infinity: left to the value-by-value rendering
 
 
-_DECODER = json.JSONDecoder(parse_float=_marked_number, parse_constant=_no_constant)
+def _jsonb_object(value: dict[str, Any]) -> dict[str, Any]:
+    """An object as the decoder builds it (the last of a repeated key won), its keys in jsonb's
+    order; its inner objects were ordered when they were decoded."""
+    if len(value) < 2:
+        return value
+    keys = sorted(value)
+    if "".join(keys).isascii():
+        keys.sort(key=len)  # stable: by length, then bytes
+    else:
+        keys.sort(key=_jsonb_key_order)
+    return {key: value[key] for key in keys}
+
+
+_DECODER = json.JSONDecoder(
+    parse_float=_marked_number, parse_constant=_no_constant, object_hook=_jsonb_object
+)
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "), check_circular=False)
-
-
-def _jsonb_ordered(value: Any) -> Any:
-    """The decoded value with every object's keys in jsonb's order (integers print as numeric
-    does already: `-0` is decoded as 0)."""
-    kind = type(value)
-    if kind is dict:
-        keys = sorted(value)
-        if len(keys) > 1:
-            if "".join(keys).isascii():
-                keys.sort(key=len)  # stable: by length, then bytes
-            else:
-                keys.sort(key=_jsonb_key_order)
-        return {key: _jsonb_ordered(value[key]) for key in keys}
-    if kind is list:
-        return [_jsonb_ordered(item) for item in value]
-    return value
 
 
 _JSON_ESCAPES = {
