@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # the handlers import these: registering the command stays li
     from collections.abc import Mapping
     from concurrent.futures import Future, ProcessPoolExecutor
 
-    from runtime.migrate.engine import Options
+    from runtime.migrate.run import Options
 
 
 def register(subparsers: Any) -> None:
@@ -125,7 +125,7 @@ def _target(args: argparse.Namespace) -> str:
 
 
 def _build(args: argparse.Namespace, sources: tuple[list[Any], str], target: str) -> Options:
-    from runtime.migrate.engine import Options
+    from runtime.migrate.run import Options
 
     return Options(
         sources=sources[0],
@@ -209,7 +209,11 @@ def _start(
     pool = start_pool(args.jobs)
     snapshots = start_snapshots(sources[0], args.work_dir, resume=args.resume)
     try:
-        return pool, snapshots, _build(args, sources, target)  # imports the engine
+        options = _build(args, sources, target)
+        # The engine's imports (psycopg, the planner) here, while the snapshots run.
+        import runtime.migrate.engine  # noqa: F401
+
+        return pool, snapshots, options
     except BaseException:
         pool.shutdown(cancel_futures=True)
         raise

@@ -32,10 +32,8 @@ import json
 import re
 import sqlite3
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from runtime.migrate.sqlite_source import ColumnProfile
+from runtime.migrate.column_profile import ColumnProfile
 
 #: Beyond this magnitude a double cannot hold every integer.
 DOUBLE_EXACT = 2**53

@@ -15,18 +15,13 @@ from typing import Any
 import psycopg
 import structlog
 
-from runtime.migrate.copier import (
-    BeforeCommit,
-    ChunkResult,
-    RowConverter,
-    RowRejected,
-    refusal_record,
-    reject_record,
-    source_select,
-)
+from runtime.migrate.chunk import BeforeCommit, ChunkResult, source_select
 from runtime.migrate.plan import TablePlan, quote_ident
+from runtime.migrate.rejects import refusal_record, reject_record
+from runtime.migrate.row_rules import RowConverter, RowRejected
 from runtime.migrate.sqlite_source import open_snapshot
 from runtime.migrate.values import COPY_TYPES
+from runtime.migrate.verify import chunk_digest
 
 log = structlog.get_logger("domos.migrate")
 
@@ -90,11 +85,9 @@ def _copy_chunk(
     result = ChunkResult(table=plan.label, chunk=chunk)
     converter = RowConverter(plan, strict_utf8=strict_utf8)
     source = open_snapshot(Path(plan.source_path), strict_utf8=strict_utf8)
-    # The digest hashes the rows as read, in rowid order (free on a rowid range), which is key
-    # order; only where no rule applies, so they are also what is sent.
-    from runtime.migrate.arrow_digest import ColumnarDigest  # workers only (see copy_chunk)
-
-    hashed = ColumnarDigest(plan) if digest and converter.trivial else None
+    # The digest hashes the rows sent (as converted), read in rowid order (free on a rowid
+    # range), which is key order: the source side of verification without a second scan.
+    hashed = chunk_digest(plan) if digest else None
     select, params = source_select(plan, chunk, ordered=hashed is not None)
     copy_sql = _copy_statement(plan)
     rejects_file = None
@@ -114,10 +107,11 @@ def _copy_chunk(
                             write_row(values)
                         result.rows_written += len(batch)
                         continue
+                    converted = []
                     for row in batch:
                         values = row[1:]
                         try:
-                            write_row(converter.convert(row[0], values))
+                            converted.append(converter.convert(row[0], values))
                         except RowRejected as rejected:
                             if rejects_file is None:
                                 rejects_file = open(reject_path, "a", encoding="utf-8")  # noqa: SIM115
@@ -126,13 +120,17 @@ def _copy_chunk(
                             result.rejects[rejected.problem] = (
                                 result.rejects.get(rejected.problem, 0) + 1
                             )
-                        else:
-                            result.rows_written += 1
+                    for values in converted:
+                        write_row(values)
+                    result.rows_written += len(converted)
+                    if hashed is not None:
+                        hashed.add_rows(converted)
             if before_commit is not None:
                 before_commit()
             target.commit()
         if hashed is not None:
             result.digest = hashed.digest()
+            result.digest.skipped_rows = sum(result.rejects.values())
     finally:
         source.close()
         if rejects_file is not None:

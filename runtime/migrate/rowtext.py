@@ -94,8 +94,54 @@ def jsonb_text(text: str) -> str:
     """What PostgreSQL's jsonb output prints for a JSON text: keys unique (the last wins) and
     ordered by length then bytes, `, ` and `: ` separators, numbers as numeric prints them
     (scale kept: `1.50`; exponents expanded: `1e2` is `100`), strings with only `"`, `\\` and
-    control characters escaped."""
+    control characters escaped.
+
+    The usual text takes json's C decoder and encoder, which write those separators and
+    escapes: Python only orders the keys (`_jsonb_object`) and, where a number has a fraction
+    or an exponent, spells it as numeric does (a string marked by a NUL, which the encoder
+    escapes). A text holding `\\u0000` (jsonb refuses it anyway) or one the decoder refuses is
+    rendered value by value (`_jsonb_render`), which decides what is accepted, as before."""
+    if _NUL_ESCAPE not in text:
+        try:
+            ordered = _DECODER.decode(text)
+        except ValueError:
+            pass
+        else:
+            printed = _ENCODER.encode(ordered)
+            return _MARKED_NUMBER.sub(r"\1", printed) if _NUL_ESCAPE in printed else printed
     return _jsonb_render(json.loads(text, parse_float=Decimal))
+
+
+_NUL_ESCAPE = "\\u0000"
+#: A number with a fraction or an exponent, as `_marked_number` hands it to the encoder.
+_MARKED_NUMBER = re.compile(r'"\\u0000([-0-9.]*)"')
+
+
+def _marked_number(text: str) -> str:
+    return "\x00" + _jsonb_render(Decimal(text))
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)  # NaN, Infinity: left to the value-by-value rendering
+
+
+def _jsonb_object(value: dict[str, Any]) -> dict[str, Any]:
+    """An object as the decoder builds it (the last of a repeated key won), its keys in jsonb's
+    order; its inner objects were ordered when they were decoded."""
+    if len(value) < 2:
+        return value
+    keys = sorted(value)
+    if "".join(keys).isascii():
+        keys.sort(key=len)  # stable: by length, then bytes
+    else:
+        keys.sort(key=_jsonb_key_order)
+    return {key: value[key] for key in keys}
+
+
+_DECODER = json.JSONDecoder(
+    parse_float=_marked_number, parse_constant=_no_constant, object_hook=_jsonb_object
+)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "), check_circular=False)
 
 
 _JSON_ESCAPES = {
@@ -188,16 +234,26 @@ def sql_row_text(plan: TablePlan) -> str:
     return " || '|' || ".join(parts) if parts else "''"
 
 
-def row_formatter(plan: TablePlan) -> Callable[[tuple[Any, ...]], str]:
-    """Python function giving one converted row's canonical text (without the newline)."""
+def batch_formatter(plan: TablePlan) -> Callable[[list[tuple[Any, ...]]], str]:
+    """The canonical texts of a batch of converted rows, each ending with a newline: what
+    `row_formatter` gives, computed column by column (a column without NULLs is one `map`)."""
     formatters = [ENCODINGS[c.converter][1] for c in plan.columns]
 
-    def format_row(row: tuple[Any, ...]) -> str:
-        return "|".join(
-            [
-                NULL_TEXT if value is None else encode(value)
-                for encode, value in zip(formatters, row, strict=True)
-            ]
-        )
+    def format_rows(rows: list[tuple[Any, ...]]) -> str:
+        if not rows or not formatters:
+            return "\n" * len(rows)
+        columns = []
+        for encode, values in zip(formatters, zip(*rows, strict=True), strict=True):
+            if any(value is None for value in values):
+                columns.append([NULL_TEXT if value is None else encode(value) for value in values])
+            else:
+                columns.append(list(map(encode, values)))
+        return "\n".join(map("|".join, zip(*columns, strict=True))) + "\n"
 
-    return format_row
+    return format_rows
+
+
+def row_formatter(plan: TablePlan) -> Callable[[tuple[Any, ...]], str]:
+    """One converted row's canonical text (without the newline)."""
+    format_rows = batch_formatter(plan)
+    return lambda row: format_rows([row])[:-1]

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtime.errors import MigrationError
 from runtime.migrate import columnar, rowtext
-from runtime.migrate.copier import RowConverter, RowRejected, source_select
+from runtime.migrate.chunk import source_select
 from runtime.migrate.digest import (
     MULTISET_MODULUS,
     ORDERED_TYPES,
@@ -38,17 +38,14 @@ from runtime.migrate.digest import (
     Digest,
 )
 from runtime.migrate.plan import TablePlan, quote_ident
+from runtime.migrate.row_rules import RowConverter, RowRejected
 from runtime.migrate.sqlite_source import open_snapshot
-from runtime.migrate.values import (
-    COPY_TYPES,
-    NEEDS_CANONICAL,
-    canonical,
-    canonical_for,
-    parse_json,
-)
+from runtime.migrate.values import COPY_TYPES, NEEDS_CANONICAL, canonical, canonical_for, parse_json
 
 if TYPE_CHECKING:
     import psycopg
+
+    from runtime.migrate.arrow_digest import ColumnarDigest
 
 BATCH_ROWS = 5000
 #: Settings of the sessions reading the target. The digests run on a table just copied, before
@@ -65,7 +62,7 @@ _ROW_TEXT = '"__domos_row_text"'
 class _Hasher:
     def __init__(self, plan: TablePlan) -> None:
         self.ordered = bool(plan.key)
-        self.row_text = rowtext.row_formatter(plan) if rowtext.supports(plan) else None
+        self.row_text = rowtext.batch_formatter(plan) if rowtext.supports(plan) else None
         self.hash: Any = (
             hashlib.md5(usedforsecurity=False)
             if self.row_text is not None
@@ -81,8 +78,7 @@ class _Hasher:
 
     def rows(self, rows: list[tuple[Any, ...]]) -> None:
         if self.row_text is not None:
-            if rows:
-                self.hash.update(("\n".join(map(self.row_text, rows)) + "\n").encode())
+            self.hash.update(self.row_text(rows).encode())
             return
         if self.canonical_columns:
             fixed = []
@@ -162,14 +158,38 @@ def _arrow_digest(plan: TablePlan, chunk: tuple[int, int]) -> Digest | None:
     return hashed.digest()
 
 
-def _sqlite_digest(plan: TablePlan, chunk: tuple[int, int], *, strict_utf8: bool) -> Digest:
+class RowDigest:
+    """The source side of one chunk from its converted rows in key order, where the columnar
+    hash does not apply (row texts, rowtext.py, or repr): fed batch by batch, by the Python
+    copy from its own scan or by `_sqlite_digest`."""
+
+    def __init__(self, plan: TablePlan) -> None:
+        self.plan = plan
+        self.hasher = _Hasher(plan)
+        self.aggregates = [ColumnAggregate() for _ in plan.columns]
+        self.result = Digest()
+
+    def add_rows(self, rows: list[tuple[Any, ...]]) -> None:
+        self.result.rows += len(rows)
+        self.hasher.rows(rows)
+        self.hasher.aggregate(rows, self.aggregates)
+
+    def digest(self) -> Digest:
+        _finish(self.result, self.hasher, self.plan, self.aggregates)
+        return self.result
+
+
+def chunk_digest(plan: TablePlan) -> ColumnarDigest | RowDigest:
+    """What hashes a chunk's converted rows for this plan (the same on every source-side path)."""
     from runtime.migrate.arrow_digest import ColumnarDigest  # workers only (see _arrow_digest)
 
+    return ColumnarDigest(plan) if columnar.supports(plan) else RowDigest(plan)
+
+
+def _sqlite_digest(plan: TablePlan, chunk: tuple[int, int], *, strict_utf8: bool) -> Digest:
     converter = RowConverter(plan, strict_utf8=strict_utf8)
-    hashed = ColumnarDigest(plan) if columnar.supports(plan) else None
-    hasher = _Hasher(plan)
-    digest = Digest()
-    aggregates = [ColumnAggregate() for _ in plan.columns]
+    hashed = chunk_digest(plan)
+    skipped = 0
     source = open_snapshot(Path(plan.source_path), strict_utf8=strict_utf8)
     try:
         select, params = source_select(plan, chunk, ordered=True)
@@ -183,21 +203,13 @@ def _sqlite_digest(plan: TablePlan, chunk: tuple[int, int], *, strict_utf8: bool
                     try:
                         converted.append(converter.convert(row[0], row[1:]))
                     except RowRejected:
-                        digest.skipped_rows += 1
-            if hashed is not None:
-                hashed.add_rows(converted)
-                continue
-            digest.rows += len(converted)
-            hasher.rows(converted)
-            hasher.aggregate(converted, aggregates)
+                        skipped += 1
+            hashed.add_rows(converted)
     finally:
         source.close()
-    if hashed is not None:
-        result = hashed.digest()
-        result.skipped_rows = digest.skipped_rows
-        return result
-    _finish(digest, hasher, plan, aggregates)
-    return digest
+    result = hashed.digest()
+    result.skipped_rows = skipped
+    return result
 
 
 def _finish(

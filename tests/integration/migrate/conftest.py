@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from runtime.migrate.engine import Options, migrate
+from runtime.migrate.engine import migrate
 from runtime.migrate.plan import Source
+from runtime.migrate.run import Options
 
 #: The Chinook sample database (MIT licence, tests/fixtures/sqlite/Chinook_LICENSE.md), kept in the
 #: repository so a fresh clone tests it wherever it lives.

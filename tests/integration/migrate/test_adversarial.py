@@ -11,8 +11,9 @@ import psycopg
 import pytest
 
 from runtime.errors import MigrationError
-from runtime.migrate.engine import Options, verify_only
+from runtime.migrate.engine import verify_only
 from runtime.migrate.plan import Source
+from runtime.migrate.run import Options
 
 pytestmark = pytest.mark.postgres
 

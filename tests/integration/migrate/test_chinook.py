@@ -9,8 +9,9 @@ import sqlite3
 import psycopg
 import pytest
 
-from runtime.migrate.engine import Options, verify_only
+from runtime.migrate.engine import verify_only
 from runtime.migrate.plan import Source
+from runtime.migrate.run import Options
 
 from .conftest import CHINOOK
 

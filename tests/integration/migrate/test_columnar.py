@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 
 from runtime.migrate import arrow_copy, columnar
 from runtime.migrate.copier import copy_chunk
-from runtime.migrate.engine import Options, verify_only
+from runtime.migrate.engine import verify_only
 from runtime.migrate.plan import ColumnPlan, Source, TablePlan, quote_ident
+from runtime.migrate.run import Options
 from runtime.migrate.verify import (
     _arrow_digest,
     _sqlite_digest,

@@ -20,8 +20,9 @@ import pytest
 from runtime.errors import MigrationError
 from runtime.migrate import integrity_gate
 from runtime.migrate import plan as planning
-from runtime.migrate.engine import Options, verify_only
+from runtime.migrate.engine import verify_only
 from runtime.migrate.plan import Source
+from runtime.migrate.run import Options
 from tests.fixtures.damaged_sqlite import make_damaged_sqlite
 
 pytestmark = pytest.mark.postgres

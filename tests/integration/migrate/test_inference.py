@@ -17,8 +17,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from runtime.migrate.engine import Options, verify_only
+from runtime.migrate.engine import verify_only
 from runtime.migrate.plan import Source
+from runtime.migrate.run import Options
 
 pytestmark = pytest.mark.postgres
 

@@ -21,8 +21,9 @@ from runtime.config import DatabaseSettings, Secret
 from runtime.db import Database
 from runtime.errors import QueryError
 from runtime.logical_databases import LOGICAL_DATABASES
-from runtime.migrate.engine import Options, verify_only
+from runtime.migrate.engine import verify_only
 from runtime.migrate.plan import Source
+from runtime.migrate.run import Options
 from runtime.migrate.values import to_date, to_timestamptz
 from tests.fixtures.legacy_apps import APPS, LegacyApp
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from runtime.migrate.column_profile import ColumnProfile
 from runtime.migrate.sqlite_source import (
-    ColumnProfile,
     _full_profile_sql,
     count_nul_texts,
     profile_table,

@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
+from runtime.migrate.column_profile import ColumnProfile
 from runtime.migrate.plan import generated_name, infer_type, plan_chunks, truncated
-from runtime.migrate.sqlite_source import ColumnProfile
 from runtime.migrate.values import (
     InvalidText,
     Reject,

@@ -1,0 +1,102 @@
+"""Phases 1-2: snapshot and check every source, plan its tables. Writes nothing to the target."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from concurrent.futures import Executor, Future
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from runtime.errors import MigrationError
+from runtime.migrate import integrity_gate
+from runtime.migrate import plan as planning
+from runtime.migrate.plan_existing import plan_existing
+from runtime.migrate.run import Run, TableOutcome
+from runtime.migrate.snapshot import start_snapshots
+from runtime.migrate.sqlite_source import foreign_key_violations, open_snapshot, read_tables
+from runtime.migrate.workers import Checker
+
+
+def prepare_plans(
+    run: Run,
+    target: psycopg.Connection[Any] | None,
+    scanner: Executor | None = None,
+    *,
+    from_declared: bool = False,
+    check_in_background: bool = False,
+    snapshots: Mapping[str, Future[Path]] | None = None,
+) -> None:
+    """Snapshot and check every source, then plan its tables. Writes nothing to the target.
+    `from_declared`: tables whose declared types promise the fast copy skip the profile, and
+    the copy checks the promise (plan.py `declared_columns`). `check_in_background`: the
+    integrity checks may still run on return (`await_integrity`, integrity_gate.py)."""
+    options = run.options
+    if snapshots is None:
+        snapshots = start_snapshots(options.sources, options.work_dir, resume=options.resume)
+    # integrity_check reads the whole file: it runs in its own process while the tables are
+    # planned, and, in the background, copied.
+    checker = Checker()
+    for source in options.sources:
+        path = snapshots[source.name].result()
+        integrity_gate.clear(path)
+        run.integrity_checks[source.name] = checker.submit(integrity_gate.check, path)
+        conn = open_snapshot(path)
+        try:
+            violations = foreign_key_violations(conn)
+            tables = read_tables(conn)
+            if options.mode == "existing":
+                assert target is not None
+                plans = plan_existing(
+                    source,
+                    path,
+                    conn,
+                    tables,
+                    violations,
+                    target,
+                    options.chunk_rows,
+                    options.skip_tables,
+                )
+            else:
+                plans = planning.plan_infer(
+                    source,
+                    path,
+                    conn,
+                    tables,
+                    violations,
+                    options.chunk_rows,
+                    scanner,
+                    from_declared=from_declared,
+                )
+        finally:
+            conn.close()
+        run.sources.append(
+            {
+                "name": source.name,
+                "path": str(source.path),
+                "schema": source.schema,
+                "snapshot": str(path),
+                "integrity_check": "running",
+                "foreign_key_violations": len(violations),
+                "tables": [p.label for p in plans],
+            }
+        )
+        run.plans.extend(plans)
+    checker.shutdown()
+    if not check_in_background:
+        await_integrity(run)
+    errors = planning.check_identifiers(run.plans)
+    if errors:
+        raise MigrationError("identifier collisions:\n  " + "\n  ".join(errors))
+    for plan in run.plans:
+        run.outcomes[plan.label] = TableOutcome(plan)
+
+
+def await_integrity(run: Run) -> None:
+    """Wait for every source's integrity_check; raise on the first that failed."""
+    for source in run.sources:
+        problems = run.integrity_checks[source["name"]].result()
+        source["integrity_check"] = "failed" if problems else "ok"
+        if problems:
+            raise integrity_gate.failure(Path(source["path"]), problems)
