@@ -17,6 +17,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from runtime.db import async_database, sync_database
+
 pytest_plugins = ["tests.parallel"]
 
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -133,9 +135,8 @@ def database_settings(database_environ_vars: dict[str, str]) -> Any:
 @pytest.fixture
 async def async_db(database_settings: Any) -> Any:
     """An opened `AsyncDatabase` on each backend; closed after the test."""
-    from runtime.db import AsyncDatabase
 
-    db = AsyncDatabase.from_settings(database_settings)
+    db = async_database(database_settings)
     await db.open()
     try:
         yield db
@@ -146,9 +147,8 @@ async def async_db(database_settings: Any) -> Any:
 @pytest.fixture
 def sync_db(database_settings: Any) -> Iterator[Any]:
     """An opened synchronous `Database` on each backend; closed after the test."""
-    from runtime.db import Database
 
-    db = Database.from_settings(database_settings)
+    db = sync_database(database_settings)
     db.open()
     try:
         yield db

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.scratch import scratch_database  # noqa: E402
 from runtime.config import Secret, Settings  # noqa: E402
-from runtime.db import AsyncDatabase  # noqa: E402
+from runtime.db import async_database  # noqa: E402
 from runtime.db.migrations import upgrade  # noqa: E402
 from services.api.tokens import TokenHasher  # noqa: E402
 from tests.integration.api.processes import free_port, start_program  # noqa: E402
@@ -47,7 +47,7 @@ async def seed(url: str) -> list[str]:
     environ = {"DB_TYPE": "postgres", "DATABASE_URL": url, "DOMOS_DATA_DIR": "/tmp"}
     hasher = TokenHasher(Secret(HASH_KEY))
     tokens = [f"adv_bench{uuid.uuid4().hex}{i}" for i in range(TOKENS)]
-    async with AsyncDatabase.from_settings(Settings.from_env(environ)) as db:
+    async with async_database(Settings.from_env(environ)) as db:
         await upgrade(db, ["main", "advert", "contract"])
         tariff = await db.fetchval(
             "INSERT INTO tariffs (code, title, price_minor, period_days)"

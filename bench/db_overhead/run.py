@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.scratch import scratch_database
 from runtime.config import Settings
-from runtime.db import AsyncDatabase
+from runtime.db import AsyncDatabase, async_database
 
 ROWS = 5_000
 PAIRS = int(os.environ.get("BENCH_PAIRS", "25"))
@@ -130,7 +130,7 @@ async def bench_postgres(results: dict[str, dict[str, float]]) -> None:
             },
         )
         await raw_pool.open(wait=True)
-        async with AsyncDatabase.from_settings(Settings.from_env(environ)) as db:
+        async with async_database(Settings.from_env(environ)) as db:
             await _compare("postgres", layer_ops(db), raw_pg_ops(raw_pool), results)
         await raw_pool.close()
 
@@ -199,7 +199,7 @@ async def bench_sqlite(results: dict[str, dict[str, float]]) -> None:
         setup.close()
         raw = RawSQLite(path)
         await raw.open(16)
-        async with AsyncDatabase.from_settings(settings) as db:
+        async with async_database(settings) as db:
             await _compare("sqlite", layer_ops(db), raw.ops(), results)
         await raw.close()
 

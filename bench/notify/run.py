@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from bench.scratch import scratch_database  # noqa: E402
 from monitors.decisions.rate_limit import RateLimits, RatePlanner  # noqa: E402
 from runtime.config import Settings  # noqa: E402
-from runtime.db import AsyncDatabase  # noqa: E402
+from runtime.db import AsyncDatabase, async_database  # noqa: E402
 from runtime.db.migrations import upgrade  # noqa: E402
 from services.sandbox import DEFAULT_BOT_TOKEN  # noqa: E402
 
@@ -183,7 +183,7 @@ async def run(url: str, workdir: Path) -> dict[str, Any]:
         "DB_POOL_MIN_SIZE": "1",
         "DB_POOL_MAX_SIZE": "6",
     }
-    async with AsyncDatabase.from_settings(Settings.from_env(environ)) as db:
+    async with async_database(Settings.from_env(environ)) as db:
         await upgrade(db)
 
     sandbox_port, metrics_port = free_port(), free_port()
@@ -239,7 +239,7 @@ async def run(url: str, workdir: Path) -> dict[str, Any]:
             phases: dict[str, dict[str, Any]] = {}
             sent_at: dict[int, list[datetime]] = defaultdict(list)
             for phase, chat_ids in (("backlog", backlog), ("bursts", bursts)):
-                async with AsyncDatabase.from_settings(Settings.from_env(environ)) as db:
+                async with async_database(Settings.from_env(environ)) as db:
                     started = time.time()
                     await enqueue(db, phase, chat_ids)
                     committed = time.time()

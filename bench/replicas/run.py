@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.scratch import scratch_database  # noqa: E402
 from runtime.config import Settings  # noqa: E402
-from runtime.db import AsyncDatabase  # noqa: E402
+from runtime.db import AsyncDatabase, async_database  # noqa: E402
 from runtime.db.migrations import upgrade  # noqa: E402
 from services.sandbox import DEFAULT_BOT_TOKEN  # noqa: E402
 from tests.conftest import database_environ  # noqa: E402
@@ -167,7 +167,7 @@ async def run(url: str, workdir: Path) -> dict[str, Any]:
         "TELEGRAM_BOT_TOKEN": DEFAULT_BOT_TOKEN,
     }
     settings = Settings.from_env(environ)
-    async with AsyncDatabase.from_settings(settings) as db:
+    async with async_database(settings) as db:
         await upgrade(db)
     # Alternate one and two instances and keep each one's best round: the machine is shared, and
     # interleaving exposes both to the same background load.
@@ -175,7 +175,7 @@ async def run(url: str, workdir: Path) -> dict[str, Any]:
     for round_number in range(1, ROUNDS + 1):
         for count in (1, 2):
             empty_domain_tables(url)
-            async with AsyncDatabase.from_settings(settings) as db:
+            async with async_database(settings) as db:
                 await load_backlog(db)
                 with psycopg.connect(url, autocommit=True) as conn:
                     conn.execute("ANALYZE")

@@ -20,7 +20,7 @@ import structlog
 
 from monitors.parse_messages import ParseMessages
 from runtime.config import Settings
-from runtime.db import AsyncDatabase
+from runtime.db import async_database
 from runtime.logging import configure_logging
 from runtime.monitor import MonitorContext, SystemClock, build_config
 
@@ -28,7 +28,7 @@ from runtime.monitor import MonitorContext, SystemClock, build_config
 async def main(owner: str) -> None:
     settings = Settings.from_env(os.environ)
     configure_logging(settings, program="bench-replicas")  # stderr: stdout is the protocol
-    async with AsyncDatabase.from_settings(settings) as db:
+    async with async_database(settings) as db:
         ctx = MonitorContext(
             settings=settings,
             db=db,

@@ -1,6 +1,6 @@
 """The pooled DB layer on SQLite and PostgreSQL: `AsyncDatabase` and its twin `Database`.
 
-    db = AsyncDatabase.from_settings(settings)
+    db = async_database(settings)
     async with db:
         row = await db.fetchone("SELECT * FROM users WHERE id = ?", (user_id,), db="main")
 
@@ -18,5 +18,15 @@ from runtime.db.base import (
     Row,
     Transaction,
 )
+from runtime.db.factory import async_database, sync_database
 
-__all__ = ["AsyncDatabase", "AsyncTransaction", "Database", "HeldLock", "Row", "Transaction"]
+__all__ = [
+    "AsyncDatabase",
+    "AsyncTransaction",
+    "Database",
+    "HeldLock",
+    "Row",
+    "Transaction",
+    "async_database",
+    "sync_database",
+]

@@ -1,7 +1,7 @@
 """The two facades, `AsyncDatabase` and `Database`, and their transactions.
 
 Both have the same methods; each backend (runtime.db.sqlite, runtime.db.postgres) implements them.
-`from_settings` picks the backend from `settings.db.type`, so code never names a backend.
+`runtime.db.factory` picks the backend from `settings.db.type`, so code never names one.
 """
 
 from __future__ import annotations
@@ -141,19 +141,6 @@ class AsyncDatabase(abc.ABC):
         self.settings = settings
         self.name = name or f"{self.dialect}-{next(_names)}"
 
-    @classmethod
-    def from_settings(
-        cls, settings: Settings | DatabaseSettings, *, name: str | None = None
-    ) -> AsyncDatabase:
-        db_settings = database_settings(settings)
-        if db_settings.type == "postgres":
-            from runtime.db.postgres import AsyncPostgresDatabase
-
-            return AsyncPostgresDatabase(db_settings, name=name)
-        from runtime.db.sqlite import AsyncSQLiteDatabase
-
-        return AsyncSQLiteDatabase(db_settings, name=name)
-
     @abc.abstractmethod
     async def open(self) -> None: ...
 
@@ -262,19 +249,6 @@ class Database(abc.ABC):
     def __init__(self, settings: DatabaseSettings, *, name: str | None = None) -> None:
         self.settings = settings
         self.name = name or f"{self.dialect}-{next(_names)}"
-
-    @classmethod
-    def from_settings(
-        cls, settings: Settings | DatabaseSettings, *, name: str | None = None
-    ) -> Database:
-        db_settings = database_settings(settings)
-        if db_settings.type == "postgres":
-            from runtime.db.postgres import PostgresDatabase
-
-            return PostgresDatabase(db_settings, name=name)
-        from runtime.db.sqlite import SQLiteDatabase
-
-        return SQLiteDatabase(db_settings, name=name)
 
     @abc.abstractmethod
     def open(self) -> None: ...

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from runtime.db import async_database
 from runtime.logical_databases import DOMAIN_DATABASES
 
 
@@ -43,11 +44,10 @@ def _logical_dbs(args: argparse.Namespace) -> Sequence[str]:
 
 def _upgrade(args: argparse.Namespace) -> int:
     from runtime.config import Settings
-    from runtime.db import AsyncDatabase
     from runtime.db.migrations import upgrade
 
     async def run() -> int:
-        async with AsyncDatabase.from_settings(Settings.from_env()) as db:
+        async with async_database(Settings.from_env()) as db:
             applied = await upgrade(db, _logical_dbs(args), schema_root=args.schema_root)
             for item in applied:
                 print(
@@ -62,11 +62,10 @@ def _upgrade(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from runtime.config import Settings
-    from runtime.db import AsyncDatabase
     from runtime.db.migrations import status
 
     async def run() -> int:
-        async with AsyncDatabase.from_settings(Settings.from_env()) as db:
+        async with async_database(Settings.from_env()) as db:
             rows = await status(db, _logical_dbs(args), schema_root=args.schema_root)
             print(format_status_table(rows))
         return 0 if all(row.state == "applied" for row in rows) else 1

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.config import Env, Settings
+from runtime.db import async_database
 from runtime.errors import DomosError
 from runtime.monitor.base import Monitor, build_config
 from runtime.monitor.health import (
@@ -113,13 +114,12 @@ async def run_monitor(
     """Open the database, serve metrics, run the monitor until SIGTERM/SIGINT (or one tick)."""
     import structlog
 
-    from runtime.db import AsyncDatabase
     from runtime.metrics import serve_metrics
     from runtime.monitor.clock import clock_from_env
     from runtime.monitor.runner import MonitorRunner
 
     log = structlog.get_logger("runtime.monitor").bind(monitor=monitor_cls.name)
-    db = AsyncDatabase.from_settings(settings)
+    db = async_database(settings)
     runner = MonitorRunner(
         monitor_cls,
         settings=settings,

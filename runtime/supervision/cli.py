@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any, TextIO
 
+from runtime.db import async_database
+
 
 def register(subparsers: Any) -> None:
     register_run(subparsers)
@@ -40,7 +42,6 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from runtime.config import LogSettings, Settings
-    from runtime.db import AsyncDatabase
     from runtime.db.migrations import upgrade
     from runtime.errors import ConfigError
     from runtime.logging import configure_logging, resolve_format
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         path.mkdir(parents=True, exist_ok=True)
 
     async def apply_schema() -> None:
-        async with AsyncDatabase.from_settings(settings) as db:
+        async with async_database(settings) as db:
             await upgrade(db)
 
     asyncio.run(apply_schema())

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import httpx
 import structlog
 
+from runtime.db import sync_database
 from runtime.errors import ConfigError, DemoFailed, DomosError
 
 log = structlog.get_logger("demo")
@@ -72,9 +73,8 @@ def wait_for(predicate: Callable[[], T | None], timeout_s: float, what: str) -> 
 def ensure_tariff(environ: Mapping[str, str]) -> str:
     """The code of an active tariff; the demo tariff is created when there is no tariff at all."""
     from runtime.config import Settings
-    from runtime.db import Database
 
-    with Database.from_settings(Settings.from_env(environ), name="demo") as db:
+    with sync_database(Settings.from_env(environ), name="demo") as db:
         if db.fetchone("SELECT id FROM tariffs LIMIT 1") is None:
             db.execute(
                 "INSERT INTO tariffs (code, title, price_minor, period_days) VALUES (?, ?, ?, ?)"

@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from monitors._clients import YooKassaClient
 from runtime.config import Settings
-from runtime.db import AsyncDatabase
+from runtime.db import AsyncDatabase, async_database
 from runtime.errors import DatabaseError
 from services.api.errors import ApiError, ErrorBody, install_error_handlers, responses
 from services.api.metrics import RequestMetricsMiddleware
@@ -80,7 +80,7 @@ def create_app(settings: Settings, api_settings: ApiSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if api_settings.token_hash_key is None:
             log.warning("token_hash_key_missing", hint="set API_TOKEN_HASH_KEY to HMAC tokens")
-        db = AsyncDatabase.from_settings(settings, name="api")
+        db = async_database(settings, name="api")
         await db.open()
         yookassa = YooKassaClient(settings, timeout_s=api_settings.provider_timeout_s)
         await yookassa.open()

@@ -17,7 +17,7 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.types import BotCommand, ErrorEvent
 
-from runtime.db import AsyncDatabase
+from runtime.db import AsyncDatabase, async_database
 from services.bot import repository, texts
 from services.bot.config import BotSettings
 from services.bot.handlers import build_routers
@@ -76,7 +76,7 @@ async def run(settings: BotSettings) -> None:
     from monitors._clients import YooKassaClient
 
     runtime = settings.runtime
-    db = AsyncDatabase.from_settings(runtime, name="bot")
+    db = async_database(runtime, name="bot")
     payments: Any = None
     if runtime.yookassa.shop_id and runtime.yookassa.secret_key:
         payments = YooKassaClient(runtime)

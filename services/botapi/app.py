@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from runtime.config import Settings
-from runtime.db import Database
+from runtime.db import Database, sync_database
 from runtime.errors import DatabaseError, DatabaseUnavailable, TransientError
 from runtime.metrics import UNMATCHED_ROUTE, exposition_registry, record_http_request
 from services.botapi.ipallow import allowed, client_address
@@ -46,7 +46,7 @@ def create_app(
     app = Flask("botapi")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     if db is None:
-        db = Database.from_settings(settings, name="botapi")
+        db = sync_database(settings, name="botapi")
         db.open()
     if yookassa is None:
         yookassa = SyncYooKassaClient(settings, timeout_s=botapi_settings.provider_timeout_s)

@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 
 from runtime.config import Settings
-from runtime.db import Database
+from runtime.db import Database, sync_database
 from runtime.supervision.demo import DEMO_MEMBERS, Demo, ensure_tariff
 from services.sandbox import (
     DEFAULT_BOT_TOKEN,
@@ -113,7 +113,7 @@ class Community:
 
     def db(self) -> Database:
         """The DB layer on this backend, unopened (`with community.db() as db:`)."""
-        return Database.from_settings(Settings.from_env(self.environ))
+        return sync_database(Settings.from_env(self.environ))
 
     def control(self, method: str, path: str, body: Any = None) -> Any:
         response = httpx.request(method, f"{self.sandbox}/_sandbox{path}", json=body, timeout=10)

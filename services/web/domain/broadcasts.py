@@ -24,7 +24,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
-from runtime.db import Database, Transaction
+from runtime.db import Database, Transaction, sync_database
 from runtime.errors import DomosError
 from services.botapi.send import SendRequest, enqueue
 from services.web.domain import models as m
@@ -108,7 +108,7 @@ def dedupe_key(broadcast_id: int, telegram_id: int) -> str:
 def domain_db() -> Iterator[Database]:
     """The runtime's DB layer on the web's own database settings, for one request's writes (a
     pool per request: broadcasts are a few a day, and no pool idles in every gunicorn worker)."""
-    with Database.from_settings(settings.DOMOS) as db:
+    with sync_database(settings.DOMOS) as db:
         yield db
 
 

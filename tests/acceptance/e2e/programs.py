@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.config import Settings
-from runtime.db import Database
+from runtime.db import Database, sync_database
 from tests.integration.bot.conftest import ROOT, free_port, http_json, wait_for
 
 DOMOS = [sys.executable, "-m", "runtime.cli"]
@@ -126,6 +126,6 @@ def environ_for(backend: str, tmp: Path, pg_url: str | None, sandbox_port: int) 
 
 
 def open_db(environ: dict[str, str]) -> Database:
-    db = Database.from_settings(Settings.from_env(environ))
+    db = sync_database(Settings.from_env(environ))
     db.open()
     return db

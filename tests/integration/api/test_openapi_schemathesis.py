@@ -14,7 +14,7 @@ import schemathesis
 from schemathesis import checks
 
 from runtime.config import Settings
-from runtime.db import AsyncDatabase
+from runtime.db import async_database
 from runtime.db.migrations import upgrade
 from tests.integration.api.conftest import ADMIN
 from tests.integration.api.processes import free_port, http, start_program
@@ -30,7 +30,7 @@ EXAMPLES_PER_OPERATION = 25
 
 
 async def _prepare(environ: dict[str, str]) -> None:
-    async with AsyncDatabase.from_settings(Settings.from_env(environ)) as db:
+    async with async_database(Settings.from_env(environ)) as db:
         await upgrade(db, ["main", "advert", "contract"])
         user = await db.fetchval(
             "INSERT INTO users (telegram_id) VALUES (1) RETURNING id",

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from runtime.config import Settings
-from runtime.db import Database
+from runtime.db import Database, sync_database
 from services.sandbox import (
     DEFAULT_BOT_TOKEN,
     DEFAULT_YOOKASSA_SECRET_KEY,
@@ -167,7 +167,7 @@ class BotProcess:
     db: Database = field(init=False)
 
     def __post_init__(self) -> None:
-        self.db = Database.from_settings(Settings.from_env(self.environ))
+        self.db = sync_database(Settings.from_env(self.environ))
 
     def start(self) -> None:
         starts = self._starts()

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from runtime.config import Settings
-from runtime.db import AsyncDatabase
+from runtime.db import async_database
 from runtime.db.migrations import upgrade
 from services.botapi.app import create_app
 from services.botapi.settings import BotApiSettings
@@ -26,7 +26,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess
 
 
 async def _migrate(settings: Settings) -> None:
-    async with AsyncDatabase.from_settings(settings) as db:
+    async with async_database(settings) as db:
         await upgrade(db, ["main"])
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from runtime.config import Settings
-from runtime.db import Database
+from runtime.db import sync_database
 from tests.integration.api.processes import SandboxProcess, free_port, http, start_program
 from tests.integration.botapi.conftest import SEND_TOKEN
 
@@ -41,7 +41,7 @@ def test_gunicorn_service_end_to_end(
         tmp_path / "botapi.log",
         port,
     )
-    db = Database.from_settings(Settings.from_env(environ))
+    db = sync_database(Settings.from_env(environ))
     db.open()
     try:
         assert http("GET", program.base + "/health") == (200, {"status": "ok", "database": "ok"})

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from runtime.config import Settings
-from runtime.db import AsyncDatabase, Database
+from runtime.db import AsyncDatabase, async_database, sync_database
 from runtime.errors import DatabaseUnavailable, LockNotAcquired, TransientError, UniqueViolation
 from tests.conftest import database_environ
 from tests.integration.db.helpers import OUTBOX, create, create_sync
@@ -32,7 +32,7 @@ def database_settings_pg(pg_domos_url: str, tmp_path: Path) -> Any:
 
 @pytest.fixture
 async def pg_db(database_settings_pg: Any) -> Any:
-    async with AsyncDatabase.from_settings(database_settings_pg) as db:
+    async with async_database(database_settings_pg) as db:
         yield db
 
 
@@ -102,12 +102,12 @@ async def test_terminated_connections_lose_and_double_nothing(
 async def test_unreachable_postgres_is_unavailable_without_password(tmp_path: Path) -> None:
     url = "postgresql://domos:s3cret-pw@127.0.0.1:1/domos"
     environ = {**database_environ("postgres", str(tmp_path), url), "DB_POOL_TIMEOUT_S": "0.5"}
-    db = AsyncDatabase.from_settings(Settings.from_env(environ))
+    db = async_database(Settings.from_env(environ))
     with pytest.raises(DatabaseUnavailable) as error:
         await db.open()
     assert "127.0.0.1:1" in str(error.value)
     assert "s3cret-pw" not in str(error.value)
-    sync = Database.from_settings(Settings.from_env(environ))
+    sync = sync_database(Settings.from_env(environ))
     with pytest.raises(DatabaseUnavailable):
         sync.open()
 
@@ -117,7 +117,7 @@ async def test_unopenable_sqlite_location_is_unavailable(tmp_path: Path) -> None
     blocker.write_text("not a directory")
     settings = Settings.from_env(database_environ("sqlite", str(blocker / "data"))).db
     with pytest.raises(DatabaseUnavailable):
-        await AsyncDatabase.from_settings(settings).open()
+        await async_database(settings).open()
 
 
 @pytest.mark.postgres
@@ -135,14 +135,14 @@ async def test_a_lock_whose_session_dies_reports_itself_lost(
         with pytest.raises(LockNotAcquired, match="was lost"):
             await lock.ensure_held()
         # The lock is free for another process at once: the holder had to be told.
-        other = AsyncDatabase.from_settings(database_settings_pg)
+        other = async_database(database_settings_pg)
         async with other, other.singleton_lock("tsmonitor") as taken:
             await taken.ensure_held()
 
 
 async def test_singleton_lock_has_one_holder(database_settings: Any) -> None:
-    first = AsyncDatabase.from_settings(database_settings)
-    second = AsyncDatabase.from_settings(database_settings)
+    first = async_database(database_settings)
+    second = async_database(database_settings)
     async with first, second:
         async with first.singleton_lock("tsmonitor"):
             with pytest.raises(LockNotAcquired):
@@ -169,8 +169,8 @@ async def test_singleton_lock_has_one_holder(database_settings: Any) -> None:
 _HOLD_LOCK = """
 import sys, time
 from runtime.config import Settings
-from runtime.db import Database
-with Database.from_settings(Settings.from_env()) as db, db.singleton_lock("monitor"):
+from runtime.db import sync_database
+with sync_database(Settings.from_env()) as db, db.singleton_lock("monitor"):
     print("held", flush=True)
     time.sleep(60)
 """
@@ -189,7 +189,7 @@ def test_singleton_lock_across_processes_released_on_death(
         while (line := holder.stdout.readline()) and line.strip() != "held":
             pass
         assert line.strip() == "held"
-        with Database.from_settings(Settings.from_env(database_environ_vars)) as db:
+        with sync_database(Settings.from_env(database_environ_vars)) as db:
             with pytest.raises(LockNotAcquired):
                 db.__class__.singleton_lock(db, "monitor").__enter__()
             holder.kill()  # a crash, not a clean release
@@ -211,8 +211,8 @@ def test_singleton_lock_across_processes_released_on_death(
 
 async def test_two_claimers_claim_every_row_exactly_once(database_settings: Any) -> None:
     backlog = 300
-    first = AsyncDatabase.from_settings(database_settings)
-    second = AsyncDatabase.from_settings(database_settings)
+    first = async_database(database_settings)
+    second = async_database(database_settings)
     async with first, second:
         await create(first, OUTBOX)
         await first.executemany("INSERT INTO outbox (status) VALUES (?)", [("queued",)] * backlog)
@@ -304,7 +304,7 @@ async def test_iterate_streams_without_loading_everything(
 def test_begin_immediate_keeps_two_sqlite_writers_from_busy_errors(tmp_path: Path) -> None:
     environ = {**database_environ("sqlite", str(tmp_path)), "SQLITE_BUSY_TIMEOUT_S": "20"}
     settings = Settings.from_env(environ).db
-    setup = Database.from_settings(settings)
+    setup = sync_database(settings)
     with setup:
         setup.executescript("CREATE TABLE counter (n INTEGER PRIMARY KEY)", db="main")
         setup.execute("INSERT INTO counter (n) VALUES (0)")
@@ -313,7 +313,7 @@ def test_begin_immediate_keeps_two_sqlite_writers_from_busy_errors(tmp_path: Pat
     def writer() -> None:
         # Read, then write, in one transaction: a deferred transaction would hit SQLITE_BUSY
         # when upgrading its read snapshot; BEGIN IMMEDIATE waits for the write lock instead.
-        with Database.from_settings(settings) as db:
+        with sync_database(settings) as db:
             for _ in range(100):
                 try:
                     with db.transaction() as tx:
@@ -328,7 +328,7 @@ def test_begin_immediate_keeps_two_sqlite_writers_from_busy_errors(tmp_path: Pat
     for thread in threads:
         thread.join()
     assert failures == []
-    with Database.from_settings(settings) as db:
+    with sync_database(settings) as db:
         assert db.fetchval("SELECT max(n) FROM counter") == 200
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from runtime.db import AsyncDatabase
+from runtime.db import async_database
 from runtime.db.migrations import status, upgrade
 from runtime.errors import MigrationError
 
@@ -106,7 +106,7 @@ async def test_concurrent_upgrades_apply_each_migration_once(
     write(root, "main", "0001_notes.sql", FIRST)
     write(root, "main", "0002_raw.sql", SECOND)
     write(root, "main", "0003_seed.sql", "INSERT INTO notes (body) VALUES ('seeded once');")
-    databases = [AsyncDatabase.from_settings(database_settings) for _ in range(3)]
+    databases = [async_database(database_settings) for _ in range(3)]
     for db in databases:
         await db.open()
     try:

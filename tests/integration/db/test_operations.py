@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from runtime.db import async_database
 from runtime.errors import (
     CheckViolation,
     ForeignKeyViolation,
@@ -147,10 +148,9 @@ async def test_iterate_streams_in_batches(async_db: Any) -> None:
 
 
 async def test_closed_database_refuses_calls(database_settings: Any) -> None:
-    from runtime.db import AsyncDatabase
     from runtime.errors import DatabaseUnavailable
 
-    db = AsyncDatabase.from_settings(database_settings)
+    db = async_database(database_settings)
     with pytest.raises(DatabaseUnavailable):
         await db.fetchval("SELECT 1")
     async with db:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.config import Settings
-from runtime.db import AsyncDatabase, Database
+from runtime.db import Database, async_database, sync_database
 from runtime.db.migrations import upgrade
 from runtime.errors import IntegrityError
 from runtime.logical_databases import DOMAIN_DATABASES
@@ -45,7 +45,7 @@ def upgrade_sqlite(data_dir: Path) -> dict[str, str]:
     environ = {"DB_TYPE": "sqlite", "DOMOS_DATA_DIR": str(data_dir)}
 
     async def run() -> None:
-        async with AsyncDatabase.from_settings(Settings.from_env(environ)) as db:
+        async with async_database(Settings.from_env(environ)) as db:
             await upgrade(db)
 
     asyncio.run(run())
@@ -156,7 +156,7 @@ def fill(
     settings = Settings.from_env(environ)
     generator = _Generator(random.Random(seed))
     counts: dict[str, int] = {}
-    with Database.from_settings(settings) as db:
+    with sync_database(settings) as db:
         for logical_db in DOMAIN_DATABASES:
             path = settings.db.sqlite_path(logical_db)
             with sqlite3.connect(path) as conn:

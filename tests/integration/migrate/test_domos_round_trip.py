@@ -22,7 +22,7 @@ import pytest
 from monitors.notifymonitor import DUE_WHERE
 from runtime.cli import main
 from runtime.config import Settings
-from runtime.db import AsyncDatabase, Database
+from runtime.db import async_database, sync_database
 from runtime.db.migrations import upgrade
 from runtime.logical_databases import DOMAIN_DATABASES, LOGICAL_DATABASES
 from tests.integration.migrate.domos_data import fill, upgrade_sqlite
@@ -36,7 +36,7 @@ def upgrade_postgres(url: str) -> dict[str, str]:
     environ = {"DB_TYPE": "postgres", "DATABASE_URL": url, "DB_POOL_MIN_SIZE": "1"}
 
     async def run() -> None:
-        async with AsyncDatabase.from_settings(Settings.from_env(environ)) as db:
+        async with async_database(Settings.from_env(environ)) as db:
             await upgrade(db)
 
     asyncio.run(run())
@@ -56,7 +56,7 @@ def content_digests(data_dir: Path) -> dict[str, str]:
 def read_all(environ: dict[str, str], tables: list[str]) -> dict[str, list[dict[str, Any]]]:
     """Every row of every table, as the runtime's DB layer returns it."""
     result = {}
-    with Database.from_settings(Settings.from_env(environ)) as db:
+    with sync_database(Settings.from_env(environ)) as db:
         for label in tables:
             logical_db, table = label.split(".")
             result[label] = db.fetchall(f"SELECT * FROM {table} ORDER BY id", db=logical_db)
@@ -64,7 +64,7 @@ def read_all(environ: dict[str, str], tables: list[str]) -> dict[str, list[dict[
 
 
 async def claim_due_outbox(environ: dict[str, str]) -> list[int]:
-    async with AsyncDatabase.from_settings(Settings.from_env(environ)) as db:
+    async with async_database(Settings.from_env(environ)) as db:
         rows = await db.claim(
             "outbox",
             where=DUE_WHERE,
@@ -78,7 +78,7 @@ async def claim_due_outbox(environ: dict[str, str]) -> list[int]:
 
 
 async def insert_user_without_id(environ: dict[str, str]) -> int:
-    async with AsyncDatabase.from_settings(Settings.from_env(environ)) as db:
+    async with async_database(Settings.from_env(environ)) as db:
         new_id = await db.fetchval(
             "INSERT INTO users (telegram_id, username) VALUES (?, ?) RETURNING id",
             (999_000_000_001, "after_cutover"),

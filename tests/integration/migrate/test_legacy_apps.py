@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from runtime.config import DatabaseSettings, Secret
-from runtime.db import Database
+from runtime.db import Database, sync_database
 from runtime.errors import QueryError
 from runtime.logical_databases import LOGICAL_DATABASES
 from runtime.migrate.engine import verify_only
@@ -80,7 +80,7 @@ def _databases(sqlite_file: Path, pg_url: str, data_dir: Path) -> tuple[Database
     pg = DatabaseSettings(
         type="postgres", data_dir=data_dir, sqlite_paths={}, postgres_url=Secret(pg_url)
     )
-    return Database.from_settings(lite), Database.from_settings(pg)
+    return sync_database(lite), sync_database(pg)
 
 
 @pytest.mark.parametrize("app", APPS, ids=[app.name for app in APPS])

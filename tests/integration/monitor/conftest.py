@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from runtime.config import Settings
-from runtime.db import Database
+from runtime.db import Database, sync_database
 from runtime.db.dialect import render
 from runtime.monitor.health import HealthVerdict, evaluate_health, health_path, read_health
 
@@ -160,7 +160,7 @@ class MonitorEnv:
 @pytest.fixture
 def monitor_env(database_environ_vars: dict[str, str], tmp_path: Path) -> Iterator[MonitorEnv]:
     settings = Settings.from_env(database_environ_vars)
-    db = Database.from_settings(settings)
+    db = sync_database(settings)
     db.open()
     db.executescript(render(SCHEMA, db.dialect), db="main")
     env = MonitorEnv(database_environ_vars, tmp_path, db)

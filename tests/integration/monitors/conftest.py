@@ -30,7 +30,7 @@ from prometheus_client import REGISTRY
 
 from monitors._clients import YooKassaClient
 from runtime.config import Settings
-from runtime.db import AsyncDatabase
+from runtime.db import async_database
 from runtime.db.migrations import upgrade
 from runtime.logical_databases import DOMAIN_DATABASES, LOGICAL_DATABASES
 from runtime.monitor import Monitor, MonitorContext, SystemClock, build_config
@@ -80,7 +80,7 @@ async def sandbox(sandbox_config: SandboxConfig) -> AsyncIterator[Sandbox]:
 
 def _migrate(environ: dict[str, str]) -> None:
     async def run() -> None:
-        async with AsyncDatabase.from_settings(Settings.from_env(environ)) as db:
+        async with async_database(Settings.from_env(environ)) as db:
             await upgrade(db)
 
     asyncio.run(run())

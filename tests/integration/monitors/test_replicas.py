@@ -18,7 +18,7 @@ from monitors.ban_monitor import BanMonitor
 from monitors.parse_messages import ParseMessages
 from monitors.payment_monitor import PaymentMonitor
 from runtime.config import Settings
-from runtime.db import AsyncDatabase
+from runtime.db import AsyncDatabase, async_database
 from tests.conftest import database_environ
 from tests.integration.monitors import factories as f
 from tests.integration.monitors.conftest import Monitors, empty_domain_tables
@@ -43,7 +43,7 @@ async def two_instances(monitor_environ: dict[str, str], db: Any, monkeypatch: A
             monkeypatch.setenv(key, value)
         instances = []
         for _ in range(2):
-            own = AsyncDatabase.from_settings(Settings.from_env(monitor_environ))
+            own = async_database(Settings.from_env(monitor_environ))
             await own.open()
             holder = Monitors(monitor_environ, own)
             opened.append((own, holder))

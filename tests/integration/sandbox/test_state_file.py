@@ -26,7 +26,7 @@ import httpx
 from aiohttp.test_utils import TestServer
 
 from runtime.config import Settings
-from runtime.db import Database
+from runtime.db import sync_database
 from services.sandbox import (
     DEFAULT_BOT_TOKEN,
     DEFAULT_YOOKASSA_SECRET_KEY,
@@ -238,7 +238,7 @@ def test_second_run_on_the_same_data_dead_letters_no_survey(
     state_file = Path(database_environ_vars["DOMOS_DATA_DIR"]) / "sandbox" / "state.json"
     subprocess.run([*DOMOS, "db", "upgrade"], cwd=ROOT, env=environ, check=True, timeout=120)
     now = datetime.now(UTC)
-    with Database.from_settings(Settings.from_env(environ)) as db:
+    with sync_database(Settings.from_env(environ)) as db:
         tariff = db.fetchval(
             "INSERT INTO tariffs (code, title, price_minor, period_days)"
             " VALUES ('month', 'Месяц', 99000, 30) RETURNING id"
@@ -271,7 +271,7 @@ def test_second_run_on_the_same_data_dead_letters_no_survey(
             )
             assert done.returncode == 0, done.stdout + done.stderr
         sent = httpx.get(f"{sandbox}/_sandbox/telegram/sent", params={"chat_id": MEMBER}).json()
-    with Database.from_settings(Settings.from_env(environ)) as db:
+    with sync_database(Settings.from_env(environ)) as db:
         rows = db.fetchall("SELECT kind, status, last_error FROM outbox ORDER BY id")
     assert rows, "monthly_anket queued nothing"
     assert [(r["status"], r["last_error"]) for r in rows] == [("sent", None)] * len(rows), rows

@@ -22,7 +22,7 @@ import psycopg
 import pytest
 
 from runtime.config import DatabaseSettings, Settings
-from runtime.db import AsyncDatabase, Database
+from runtime.db import Database, async_database, sync_database
 from runtime.db.migrations import Applied, upgrade
 from runtime.logical_databases import DOMAIN_DATABASES, LOGICAL_DATABASES
 
@@ -331,7 +331,7 @@ def upgrade_all(settings: DatabaseSettings) -> list[Applied]:
     """`domos db upgrade` in-process: every domain database, through the runner."""
 
     async def run() -> list[Applied]:
-        async with AsyncDatabase.from_settings(settings) as db:
+        async with async_database(settings) as db:
             return await upgrade(db)
 
     return asyncio.run(run())
@@ -411,5 +411,5 @@ def migrated_db(
     else:
         shutil.copytree(migrated_sqlite_dir, tmp_path / "data")
         settings = backend_settings("sqlite", tmp_path / "data")
-    with Database.from_settings(settings) as db:
+    with sync_database(settings) as db:
         yield db

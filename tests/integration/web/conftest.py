@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from runtime.config import Settings
+from runtime.db import async_database, sync_database
 from tests.conftest import database_environ
 from tests.integration.web.logins import log_in
 
@@ -83,7 +84,6 @@ def web_backend(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Settings]:
     """Django switched to a fresh, migrated database of this backend; yields its settings."""
-    from runtime.db import AsyncDatabase
     from runtime.db.migrations import upgrade
     from services.web.bootstrap import migrate
     from services.web.databases import django_databases
@@ -98,7 +98,7 @@ def web_backend(
     settings = Settings.from_env({**django_env, **database_environ(backend, str(data_dir), pg_url)})
 
     async def upgrade_domain() -> None:
-        async with AsyncDatabase.from_settings(settings) as db:
+        async with async_database(settings) as db:
             await upgrade(db)
 
     asyncio.run(upgrade_domain())
@@ -113,9 +113,8 @@ def web_backend(
 @pytest.fixture(scope="module")
 def domain_db(web_backend: Settings) -> Iterator[Any]:
     """The runtime's sync Database on the same backend, to seed and check domain rows."""
-    from runtime.db import Database
 
-    db = Database.from_settings(web_backend)
+    db = sync_database(web_backend)
     db.open()
     yield db
     db.close()

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from runtime.db import sync_database
 from tests.integration.web.logins import log_in
 
 NOW = datetime.now(UTC)
@@ -259,7 +260,6 @@ def test_the_limit_holds_under_concurrent_submits(web_backend: Any, domain_db: A
     from django.db import connections
     from django.utils import timezone
 
-    from runtime.db import Database
     from services.web.domain import broadcasts
 
     results: list[str] = []
@@ -267,7 +267,7 @@ def test_the_limit_holds_under_concurrent_submits(web_backend: Any, domain_db: A
 
     def submit() -> None:
         try:
-            with Database.from_settings(web_backend) as db:
+            with sync_database(web_backend) as db:
                 barrier.wait()
                 now = timezone.now()
                 broadcasts.create(
@@ -357,11 +357,10 @@ def test_an_interrupted_queuing_is_resumed_without_duplicates(
 ) -> None:
     from django.utils import timezone
 
-    from runtime.db import Database
     from services.web.domain import broadcasts
 
     now = timezone.now()
-    with Database.from_settings(web_backend) as db:
+    with sync_database(web_backend) as db:
         created = broadcasts.create(
             db,
             token=str(uuid.uuid4()),
