@@ -23,6 +23,9 @@ Settings (environment): NOTIFY_GLOBAL_PER_S (30), NOTIFY_GLOBAL_BURST (3), NOTIF
 (1), NOTIFY_GROUP_PER_MIN (20), NOTIFY_MAX_ATTEMPTS (8), NOTIFY_BATCH_SIZE (300), NOTIFY_LEASE_S
 (120), NOTIFY_CONCURRENCY (32). Replicas share Telegram's budget: give each 1/N of
 NOTIFY_GLOBAL_PER_S.
+
+Over 500 lines on purpose: the pipeline (claim, plan, send, record) is one loop whose parts share
+the held rows and the planner's state; the pure parts already live in monitors.decisions.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ defined in the code (or exported by postgres_exporter, or Prometheus' own `ALERT
 Template variables narrow the panels to a role, a program and a monitor (each "All" by default,
 which Grafana sends as `.*`, so series without the label still show); `expand()` turns a panel's
 query into what Grafana sends with every variable on "All", for evaluating it elsewhere.
+
+Over 500 lines on purpose: it is one idea, the dashboard's panel list, read top to bottom as the
+dashboard reads; split by row it would scatter the layout the list order gives.
 """
 
 from __future__ import annotations
