@@ -15,7 +15,7 @@ from monitors import _metrics
 from monitors._outbox import enqueue
 from monitors._payment_work import PaymentWork
 from monitors.decisions.periods import extension_start, period_after
-from monitors.decisions.yookassa import ChargeOutcome, ChargeResult
+from payments.decisions import ChargeOutcome, ChargeResult
 from runtime.db import AsyncTransaction
 from runtime.errors import TransientError
 

@@ -16,7 +16,7 @@ from monitors import _metrics
 from monitors._payment_apply import apply_final
 from monitors._payment_work import PaymentWork
 from monitors.decisions.backoff import PAYMENT_POLL, RetrySchedule
-from monitors.decisions.yookassa import (
+from payments.decisions import (
     ChargeOutcome,
     classify_payment_object,
     classify_response,

@@ -12,7 +12,7 @@ from typing import Any
 from monitors import _metrics
 from monitors._payment_apply import apply_final
 from monitors._payment_work import NOT_A_CHARGE, OPEN_STATUSES, PaymentWork
-from monitors.decisions.yookassa import (
+from payments.decisions import (
     ChargeOutcome,
     classify_response,
     next_poll_at,

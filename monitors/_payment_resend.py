@@ -15,7 +15,7 @@ from monitors import _metrics
 from monitors._payment_apply import apply_final
 from monitors._payment_work import NOT_A_CHARGE, PaymentWork
 from monitors.decisions.backoff import PAYMENT_POLL
-from monitors.decisions.yookassa import (
+from payments.decisions import (
     EXPIRED_KEY_REASON,
     ChargeOutcome,
     ResendResult,

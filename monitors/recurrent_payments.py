@@ -19,22 +19,22 @@ Settings: RENEW_CHARGE_AHEAD_H (24), RENEW_GRACE_DAYS (3), RENEW_BATCH_SIZE (50)
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from monitors import _metrics
 from monitors._clients import YooKassaClient
 from monitors._pause import pause_point
-from monitors._renewals import open_manual_renewal
 from monitors.decisions.periods import Period, charge_idempotence_key, period_after
-from monitors.decisions.yookassa import (
+from payments.decisions import (
     ChargeOutcome,
     ChargeResult,
     DeclineAction,
     classify_response,
     decide_after_decline,
 )
-from runtime.config import Env
+from payments.renewals import open_manual_renewal
+from payments.settings import PaymentSettings
 from runtime.monitor import Monitor
 
 DUE_SUBSCRIPTIONS = """
@@ -65,11 +65,7 @@ class RecurrentPayments(Monitor):
     mode = "claiming"
 
     async def setup(self) -> None:
-        env = Env(os.environ)
-        self.charge_ahead = timedelta(hours=env.number("RENEW_CHARGE_AHEAD_H", 24.0))
-        self.grace = timedelta(days=env.number("RENEW_GRACE_DAYS", 3.0))
-        self.batch_size = env.integer("RENEW_BATCH_SIZE", 50, minimum=1)
-        self.lease_s = env.number("RENEW_LEASE_S", 120.0, minimum=1.0)
+        self.config = PaymentSettings.from_env(os.environ, self.ctx.settings)
         self.yookassa = YooKassaClient(self.ctx.settings)
         await self.yookassa.open()
 
@@ -86,7 +82,7 @@ class RecurrentPayments(Monitor):
     async def plan_due(self) -> int:
         now = self.ctx.clock.now()
         rows = await self.db.fetchall(
-            DUE_SUBSCRIPTIONS, (now + self.charge_ahead, now, self.batch_size)
+            DUE_SUBSCRIPTIONS, (now + self.config.charge_ahead, now, self.config.renew_batch_size)
         )
         planned = 0
         for row in rows:
@@ -159,9 +155,9 @@ class RecurrentPayments(Monitor):
             "charge_attempts",
             where="status IN ('created', 'pending')",
             order_by="id",
-            limit=self.batch_size,
+            limit=self.config.renew_batch_size,
             owner=self.ctx.owner,
-            lease_s=self.lease_s,
+            lease_s=self.config.renew_lease_s,
             now=now,
         )
         done = 0
@@ -278,7 +274,7 @@ class RecurrentPayments(Monitor):
                 (
                     period.start,
                     period.end,
-                    period.end - self.charge_ahead,
+                    period.end - self.config.charge_ahead,
                     now,
                     attempt["subscription_id"],
                     attempt["period_end"],
@@ -306,7 +302,7 @@ class RecurrentPayments(Monitor):
         log: Any,
     ) -> None:
         reason = result.cancellation_reason or result.error_code
-        retry_until = context["grace_until"] or attempt["period_end"] + self.grace
+        retry_until = context["grace_until"] or attempt["period_end"] + self.config.renew_grace
         decision = decide_after_decline(
             reason if result.outcome is ChargeOutcome.CANCELED else None,
             failed_attempts=attempt["attempt_no"],

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated
 
 import structlog
@@ -90,7 +90,7 @@ def create_app(settings: Settings, api_settings: ApiSettings) -> FastAPI:
                 db,
                 yookassa,
                 api_settings.payment_return_url,
-                key_window=timedelta(hours=api_settings.payment_key_window_h),
+                key_window=api_settings.payment_key_window,
             ),
             tokens={kind: TokenStore(db, kind, hasher) for kind in TOKEN_KINDS},
         )

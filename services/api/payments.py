@@ -30,8 +30,7 @@ from typing import Any
 import structlog
 
 from monitors._clients import YooKassaClient
-from monitors._renewals import AutoRenewalInProgress, refuse_while_auto_charging
-from monitors.decisions.yookassa import (
+from payments.decisions import (
     EXPIRED_KEY_REASON,
     PROVIDER_REQUEST,
     ChargeOutcome,
@@ -40,6 +39,8 @@ from monitors.decisions.yookassa import (
     key_expired,
     stored_request,
 )
+from payments.renewals import AutoRenewalInProgress, refuse_while_auto_charging
+from payments.settings import DEFAULT_KEY_WINDOW
 from runtime.db import AsyncDatabase, Row
 from services.api.errors import ApiError
 from services.api.models import Amount, Payment, PaymentCreate
@@ -91,10 +92,6 @@ def provider_request(row: Row, return_url: str) -> dict[str, Any]:
         "save_payment_method": bool(row["save_payment_method"]),
         "metadata": {"payment_row": str(row["id"]), "telegram_id": str(row["telegram_id"])},
     }
-
-
-#: PAYMENT_KEY_WINDOW_H's default, the same as payment_monitor's.
-DEFAULT_KEY_WINDOW = timedelta(hours=23)
 
 
 class PaymentService:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from monitors._renewals import refuse_while_auto_charging
-from monitors.decisions.yookassa import PROVIDER_REQUEST, stored_request
+from payments.decisions import PROVIDER_REQUEST, stored_request
+from payments.renewals import refuse_while_auto_charging
 from runtime.db import AsyncDatabase, Row
 
 Answer = tuple[int | None, dict[str, Any] | None]

@@ -99,8 +99,10 @@ def test_settings_from_env() -> None:
     assert settings.port == 9001
     assert "s3cr3t-adm1n" not in repr(settings)
     # payment_monitor's variable: both stop repeating a key at the same age.
-    assert settings.payment_key_window_h == 23.0
-    assert ApiSettings.from_env({"PAYMENT_KEY_WINDOW_H": "12"}).payment_key_window_h == 12.0
+    assert settings.payment_key_window == timedelta(hours=23)
+    assert ApiSettings.from_env({"PAYMENT_KEY_WINDOW_H": "12"}).payment_key_window == timedelta(
+        hours=12
+    )
     with pytest.raises(ConfigError, match="PAYMENT_RETURN_URL"):
         ApiSettings.from_env({"PAYMENT_RETURN_URL": "ftp://x"})
     with pytest.raises(ConfigError, match="PAYMENT_KEY_WINDOW_H"):

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from monitors._payment_work import PaymentSettings
 from monitors.decisions.useful import UsefulRules
+from payments.settings import PaymentSettings
 from runtime.config import Env, Settings
 from runtime.logical_databases import LOGICAL_DATABASES
 from runtime.monitor import build_config
@@ -28,7 +28,7 @@ from runtime.monitor.loader import load_monitor
 from services.api.settings import ApiSettings
 from services.bot.config import BotSettings
 from services.botapi.settings import BotApiSettings
-from tests.unit.infra.conftest import REPO
+from tests.unit.infra.conftest import CODE_PACKAGES, REPO
 
 _NAME = re.compile(r"^[A-Z][A-Z0-9_]{2,}$")
 _ENV_METHODS = {"text", "integer", "number", "choice", "url", "secret", "required"}
@@ -106,6 +106,14 @@ BUILDERS: dict[str, Callable[[Mapping[str, str]], Any]] = {
     "botapi": BotApiSettings.from_env,
 }
 
+#: Builder -> the compose service that runs its program (the monitors' builders: monitors).
+_BUILDER_SERVICE = {
+    **{label: "monitors" for label in BUILDERS if label != "runtime"},
+    "api": "api",
+    "bot": "bot",
+    "botapi": "bot",
+}
+
 
 @dataclass(frozen=True)
 class Read:
@@ -143,7 +151,7 @@ def _module_constants(trees: dict[Path, ast.Module]) -> dict[str, str]:
 def code_reads() -> list[Read]:
     trees = {
         path: ast.parse(path.read_text())
-        for package in ("runtime", "monitors", "services")
+        for package in CODE_PACKAGES
         for path in sorted((REPO / package).rglob("*.py"))
     }
     constants = _module_constants(trees)
@@ -224,6 +232,10 @@ def test_each_variable_reaches_the_container_of_the_program_reading_it(
         if read.name in exempt:
             continue
         services = [read.service] if read.service else list(role_services)
+        if read.path.is_relative_to(REPO / "payments"):
+            # Shared by several programs: the containers of the settings that read it.
+            services = sorted({_BUILDER_SERVICE[label] for label in _reading_builders(read.name)})
+            assert services, f"{read.name} ({read.where}) is read by no settings builder"
         for service in services:
             if read.name not in _given(role_services[service], dockerfile):
                 missing.append(f"{read.name} ({read.where}) not given to {service}")

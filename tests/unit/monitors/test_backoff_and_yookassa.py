@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from monitors.decisions.backoff import SOFT_DECLINE, RetrySchedule
-from monitors.decisions.yookassa import (
+from payments.decisions import (
     ChargeOutcome,
     DeclineAction,
     DeclineKind,

@@ -9,7 +9,7 @@ import pytest
 
 from monitors.decisions.backoff import PAYMENT_POLL
 from monitors.decisions.periods import Period, charge_idempotence_key
-from monitors.decisions.yookassa import (
+from payments.decisions import (
     ChargeOutcome,
     PaymentReference,
     ResendVerdict,
