@@ -16,9 +16,9 @@ from typing import Any
 from structlog.stdlib import BoundLogger
 
 from monitors import _metrics
-from monitors._clients import TelegramClient
 from monitors.decisions.backoff import RetrySchedule
 from monitors.decisions.telegram import Verdict, classify_telegram_response
+from monitors.telegram_client import TelegramClient
 from runtime.db import AsyncDatabase
 from runtime.errors import MonitorError
 from runtime.monitor import Clock

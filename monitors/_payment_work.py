@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from monitors._clients import TelegramClient, YooKassaClient
 from monitors._moderation import ModerationExecutor
+from monitors.telegram_client import TelegramClient
+from payments.client import YooKassaClient
 from payments.settings import PaymentSettings
 
 if TYPE_CHECKING:

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Self
 
 from monitors import _metrics
-from monitors._clients import TelegramClient
 from monitors._moderation import ModerationExecutor
+from monitors.telegram_client import TelegramClient
 from runtime.config import Env, Settings
 from runtime.monitor import Monitor
 

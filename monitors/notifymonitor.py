@@ -36,11 +36,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from monitors import _metrics, _outbox
-from monitors._clients import TelegramClient
 from monitors.decisions.backoff import OUTBOX_DELIVERY, RetrySchedule
 from monitors.decisions.rate_limit import RateLimits, RatePlanner, max_global_burst
 from monitors.decisions.telegram import TelegramOutcome, Verdict, classify_telegram_response
 from monitors.decisions.text_split import split_message
+from monitors.telegram_client import TelegramClient
 from runtime.config import Env, Settings
 from runtime.errors import ConfigError, MonitorError
 from runtime.monitor import Monitor

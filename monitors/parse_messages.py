@@ -33,12 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from monitors import _metrics
-from monitors._clients import TelegramClient
 from monitors.decisions.backoff import RetrySchedule
 from monitors.decisions.listings import Listing, Unparsed, parse_listing
 from monitors.decisions.telegram import Verdict, classify_telegram_response
 from monitors.decisions.useful import UsefulRules, UsefulVerdict
 from monitors.decisions.voice import REFUSALS, VoiceLimits, voice_refusal
+from monitors.telegram_client import TelegramClient
 from runtime.config import Env, Settings
 from runtime.db import AsyncTransaction
 from runtime.errors import DatabaseError, MonitorError

@@ -56,13 +56,14 @@ from __future__ import annotations
 import os
 
 from monitors import _metrics
-from monitors._clients import TelegramClient, YooKassaClient
 from monitors._moderation import ModerationExecutor
 from monitors._payment_confirmation import confirm_applied
 from monitors._payment_events import EVENT_RETRY, process_events
 from monitors._payment_polling import poll_open
 from monitors._payment_resend import resend_unsent
 from monitors._payment_work import NOT_A_CHARGE, OPEN_STATUSES, PaymentSettings, PaymentWork
+from monitors.telegram_client import TelegramClient
+from payments.client import YooKassaClient
 from runtime.monitor import Monitor
 
 # Importable from here as before the stages moved out.

@@ -23,9 +23,9 @@ from datetime import datetime
 from typing import Any
 
 from monitors import _metrics
-from monitors._clients import YooKassaClient
 from monitors._pause import pause_point
 from monitors.decisions.periods import Period, charge_idempotence_key, period_after
+from payments.client import YooKassaClient
 from payments.decisions import (
     ChargeOutcome,
     ChargeResult,

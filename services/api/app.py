@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from monitors._clients import YooKassaClient
+from payments.client import YooKassaClient
 from runtime.config import Settings
 from runtime.db import AsyncDatabase
 from runtime.errors import DatabaseError

@@ -29,7 +29,7 @@ from typing import Any
 
 import structlog
 
-from monitors._clients import YooKassaClient
+from payments.client import YooKassaClient
 from payments.decisions import (
     EXPIRED_KEY_REASON,
     PROVIDER_REQUEST,

@@ -28,7 +28,7 @@ import structlog
 from aiohttp.test_utils import TestServer
 from prometheus_client import REGISTRY
 
-from monitors._clients import YooKassaClient
+from payments.client import YooKassaClient
 from runtime.config import Settings
 from runtime.db import AsyncDatabase
 from runtime.db.migrations import upgrade
