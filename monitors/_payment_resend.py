@@ -3,11 +3,13 @@
 After PAYMENT_RESEND_AFTER_S the committed request is sent again with the SAME Idempotence-Key,
 so the provider makes one payment either way; its id is recorded and a final answer applied at
 once. A key past PAYMENT_KEY_WINDOW_H is never repeated: that payment, and one the provider
-refuses, is canceled (cancellation_party 'merchant') without a notice to the member.
+refuses, is canceled (payments.store: party 'merchant' for an expired key, 'yoo_money' for
+a refusal) without a notice to the member.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,7 +18,6 @@ from monitors._payment_apply import apply_final
 from monitors._payment_work import NOT_A_CHARGE, PaymentWork
 from monitors.decisions.backoff import PAYMENT_POLL
 from payments.decisions import (
-    EXPIRED_KEY_REASON,
     ChargeOutcome,
     ResendResult,
     ResendVerdict,
@@ -27,6 +28,7 @@ from payments.decisions import (
     next_resend_at,
     stored_request,
 )
+from payments.store import cancel_expired, cancel_refused
 from runtime.errors import IntegrityError, MonitorError, TransientError
 
 
@@ -71,8 +73,12 @@ async def _resend_one(work: PaymentWork, payment: dict[str, Any]) -> bool:
         await _cancel_unsent(
             work,
             payment,
-            EXPIRED_KEY_REASON,
-            expired_key_note(payment["created_at"], now, config.key_window),
+            cancel_expired(
+                work.db,
+                payment["id"],
+                expired_key_note(payment["created_at"], now, config.key_window),
+                now,
+            ),
         )
         _metrics.UNSENT_PAYMENTS.labels(outcome="expired").inc()
         age_h = (now - payment["created_at"]).total_seconds() / 3600
@@ -88,8 +94,12 @@ async def _resend_one(work: PaymentWork, payment: dict[str, Any]) -> bool:
         await _cancel_unsent(
             work,
             payment,
-            "request_rejected",
-            f"the provider refused the repeated request: {result.reason}",
+            cancel_refused(
+                work.db,
+                payment["id"],
+                f"the provider refused the repeated request: {result.reason}",
+                now,
+            ),
         )
         _metrics.UNSENT_PAYMENTS.labels(outcome="refused").inc()
         log.warning("unsent_payment_refused", reason=result.reason)
@@ -170,19 +180,10 @@ async def _unsent_later(
 
 
 async def _cancel_unsent(
-    work: PaymentWork, payment: dict[str, Any], reason: str, detail: str
+    work: PaymentWork, payment: dict[str, Any], cancel: Awaitable[bool]
 ) -> None:
-    """Cancel a payment the provider has no trace of for us; nothing to apply or tell."""
-    now = work.ctx.clock.now()
-    canceled = await work.db.execute(
-        "UPDATE payments SET status = 'canceled', cancellation_party = 'merchant',"
-        " cancellation_reason = ?, last_error = ?, processed_at = ?, next_check_at = NULL,"
-        " updated_at = ?, lease_owner = NULL, lease_expires_at = NULL"
-        " WHERE id = ? AND status = 'created' AND provider_payment_id IS NULL"
-        " AND processed_at IS NULL",
-        (reason, detail[:500], now, now, payment["id"]),
-    )
-    if canceled:
+    """Count a payment the provider has no trace of as canceled, or let it go if it was not."""
+    if await cancel:
         _metrics.PAYMENTS_FINALIZED.labels(status="canceled", source="resend").inc()
     else:
         await work.release_payment(payment)

@@ -19,9 +19,9 @@ Work-claiming, four stages per tick:
    normal path below. A key older than PAYMENT_KEY_WINDOW_H (the provider keeps keys about a
    day) is never sent again, since a repeat could create a second payment; such a payment, and
    one the provider refuses outright, is canceled with the reason (cancellation_party
-   'merchant'). A row without a stored request cannot be repeated as it was: it waits out the
-   key window and is then canceled. No notice goes to the member: its checkout link never
-   reached anyone.
+   'merchant' for the expired key, 'yoo_money' for the refusal). A row without a stored
+   request cannot be repeated as it was: it waits out the key window and is then canceled.
+   No notice goes to the member: its checkout link never reached anyone.
 1. provider events (rows botapi inserted from YooKassa webhooks): the body is not trusted; the
    payment is fetched with GET /v3/payments/{id} and its real status applied. Each event row is
    claimed and finished with an outcome (applied, ignored, failed), so it is handled once. A

@@ -34,7 +34,9 @@ from payments.decisions import (
     decide_after_decline,
 )
 from payments.renewals import open_manual_renewal
+from payments.requests import charge_request
 from payments.settings import PaymentSettings
+from payments.store import extend_subscription
 from runtime.monitor import Monitor
 
 DUE_SUBSCRIPTIONS = """
@@ -53,10 +55,6 @@ WHERE s.auto_renew AND s.status IN ('active', 'grace') AND s.current_period_end 
 ORDER BY s.current_period_end, s.id
 LIMIT ?
 """
-
-
-def amount_value(minor: int) -> str:
-    return f"{minor // 100}.{minor % 100:02d}"
 
 
 class RecurrentPayments(Monitor):
@@ -188,19 +186,13 @@ class RecurrentPayments(Monitor):
         else:
             # Crash tests stop here: the attempt and its key are committed, the call not made.
             await pause_point("charge_committed")
-            status, body = await self.yookassa.create_payment(
-                {
-                    "amount": {
-                        "value": amount_value(attempt["amount_minor"]),
-                        "currency": attempt["currency"],
-                    },
-                    "capture": True,
-                    "payment_method_id": context["provider_method_id"],
-                    "description": context["description"],
-                    "metadata": {k: str(v) for k, v in (context["metadata"] or {}).items()},
-                },
-                attempt["idempotence_key"],
+            request = charge_request(
+                context,
+                attempt["amount_minor"],
+                attempt["currency"],
+                context["provider_method_id"],
             )
+            status, body = await self.yookassa.create_payment(request, attempt["idempotence_key"])
         # Crash tests stop here: the provider answered, nothing of it is committed yet.
         await pause_point("charge_answered")
         return await self._apply(attempt, context, classify_response(status, body))
@@ -267,18 +259,15 @@ class RecurrentPayments(Monitor):
                 " WHERE id = ? AND processed_at IS NULL",
                 (result.payment_id, now, now, now, period.end, now, context["payment_row"]),
             )
-            extended = await tx.execute(
-                "UPDATE subscriptions SET current_period_start = ?, current_period_end = ?,"
-                " status = 'active', grace_until = NULL, next_charge_at = ?, updated_at = ?"
-                " WHERE id = ? AND current_period_end = ?",
-                (
-                    period.start,
-                    period.end,
-                    period.end - self.config.charge_ahead,
-                    now,
-                    attempt["subscription_id"],
-                    attempt["period_end"],
-                ),
+            # Paid for this very period: renews the subscription even if it lapsed meanwhile.
+            extended = await extend_subscription(
+                tx,
+                attempt["subscription_id"],
+                from_end=attempt["period_end"],
+                period=period,
+                next_charge_at=period.end - self.config.charge_ahead,
+                now=now,
+                lapsed_too=True,
             )
             if extended:
                 await tx.execute(

@@ -12,11 +12,11 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from monitors.decisions.backoff import PAYMENT_POLL, SOFT_DECLINE, RetrySchedule
 from monitors.decisions.periods import charge_key
+from payments.amounts import amount_minor
 
 
 class DeclineKind(enum.Enum):
@@ -253,16 +253,21 @@ class ResendResult:
     reason: str | None = None
 
 
+def refusal_detail(http_status: int | None, body: Mapping[str, Any] | None) -> str:
+    """The provider's words for a refused request, `code: description`, for last_error."""
+    code = (body or {}).get("code")
+    code = code if isinstance(code, str) else f"http_{http_status}"
+    description = (body or {}).get("description")
+    return f"{code}: {description}" if isinstance(description, str) else code
+
+
 def classify_resend(http_status: int | None, body: Mapping[str, Any] | None) -> ResendResult:
     """Classify the answer to a repeated create request."""
     charge = classify_response(http_status, body)
     if http_status == 401:
         return ResendResult(ResendVerdict.BAD_CREDENTIALS, charge)
     if charge.outcome is ChargeOutcome.REJECTED:
-        description = (body or {}).get("description")
-        code = charge.error_code or f"http_{http_status}"
-        reason = f"{code}: {description}" if isinstance(description, str) else code
-        return ResendResult(ResendVerdict.REFUSED, charge, reason)
+        return ResendResult(ResendVerdict.REFUSED, charge, refusal_detail(http_status, body))
     if charge.payment_id is not None and http_status is not None and 200 <= http_status < 300:
         # Final or not, and even with a status we do not know: the id is the provider's payment
         # under our key, and the normal polling path finds out the rest.
@@ -349,17 +354,6 @@ def payment_reference(payment: Mapping[str, Any]) -> PaymentReference | None:
     return None
 
 
-def _amount_minor(amount: Any) -> int | None:
-    value = amount.get("value") if isinstance(amount, Mapping) else None
-    try:
-        minor = Decimal(str(value)) * 100
-    except InvalidOperation:
-        return None
-    if not minor.is_finite() or minor != minor.to_integral_value():
-        return None
-    return int(minor)
-
-
 def reference_mismatch(row: Mapping[str, Any], payment: Mapping[str, Any]) -> str | None:
     """Why the provider payment is not the one committed as `row`; None when it is.
 
@@ -369,7 +363,7 @@ def reference_mismatch(row: Mapping[str, Any], payment: Mapping[str, Any]) -> st
     """
     amount = payment.get("amount")
     currency = amount.get("currency") if isinstance(amount, Mapping) else None
-    if _amount_minor(amount) != row["amount_minor"] or currency != row["currency"]:
+    if amount_minor(amount) != row["amount_minor"] or currency != row["currency"]:
         return f"amount {amount} is not the row's {row['amount_minor']} minor {row['currency']}"
     sent = payment.get("metadata") or {}
     request = stored_request(row)

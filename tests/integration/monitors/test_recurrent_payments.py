@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from monitors.recurrent_payments import RecurrentPayments, amount_value
+from monitors.recurrent_payments import RecurrentPayments
+from payments.amounts import amount_value
 from tests.integration.monitors.conftest import metric, utcnow
 
 _telegram_ids = itertools.count(800_000_001)

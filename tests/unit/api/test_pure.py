@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from payments.amounts import amount_value
 from runtime.config import Secret
 from runtime.errors import ConfigError
 from services.api.models import PaymentCreate, TokenIssue
-from services.api.payments import amount_value, stored_key
+from services.api.payments import stored_key
 from services.api.settings import ApiSettings
 from services.api.tokens import TokenHasher, generate_token, token_state, uses_left
 from services.common.credentials import bearer_token, secret_matches
