@@ -32,7 +32,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
-from monitors import _metrics
+from monitors import metrics
 from monitors.decisions.backoff import RetrySchedule
 from monitors.decisions.listings import Listing, Unparsed, parse_listing
 from monitors.decisions.telegram import Verdict, classify_telegram_response
@@ -134,7 +134,7 @@ class ParseMessages(Monitor):
     config: ParseSettings
 
     async def setup(self) -> None:
-        _metrics.start_at_zero(_metrics.AUDIO_REFUSED, "reason", REFUSALS)
+        metrics.start_at_zero(metrics.AUDIO_REFUSED, "reason", REFUSALS)
         self.telegram = TelegramClient(self.ctx.settings)
         await self.telegram.open()
 
@@ -200,26 +200,26 @@ class ParseMessages(Monitor):
         status, error = "ignored", None
         if await self._queue_audio(row, message):
             status = "parsed"
-            _metrics.MESSAGES_PARSED.labels(outcome="voice").inc()
+            metrics.MESSAGES_PARSED.labels(outcome="voice").inc()
         source = self.config.listing_source(row["chat_id"], row["chat_username"])
         if source is not None:
             result = parse_listing(row["text"] or "")
             await self._store_listing(source, row, result)
             if isinstance(result, Unparsed):
                 status, error = "unparsed", result.reason
-                _metrics.MESSAGES_PARSED.labels(outcome="unparsed").inc()
+                metrics.MESSAGES_PARSED.labels(outcome="unparsed").inc()
                 self.log.info("post_unparsed", source=source, reason=result.reason)
             else:
                 status = "parsed"
-                _metrics.MESSAGES_PARSED.labels(outcome="listing").inc()
+                metrics.MESSAGES_PARSED.labels(outcome="listing").inc()
         verdict = self._useful(row["text"], *rules)
         if verdict.useful:
             await self._store_useful(row, verdict)
             if status == "ignored":
                 status = "parsed"
-            _metrics.MESSAGES_PARSED.labels(outcome="useful").inc()
+            metrics.MESSAGES_PARSED.labels(outcome="useful").inc()
         if status == "ignored":
-            _metrics.MESSAGES_PARSED.labels(outcome="plain").inc()
+            metrics.MESSAGES_PARSED.labels(outcome="plain").inc()
         return status, error
 
     @staticmethod
@@ -258,7 +258,7 @@ class ParseMessages(Monitor):
                 sender = row["from_user_id"] or (message.get("from") or {}).get("id")
                 refusal = await self._voice_refusal(row["chat_id"], sender, media)
                 if refusal is not None:
-                    _metrics.AUDIO_REFUSED.labels(reason=refusal).inc()
+                    metrics.AUDIO_REFUSED.labels(reason=refusal).inc()
                     self.log.info(
                         "audio_refused",
                         reason=refusal,
@@ -459,7 +459,7 @@ class ParseMessages(Monitor):
         limit = self.config.voice.max_bytes
         if audio["size_bytes"] is not None and audio["size_bytes"] > limit:
             await self._audio_update(audio, "too_large", f"{audio['size_bytes']} bytes")
-            _metrics.AUDIO_DOWNLOADS.labels(outcome="too_large").inc()
+            metrics.AUDIO_DOWNLOADS.labels(outcome="too_large").inc()
             return
         await self._audio_update(audio, "downloading", None, keep_lease=True)
         status, body = await self.telegram.call("getFile", {"file_id": audio["file_id"]})
@@ -467,7 +467,7 @@ class ParseMessages(Monitor):
         if outcome.verdict is not Verdict.DELIVERED:
             if "too big" in outcome.description.lower():
                 await self._audio_update(audio, "too_large", outcome.description)
-                _metrics.AUDIO_DOWNLOADS.labels(outcome="too_large").inc()
+                metrics.AUDIO_DOWNLOADS.labels(outcome="too_large").inc()
                 return
             if outcome.verdict is Verdict.BOT_FAULT:
                 await self._audio_update(audio, "queued", outcome.description)
@@ -478,7 +478,7 @@ class ParseMessages(Monitor):
         result = (body or {}).get("result") or {}
         if (result.get("file_size") or 0) > limit:
             await self._audio_update(audio, "too_large", f"{result['file_size']} bytes")
-            _metrics.AUDIO_DOWNLOADS.labels(outcome="too_large").inc()
+            metrics.AUDIO_DOWNLOADS.labels(outcome="too_large").inc()
             return
         relative = Path(str(audio["chat_id"])) / (
             audio["file_unique_id"] + _EXTENSIONS.get(audio["kind"], "")
@@ -488,7 +488,7 @@ class ParseMessages(Monitor):
         )
         if download.too_large:
             await self._audio_update(audio, "too_large", f"more than {limit} bytes")
-            _metrics.AUDIO_DOWNLOADS.labels(outcome="too_large").inc()
+            metrics.AUDIO_DOWNLOADS.labels(outcome="too_large").inc()
             return
         if download.sha256 is None:
             await self._audio_retry(audio, f"download: HTTP {download.status}", permanent=False)
@@ -509,7 +509,7 @@ class ParseMessages(Monitor):
             ),
             db="audio",
         )
-        _metrics.AUDIO_DOWNLOADS.labels(outcome="downloaded").inc()
+        metrics.AUDIO_DOWNLOADS.labels(outcome="downloaded").inc()
         self.log.info("audio_downloaded", audio_id=audio["id"], size_bytes=download.size)
 
     # --- 3. retention ---
@@ -532,7 +532,7 @@ class ParseMessages(Monitor):
                 db="audio",
             )
         if rows:
-            _metrics.AUDIO_EXPIRED.inc(len(rows))
+            metrics.AUDIO_EXPIRED.inc(len(rows))
             self.log.info("audio_expired", files=len(rows))
         return len(rows)
 
@@ -560,7 +560,7 @@ class ParseMessages(Monitor):
             db="audio",
         )
         outcome = "failed" if retry_at is None else "retried"
-        _metrics.AUDIO_DOWNLOADS.labels(outcome=outcome).inc()
+        metrics.AUDIO_DOWNLOADS.labels(outcome=outcome).inc()
         self.log.warning("audio_download_failed", audio_id=audio["id"], error=error, retry=outcome)
 
 

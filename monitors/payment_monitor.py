@@ -46,24 +46,24 @@ Settings: PAYMENT_POLL_AFTER_MIN (10), PAYMENT_BATCH_SIZE (50), PAYMENT_LEASE_S 
 INVITE_LINK_TTL_H (72), RENEW_CHARGE_AHEAD_H (24), PAYMENT_RESEND_AFTER_S (120),
 PAYMENT_KEY_WINDOW_H (23).
 
-The stages live in private sibling modules, each taking the monitor's `PaymentWork`:
-`_payment_resend` (0), `_payment_events` (1), `_payment_polling` (2), `_payment_confirmation`
-(3) and `_payment_apply` (applying an outcome); settings and claiming are in `_payment_work`.
+Settings arrive as `config` (payments.settings.PaymentSettings, built by the runner). The
+stages live in monitors.payment_stages, each taking the monitor's `PaymentWork`: `resend` (0),
+`events` (1), `polling` (2), `confirmation` (3) and `apply` (applying an outcome); claiming is
+in `work`.
 """
 
 from __future__ import annotations
 
-import os
-
-from monitors import _metrics
-from monitors._moderation import ModerationExecutor
-from monitors._payment_confirmation import confirm_applied
-from monitors._payment_events import EVENT_RETRY, process_events
-from monitors._payment_polling import poll_open
-from monitors._payment_resend import resend_unsent
-from monitors._payment_work import NOT_A_CHARGE, OPEN_STATUSES, PaymentSettings, PaymentWork
+from monitors import metrics
+from monitors.moderation import ModerationExecutor
+from monitors.payment_stages.confirmation import confirm_applied
+from monitors.payment_stages.events import EVENT_RETRY, process_events
+from monitors.payment_stages.polling import poll_open
+from monitors.payment_stages.resend import resend_unsent
+from monitors.payment_stages.work import NOT_A_CHARGE, OPEN_STATUSES, PaymentWork
 from monitors.telegram_client import TelegramClient
 from payments.client import YooKassaClient
+from payments.settings import PaymentSettings
 from runtime.monitor import Monitor
 
 # Importable from here as before the stages moved out.
@@ -81,11 +81,12 @@ class PaymentMonitor(Monitor):
     name = "payment_monitor"
     interval_s = 15.0
     mode = "claiming"
+    config_type = PaymentSettings
+    config: PaymentSettings
 
     async def setup(self) -> None:
-        self.config = PaymentSettings.from_env(os.environ)
         # Alerts fire on the first expiry or paid-after-cancel, so those series start at 0.
-        _metrics.start_at_zero(_metrics.UNSENT_PAYMENTS, "outcome", _metrics.UNSENT_OUTCOMES)
+        metrics.start_at_zero(metrics.UNSENT_PAYMENTS, "outcome", metrics.UNSENT_OUTCOMES)
         self.yookassa = YooKassaClient(self.ctx.settings)
         self.telegram = TelegramClient(self.ctx.settings)
         await self.yookassa.open()

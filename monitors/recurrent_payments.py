@@ -12,19 +12,19 @@ Never charges a period twice:
 
 Soft declines are retried on `SOFT_DECLINE` with a new attempt (and so a new key, as YooKassa
 requires), never past the grace end; hard declines stop auto-renewal and notify the member.
-Settings: RENEW_CHARGE_AHEAD_H (24), RENEW_GRACE_DAYS (3), RENEW_BATCH_SIZE (50), RENEW_LEASE_S
-(120: how long a claimed attempt stays with a process that may have died).
+Settings (`config`: payments.settings.PaymentSettings, built by the runner): RENEW_CHARGE_AHEAD_H
+(24), RENEW_GRACE_DAYS (3), RENEW_BATCH_SIZE (50), RENEW_LEASE_S (120: how long a claimed attempt
+stays with a process that may have died).
 """
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from typing import Any
 
-from monitors import _metrics
-from monitors._pause import pause_point
+from monitors import metrics
 from monitors.decisions.periods import Period, charge_idempotence_key, period_after
+from monitors.pause import pause_point
 from payments.client import YooKassaClient
 from payments.decisions import (
     ChargeOutcome,
@@ -62,8 +62,10 @@ class RecurrentPayments(Monitor):
     interval_s = 60.0
     mode = "claiming"
 
+    config_type = PaymentSettings
+    config: PaymentSettings
+
     async def setup(self) -> None:
-        self.config = PaymentSettings.from_env(os.environ, self.ctx.settings)
         self.yookassa = YooKassaClient(self.ctx.settings)
         await self.yookassa.open()
 
@@ -224,12 +226,12 @@ class RecurrentPayments(Monitor):
                     " updated_at = ? WHERE id = ? AND provider_payment_id IS NULL",
                     (result.payment_id, now, context["payment_row"]),
                 )
-            _metrics.CHARGES.labels(outcome=result.outcome.value).inc()
+            metrics.CHARGES.labels(outcome=result.outcome.value).inc()
             log.info("charge_outcome_pending")
             return False
         if result.outcome is ChargeOutcome.SUCCEEDED:
             await self._succeeded(attempt, context, result, now)
-            _metrics.CHARGES.labels(outcome="succeeded").inc()
+            metrics.CHARGES.labels(outcome="succeeded").inc()
             log.info("charge_succeeded", payment_id=result.payment_id)
             return True
         await self._declined(attempt, context, result, now, log)
@@ -337,7 +339,7 @@ class RecurrentPayments(Monitor):
         outcome = f"declined_{decision.kind.value}"
         if result.outcome is ChargeOutcome.REJECTED:
             outcome = "rejected"
-        _metrics.CHARGES.labels(outcome=outcome).inc()
+        metrics.CHARGES.labels(outcome=outcome).inc()
         log.warning(
             "charge_declined",
             reason=reason,

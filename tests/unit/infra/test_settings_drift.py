@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 
 from monitors.decisions.useful import UsefulRules
-from payments.settings import PaymentSettings
 from runtime.config import Env, Settings
 from runtime.logical_databases import LOGICAL_DATABASES
 from runtime.monitor import build_config
@@ -52,8 +51,8 @@ SET_BY_RUNTIME = {
     "PROMETHEUS_MULTIPROC_DIR": "`domos web`/`domos botapi` set it before gunicorn forks",
     "PATH": "the image's",
     "DOMOS_MONITOR_PACKAGE": "tests point `domos monitor` at their own monitors",
-    "DOMOS_TEST_PAUSE_AT": "test hook (monitors._pause)",
-    "DOMOS_TEST_PAUSE_FILE": "test hook (monitors._pause)",
+    "DOMOS_TEST_PAUSE_AT": "test hook (monitors.pause)",
+    "DOMOS_TEST_PAUSE_FILE": "test hook (monitors.pause)",
 }
 #: Read by the code and documented in README.md, but deliberately not passed by compose.
 NOT_FOR_PRODUCTION = {
@@ -87,6 +86,8 @@ MONITORS_WITH_SETTINGS = (
     "monthly_anket",
     "notifymonitor",
     "parse_messages",
+    "payment_monitor",
+    "recurrent_payments",
     "tsmonitor",
 )
 
@@ -99,7 +100,6 @@ def _monitor_config(name: str) -> Callable[[Mapping[str, str]], Any]:
 BUILDERS: dict[str, Callable[[Mapping[str, str]], Any]] = {
     "runtime": Settings.from_env,
     **{name: _monitor_config(name) for name in MONITORS_WITH_SETTINGS},
-    "payment_monitor": PaymentSettings.from_env,
     "useful": UsefulRules.from_env,
     "api": ApiSettings.from_env,
     "bot": BotSettings.from_env,

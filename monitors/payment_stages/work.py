@@ -1,9 +1,8 @@
 """What payment_monitor's stages share: its settings, its collaborators and claiming.
 
-Each stage module (`_payment_resend`, `_payment_events`, `_payment_polling`,
-`_payment_confirmation`, and `_payment_apply` which the first three finish with) takes one
-`PaymentWork`, built by the monitor in `setup`, rather than the monitor itself: no stage
-imports the monitor.
+Each stage module (`resend`, `events`, `polling`, `confirmation`, and `apply` which the first
+three finish with) takes one `PaymentWork`, built by the monitor in `setup`, rather than the
+monitor itself: no stage imports the monitor.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from monitors._moderation import ModerationExecutor
+from monitors.moderation import ModerationExecutor
 from monitors.telegram_client import TelegramClient
 from payments.client import YooKassaClient
 from payments.settings import PaymentSettings

@@ -13,10 +13,10 @@ from collections.abc import Awaitable
 from datetime import datetime, timedelta
 from typing import Any
 
-from monitors import _metrics
-from monitors._payment_apply import apply_final
-from monitors._payment_work import NOT_A_CHARGE, PaymentWork
+from monitors import metrics
 from monitors.decisions.backoff import PAYMENT_POLL
+from monitors.payment_stages.apply import apply_final
+from monitors.payment_stages.work import NOT_A_CHARGE, PaymentWork
 from payments.decisions import (
     ChargeOutcome,
     ResendResult,
@@ -66,7 +66,7 @@ async def _resend_one(work: PaymentWork, payment: dict[str, Any]) -> bool:
     log = work.log.bind(payment_id=payment["id"])
     if decision.action is UnsentAction.WAIT:
         await _unsent_later(work, payment, payment["check_attempts"], decision.not_before, None)
-        _metrics.UNSENT_PAYMENTS.labels(outcome="waiting").inc()
+        metrics.UNSENT_PAYMENTS.labels(outcome="waiting").inc()
         log.info("unsent_payment_waits", until=str(decision.not_before))
         return False
     if decision.action is UnsentAction.EXPIRE:
@@ -80,7 +80,7 @@ async def _resend_one(work: PaymentWork, payment: dict[str, Any]) -> bool:
                 now,
             ),
         )
-        _metrics.UNSENT_PAYMENTS.labels(outcome="expired").inc()
+        metrics.UNSENT_PAYMENTS.labels(outcome="expired").inc()
         age_h = (now - payment["created_at"]).total_seconds() / 3600
         log.warning("unsent_payment_expired", age_h=round(age_h, 1))
         return True
@@ -101,7 +101,7 @@ async def _resend_one(work: PaymentWork, payment: dict[str, Any]) -> bool:
                 now,
             ),
         )
-        _metrics.UNSENT_PAYMENTS.labels(outcome="refused").inc()
+        metrics.UNSENT_PAYMENTS.labels(outcome="refused").inc()
         log.warning("unsent_payment_refused", reason=result.reason)
         return True
     if result.verdict is ResendVerdict.RECORD:
@@ -122,7 +122,7 @@ async def _resend_one(work: PaymentWork, payment: dict[str, Any]) -> bool:
         retry_after_s=result.charge.retry_after_s,
     )
     await _unsent_later(work, payment, attempts, retry_at, error)
-    _metrics.UNSENT_PAYMENTS.labels(outcome="retried").inc()
+    metrics.UNSENT_PAYMENTS.labels(outcome="retried").inc()
     log.info("unsent_payment_retry", attempts=attempts, retry_at=retry_at.isoformat())
     return True
 
@@ -152,7 +152,7 @@ async def _record_resent(
         await work.release_payment(payment)
         log.info("unsent_payment_recorded_elsewhere")
         return False
-    _metrics.UNSENT_PAYMENTS.labels(outcome="recorded").inc()
+    metrics.UNSENT_PAYMENTS.labels(outcome="recorded").inc()
     log.info("unsent_payment_recorded", status=body.get("status"))
     if final:
         recorded_row = {**payment, "provider_payment_id": charge.payment_id}
@@ -184,6 +184,6 @@ async def _cancel_unsent(
 ) -> None:
     """Count a payment the provider has no trace of as canceled, or let it go if it was not."""
     if await cancel:
-        _metrics.PAYMENTS_FINALIZED.labels(status="canceled", source="resend").inc()
+        metrics.PAYMENTS_FINALIZED.labels(status="canceled", source="resend").inc()
     else:
         await work.release_payment(payment)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from monitors import _metrics
+from monitors import metrics
 from runtime.db import AsyncDatabase, AsyncTransaction
 
 #: Statuses the backlog counts; `sent` rows are history, and counting them would scan the table.
@@ -73,6 +73,6 @@ async def refresh_backlog_gauges(db: AsyncDatabase, now: datetime) -> Backlog:
     """Read the backlog and set domos_outbox_backlog and domos_outbox_oldest_due_age_seconds."""
     found = await backlog(db, now)
     for status, count in found.counts.items():
-        _metrics.OUTBOX_BACKLOG.labels(status=status).set(count)
-    _metrics.OUTBOX_OLDEST_DUE_AGE.set(found.oldest_due_age_s)
+        metrics.OUTBOX_BACKLOG.labels(status=status).set(count)
+    metrics.OUTBOX_OLDEST_DUE_AGE.set(found.oldest_due_age_s)
     return found

@@ -11,10 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from monitors import _metrics
-from monitors._outbox import enqueue
-from monitors._payment_work import PaymentWork
+from monitors import metrics
 from monitors.decisions.periods import extension_start, period_after
+from monitors.outbox import enqueue
+from monitors.payment_stages.work import PaymentWork
 from payments.decisions import ChargeOutcome, ChargeResult
 from payments.store import extend_subscription
 from runtime.db import AsyncTransaction
@@ -70,7 +70,7 @@ async def apply_final(
                 priority=10,
             )
     status = "succeeded" if succeeded else "canceled"
-    _metrics.PAYMENTS_FINALIZED.labels(status=status, source=source).inc()
+    metrics.PAYMENTS_FINALIZED.labels(status=status, source=source).inc()
     work.log.info("payment_finalized", payment_id=payment["id"], status=status, source=source)
     return True
 
