@@ -234,7 +234,7 @@ def decide_unsent_payment(
     return UnsentDecision(UnsentAction.RESEND)
 
 
-class ResendVerdict(enum.Enum):
+class CreateVerdict(enum.Enum):
     #: The provider answered with the payment under this key: record its id, follow it.
     RECORD = "record"
     #: No usable answer (network, 5xx, 429): the outcome is unknown, repeat later, same key.
@@ -246,8 +246,8 @@ class ResendVerdict(enum.Enum):
 
 
 @dataclass(frozen=True)
-class ResendResult:
-    verdict: ResendVerdict
+class CreateResult:
+    verdict: CreateVerdict
     charge: ChargeResult
     #: REFUSED: the provider's error, for cancellation_reason and last_error.
     reason: str | None = None
@@ -261,18 +261,19 @@ def refusal_detail(http_status: int | None, body: Mapping[str, Any] | None) -> s
     return f"{code}: {description}" if isinstance(description, str) else code
 
 
-def classify_resend(http_status: int | None, body: Mapping[str, Any] | None) -> ResendResult:
-    """Classify the answer to a repeated create request."""
+def classify_create(http_status: int | None, body: Mapping[str, Any] | None) -> CreateResult:
+    """Classify the answer to a checkout's create request, first (API, bot) or repeated
+    (payment_monitor): one rule for what is recorded, retried or canceled."""
     charge = classify_response(http_status, body)
     if http_status == 401:
-        return ResendResult(ResendVerdict.BAD_CREDENTIALS, charge)
+        return CreateResult(CreateVerdict.BAD_CREDENTIALS, charge)
     if charge.outcome is ChargeOutcome.REJECTED:
-        return ResendResult(ResendVerdict.REFUSED, charge, refusal_detail(http_status, body))
+        return CreateResult(CreateVerdict.REFUSED, charge, refusal_detail(http_status, body))
     if charge.payment_id is not None and http_status is not None and 200 <= http_status < 300:
         # Final or not, and even with a status we do not know: the id is the provider's payment
         # under our key, and the normal polling path finds out the rest.
-        return ResendResult(ResendVerdict.RECORD, charge)
-    return ResendResult(ResendVerdict.RETRY, charge)
+        return CreateResult(CreateVerdict.RECORD, charge)
+    return CreateResult(CreateVerdict.RETRY, charge)
 
 
 def next_resend_at(

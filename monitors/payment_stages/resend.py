@@ -19,10 +19,10 @@ from monitors.payment_stages.apply import apply_final
 from monitors.payment_stages.work import NOT_A_CHARGE, PaymentWork
 from payments.decisions import (
     ChargeOutcome,
-    ResendResult,
-    ResendVerdict,
+    CreateResult,
+    CreateVerdict,
     UnsentAction,
-    classify_resend,
+    classify_create,
     decide_unsent_payment,
     expired_key_note,
     next_resend_at,
@@ -86,11 +86,11 @@ async def _resend_one(work: PaymentWork, payment: dict[str, Any]) -> bool:
         return True
     assert request is not None, "RESEND is decided only with the stored request"
     status, body = await work.yookassa.create_payment(request, payment["idempotence_key"])
-    result = classify_resend(status, body)
-    if result.verdict is ResendVerdict.BAD_CREDENTIALS:
+    result = classify_create(status, body)
+    if result.verdict is CreateVerdict.BAD_CREDENTIALS:
         await work.release_payment(payment)
         raise MonitorError("YooKassa refuses the shop's credentials (HTTP 401)")
-    if result.verdict is ResendVerdict.REFUSED:
+    if result.verdict is CreateVerdict.REFUSED:
         await _cancel_unsent(
             work,
             payment,
@@ -104,7 +104,7 @@ async def _resend_one(work: PaymentWork, payment: dict[str, Any]) -> bool:
         metrics.UNSENT_PAYMENTS.labels(outcome="refused").inc()
         log.warning("unsent_payment_refused", reason=result.reason)
         return True
-    if result.verdict is ResendVerdict.RECORD:
+    if result.verdict is CreateVerdict.RECORD:
         try:
             return await _record_resent(work, payment, result, body or {})
         except IntegrityError as exc:
@@ -128,7 +128,7 @@ async def _resend_one(work: PaymentWork, payment: dict[str, Any]) -> bool:
 
 
 async def _record_resent(
-    work: PaymentWork, payment: dict[str, Any], result: ResendResult, body: dict[str, Any]
+    work: PaymentWork, payment: dict[str, Any], result: CreateResult, body: dict[str, Any]
 ) -> bool:
     """Record the provider's payment under the key; apply it at once when final."""
     now = work.ctx.clock.now()

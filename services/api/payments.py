@@ -33,11 +33,10 @@ from payments.amounts import amount_value
 from payments.client import YooKassaClient
 from payments.decisions import (
     EXPIRED_KEY_REASON,
-    ChargeOutcome,
-    classify_response,
+    CreateVerdict,
+    classify_create,
     expired_key_note,
     key_expired,
-    refusal_detail,
     stored_request,
 )
 from payments.renewals import AutoRenewalInProgress, refuse_while_auto_charging
@@ -194,29 +193,14 @@ class PaymentService:
         # Rows committed before requests were stored: rebuilt as they were then.
         body = stored_request(row) or checkout_request(row, return_url)
         status, answer = await self.yookassa.create_payment(body, key)
-        result = classify_response(status, answer)
+        result = classify_create(status, answer)
         now = datetime.now(UTC)
-        answered = result.outcome is not ChargeOutcome.UNKNOWN and (
-            result.payment_id is not None or result.outcome is ChargeOutcome.REJECTED
-        )
-        if not answered:
-            await self.db.execute(
-                "UPDATE payments SET last_error = ?, updated_at = ? WHERE id = ?",
-                (f"provider answer unknown (HTTP {status})", now, row["id"]),
-            )
-            log.warning("payment_provider_unavailable", payment_id=row["id"], http_status=status)
-            raise ApiError(
-                502,
-                "provider_unavailable",
-                f"YooKassa did not confirm payment {row['id']}; "
-                "retry with the same Idempotence-Key",
-            )
-        if result.outcome is ChargeOutcome.REJECTED:
-            detail = refusal_detail(status, answer)
+        if result.verdict is CreateVerdict.REFUSED:
+            assert result.reason is not None
             # Nothing exists at the provider and nothing is to be applied: processed at once.
-            await cancel_refused(self.db, row["id"], detail, now)
-            log.warning("payment_provider_rejected", payment_id=row["id"], reason=detail)
-        else:
+            await cancel_refused(self.db, row["id"], result.reason, now)
+            log.warning("payment_provider_rejected", payment_id=row["id"], reason=result.reason)
+        elif result.verdict is CreateVerdict.RECORD:
             assert answer is not None
             await record_answer(self.db, row["id"], answer, now)
             log.info(
@@ -224,6 +208,24 @@ class PaymentService:
                 payment_id=row["id"],
                 provider_payment_id=answer["id"],
                 status=answer.get("status"),
+            )
+        else:
+            # Unknown, or our credentials refused (401: nothing was made, the key is not spent).
+            await self.db.execute(
+                "UPDATE payments SET last_error = ?, updated_at = ? WHERE id = ?",
+                (f"provider answer unknown (HTTP {status})", now, row["id"]),
+            )
+            log.warning(
+                "payment_provider_unavailable",
+                payment_id=row["id"],
+                http_status=status,
+                verdict=result.verdict.value,
+            )
+            raise ApiError(
+                502,
+                "provider_unavailable",
+                f"YooKassa did not confirm payment {row['id']}; "
+                "retry with the same Idempotence-Key",
             )
         fresh = await self.db.fetchone(_PAYMENT + "WHERE p.id = ?", (row["id"],))
         assert fresh is not None

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from payments.decisions import ChargeOutcome, classify_response, refusal_detail, stored_request
+from payments.decisions import CreateVerdict, classify_create, stored_request
 from payments.renewals import refuse_while_auto_charging
 from payments.requests import checkout_request
 from payments.store import NewPayment, cancel_refused, commit_payment, record_answer
@@ -112,17 +112,19 @@ async def _record_answer(
     *,
     reused: bool,
 ) -> PaymentLink:
-    result = classify_response(status, body)
-    if result.outcome is ChargeOutcome.REJECTED:
+    result = classify_create(status, body)
+    if result.verdict is CreateVerdict.REFUSED:
+        assert result.reason is not None
         # The request itself was refused: this key is spent, nothing exists at the provider,
         # nothing is to be applied (processed at once, so no monitor looks at it again).
-        await cancel_refused(db, payment["id"], refusal_detail(status, body), now)
+        await cancel_refused(db, payment["id"], result.reason, now)
         return PaymentLink(payment["id"], None, reused=reused, rejected=True)
-    if result.outcome is not ChargeOutcome.UNKNOWN and body and result.payment_id:
+    if result.verdict is CreateVerdict.RECORD and body:
         await record_answer(db, payment["id"], body, now)
         url = (body.get("confirmation") or {}).get("confirmation_url")
         return PaymentLink(payment["id"], url, reused=reused)
-    # Unknown (network, 5xx, 429): the same key is repeated by the next /subscribe or the monitor.
+    # Unknown (network, 5xx, 429) or our credentials refused (401): the key is not spent, the
+    # next /subscribe or payment_monitor repeats it.
     await db.execute(
         "UPDATE payments SET last_error = ?, updated_at = ? WHERE id = ?",
         ("provider unavailable" if status is None else f"HTTP {status}", now, payment["id"]),

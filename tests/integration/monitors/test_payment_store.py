@@ -11,6 +11,7 @@ import pytest
 from monitors.decisions.periods import period_after
 from payments.client import Answer
 from payments.store import extend_subscription
+from services.api.errors import ApiError
 from services.api.models import PaymentCreate
 from services.api.payments import PaymentService
 from services.bot.payments import request_payment_link
@@ -89,6 +90,27 @@ async def test_the_bot_repeats_a_key_answered_too_many_requests(db, sandbox):
     link, row = await bot_payment(db, sandbox, Provider((429, {"code": "too_many_requests"})))
     assert not link.rejected
     assert (row["status"], row["processed_at"], row["last_error"]) == ("created", None, "HTTP 429")
+
+
+async def test_refused_credentials_leave_the_key_to_be_repeated(db, sandbox):
+    # Drift: the API and the bot canceled a payment answered 401 as if the request were refused;
+    # payment_monitor's repeat (classify_create) knew better: nothing was made under the key,
+    # which stays open to be repeated once the shop's credentials are fixed.
+    credentials: Answer = (401, {"type": "error", "code": "invalid_credentials"})
+    link, row = await bot_payment(db, sandbox, Provider(credentials))
+    assert not link.rejected
+    assert (row["status"], row["processed_at"], row["last_error"]) == ("created", None, "HTTP 401")
+
+    user = await f.member(db, sandbox)
+    code = await db.fetchval("SELECT code FROM tariffs")
+    service = PaymentService(db, Provider(credentials), "https://t.me/domos_bot")  # type: ignore[arg-type]
+    with pytest.raises(ApiError) as refused_call:
+        await service.create(
+            PaymentCreate(telegram_id=user["telegram_id"], tariff_code=code), "credentials"
+        )
+    assert (refused_call.value.status, refused_call.value.code) == (502, "provider_unavailable")
+    row = await db.fetchone("SELECT * FROM payments WHERE user_id = ?", (user["id"],))
+    assert (row["status"], row["processed_at"]) == ("created", None)
 
 
 async def test_the_bot_records_a_final_answer_as_given(db, sandbox):
