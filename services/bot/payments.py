@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from payments.client import Answer
 from payments.decisions import CreateVerdict, classify_create, stored_request
 from payments.renewals import refuse_while_auto_charging
 from payments.requests import checkout_request
 from payments.store import NewPayment, cancel_refused, commit_payment, record_answer
 from runtime.db import AsyncDatabase, Row
-
-Answer = tuple[int | None, dict[str, Any] | None]
 
 
 class PaymentProvider(Protocol):
