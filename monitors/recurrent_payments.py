@@ -31,12 +31,14 @@ from payments.decisions import (
     ChargeResult,
     DeclineAction,
     classify_response,
+    credentials_refused,
     decide_after_decline,
 )
 from payments.renewals import open_manual_renewal
 from payments.requests import charge_request
 from payments.settings import PaymentSettings
 from payments.store import extend_subscription
+from runtime.errors import MonitorError
 from runtime.monitor import Monitor
 
 DUE_SUBSCRIPTIONS = """
@@ -197,6 +199,14 @@ class RecurrentPayments(Monitor):
             status, body = await self.yookassa.create_payment(request, attempt["idempotence_key"])
         # Crash tests stop here: the provider answered, nothing of it is committed yet.
         await pause_point("charge_answered")
+        if credentials_refused(status):
+            # Not the member's decline: the attempt keeps its key for when the shop is fixed.
+            await self.db.execute(
+                "UPDATE charge_attempts SET last_error = ?, lease_owner = NULL,"
+                " lease_expires_at = NULL, updated_at = ? WHERE id = ?",
+                ("HTTP 401", self.ctx.clock.now(), attempt["id"]),
+            )
+            raise MonitorError("YooKassa refuses the shop's credentials (HTTP 401)")
         return await self._apply(attempt, context, classify_response(status, body))
 
     async def _apply(

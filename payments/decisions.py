@@ -261,11 +261,17 @@ def refusal_detail(http_status: int | None, body: Mapping[str, Any] | None) -> s
     return f"{code}: {description}" if isinstance(description, str) else code
 
 
+def credentials_refused(http_status: int | None) -> bool:
+    """401: YooKassa refuses the shop's credentials. A configuration fault, not the payment's:
+    nothing was made under the key, so it is neither a decline nor a refusal."""
+    return http_status == 401
+
+
 def classify_create(http_status: int | None, body: Mapping[str, Any] | None) -> CreateResult:
     """Classify the answer to a checkout's create request, first (API, bot) or repeated
     (payment_monitor): one rule for what is recorded, retried or canceled."""
     charge = classify_response(http_status, body)
-    if http_status == 401:
+    if credentials_refused(http_status):
         return CreateResult(CreateVerdict.BAD_CREDENTIALS, charge)
     if charge.outcome is ChargeOutcome.REJECTED:
         return CreateResult(CreateVerdict.REFUSED, charge, refusal_detail(http_status, body))
