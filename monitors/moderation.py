@@ -16,12 +16,12 @@ from typing import Any
 from structlog.stdlib import BoundLogger
 
 from monitors import metrics
-from monitors.decisions.backoff import RetrySchedule
 from monitors.decisions.telegram import Verdict, classify_telegram_response
 from monitors.telegram_client import TelegramClient
 from runtime.db import AsyncDatabase
 from runtime.errors import MonitorError
 from runtime.monitor import Clock
+from runtime.retry import RetrySchedule
 
 #: Bot API failures that may pass (5xx, network): from 30 s doubling to an hour, 10 tries.
 MODERATION_RETRY = RetrySchedule(base_s=30.0, cap_s=3600.0, max_attempts=10, jitter_fraction=0.2)

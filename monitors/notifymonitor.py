@@ -36,14 +36,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from monitors import metrics, outbox
-from monitors.decisions.backoff import OUTBOX_DELIVERY, RetrySchedule
 from monitors.decisions.rate_limit import RateLimits, RatePlanner, max_global_burst
 from monitors.decisions.telegram import TelegramOutcome, Verdict, classify_telegram_response
 from monitors.decisions.text_split import split_message
+from monitors.outbox import OUTBOX_DELIVERY
 from monitors.telegram_client import TelegramClient
 from runtime.config import Env, Settings
 from runtime.errors import ConfigError, MonitorError
 from runtime.monitor import Monitor
+from runtime.retry import RetrySchedule
 
 #: A chat that must wait longer than this is deferred to a later tick rather than waited for.
 HOLD_LIMIT_S = 2.0

@@ -12,8 +12,12 @@ from typing import Any
 
 from monitors import metrics
 from runtime.db import AsyncDatabase, AsyncTransaction
+from runtime.retry import RetrySchedule
 
 #: Statuses the backlog counts; `sent` rows are history, and counting them would scan the table.
+#: Outbox delivery after network errors and 5xx: fast at first, at most 10 min apart, 8 tries.
+OUTBOX_DELIVERY = RetrySchedule(base_s=5.0, cap_s=600.0, max_attempts=8, jitter_fraction=0.2)
+
 BACKLOG_STATUSES = ("queued", "failed", "sending", "dead")
 
 # One arm per partial index (outbox_due_idx, outbox_sending_lease_idx, outbox_dead_idx): a

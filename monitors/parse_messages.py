@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 from monitors import metrics
-from monitors.decisions.backoff import RetrySchedule
 from monitors.decisions.listings import Listing, Unparsed, parse_listing
 from monitors.decisions.telegram import Verdict, classify_telegram_response
 from monitors.decisions.useful import UsefulRules, UsefulVerdict
@@ -43,6 +42,7 @@ from runtime.config import Env, Settings
 from runtime.db import AsyncTransaction
 from runtime.errors import DatabaseError, MonitorError
 from runtime.monitor import Monitor
+from runtime.retry import RetrySchedule
 
 PARSER_VERSION = 1
 #: A message whose parsing raised is retried this often before it is marked failed.

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from monitors.decisions.backoff import PAYMENT_POLL, SOFT_DECLINE, RetrySchedule
-from monitors.decisions.periods import charge_key
 from payments.amounts import amount_minor
+from payments.keys import charge_key
+from payments.schedules import PAYMENT_POLL, SOFT_DECLINE
+from runtime.retry import RetrySchedule
 
 
 class DeclineKind(enum.Enum):

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from monitors.decisions.periods import Period
 from payments.decisions import EXPIRED_KEY_REASON, PROVIDER_REQUEST
 from payments.requests import checkout_request
 from runtime.db import AsyncDatabase, AsyncTransaction
@@ -26,6 +25,16 @@ from runtime.db import AsyncDatabase, AsyncTransaction
 REFUSED_REASON = "request_rejected"
 REFUSED_PARTY = "yoo_money"
 EXPIRED_PARTY = "merchant"
+
+
+class Period(Protocol):
+    """A subscription period (monitors.decisions.periods.Period)."""
+
+    @property
+    def start(self) -> datetime: ...
+
+    @property
+    def end(self) -> datetime: ...
 
 
 @dataclass(frozen=True)

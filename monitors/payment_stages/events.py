@@ -13,7 +13,6 @@ from datetime import timedelta
 from typing import Any
 
 from monitors import metrics
-from monitors.decisions.backoff import PAYMENT_POLL, RetrySchedule
 from monitors.payment_stages.apply import apply_final
 from monitors.payment_stages.work import PaymentWork
 from payments.decisions import (
@@ -23,7 +22,9 @@ from payments.decisions import (
     payment_reference,
     reference_mismatch,
 )
+from payments.schedules import PAYMENT_POLL
 from runtime.errors import IntegrityError, TransientError
+from runtime.retry import RetrySchedule
 
 #: Provider events whose payment is unknown here or unreachable there: retried, then failed.
 EVENT_RETRY = RetrySchedule(base_s=10.0, cap_s=600.0, max_attempts=8)

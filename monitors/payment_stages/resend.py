@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from monitors import metrics
-from monitors.decisions.backoff import PAYMENT_POLL
 from monitors.payment_stages.apply import apply_final
 from monitors.payment_stages.work import NOT_A_CHARGE, PaymentWork
 from payments.decisions import (
@@ -28,6 +27,7 @@ from payments.decisions import (
     next_resend_at,
     stored_request,
 )
+from payments.schedules import PAYMENT_POLL
 from payments.store import cancel_expired, cancel_refused
 from runtime.errors import IntegrityError, MonitorError, TransientError
 

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from monitors.decisions.backoff import PAYMENT_POLL
 from monitors.decisions.periods import Period, charge_idempotence_key
 from payments.decisions import (
     ChargeOutcome,
@@ -25,6 +24,7 @@ from payments.decisions import (
     reference_mismatch,
     stored_request,
 )
+from payments.schedules import PAYMENT_POLL
 
 NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
 GRACE = timedelta(minutes=2)

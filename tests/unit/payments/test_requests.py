@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from monitors.decisions.periods import charge_key
 from payments.decisions import (
     PROVIDER_REQUEST,
     PaymentReference,
     payment_reference,
     reference_mismatch,
 )
+from payments.keys import charge_key
 from payments.requests import charge_request, checkout_request
 
 #: The rows the two checkout producers commit (their own metadata as they store it).
