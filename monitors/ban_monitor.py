@@ -7,7 +7,7 @@ Each tick (work-claiming; the decisions are idempotent inserts, so replicas may 
 2. unbans: a member banned from a managed chat who has a live subscription again gets an
    `unban` action keyed `unban:<membership>:<banned at>` (payment_monitor records the same for
    payments it applies, and carries them out at once).
-3. the pending actions are claimed and carried out (`monitors._moderation`): banChatMember, or
+3. the pending actions are claimed and carried out (`monitors.moderation`): banChatMember, or
    unbanChatMember with only_if_banned=true so a member who rejoined is not removed. Every action
    is a moderation_actions row written before the call, with its outcome written after.
 
@@ -20,9 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Self
 
-from monitors import _metrics
-from monitors._clients import TelegramClient
-from monitors._moderation import ModerationExecutor
+from monitors import metrics
+from monitors.moderation import ModerationExecutor
+from monitors.telegram_client import TelegramClient
 from runtime.config import Env, Settings
 from runtime.monitor import Monitor
 
@@ -114,9 +114,9 @@ class BanMonitor(Monitor):
         bans = await self.db.execute(PLAN_BANS, (now, now, self.batch_size))
         unbans = await self.db.execute(PLAN_UNBANS, (now, self.batch_size))
         if bans:
-            _metrics.MODERATION_DECISIONS.labels(action="ban").inc(bans)
+            metrics.MODERATION_DECISIONS.labels(action="ban").inc(bans)
         if unbans:
-            _metrics.MODERATION_DECISIONS.labels(action="unban").inc(unbans)
+            metrics.MODERATION_DECISIONS.labels(action="unban").inc(unbans)
         if bans or unbans:
             self.log.info("moderation_planned", bans=bans, unbans=unbans)
         return bans, unbans

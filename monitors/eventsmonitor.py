@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Self
 
-from monitors import _metrics
-from monitors._outbox import enqueue
+from monitors import metrics
 from monitors.decisions.reminders import event_reminder_due
+from monitors.outbox import enqueue
 from runtime.config import Env, Settings
 from runtime.monitor import Monitor
 
@@ -146,7 +146,7 @@ class EventsMonitor(Monitor):
                 text=self._text(event, kind),
                 priority=60,
             )
-        _metrics.REMINDERS.labels(monitor=self.name, kind=kind).inc()
+        metrics.REMINDERS.labels(monitor=self.name, kind=kind).inc()
         return 1
 
 

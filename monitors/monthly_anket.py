@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Self
 
-from monitors import _metrics
-from monitors._outbox import enqueue
+from monitors import metrics
 from monitors.decisions.reminders import SurveySchedule, month_key
+from monitors.outbox import enqueue
 from runtime.config import Env, Settings
 from runtime.errors import ConfigError
 from runtime.monitor import Monitor
@@ -106,7 +106,7 @@ class MonthlyAnket(Monitor):
                     priority=200,
                 )
             sent += 1
-            _metrics.REMINDERS.labels(monitor=self.name, kind="survey").inc()
+            metrics.REMINDERS.labels(monitor=self.name, kind="survey").inc()
         return sent
 
     async def remind(self, now: datetime) -> int:
@@ -147,7 +147,7 @@ class MonthlyAnket(Monitor):
                     priority=200,
                 )
             sent += 1
-            _metrics.REMINDERS.labels(monitor=self.name, kind="survey_reminder").inc()
+            metrics.REMINDERS.labels(monitor=self.name, kind="survey_reminder").inc()
         return sent
 
     async def expire(self, now: datetime) -> int:

@@ -17,7 +17,7 @@ sends while the held rows run low, so a backlog drains at the configured rate wi
 between batches.
 
 Every tick first reads the backlog (rows per status, age of the oldest due row) into the gauges
-`domos_outbox_backlog` and `domos_outbox_oldest_due_age_seconds` (monitors._outbox).
+`domos_outbox_backlog` and `domos_outbox_oldest_due_age_seconds` (monitors.outbox).
 
 Settings (environment): NOTIFY_GLOBAL_PER_S (30), NOTIFY_GLOBAL_BURST (3), NOTIFY_CHAT_PER_S
 (1), NOTIFY_GROUP_PER_MIN (20), NOTIFY_MAX_ATTEMPTS (8), NOTIFY_BATCH_SIZE (300), NOTIFY_LEASE_S
@@ -38,15 +38,16 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from monitors import _metrics, _outbox
-from monitors._clients import TelegramClient
-from monitors.decisions.backoff import OUTBOX_DELIVERY, RetrySchedule
+from monitors import metrics, outbox
 from monitors.decisions.rate_limit import RateLimits, RatePlanner, max_global_burst
 from monitors.decisions.telegram import TelegramOutcome, Verdict, classify_telegram_response
 from monitors.decisions.text_split import split_message
+from monitors.outbox import OUTBOX_DELIVERY
+from monitors.telegram_client import TelegramClient
 from runtime.config import Env, Settings
 from runtime.errors import ConfigError, MonitorError
 from runtime.monitor import Monitor
+from runtime.retry import RetrySchedule
 
 #: A chat that must wait longer than this is deferred to a later tick rather than waited for.
 HOLD_LIMIT_S = 2.0
@@ -169,7 +170,7 @@ class NotifyMonitor(Monitor):
     async def tick(self) -> int:
         clock = self.ctx.clock
         # Before claiming: the gauges show what waited when the tick began (alerts, dashboard).
-        await _outbox.refresh_backlog_gauges(self.db, clock.now())
+        await outbox.refresh_backlog_gauges(self.db, clock.now())
         batch = await self._claim()
         if not batch.claimed:
             self.planner.forget_idle(clock.monotonic())
@@ -200,7 +201,7 @@ class NotifyMonitor(Monitor):
         for row in rows:
             if row["chat_id"] in unreachable:
                 await self._finish_dead(row, "recipient unreachable (blocked earlier)", 403)
-                _metrics.NOTIFY_MESSAGES.labels(outcome="blocked").inc()
+                metrics.NOTIFY_MESSAGES.labels(outcome="blocked").inc()
                 batch.dead += 1
             else:
                 batch.rows.append(row)
@@ -317,7 +318,7 @@ class NotifyMonitor(Monitor):
         parts = split_message(row["text"], parse_mode=row["parse_mode"])
         if not parts:
             await self._finish_dead(row, "empty text", None)
-            _metrics.NOTIFY_MESSAGES.labels(outcome="dead").inc()
+            metrics.NOTIFY_MESSAGES.labels(outcome="dead").inc()
             return True
         chat_id = row["chat_id"]
         sent = row["parts_sent"]
@@ -334,12 +335,12 @@ class NotifyMonitor(Monitor):
                 return await self._failed(row, outcome, sent)
             sent += 1
             message_id = outcome.message_id or message_id
-            _metrics.NOTIFY_PARTS_SENT.inc()
+            metrics.NOTIFY_PARTS_SENT.inc()
             self.ctx.progress()  # a backlog tick runs for many seconds: show it is working
             if sent < len(parts):
                 await self._record_progress(row, sent, message_id)
         await self._finish_sent(row, sent, message_id)
-        _metrics.NOTIFY_MESSAGES.labels(outcome="sent").inc()
+        metrics.NOTIFY_MESSAGES.labels(outcome="sent").inc()
         return True
 
     async def _acquire(self, chat_id: int) -> None:
@@ -370,7 +371,7 @@ class NotifyMonitor(Monitor):
             self.planner.pause_chat(row["chat_id"], self.ctx.clock.monotonic() + retry_after)
             await self._reschedule(row, sent, now + timedelta(seconds=retry_after), outcome, 429)
             log.warning("message_rate_limited", retry_after_s=retry_after)
-            _metrics.NOTIFY_MESSAGES.labels(outcome="rate_limited").inc()
+            metrics.NOTIFY_MESSAGES.labels(outcome="rate_limited").inc()
             return False
         if verdict is Verdict.CHAT_MIGRATED:
             await self.db.execute(
@@ -380,7 +381,7 @@ class NotifyMonitor(Monitor):
                 (outcome.migrate_to_chat_id, sent, now, now, row["id"], self.ctx.owner),
             )
             log.info("message_chat_migrated", new_chat_id=outcome.migrate_to_chat_id)
-            _metrics.NOTIFY_MESSAGES.labels(outcome="migrated").inc()
+            metrics.NOTIFY_MESSAGES.labels(outcome="migrated").inc()
             return False
         if verdict is Verdict.BOT_FAULT:
             await self._release([row], sent)
@@ -389,12 +390,12 @@ class NotifyMonitor(Monitor):
             await self._mark_unreachable(row, now)
             await self._finish_dead(row, outcome.description, 403, sent)
             log.info("recipient_blocked", description=outcome.description)
-            _metrics.NOTIFY_MESSAGES.labels(outcome="blocked").inc()
+            metrics.NOTIFY_MESSAGES.labels(outcome="blocked").inc()
             return True
         if verdict is Verdict.DEAD_LETTER:
             await self._finish_dead(row, outcome.description, 400, sent)
             log.warning("message_dead_lettered", description=outcome.description)
-            _metrics.NOTIFY_MESSAGES.labels(outcome="dead").inc()
+            metrics.NOTIFY_MESSAGES.labels(outcome="dead").inc()
             return True
         # BACKOFF: count the attempt; dead-letter when they are used up.
         attempts = row["attempts"] + 1
@@ -408,7 +409,7 @@ class NotifyMonitor(Monitor):
                 attempts,
             )
             log.warning("message_dead_lettered", attempts=attempts)
-            _metrics.NOTIFY_MESSAGES.labels(outcome="dead").inc()
+            metrics.NOTIFY_MESSAGES.labels(outcome="dead").inc()
             return True
         await self.db.execute(
             "UPDATE outbox SET status = 'failed', attempts = ?, parts_sent = ?,"
@@ -418,7 +419,7 @@ class NotifyMonitor(Monitor):
             (attempts, sent, retry_at, outcome.description[:500], now, row["id"], self.ctx.owner),
         )
         log.info("message_retry_scheduled", attempts=attempts, retry_at=retry_at.isoformat())
-        _metrics.NOTIFY_MESSAGES.labels(outcome="retried").inc()
+        metrics.NOTIFY_MESSAGES.labels(outcome="retried").inc()
         return False
 
     # --- SQL --------------------------------------------------------------------------------
@@ -522,7 +523,7 @@ class NotifyMonitor(Monitor):
                 " lease_expires_at = NULL, updated_at = ? WHERE id = ? AND lease_owner = ?",
                 (later, now, row["id"], self.ctx.owner),
             )
-        _metrics.NOTIFY_MESSAGES.labels(outcome="deferred").inc(len(rows))
+        metrics.NOTIFY_MESSAGES.labels(outcome="deferred").inc(len(rows))
 
     async def _release_quietly(self, rows: list[dict[str, Any]]) -> None:
         """Release held rows; if that fails (database down) their leases expire instead."""

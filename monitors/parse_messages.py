@@ -32,11 +32,11 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
-from monitors import _metrics
-from monitors._clients import TelegramClient
+from monitors import metrics
 from monitors.decisions.listings import Listing, Unparsed, parse_listing
 from monitors.decisions.useful import UsefulRules, UsefulVerdict
 from monitors.decisions.voice import REFUSALS, VoiceLimits
+from monitors.telegram_client import TelegramClient
 from monitors.voice_notes import VoiceNotes
 from runtime.config import Env, Settings
 from runtime.db import AsyncTransaction
@@ -124,7 +124,7 @@ class ParseMessages(Monitor):
     config: ParseSettings
 
     async def setup(self) -> None:
-        _metrics.start_at_zero(_metrics.AUDIO_REFUSED, "reason", REFUSALS)
+        metrics.start_at_zero(metrics.AUDIO_REFUSED, "reason", REFUSALS)
         self.telegram = TelegramClient(self.ctx.settings)
         await self.telegram.open()
         self.voice = VoiceNotes(
@@ -204,26 +204,26 @@ class ParseMessages(Monitor):
         status, error = "ignored", None
         if await self.voice.queue(row, message):
             status = "parsed"
-            _metrics.MESSAGES_PARSED.labels(outcome="voice").inc()
+            metrics.MESSAGES_PARSED.labels(outcome="voice").inc()
         source = self.config.listing_source(row["chat_id"], row["chat_username"])
         if source is not None:
             result = parse_listing(row["text"] or "")
             await self._store_listing(source, row, result)
             if isinstance(result, Unparsed):
                 status, error = "unparsed", result.reason
-                _metrics.MESSAGES_PARSED.labels(outcome="unparsed").inc()
+                metrics.MESSAGES_PARSED.labels(outcome="unparsed").inc()
                 self.log.info("post_unparsed", source=source, reason=result.reason)
             else:
                 status = "parsed"
-                _metrics.MESSAGES_PARSED.labels(outcome="listing").inc()
+                metrics.MESSAGES_PARSED.labels(outcome="listing").inc()
         verdict = self._useful(row["text"], *rules)
         if verdict.useful:
             await self._store_useful(row, verdict)
             if status == "ignored":
                 status = "parsed"
-            _metrics.MESSAGES_PARSED.labels(outcome="useful").inc()
+            metrics.MESSAGES_PARSED.labels(outcome="useful").inc()
         if status == "ignored":
-            _metrics.MESSAGES_PARSED.labels(outcome="plain").inc()
+            metrics.MESSAGES_PARSED.labels(outcome="plain").inc()
         return status, error
 
     @staticmethod

@@ -19,9 +19,9 @@ Work-claiming, four stages per tick:
    normal path below. A key older than PAYMENT_KEY_WINDOW_H (the provider keeps keys about a
    day) is never sent again, since a repeat could create a second payment; such a payment, and
    one the provider refuses outright, is canceled with the reason (cancellation_party
-   'merchant'). A row without a stored request cannot be repeated as it was: it waits out the
-   key window and is then canceled. No notice goes to the member: its checkout link never
-   reached anyone.
+   'merchant' for the expired key, 'yoo_money' for the refusal). A row without a stored
+   request cannot be repeated as it was: it waits out the key window and is then canceled.
+   No notice goes to the member: its checkout link never reached anyone.
 1. provider events (rows botapi inserted from YooKassa webhooks): the body is not trusted; the
    payment is fetched with GET /v3/payments/{id} and its real status applied. Each event row is
    claimed and finished with an outcome (applied, ignored, failed), so it is handled once. A
@@ -46,23 +46,24 @@ Settings: PAYMENT_POLL_AFTER_MIN (10), PAYMENT_BATCH_SIZE (50), PAYMENT_LEASE_S 
 INVITE_LINK_TTL_H (72), RENEW_CHARGE_AHEAD_H (24), PAYMENT_RESEND_AFTER_S (120),
 PAYMENT_KEY_WINDOW_H (23).
 
-The stages live in private sibling modules, each taking the monitor's `PaymentWork`:
-`_payment_resend` (0), `_payment_events` (1), `_payment_polling` (2), `_payment_confirmation`
-(3) and `_payment_apply` (applying an outcome); settings and claiming are in `_payment_work`.
+Settings arrive as `config` (payments.settings.PaymentSettings, built by the runner). The
+stages live in monitors.payment_stages, each taking the monitor's `PaymentWork`: `resend` (0),
+`events` (1), `polling` (2), `confirmation` (3) and `apply` (applying an outcome); claiming is
+in `work`.
 """
 
 from __future__ import annotations
 
-import os
-
-from monitors import _metrics
-from monitors._clients import TelegramClient, YooKassaClient
-from monitors._moderation import ModerationExecutor
-from monitors._payment_confirmation import confirm_applied
-from monitors._payment_events import EVENT_RETRY, process_events
-from monitors._payment_polling import poll_open
-from monitors._payment_resend import resend_unsent
-from monitors._payment_work import NOT_A_CHARGE, OPEN_STATUSES, PaymentSettings, PaymentWork
+from monitors import metrics
+from monitors.moderation import ModerationExecutor
+from monitors.payment_stages.confirmation import confirm_applied
+from monitors.payment_stages.events import EVENT_RETRY, process_events
+from monitors.payment_stages.polling import poll_open
+from monitors.payment_stages.resend import resend_unsent
+from monitors.payment_stages.work import NOT_A_CHARGE, OPEN_STATUSES, PaymentWork
+from monitors.telegram_client import TelegramClient
+from payments.client import YooKassaClient
+from payments.settings import PaymentSettings
 from runtime.monitor import Monitor
 
 # Importable from here as before the stages moved out.
@@ -80,11 +81,12 @@ class PaymentMonitor(Monitor):
     name = "payment_monitor"
     interval_s = 15.0
     mode = "claiming"
+    config_type = PaymentSettings
+    config: PaymentSettings
 
     async def setup(self) -> None:
-        self.config = PaymentSettings.from_env(os.environ)
         # Alerts fire on the first expiry or paid-after-cancel, so those series start at 0.
-        _metrics.start_at_zero(_metrics.UNSENT_PAYMENTS, "outcome", _metrics.UNSENT_OUTCOMES)
+        metrics.start_at_zero(metrics.UNSENT_PAYMENTS, "outcome", metrics.UNSENT_OUTCOMES)
         self.yookassa = YooKassaClient(self.ctx.settings)
         self.telegram = TelegramClient(self.ctx.settings)
         await self.yookassa.open()

@@ -12,29 +12,33 @@ Never charges a period twice:
 
 Soft declines are retried on `SOFT_DECLINE` with a new attempt (and so a new key, as YooKassa
 requires), never past the grace end; hard declines stop auto-renewal and notify the member.
-Settings: RENEW_CHARGE_AHEAD_H (24), RENEW_GRACE_DAYS (3), RENEW_BATCH_SIZE (50), RENEW_LEASE_S
-(120: how long a claimed attempt stays with a process that may have died).
+Settings (`config`: payments.settings.PaymentSettings, built by the runner): RENEW_CHARGE_AHEAD_H
+(24), RENEW_GRACE_DAYS (3), RENEW_BATCH_SIZE (50), RENEW_LEASE_S (120: how long a claimed attempt
+stays with a process that may have died).
 """
 
 from __future__ import annotations
 
-import os
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from monitors import _metrics
-from monitors._clients import YooKassaClient
-from monitors._pause import pause_point
-from monitors._renewals import open_manual_renewal
+from monitors import metrics
 from monitors.decisions.periods import Period, charge_idempotence_key, period_after
-from monitors.decisions.yookassa import (
+from monitors.pause import pause_point
+from payments.client import YooKassaClient
+from payments.decisions import (
     ChargeOutcome,
     ChargeResult,
     DeclineAction,
     classify_response,
+    credentials_refused,
     decide_after_decline,
 )
-from runtime.config import Env
+from payments.renewals import open_manual_renewal
+from payments.requests import charge_request
+from payments.settings import PaymentSettings
+from payments.store import extend_subscription
+from runtime.errors import MonitorError
 from runtime.monitor import Monitor
 
 DUE_SUBSCRIPTIONS = """
@@ -55,21 +59,15 @@ LIMIT ?
 """
 
 
-def amount_value(minor: int) -> str:
-    return f"{minor // 100}.{minor % 100:02d}"
-
-
 class RecurrentPayments(Monitor):
     name = "recurrent_payments"
     interval_s = 60.0
     mode = "claiming"
 
+    config_type = PaymentSettings
+    config: PaymentSettings
+
     async def setup(self) -> None:
-        env = Env(os.environ)
-        self.charge_ahead = timedelta(hours=env.number("RENEW_CHARGE_AHEAD_H", 24.0))
-        self.grace = timedelta(days=env.number("RENEW_GRACE_DAYS", 3.0))
-        self.batch_size = env.integer("RENEW_BATCH_SIZE", 50, minimum=1)
-        self.lease_s = env.number("RENEW_LEASE_S", 120.0, minimum=1.0)
         self.yookassa = YooKassaClient(self.ctx.settings)
         await self.yookassa.open()
 
@@ -86,7 +84,7 @@ class RecurrentPayments(Monitor):
     async def plan_due(self) -> int:
         now = self.ctx.clock.now()
         rows = await self.db.fetchall(
-            DUE_SUBSCRIPTIONS, (now + self.charge_ahead, now, self.batch_size)
+            DUE_SUBSCRIPTIONS, (now + self.config.charge_ahead, now, self.config.renew_batch_size)
         )
         planned = 0
         for row in rows:
@@ -159,9 +157,9 @@ class RecurrentPayments(Monitor):
             "charge_attempts",
             where="status IN ('created', 'pending')",
             order_by="id",
-            limit=self.batch_size,
+            limit=self.config.renew_batch_size,
             owner=self.ctx.owner,
-            lease_s=self.lease_s,
+            lease_s=self.config.renew_lease_s,
             now=now,
         )
         done = 0
@@ -192,21 +190,23 @@ class RecurrentPayments(Monitor):
         else:
             # Crash tests stop here: the attempt and its key are committed, the call not made.
             await pause_point("charge_committed")
-            status, body = await self.yookassa.create_payment(
-                {
-                    "amount": {
-                        "value": amount_value(attempt["amount_minor"]),
-                        "currency": attempt["currency"],
-                    },
-                    "capture": True,
-                    "payment_method_id": context["provider_method_id"],
-                    "description": context["description"],
-                    "metadata": {k: str(v) for k, v in (context["metadata"] or {}).items()},
-                },
-                attempt["idempotence_key"],
+            request = charge_request(
+                context,
+                attempt["amount_minor"],
+                attempt["currency"],
+                context["provider_method_id"],
             )
+            status, body = await self.yookassa.create_payment(request, attempt["idempotence_key"])
         # Crash tests stop here: the provider answered, nothing of it is committed yet.
         await pause_point("charge_answered")
+        if credentials_refused(status):
+            # Not the member's decline: the attempt keeps its key for when the shop is fixed.
+            await self.db.execute(
+                "UPDATE charge_attempts SET last_error = ?, lease_owner = NULL,"
+                " lease_expires_at = NULL, updated_at = ? WHERE id = ?",
+                ("HTTP 401", self.ctx.clock.now(), attempt["id"]),
+            )
+            raise MonitorError("YooKassa refuses the shop's credentials (HTTP 401)")
         return await self._apply(attempt, context, classify_response(status, body))
 
     async def _apply(
@@ -236,12 +236,12 @@ class RecurrentPayments(Monitor):
                     " updated_at = ? WHERE id = ? AND provider_payment_id IS NULL",
                     (result.payment_id, now, context["payment_row"]),
                 )
-            _metrics.CHARGES.labels(outcome=result.outcome.value).inc()
+            metrics.CHARGES.labels(outcome=result.outcome.value).inc()
             log.info("charge_outcome_pending")
             return False
         if result.outcome is ChargeOutcome.SUCCEEDED:
             await self._succeeded(attempt, context, result, now)
-            _metrics.CHARGES.labels(outcome="succeeded").inc()
+            metrics.CHARGES.labels(outcome="succeeded").inc()
             log.info("charge_succeeded", payment_id=result.payment_id)
             return True
         await self._declined(attempt, context, result, now, log)
@@ -271,18 +271,15 @@ class RecurrentPayments(Monitor):
                 " WHERE id = ? AND processed_at IS NULL",
                 (result.payment_id, now, now, now, period.end, now, context["payment_row"]),
             )
-            extended = await tx.execute(
-                "UPDATE subscriptions SET current_period_start = ?, current_period_end = ?,"
-                " status = 'active', grace_until = NULL, next_charge_at = ?, updated_at = ?"
-                " WHERE id = ? AND current_period_end = ?",
-                (
-                    period.start,
-                    period.end,
-                    period.end - self.charge_ahead,
-                    now,
-                    attempt["subscription_id"],
-                    attempt["period_end"],
-                ),
+            # Paid for this very period: renews the subscription even if it lapsed meanwhile.
+            extended = await extend_subscription(
+                tx,
+                attempt["subscription_id"],
+                from_end=attempt["period_end"],
+                period=period,
+                next_charge_at=period.end - self.config.charge_ahead,
+                now=now,
+                lapsed_too=True,
             )
             if extended:
                 await tx.execute(
@@ -306,7 +303,7 @@ class RecurrentPayments(Monitor):
         log: Any,
     ) -> None:
         reason = result.cancellation_reason or result.error_code
-        retry_until = context["grace_until"] or attempt["period_end"] + self.grace
+        retry_until = context["grace_until"] or attempt["period_end"] + self.config.renew_grace
         decision = decide_after_decline(
             reason if result.outcome is ChargeOutcome.CANCELED else None,
             failed_attempts=attempt["attempt_no"],
@@ -352,7 +349,7 @@ class RecurrentPayments(Monitor):
         outcome = f"declined_{decision.kind.value}"
         if result.outcome is ChargeOutcome.REJECTED:
             outcome = "rejected"
-        _metrics.CHARGES.labels(outcome=outcome).inc()
+        metrics.CHARGES.labels(outcome=outcome).inc()
         log.warning(
             "charge_declined",
             reason=reason,

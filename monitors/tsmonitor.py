@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from monitors import _metrics
-from monitors._outbox import enqueue
+from monitors import metrics
 from monitors.decisions.periods import Period, SubscriptionStatus, next_status, period_after
 from monitors.decisions.reminders import TERM_REMINDER_DAYS, term_reminder_due
+from monitors.outbox import enqueue
 from runtime.config import Env, Settings
 from runtime.errors import ConfigError
 from runtime.monitor import Monitor
@@ -147,7 +147,7 @@ class TermsMonitor(Monitor):
                 text=text,
                 priority=50,
             )
-        _metrics.REMINDERS.labels(monitor=self.name, kind=kind).inc()
+        metrics.REMINDERS.labels(monitor=self.name, kind=kind).inc()
         self.log.info("subscription_notice_enqueued", subscription_id=sub["id"], kind=kind)
         return True
 
@@ -198,7 +198,7 @@ class TermsMonitor(Monitor):
         )
         if not changed:
             return False  # a payment extended it meanwhile
-        _metrics.SUBSCRIPTION_TRANSITIONS.labels(to=target.value).inc()
+        metrics.SUBSCRIPTION_TRANSITIONS.labels(to=target.value).inc()
         self.log.info("subscription_moved", subscription_id=sub["id"], to=target.value)
         tz = self.ctx.settings.timezone
         if target is SubscriptionStatus.GRACE:

@@ -12,13 +12,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from monitors import _metrics
-from monitors._clients import TelegramClient
-from monitors.decisions.backoff import RetrySchedule
+from monitors import metrics
 from monitors.decisions.telegram import Verdict, classify_telegram_response
 from monitors.decisions.voice import VoiceLimits, voice_refusal
+from monitors.telegram_client import TelegramClient
 from runtime.errors import MonitorError
 from runtime.monitor import MonitorContext
+from runtime.retry import RetrySchedule
 
 DOWNLOAD_RETRY = RetrySchedule(base_s=30.0, cap_s=3600.0, max_attempts=8, jitter_fraction=0.2)
 _AUDIO_KINDS = ("voice", "audio", "video_note")
@@ -61,7 +61,7 @@ class VoiceNotes:
                 sender = row["from_user_id"] or (message.get("from") or {}).get("id")
                 refusal = await self._refusal(row["chat_id"], sender, media)
                 if refusal is not None:
-                    _metrics.AUDIO_REFUSED.labels(reason=refusal).inc()
+                    metrics.AUDIO_REFUSED.labels(reason=refusal).inc()
                     self.log.info(
                         "audio_refused",
                         reason=refusal,
@@ -155,7 +155,7 @@ class VoiceNotes:
         limit = self.limits.max_bytes
         if audio["size_bytes"] is not None and audio["size_bytes"] > limit:
             await self._update(audio, "too_large", f"{audio['size_bytes']} bytes")
-            _metrics.AUDIO_DOWNLOADS.labels(outcome="too_large").inc()
+            metrics.AUDIO_DOWNLOADS.labels(outcome="too_large").inc()
             return
         await self._update(audio, "downloading", None, keep_lease=True)
         status, body = await self.telegram.call("getFile", {"file_id": audio["file_id"]})
@@ -163,7 +163,7 @@ class VoiceNotes:
         if outcome.verdict is not Verdict.DELIVERED:
             if "too big" in outcome.description.lower():
                 await self._update(audio, "too_large", outcome.description)
-                _metrics.AUDIO_DOWNLOADS.labels(outcome="too_large").inc()
+                metrics.AUDIO_DOWNLOADS.labels(outcome="too_large").inc()
                 return
             if outcome.verdict is Verdict.BOT_FAULT:
                 await self._update(audio, "queued", outcome.description)
@@ -174,7 +174,7 @@ class VoiceNotes:
         result = (body or {}).get("result") or {}
         if (result.get("file_size") or 0) > limit:
             await self._update(audio, "too_large", f"{result['file_size']} bytes")
-            _metrics.AUDIO_DOWNLOADS.labels(outcome="too_large").inc()
+            metrics.AUDIO_DOWNLOADS.labels(outcome="too_large").inc()
             return
         relative = Path(str(audio["chat_id"])) / (
             audio["file_unique_id"] + _EXTENSIONS.get(audio["kind"], "")
@@ -184,7 +184,7 @@ class VoiceNotes:
         )
         if download.too_large:
             await self._update(audio, "too_large", f"more than {limit} bytes")
-            _metrics.AUDIO_DOWNLOADS.labels(outcome="too_large").inc()
+            metrics.AUDIO_DOWNLOADS.labels(outcome="too_large").inc()
             return
         if download.sha256 is None:
             await self._retry(audio, f"download: HTTP {download.status}", permanent=False)
@@ -205,7 +205,7 @@ class VoiceNotes:
             ),
             db="audio",
         )
-        _metrics.AUDIO_DOWNLOADS.labels(outcome="downloaded").inc()
+        metrics.AUDIO_DOWNLOADS.labels(outcome="downloaded").inc()
         self.log.info("audio_downloaded", audio_id=audio["id"], size_bytes=download.size)
 
     async def expire(self) -> int:
@@ -227,7 +227,7 @@ class VoiceNotes:
                 db="audio",
             )
         if rows:
-            _metrics.AUDIO_EXPIRED.inc(len(rows))
+            metrics.AUDIO_EXPIRED.inc(len(rows))
             self.log.info("audio_expired", files=len(rows))
         return len(rows)
 
@@ -255,5 +255,5 @@ class VoiceNotes:
             db="audio",
         )
         outcome = "failed" if retry_at is None else "retried"
-        _metrics.AUDIO_DOWNLOADS.labels(outcome=outcome).inc()
+        metrics.AUDIO_DOWNLOADS.labels(outcome=outcome).inc()
         self.log.warning("audio_download_failed", audio_id=audio["id"], error=error, retry=outcome)

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import calendar
 import enum
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
-#: Namespace of every idempotence key domos derives; never change it (keys must stay stable).
-IDEMPOTENCE_NAMESPACE = uuid.UUID("5d0c6a52-6f1e-4bb0-9a53-1f2b7f0d4c31")
+from payments.keys import charge_key
 
 
 def _require_aware(moment: datetime, name: str) -> None:
@@ -107,15 +105,6 @@ def charge_idempotence_key(subscription_id: int | str, period: Period, attempt_n
     requires to carry a new key) gets a new number and thus a new key.
     """
     return charge_key(subscription_id, period.key, attempt_no)
-
-
-def charge_key(subscription_id: int | str, period_key: str, attempt_no: int) -> str:
-    """`charge_idempotence_key` from the parts a charge's metadata carries (subscription_id,
-    period, attempt): how a provider payment is traced back to its charge attempt."""
-    if attempt_no < 1:
-        raise ValueError("attempt_no starts at 1")
-    name = f"renewal:{subscription_id}:{period_key}:{attempt_no}"
-    return str(uuid.uuid5(IDEMPOTENCE_NAMESPACE, name))
 
 
 def dedupe_key(*parts: object) -> str:

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated
 
 import structlog
@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from monitors._clients import YooKassaClient
+from payments.client import YooKassaClient
 from runtime.config import Settings
 from runtime.db import AsyncDatabase, async_database
 from runtime.errors import DatabaseError
@@ -90,7 +90,7 @@ def create_app(settings: Settings, api_settings: ApiSettings) -> FastAPI:
                 db,
                 yookassa,
                 api_settings.payment_return_url,
-                key_window=timedelta(hours=api_settings.payment_key_window_h),
+                key_window=api_settings.payment_key_window,
             ),
             tokens={kind: TokenStore(db, kind, hasher) for kind in TOKEN_KINDS},
         )

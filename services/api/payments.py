@@ -29,17 +29,20 @@ from typing import Any
 
 import structlog
 
-from monitors._clients import YooKassaClient
-from monitors._renewals import AutoRenewalInProgress, refuse_while_auto_charging
-from monitors.decisions.yookassa import (
+from payments.amounts import amount_value
+from payments.client import YooKassaClient
+from payments.decisions import (
     EXPIRED_KEY_REASON,
-    PROVIDER_REQUEST,
-    ChargeOutcome,
-    classify_response,
+    CreateVerdict,
+    classify_create,
     expired_key_note,
     key_expired,
     stored_request,
 )
+from payments.renewals import AutoRenewalInProgress, refuse_while_auto_charging
+from payments.requests import checkout_request
+from payments.settings import DEFAULT_KEY_WINDOW
+from payments.store import NewPayment, cancel_expired, cancel_refused, commit_payment, record_answer
 from runtime.db import AsyncDatabase, Row
 from services.api.errors import ApiError
 from services.api.models import Amount, Payment, PaymentCreate
@@ -62,10 +65,6 @@ def stored_key(telegram_id: int, client_key: str) -> str:
     return "api-" + str(uuid.uuid5(KEY_NAMESPACE, f"{telegram_id}:{client_key}"))
 
 
-def amount_value(minor: int) -> str:
-    return f"{minor // 100}.{minor % 100:02d}"
-
-
 def to_model(row: Row) -> Payment:
     return Payment(
         id=row["id"],
@@ -79,22 +78,6 @@ def to_model(row: Row) -> Payment:
         cancellation_reason=row["cancellation_reason"],
         created_at=row["created_at"],
     )
-
-
-def provider_request(row: Row, return_url: str) -> dict[str, Any]:
-    """The POST /v3/payments body of a committed payment row."""
-    return {
-        "amount": {"value": amount_value(row["amount_minor"]), "currency": row["currency"]},
-        "capture": True,
-        "confirmation": {"type": "redirect", "return_url": return_url},
-        "description": row["description"],
-        "save_payment_method": bool(row["save_payment_method"]),
-        "metadata": {"payment_row": str(row["id"]), "telegram_id": str(row["telegram_id"])},
-    }
-
-
-#: PAYMENT_KEY_WINDOW_H's default, the same as payment_monitor's.
-DEFAULT_KEY_WINDOW = timedelta(hours=23)
 
 
 class PaymentService:
@@ -140,18 +123,8 @@ class PaymentService:
     async def _expire(self, row: Row, now: datetime) -> Row:
         """Cancel a never-confirmed payment whose key left the window, as payment_monitor does;
         the row as it is now (someone may have recorded the provider's answer meanwhile)."""
-        canceled = await self.db.execute(
-            "UPDATE payments SET status = 'canceled', cancellation_party = 'merchant',"
-            " cancellation_reason = ?, last_error = ?, processed_at = ?, next_check_at = NULL,"
-            " updated_at = ? WHERE id = ? AND status = 'created'"
-            " AND provider_payment_id IS NULL AND processed_at IS NULL",
-            (
-                EXPIRED_KEY_REASON,
-                expired_key_note(row["created_at"], now, self.key_window),
-                now,
-                now,
-                row["id"],
-            ),
+        canceled = await cancel_expired(
+            self.db, row["id"], expired_key_note(row["created_at"], now, self.key_window), now
         )
         if canceled:
             log.warning("payment_key_expired", payment_id=row["id"])
@@ -184,33 +157,23 @@ class PaymentService:
                     await refuse_while_auto_charging(tx, live)
                 except AutoRenewalInProgress as exc:
                     raise ApiError(409, "renewal_in_progress", str(exc)) from exc
-            payment_id = await tx.fetchval(
-                "INSERT INTO payments (idempotence_key, user_id, tariff_id, subscription_id, kind,"
-                " amount_minor, currency, description, save_payment_method, metadata)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (idempotence_key) DO NOTHING RETURNING id",
-                (
-                    key,
-                    context["user_id"],
-                    context["tariff_id"],
-                    live,
-                    "first" if live is None else "renewal",
-                    context["price_minor"],
-                    context["currency"],
-                    f"Подписка: {context['title']}",
-                    request.save_payment_method,
-                    {"source": "api", "telegram_id": request.telegram_id},
-                ),
+            new = NewPayment(
+                idempotence_key=key,
+                user_id=context["user_id"],
+                tariff_id=context["tariff_id"],
+                subscription_id=live,
+                amount_minor=context["price_minor"],
+                currency=context["currency"],
+                description=f"Подписка: {context['title']}",
+                save_payment_method=request.save_payment_method,
+                metadata={
+                    "source": "api",
+                    "telegram_id": request.telegram_id,
+                    "tariff_id": context["tariff_id"],
+                },
             )
+            payment_id = await commit_payment(tx, new, request.return_url or self.return_url)
             row = await tx.fetchone(_PAYMENT + "WHERE p.idempotence_key = ?", (key,))
-            assert row is not None
-            if payment_id is not None:
-                body = provider_request(row, request.return_url or self.return_url)
-                metadata = {**row["metadata"], PROVIDER_REQUEST: body}
-                await tx.execute(
-                    "UPDATE payments SET metadata = ? WHERE id = ?", (metadata, payment_id)
-                )
-                row = await tx.fetchone(_PAYMENT + "WHERE p.id = ?", (payment_id,))
         assert row is not None
         if payment_id is not None:
             log.info("payment_committed", payment_id=payment_id, telegram_id=request.telegram_id)
@@ -228,68 +191,45 @@ class PaymentService:
 
     async def _call_provider(self, row: Row, key: str, return_url: str) -> Row:
         # Rows committed before requests were stored: rebuilt as they were then.
-        body = stored_request(row) or provider_request(row, return_url)
+        body = stored_request(row) or checkout_request(row, return_url)
         status, answer = await self.yookassa.create_payment(body, key)
-        result = classify_response(status, answer)
+        result = classify_create(status, answer)
         now = datetime.now(UTC)
-        answered = result.outcome is not ChargeOutcome.UNKNOWN and (
-            result.payment_id is not None or result.outcome is ChargeOutcome.REJECTED
-        )
-        if not answered:
+        if result.verdict is CreateVerdict.REFUSED:
+            assert result.reason is not None
+            # Nothing exists at the provider and nothing is to be applied: processed at once.
+            await cancel_refused(self.db, row["id"], result.reason, now)
+            log.warning("payment_provider_rejected", payment_id=row["id"], reason=result.reason)
+        elif result.verdict is CreateVerdict.RECORD:
+            assert answer is not None
+            await record_answer(self.db, row["id"], answer, now)
+            log.info(
+                "payment_created",
+                payment_id=row["id"],
+                provider_payment_id=answer["id"],
+                status=answer.get("status"),
+            )
+        else:
+            # Unknown, or our credentials refused (401: nothing was made, the key is not spent).
             await self.db.execute(
                 "UPDATE payments SET last_error = ?, updated_at = ? WHERE id = ?",
                 (f"provider answer unknown (HTTP {status})", now, row["id"]),
             )
-            log.warning("payment_provider_unavailable", payment_id=row["id"], http_status=status)
+            log.warning(
+                "payment_provider_unavailable",
+                payment_id=row["id"],
+                http_status=status,
+                verdict=result.verdict.value,
+            )
             raise ApiError(
                 502,
                 "provider_unavailable",
                 f"YooKassa did not confirm payment {row['id']}; "
                 "retry with the same Idempotence-Key",
             )
-        if result.outcome is ChargeOutcome.REJECTED:
-            reason = result.error_code or "rejected"
-            # Nothing exists at the provider and nothing is to be applied: processed at once.
-            await self.db.execute(
-                "UPDATE payments SET status = 'canceled', cancellation_party = 'yoo_money',"
-                " cancellation_reason = ?, last_error = ?, processed_at = ?, updated_at = ?"
-                " WHERE id = ? AND status = 'created'",
-                (reason, _describe(answer), now, now, row["id"]),
-            )
-            log.warning("payment_provider_rejected", payment_id=row["id"], reason=reason)
-        else:
-            assert answer is not None
-            await self._store_answer(row["id"], answer, now)
         fresh = await self.db.fetchone(_PAYMENT + "WHERE p.id = ?", (row["id"],))
         assert fresh is not None
         return fresh
-
-    async def _store_answer(self, payment_id: int, answer: dict[str, Any], now: datetime) -> None:
-        status = answer.get("status")
-        confirmation = answer.get("confirmation") or {}
-        details = answer.get("cancellation_details") or {}
-        paid_at = now if status == "succeeded" else None
-        await self.db.execute(
-            "UPDATE payments SET provider_payment_id = ?, status = ?, confirmation_url = ?,"
-            " cancellation_party = ?, cancellation_reason = ?, paid_at = ?, last_error = NULL,"
-            " updated_at = ? WHERE id = ? AND status = 'created'",
-            (
-                answer["id"],
-                status,
-                confirmation.get("confirmation_url"),
-                details.get("party"),
-                details.get("reason"),
-                paid_at,
-                now,
-                payment_id,
-            ),
-        )
-        log.info(
-            "payment_created",
-            payment_id=payment_id,
-            provider_payment_id=answer["id"],
-            status=status,
-        )
 
 
 def _never_sent(row: Row) -> bool:
@@ -304,9 +244,3 @@ def _expired(row: Row) -> bool:
         and row["provider_payment_id"] is None
         and row["cancellation_reason"] == EXPIRED_KEY_REASON
     )
-
-
-def _describe(answer: dict[str, Any] | None) -> str:
-    if not answer:
-        return "provider refused the payment"
-    return str(answer.get("description") or answer.get("code") or "provider refused the payment")

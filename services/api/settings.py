@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
+from payments.settings import DEFAULT_KEY_WINDOW, key_window
 from runtime.config import Env, Secret
 
 DEFAULT_PORT = 8001
@@ -23,8 +25,8 @@ class ApiSettings:
     #: Timeout of one YooKassa call while a client waits for its payment.
     provider_timeout_s: float = 10.0
     #: How long after a payment was committed its Idempotence-Key may still be repeated to
-    #: YooKassa (which keeps keys about 24 h). The same variable as payment_monitor's.
-    payment_key_window_h: float = 23.0
+    #: YooKassa: payments.settings.key_window, the same as payment_monitor's.
+    payment_key_window: timedelta = DEFAULT_KEY_WINDOW
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
 
@@ -36,7 +38,7 @@ class ApiSettings:
             token_hash_key=env.secret("API_TOKEN_HASH_KEY"),
             payment_return_url=env.url("PAYMENT_RETURN_URL", "https://t.me"),
             provider_timeout_s=env.number("API_PROVIDER_TIMEOUT_S", 10.0, minimum=0.1),
-            payment_key_window_h=env.number("PAYMENT_KEY_WINDOW_H", 23.0, minimum=0.01),
+            payment_key_window=key_window(env),
             host=env.text("API_HOST", "127.0.0.1") or "127.0.0.1",
             port=env.integer("API_PORT", DEFAULT_PORT, maximum=65535),
         )

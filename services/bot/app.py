@@ -73,7 +73,7 @@ async def on_error(event: ErrorEvent) -> bool:
 
 async def run(settings: BotSettings) -> None:
     """Poll until SIGTERM/SIGINT, then let handlers in flight finish and close everything."""
-    from monitors._clients import YooKassaClient
+    from payments.client import YooKassaClient
 
     runtime = settings.runtime
     db = async_database(runtime, name="bot")

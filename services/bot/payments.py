@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from monitors._renewals import refuse_while_auto_charging
-from monitors.decisions.yookassa import PROVIDER_REQUEST, stored_request
+from payments.client import Answer
+from payments.decisions import CreateVerdict, classify_create, stored_request
+from payments.renewals import refuse_while_auto_charging
+from payments.requests import checkout_request
+from payments.store import NewPayment, cancel_refused, commit_payment, record_answer
 from runtime.db import AsyncDatabase, Row
-
-Answer = tuple[int | None, dict[str, Any] | None]
 
 
 class PaymentProvider(Protocol):
@@ -36,26 +37,6 @@ class PaymentLink:
     reused: bool
     #: The provider refused the request (4xx): a new /subscribe starts over.
     rejected: bool = False
-
-
-def amount_value(minor: int) -> str:
-    """YooKassa's amount string: 149900 -> "1499.00"."""
-    return f"{minor // 100}.{minor % 100:02d}"
-
-
-def payment_body(payment: Row, return_url: str) -> dict[str, Any]:
-    return {
-        "amount": {"value": amount_value(payment["amount_minor"]), "currency": payment["currency"]},
-        "capture": True,
-        "confirmation": {"type": "redirect", "return_url": return_url},
-        "save_payment_method": bool(payment["save_payment_method"]),
-        "description": payment["description"],
-        # payment_row lets payment_monitor (and an operator) find the row from the provider side.
-        "metadata": {
-            "payment_row": str(payment["id"]),
-            **{k: str(v) for k, v in (payment["metadata"] or {}).items() if k != PROVIDER_REQUEST},
-        },
-    }
 
 
 async def request_payment_link(
@@ -76,7 +57,7 @@ async def request_payment_link(
     if payment is None:
         payment = await _create_payment_row(db, user_id, telegram_id, tariff, now, return_url)
     # The request committed with the row; rows from before requests were stored: rebuilt.
-    request = stored_request(payment) or payment_body(payment, return_url)
+    request = stored_request(payment) or checkout_request(payment, return_url)
     status, body = await provider.create_payment(request, payment["idempotence_key"])
     return await _record_answer(db, payment, status, body, now, reused=reused)
 
@@ -103,32 +84,20 @@ async def _create_payment_row(
         )
         if live_id is not None:
             await refuse_while_auto_charging(tx, live_id)  # AutoRenewalInProgress
-        key = f"bot:{uuid.uuid4()}"
-        row = await tx.fetchone(
-            "INSERT INTO payments (idempotence_key, user_id, tariff_id, subscription_id, kind,"
-            " amount_minor, currency, description, save_payment_method, metadata,"
-            " next_check_at, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, TRUE, ?, ?, ?, ?) RETURNING *",
-            (
-                key,
-                user_id,
-                tariff["id"],
-                live_id,
-                "renewal" if live_id is not None else "first",
-                tariff["price_minor"],
-                tariff["currency"],
-                f"Подписка «{tariff['title']}» на {tariff['period_days']} дн.",
-                {"source": "bot", "telegram_id": telegram_id, "tariff_id": tariff["id"]},
-                now,
-                now,
-                now,
-            ),
+        new = NewPayment(
+            idempotence_key=f"bot:{uuid.uuid4()}",
+            user_id=user_id,
+            tariff_id=tariff["id"],
+            subscription_id=live_id,
+            amount_minor=tariff["price_minor"],
+            currency=tariff["currency"],
+            description=f"Подписка «{tariff['title']}» на {tariff['period_days']} дн.",
+            save_payment_method=True,
+            metadata={"source": "bot", "telegram_id": telegram_id, "tariff_id": tariff["id"]},
         )
-        assert row is not None
-        metadata = {**row["metadata"], PROVIDER_REQUEST: payment_body(row, return_url)}
-        row = await tx.fetchone(
-            "UPDATE payments SET metadata = ? WHERE id = ? RETURNING *", (metadata, row["id"])
-        )
+        payment_id = await commit_payment(tx, new, return_url, now=now)
+        assert payment_id is not None, "a fresh key"
+        row = await tx.fetchone("SELECT * FROM payments WHERE id = ?", (payment_id,))
     assert row is not None
     return row
 
@@ -142,29 +111,19 @@ async def _record_answer(
     *,
     reused: bool,
 ) -> PaymentLink:
-    if status == 200 and body and body.get("id"):
-        url = (body.get("confirmation") or {}).get("confirmation_url")
-        # A final status is left for payment_monitor to fetch and apply (paid_at, the period).
-        provider_status = body.get("status")
-        if provider_status != "waiting_for_capture":
-            provider_status = "pending"
-        await db.execute(
-            "UPDATE payments SET provider_payment_id = ?, status = ?, confirmation_url = ?,"
-            " last_error = NULL, updated_at = ? WHERE id = ? AND status = 'created'",
-            (body["id"], provider_status, url, now, payment["id"]),
-        )
-        return PaymentLink(payment["id"], url, reused=reused)
-    if status is not None and 400 <= status < 500:
+    result = classify_create(status, body)
+    if result.verdict is CreateVerdict.REFUSED:
+        assert result.reason is not None
         # The request itself was refused: this key is spent, nothing exists at the provider,
         # nothing is to be applied (processed at once, so no monitor looks at it again).
-        reason = (body or {}).get("description") or f"HTTP {status}"
-        await db.execute(
-            "UPDATE payments SET status = 'canceled', cancellation_party = 'merchant',"
-            " cancellation_reason = 'request_rejected', last_error = ?, processed_at = ?,"
-            " updated_at = ? WHERE id = ? AND status = 'created'",
-            (str(reason)[:500], now, now, payment["id"]),
-        )
+        await cancel_refused(db, payment["id"], result.reason, now)
         return PaymentLink(payment["id"], None, reused=reused, rejected=True)
+    if result.verdict is CreateVerdict.RECORD and body:
+        await record_answer(db, payment["id"], body, now)
+        url = (body.get("confirmation") or {}).get("confirmation_url")
+        return PaymentLink(payment["id"], url, reused=reused)
+    # Unknown (network, 5xx, 429) or our credentials refused (401): the key is not spent, the
+    # next /subscribe or payment_monitor repeats it.
     await db.execute(
         "UPDATE payments SET last_error = ?, updated_at = ? WHERE id = ?",
         ("provider unavailable" if status is None else f"HTTP {status}", now, payment["id"]),

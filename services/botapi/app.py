@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from payments.client import SyncYooKassaClient
 from runtime.config import Settings
 from runtime.db import Database, sync_database
 from runtime.errors import DatabaseError, DatabaseUnavailable, TransientError
@@ -24,7 +25,6 @@ from services.botapi.send import SendConflict, SendRequest, enqueue
 from services.botapi.settings import BotApiSettings
 from services.botapi.webhook import Fetcher, handle_notification
 from services.common.credentials import bearer_token, secret_matches
-from services.common.yookassa_sync import SyncYooKassaClient
 
 log = structlog.get_logger("botapi")
 

@@ -12,7 +12,7 @@ from aiogram.filters import Command, CommandStart
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from monitors._renewals import AutoRenewalInProgress
+from payments.renewals import AutoRenewalInProgress
 from runtime.db import AsyncDatabase, Row
 from services.bot import repository, texts
 from services.bot.config import BotSettings

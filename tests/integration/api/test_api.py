@@ -188,11 +188,17 @@ async def test_the_request_is_committed_with_the_row_and_repeated_as_it_was(
 
     sandbox.arm_fault(count=1)
     assert (await api.client.post("/v1/payments", json=first, headers=headers)).status_code == 502
-    row = await db.fetchone("SELECT id, metadata FROM payments")
+    row = await db.fetchone("SELECT id, tariff_id, metadata FROM payments")
     stored = row["metadata"]["provider_request"]
     assert stored["confirmation"] == {"type": "redirect", "return_url": "https://a.example"}
     assert stored["amount"] == {"value": "990.00", "currency": "RUB"}
-    assert stored["metadata"] == {"payment_row": str(row["id"]), "telegram_id": str(telegram_id)}
+    # The bot's metadata too (payments.requests.checkout_request): one shape for both producers.
+    assert stored["metadata"] == {
+        "payment_row": str(row["id"]),
+        "telegram_id": str(telegram_id),
+        "source": "api",
+        "tariff_id": str(row["tariff_id"]),
+    }
 
     # A retry naming another return URL still repeats the first request: same key, same body.
     second = {**first, "return_url": "https://b.example"}

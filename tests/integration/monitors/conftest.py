@@ -28,7 +28,7 @@ import structlog
 from aiohttp.test_utils import TestServer
 from prometheus_client import REGISTRY
 
-from monitors._clients import YooKassaClient
+from payments.client import YooKassaClient
 from runtime.config import Settings
 from runtime.db import async_database
 from runtime.db.migrations import upgrade
@@ -185,17 +185,10 @@ class Monitors:
 
 
 @pytest.fixture
-async def monitors(
-    monitor_environ: dict[str, str], db: Any, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Callable[..., Any]]:
+async def monitors(monitor_environ: dict[str, str], db: Any) -> AsyncIterator[Callable[..., Any]]:
     holder = Monitors(monitor_environ, db)
-
-    async def start(cls: type[Monitor], clock: Any = None, **env: str) -> Any:
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        return await holder.start(cls, clock, **env)
-
-    yield start
+    # Settings reach a monitor through build_config only: nothing to patch in os.environ.
+    yield holder.start
     for monitor in holder.started:
         await monitor.teardown()
 

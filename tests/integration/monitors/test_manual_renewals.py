@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from monitors._clients import YooKassaClient
 from monitors.payment_monitor import PaymentMonitor
 from monitors.recurrent_payments import RecurrentPayments
+from payments.client import YooKassaClient
 from runtime.config import Settings
 from services.api.models import PaymentCreate
 from services.bot.payments import request_payment_link

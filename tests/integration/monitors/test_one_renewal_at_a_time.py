@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from monitors._renewals import AutoRenewalInProgress
 from monitors.recurrent_payments import RecurrentPayments
+from payments.renewals import AutoRenewalInProgress
 from services.api.errors import ApiError
 from services.api.models import PaymentCreate
 from services.bot.payments import request_payment_link

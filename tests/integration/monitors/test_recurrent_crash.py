@@ -1,7 +1,7 @@
 """recurrent_payments killed with SIGKILL at the two dangerous moments, then restarted.
 
 The sandbox and the monitor are real processes (`domos sandbox`, `domos monitor`); the monitor
-stops at a named point (DOMOS_TEST_PAUSE_AT, monitors._pause) and is killed there with SIGKILL.
+stops at a named point (DOMOS_TEST_PAUSE_AT, monitors.pause) and is killed there with SIGKILL.
 After a restart there must be exactly one successful charge at the provider.
 """
 

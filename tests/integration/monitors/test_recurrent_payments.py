@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 
-from monitors.recurrent_payments import RecurrentPayments, amount_value
+from monitors.recurrent_payments import RecurrentPayments
+from payments.amounts import amount_value
+from runtime.errors import MonitorError
 from tests.integration.monitors.conftest import metric, utcnow
 
 _telegram_ids = itertools.count(800_000_001)
@@ -140,6 +142,48 @@ async def test_provider_error_keeps_the_key_and_succeeds_later(db, sandbox, moni
         "SELECT * FROM charge_attempts WHERE subscription_id = ?", (sub["id"],)
     )
     assert (attempt["status"], attempt["last_error"]) == ("created", "outcome unknown")
+    await monitor.tick()
+    attempts = await db.fetchall(
+        "SELECT * FROM charge_attempts WHERE subscription_id = ?", (sub["id"],)
+    )
+    assert [(a["attempt_no"], a["status"]) for a in attempts] == [(1, "succeeded")]
+    assert len(await provider_payments(sandbox, sub["method"])) == 1
+
+
+class RefusedCredentials:
+    """YooKassa answering every call 401, as it does after the shop's secret key changed."""
+
+    async def create_payment(self, body: dict[str, Any], key: str) -> Any:
+        return 401, {"type": "error", "code": "invalid_credentials"}
+
+    async def get_payment(self, payment_id: str) -> Any:
+        return 401, {"type": "error", "code": "invalid_credentials"}
+
+
+async def test_refused_credentials_are_no_decline_of_the_member(db, sandbox, monitors):
+    # Drift: a 401 was classified as a rejected charge, so our own configuration fault counted
+    # as the member's decline (a new key each time; the second one stopped auto-renewal and
+    # told the member to pay by hand). payment_monitor already stops on it (classify_create);
+    # now the charge does too, keeping its key.
+    sub = await due_subscription(db, sandbox)
+    monitor = await monitors(RecurrentPayments)
+    real = monitor.yookassa
+    monitor.yookassa = RefusedCredentials()
+    try:
+        with pytest.raises(MonitorError, match="401"):
+            await monitor.tick()
+        with pytest.raises(MonitorError, match="401"):
+            await monitor.tick()
+    finally:
+        monitor.yookassa = real
+    attempts = await db.fetchall(
+        "SELECT * FROM charge_attempts WHERE subscription_id = ?", (sub["id"],)
+    )
+    assert [(a["attempt_no"], a["status"], a["last_error"]) for a in attempts] == [
+        (1, "created", "HTTP 401")
+    ]
+    assert (await subscription(db, sub["id"]))["auto_renew"]
+    # Fixed: the same key goes through, once.
     await monitor.tick()
     attempts = await db.fetchall(
         "SELECT * FROM charge_attempts WHERE subscription_id = ?", (sub["id"],)

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from monitors._clients import YooKassaClient
 from monitors.payment_monitor import PaymentMonitor
+from payments.client import YooKassaClient
 from runtime.config import Settings
 from services.bot.payments import request_payment_link
 from tests.integration.monitors import factories as f

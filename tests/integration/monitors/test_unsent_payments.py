@@ -176,6 +176,8 @@ async def test_a_refused_repeat_cancels_with_the_providers_reason(
 
     row = await payment_row(db, lost["id"])
     assert (row["status"], row["cancellation_reason"]) == ("canceled", "request_rejected")
+    # YooKassa refused it: its party, as the API and the bot record it (payments.store).
+    assert row["cancellation_party"] == "yoo_money"
     assert "invalid_request" in row["last_error"]
     assert row["processed_at"] is not None
     assert await at_provider(sandbox, lost["id"]) == []

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from payments.amounts import amount_value
 from runtime.config import Secret
 from runtime.errors import ConfigError
 from services.api.models import PaymentCreate, TokenIssue
-from services.api.payments import amount_value, stored_key
+from services.api.payments import stored_key
 from services.api.settings import ApiSettings
 from services.api.tokens import TokenHasher, generate_token, token_state, uses_left
 from services.common.credentials import bearer_token, secret_matches
@@ -99,8 +100,10 @@ def test_settings_from_env() -> None:
     assert settings.port == 9001
     assert "s3cr3t-adm1n" not in repr(settings)
     # payment_monitor's variable: both stop repeating a key at the same age.
-    assert settings.payment_key_window_h == 23.0
-    assert ApiSettings.from_env({"PAYMENT_KEY_WINDOW_H": "12"}).payment_key_window_h == 12.0
+    assert settings.payment_key_window == timedelta(hours=23)
+    assert ApiSettings.from_env({"PAYMENT_KEY_WINDOW_H": "12"}).payment_key_window == timedelta(
+        hours=12
+    )
     with pytest.raises(ConfigError, match="PAYMENT_RETURN_URL"):
         ApiSettings.from_env({"PAYMENT_RETURN_URL": "ftp://x"})
     with pytest.raises(ConfigError, match="PAYMENT_KEY_WINDOW_H"):

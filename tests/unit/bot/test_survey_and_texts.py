@@ -7,8 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from payments.amounts import amount_value
+from payments.requests import checkout_request
 from services.bot import survey, texts
-from services.bot.payments import amount_value, payment_body
 
 MSK = ZoneInfo("Europe/Moscow")
 
@@ -49,7 +50,7 @@ def test_amount_value(minor: int, value: str) -> None:
 
 
 def test_payment_body_carries_the_row_and_saves_the_method() -> None:
-    body = payment_body(
+    body = checkout_request(
         {
             "id": 7,
             "amount_minor": 150000,

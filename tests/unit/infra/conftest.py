@@ -12,6 +12,8 @@ import yaml
 from dockerfile_parse import DockerfileParser
 
 REPO = Path(__file__).resolve().parents[3]
+#: The Python packages of the image: what the scans of the code read.
+CODE_PACKAGES = ("runtime", "payments", "monitors", "services")
 #: Compose services that run the domos image under supervisord (one role each).
 INFRA_SERVICES = ("postgres", "migrate", "prometheus", "grafana")
 _ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]{2,}$")
@@ -67,7 +69,7 @@ def runtime_env_names() -> set[str]:
     `%(ENV_X)s` expansions of the supervisord configuration.
     """
     names: set[str] = set()
-    for package in ("runtime", "monitors", "services"):
+    for package in CODE_PACKAGES:
         for path in (REPO / package).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text())):
                 is_text = isinstance(node, ast.Constant) and isinstance(node.value, str)

@@ -20,11 +20,12 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from tests.unit.infra.conftest import CODE_PACKAGES
+
 REPO = Path(__file__).resolve().parents[3]
 LOCKS = {name: REPO / "requirements" / f"{name}.lock" for name in ("runtime", "migrate", "dev")}
 #: Which extras each lock holds, besides the main dependencies.
 LOCK_EXTRAS = {"runtime": (), "migrate": ("migrate",), "dev": ("migrate", "dev")}
-PACKAGES = ("runtime", "monitors", "services")
 #: The migrate extra's modules: only the migration imports them.
 MIGRATE_ONLY_PREFIX = "runtime/migrate/"
 PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==(?P<version>\S+)")
@@ -85,12 +86,12 @@ def imports_of(path: Path) -> set[str]:
             names.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.add(node.module.split(".")[0])
-    return names - set(sys.stdlib_module_names) - set(PACKAGES)
+    return names - set(sys.stdlib_module_names) - set(CODE_PACKAGES)
 
 
 def code_imports() -> dict[str, set[Path]]:
     where: dict[str, set[Path]] = {}
-    for package in PACKAGES:
+    for package in CODE_PACKAGES:
         for path in sorted((REPO / package).rglob("*.py")):
             for module in imports_of(path):
                 where.setdefault(module, set()).add(path.relative_to(REPO))

@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from monitors._payment_work import PaymentSettings
 from monitors.decisions.useful import UsefulRules
 from runtime.config import Env, Settings
 from runtime.logical_databases import LOGICAL_DATABASES
@@ -28,7 +27,7 @@ from runtime.monitor.loader import load_monitor
 from services.api.settings import ApiSettings
 from services.bot.config import BotSettings
 from services.botapi.settings import BotApiSettings
-from tests.unit.infra.conftest import REPO
+from tests.unit.infra.conftest import CODE_PACKAGES, REPO
 
 _NAME = re.compile(r"^[A-Z][A-Z0-9_]{2,}$")
 _ENV_METHODS = {"text", "integer", "number", "choice", "url", "secret", "required"}
@@ -52,8 +51,8 @@ SET_BY_RUNTIME = {
     "PROMETHEUS_MULTIPROC_DIR": "`domos web`/`domos botapi` set it before gunicorn forks",
     "PATH": "the image's",
     "DOMOS_MONITOR_PACKAGE": "tests point `domos monitor` at their own monitors",
-    "DOMOS_TEST_PAUSE_AT": "test hook (monitors._pause)",
-    "DOMOS_TEST_PAUSE_FILE": "test hook (monitors._pause)",
+    "DOMOS_TEST_PAUSE_AT": "test hook (monitors.pause)",
+    "DOMOS_TEST_PAUSE_FILE": "test hook (monitors.pause)",
 }
 #: Read by the code and documented in README.md, but deliberately not passed by compose.
 NOT_FOR_PRODUCTION = {
@@ -87,6 +86,8 @@ MONITORS_WITH_SETTINGS = (
     "monthly_anket",
     "notifymonitor",
     "parse_messages",
+    "payment_monitor",
+    "recurrent_payments",
     "tsmonitor",
 )
 
@@ -99,11 +100,18 @@ def _monitor_config(name: str) -> Callable[[Mapping[str, str]], Any]:
 BUILDERS: dict[str, Callable[[Mapping[str, str]], Any]] = {
     "runtime": Settings.from_env,
     **{name: _monitor_config(name) for name in MONITORS_WITH_SETTINGS},
-    "payment_monitor": PaymentSettings.from_env,
     "useful": UsefulRules.from_env,
     "api": ApiSettings.from_env,
     "bot": BotSettings.from_env,
     "botapi": BotApiSettings.from_env,
+}
+
+#: Builder -> the compose service that runs its program (the monitors' builders: monitors).
+_BUILDER_SERVICE = {
+    **{label: "monitors" for label in BUILDERS if label != "runtime"},
+    "api": "api",
+    "bot": "bot",
+    "botapi": "bot",
 }
 
 
@@ -143,7 +151,7 @@ def _module_constants(trees: dict[Path, ast.Module]) -> dict[str, str]:
 def code_reads() -> list[Read]:
     trees = {
         path: ast.parse(path.read_text())
-        for package in ("runtime", "monitors", "services")
+        for package in CODE_PACKAGES
         for path in sorted((REPO / package).rglob("*.py"))
     }
     constants = _module_constants(trees)
@@ -224,6 +232,10 @@ def test_each_variable_reaches_the_container_of_the_program_reading_it(
         if read.name in exempt:
             continue
         services = [read.service] if read.service else list(role_services)
+        if read.path.is_relative_to(REPO / "payments"):
+            # Shared by several programs: the containers of the settings that read it.
+            services = sorted({_BUILDER_SERVICE[label] for label in _reading_builders(read.name)})
+            assert services, f"{read.name} ({read.where}) is read by no settings builder"
         for service in services:
             if read.name not in _given(role_services[service], dockerfile):
                 missing.append(f"{read.name} ({read.where}) not given to {service}")

@@ -4,8 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from monitors.decisions.backoff import SOFT_DECLINE, RetrySchedule
-from monitors.decisions.yookassa import (
+from payments.decisions import (
     ChargeOutcome,
     DeclineAction,
     DeclineKind,
@@ -14,6 +13,8 @@ from monitors.decisions.yookassa import (
     classify_response,
     decide_after_decline,
 )
+from payments.schedules import SOFT_DECLINE
+from runtime.retry import RetrySchedule
 
 NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
 

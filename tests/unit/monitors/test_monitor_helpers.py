@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from monitors._metrics import UNSENT_OUTCOMES, UNSENT_PAYMENTS, start_at_zero
+from monitors.metrics import UNSENT_OUTCOMES, UNSENT_PAYMENTS, start_at_zero
 from monitors.notifymonitor import NotifySettings
 from monitors.parse_messages import ParseSettings, area_dm2, commission_bp, normalized_complex
 from monitors.tsmonitor import TermSettings

@@ -7,14 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from monitors.decisions.backoff import PAYMENT_POLL
 from monitors.decisions.periods import Period, charge_idempotence_key
-from monitors.decisions.yookassa import (
+from payments.decisions import (
     ChargeOutcome,
+    CreateVerdict,
     PaymentReference,
-    ResendVerdict,
     UnsentAction,
-    classify_resend,
+    classify_create,
     decide_unsent_payment,
     expired_key_note,
     key_expired,
@@ -25,6 +24,7 @@ from monitors.decisions.yookassa import (
     reference_mismatch,
     stored_request,
 )
+from payments.schedules import PAYMENT_POLL
 
 NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
 GRACE = timedelta(minutes=2)
@@ -61,22 +61,22 @@ PENDING = {"id": "2f1a-pending", "status": "pending", "confirmation": {}}
 @pytest.mark.parametrize(
     ("status", "body", "verdict", "outcome"),
     [
-        (200, PENDING, ResendVerdict.RECORD, ChargeOutcome.PENDING),
-        (200, {"id": "p-ok", "status": "succeeded"}, ResendVerdict.RECORD, ChargeOutcome.SUCCEEDED),
-        (200, {"id": "p-no", "status": "canceled"}, ResendVerdict.RECORD, ChargeOutcome.CANCELED),
+        (200, PENDING, CreateVerdict.RECORD, ChargeOutcome.PENDING),
+        (200, {"id": "p-ok", "status": "succeeded"}, CreateVerdict.RECORD, ChargeOutcome.SUCCEEDED),
+        (200, {"id": "p-no", "status": "canceled"}, CreateVerdict.RECORD, ChargeOutcome.CANCELED),
         # An id with a status we do not know: still the provider's payment under our key.
-        (200, {"id": "p-odd", "status": "odd"}, ResendVerdict.RECORD, ChargeOutcome.UNKNOWN),
-        (200, {"status": "pending"}, ResendVerdict.RETRY, ChargeOutcome.PENDING),
-        (None, None, ResendVerdict.RETRY, ChargeOutcome.UNKNOWN),
-        (500, {"type": "error", "code": "internal_server_error"}, ResendVerdict.RETRY, None),
-        (429, {"type": "error", "code": "too_many_requests"}, ResendVerdict.RETRY, None),
-        (401, {"code": "invalid_credentials"}, ResendVerdict.BAD_CREDENTIALS, None),
-        (400, {"type": "error", "code": "invalid_request"}, ResendVerdict.REFUSED, None),
-        (403, {"type": "error", "code": "forbidden"}, ResendVerdict.REFUSED, None),
+        (200, {"id": "p-odd", "status": "odd"}, CreateVerdict.RECORD, ChargeOutcome.UNKNOWN),
+        (200, {"status": "pending"}, CreateVerdict.RETRY, ChargeOutcome.PENDING),
+        (None, None, CreateVerdict.RETRY, ChargeOutcome.UNKNOWN),
+        (500, {"type": "error", "code": "internal_server_error"}, CreateVerdict.RETRY, None),
+        (429, {"type": "error", "code": "too_many_requests"}, CreateVerdict.RETRY, None),
+        (401, {"code": "invalid_credentials"}, CreateVerdict.BAD_CREDENTIALS, None),
+        (400, {"type": "error", "code": "invalid_request"}, CreateVerdict.REFUSED, None),
+        (403, {"type": "error", "code": "forbidden"}, CreateVerdict.REFUSED, None),
     ],
 )
-def test_classify_resend(status, body, verdict, outcome):
-    result = classify_resend(status, body)
+def test_classify_create(status, body, verdict, outcome):
+    result = classify_create(status, body)
     assert result.verdict is verdict
     if outcome is not None:
         assert result.charge.outcome is outcome
@@ -89,9 +89,9 @@ def test_a_refusal_names_the_providers_error():
         "description": "Idempotence key duplicated",
         "parameter": "Idempotence-Key",
     }
-    result = classify_resend(400, body)
+    result = classify_create(400, body)
     assert result.reason == "invalid_request: Idempotence key duplicated"
-    assert classify_resend(403, {}).reason == "http_403"
+    assert classify_create(403, {}).reason == "http_403"
 
 
 def test_next_resend_backs_off_and_never_past_the_key_window():

@@ -1,6 +1,7 @@
 """Capped exponential retry schedules with attempt limits.
 
-Used for soft payment declines, outbox delivery failures and payment polling. The schedule is pure:
+Used for soft payment declines and payment polling (payments.schedules), outbox delivery
+failures (monitors.outbox) and the monitors' Telegram retries. The schedule is pure:
 it never reads the clock; callers pass `now`. Jitter takes a number in [0, 1) from the caller so
 tests stay deterministic while replicas still spread their retries.
 """
@@ -55,11 +56,3 @@ class RetrySchedule:
         if self.exhausted(failed_attempts):
             return None
         return now + timedelta(seconds=self.delay_s(failed_attempts, jitter))
-
-
-#: Outbox delivery after network errors and 5xx: fast at first, at most 10 min apart, 8 tries.
-OUTBOX_DELIVERY = RetrySchedule(base_s=5.0, cap_s=600.0, max_attempts=8, jitter_fraction=0.2)
-#: Soft payment declines (insufficient funds, issuer unavailable, ...): 6 h, 12 h, 24 h, 24 h.
-SOFT_DECLINE = RetrySchedule(base_s=6 * 3600.0, cap_s=24 * 3600.0, max_attempts=5)
-#: Polling a pending payment whose webhook may be lost: 1 min doubling to 1 h, for ~1 day.
-PAYMENT_POLL = RetrySchedule(base_s=60.0, cap_s=3600.0, max_attempts=30)

@@ -12,11 +12,12 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from monitors.decisions.backoff import PAYMENT_POLL, SOFT_DECLINE, RetrySchedule
-from monitors.decisions.periods import charge_key
+from payments.amounts import amount_minor
+from payments.keys import charge_key
+from payments.schedules import PAYMENT_POLL, SOFT_DECLINE
+from runtime.retry import RetrySchedule
 
 
 class DeclineKind(enum.Enum):
@@ -234,7 +235,7 @@ def decide_unsent_payment(
     return UnsentDecision(UnsentAction.RESEND)
 
 
-class ResendVerdict(enum.Enum):
+class CreateVerdict(enum.Enum):
     #: The provider answered with the payment under this key: record its id, follow it.
     RECORD = "record"
     #: No usable answer (network, 5xx, 429): the outcome is unknown, repeat later, same key.
@@ -246,28 +247,40 @@ class ResendVerdict(enum.Enum):
 
 
 @dataclass(frozen=True)
-class ResendResult:
-    verdict: ResendVerdict
+class CreateResult:
+    verdict: CreateVerdict
     charge: ChargeResult
     #: REFUSED: the provider's error, for cancellation_reason and last_error.
     reason: str | None = None
 
 
-def classify_resend(http_status: int | None, body: Mapping[str, Any] | None) -> ResendResult:
-    """Classify the answer to a repeated create request."""
+def refusal_detail(http_status: int | None, body: Mapping[str, Any] | None) -> str:
+    """The provider's words for a refused request, `code: description`, for last_error."""
+    code = (body or {}).get("code")
+    code = code if isinstance(code, str) else f"http_{http_status}"
+    description = (body or {}).get("description")
+    return f"{code}: {description}" if isinstance(description, str) else code
+
+
+def credentials_refused(http_status: int | None) -> bool:
+    """401: YooKassa refuses the shop's credentials. A configuration fault, not the payment's:
+    nothing was made under the key, so it is neither a decline nor a refusal."""
+    return http_status == 401
+
+
+def classify_create(http_status: int | None, body: Mapping[str, Any] | None) -> CreateResult:
+    """Classify the answer to a checkout's create request, first (API, bot) or repeated
+    (payment_monitor): one rule for what is recorded, retried or canceled."""
     charge = classify_response(http_status, body)
-    if http_status == 401:
-        return ResendResult(ResendVerdict.BAD_CREDENTIALS, charge)
+    if credentials_refused(http_status):
+        return CreateResult(CreateVerdict.BAD_CREDENTIALS, charge)
     if charge.outcome is ChargeOutcome.REJECTED:
-        description = (body or {}).get("description")
-        code = charge.error_code or f"http_{http_status}"
-        reason = f"{code}: {description}" if isinstance(description, str) else code
-        return ResendResult(ResendVerdict.REFUSED, charge, reason)
+        return CreateResult(CreateVerdict.REFUSED, charge, refusal_detail(http_status, body))
     if charge.payment_id is not None and http_status is not None and 200 <= http_status < 300:
         # Final or not, and even with a status we do not know: the id is the provider's payment
         # under our key, and the normal polling path finds out the rest.
-        return ResendResult(ResendVerdict.RECORD, charge)
-    return ResendResult(ResendVerdict.RETRY, charge)
+        return CreateResult(CreateVerdict.RECORD, charge)
+    return CreateResult(CreateVerdict.RETRY, charge)
 
 
 def next_resend_at(
@@ -349,17 +362,6 @@ def payment_reference(payment: Mapping[str, Any]) -> PaymentReference | None:
     return None
 
 
-def _amount_minor(amount: Any) -> int | None:
-    value = amount.get("value") if isinstance(amount, Mapping) else None
-    try:
-        minor = Decimal(str(value)) * 100
-    except InvalidOperation:
-        return None
-    if not minor.is_finite() or minor != minor.to_integral_value():
-        return None
-    return int(minor)
-
-
 def reference_mismatch(row: Mapping[str, Any], payment: Mapping[str, Any]) -> str | None:
     """Why the provider payment is not the one committed as `row`; None when it is.
 
@@ -369,7 +371,7 @@ def reference_mismatch(row: Mapping[str, Any], payment: Mapping[str, Any]) -> st
     """
     amount = payment.get("amount")
     currency = amount.get("currency") if isinstance(amount, Mapping) else None
-    if _amount_minor(amount) != row["amount_minor"] or currency != row["currency"]:
+    if amount_minor(amount) != row["amount_minor"] or currency != row["currency"]:
         return f"amount {amount} is not the row's {row['amount_minor']} minor {row['currency']}"
     sent = payment.get("metadata") or {}
     request = stored_request(row)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from monitors import _metrics
-from monitors._payment_apply import apply_final
-from monitors._payment_work import NOT_A_CHARGE, OPEN_STATUSES, PaymentWork
-from monitors.decisions.yookassa import (
+from monitors import metrics
+from monitors.payment_stages.apply import apply_final
+from monitors.payment_stages.work import NOT_A_CHARGE, OPEN_STATUSES, PaymentWork
+from payments.decisions import (
     ChargeOutcome,
     classify_response,
     next_poll_at,
@@ -52,17 +52,17 @@ async def _poll_one(work: PaymentWork, payment: dict[str, Any]) -> None:
     status, body = await work.yookassa.get_payment(payment["provider_payment_id"])
     result = classify_response(status, body)
     if result.outcome in (ChargeOutcome.SUCCEEDED, ChargeOutcome.CANCELED):
-        _metrics.PAYMENT_POLLS.labels(result="final").inc()
+        metrics.PAYMENT_POLLS.labels(result="final").inc()
         try:
             await apply_final(work, payment, result, body or {}, source="poll")
             return
         except (TransientError, IntegrityError) as exc:
             error = f"apply: {exc}"
     elif result.outcome is ChargeOutcome.PENDING:
-        _metrics.PAYMENT_POLLS.labels(result="pending").inc()
+        metrics.PAYMENT_POLLS.labels(result="pending").inc()
         error = None
     else:
-        _metrics.PAYMENT_POLLS.labels(result="unknown").inc()
+        metrics.PAYMENT_POLLS.labels(result="unknown").inc()
         error = f"GET payment: HTTP {status}"
     now = work.ctx.clock.now()
     attempts = payment["check_attempts"] + 1

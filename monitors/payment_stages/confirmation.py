@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from monitors import _metrics
-from monitors._outbox import enqueue
-from monitors._payment_work import NOT_A_CHARGE, PaymentWork
+from monitors import metrics
 from monitors.decisions.telegram import Verdict, classify_telegram_response
+from monitors.outbox import enqueue
+from monitors.payment_stages.work import NOT_A_CHARGE, PaymentWork
 from runtime.errors import MonitorError
 
 
@@ -75,7 +75,7 @@ async def _confirm_one(work: PaymentWork, payment: dict[str, Any]) -> bool:
             " WHERE id = ? AND lease_owner = ?",
             (now, payment["id"], work.ctx.owner),
         )
-    _metrics.CONFIRMATIONS.inc()
+    metrics.CONFIRMATIONS.inc()
     work.log.info("payment_confirmed", payment_id=payment["id"], chats=len(links))
     return True
 
@@ -104,7 +104,7 @@ async def _invite_link(
     )
     outcome = classify_telegram_response(status, body)
     if outcome.verdict is not Verdict.DELIVERED or not isinstance((body or {}).get("result"), dict):
-        _metrics.INVITE_LINKS.labels(outcome="failed").inc()
+        metrics.INVITE_LINKS.labels(outcome="failed").inc()
         work.log.warning(
             "invite_link_failed", chat_id=chat["telegram_chat_id"], error=outcome.description
         )
@@ -117,5 +117,5 @@ async def _invite_link(
         " expire_at) VALUES (?, ?, ?, ?, ?, 1, ?)",
         (chat["id"], user["id"], payment["id"], link, name, expire_at),
     )
-    _metrics.INVITE_LINKS.labels(outcome="created").inc()
+    metrics.INVITE_LINKS.labels(outcome="created").inc()
     return link

@@ -3,30 +3,32 @@
 After PAYMENT_RESEND_AFTER_S the committed request is sent again with the SAME Idempotence-Key,
 so the provider makes one payment either way; its id is recorded and a final answer applied at
 once. A key past PAYMENT_KEY_WINDOW_H is never repeated: that payment, and one the provider
-refuses, is canceled (cancellation_party 'merchant') without a notice to the member.
+refuses, is canceled (payments.store: party 'merchant' for an expired key, 'yoo_money' for
+a refusal) without a notice to the member.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import datetime, timedelta
 from typing import Any
 
-from monitors import _metrics
-from monitors._payment_apply import apply_final
-from monitors._payment_work import NOT_A_CHARGE, PaymentWork
-from monitors.decisions.backoff import PAYMENT_POLL
-from monitors.decisions.yookassa import (
-    EXPIRED_KEY_REASON,
+from monitors import metrics
+from monitors.payment_stages.apply import apply_final
+from monitors.payment_stages.work import NOT_A_CHARGE, PaymentWork
+from payments.decisions import (
     ChargeOutcome,
-    ResendResult,
-    ResendVerdict,
+    CreateResult,
+    CreateVerdict,
     UnsentAction,
-    classify_resend,
+    classify_create,
     decide_unsent_payment,
     expired_key_note,
     next_resend_at,
     stored_request,
 )
+from payments.schedules import PAYMENT_POLL
+from payments.store import cancel_expired, cancel_refused
 from runtime.errors import IntegrityError, MonitorError, TransientError
 
 
@@ -64,37 +66,45 @@ async def _resend_one(work: PaymentWork, payment: dict[str, Any]) -> bool:
     log = work.log.bind(payment_id=payment["id"])
     if decision.action is UnsentAction.WAIT:
         await _unsent_later(work, payment, payment["check_attempts"], decision.not_before, None)
-        _metrics.UNSENT_PAYMENTS.labels(outcome="waiting").inc()
+        metrics.UNSENT_PAYMENTS.labels(outcome="waiting").inc()
         log.info("unsent_payment_waits", until=str(decision.not_before))
         return False
     if decision.action is UnsentAction.EXPIRE:
         await _cancel_unsent(
             work,
             payment,
-            EXPIRED_KEY_REASON,
-            expired_key_note(payment["created_at"], now, config.key_window),
+            cancel_expired(
+                work.db,
+                payment["id"],
+                expired_key_note(payment["created_at"], now, config.key_window),
+                now,
+            ),
         )
-        _metrics.UNSENT_PAYMENTS.labels(outcome="expired").inc()
+        metrics.UNSENT_PAYMENTS.labels(outcome="expired").inc()
         age_h = (now - payment["created_at"]).total_seconds() / 3600
         log.warning("unsent_payment_expired", age_h=round(age_h, 1))
         return True
     assert request is not None, "RESEND is decided only with the stored request"
     status, body = await work.yookassa.create_payment(request, payment["idempotence_key"])
-    result = classify_resend(status, body)
-    if result.verdict is ResendVerdict.BAD_CREDENTIALS:
+    result = classify_create(status, body)
+    if result.verdict is CreateVerdict.BAD_CREDENTIALS:
         await work.release_payment(payment)
         raise MonitorError("YooKassa refuses the shop's credentials (HTTP 401)")
-    if result.verdict is ResendVerdict.REFUSED:
+    if result.verdict is CreateVerdict.REFUSED:
         await _cancel_unsent(
             work,
             payment,
-            "request_rejected",
-            f"the provider refused the repeated request: {result.reason}",
+            cancel_refused(
+                work.db,
+                payment["id"],
+                f"the provider refused the repeated request: {result.reason}",
+                now,
+            ),
         )
-        _metrics.UNSENT_PAYMENTS.labels(outcome="refused").inc()
+        metrics.UNSENT_PAYMENTS.labels(outcome="refused").inc()
         log.warning("unsent_payment_refused", reason=result.reason)
         return True
-    if result.verdict is ResendVerdict.RECORD:
+    if result.verdict is CreateVerdict.RECORD:
         try:
             return await _record_resent(work, payment, result, body or {})
         except IntegrityError as exc:
@@ -112,13 +122,13 @@ async def _resend_one(work: PaymentWork, payment: dict[str, Any]) -> bool:
         retry_after_s=result.charge.retry_after_s,
     )
     await _unsent_later(work, payment, attempts, retry_at, error)
-    _metrics.UNSENT_PAYMENTS.labels(outcome="retried").inc()
+    metrics.UNSENT_PAYMENTS.labels(outcome="retried").inc()
     log.info("unsent_payment_retry", attempts=attempts, retry_at=retry_at.isoformat())
     return True
 
 
 async def _record_resent(
-    work: PaymentWork, payment: dict[str, Any], result: ResendResult, body: dict[str, Any]
+    work: PaymentWork, payment: dict[str, Any], result: CreateResult, body: dict[str, Any]
 ) -> bool:
     """Record the provider's payment under the key; apply it at once when final."""
     now = work.ctx.clock.now()
@@ -142,7 +152,7 @@ async def _record_resent(
         await work.release_payment(payment)
         log.info("unsent_payment_recorded_elsewhere")
         return False
-    _metrics.UNSENT_PAYMENTS.labels(outcome="recorded").inc()
+    metrics.UNSENT_PAYMENTS.labels(outcome="recorded").inc()
     log.info("unsent_payment_recorded", status=body.get("status"))
     if final:
         recorded_row = {**payment, "provider_payment_id": charge.payment_id}
@@ -170,19 +180,10 @@ async def _unsent_later(
 
 
 async def _cancel_unsent(
-    work: PaymentWork, payment: dict[str, Any], reason: str, detail: str
+    work: PaymentWork, payment: dict[str, Any], cancel: Awaitable[bool]
 ) -> None:
-    """Cancel a payment the provider has no trace of for us; nothing to apply or tell."""
-    now = work.ctx.clock.now()
-    canceled = await work.db.execute(
-        "UPDATE payments SET status = 'canceled', cancellation_party = 'merchant',"
-        " cancellation_reason = ?, last_error = ?, processed_at = ?, next_check_at = NULL,"
-        " updated_at = ?, lease_owner = NULL, lease_expires_at = NULL"
-        " WHERE id = ? AND status = 'created' AND provider_payment_id IS NULL"
-        " AND processed_at IS NULL",
-        (reason, detail[:500], now, now, payment["id"]),
-    )
-    if canceled:
-        _metrics.PAYMENTS_FINALIZED.labels(status="canceled", source="resend").inc()
+    """Count a payment the provider has no trace of as canceled, or let it go if it was not."""
+    if await cancel:
+        metrics.PAYMENTS_FINALIZED.labels(status="canceled", source="resend").inc()
     else:
         await work.release_payment(payment)

@@ -15,13 +15,13 @@ from typing import Any
 
 from structlog.stdlib import BoundLogger
 
-from monitors import _metrics
-from monitors._clients import TelegramClient
-from monitors.decisions.backoff import RetrySchedule
+from monitors import metrics
 from monitors.decisions.telegram import Verdict, classify_telegram_response
+from monitors.telegram_client import TelegramClient
 from runtime.db import AsyncDatabase
 from runtime.errors import MonitorError
 from runtime.monitor import Clock
+from runtime.retry import RetrySchedule
 
 #: Bot API failures that may pass (5xx, network): from 30 s doubling to an hour, 10 tries.
 MODERATION_RETRY = RetrySchedule(base_s=30.0, cap_s=3600.0, max_attempts=10, jitter_fraction=0.2)
@@ -93,7 +93,7 @@ class ModerationExecutor:
                 await self._finish(
                     action, "failed", "superseded: the member has a live subscription"
                 )
-                _metrics.MODERATION_ACTIONS.labels(action="ban", outcome="superseded").inc()
+                metrics.MODERATION_ACTIONS.labels(action="ban", outcome="superseded").inc()
                 log.info("ban_superseded")
                 return True
             method = "banChatMember"
@@ -107,13 +107,13 @@ class ModerationExecutor:
         now = self.clock.now()
         if outcome.verdict is Verdict.DELIVERED:
             await self._done(action, body or {})
-            _metrics.MODERATION_ACTIONS.labels(action=action["action"], outcome="done").inc()
+            metrics.MODERATION_ACTIONS.labels(action=action["action"], outcome="done").inc()
             log.info("moderation_action_done")
             return True
         if outcome.verdict is Verdict.RETRY_AFTER:
             later = now + timedelta(seconds=outcome.retry_after_s or 1.0)
             await self._reschedule(action, later, outcome.description, count_attempt=False)
-            _metrics.MODERATION_ACTIONS.labels(action=action["action"], outcome="retried").inc()
+            metrics.MODERATION_ACTIONS.labels(action=action["action"], outcome="retried").inc()
             return False
         if outcome.verdict is Verdict.BOT_FAULT:
             await self._reschedule(action, now, outcome.description, count_attempt=False)
@@ -123,12 +123,12 @@ class ModerationExecutor:
             retry_at = MODERATION_RETRY.next_attempt_at(now, attempts)
             if retry_at is not None:
                 await self._reschedule(action, retry_at, outcome.description, count_attempt=True)
-                _metrics.MODERATION_ACTIONS.labels(action=action["action"], outcome="retried").inc()
+                metrics.MODERATION_ACTIONS.labels(action=action["action"], outcome="retried").inc()
                 log.warning("moderation_action_retry_scheduled", attempts=attempts)
                 return False
         # Permanent: chat or user not found, not an admin, the chat owner, attempts used up.
         await self._finish(action, "failed", outcome.description or "failed")
-        _metrics.MODERATION_ACTIONS.labels(action=action["action"], outcome="failed").inc()
+        metrics.MODERATION_ACTIONS.labels(action=action["action"], outcome="failed").inc()
         log.warning("moderation_action_failed", description=outcome.description)
         return True
 

@@ -12,18 +12,19 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from monitors import _metrics
-from monitors._payment_apply import apply_final
-from monitors._payment_work import PaymentWork
-from monitors.decisions.backoff import PAYMENT_POLL, RetrySchedule
-from monitors.decisions.yookassa import (
+from monitors import metrics
+from monitors.payment_stages.apply import apply_final
+from monitors.payment_stages.work import PaymentWork
+from payments.decisions import (
     ChargeOutcome,
     classify_payment_object,
     classify_response,
     payment_reference,
     reference_mismatch,
 )
+from payments.schedules import PAYMENT_POLL
 from runtime.errors import IntegrityError, TransientError
+from runtime.retry import RetrySchedule
 
 #: Provider events whose payment is unknown here or unreachable there: retried, then failed.
 EVENT_RETRY = RetrySchedule(base_s=10.0, cap_s=600.0, max_attempts=8)
@@ -82,7 +83,7 @@ async def _process_event(work: PaymentWork, event: dict[str, Any]) -> None:
             f" ({payment['cancellation_reason']}): refund it or apply it by hand"
         )
         await _finish_event(work, event, "failed", note)
-        _metrics.UNSENT_PAYMENTS.labels(outcome="paid_after_cancel").inc()
+        metrics.UNSENT_PAYMENTS.labels(outcome="paid_after_cancel").inc()
         log.error("payment_paid_after_cancel", payment_id=payment["id"])
         return
     if result.outcome is ChargeOutcome.PENDING:
@@ -158,7 +159,7 @@ async def _match_unrecorded(
     if recorded is None or recorded["provider_payment_id"] != object_id:
         await _retry_event(work, event, "the row changed while its provider id was recorded")
         return None
-    _metrics.UNSENT_PAYMENTS.labels(outcome="matched").inc()
+    metrics.UNSENT_PAYMENTS.labels(outcome="matched").inc()
     log.info("provider_event_matched", payment_id=row["id"], provider_payment_id=object_id)
     return recorded
 
@@ -207,7 +208,7 @@ async def _finish_event(
         " WHERE id = ? AND lease_owner = ?",
         (now, outcome, note, event["id"], work.ctx.owner),
     )
-    _metrics.PROVIDER_EVENTS.labels(outcome=outcome).inc()
+    metrics.PROVIDER_EVENTS.labels(outcome=outcome).inc()
 
 
 async def _retry_event(work: PaymentWork, event: dict[str, Any], error: str) -> None:
@@ -222,7 +223,7 @@ async def _retry_event(work: PaymentWork, event: dict[str, Any], error: str) -> 
         " lease_owner = NULL, lease_expires_at = NULL WHERE id = ? AND lease_owner = ?",
         (attempts, retry_at, error[:500], event["id"], work.ctx.owner),
     )
-    _metrics.PROVIDER_EVENTS.labels(outcome="retried").inc()
+    metrics.PROVIDER_EVENTS.labels(outcome="retried").inc()
 
 
 async def _release_event(work: PaymentWork, event: dict[str, Any]) -> None:

@@ -11,11 +11,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from monitors import _metrics
-from monitors._outbox import enqueue
-from monitors._payment_work import PaymentWork
+from monitors import metrics
 from monitors.decisions.periods import extension_start, period_after
-from monitors.decisions.yookassa import ChargeOutcome, ChargeResult
+from monitors.outbox import enqueue
+from monitors.payment_stages.work import PaymentWork
+from payments.decisions import ChargeOutcome, ChargeResult
+from payments.store import extend_subscription
 from runtime.db import AsyncTransaction
 from runtime.errors import TransientError
 
@@ -69,7 +70,7 @@ async def apply_final(
                 priority=10,
             )
     status = "succeeded" if succeeded else "canceled"
-    _metrics.PAYMENTS_FINALIZED.labels(status=status, source=source).inc()
+    metrics.PAYMENTS_FINALIZED.labels(status=status, source=source).inc()
     work.log.info("payment_finalized", payment_id=payment["id"], status=status, source=source)
     return True
 
@@ -99,25 +100,16 @@ async def _activate(
     has_method = method_id is not None or bool(live and live["payment_method_id"])
     next_charge = period.end - work.config.charge_ahead if auto_renew and has_method else None
     if live is not None:
-        extended = await tx.execute(
-            "UPDATE subscriptions SET current_period_start = ?, current_period_end = ?,"
-            " status = 'active', grace_until = NULL, tariff_id = ?,"
-            " payment_method_id = coalesce(?, payment_method_id), auto_renew = ?,"
-            " auto_renew_stopped_reason = CASE WHEN ? THEN NULL"
-            " ELSE auto_renew_stopped_reason END, next_charge_at = ?, updated_at = ?"
-            " WHERE id = ? AND current_period_end = ? AND status IN ('active', 'grace')",
-            (
-                period.start,
-                period.end,
-                payment["tariff_id"],
-                method_id,
-                auto_renew,
-                method_id is not None,
-                next_charge,
-                now,
-                live["id"],
-                current_end,
-            ),
+        extended = await extend_subscription(
+            tx,
+            live["id"],
+            from_end=current_end,
+            period=period,
+            next_charge_at=next_charge,
+            now=now,
+            tariff_id=payment["tariff_id"],
+            method_id=method_id,
+            auto_renew=auto_renew,
         )
         if not extended:
             raise TransientError("the subscription changed meanwhile; apply again")

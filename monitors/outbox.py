@@ -10,10 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from monitors import _metrics
+from monitors import metrics
 from runtime.db import AsyncDatabase, AsyncTransaction
+from runtime.retry import RetrySchedule
 
 #: Statuses the backlog counts; `sent` rows are history, and counting them would scan the table.
+#: Outbox delivery after network errors and 5xx: fast at first, at most 10 min apart, 8 tries.
+OUTBOX_DELIVERY = RetrySchedule(base_s=5.0, cap_s=600.0, max_attempts=8, jitter_fraction=0.2)
+
 BACKLOG_STATUSES = ("queued", "failed", "sending", "dead")
 
 # One arm per partial index (outbox_due_idx, outbox_sending_lease_idx, outbox_dead_idx): a
@@ -73,6 +77,6 @@ async def refresh_backlog_gauges(db: AsyncDatabase, now: datetime) -> Backlog:
     """Read the backlog and set domos_outbox_backlog and domos_outbox_oldest_due_age_seconds."""
     found = await backlog(db, now)
     for status, count in found.counts.items():
-        _metrics.OUTBOX_BACKLOG.labels(status=status).set(count)
-    _metrics.OUTBOX_OLDEST_DUE_AGE.set(found.oldest_due_age_s)
+        metrics.OUTBOX_BACKLOG.labels(status=status).set(count)
+    metrics.OUTBOX_OLDEST_DUE_AGE.set(found.oldest_due_age_s)
     return found

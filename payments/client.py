@@ -1,0 +1,130 @@
+"""The YooKassa API client (httpx), async for the API, the bot and the monitors, sync for the WSGI
+botapi. Both variants build their requests and read their answers here, once.
+
+It does not interpret answers: payments.decisions does. An answer is `(status, body)`, the body
+None unless it is a JSON object; a network failure or timeout is `(None, None)`, which callers
+read as "outcome unknown" (repeat the same Idempotence-Key, or fetch the payment later).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from runtime.config import Settings
+
+Answer = tuple[int | None, dict[str, Any] | None]
+#: The monitors' and the bot's calls; the API and botapi pass their own.
+DEFAULT_TIMEOUT_S = 15.0
+UNKNOWN: Answer = (None, None)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request to the API, relative to its `/v3` base."""
+
+    method: str
+    path: str
+    json: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def create_payment_call(body: dict[str, Any], idempotence_key: str) -> Call:
+    return Call("POST", "/payments", body, {"Idempotence-Key": idempotence_key})
+
+
+def get_payment_call(payment_id: str) -> Call:
+    # The id comes from a webhook body or an answer: quoted, it can only name a payment.
+    return Call("GET", f"/payments/{quote(payment_id, safe='')}")
+
+
+def get_refund_call(refund_id: str) -> Call:
+    return Call("GET", f"/refunds/{quote(refund_id, safe='')}")
+
+
+def read_answer(response: httpx.Response) -> Answer:
+    try:
+        body = response.json()
+    except ValueError:  # not JSON, empty, or not UTF-8
+        body = None
+    return response.status_code, body if isinstance(body, dict) else None
+
+
+def _client_options(settings: Settings, timeout_s: float) -> dict[str, Any]:
+    shop_id, secret = settings.yookassa.require_credentials()
+    return {
+        "base_url": f"{settings.yookassa.api_url}/v3",
+        "auth": httpx.BasicAuth(shop_id, secret),
+        "timeout": timeout_s,
+    }
+
+
+class YooKassaClient:
+    """Async; `open()` before the first call, `close()` at the end."""
+
+    def __init__(self, settings: Settings, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self._options = _client_options(settings, timeout_s)
+        self._timeout_s = timeout_s
+        self._http: httpx.AsyncClient | None = None
+
+    async def open(self) -> None:
+        if self._http is None:
+            self._http = httpx.AsyncClient(**self._options)
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    async def create_payment(self, body: dict[str, Any], idempotence_key: str) -> Answer:
+        return await self._send(create_payment_call(body, idempotence_key))
+
+    async def get_payment(self, payment_id: str) -> Answer:
+        return await self._send(get_payment_call(payment_id))
+
+    async def get_refund(self, refund_id: str) -> Answer:
+        return await self._send(get_refund_call(refund_id))
+
+    async def _send(self, call: Call) -> Answer:
+        assert self._http is not None, "YooKassaClient.open() first"
+        try:
+            # httpx's timeout is per phase; the deadline bounds the whole call, as it always did.
+            async with asyncio.timeout(self._timeout_s):
+                response = await self._http.request(
+                    call.method, call.path, json=call.json, headers=call.headers
+                )
+        except (TimeoutError, httpx.HTTPError):
+            return UNKNOWN
+        return read_answer(response)
+
+
+class SyncYooKassaClient:
+    """Sync, for the WSGI workers; usable at once, `close()` at the end."""
+
+    def __init__(self, settings: Settings, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self._http = httpx.Client(**_client_options(settings, timeout_s))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def create_payment(self, body: dict[str, Any], idempotence_key: str) -> Answer:
+        return self._send(create_payment_call(body, idempotence_key))
+
+    def get_payment(self, payment_id: str) -> Answer:
+        return self._send(get_payment_call(payment_id))
+
+    def get_refund(self, refund_id: str) -> Answer:
+        return self._send(get_refund_call(refund_id))
+
+    def _send(self, call: Call) -> Answer:
+        try:
+            response = self._http.request(
+                call.method, call.path, json=call.json, headers=call.headers
+            )
+        except httpx.HTTPError:
+            return UNKNOWN
+        return read_answer(response)
