@@ -397,12 +397,12 @@ def add_routes(app: web.Application, keys: Keys) -> None:
         try:
             limits = FloodLimits(
                 enabled=bool(merged["enabled"]),
-                per_bot_per_s=float(merged["per_bot_per_s"]),  # type: ignore[arg-type]
-                per_bot_burst=int(merged["per_bot_burst"]),  # type: ignore[call-overload]
-                per_chat_per_s=float(merged["per_chat_per_s"]),  # type: ignore[arg-type]
-                per_chat_burst=int(merged["per_chat_burst"]),  # type: ignore[call-overload]
-                per_group_per_min=float(merged["per_group_per_min"]),  # type: ignore[arg-type]
-                per_group_burst=int(merged["per_group_burst"]),  # type: ignore[call-overload]
+                per_bot_per_s=float(merged["per_bot_per_s"]),
+                per_bot_burst=int(merged["per_bot_burst"]),
+                per_chat_per_s=float(merged["per_chat_per_s"]),
+                per_chat_burst=int(merged["per_chat_burst"]),
+                per_group_per_min=float(merged["per_group_per_min"]),
+                per_group_burst=int(merged["per_group_burst"]),
             )
         except (TypeError, ValueError):
             raise ControlError("limits must be numbers") from None
