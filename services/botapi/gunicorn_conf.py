@@ -14,9 +14,12 @@ from prometheus_client import multiprocess
 
 from runtime.logging import configure_logging
 from services.botapi.main import program_settings
+from services.botapi.settings import BotApiSettings
 
-bind = f"{os.environ.get('BOTAPI_HOST', '127.0.0.1')}:{os.environ.get('BOTAPI_PORT', '6000')}"
-workers = int(os.environ.get("BOTAPI_WORKERS", "2"))
+# BOTAPI_* have one reader, the one `domos botapi` and the app use; `--bind`/`--workers` win.
+_botapi = BotApiSettings.from_env()
+bind = f"{_botapi.host}:{_botapi.port}"
+workers = _botapi.workers
 worker_class = "sync"
 timeout = 30
 graceful_timeout = 10

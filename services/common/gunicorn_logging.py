@@ -14,7 +14,7 @@ from typing import Any
 from gunicorn.glogging import Logger
 
 
-class RootLogger(Logger):  # type: ignore[misc]
+class RootLogger(Logger):  # type: ignore[misc]  # gunicorn ships no types
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
         for log in (self.error_log, self.access_log):

@@ -8,7 +8,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 
-class WebServer(BaseApplication):  # type: ignore[misc]
+class WebServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no types
     def __init__(self, options: dict[str, Any]) -> None:
         self.options = options
         super().__init__()

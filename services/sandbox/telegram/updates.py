@@ -233,7 +233,10 @@ def set_blocked(world: World, bot: BotState, user: User, blocked: bool) -> dict[
     else:
         bot.blocked_by.discard(user.id)
     bot_user = bot.user.to_api()
-    statuses = {True: {"status": "kicked", "until_date": 0}, False: {"status": "member"}}
+    statuses: dict[bool, dict[str, object]] = {
+        True: {"status": "kicked", "until_date": 0},
+        False: {"status": "member"},
+    }
     update = {
         "chat": chat.to_api(),
         "from": user.to_api(),

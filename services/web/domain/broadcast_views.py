@@ -50,10 +50,12 @@ def _storable(value: str) -> None:
 
 
 class MessageTextField(forms.CharField):
-    def to_python(self, value: Any) -> str:
+    def to_python(self, value: Any) -> str | None:
         # Browsers submit a textarea's line breaks as CRLF; Telegram's are LF. Before the
         # length check, which counts what Telegram will.
-        text: str = super().to_python(value)
+        text = super().to_python(value)
+        if text is None:
+            return None
         return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
@@ -74,7 +76,9 @@ class BroadcastForm(forms.Form):
             (str(tariff.pk), f"Участники тарифа «{tariff.title}»")
             for tariff in m.Tariff.objects.order_by("title")
         ]
-        self.fields["audience"].choices = choices
+        audience = self.fields["audience"]
+        assert isinstance(audience, forms.ChoiceField)
+        audience.choices = choices
 
     def audience_value(self) -> broadcasts.Audience:
         value = self.cleaned_data["audience"]

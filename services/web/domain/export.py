@@ -17,7 +17,8 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.utils import timezone
 
@@ -132,7 +133,7 @@ class ExportForm(forms.Form):
 
 def export_view(
     request: HttpRequest, *, payment_admin: admin.ModelAdmin[m.Payment]
-) -> HttpResponse:
+) -> HttpResponseBase:
     """GET without dates: the form. GET with `first` and `last`: the CSV, streamed."""
     if not payment_admin.has_view_permission(request):
         raise PermissionDenied
