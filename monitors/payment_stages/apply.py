@@ -103,7 +103,7 @@ async def _activate(
         extended = await extend_subscription(
             tx,
             live["id"],
-            from_end=current_end,
+            from_end=live["current_period_end"],
             period=period,
             next_charge_at=next_charge,
             now=now,

@@ -32,7 +32,6 @@ from services.api.models import (
     Payment,
     PaymentCreate,
     SubscriptionStatus,
-    Text,
     TokenInfo,
     TokenIssue,
     TokenKind,
@@ -48,6 +47,7 @@ from services.api.settings import ApiSettings
 from services.api.subscriptions import subscription_status
 from services.api.tokens import TokenHasher, TokenStore, token_state, uses_left
 from services.common.credentials import secret_matches
+from services.common.text import Text
 
 log = structlog.get_logger("api")
 

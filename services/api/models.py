@@ -25,6 +25,7 @@ def _utc(value: datetime) -> datetime:
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
 TelegramId = Annotated[int, Field(ge=-INT64_MAX, le=INT64_MAX)]
 TokenKind = Literal["advert", "contract"]
+SubscriptionState = Literal["active", "grace", "expired", "canceled", "none"]
 
 
 class Strict(BaseModel):
@@ -37,7 +38,7 @@ class Strict(BaseModel):
 class SubscriptionStatus(BaseModel):
     telegram_id: int
     #: `none` when the member never subscribed.
-    status: Literal["active", "grace", "expired", "canceled", "none"]
+    status: SubscriptionState
     #: True while the member has access: active, or in the grace period.
     is_active: bool
     tariff_code: str | None = None

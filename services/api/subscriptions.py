@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import cast, get_args
+
 from runtime.db import AsyncDatabase
 from services.api.errors import ApiError
-from services.api.models import SubscriptionStatus
+from services.api.models import SubscriptionState, SubscriptionStatus
 
 # The live (active/grace) subscription if there is one, else the one that ended last.
 _STATUS = (
@@ -20,11 +22,19 @@ _STATUS = (
 )
 
 
+def _state(stored: str | None) -> SubscriptionState:
+    """The stored status (a CHECK constraint keeps it to these) as the API's type."""
+    for state in get_args(SubscriptionState):
+        if state == (stored or "none"):
+            return cast(SubscriptionState, state)
+    raise ValueError(f"unknown subscription status {stored!r}")
+
+
 async def subscription_status(db: AsyncDatabase, telegram_id: int) -> SubscriptionStatus:
     row = await db.fetchone(_STATUS, (telegram_id,))
     if row is None:
         raise ApiError(404, "user_not_found", f"no member with telegram id {telegram_id}")
-    status = row["status"] or "none"
+    status = _state(row["status"])
     return SubscriptionStatus(
         telegram_id=telegram_id,
         status=status,

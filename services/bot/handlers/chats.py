@@ -5,7 +5,7 @@ chat that is not a paid one), and membership changes."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 import structlog
 from aiogram import Bot, F, Router
@@ -66,7 +66,10 @@ async def _store(db: AsyncDatabase, message: Message, kind: str) -> None:
         kind=kind,
         text=message.text or message.caption,
         message_date=message.date,
-        edited_at=message.edit_date,
+        # Telegram sends edit_date as Unix time (aiogram keeps it an int), date as a datetime.
+        edited_at=None
+        if message.edit_date is None
+        else datetime.fromtimestamp(message.edit_date, UTC),
         raw=message.model_dump(mode="json", exclude_none=True, by_alias=True),
     )
 

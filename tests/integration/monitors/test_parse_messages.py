@@ -279,3 +279,37 @@ async def test_a_download_failure_is_retried_later(db, sandbox, monitors):
     await monitor.tick()
     [row] = await db.fetchall("SELECT * FROM audio_files", db="audio")
     assert row["status"] == "downloaded"
+
+
+async def test_an_edited_group_message_reaches_the_inbox_again(db):
+    from datetime import UTC, datetime
+
+    from aiogram.types import Message
+
+    from services.bot.handlers.chats import group_message
+
+    sent = int(utcnow().timestamp()) - 60
+
+    def message(text: str, edit_date: int | None) -> Message:
+        body = {
+            "message_id": 77,
+            "date": sent,
+            "chat": {"id": CHAT, "type": "supergroup", "title": "Агенты"},
+            "from": {"id": 700_000_123, "is_bot": False, "first_name": "Анна"},
+            "text": text,
+        }
+        if edit_date is not None:
+            body["edit_date"] = edit_date
+        return Message.model_validate(body)
+
+    await group_message(message("Продаю 1к", None), db, utcnow)
+    # Telegram gives edit_date in Unix time: it is stored as a time, and parsed again.
+    await group_message(message("Продаю 1к, торг", sent + 30), db, utcnow)
+    [row] = await db.fetchall(
+        "SELECT text, edited_at, parse_status FROM chat_messages WHERE chat_id = ?",
+        (CHAT,),
+        db="useful",
+    )
+    assert row["text"] == "Продаю 1к, торг"
+    assert row["edited_at"] == datetime.fromtimestamp(sent + 30, UTC)
+    assert row["parse_status"] == "pending"
