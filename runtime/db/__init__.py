@@ -18,5 +18,15 @@ from runtime.db.base import (
     Row,
     Transaction,
 )
+from runtime.db.factory import async_database, database
 
-__all__ = ["AsyncDatabase", "AsyncTransaction", "Database", "HeldLock", "Row", "Transaction"]
+__all__ = [
+    "AsyncDatabase",
+    "AsyncTransaction",
+    "Database",
+    "HeldLock",
+    "Row",
+    "Transaction",
+    "async_database",
+    "database",
+]

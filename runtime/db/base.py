@@ -1,7 +1,8 @@
 """The two facades, `AsyncDatabase` and `Database`, and their transactions.
 
 Both have the same methods; each backend (runtime.db.sqlite, runtime.db.postgres) implements them.
-`from_settings` picks the backend from `settings.db.type`, so code never names a backend.
+`from_settings` picks the backend from `settings.db.type` through runtime.db.factory, so code never
+names a backend (and this module, which the backends subclass, imports none of them).
 """
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ import itertools
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal, Self
 
+import runtime.db.claim as claim_sql
 from runtime.config import DatabaseSettings, Settings
-from runtime.db import claim as claim_sql
 from runtime.errors import QueryError
 from runtime.logical_databases import LOGICAL_DATABASES
 
@@ -44,17 +46,67 @@ def check_logical_db(name: str) -> None:
         raise QueryError(f"unknown logical database {name!r} (known: {known})")
 
 
-def _claim_args(
-    table: str, order_by: str, limit: int, lease_s: float, now: datetime | None
-) -> tuple[str, str, datetime, datetime]:
-    claim_sql.validate_identifier(table)
-    order = claim_sql.validate_order_by(order_by)
-    if limit < 1:
-        raise QueryError(f"claim limit must be >= 1, got {limit}")
-    if lease_s <= 0:
-        raise QueryError(f"claim lease_s must be > 0, got {lease_s}")
-    now = datetime.now(UTC) if now is None else now
-    return table, order, now, now + timedelta(seconds=lease_s)
+def first_value(row: Row | None) -> Any:
+    """`fetchval`'s answer: the first column of `row`, or None."""
+    return None if row is None else next(iter(row.values()), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A checked `claim()` request, as both facades hand it to their backend's `_claim`."""
+
+    table: str
+    db: str
+    where: str
+    params: Params
+    order_by: str
+    limit: int
+    owner: str
+    now: datetime
+    expires_at: datetime
+
+    @classmethod
+    def build(
+        cls,
+        table: str,
+        db: str,
+        where: str,
+        params: Params,
+        order_by: str,
+        limit: int,
+        owner: str | None,
+        lease_s: float,
+        now: datetime | None,
+    ) -> Claim:
+        claim_sql.validate_identifier(table)
+        order = claim_sql.validate_order_by(order_by)
+        if limit < 1:
+            raise QueryError(f"claim limit must be >= 1, got {limit}")
+        if lease_s <= 0:
+            raise QueryError(f"claim lease_s must be > 0, got {lease_s}")
+        now = datetime.now(UTC) if now is None else now
+        expires_at = now + timedelta(seconds=lease_s)
+        return cls(
+            table, db, where, params, order, limit, owner or default_owner(), now, expires_at
+        )
+
+
+class BackendFactories:
+    """How `from_settings` builds a backend: runtime.db.factory sets both when the package is
+    imported, because this module (which the backends subclass) cannot import them."""
+
+    async_database: Callable[[DatabaseSettings, str | None], AsyncDatabase] | None = None
+    database: Callable[[DatabaseSettings, str | None], Database] | None = None
+
+
+class _Facade:
+    """What both facades share besides their (a)waiting methods."""
+
+    dialect: Dialect
+
+    def __init__(self, settings: DatabaseSettings, *, name: str | None = None) -> None:
+        self.settings = settings
+        self.name = name or f"{self.dialect}-{next(_names)}"
 
 
 class HeldLock:
@@ -102,8 +154,7 @@ class AsyncTransaction(abc.ABC):
         """Several statements without placeholders, inside this transaction."""
 
     async def fetchval(self, sql: str, params: Params = ()) -> Any:
-        row = await self.fetchone(sql, params)
-        return None if row is None else next(iter(row.values()), None)
+        return first_value(await self.fetchone(sql, params))
 
 
 class Transaction(abc.ABC):
@@ -128,31 +179,19 @@ class Transaction(abc.ABC):
     def executescript(self, script: str) -> None: ...
 
     def fetchval(self, sql: str, params: Params = ()) -> Any:
-        row = self.fetchone(sql, params)
-        return None if row is None else next(iter(row.values()), None)
+        return first_value(self.fetchone(sql, params))
 
 
-class AsyncDatabase(abc.ABC):
+class AsyncDatabase(_Facade, abc.ABC):
     """The asyncio facade: monitors, FastAPI, aiogram. Open it once per process."""
-
-    dialect: Dialect
-
-    def __init__(self, settings: DatabaseSettings, *, name: str | None = None) -> None:
-        self.settings = settings
-        self.name = name or f"{self.dialect}-{next(_names)}"
 
     @classmethod
     def from_settings(
         cls, settings: Settings | DatabaseSettings, *, name: str | None = None
     ) -> AsyncDatabase:
-        db_settings = database_settings(settings)
-        if db_settings.type == "postgres":
-            from runtime.db.postgres import AsyncPostgresDatabase
-
-            return AsyncPostgresDatabase(db_settings, name=name)
-        from runtime.db.sqlite import AsyncSQLiteDatabase
-
-        return AsyncSQLiteDatabase(db_settings, name=name)
+        factory = BackendFactories.async_database
+        assert factory is not None, "runtime.db.factory is imported with the package"
+        return factory(database_settings(settings), name)
 
     @abc.abstractmethod
     async def open(self) -> None: ...
@@ -189,8 +228,7 @@ class AsyncDatabase(abc.ABC):
 
     async def fetchval(self, sql: str, params: Params = (), *, db: str = "main") -> Any:
         """First column of the first row, or None."""
-        row = await self.fetchone(sql, params, db=db)
-        return None if row is None else next(iter(row.values()), None)
+        return first_value(await self.fetchone(sql, params, db=db))
 
     @abc.abstractmethod
     def iterate(
@@ -218,18 +256,7 @@ class AsyncDatabase(abc.ABC):
     async def stats(self) -> dict[str, Any]: ...
 
     @abc.abstractmethod
-    async def _claim(
-        self,
-        table: str,
-        where: str,
-        params: Params,
-        order_by: str,
-        limit: int,
-        owner: str,
-        now: datetime,
-        expires_at: datetime,
-        db: str,
-    ) -> list[Row]: ...
+    async def _claim(self, claim: Claim) -> list[Row]: ...
 
     async def claim(
         self,
@@ -248,33 +275,21 @@ class AsyncDatabase(abc.ABC):
 
         Two claimers never get the same row while its lease runs; an expired lease is free again.
         """
-        table, order, now, expires_at = _claim_args(table, order_by, limit, lease_s, now)
         return await self._claim(
-            table, where, params, order, limit, owner or default_owner(), now, expires_at, db
+            Claim.build(table, db, where, params, order_by, limit, owner, lease_s, now)
         )
 
 
-class Database(abc.ABC):
+class Database(_Facade, abc.ABC):
     """The synchronous facade: Flask, scripts. Same methods as `AsyncDatabase`."""
-
-    dialect: Dialect
-
-    def __init__(self, settings: DatabaseSettings, *, name: str | None = None) -> None:
-        self.settings = settings
-        self.name = name or f"{self.dialect}-{next(_names)}"
 
     @classmethod
     def from_settings(
         cls, settings: Settings | DatabaseSettings, *, name: str | None = None
     ) -> Database:
-        db_settings = database_settings(settings)
-        if db_settings.type == "postgres":
-            from runtime.db.postgres import PostgresDatabase
-
-            return PostgresDatabase(db_settings, name=name)
-        from runtime.db.sqlite import SQLiteDatabase
-
-        return SQLiteDatabase(db_settings, name=name)
+        factory = BackendFactories.database
+        assert factory is not None, "runtime.db.factory is imported with the package"
+        return factory(database_settings(settings), name)
 
     @abc.abstractmethod
     def open(self) -> None: ...
@@ -309,8 +324,7 @@ class Database(abc.ABC):
     def fetchall(self, sql: str, params: Params = (), *, db: str = "main") -> list[Row]: ...
 
     def fetchval(self, sql: str, params: Params = (), *, db: str = "main") -> Any:
-        row = self.fetchone(sql, params, db=db)
-        return None if row is None else next(iter(row.values()), None)
+        return first_value(self.fetchone(sql, params, db=db))
 
     @abc.abstractmethod
     def iterate(
@@ -330,18 +344,7 @@ class Database(abc.ABC):
     def stats(self) -> dict[str, Any]: ...
 
     @abc.abstractmethod
-    def _claim(
-        self,
-        table: str,
-        where: str,
-        params: Params,
-        order_by: str,
-        limit: int,
-        owner: str,
-        now: datetime,
-        expires_at: datetime,
-        db: str,
-    ) -> list[Row]: ...
+    def _claim(self, claim: Claim) -> list[Row]: ...
 
     def claim(
         self,
@@ -356,7 +359,6 @@ class Database(abc.ABC):
         lease_s: float = 60.0,
         now: datetime | None = None,
     ) -> list[Row]:
-        table, order, now, expires_at = _claim_args(table, order_by, limit, lease_s, now)
         return self._claim(
-            table, where, params, order, limit, owner or default_owner(), now, expires_at, db
+            Claim.build(table, db, where, params, order_by, limit, owner, lease_s, now)
         )
