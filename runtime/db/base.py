@@ -13,12 +13,13 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal, Self
 
+import runtime.db.claim as claim_sql
 from runtime.config import DatabaseSettings, Settings
-from runtime.db import claim as claim_sql
 from runtime.errors import QueryError
 from runtime.logical_databases import LOGICAL_DATABASES
 
@@ -44,17 +45,59 @@ def check_logical_db(name: str) -> None:
         raise QueryError(f"unknown logical database {name!r} (known: {known})")
 
 
-def _claim_args(
-    table: str, order_by: str, limit: int, lease_s: float, now: datetime | None
-) -> tuple[str, str, datetime, datetime]:
-    claim_sql.validate_identifier(table)
-    order = claim_sql.validate_order_by(order_by)
-    if limit < 1:
-        raise QueryError(f"claim limit must be >= 1, got {limit}")
-    if lease_s <= 0:
-        raise QueryError(f"claim lease_s must be > 0, got {lease_s}")
-    now = datetime.now(UTC) if now is None else now
-    return table, order, now, now + timedelta(seconds=lease_s)
+def first_value(row: Row | None) -> Any:
+    """`fetchval`'s answer: the first column of `row`, or None."""
+    return None if row is None else next(iter(row.values()), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A checked `claim()` request, as both facades hand it to their backend's `_claim`."""
+
+    table: str
+    db: str
+    where: str
+    params: Params
+    order_by: str
+    limit: int
+    owner: str
+    now: datetime
+    expires_at: datetime
+
+    @classmethod
+    def build(
+        cls,
+        table: str,
+        db: str,
+        where: str,
+        params: Params,
+        order_by: str,
+        limit: int,
+        owner: str | None,
+        lease_s: float,
+        now: datetime | None,
+    ) -> Claim:
+        claim_sql.validate_identifier(table)
+        order = claim_sql.validate_order_by(order_by)
+        if limit < 1:
+            raise QueryError(f"claim limit must be >= 1, got {limit}")
+        if lease_s <= 0:
+            raise QueryError(f"claim lease_s must be > 0, got {lease_s}")
+        now = datetime.now(UTC) if now is None else now
+        expires_at = now + timedelta(seconds=lease_s)
+        return cls(
+            table, db, where, params, order, limit, owner or default_owner(), now, expires_at
+        )
+
+
+class _Facade:
+    """What both facades share besides their (a)waiting methods."""
+
+    dialect: Dialect
+
+    def __init__(self, settings: DatabaseSettings, *, name: str | None = None) -> None:
+        self.settings = settings
+        self.name = name or f"{self.dialect}-{next(_names)}"
 
 
 class HeldLock:
@@ -102,8 +145,7 @@ class AsyncTransaction(abc.ABC):
         """Several statements without placeholders, inside this transaction."""
 
     async def fetchval(self, sql: str, params: Params = ()) -> Any:
-        row = await self.fetchone(sql, params)
-        return None if row is None else next(iter(row.values()), None)
+        return first_value(await self.fetchone(sql, params))
 
 
 class Transaction(abc.ABC):
@@ -128,18 +170,11 @@ class Transaction(abc.ABC):
     def executescript(self, script: str) -> None: ...
 
     def fetchval(self, sql: str, params: Params = ()) -> Any:
-        row = self.fetchone(sql, params)
-        return None if row is None else next(iter(row.values()), None)
+        return first_value(self.fetchone(sql, params))
 
 
-class AsyncDatabase(abc.ABC):
+class AsyncDatabase(_Facade, abc.ABC):
     """The asyncio facade: monitors, FastAPI, aiogram. Open it once per process."""
-
-    dialect: Dialect
-
-    def __init__(self, settings: DatabaseSettings, *, name: str | None = None) -> None:
-        self.settings = settings
-        self.name = name or f"{self.dialect}-{next(_names)}"
 
     @abc.abstractmethod
     async def open(self) -> None: ...
@@ -176,8 +211,7 @@ class AsyncDatabase(abc.ABC):
 
     async def fetchval(self, sql: str, params: Params = (), *, db: str = "main") -> Any:
         """First column of the first row, or None."""
-        row = await self.fetchone(sql, params, db=db)
-        return None if row is None else next(iter(row.values()), None)
+        return first_value(await self.fetchone(sql, params, db=db))
 
     @abc.abstractmethod
     def iterate(
@@ -205,18 +239,7 @@ class AsyncDatabase(abc.ABC):
     async def stats(self) -> dict[str, Any]: ...
 
     @abc.abstractmethod
-    async def _claim(
-        self,
-        table: str,
-        where: str,
-        params: Params,
-        order_by: str,
-        limit: int,
-        owner: str,
-        now: datetime,
-        expires_at: datetime,
-        db: str,
-    ) -> list[Row]: ...
+    async def _claim(self, claim: Claim) -> list[Row]: ...
 
     async def claim(
         self,
@@ -235,20 +258,13 @@ class AsyncDatabase(abc.ABC):
 
         Two claimers never get the same row while its lease runs; an expired lease is free again.
         """
-        table, order, now, expires_at = _claim_args(table, order_by, limit, lease_s, now)
         return await self._claim(
-            table, where, params, order, limit, owner or default_owner(), now, expires_at, db
+            Claim.build(table, db, where, params, order_by, limit, owner, lease_s, now)
         )
 
 
-class Database(abc.ABC):
+class Database(_Facade, abc.ABC):
     """The synchronous facade: Flask, scripts. Same methods as `AsyncDatabase`."""
-
-    dialect: Dialect
-
-    def __init__(self, settings: DatabaseSettings, *, name: str | None = None) -> None:
-        self.settings = settings
-        self.name = name or f"{self.dialect}-{next(_names)}"
 
     @abc.abstractmethod
     def open(self) -> None: ...
@@ -283,8 +299,7 @@ class Database(abc.ABC):
     def fetchall(self, sql: str, params: Params = (), *, db: str = "main") -> list[Row]: ...
 
     def fetchval(self, sql: str, params: Params = (), *, db: str = "main") -> Any:
-        row = self.fetchone(sql, params, db=db)
-        return None if row is None else next(iter(row.values()), None)
+        return first_value(self.fetchone(sql, params, db=db))
 
     @abc.abstractmethod
     def iterate(
@@ -304,18 +319,7 @@ class Database(abc.ABC):
     def stats(self) -> dict[str, Any]: ...
 
     @abc.abstractmethod
-    def _claim(
-        self,
-        table: str,
-        where: str,
-        params: Params,
-        order_by: str,
-        limit: int,
-        owner: str,
-        now: datetime,
-        expires_at: datetime,
-        db: str,
-    ) -> list[Row]: ...
+    def _claim(self, claim: Claim) -> list[Row]: ...
 
     def claim(
         self,
@@ -330,7 +334,6 @@ class Database(abc.ABC):
         lease_s: float = 60.0,
         now: datetime | None = None,
     ) -> list[Row]:
-        table, order, now, expires_at = _claim_args(table, order_by, limit, lease_s, now)
         return self._claim(
-            table, where, params, order, limit, owner or default_owner(), now, expires_at, db
+            Claim.build(table, db, where, params, order_by, limit, owner, lease_s, now)
         )

@@ -9,6 +9,9 @@ quotes row values) nor from parameters, so secrets do not leak into logs.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
 
 import psycopg
 import psycopg_pool
@@ -130,3 +133,39 @@ def _pg_message(exc: Exception, sqlstate: str | None) -> str:
     if constraint:
         parts.append(f"(constraint {constraint})")
     return " ".join(parts)
+
+
+class Translating:
+    """`with POSTGRES_ERRORS:` re-raises a driver error of the block as its domos error.
+
+    A class rather than `contextlib.contextmanager`: it sits on every query, and a stateless
+    instance costs two plain method calls instead of a generator per use.
+    """
+
+    __slots__ = ("_driver_errors", "_translate")
+
+    def __init__(
+        self,
+        driver_errors: type[Exception] | tuple[type[Exception], ...],
+        translate: Callable[[Any], DatabaseError],
+    ) -> None:
+        self._driver_errors = driver_errors
+        self._translate = translate
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc is not None and isinstance(exc, self._driver_errors):
+            raise self._translate(exc) from exc
+
+
+#: What psycopg and psycopg_pool raise (pool errors subclass psycopg.OperationalError).
+POSTGRES_DRIVER_ERRORS = (psycopg.Error,)
+POSTGRES_ERRORS = Translating(POSTGRES_DRIVER_ERRORS, translate_postgres)
+SQLITE_ERRORS = Translating(sqlite3.Error, translate_sqlite)

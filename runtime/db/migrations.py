@@ -28,7 +28,7 @@ import structlog
 
 from runtime.db.base import AsyncDatabase, AsyncTransaction
 from runtime.db.dialect import render
-from runtime.db.postgres import advisory_key
+from runtime.db.postgres_session import advisory_key
 from runtime.errors import DatabaseError, MigrationError
 from runtime.logical_databases import DOMAIN_DATABASES, LOGICAL_DATABASES
 
