@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Self
 
-from monitors import metrics
+from monitors import metrics, texts
 from monitors.decisions.reminders import event_reminder_due
 from monitors.outbox import enqueue
 from runtime.config import Env, Settings
@@ -116,16 +116,7 @@ class EventsMonitor(Monitor):
         return sent
 
     def _text(self, event: dict[str, Any], kind: str) -> str:
-        when = f"{event['starts_at'].astimezone(self.ctx.settings.timezone):%d.%m.%Y %H:%M}"
-        where = f", {event['location']}" if event.get("location") else ""
-        if kind == "announcement":
-            head = f"Новое мероприятие: {event['title']} — {when}{where}. Записаться: /events"
-        elif kind == "canceled":
-            head = f"Мероприятие «{event['title']}» ({when}) отменено."
-        else:
-            soon = "завтра" if kind == "24h" else "через час"
-            head = f"Напоминаем: «{event['title']}» {soon}, {when}{where}."
-        return head + (f"\n{event['url']}" if event.get("url") else "")
+        return texts.event_notice(event, kind, self.ctx.settings.timezone)
 
     async def _notify(self, event: dict[str, Any], member: dict[str, Any], kind: str) -> int:
         dedupe = f"event:{event['id']}:{member['id']}:{kind}"

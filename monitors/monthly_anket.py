@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Self
 
-from monitors import metrics
+from monitors import metrics, texts
 from monitors.decisions.reminders import SurveySchedule, month_key
 from monitors.outbox import enqueue
 from runtime.config import Env, Settings
@@ -97,12 +97,8 @@ class MonthlyAnket(Monitor):
                     chat_id=member["telegram_id"],
                     user_id=member["id"],
                     kind="survey",
-                    text="Ежемесячная анкета сообщества: расскажите о своих сделках за месяц.",
-                    reply_markup={
-                        "inline_keyboard": [
-                            [{"text": "Заполнить", "callback_data": f"survey:{survey_id}"}]
-                        ]
-                    },
+                    text=texts.SURVEY_INVITE,
+                    reply_markup=texts.survey_keyboard(survey_id),
                     priority=200,
                 )
             sent += 1
@@ -138,12 +134,8 @@ class MonthlyAnket(Monitor):
                     chat_id=survey["telegram_id"],
                     user_id=survey["user_id"],
                     kind="survey_reminder",
-                    text="Напоминаем про анкету этого месяца: это займёт пару минут.",
-                    reply_markup={
-                        "inline_keyboard": [
-                            [{"text": "Заполнить", "callback_data": f"survey:{survey['id']}"}]
-                        ]
-                    },
+                    text=texts.SURVEY_REMINDER,
+                    reply_markup=texts.survey_keyboard(survey["id"]),
                     priority=200,
                 )
             sent += 1

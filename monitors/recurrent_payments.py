@@ -22,7 +22,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from monitors import metrics
+from monitors import metrics, texts
 from monitors.decisions.periods import Period, charge_idempotence_key, period_after
 from monitors.pause import pause_point
 from payments.client import YooKassaClient
@@ -137,7 +137,7 @@ class RecurrentPayments(Monitor):
                     sub["payment_method_id"],
                     sub["price_minor"],
                     sub["currency"],
-                    f"Продление подписки до {period.end.astimezone(tz):%d.%m.%Y}",
+                    texts.renewal_description(period.end, tz),
                     {"subscription_id": sub["id"], "period": period.key, "attempt": attempt_no},
                 ),
             )
@@ -289,8 +289,7 @@ class RecurrentPayments(Monitor):
                         f"renewal:{attempt['subscription_id']}:{period.key}",
                         context["telegram_id"],
                         context["user_id"],
-                        "Подписка продлена до "
-                        f"{period.end.astimezone(tz):%d.%m.%Y}. Спасибо, что вы с нами!",
+                        texts.renewed(period.end, tz),
                     ),
                 )
 
@@ -337,8 +336,7 @@ class RecurrentPayments(Monitor):
                         f"auto_renew_stopped:{attempt['subscription_id']}:{attempt['period_end']}",
                         context["telegram_id"],
                         context["user_id"],
-                        "Не удалось списать оплату за продление подписки, автопродление "
-                        "отключено. Оплатите подписку вручную командой /subscribe.",
+                        texts.AUTO_RENEW_FAILED,
                     ),
                 )
             else:

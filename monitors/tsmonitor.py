@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from monitors import metrics
+from monitors import metrics, texts
 from monitors.decisions.periods import Period, SubscriptionStatus, next_status, period_after
 from monitors.decisions.reminders import TERM_REMINDER_DAYS, term_reminder_due
 from monitors.outbox import enqueue
@@ -63,16 +63,6 @@ class TermSettings:
             reminder_at=reminder_at,
             batch_size=env.integer("TS_BATCH_SIZE", 500, minimum=1),
         )
-
-
-def reminder_text(days: int, period_end: datetime, auto_renew: bool) -> str:
-    when = "сегодня" if days == 0 else f"через {days} дн."
-    end = f"{period_end:%d.%m.%Y %H:%M}"
-    if auto_renew:
-        return (
-            f"Подписка продлится автоматически {when} ({end}): спишем оплату с сохранённой карты."
-        )
-    return f"Подписка заканчивается {when} ({end}). Продлить: /subscribe"
 
 
 class TermsMonitor(Monitor):
@@ -122,7 +112,7 @@ class TermsMonitor(Monitor):
         if kind is None:
             return False
         days = int(kind.removeprefix("T-"))
-        text = reminder_text(days, end.astimezone(tz), sub["auto_renew"])
+        text = texts.term_reminder(days, end.astimezone(tz), sub["auto_renew"])
         return await self._notify(sub, kind, text)
 
     async def _notify(self, sub: dict[str, Any], kind: str, text: str) -> bool:
@@ -202,13 +192,10 @@ class TermsMonitor(Monitor):
         self.log.info("subscription_moved", subscription_id=sub["id"], to=target.value)
         tz = self.ctx.settings.timezone
         if target is SubscriptionStatus.GRACE:
-            text = (
-                "Подписка закончилась. Доступ сохраняется до "
-                f"{grace_until.astimezone(tz):%d.%m.%Y %H:%M}: продлите её командой /subscribe."
-            )
+            text = texts.grace_started(grace_until, tz)
             await self._notify(sub, "grace_started", text)
         else:
-            text = "Подписка истекла, доступ к чатам сообщества закрыт. Вернуться: /subscribe"
+            text = texts.SUBSCRIPTION_EXPIRED
             await self._notify(sub, "expired", text)
         return True
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from monitors import metrics
+from monitors import metrics, texts
 from monitors.decisions.periods import extension_start, period_after
 from monitors.outbox import enqueue
 from monitors.payment_stages.work import PaymentWork
@@ -66,7 +66,7 @@ async def apply_final(
                 chat_id=user["telegram_id"],
                 user_id=user["id"],
                 kind="payment_canceled",
-                text="Оплата не прошла. Попробуйте ещё раз командой /subscribe.",
+                text=texts.PAYMENT_FAILED,
                 priority=10,
             )
     status = "succeeded" if succeeded else "canceled"

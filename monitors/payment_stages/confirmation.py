@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from monitors import metrics
+from monitors import metrics, texts
 from monitors.decisions.telegram import Verdict, classify_telegram_response
 from monitors.outbox import enqueue
 from monitors.payment_stages.work import NOT_A_CHARGE, PaymentWork
@@ -53,11 +53,9 @@ async def _confirm_one(work: PaymentWork, payment: dict[str, Any]) -> bool:
         if link is None:
             await work.release_payment(payment)
             return False
-        links.append((chat["title"] or "чат сообщества", link))
+        links.append((chat["title"] or texts.DEFAULT_CHAT_TITLE, link))
     tz = work.ctx.settings.timezone
-    period_end = payment["applied_period_end"].astimezone(tz)
-    lines = [f"Оплата получена. Подписка активна до {period_end:%d.%m.%Y}."]
-    lines += [f"Вход в «{title}»: {link}" for title, link in links]
+    receipt = texts.receipt(payment["applied_period_end"], tz, links)
     now = work.ctx.clock.now()
     async with work.db.transaction() as tx:
         await enqueue(
@@ -66,7 +64,7 @@ async def _confirm_one(work: PaymentWork, payment: dict[str, Any]) -> bool:
             chat_id=user["telegram_id"],
             user_id=user["id"],
             kind="receipt",
-            text="\n".join(lines),
+            text=receipt,
             priority=10,
             reply_markup=None,
         )

@@ -29,6 +29,7 @@ from typing import Any
 
 import structlog
 
+from monitors import texts
 from payments.amounts import amount_value
 from payments.client import YooKassaClient
 from payments.decisions import (
@@ -138,8 +139,9 @@ class PaymentService:
             if existing is not None:
                 return existing, False
             context = await tx.fetchone(
-                "SELECT u.id AS user_id, t.id AS tariff_id, t.price_minor, t.currency, t.title, "
-                "t.is_active FROM users u, tariffs t WHERE u.telegram_id = ? AND t.code = ?",
+                "SELECT u.id AS user_id, t.id AS tariff_id, t.price_minor, t.currency, t.title,"
+                " t.period_days, t.is_active FROM users u, tariffs t"
+                " WHERE u.telegram_id = ? AND t.code = ?",
                 (request.telegram_id, request.tariff_code),
             )
             if context is None:
@@ -164,7 +166,7 @@ class PaymentService:
                 subscription_id=live,
                 amount_minor=context["price_minor"],
                 currency=context["currency"],
-                description=f"Подписка: {context['title']}",
+                description=texts.payment_description(context["title"], context["period_days"]),
                 save_payment_method=request.save_payment_method,
                 metadata={
                     "source": "api",

@@ -17,8 +17,9 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.types import BotCommand, ErrorEvent
 
+from monitors import texts
 from runtime.db import AsyncDatabase, async_database
-from services.bot import repository, texts
+from services.bot import repository
 from services.bot.config import BotSettings
 from services.bot.handlers import build_routers
 from services.bot.metrics import InFlight, UpdateMetricsMiddleware

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from monitors import texts
 from payments.client import Answer
 from payments.decisions import CreateVerdict, classify_create, stored_request
 from payments.renewals import refuse_while_auto_charging
@@ -91,7 +92,7 @@ async def _create_payment_row(
             subscription_id=live_id,
             amount_minor=tariff["price_minor"],
             currency=tariff["currency"],
-            description=f"Подписка «{tariff['title']}» на {tariff['period_days']} дн.",
+            description=texts.payment_description(tariff["title"], tariff["period_days"]),
             save_payment_method=True,
             metadata={"source": "bot", "telegram_id": telegram_id, "tariff_id": tariff["id"]},
         )

@@ -12,8 +12,9 @@ from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.types import ChatJoinRequest, ChatMemberUpdated, Message
 
+from monitors import texts
 from runtime.db import AsyncDatabase
-from services.bot import repository, texts
+from services.bot import repository
 from services.bot.metrics import JOIN_REQUESTS
 
 log = structlog.get_logger("bot")

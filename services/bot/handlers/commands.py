@@ -12,9 +12,10 @@ from aiogram.filters import Command, CommandStart
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from monitors import texts
 from payments.renewals import AutoRenewalInProgress
 from runtime.db import AsyncDatabase, Row
-from services.bot import repository, texts
+from services.bot import repository
 from services.bot.config import BotSettings
 from services.bot.metrics import PAYMENTS_REQUESTED
 from services.bot.payments import PaymentProvider, request_payment_link

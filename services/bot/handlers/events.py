@@ -11,8 +11,9 @@ from aiogram.filters import Command
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from monitors import texts
 from runtime.db import AsyncDatabase, Row
-from services.bot import repository, texts
+from services.bot import repository
 from services.bot.config import BotSettings
 
 log = structlog.get_logger("bot")

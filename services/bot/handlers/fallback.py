@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiogram import F, Router
 from aiogram.types import CallbackQuery, Message
 
-from services.bot import texts
+from monitors import texts
 
 
 def build_router() -> Router:

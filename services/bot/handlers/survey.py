@@ -14,8 +14,9 @@ from aiogram.filters import Command, Filter
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from monitors import texts
 from runtime.db import AsyncDatabase, Row
-from services.bot import repository, texts
+from services.bot import repository
 from services.bot import survey as fsm
 from services.bot.config import BotSettings
 

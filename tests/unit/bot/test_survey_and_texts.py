@@ -7,9 +7,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from monitors import texts
 from payments.amounts import amount_value
 from payments.requests import checkout_request
-from services.bot import survey, texts
+from services.bot import survey
 
 MSK = ZoneInfo("Europe/Moscow")
 
@@ -87,3 +88,22 @@ def test_subscription_status_texts() -> None:
 def test_help_lists_every_command() -> None:
     for command, _ in texts.COMMANDS:
         assert f"/{command}" in texts.HELP
+
+
+def test_the_api_and_the_bot_describe_a_payment_alike() -> None:
+    import ast
+    from pathlib import Path
+
+    # Both build the provider's description with the one function (they differed before).
+    root = Path(__file__).resolve().parents[3]
+    for module in ("services/api/payments.py", "services/bot/payments.py"):
+        tree = ast.parse((root / module).read_text())
+        calls = [
+            node
+            for node in ast.walk(tree)
+            if isinstance(node, ast.keyword) and node.arg == "description"
+        ]
+        assert calls, module
+        for keyword in calls:
+            assert ast.unparse(keyword.value).startswith("texts.payment_description("), module
+    assert texts.payment_description("Месяц", 30) == "Подписка «Месяц» на 30 дн."

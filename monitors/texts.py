@@ -1,8 +1,11 @@
-"""What the bot says. Dates are shown in the community's time zone."""
+"""Everything a member reads: the bot's answers and what the monitors send (receipts, reminders,
+notices), in one place so a wording changes once. Dates are shown in the community's time zone.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from runtime.db import Row
@@ -112,3 +115,73 @@ def event_line(event: Row, tz: ZoneInfo) -> str:
     if event["my_status"] == "registered":
         parts.append("  Вы зарегистрированы")
     return "\n".join(parts)
+
+
+# --- what the monitors send ---------------------------------------------------------------
+
+SURVEY_BUTTON = "Заполнить"
+SURVEY_INVITE = "Ежемесячная анкета сообщества: расскажите о своих сделках за месяц."
+SURVEY_REMINDER = "Напоминаем про анкету этого месяца: это займёт пару минут."
+PAYMENT_FAILED = "Оплата не прошла. Попробуйте ещё раз командой /subscribe."
+AUTO_RENEW_FAILED = (
+    "Не удалось списать оплату за продление подписки, автопродление "
+    "отключено. Оплатите подписку вручную командой /subscribe."
+)
+SUBSCRIPTION_EXPIRED = "Подписка истекла, доступ к чатам сообщества закрыт. Вернуться: /subscribe"
+DEFAULT_CHAT_TITLE = "чат сообщества"
+
+
+def survey_keyboard(survey_id: int) -> dict[str, Any]:
+    return {"inline_keyboard": [[{"text": SURVEY_BUTTON, "callback_data": f"survey:{survey_id}"}]]}
+
+
+def payment_description(tariff_title: str, period_days: int) -> str:
+    """What YooKassa shows the payer for a subscription bought by hand (API or bot)."""
+    return f"Подписка «{tariff_title}» на {period_days} дн."
+
+
+def renewal_description(period_end: datetime, tz: ZoneInfo) -> str:
+    """What YooKassa shows for a charge of the saved card."""
+    return f"Продление подписки до {local_date(period_end, tz)}"
+
+
+def renewed(period_end: datetime, tz: ZoneInfo) -> str:
+    return f"Подписка продлена до {local_date(period_end, tz)}. Спасибо, что вы с нами!"
+
+
+def receipt(period_end: datetime, tz: ZoneInfo, links: list[tuple[str, str]]) -> str:
+    """The receipt of a payment, with an invite link per paid chat (title, link)."""
+    lines = [f"Оплата получена. Подписка активна до {local_date(period_end, tz)}."]
+    lines += [f"Вход в «{title}»: {link}" for title, link in links]
+    return "\n".join(lines)
+
+
+def term_reminder(days: int, period_end: datetime, auto_renew: bool) -> str:
+    when = "сегодня" if days == 0 else f"через {days} дн."
+    end = f"{period_end:%d.%m.%Y %H:%M}"
+    if auto_renew:
+        return (
+            f"Подписка продлится автоматически {when} ({end}): спишем оплату с сохранённой карты."
+        )
+    return f"Подписка заканчивается {when} ({end}). Продлить: /subscribe"
+
+
+def grace_started(grace_until: datetime, tz: ZoneInfo) -> str:
+    return (
+        "Подписка закончилась. Доступ сохраняется до "
+        f"{local_datetime(grace_until, tz)}: продлите её командой /subscribe."
+    )
+
+
+def event_notice(event: dict[str, Any], kind: str, tz: ZoneInfo) -> str:
+    """An event's announcement, cancellation or reminder (kind 24h or 1h)."""
+    when = local_datetime(event["starts_at"], tz)
+    where = f", {event['location']}" if event.get("location") else ""
+    if kind == "announcement":
+        head = f"Новое мероприятие: {event['title']} — {when}{where}. Записаться: /events"
+    elif kind == "canceled":
+        head = f"Мероприятие «{event['title']}» ({when}) отменено."
+    else:
+        soon = "завтра" if kind == "24h" else "через час"
+        head = f"Напоминаем: «{event['title']}» {soon}, {when}{where}."
+    return head + (f"\n{event['url']}" if event.get("url") else "")
