@@ -80,7 +80,8 @@ CONFIRMATIONS = Counter(
 )
 INVITE_LINKS = Counter(
     "domos_invite_links_created_total",
-    "Invite links created for paying members, by outcome.",
+    "Invite links for paying members, by outcome: created, failed (retried), skipped (the"
+    " receipt went without it: refused for good, or failing past RECEIPT_WAIT).",
     ["outcome"],
 )
 MODERATION_ACTIONS = Counter(

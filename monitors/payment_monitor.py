@@ -87,6 +87,7 @@ class PaymentMonitor(Monitor):
     async def setup(self) -> None:
         # Alerts fire on the first expiry or paid-after-cancel, so those series start at 0.
         metrics.start_at_zero(metrics.UNSENT_PAYMENTS, "outcome", metrics.UNSENT_OUTCOMES)
+        metrics.start_at_zero(metrics.INVITE_LINKS, "outcome", ("created", "failed", "skipped"))
         self.yookassa = YooKassaClient(self.ctx.settings)
         self.telegram = TelegramClient(self.ctx.settings)
         await self.yookassa.open()

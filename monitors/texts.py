@@ -149,10 +149,20 @@ def renewed(period_end: datetime, tz: ZoneInfo) -> str:
     return f"Подписка продлена до {local_date(period_end, tz)}. Спасибо, что вы с нами!"
 
 
-def receipt(period_end: datetime, tz: ZoneInfo, links: list[tuple[str, str]]) -> str:
-    """The receipt of a payment, with an invite link per paid chat (title, link)."""
+def receipt(
+    period_end: datetime,
+    tz: ZoneInfo,
+    links: list[tuple[str, str]],
+    skipped: list[str] = (),  # type: ignore[assignment]
+) -> str:
+    """The receipt of a payment, with an invite link per paid chat (title, link), and a line
+    for each chat whose link could not be made."""
     lines = [f"Оплата получена. Подписка активна до {local_date(period_end, tz)}."]
     lines += [f"Вход в «{title}»: {link}" for title, link in links]
+    lines += [
+        f"Ссылку в «{title}» сейчас создать не удалось: администратор уже знает и пришлёт её."
+        for title in skipped
+    ]
     return "\n".join(lines)
 
 

@@ -3,10 +3,16 @@
 The member's pending unbans run first; then every managed chat the member is not in gets a
 fresh invite link (member_limit=1, INVITE_LINK_TTL_H), reused after a crash; then one receipt
 goes to the outbox and the payment is marked confirmed.
+
+A chat whose link cannot be made never holds the receipt back: when Telegram refuses for good
+(the bot removed or demoted, the chat gone or upgraded) or still fails RECEIPT_WAIT after the
+payment was applied, the receipt goes without that chat's link, says so, and the skip is counted
+(`domos_invite_links_created_total{outcome="skipped"}`, alert DomosInviteLinksSkipped).
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from monitors import metrics, texts
@@ -14,6 +20,11 @@ from monitors.decisions.telegram import Verdict, classify_telegram_response
 from monitors.outbox import enqueue
 from monitors.payment_stages.work import NOT_A_CHARGE, PaymentWork
 from runtime.errors import MonitorError
+
+#: How long a chat's transient invite failures may hold the receipt back.
+RECEIPT_WAIT = timedelta(hours=1)
+#: Telegram's answers that no retry changes for this chat.
+_PERMANENT = {Verdict.DEAD_LETTER, Verdict.RECIPIENT_BLOCKED, Verdict.CHAT_MIGRATED}
 
 
 async def confirm_applied(work: PaymentWork) -> int:
@@ -47,15 +58,28 @@ async def _confirm_one(work: PaymentWork, payment: dict[str, Any]) -> bool:
         " AND m.user_id = ? AND m.status = 'member') ORDER BY c.id",
         (user["id"],),
     )
-    links = []
+    links: list[tuple[str, str]] = []
+    skipped: list[str] = []
+    waited_out = work.ctx.clock.now() - payment["processed_at"] >= RECEIPT_WAIT
     for chat in chats:
-        link = await _invite_link(work, payment, user, chat)
-        if link is None:
+        title = chat["title"] or texts.DEFAULT_CHAT_TITLE
+        link, verdict = await _invite_link(work, payment, user, chat)
+        if link is not None:
+            links.append((title, link))
+        elif verdict in _PERMANENT or waited_out:
+            skipped.append(title)
+            metrics.INVITE_LINKS.labels(outcome="skipped").inc()
+            work.log.error(
+                "invite_link_skipped",
+                payment_id=payment["id"],
+                chat_id=chat["telegram_chat_id"],
+                verdict=verdict.value if verdict else None,
+            )
+        else:
             await work.release_payment(payment)
             return False
-        links.append((chat["title"] or texts.DEFAULT_CHAT_TITLE, link))
     tz = work.ctx.settings.timezone
-    receipt = texts.receipt(payment["applied_period_end"], tz, links)
+    receipt = texts.receipt(payment["applied_period_end"], tz, links, skipped)
     now = work.ctx.clock.now()
     async with work.db.transaction() as tx:
         await enqueue(
@@ -80,14 +104,15 @@ async def _confirm_one(work: PaymentWork, payment: dict[str, Any]) -> bool:
 
 async def _invite_link(
     work: PaymentWork, payment: dict[str, Any], user: dict[str, Any], chat: dict[str, Any]
-) -> str | None:
-    """The payment's link to `chat`: the one created before a crash, else a new one."""
+) -> tuple[str | None, Verdict | None]:
+    """The payment's link to `chat` (the one created before a crash, else a new one), or None
+    with Telegram's verdict."""
     existing = await work.db.fetchval(
         "SELECT link FROM invite_links WHERE payment_id = ? AND chat_id = ? AND revoked_at IS NULL",
         (payment["id"], chat["id"]),
     )
     if existing:
-        return str(existing)
+        return str(existing), None
     now = work.ctx.clock.now()
     expire_at = now + work.config.invite_ttl
     name = f"payment {payment['id']}"[:32]
@@ -108,7 +133,7 @@ async def _invite_link(
         )
         if outcome.verdict is Verdict.BOT_FAULT:
             raise MonitorError(f"Bot API refuses the bot: {outcome.description}")
-        return None
+        return None, outcome.verdict
     link = str((body or {})["result"]["invite_link"])
     await work.db.execute(
         "INSERT INTO invite_links (chat_id, user_id, payment_id, link, name, member_limit,"
@@ -116,4 +141,4 @@ async def _invite_link(
         (chat["id"], user["id"], payment["id"], link, name, expire_at),
     )
     metrics.INVITE_LINKS.labels(outcome="created").inc()
-    return link
+    return link, Verdict.DELIVERED

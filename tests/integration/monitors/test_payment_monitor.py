@@ -210,3 +210,53 @@ async def test_a_provider_failure_retries_the_event_later(db, sandbox, monitors)
     event = await db.fetchone("SELECT * FROM provider_events WHERE id = ?", (event_id,))
     assert event["outcome"] == "applied"
     assert len(await live_subscriptions(db, buy["user"])) == 1
+
+
+async def _pay_and_apply(db: Any, sandbox: Any, buy: dict[str, Any], monitor: Any) -> None:
+    await sandbox.control("POST", f"/yookassa/payments/{buy['provider']['id']}/succeed", {})
+    await db.execute("UPDATE payments SET next_check_at = ? WHERE id = ?", (utcnow(), buy["id"]))
+    await monitor.tick()
+
+
+async def test_a_chat_whose_invite_cannot_be_made_does_not_hold_the_receipt(db, sandbox, monitors):
+    buy = await setup_purchase(db, sandbox)
+    # A paid chat Telegram no longer knows (deleted, or the bot removed): 400 chat not found.
+    await db.execute(
+        "INSERT INTO chats (telegram_chat_id, title, kind, is_managed)"
+        " VALUES (?, 'Архив', 'supergroup', ?)",
+        (-1_009_999_000_001, True),
+    )
+    skipped = metric("domos_invite_links_created_total", outcome="skipped")
+    monitor = await monitors(PaymentMonitor)
+    await _pay_and_apply(db, sandbox, buy, monitor)
+
+    row = await payment_row(db, buy["id"])
+    assert row["confirmed_at"] is not None
+    [receipt] = await receipts(db, buy["user"])
+    [link] = await sandbox.control(
+        "GET", f"/telegram/invite_links?chat_id={buy['chat']['telegram_chat_id']}"
+    )
+    assert link["invite_link"] in receipt["text"]
+    assert "Ссылку в «Архив» сейчас создать не удалось" in receipt["text"]
+    assert metric("domos_invite_links_created_total", outcome="skipped") - skipped == 1
+
+
+async def test_transient_invite_failures_hold_the_receipt_only_for_a_while(db, sandbox, monitors):
+    buy = await setup_purchase(db, sandbox)
+    monitor = await monitors(PaymentMonitor)
+    # Every Bot API call fails (5xx); this tick's only one is createChatInviteLink.
+    await sandbox.control("POST", "/faults", {"api": "telegram", "mode": "500", "count": 100})
+    await _pay_and_apply(db, sandbox, buy, monitor)
+    row = await payment_row(db, buy["id"])
+    assert (row["status"], row["confirmed_at"]) == ("succeeded", None)
+    assert await receipts(db, buy["user"]) == []
+
+    # Past RECEIPT_WAIT since the payment was applied: the receipt goes without the link.
+    await db.execute(
+        "UPDATE payments SET processed_at = ? WHERE id = ?",
+        (utcnow() - timedelta(hours=2), buy["id"]),
+    )
+    await monitor.tick()
+    [receipt] = await receipts(db, buy["user"])
+    assert "сейчас создать не удалось" in receipt["text"]
+    assert (await payment_row(db, buy["id"]))["confirmed_at"] is not None
