@@ -28,6 +28,8 @@ SERIAL_GROUPS = {
     TESTS / "integration" / "infra": "fixed-ports",
     # One compose project at a time: the engine's CPU and the image build are shared.
     CONTAINERS: "docker",
+    # The package-scoped community (about a minute of programs per backend) is built once.
+    TESTS / "browser": "browser",
 }
 
 
@@ -77,3 +79,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
     if engine_answers():
         start_image_build()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if hasattr(session.config, "workerinput"):
+        return
+    from tests.acceptance.containers.compose_stack import reap_image_build
+
+    reap_image_build()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -89,6 +90,16 @@ def start_image_build() -> Path:
     )
     os.environ[BUILD_DIR_VARIABLE] = str(build_dir)
     return build_dir
+
+
+def reap_image_build() -> None:
+    """Stops (if still running) and waits for the build this process started: never waited for,
+    it would outlive the session or be reported as a leaked subprocess at exit."""
+    while _builds:
+        process = _builds.pop()
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
 
 
 def wait_for_images(timeout_s: float = 480) -> float:
