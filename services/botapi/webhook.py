@@ -30,6 +30,10 @@ EVENT_STATUS: dict[str, str] = {
 }
 _LATER_STATUSES = {"waiting_for_capture": ("succeeded", "canceled")}
 _OBJECT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: The shape of YooKassa's event names (payment.succeeded, payment_method.active, deal.closed):
+#: anything else is refused before it is logged, so a spoofed POST cannot write a megabyte
+#: into the logs under "ignored".
+_EVENT = re.compile(r"^[a-z_]{1,40}\.[a-z_]{1,40}$")
 
 
 class Fetcher(Protocol):
@@ -59,6 +63,8 @@ def parse_notification(body: Any) -> tuple[str, str] | str:
     event = body.get("event")
     if not isinstance(event, str) or not event:
         return "event is required"
+    if not _EVENT.match(event):
+        return "event must be a YooKassa event name, such as payment.succeeded"
     obj = body.get("object")
     object_id = obj.get("id") if isinstance(obj, dict) else None
     if not isinstance(object_id, str) or not _OBJECT_ID.match(object_id):

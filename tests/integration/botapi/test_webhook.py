@@ -55,6 +55,9 @@ def test_forged_or_premature_events_are_not_recorded(
 
     ignored = client.post(URL, json=notification("deal.closed", "abc"))
     assert (ignored.status_code, ignored.json["status"]) == (200, "ignored")
+    # A body whose event is no event name is refused, not logged as an ignored event.
+    flood = client.post(URL, json=notification("payment." + "A" * 100_000, "abc"))
+    assert flood.status_code == 400
     assert events(sync_db) == []
 
 
