@@ -4,6 +4,7 @@ notices), in one place so a wording changes once. Dates are shown in the communi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -153,7 +154,7 @@ def receipt(
     period_end: datetime,
     tz: ZoneInfo,
     links: list[tuple[str, str]],
-    skipped: list[str] = (),  # type: ignore[assignment]
+    skipped: Sequence[str] = (),
 ) -> str:
     """The receipt of a payment, with an invite link per paid chat (title, link), and a line
     for each chat whose link could not be made."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import cast, get_args
+from typing import cast
 
 from runtime.db import AsyncDatabase
 from services.api.errors import ApiError
@@ -22,19 +22,12 @@ _STATUS = (
 )
 
 
-def _state(stored: str | None) -> SubscriptionState:
-    """The stored status (a CHECK constraint keeps it to these) as the API's type."""
-    for state in get_args(SubscriptionState):
-        if state == (stored or "none"):
-            return cast(SubscriptionState, state)
-    raise ValueError(f"unknown subscription status {stored!r}")
-
-
 async def subscription_status(db: AsyncDatabase, telegram_id: int) -> SubscriptionStatus:
     row = await db.fetchone(_STATUS, (telegram_id,))
     if row is None:
         raise ApiError(404, "user_not_found", f"no member with telegram id {telegram_id}")
-    status = _state(row["status"])
+    # A CHECK constraint keeps the stored value to these; pydantic checks it again below.
+    status = cast(SubscriptionState, row["status"] or "none")
     return SubscriptionStatus(
         telegram_id=telegram_id,
         status=status,
