@@ -30,6 +30,12 @@ CHARGES = Counter(
     "declined_unknown, unknown, rejected.",
     ["outcome"],
 )
+LEASES_LOST = Counter(
+    "domos_leases_lost_total",
+    "Claimed items whose outcome was not written because the lease had passed to another process"
+    " (or the item was finished meanwhile): the tick outlived its lease.",
+    ["monitor"],
+)
 PAYMENTS_FINALIZED = Counter(
     "domos_payments_finalized_total",
     "Payments whose final outcome payment_monitor applied, by status and by how it was learned.",

@@ -34,14 +34,15 @@ from payments.decisions import (
     credentials_refused,
     decide_after_decline,
 )
-from payments.renewals import open_manual_renewal
+from payments.renewals import lock_subscription, open_manual_renewal
 from payments.requests import charge_request
 from payments.settings import PaymentSettings
 from payments.store import extend_subscription
+from runtime.db import AsyncDatabase, AsyncTransaction
 from runtime.errors import MonitorError
 from runtime.monitor import Monitor
 
-DUE_SUBSCRIPTIONS = """
+_DUE = """
 SELECT s.id, s.user_id, s.tariff_id, s.current_period_end, s.grace_until, s.payment_method_id,
        pm.provider_method_id, t.price_minor, t.currency, t.period_days
 FROM subscriptions s
@@ -54,9 +55,15 @@ WHERE s.auto_renew AND s.status IN ('active', 'grace') AND s.current_period_end 
     WHERE ca.subscription_id = s.id AND ca.period_end = s.current_period_end
       AND (ca.status IN ('created', 'pending', 'succeeded')
            OR (ca.status = 'declined' AND (ca.next_retry_at IS NULL OR ca.next_retry_at > ?))))
-ORDER BY s.current_period_end, s.id
-LIMIT ?
 """
+#: Parameters: charge horizon, now, batch size.
+DUE_SUBSCRIPTIONS = _DUE + "ORDER BY s.current_period_end, s.id LIMIT ?"
+#: The same test for one subscription, repeated under its row lock. Parameters: horizon, now, id.
+STILL_DUE = _DUE + "AND s.id = ?"
+
+
+class LeaseLost(MonitorError):
+    """A claimed attempt was taken over (its lease ran out) or finished by another process."""
 
 
 class RecurrentPayments(Monitor):
@@ -92,11 +99,17 @@ class RecurrentPayments(Monitor):
                 planned += 1
         return planned
 
-    async def _plan_one(self, sub: dict[str, Any], now: datetime) -> bool:
+    async def _plan_one(self, listed: dict[str, Any], now: datetime) -> bool:
         tz = self.ctx.settings.timezone
-        period = period_after(sub["current_period_end"], days=sub["period_days"], tz=tz)
         async with self.db.transaction() as tx:
-            manual = await open_manual_renewal(tx, sub["id"])
+            manual = await open_manual_renewal(tx, listed["id"])
+            # The batch was read before this lock: another replica may have charged or declined
+            # the period since; planning from the stale row would charge ahead of its retry time.
+            horizon = now + self.config.charge_ahead
+            sub = await tx.fetchone(STILL_DUE, (horizon, now, listed["id"]))
+            if sub is None:
+                return False
+            period = period_after(sub["current_period_end"], days=sub["period_days"], tz=tz)
             if manual is not None:
                 # The member is paying by hand: charging the card too could take two periods.
                 self.log.info("charge_postponed", subscription_id=sub["id"], payment_id=manual)
@@ -166,9 +179,34 @@ class RecurrentPayments(Monitor):
         for attempt in attempts:
             if self.ctx.stop_requested:
                 break
-            if await self._execute_one(attempt):
-                done += 1
+            try:
+                if await self._execute_one(attempt):
+                    done += 1
+            except LeaseLost as lost:
+                # The other process's write stands; ours (and its transaction) is dropped.
+                metrics.LEASES_LOST.labels(monitor=self.name).inc()
+                self.log.warning("charge_lease_lost", attempt_id=attempt["id"], error=str(lost))
         return done
+
+    async def _finish(
+        self,
+        conn: AsyncTransaction | AsyncDatabase,
+        attempt: dict[str, Any],
+        assignments: str,
+        params: tuple[Any, ...],
+    ) -> None:
+        """Write the attempt's outcome and release it, only while this process still holds it
+        in the status it was claimed in; LeaseLost otherwise (a transaction then rolls back)."""
+        written = await conn.execute(
+            f"UPDATE charge_attempts SET {assignments}, lease_owner = NULL,"
+            " lease_expires_at = NULL WHERE id = ? AND lease_owner = ? AND status = ?",
+            (*params, attempt["id"], self.ctx.owner, attempt["status"]),
+        )
+        if not written:
+            raise LeaseLost(
+                f"charge attempt {attempt['id']} is no longer held by {self.ctx.owner}"
+                f" as {attempt['status']!r}"
+            )
 
     async def _execute_one(self, attempt: dict[str, Any]) -> bool:
         context = await self.db.fetchone(
@@ -201,10 +239,11 @@ class RecurrentPayments(Monitor):
         await pause_point("charge_answered")
         if credentials_refused(status):
             # Not the member's decline: the attempt keeps its key for when the shop is fixed.
-            await self.db.execute(
-                "UPDATE charge_attempts SET last_error = ?, lease_owner = NULL,"
-                " lease_expires_at = NULL, updated_at = ? WHERE id = ?",
-                ("HTTP 401", self.ctx.clock.now(), attempt["id"]),
+            await self._finish(
+                self.db,
+                attempt,
+                "last_error = ?, updated_at = ?",
+                ("HTTP 401", self.ctx.clock.now()),
             )
             raise MonitorError("YooKassa refuses the shop's credentials (HTTP 401)")
         return await self._apply(attempt, context, classify_response(status, body))
@@ -220,14 +259,14 @@ class RecurrentPayments(Monitor):
         )
         if result.outcome in (ChargeOutcome.UNKNOWN, ChargeOutcome.PENDING):
             # Same key next time (or a GET): the provider's answer is still to be learned.
-            await self.db.execute(
-                "UPDATE charge_attempts SET status = ?, last_error = ?, lease_owner = NULL,"
-                " lease_expires_at = NULL, updated_at = ? WHERE id = ?",
+            await self._finish(
+                self.db,
+                attempt,
+                "status = ?, last_error = ?, updated_at = ?",
                 (
                     "pending" if result.payment_id else attempt["status"],
                     None if result.outcome is ChargeOutcome.PENDING else "outcome unknown",
                     now,
-                    attempt["id"],
                 ),
             )
             if result.payment_id:
@@ -257,10 +296,12 @@ class RecurrentPayments(Monitor):
         tz = self.ctx.settings.timezone
         period: Period = period_after(attempt["period_end"], days=context["period_days"], tz=tz)
         async with self.db.transaction() as tx:
-            await tx.execute(
-                "UPDATE charge_attempts SET status = 'succeeded', finished_at = ?, updated_at = ?,"
-                " last_error = NULL, lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
-                (now, now, attempt["id"]),
+            await lock_subscription(tx, attempt["subscription_id"])
+            await self._finish(
+                tx,
+                attempt,
+                "status = 'succeeded', finished_at = ?, updated_at = ?, last_error = NULL",
+                (now, now),
             )
             # confirmed_at: the renewal receipt below is this charge's confirmation, so
             # payment_monitor's confirmation stage (which skips charges anyway) never meets it.
@@ -311,11 +352,13 @@ class RecurrentPayments(Monitor):
         )
         stop = decision.action is DeclineAction.STOP_AUTO_RENEWAL
         async with self.db.transaction() as tx:
-            await tx.execute(
-                "UPDATE charge_attempts SET status = 'declined', decline_reason = ?,"
-                " decline_kind = ?, next_retry_at = ?, finished_at = ?, updated_at = ?,"
-                " lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
-                (reason, decision.kind.value, decision.retry_at, now, now, attempt["id"]),
+            await lock_subscription(tx, attempt["subscription_id"])
+            await self._finish(
+                tx,
+                attempt,
+                "status = 'declined', decline_reason = ?, decline_kind = ?, next_retry_at = ?,"
+                " finished_at = ?, updated_at = ?",
+                (reason, decision.kind.value, decision.retry_at, now, now),
             )
             await tx.execute(
                 "UPDATE payments SET provider_payment_id = coalesce(provider_payment_id, ?),"

@@ -256,3 +256,78 @@ async def test_two_replicas_charge_each_period_once(db, sandbox, monitors):
         assert (await subscription(db, sub["id"]))["current_period_end"] == sub["end"] + timedelta(
             days=30
         )
+
+
+async def test_a_replica_planning_from_a_stale_list_waits_for_the_charge_being_applied(
+    db, sandbox, monitors, monkeypatch
+):
+    """Replica two read the due list before replica one charged the period. It plans while
+    one's success is being written: on PostgreSQL the two deadlocked (two held the
+    subscription's row and waited on one's new index entry in charge_attempts; one then waited
+    for the subscription's row). Now both take the subscription's row first, and two, under it,
+    finds the period no longer due."""
+    import asyncio
+
+    from monitors import recurrent_payments
+
+    sub = await due_subscription(db, sandbox)
+    one = await monitors(RecurrentPayments)
+    two = await monitors(RecurrentPayments)
+    now = utcnow()
+    stale = await db.fetchall(
+        recurrent_payments.DUE_SUBSCRIPTIONS, (now + timedelta(hours=24), now, 50)
+    )
+    assert [row["id"] for row in stale] == [sub["id"]]
+    real_extend = recurrent_payments.extend_subscription
+    planned: list[asyncio.Task[bool]] = []
+
+    async def extend_while_two_plans(tx: Any, *args: Any, **kwargs: Any) -> bool:
+        planned.append(asyncio.create_task(two._plan_one(dict(stale[0]), now)))
+        await asyncio.sleep(0.5)  # two runs as far as it can (deadlock_timeout is 1 s)
+        return await real_extend(tx, *args, **kwargs)
+
+    monkeypatch.setattr(recurrent_payments, "extend_subscription", extend_while_two_plans)
+    assert await one.tick() == 2
+    assert await planned[0] is False
+    assert [p["status"] for p in await provider_payments(sandbox, sub["method"])] == ["succeeded"]
+    attempts = await db.fetchall(
+        "SELECT status FROM charge_attempts WHERE subscription_id = ?", (sub["id"],)
+    )
+    assert [a["status"] for a in attempts] == ["succeeded"]
+    assert (await subscription(db, sub["id"]))["current_period_end"] == sub["end"] + timedelta(
+        days=30
+    )
+
+
+async def test_a_worker_whose_lease_ran_out_does_not_overwrite_the_new_holder(
+    db, sandbox, monitors
+):
+    """One claims an attempt and stalls past its lease; two claims it and charges it. One's
+    late answer (a 500: outcome unknown) used to be written over two's success with
+    `WHERE id = ?`, turning a succeeded attempt back into `created`."""
+    from tests.integration.monitors.conftest import FixedClock
+
+    sub = await due_subscription(db, sandbox)
+    clock = FixedClock(utcnow())
+    one = await monitors(RecurrentPayments, clock, RENEW_LEASE_S="60")
+    two = await monitors(RecurrentPayments, clock, RENEW_LEASE_S="60")
+    assert await one.plan_due() == 1
+
+    async def stall_then_fail(request: Any, key: str) -> tuple[int, dict[str, Any]]:
+        clock.at += timedelta(seconds=61)
+        assert await two.execute_open() == 1  # the lease ran out: two takes and charges it
+        return 500, {"type": "error", "code": "internal_server_error"}
+
+    one.yookassa.create_payment = stall_then_fail
+    lost_before = metric("domos_leases_lost_total", monitor="recurrent_payments")
+    assert await one.execute_open() == 0
+
+    [attempt] = await db.fetchall(
+        "SELECT status, lease_owner FROM charge_attempts WHERE subscription_id = ?", (sub["id"],)
+    )
+    assert (attempt["status"], attempt["lease_owner"]) == ("succeeded", None)
+    assert metric("domos_leases_lost_total", monitor="recurrent_payments") == lost_before + 1
+    assert [p["status"] for p in await provider_payments(sandbox, sub["method"])] == ["succeeded"]
+    assert (await subscription(db, sub["id"]))["current_period_end"] == sub["end"] + timedelta(
+        days=30
+    )
