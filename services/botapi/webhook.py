@@ -6,6 +6,12 @@ unique key of provider_events), for payment_monitor to apply. The answer tells Y
 retry: 200 when recorded (or already recorded, or not an event we act on), 503 when the API could
 not be asked (retry later), 409 when the API does not (yet) confirm what the event claims, 400 for
 a body that is not a notification or names an object the shop does not have.
+
+The provider GET is the expensive step (a sync worker waits on it, up to
+BOTAPI_PROVIDER_TIMEOUT_S), so it is made only for an object that concerns one of our payment
+rows: a payment whose provider id we recorded, a row of ours still waiting for its create answer
+(named by the metadata the request carried), or a refund of a payment we know. Anything else is
+acknowledged as not ours after one indexed lookup: a flood of invented ids costs no provider call.
 """
 
 from __future__ import annotations
@@ -72,6 +78,39 @@ def parse_notification(body: Any) -> tuple[str, str] | str:
     return event, object_id
 
 
+#: (provider, provider_payment_id) is the table's unique index.
+_KNOWN_PAYMENT = "SELECT 1 FROM payments WHERE provider = ? AND provider_payment_id = ?"
+#: A row of ours whose create answer was lost: no provider id yet, named by its request metadata.
+_AWAITING_ANSWER = (
+    "SELECT 1 FROM payments WHERE provider_payment_id IS NULL AND processed_at IS NULL"
+    " AND (id = ? OR subscription_id = ?) LIMIT 1"
+)
+
+
+def _row_hint(metadata: Any, key: str) -> int | None:
+    value = metadata.get(key) if isinstance(metadata, dict) else None
+    return int(value) if isinstance(value, str) and value.isdigit() and len(value) < 19 else None
+
+
+def concerns_our_payments(db: Database, refund: bool, object_id: str, obj: dict[str, Any]) -> bool:
+    """Whether the (untrusted) notification names something of ours, worth a provider GET.
+
+    The body only chooses which of our rows to look at; the fetched object still decides.
+    """
+    if refund:
+        payment_id = obj.get("payment_id")
+        if not isinstance(payment_id, str) or not _OBJECT_ID.match(payment_id):
+            return False
+        return db.fetchval(_KNOWN_PAYMENT, (PROVIDER, payment_id)) is not None
+    if db.fetchval(_KNOWN_PAYMENT, (PROVIDER, object_id)) is not None:
+        return True
+    metadata = obj.get("metadata")
+    row, subscription = _row_hint(metadata, "payment_row"), _row_hint(metadata, "subscription_id")
+    if row is None and subscription is None:
+        return False
+    return db.fetchval(_AWAITING_ANSWER, (row, subscription)) is not None
+
+
 def status_confirms(event: str, fetched_status: Any) -> bool:
     expected = EVENT_STATUS[event]
     return fetched_status == expected or fetched_status in _LATER_STATUSES.get(expected, ())
@@ -88,7 +127,11 @@ def handle_notification(
         log.info("webhook_event_ignored", event_type=event, object_id=object_id)
         return _answer(200, "ignored", f"event {event!r} is not acted upon")
 
-    fetch = yookassa.get_refund if event.startswith("refund.") else yookassa.get_payment
+    refund = event.startswith("refund.")
+    if not concerns_our_payments(db, refund, object_id, body["object"]):
+        log.info("webhook_not_ours", event_type=event, object_id=object_id, ip=source_ip)
+        return _answer(200, "ignored", f"object {object_id} is not a payment of this service")
+    fetch = yookassa.get_refund if refund else yookassa.get_payment
     http_status, fetched = fetch(object_id)
     if http_status == 404:
         log.warning("webhook_unknown_object", event_type=event, object_id=object_id, ip=source_ip)
@@ -98,7 +141,10 @@ def handle_notification(
             "webhook_fetch_failed", event_type=event, object_id=object_id, http_status=http_status
         )
         return _answer(503, "retry", "could not confirm the event with YooKassa; retry later")
-    if fetched.get("id") != object_id or not status_confirms(event, fetched.get("status")):
+    confirmed = fetched.get("id") == object_id and status_confirms(event, fetched.get("status"))
+    if refund and fetched.get("payment_id") != body["object"].get("payment_id"):
+        confirmed = False  # the refund the provider has is not of the payment we looked up
+    if not confirmed:
         log.warning(
             "webhook_not_confirmed",
             event_type=event,

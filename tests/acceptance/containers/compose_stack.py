@@ -171,6 +171,9 @@ class ComposeStack:
             # The sandbox stands in for Telegram and YooKassa, inside the stack's network.
             "TELEGRAM_API_URL": "http://sandbox:8081",
             "YOOKASSA_API_URL": "http://sandbox:8081",
+            # YooKassa's ranges (compose's default) and the stack's own network, where the
+            # sandbox posts its notifications from.
+            "BOTAPI_WEBHOOK_ALLOWLIST": "yookassa,172.16.0.0/12,192.168.0.0/16",
             "ALERT_CHAT_ID": "-1000000000001",
             **{f"{name}_PUBLISHED_PORT": str(port) for name, port in ports.items()},
         }

@@ -175,6 +175,23 @@ def test_a_member_registers_pays_and_gets_the_receipt_through_the_containers(
     assert rows == [("succeeded", "active")]
 
 
+def test_the_webhook_believes_the_host_proxy_and_hears_yookassa_only(stack: ComposeStack) -> None:
+    """Through the published port a request arrives from the bridge gateway, a trusted proxy:
+    the caller is the address the host's proxy appended to X-Forwarded-For, and only YooKassa's
+    ranges (plus, in this stack, its own network where the sandbox posts from) may notify."""
+    url = stack.url("BOTAPI") + "/yookassa/webhook"
+    body = {"type": "notification", "event": "payment.succeeded", "object": {"id": "not-ours"}}
+    stranger = httpx.post(url, json=body, headers={"X-Forwarded-For": "203.0.113.9"}, timeout=10)
+    assert stranger.status_code == 403, stranger.text
+    # A caller cannot pose as YooKassa: the proxy appends the address it saw after theirs.
+    posing = httpx.post(
+        url, json=body, headers={"X-Forwarded-For": "185.71.76.5, 203.0.113.9"}, timeout=10
+    )
+    assert posing.status_code == 403, posing.text
+    yookassa = httpx.post(url, json=body, headers={"X-Forwarded-For": "185.71.76.5"}, timeout=10)
+    assert (yookassa.status_code, yookassa.json()["status"]) == (200, "ignored"), yookassa.text
+
+
 def test_prometheus_scrapes_every_target_and_loaded_the_rules(stack: ComposeStack) -> None:
     prometheus = stack.url("PROMETHEUS")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -67,3 +68,32 @@ def client(make_client: Any) -> Any:
 
 def notification(event: str, object_id: str, **fields: Any) -> dict[str, Any]:
     return {"type": "notification", "event": event, "object": {"id": object_id, **fields}}
+
+
+def our_payment(db: Any, provider_payment_id: str | None, **columns: Any) -> int:
+    """A payments row of ours (with its member and tariff), as the API or the bot commits it."""
+    user_id = db.fetchval(
+        "INSERT INTO users (telegram_id, first_name) VALUES (?, 'Вера')"
+        " ON CONFLICT (telegram_id) DO UPDATE SET first_name = excluded.first_name RETURNING id",
+        (700_000_001,),
+    )
+    tariff_id = db.fetchval(
+        "INSERT INTO tariffs (code, title, price_minor, period_days) VALUES ('month', 'Месяц',"
+        " 99000, 30) ON CONFLICT (code) DO UPDATE SET title = excluded.title RETURNING id"
+    )
+    values = {
+        "provider_payment_id": provider_payment_id,
+        "idempotence_key": f"test-{provider_payment_id or os.urandom(8).hex()}",
+        "user_id": user_id,
+        "tariff_id": tariff_id,
+        "kind": "first",
+        "amount_minor": 99000,
+        **columns,
+    }
+    names = ", ".join(values)
+    marks = ", ".join("?" * len(values))
+    return int(
+        db.fetchval(
+            f"INSERT INTO payments ({names}) VALUES ({marks}) RETURNING id", tuple(values.values())
+        )
+    )

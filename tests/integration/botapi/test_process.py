@@ -12,7 +12,7 @@ import pytest
 from runtime.config import Settings
 from runtime.db import sync_database
 from tests.integration.api.processes import SandboxProcess, free_port, http, start_program
-from tests.integration.botapi.conftest import SEND_TOKEN
+from tests.integration.botapi.conftest import SEND_TOKEN, our_payment
 
 
 def _metric(text: str, name: str, **labels: str) -> float:
@@ -49,6 +49,7 @@ def test_gunicorn_service_end_to_end(
         # YooKassa (the sandbox) delivers the notification by itself.
         sandbox.control("PUT", "/yookassa/webhook", {"url": program.base + "/yookassa/webhook"})
         payment = sandbox.create_payment()
+        our_payment(db, payment["id"])
         sandbox.control("POST", f"/yookassa/payments/{payment['id']}/succeed")
         deadline = time.monotonic() + 15
         event: Any = None

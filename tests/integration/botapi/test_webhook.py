@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.integration.api.processes import SandboxProcess
-from tests.integration.botapi.conftest import notification
+from tests.integration.botapi.conftest import notification, our_payment
 
 URL = "/yookassa/webhook"
 
@@ -18,6 +18,7 @@ def test_event_is_recorded_once_with_the_fetched_object(
     client: Any, sync_db: Any, sandbox: SandboxProcess
 ) -> None:
     payment = sandbox.create_payment("990.00")
+    our_payment(sync_db, payment["id"])
     sandbox.control("POST", f"/yookassa/payments/{payment['id']}/succeed")
     # The body lies about the amount: only the fetched object is stored.
     body = notification(
@@ -41,10 +42,18 @@ def test_forged_or_premature_events_are_not_recorded(
     client: Any, sync_db: Any, sandbox: SandboxProcess
 ) -> None:
     pending = sandbox.create_payment()
+    our_payment(sync_db, pending["id"])
     claimed = client.post(URL, json=notification("payment.succeeded", pending["id"]))
     assert (claimed.status_code, claimed.json["status"]) == (409, "unconfirmed")
 
-    unknown = client.post(URL, json=notification("payment.succeeded", "2d0b-not-a-payment"))
+    # It names our row that waits for its create answer, but the provider knows no such payment.
+    waiting = str(our_payment(sync_db, None))
+    unknown = client.post(
+        URL,
+        json=notification(
+            "payment.succeeded", "2d0b-no-payment", metadata={"payment_row": waiting}
+        ),
+    )
     assert unknown.status_code == 400
 
     for bad in ({"event": "payment.succeeded"}, [], {"type": "notification", "event": "x"}):
@@ -65,6 +74,7 @@ def test_waiting_for_capture_event_after_the_payment_moved_on(
     client: Any, sync_db: Any, sandbox: SandboxProcess
 ) -> None:
     payment = sandbox.create_payment()
+    our_payment(sync_db, payment["id"])
     sandbox.control("POST", f"/yookassa/payments/{payment['id']}/cancel")
     answer = client.post(URL, json=notification("payment.waiting_for_capture", payment["id"]))
     assert answer.status_code == 200
@@ -75,6 +85,7 @@ def test_provider_unavailable_asks_yookassa_to_retry(
     client: Any, sync_db: Any, sandbox: SandboxProcess
 ) -> None:
     payment = sandbox.create_payment()
+    our_payment(sync_db, payment["id"])
     sandbox.control("POST", f"/yookassa/payments/{payment['id']}/succeed")
     sandbox.arm_fault(count=1)
     body = notification("payment.succeeded", payment["id"])
@@ -89,6 +100,7 @@ def test_source_allow_list_and_trusted_proxies(
 ) -> None:
     client = make_client(BOTAPI_WEBHOOK_ALLOWLIST="yookassa", BOTAPI_TRUSTED_PROXIES="10.0.0.0/8")
     payment = sandbox.create_payment()
+    our_payment(sync_db, payment["id"])
     sandbox.control("POST", f"/yookassa/payments/{payment['id']}/succeed")
     body = notification("payment.succeeded", payment["id"])
 
@@ -112,3 +124,44 @@ def test_source_allow_list_and_trusted_proxies(
     assert events(sync_db)[0]["source_ip"] == "185.71.76.5"
     direct = client.post(URL, json=body, environ_overrides={"REMOTE_ADDR": "77.75.156.11"})
     assert direct.json["status"] == "duplicate"
+
+
+def test_a_notification_about_no_payment_of_ours_costs_no_provider_call(
+    client: Any, sync_db: Any, sandbox: SandboxProcess
+) -> None:
+    """A flood of invented ids used to cost a provider GET each, on one of two sync workers."""
+    elsewhere = sandbox.create_payment()  # the shop's, but not one of our rows
+    sandbox.control("POST", f"/yookassa/payments/{elsewhere['id']}/succeed")
+    sandbox.arm_fault(count=1)  # the next provider call, if any were made, would fail
+    for body in (
+        notification("payment.succeeded", "2d0b-invented"),
+        notification("payment.succeeded", elsewhere["id"], metadata={"payment_row": "999999"}),
+        notification("refund.succeeded", "refund-invented", payment_id=elsewhere["id"]),
+        notification("refund.succeeded", "refund-invented"),
+    ):
+        answer = client.post(URL, json=body)
+        assert (answer.status_code, answer.json["status"]) == (200, "ignored"), body
+    armed = sandbox.control("GET", "/faults")
+    sandbox.arm_fault(count=0)  # disarm: the sandbox outlives this test
+    assert armed["yookassa"]["remaining"] == 1
+    assert events(sync_db) == []
+
+
+def test_a_row_still_waiting_for_its_create_answer_is_confirmed_by_the_provider(
+    client: Any, sync_db: Any, sandbox: SandboxProcess
+) -> None:
+    """The create answer was lost: our row has no provider id yet; the notification names the
+    row in the metadata our request carried, so the provider is asked."""
+    row = our_payment(sync_db, None)
+    payment = sandbox.create_payment()
+    sandbox.control("POST", f"/yookassa/payments/{payment['id']}/succeed")
+    body = notification("payment.succeeded", payment["id"], metadata={"payment_row": str(row)})
+    answer = client.post(URL, json=body)
+    assert (answer.status_code, answer.json["status"]) == (200, "recorded"), answer.json
+    # Once the row is finished, the same hint no longer opens the door.
+    sync_db.execute(
+        "UPDATE payments SET status = 'canceled', processed_at = updated_at WHERE id = ?", (row,)
+    )
+    other = sandbox.create_payment()
+    body = notification("payment.succeeded", other["id"], metadata={"payment_row": str(row)})
+    assert client.post(URL, json=body).json["status"] == "ignored"
