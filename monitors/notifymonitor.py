@@ -427,8 +427,9 @@ class NotifyMonitor(Monitor):
     async def _mark_sending(self, ids: list[int], now: datetime) -> None:
         marks = ", ".join("?" * len(ids))
         await self.db.execute(
-            f"UPDATE outbox SET status = 'sending', updated_at = ? WHERE id IN ({marks})",
-            (now, *ids),
+            f"UPDATE outbox SET status = 'sending', updated_at = ? WHERE id IN ({marks})"
+            " AND lease_owner = ?",
+            (now, *ids, self.ctx.owner),
         )
 
     async def _unreachable_chats(self, rows: list[dict[str, Any]]) -> set[int]:
