@@ -36,6 +36,13 @@ LEASES_LOST = Counter(
     " (or the item was finished meanwhile): the tick outlived its lease.",
     ["monitor"],
 )
+CHARGE_RECONCILIATIONS = Counter(
+    "domos_charge_reconciliations_total",
+    "Charge attempts past their key window looked up by listing the provider's payments, by"
+    " outcome: found (applied as answered), not_sent (closed; a new attempt follows), failed"
+    " (the listing failed; the tick failed, nothing was sent).",
+    ["outcome"],
+)
 PAYMENTS_FINALIZED = Counter(
     "domos_payments_finalized_total",
     "Payments whose final outcome payment_monitor applied, by status and by how it was learned.",
@@ -48,7 +55,9 @@ UNSENT_PAYMENTS = Counter(
     " key), retried (no usable answer), refused (the provider refused the repeat: canceled),"
     " expired (key past its window: canceled uncalled), waiting (no stored request: waits out"
     " the key window), matched (a notification named the row in its metadata: id recorded),"
-    " paid_after_cancel (paid at the provider after it was canceled here: refund by hand).",
+    " paid_after_cancel (paid at the provider after it was canceled here: refund by hand),"
+    " reconciled (key past its window, the provider's payment found by listing: recorded),"
+    " listing_failed (key past its window, the listing failed: the tick failed).",
     ["outcome"],
 )
 UNSENT_OUTCOMES = (
@@ -59,6 +68,8 @@ UNSENT_OUTCOMES = (
     "waiting",
     "matched",
     "paid_after_cancel",
+    "reconciled",
+    "listing_failed",
 )
 
 

@@ -17,10 +17,13 @@ Work-claiming, four stages per tick:
    repeated key with the payment it created for it, or creates it now if the key never reached
    it, so there is one payment either way. Its id is recorded and the payment then follows the
    normal path below. A key older than PAYMENT_KEY_WINDOW_H (the provider keeps keys about a
-   day) is never sent again, since a repeat could create a second payment; such a payment, and
-   one the provider refuses outright, is canceled with the reason (cancellation_party
-   'merchant' for the expired key, 'yoo_money' for the refusal). A row without a stored
-   request cannot be repeated as it was: it waits out the key window and is then canceled.
+   day) is never sent again, since a repeat could create a second payment: the provider's
+   payments created in the key's window are listed (payments.reconcile, the same rule as
+   recurrent_payments' charges) and one an earlier call made is recorded and followed; with
+   none, the payment, like one the provider refuses outright, is canceled with the reason
+   (cancellation_party 'merchant' for the expired key, 'yoo_money' for the refusal); a failed
+   listing fails the tick. A row without a stored request cannot be repeated as it was: it
+   waits out the key window and is then reconciled the same way.
    No notice goes to the member: its checkout link never reached anyone.
 1. provider events (rows botapi inserted from YooKassa webhooks): the body is not trusted; the
    payment is fetched with GET /v3/payments/{id} and its real status applied. Each event row is

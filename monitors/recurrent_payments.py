@@ -8,7 +8,11 @@ Never charges a period twice:
 2. execute (work-claiming): open attempts are claimed; 'created' ones are POSTed with their
    committed key (a repeat after a crash gets the provider's original payment back), 'pending'
    ones are fetched. The answer is applied in one transaction that extends the subscription only
-   if its period end is still the one being charged.
+   if its period end is still the one being charged. A 'created' attempt older than the key
+   window (PAYMENT_KEY_WINDOW_H) is never POSTed again: the provider may have forgotten the key
+   and a repeat would be a second charge. It is reconciled by listing the provider's payments
+   instead (payments.reconcile): found, it is applied once; not found, it is closed as not sent
+   and a new attempt with a new key follows; a failed listing fails the tick.
 
 Soft declines are retried on `SOFT_DECLINE` with a new attempt (and so a new key, as YooKassa
 requires), never past the grace end; hard declines stop auto-renewal and notify the member.
@@ -27,17 +31,22 @@ from monitors.decisions.periods import Period, charge_idempotence_key, period_af
 from monitors.pause import pause_point
 from payments.client import YooKassaClient
 from payments.decisions import (
+    EXPIRED_KEY_REASON,
     ChargeOutcome,
     ChargeResult,
     DeclineAction,
+    classify_payment_object,
     classify_response,
     credentials_refused,
     decide_after_decline,
+    expired_key_note,
+    key_expired,
 )
+from payments.reconcile import charge_matcher, find_payment
 from payments.renewals import lock_subscription, open_manual_renewal
 from payments.requests import charge_request
 from payments.settings import PaymentSettings
-from payments.store import extend_subscription
+from payments.store import cancel_expired, extend_subscription
 from runtime.db import AsyncDatabase, AsyncTransaction
 from runtime.errors import MonitorError
 from runtime.monitor import Monitor
@@ -124,8 +133,9 @@ class RecurrentPayments(Monitor):
             key = charge_idempotence_key(sub["id"], period, attempt_no)
             attempt_id = await tx.fetchval(
                 "INSERT INTO charge_attempts (subscription_id, period_end, attempt_no,"
-                " idempotence_key, payment_method_id, amount_minor, currency)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+                " idempotence_key, payment_method_id, amount_minor, currency, created_at,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT DO NOTHING RETURNING id",
                 (
                     sub["id"],
                     sub["current_period_end"],
@@ -134,14 +144,18 @@ class RecurrentPayments(Monitor):
                     sub["payment_method_id"],
                     sub["price_minor"],
                     sub["currency"],
+                    # The key's age is measured on the monitor's clock (key_expired).
+                    now,
+                    now,
                 ),
             )
             if attempt_id is None:
                 return False  # another replica planned this period a moment ago
             payment_id = await tx.fetchval(
                 "INSERT INTO payments (idempotence_key, user_id, tariff_id, subscription_id,"
-                " payment_method_id, kind, amount_minor, currency, description, metadata)"
-                " VALUES (?, ?, ?, ?, ?, 'renewal', ?, ?, ?, ?) RETURNING id",
+                " payment_method_id, kind, amount_minor, currency, description, metadata,"
+                " created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, 'renewal', ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     key,
                     sub["user_id"],
@@ -152,6 +166,8 @@ class RecurrentPayments(Monitor):
                     sub["currency"],
                     texts.renewal_description(period.end, tz),
                     {"subscription_id": sub["id"], "period": period.key, "attempt": attempt_no},
+                    now,
+                    now,
                 ),
             )
             await tx.execute(
@@ -222,6 +238,10 @@ class RecurrentPayments(Monitor):
         assert context is not None, "a charge attempt always has its payment row"
         if context["provider_payment_id"]:
             status, body = await self.yookassa.get_payment(context["provider_payment_id"])
+        elif key_expired(attempt["created_at"], self.ctx.clock.now(), self.config.key_window):
+            # Never repeated past its window (a repeat could be a second charge): what the
+            # earlier calls made is looked up by listing instead.
+            return await self._reconcile_unsent(attempt, context)
         elif context["provider_method_id"] is None:
             result = ChargeResult(ChargeOutcome.CANCELED, None, "permission_revoked")
             return await self._apply(attempt, context, result)
@@ -247,6 +267,54 @@ class RecurrentPayments(Monitor):
             )
             raise MonitorError("YooKassa refuses the shop's credentials (HTTP 401)")
         return await self._apply(attempt, context, classify_response(status, body))
+
+    async def _reconcile_unsent(self, attempt: dict[str, Any], context: dict[str, Any]) -> bool:
+        """An attempt still `created` past its key window (payments.reconcile): the payment
+        found by listing is applied as if the create had answered; none found closes the
+        attempt as not sent (a new attempt, with a new key, may follow); a failed listing
+        fails the tick and changes nothing."""
+        listing = await find_payment(
+            self.yookassa,
+            attempt["created_at"],
+            self.config.key_window,
+            charge_matcher(
+                attempt["idempotence_key"], attempt["amount_minor"], attempt["currency"]
+            ),
+        )
+        now = self.ctx.clock.now()
+        log = self.log.bind(subscription_id=attempt["subscription_id"], attempt_id=attempt["id"])
+        if not listing.complete:
+            await self._finish(
+                self.db, attempt, "last_error = ?, updated_at = ?", (listing.error, now)
+            )
+            metrics.CHARGE_RECONCILIATIONS.labels(outcome="failed").inc()
+            raise MonitorError(
+                f"charge attempt {attempt['id']}: its key is past the window and the listing"
+                f" failed ({listing.error}); nothing was sent, it is looked up again next tick"
+            )
+        if listing.found is not None:
+            metrics.CHARGE_RECONCILIATIONS.labels(outcome="found").inc()
+            log.info("charge_reconciled", payment_id=listing.found.get("id"), pages=listing.pages)
+            return await self._apply(attempt, context, classify_payment_object(listing.found))
+        note = expired_key_note(attempt["created_at"], now, self.config.key_window)
+        note += "; no payment of it at the provider (listed), so a new attempt may follow"
+        async with self.db.transaction() as tx:
+            await lock_subscription(tx, attempt["subscription_id"])
+            await self._finish(
+                tx,
+                attempt,
+                "status = 'declined', decline_kind = 'unknown', decline_reason = ?,"
+                " next_retry_at = ?, finished_at = ?, updated_at = ?, last_error = ?",
+                (EXPIRED_KEY_REASON, now, now, now, note[:500]),
+            )
+            await cancel_expired(tx, context["payment_row"], note, now)
+            await tx.execute(
+                "UPDATE subscriptions SET next_charge_at = ?, updated_at = ? WHERE id = ?",
+                (now, now, attempt["subscription_id"]),
+            )
+        metrics.CHARGE_RECONCILIATIONS.labels(outcome="not_sent").inc()
+        log.warning("charge_not_sent", pages=listing.pages)
+        return True
 
     async def _apply(
         self, attempt: dict[str, Any], context: dict[str, Any], result: ChargeResult

@@ -9,6 +9,7 @@ read as "outcome unknown" (repeat the same Idempotence-Key, or fetch the payment
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -31,6 +32,8 @@ class Call:
     path: str
     json: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    #: The query string (GET /v3/payments' filters and cursor).
+    params: dict[str, str] | None = None
 
 
 def create_payment_call(body: dict[str, Any], idempotence_key: str) -> Call:
@@ -40,6 +43,13 @@ def create_payment_call(body: dict[str, Any], idempotence_key: str) -> Call:
 def get_payment_call(payment_id: str) -> Call:
     # The id comes from a webhook body or an answer: quoted, it can only name a payment.
     return Call("GET", f"/payments/{quote(payment_id, safe='')}")
+
+
+def list_payments_call(params: Mapping[str, str]) -> Call:
+    """GET /v3/payments: `created_at.gte/gt/lte/lt`, `status`, `payment_method`, `limit`
+    (1-100) and `cursor` (the previous page's `next_cursor`); the answer is
+    `{"type": "list", "items": [...], "next_cursor": ...}`, newest first."""
+    return Call("GET", "/payments", params=dict(params))
 
 
 def get_refund_call(refund_id: str) -> Call:
@@ -86,6 +96,9 @@ class YooKassaClient:
     async def get_payment(self, payment_id: str) -> Answer:
         return await self._send(get_payment_call(payment_id))
 
+    async def list_payments(self, params: Mapping[str, str]) -> Answer:
+        return await self._send(list_payments_call(params))
+
     async def get_refund(self, refund_id: str) -> Answer:
         return await self._send(get_refund_call(refund_id))
 
@@ -95,7 +108,7 @@ class YooKassaClient:
             # httpx's timeout is per phase; the deadline bounds the whole call, as it always did.
             async with asyncio.timeout(self._timeout_s):
                 response = await self._http.request(
-                    call.method, call.path, json=call.json, headers=call.headers
+                    call.method, call.path, json=call.json, headers=call.headers, params=call.params
                 )
         except (TimeoutError, httpx.HTTPError):
             return UNKNOWN
@@ -117,13 +130,16 @@ class SyncYooKassaClient:
     def get_payment(self, payment_id: str) -> Answer:
         return self._send(get_payment_call(payment_id))
 
+    def list_payments(self, params: Mapping[str, str]) -> Answer:
+        return self._send(list_payments_call(params))
+
     def get_refund(self, refund_id: str) -> Answer:
         return self._send(get_refund_call(refund_id))
 
     def _send(self, call: Call) -> Answer:
         try:
             response = self._http.request(
-                call.method, call.path, json=call.json, headers=call.headers
+                call.method, call.path, json=call.json, headers=call.headers, params=call.params
             )
         except httpx.HTTPError:
             return UNKNOWN

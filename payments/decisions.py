@@ -198,7 +198,9 @@ class UnsentAction(enum.Enum):
     #: created for the key, or creates it now if it never saw the key. Either way, one payment.
     RESEND = "resend"
     #: The key may have outlived the provider's idempotence window: a repeat could create a
-    #: second payment beside one the first call made, so the payment is canceled, uncalled.
+    #: second payment beside one the first call made, so it is never sent again; the provider's
+    #: payments are listed for one an earlier call made (payments.reconcile), and without one
+    #: the payment is canceled, uncalled.
     EXPIRE = "expire"
 
 

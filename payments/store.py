@@ -137,7 +137,12 @@ async def record_answer(
 
 
 async def _cancel_unsent(
-    db: AsyncDatabase, payment_id: int, party: str, reason: str, detail: str, now: datetime
+    db: AsyncDatabase | AsyncTransaction,
+    payment_id: int,
+    party: str,
+    reason: str,
+    detail: str,
+    now: datetime,
 ) -> bool:
     """Cancel a row without a provider payment; processed at once: nothing is to be applied
     and nobody is told (its checkout page never reached anyone). False when it was not open."""
@@ -157,7 +162,9 @@ async def cancel_refused(db: AsyncDatabase, payment_id: int, detail: str, now: d
     return await _cancel_unsent(db, payment_id, REFUSED_PARTY, REFUSED_REASON, detail, now)
 
 
-async def cancel_expired(db: AsyncDatabase, payment_id: int, detail: str, now: datetime) -> bool:
+async def cancel_expired(
+    db: AsyncDatabase | AsyncTransaction, payment_id: int, detail: str, now: datetime
+) -> bool:
     """Never confirmed, and its key is too old to be repeated without risking a second payment."""
     return await _cancel_unsent(db, payment_id, EXPIRED_PARTY, EXPIRED_KEY_REASON, detail, now)
 

@@ -2,9 +2,10 @@
 
 After PAYMENT_RESEND_AFTER_S the committed request is sent again with the SAME Idempotence-Key,
 so the provider makes one payment either way; its id is recorded and a final answer applied at
-once. A key past PAYMENT_KEY_WINDOW_H is never repeated: that payment, and one the provider
-refuses, is canceled (payments.store: party 'merchant' for an expired key, 'yoo_money' for
-a refusal) without a notice to the member.
+once. A key past PAYMENT_KEY_WINDOW_H is never repeated: the provider's payments are listed
+(payments.reconcile) and one an earlier call made is recorded and followed; none found, the
+payment is canceled (payments.store: party 'merchant' for an expired key, 'yoo_money' for a
+refusal) without a notice to the member; a failed listing fails the tick, changing nothing.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from payments.decisions import (
     CreateVerdict,
     UnsentAction,
     classify_create,
+    classify_payment_object,
     decide_unsent_payment,
     expired_key_note,
     next_resend_at,
     stored_request,
 )
+from payments.reconcile import checkout_matcher, find_payment
 from payments.schedules import PAYMENT_POLL
 from payments.store import cancel_expired, cancel_refused
 from runtime.errors import IntegrityError, MonitorError, TransientError
@@ -70,6 +73,23 @@ async def _resend_one(work: PaymentWork, payment: dict[str, Any]) -> bool:
         log.info("unsent_payment_waits", until=str(decision.not_before))
         return False
     if decision.action is UnsentAction.EXPIRE:
+        listing = await find_payment(
+            work.yookassa, payment["created_at"], config.key_window, checkout_matcher(payment)
+        )
+        if not listing.complete:
+            await work.release_payment(payment)
+            metrics.UNSENT_PAYMENTS.labels(outcome="listing_failed").inc()
+            raise MonitorError(
+                f"payment {payment['id']}: its key is past the window and the listing failed"
+                f" ({listing.error}); nothing was sent or canceled"
+            )
+        if listing.found is not None:
+            # An earlier call did make it: followed like an answer to the create.
+            found = listing.found
+            metrics.UNSENT_PAYMENTS.labels(outcome="reconciled").inc()
+            log.info("unsent_payment_reconciled", provider_payment_id=found.get("id"))
+            reconciled = CreateResult(CreateVerdict.RECORD, classify_payment_object(found))
+            return await _record_resent(work, payment, reconciled, found)
         await _cancel_unsent(
             work,
             payment,

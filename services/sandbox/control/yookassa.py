@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
@@ -29,6 +30,34 @@ def yookassa_routes(keys: Keys) -> list[Route]:
         reason = str(data.get("reason", "general_decline"))
         party = data.get("party")
         return yk(request).decline(request.match_info["payment_id"], reason, party).to_api()
+
+    async def refund(request: web.Request, data: dict[str, Any]) -> Any:
+        """The shop refunds from YooKassa's dashboard: the whole rest, or `amount` ("490.00").
+        The refund.succeeded notification follows, as for one made through the API."""
+        svc = yk(request)
+        payment = svc.payment(request.match_info["payment_id"]).to_api()
+        amount = data.get("amount")
+        if amount is None:
+            captured = Decimal(payment["amount"]["value"])
+            refunded = Decimal((payment.get("refunded_amount") or {}).get("value", "0"))
+            amount = str(captured - refunded)
+        body = {
+            "payment_id": payment["id"],
+            "amount": {"value": str(amount), "currency": payment["amount"]["currency"]},
+        }
+        if data.get("description"):
+            body["description"] = str(data["description"])
+        return svc.create_refund(body)
+
+    async def api_requests(request: web.Request, data: dict[str, Any]) -> Any:
+        """The API calls received, oldest first; `?path=/v3/payments&method=POST` narrows."""
+        method = request.query.get("method")
+        path = request.query.get("path")
+        return [
+            r
+            for r in yk(request).requests
+            if (method is None or r["method"] == method) and (path is None or r["path"] == path)
+        ]
 
     async def add_method(request: web.Request, data: dict[str, Any]) -> Any:
         return yk(request).add_saved_method().data
@@ -65,6 +94,8 @@ def yookassa_routes(keys: Keys) -> list[Route]:
         ("GET", "/_sandbox/yookassa/payments", payments),
         ("POST", "/_sandbox/yookassa/payments/{payment_id}/succeed", succeed),
         ("POST", "/_sandbox/yookassa/payments/{payment_id}/cancel", cancel),
+        ("POST", "/_sandbox/yookassa/payments/{payment_id}/refund", refund),
+        ("GET", "/_sandbox/yookassa/requests", api_requests),
         ("POST", "/_sandbox/yookassa/payment_methods", add_method),
         ("POST", "/_sandbox/yookassa/payment_methods/{method_id}/revoke", revoke_method),
         ("POST", "/_sandbox/yookassa/payment_methods/{method_id}/declines", script_declines),

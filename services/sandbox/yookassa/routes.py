@@ -13,7 +13,8 @@ from typing import Any
 from aiohttp import web
 
 from services.sandbox.faults import Faults
-from services.sandbox.yookassa.errors import YooKassaApiError, bad_value, invalid
+from services.sandbox.yookassa import listing
+from services.sandbox.yookassa.errors import YooKassaApiError, invalid
 from services.sandbox.yookassa.idempotence import check_key, fingerprint
 from services.sandbox.yookassa.service import YooKassaService, sandbox_uuid
 
@@ -81,6 +82,8 @@ def add_routes(
     ) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handle(request: web.Request) -> web.Response:
             svc = request.app[svc_key]
+            # Every call the shop makes, as the provider's own request log would show it.
+            svc.record_request(request.method, request.path, dict(request.query), request.headers)
             if not _authorized(svc, request):
                 return error(
                     svc,
@@ -147,14 +150,7 @@ def add_routes(
     def list_payments(
         svc: YooKassaService, request: web.Request, body: dict[str, Any]
     ) -> dict[str, Any]:
-        try:
-            limit = int(request.query.get("limit", "10"))
-        except ValueError:
-            raise bad_value("limit") from None
-        if not 1 <= limit <= 100:
-            raise bad_value("limit")
-        items = svc.list_payments(request.query.get("status"), limit)
-        return {"type": "list", "items": [payment.to_api() for payment in items]}
+        return listing.page(svc.payments_newest_first(), listing.parse_query(request.query))
 
     def capture(svc: YooKassaService, request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
         return svc.capture(request.match_info["payment_id"], body).to_api()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -22,6 +23,8 @@ log = structlog.get_logger("sandbox.yookassa")
 CONFIRMATION_TTL_S = 3600
 #: waiting_for_capture payments are canceled if not captured in 7 days.
 CAPTURE_TTL_S = 7 * 24 * 3600
+#: How many API calls the request log keeps.
+REQUEST_LOG_SIZE = 10_000
 #: The sandbox's commission, for income_amount.
 FEE_RATE = Decimal("0.035")
 
@@ -152,6 +155,8 @@ class YooKassaService:
         self.payments: dict[str, Payment] = {}
         self.methods: dict[str, SavedMethod] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
+        #: The API calls received, oldest first (control API: /_sandbox/yookassa/requests).
+        self.requests: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
         self.idempotence.reset()
         #: The last id handed out (kept by the state file, so ids never repeat).
         self.counter = 0
@@ -191,6 +196,25 @@ class YooKassaService:
             and now >= payment.expires_at
         ):
             self._cancel(payment, "expired_on_capture")
+
+    def record_request(
+        self, method: str, path: str, query: dict[str, str], headers: Mapping[str, str]
+    ) -> None:
+        self.requests.append(
+            {
+                "method": method,
+                "path": path,
+                "query": query,
+                "idempotence_key": headers.get("Idempotence-Key"),
+                "at": self.clock.now(),
+            }
+        )
+
+    def payments_newest_first(self) -> list[Payment]:
+        newest_first = list(reversed(self.payments.values()))
+        for payment in newest_first:
+            self._expire(payment)
+        return newest_first
 
     def list_payments(self, status: str | None, limit: int) -> list[Payment]:
         items = []

@@ -11,9 +11,12 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from monitors.payment_monitor import PaymentMonitor
+from runtime.errors import MonitorError
 from tests.integration.monitors import factories as f
-from tests.integration.monitors.conftest import metric, utcnow
+from tests.integration.monitors.conftest import FixedClock, metric, utcnow
 from tests.integration.monitors.factories import at_provider, lost_create
 
 
@@ -96,7 +99,16 @@ async def test_a_payment_the_provider_never_saw_is_created_once_and_followed_to_
     assert finalized - finalized_before == 1
 
 
-async def test_a_key_past_its_window_is_canceled_without_a_call(
+async def posts_with(sandbox: Any, key: str) -> int:
+    posts = await sandbox.control("GET", "/yookassa/requests?method=POST&path=/v3/payments")
+    return sum(1 for r in posts if r["idempotence_key"] == key)
+
+
+async def listings(sandbox: Any) -> int:
+    return len(await sandbox.control("GET", "/yookassa/requests?method=GET&path=/v3/payments"))
+
+
+async def test_a_key_past_its_window_is_not_sent_and_canceled_when_nothing_is_listed(
     db, sandbox, monitors, api_payments
 ):
     lost = await lost_create(
@@ -104,8 +116,7 @@ async def test_a_key_past_its_window_is_canceled_without_a_call(
     )
     expired_before = unsent("expired")
     canceled_before = metric("domos_payments_finalized_total", status="canceled", source="resend")
-    # Armed, and still armed afterwards: proof that YooKassa was not called at all.
-    await sandbox.control("POST", "/faults", {"api": "yookassa", "mode": "500", "count": 1})
+    posts_before = await posts_with(sandbox, lost["key"])  # the API's own call, refused
     monitor = await monitors(PaymentMonitor)
 
     assert await monitor.resend_unsent() == 1
@@ -119,7 +130,9 @@ async def test_a_key_past_its_window_is_canceled_without_a_call(
     assert "a repeat could create a second payment" in row["last_error"]
     assert row["processed_at"] is not None
     assert row["lease_owner"] is None
-    assert (await sandbox.control("GET", "/faults"))["yookassa"]["remaining"] == 1
+    # Never sent again; the provider's payments were listed instead, and none was ours.
+    assert await posts_with(sandbox, lost["key"]) == posts_before
+    assert await listings(sandbox) == 1
     assert await at_provider(sandbox, lost["id"]) == []
     # Nothing was ever shown to the member: no notice either.
     notices = await db.fetchval(
@@ -223,7 +236,53 @@ async def test_a_row_without_its_request_waits_out_the_key_then_is_canceled(
         "UPDATE payments SET created_at = ? WHERE id = ?",
         (utcnow() - timedelta(hours=23), lost["id"]),
     )
+    await sandbox.control("POST", "/faults", {"api": "yookassa", "mode": "500", "count": 0})
     assert await monitor.resend_unsent() == 1
     row = await payment_row(db, lost["id"])
     assert (row["status"], row["cancellation_reason"]) == ("canceled", "idempotence_key_expired")
-    assert (await sandbox.control("GET", "/faults"))["yookassa"]["remaining"] == 1
+    assert await posts_with(sandbox, lost["key"]) == 1  # the API's own, never repeated
+
+
+async def test_a_key_past_its_window_whose_payment_was_made_is_found_by_listing(
+    db, sandbox, monitors, api_payments
+):
+    # The API's call reached YooKassa, its answer was lost; a day later the key is forgotten.
+    lost = await lost_create(db, sandbox, api_payments, reached_provider=True, age=timedelta(0))
+    [made] = await at_provider(sandbox, lost["id"])
+    # The member paid on the page (its notification lost too).
+    await sandbox.control("POST", f"/yookassa/payments/{made['id']}/succeed", {})
+    await sandbox.control("POST", "/clock", {"advance_s": 25 * 3600})
+    reconciled_before = unsent("reconciled")
+    monitor = await monitors(PaymentMonitor, clock=FixedClock(utcnow() + timedelta(hours=25)))
+
+    assert await monitor.resend_unsent() == 1
+    assert await monitor.resend_unsent() == 0
+
+    # Recorded and applied once, not canceled and not charged again.
+    row = await payment_row(db, lost["id"])
+    assert (row["provider_payment_id"], row["status"]) == (made["id"], "succeeded")
+    assert row["processed_at"] is not None
+    subscriptions = await db.fetchall(
+        "SELECT * FROM subscriptions WHERE user_id = ?", (lost["user"]["id"],)
+    )
+    assert [(s["id"], s["status"]) for s in subscriptions] == [(row["subscription_id"], "active")]
+    assert await posts_with(sandbox, lost["key"]) == 1  # the API's own, never repeated
+    assert [p["id"] for p in await at_provider(sandbox, lost["id"])] == [made["id"]]
+    assert unsent("reconciled") - reconciled_before == 1
+
+
+async def test_a_failed_listing_fails_the_stage_and_changes_nothing(
+    db, sandbox, monitors, api_payments
+):
+    lost = await lost_create(
+        db, sandbox, api_payments, reached_provider=False, age=timedelta(hours=25)
+    )
+    await sandbox.control("POST", "/faults", {"api": "yookassa", "mode": "500", "count": 1})
+    monitor = await monitors(PaymentMonitor)
+
+    with pytest.raises(MonitorError, match="listing failed"):
+        await monitor.resend_unsent()
+
+    row = await payment_row(db, lost["id"])
+    assert (row["status"], row["processed_at"], row["lease_owner"]) == ("created", None, None)
+    assert await posts_with(sandbox, lost["key"]) == 1  # the API's own

@@ -147,3 +147,16 @@ def test_no_answer_is_an_unknown_outcome(server: Recorder, variant: str) -> None
     server.shutdown()
     server.server_close()
     assert call(variant, url_of(server), "create_payment", {}, "k") == (None, None)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_a_listing_sends_its_filters_as_the_query(server: Recorder, variant: str) -> None:
+    server.answer = (200, b'{"type": "list", "items": []}', 0.0)
+    params = {"created_at.gte": "2026-12-04T10:00:00.000Z", "limit": "100", "cursor": "a+b"}
+    answer = call(variant, url_of(server), "list_payments", params)
+    assert answer == (200, {"type": "list", "items": []})
+    [seen] = server.seen
+    assert (seen["method"], seen["body"]) == ("GET", None)
+    assert seen["path"] == (
+        "/v3/payments?created_at.gte=2026-12-04T10%3A00%3A00.000Z&limit=100&cursor=a%2Bb"
+    )
