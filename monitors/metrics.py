@@ -86,6 +86,12 @@ PROVIDER_EVENTS = Counter(
     " failed.",
     ["outcome"],
 )
+REFUNDS = Counter(
+    "domos_refunds_total",
+    "Refunds the provider confirmed, recorded by payment_monitor, by kind: full (the payment's"
+    " whole amount; ends the period it paid for) or partial (recorded only: alert).",
+    ["kind"],
+)
 PAYMENT_POLLS = Counter(
     "domos_payment_polls_total",
     "GET /v3/payments/{id} of pending payments, by what was learned: final, pending, unknown.",

@@ -32,7 +32,10 @@ Work-claiming, four stages per tick:
    metadata of the fetched payment, which is what our request sent: `payment_row` (API, bot),
    checked against the row's amount and committed request; its id is recorded on the row and
    the event processed normally. A charge's metadata names its attempt: left to
-   recurrent_payments.
+   recurrent_payments. A `refund.succeeded` event: the refund is fetched (GET /v3/refunds/{id})
+   and recorded once (payments.refunds); a full refund of the payment that paid the live period
+   ends the subscription as an expiry does (ban_monitor removes the member from the paid
+   chats) and tells the member; a partial one is recorded and alerts (DomosPartialRefund).
 2. polling: payments still open N minutes after creation (the webhook may be lost) are fetched
    on a capped exponential schedule (`PAYMENT_POLL`), then hourly, until they are final.
 3. confirmation: a succeeded payment that was applied gets, for every managed chat the member
@@ -91,6 +94,7 @@ class PaymentMonitor(Monitor):
         # Alerts fire on the first expiry or paid-after-cancel, so those series start at 0.
         metrics.start_at_zero(metrics.UNSENT_PAYMENTS, "outcome", metrics.UNSENT_OUTCOMES)
         metrics.start_at_zero(metrics.INVITE_LINKS, "outcome", ("created", "failed", "skipped"))
+        metrics.start_at_zero(metrics.REFUNDS, "kind", ("full", "partial"))
         self.yookassa = YooKassaClient(self.ctx.settings)
         self.telegram = TelegramClient(self.ctx.settings)
         await self.yookassa.open()

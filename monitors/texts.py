@@ -146,6 +146,14 @@ def renewal_description(period_end: datetime, tz: ZoneInfo) -> str:
     return f"Продление подписки до {local_date(period_end, tz)}"
 
 
+def refunded(minor: int, currency: str) -> str:
+    """A full refund of the period the member had: it ends, as an expiry does."""
+    return (
+        f"Оплата подписки ({rubles(minor, currency)}) возвращена, подписка завершена и доступ"
+        " к чатам сообщества закрыт. Вернуться: /subscribe"
+    )
+
+
 def renewed(period_end: datetime, tz: ZoneInfo) -> str:
     return f"Подписка продлена до {local_date(period_end, tz)}. Спасибо, что вы с нами!"
 

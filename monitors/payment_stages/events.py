@@ -4,7 +4,7 @@ The body is not trusted: the payment is fetched by id and its real status applie
 is claimed and finished with an outcome (applied, ignored, failed), or retried on `EVENT_RETRY`.
 A payment whose provider id was never recorded is found by the fetched payment's metadata
 (`payment_row`), checked against the row, and its id recorded; a charge's events are left to
-recurrent_payments.
+recurrent_payments. Refund events go to refunds.py (the refund fetched, recorded once).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 from monitors import metrics
 from monitors.payment_stages.apply import apply_final
+from monitors.payment_stages.refunds import process_refund
 from monitors.payment_stages.work import PaymentWork
 from payments.decisions import (
     ChargeOutcome,
@@ -45,6 +46,13 @@ async def process_events(work: PaymentWork) -> int:
 
 async def _process_event(work: PaymentWork, event: dict[str, Any]) -> None:
     log = work.log.bind(event_id=event["id"], event_key=event["event_key"])
+    if event["event_type"].startswith("refund."):
+        verdict = await process_refund(work, event, log)
+        if verdict.outcome == "retry":
+            await _retry_event(work, event, verdict.note or "retry")
+        else:
+            await _finish_event(work, event, verdict.outcome, verdict.note)
+        return
     if not event["event_type"].startswith("payment."):
         await _finish_event(work, event, "ignored", "not a payment event")
         return

@@ -152,8 +152,48 @@ class SubscriptionAdmin(ReadOnlyAdmin):
     list_select_related = ("user", "tariff")
 
 
+class RefundInline(admin.TabularInline):  # type: ignore[type-arg]
+    """A payment's refunds, read-only (payment_monitor records them)."""
+
+    model = m.Refund
+    fields = ("provider_refund_id", "amount_minor", "kind", "effect", "subscription", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(m.Refund)
+class RefundAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "provider_refund_id",
+        "payment",
+        "amount_minor",
+        "currency",
+        "kind",
+        "effect",
+        "subscription",
+        "created_at",
+    )
+    list_filter = ("kind", "effect", ("created_at", admin.DateFieldListFilter))
+    search_fields = (
+        "=provider_refund_id",
+        "=payment__provider_payment_id",
+        "=payment__user__telegram_id",
+    )
+    list_select_related = ("payment",)
+
+
 @admin.register(m.Payment)
 class PaymentAdmin(ReadOnlyAdmin):
+    inlines = (RefundInline,)
     list_display = (
         "id",
         "provider_payment_id",

@@ -165,3 +165,30 @@ def test_a_row_still_waiting_for_its_create_answer_is_confirmed_by_the_provider(
     other = sandbox.create_payment()
     body = notification("payment.succeeded", other["id"], metadata={"payment_row": str(row)})
     assert client.post(URL, json=body).json["status"] == "ignored"
+
+
+def test_a_refund_event_is_recorded_only_when_the_provider_has_the_refund(
+    client: Any, sync_db: Any, sandbox: SandboxProcess
+) -> None:
+    payment = sandbox.create_payment("990.00")
+    sandbox.control("POST", f"/yookassa/payments/{payment['id']}/succeed")
+    our_payment(sync_db, payment["id"])
+    # A forged refund of a payment of ours: the provider does not know the refund id.
+    forged = notification(
+        "refund.succeeded",
+        "00000099-0015-5000-9000-000000000099",
+        status="succeeded",
+        payment_id=payment["id"],
+        amount={"value": "990.00", "currency": "RUB"},
+    )
+    refused = client.post(URL, json=forged)
+    assert (refused.status_code, refused.json["status"]) == (400, "rejected")
+    assert events(sync_db) == []
+
+    refund = sandbox.control("POST", f"/yookassa/payments/{payment['id']}/refund", {})
+    body = notification("refund.succeeded", refund["id"], payment_id=payment["id"])
+    real = client.post(URL, json=body)
+    assert (real.status_code, real.json["status"]) == (200, "recorded")
+    [event] = events(sync_db)
+    assert (event["event_type"], event["object_id"]) == ("refund.succeeded", refund["id"])
+    assert event["payload"]["payment_id"] == payment["id"]

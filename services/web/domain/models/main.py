@@ -148,6 +148,35 @@ class Payment(MainModel):
         ordering = ("-created_at",)
 
 
+class Refund(MainModel):
+    """Money YooKassa returned (payment_monitor records it once the refund is fetched)."""
+
+    provider = models.TextField()
+    provider_refund_id = models.TextField("id у провайдера")
+    payment = models.ForeignKey(
+        Payment, models.DO_NOTHING, related_name="refunds", verbose_name="платёж"
+    )
+    amount_minor = models.BigIntegerField("сумма", help_text="в копейках")
+    currency = models.TextField("валюта")
+    kind = models.TextField("возврат", choices=[("full", "полный"), ("partial", "частичный")])
+    effect = models.TextField(
+        "последствие",
+        choices=[("access_ended", "подписка завершена"), ("none", "доступ не менялся")],
+    )
+    subscription = models.ForeignKey(
+        Subscription, models.DO_NOTHING, null=True, verbose_name="завершённая подписка"
+    )
+    description = models.TextField("описание", null=True)
+    refunded_at = Stamp("возвращено у провайдера", null=True)
+    created_at = Stamp("записан")
+
+    class Meta(MainModel.Meta):
+        db_table = "refunds"
+        verbose_name = "возврат"
+        verbose_name_plural = "возвраты"
+        ordering = ("-created_at",)
+
+
 class ChargeAttempt(MainModel):
     subscription = models.ForeignKey(Subscription, models.DO_NOTHING)
     period_end = Stamp()

@@ -1,0 +1,144 @@
+"""Refunds: what a refund the provider confirms does here.
+
+Only a refund fetched with the shop's credentials (GET /v3/refunds/{id}) counts; a notification
+body never does. Each provider refund is recorded once (`refunds`, unique per provider id).
+
+- full (with it, the payment's whole amount is back with the member) of the payment that paid
+  the subscription's live period (`applied_period_end` is the period's end): the subscription
+  ends at once as an expiry does (status `expired`), so ban_monitor removes the member from the
+  paid chats by the same path as any expiry; auto-renewal stops (reason `refunded`), since the
+  card would otherwise be charged for a period nobody wants. No grace: grace is time to pay, and
+  this member was paid back. The caller tells the member.
+- partial, or a payment that no longer pays the live period (an earlier period, or one a later
+  payment already extended): recorded only; a partial refund alerts (operators decide).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from payments.amounts import amount_minor
+from payments.renewals import lock_subscription
+from runtime.db import AsyncTransaction
+from runtime.errors import TransientError
+
+#: subscriptions.auto_renew_stopped_reason of a subscription a refund ended.
+REFUNDED_REASON = "refunded"
+
+
+@dataclass(frozen=True)
+class ProviderRefund:
+    """A succeeded refund as the provider's API describes it."""
+
+    refund_id: str
+    payment_id: str
+    amount_minor: int
+    currency: str
+    description: str | None
+    created_at: datetime | None
+
+
+def provider_refund(fetched: Mapping[str, Any]) -> ProviderRefund | str:
+    """The refund fetched from the provider, or why it is nothing to act on (yet)."""
+    refund_id = fetched.get("id")
+    payment_id = fetched.get("payment_id")
+    if not isinstance(refund_id, str) or not isinstance(payment_id, str):
+        return "the refund names no id or payment"
+    if fetched.get("status") != "succeeded":
+        return f"refund {fetched.get('status')}, not succeeded"
+    amount = fetched.get("amount")
+    minor = amount_minor(amount)
+    currency = amount.get("currency") if isinstance(amount, Mapping) else None
+    if minor is None or minor <= 0 or not isinstance(currency, str):
+        return f"refund amount {amount!r} is not a positive amount"
+    description = fetched.get("description")
+    created = fetched.get("created_at")
+    try:
+        created_at = datetime.fromisoformat(created) if isinstance(created, str) else None
+    except ValueError:
+        created_at = None
+    return ProviderRefund(
+        refund_id,
+        payment_id,
+        minor,
+        currency,
+        description if isinstance(description, str) else None,
+        created_at,
+    )
+
+
+@dataclass(frozen=True)
+class RecordedRefund:
+    refund_row: int
+    kind: str
+    #: The subscription the refund ended; None when access was left as it was.
+    ended_subscription: int | None
+
+
+def refund_kind(refunded_before: int, refund: int, paid: int) -> str:
+    """'full' when this refund brings the payment's refunds to its whole amount."""
+    return "full" if refunded_before + refund >= paid else "partial"
+
+
+async def record_refund(
+    tx: AsyncTransaction, payment: Mapping[str, Any], refund: ProviderRefund, now: datetime
+) -> RecordedRefund | None:
+    """Record the refund of `payment` (its row) and end the access it paid for, when it is a
+    full refund of the live period; None when it was recorded before."""
+    subscription_id = payment["subscription_id"]
+    if subscription_id is not None:
+        # The subscription's row lock first, as every writer of a subscription takes it.
+        await lock_subscription(tx, subscription_id)
+    known = await tx.fetchval(
+        "SELECT id FROM refunds WHERE provider = ? AND provider_refund_id = ?",
+        (payment["provider"], refund.refund_id),
+    )
+    if known is not None:
+        return None
+    refunded_before = await tx.fetchval(
+        "SELECT coalesce(sum(amount_minor), 0) FROM refunds WHERE payment_id = ?",
+        (payment["id"],),
+    )
+    kind = refund_kind(int(refunded_before), refund.amount_minor, payment["amount_minor"])
+    ended = None
+    if kind == "full" and subscription_id is not None and payment["applied_period_end"]:
+        ended = await _end_live_period(tx, subscription_id, payment["applied_period_end"], now)
+    refund_row = await tx.fetchval(
+        "INSERT INTO refunds (provider, provider_refund_id, payment_id, amount_minor, currency,"
+        " kind, effect, subscription_id, description, refunded_at, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (provider, provider_refund_id) DO NOTHING RETURNING id",
+        (
+            payment["provider"],
+            refund.refund_id,
+            payment["id"],
+            refund.amount_minor,
+            refund.currency,
+            kind,
+            "none" if ended is None else "access_ended",
+            ended,
+            refund.description,
+            refund.created_at,
+            now,
+        ),
+    )
+    if refund_row is None:
+        # Recorded by another process since the check: undo the subscription change with it.
+        raise TransientError(f"refund {refund.refund_id} was recorded meanwhile")
+    return RecordedRefund(int(refund_row), kind, ended)
+
+
+async def _end_live_period(
+    tx: AsyncTransaction, subscription_id: int, paid_period_end: datetime, now: datetime
+) -> int | None:
+    """End the subscription if its live period is the one refunded; its id when it ended."""
+    ended = await tx.execute(
+        "UPDATE subscriptions SET status = 'expired', expired_at = ?, grace_until = NULL,"
+        " auto_renew = ?, auto_renew_stopped_reason = ?, next_charge_at = NULL, updated_at = ?"
+        " WHERE id = ? AND status IN ('active', 'grace') AND current_period_end = ?",
+        (now, False, REFUNDED_REASON, now, subscription_id, paid_period_end),
+    )
+    return subscription_id if ended else None

@@ -1,0 +1,153 @@
+"""Refunds: a full refund of the period a member has ends it as an expiry does (the member is
+told and removed from the paid chats by ban_monitor); a partial refund is recorded and counted;
+a refund the provider does not know changes nothing.
+
+The refunds are made at the sandbox (control API, as from YooKassa's dashboard); the events
+are what botapi records for the `refund.succeeded` notification.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from monitors.ban_monitor import BanMonitor
+from monitors.payment_monitor import PaymentMonitor
+from tests.integration.monitors import factories as f
+from tests.integration.monitors.conftest import metric
+from tests.integration.monitors.test_payment_monitor import setup_purchase
+
+
+async def paid_member(db: Any, sandbox: Any, monitor: Any) -> dict[str, Any]:
+    """A member who paid (webhook applied) and is in the paid chat."""
+    buy = await setup_purchase(db, sandbox, age=timedelta(seconds=5))
+    await f.join(db, sandbox, buy["user"], buy["chat"])
+    paid = await sandbox.control("POST", f"/yookassa/payments/{buy['provider']['id']}/succeed", {})
+    await f.provider_event(db, paid)
+    await monitor.tick()
+    buy["subscription"] = await live_subscription(db, buy["user"])
+    assert buy["subscription"] is not None
+    return buy
+
+
+async def live_subscription(db: Any, user: dict[str, Any]) -> dict[str, Any] | None:
+    row = await db.fetchone(
+        "SELECT * FROM subscriptions WHERE user_id = ? AND status IN ('active', 'grace')",
+        (user["id"],),
+    )
+    return dict(row) if row is not None else None
+
+
+async def refund(sandbox: Any, db: Any, buy: dict[str, Any], amount: str | None = None) -> Any:
+    body = {} if amount is None else {"amount": amount}
+    made = await sandbox.control("POST", f"/yookassa/payments/{buy['provider']['id']}/refund", body)
+    await f.provider_event(db, made, "refund.succeeded")
+    return made
+
+
+async def refunds_of(db: Any, payment_id: int) -> list[dict[str, Any]]:
+    rows = await db.fetchall(
+        "SELECT * FROM refunds WHERE payment_id = ? ORDER BY id", (payment_id,)
+    )
+    return [dict(row) for row in rows]
+
+
+def refunds(kind: str) -> float:
+    return metric("domos_refunds_total", kind=kind)
+
+
+async def test_a_full_refund_ends_the_period_tells_the_member_and_removes_them(
+    db, sandbox, monitors
+):
+    monitor = await monitors(PaymentMonitor)
+    buy = await paid_member(db, sandbox, monitor)
+    full_before = refunds("full")
+    made = await refund(sandbox, db, buy)
+
+    await monitor.tick()
+
+    [row] = await refunds_of(db, buy["id"])
+    assert (row["provider_refund_id"], row["amount_minor"]) == (made["id"], 99000)
+    assert (row["kind"], row["effect"]) == ("full", "access_ended")
+    assert row["subscription_id"] == buy["subscription"]["id"]
+    assert await live_subscription(db, buy["user"]) is None
+    sub = await db.fetchone(
+        "SELECT * FROM subscriptions WHERE id = ?", (buy["subscription"]["id"],)
+    )
+    assert (sub["status"], sub["auto_renew"]) == ("expired", False)
+    assert sub["auto_renew_stopped_reason"] == "refunded"
+    assert sub["expired_at"] is not None
+    [notice] = await db.fetchall(
+        "SELECT * FROM outbox WHERE kind = 'refund' AND user_id = ?", (buy["user"]["id"],)
+    )
+    assert notice["chat_id"] == buy["user"]["telegram_id"]
+    assert "990 ₽" in notice["text"]
+    assert "возвращена" in notice["text"]
+    event = await db.fetchone("SELECT * FROM provider_events WHERE event_type = 'refund.succeeded'")
+    assert event["outcome"] == "applied"
+    assert refunds("full") - full_before == 1
+
+    # Access ends by the path of any expiry: ban_monitor removes the member from the paid chat.
+    assert await f.chat_status(sandbox, buy["chat"], buy["user"]) == "member"
+    bans = await monitors(BanMonitor)
+    await bans.tick()
+    assert await f.chat_status(sandbox, buy["chat"], buy["user"]) == "kicked"
+
+    # Told once, recorded once: the event again changes nothing.
+    await db.execute("UPDATE provider_events SET processed_at = NULL, outcome = NULL")
+    await monitor.tick()
+    assert len(await refunds_of(db, buy["id"])) == 1
+    assert await db.fetchval("SELECT count(*) FROM outbox WHERE kind = 'refund'") == 1
+    assert refunds("full") - full_before == 1
+
+
+async def test_a_partial_refund_is_recorded_and_counted_and_access_stays(db, sandbox, monitors):
+    monitor = await monitors(PaymentMonitor)
+    buy = await paid_member(db, sandbox, monitor)
+    partial_before = refunds("partial")
+    await refund(sandbox, db, buy, "100.00")
+
+    await monitor.tick()
+
+    [row] = await refunds_of(db, buy["id"])
+    assert (row["amount_minor"], row["kind"], row["effect"]) == (10000, "partial", "none")
+    assert row["subscription_id"] is None
+    assert refunds("partial") - partial_before == 1
+    assert await live_subscription(db, buy["user"]) == buy["subscription"]
+    assert await db.fetchval("SELECT count(*) FROM outbox WHERE kind = 'refund'") == 0
+    await (await monitors(BanMonitor)).tick()
+    assert await f.chat_status(sandbox, buy["chat"], buy["user"]) == "member"
+
+    # The rest refunded later: the two together are the whole payment, and the period ends.
+    await refund(sandbox, db, buy)
+    await monitor.tick()
+    assert [(r["kind"], r["effect"]) for r in await refunds_of(db, buy["id"])] == [
+        ("partial", "none"),
+        ("full", "access_ended"),
+    ]
+    assert await live_subscription(db, buy["user"]) is None
+
+
+async def test_a_refund_the_provider_does_not_know_changes_nothing(db, sandbox, monitors):
+    monitor = await monitors(PaymentMonitor)
+    buy = await paid_member(db, sandbox, monitor)
+    # A forged notification recorded as if it were real (botapi would refuse it): its body
+    # names our payment and the whole amount, but the provider has no such refund.
+    forged = {
+        "id": "00000099-0015-5000-9000-000000000099",
+        "payment_id": buy["provider"]["id"],
+        "status": "succeeded",
+        "amount": {"value": "990.00", "currency": "RUB"},
+    }
+    event_id = await f.provider_event(db, forged, "refund.succeeded")
+
+    await monitor.tick()
+
+    event = await db.fetchone("SELECT * FROM provider_events WHERE id = ?", (event_id,))
+    assert (event["outcome"], event["last_error"]) == (
+        "ignored",
+        "the provider does not know this refund",
+    )
+    assert await refunds_of(db, buy["id"]) == []
+    assert await live_subscription(db, buy["user"]) == buy["subscription"]
+    assert await db.fetchval("SELECT count(*) FROM outbox WHERE kind = 'refund'") == 0
