@@ -46,6 +46,10 @@ async def process_refund(work: PaymentWork, event: dict[str, Any], log: Any) -> 
     )
     if payment is None:
         return Verdict("retry", f"refund of payment {refund.payment_id}, not known here")
+    if payment["processed_at"] is None:
+        # Applied later, the payment would grant the period the refund took back: the refund
+        # waits until the payment's outcome is applied (polling does it within minutes).
+        return Verdict("retry", f"payment {payment['id']} is not applied yet")
     if refund.currency != payment["currency"]:
         note = f"refund in {refund.currency} of a payment in {payment['currency']}"
         return Verdict("failed", note)

@@ -13,9 +13,11 @@ from typing import Any
 
 from monitors.ban_monitor import BanMonitor
 from monitors.payment_monitor import PaymentMonitor
+from monitors.recurrent_payments import RecurrentPayments
 from tests.integration.monitors import factories as f
 from tests.integration.monitors.conftest import metric
 from tests.integration.monitors.test_payment_monitor import setup_purchase
+from tests.integration.monitors.test_recurrent_payments import due_subscription, provider_payments
 
 
 async def paid_member(db: Any, sandbox: Any, monitor: Any) -> dict[str, Any]:
@@ -151,3 +153,41 @@ async def test_a_refund_the_provider_does_not_know_changes_nothing(db, sandbox, 
     assert await refunds_of(db, buy["id"]) == []
     assert await live_subscription(db, buy["user"]) == buy["subscription"]
     assert await db.fetchval("SELECT count(*) FROM outbox WHERE kind = 'refund'") == 0
+
+
+async def test_a_full_refund_of_a_renewal_charge_ends_the_period_it_renewed(db, sandbox, monitors):
+    sub = await due_subscription(db, sandbox)
+    await (await monitors(RecurrentPayments)).tick()
+    [charged] = await provider_payments(sandbox, sub["method"])
+    renewed = await db.fetchone("SELECT * FROM subscriptions WHERE id = ?", (sub["id"],))
+    assert renewed["current_period_end"] == sub["end"] + timedelta(days=30)
+    made = await sandbox.control("POST", f"/yookassa/payments/{charged['id']}/refund", {})
+    await f.provider_event(db, made, "refund.succeeded")
+
+    await (await monitors(PaymentMonitor)).tick()
+
+    ended = await db.fetchone("SELECT * FROM subscriptions WHERE id = ?", (sub["id"],))
+    assert (ended["status"], ended["auto_renew"]) == ("expired", False)
+    [row] = await db.fetchall("SELECT * FROM refunds")
+    assert (row["kind"], row["effect"], row["subscription_id"]) == (
+        "full",
+        "access_ended",
+        sub["id"],
+    )
+
+
+async def test_a_refund_waits_for_its_payment_to_be_applied(db, sandbox, monitors):
+    buy = await setup_purchase(db, sandbox, age=timedelta(seconds=5))
+    await sandbox.control("POST", f"/yookassa/payments/{buy['provider']['id']}/succeed", {})
+    # Refunded before payment_monitor applied the success (its notification not in yet).
+    await refund(sandbox, db, buy)
+    monitor = await monitors(PaymentMonitor)
+
+    await monitor.process_events()
+
+    event = await db.fetchone("SELECT * FROM provider_events")
+    assert (event["processed_at"], event["last_error"]) == (
+        None,
+        f"payment {buy['id']} is not applied yet",
+    )
+    assert await refunds_of(db, buy["id"]) == []
