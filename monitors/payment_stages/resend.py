@@ -26,6 +26,7 @@ from payments.decisions import (
     classify_payment_object,
     decide_unsent_payment,
     expired_key_note,
+    next_poll_at,
     next_resend_at,
     stored_request,
 )
@@ -89,7 +90,15 @@ async def _resend_one(work: PaymentWork, payment: dict[str, Any]) -> bool:
             metrics.UNSENT_PAYMENTS.labels(outcome="reconciled").inc()
             log.info("unsent_payment_reconciled", provider_payment_id=found.get("id"))
             reconciled = CreateResult(CreateVerdict.RECORD, classify_payment_object(found))
-            return await _record_resent(work, payment, reconciled, found)
+            try:
+                return await _record_resent(work, payment, reconciled, found)
+            except IntegrityError as exc:
+                # Another row holds this provider id: a fault to look at, never to overwrite.
+                log.error("unsent_payment_conflict", error=str(exc))
+                attempts = payment["check_attempts"] + 1
+                note = f"provider id {found.get('id')}: {exc}"
+                await _unsent_later(work, payment, attempts, next_poll_at(now, attempts), note)
+                return True
         await _cancel_unsent(
             work,
             payment,

@@ -284,10 +284,29 @@ ROWS: tuple[Row, ...] = (
                 ),
                 width=12,
                 description="Payments whose create call never returned: found at the provider"
-                " (recorded, or matched by a notification), sent again (retried), canceled"
-                " uncalled (expired key, refused repeat), and paid_after_cancel, a refund to make"
-                " by hand. Alerts fire on cancellations, on resends that keep failing and on"
-                " any paid_after_cancel.",
+                " (recorded, matched by a notification, or reconciled by listing once the key"
+                " left its window), sent again (retried), canceled uncalled (expired key and"
+                " nothing listed, refused repeat), listing_failed, and paid_after_cancel, a"
+                " refund to make by hand. Alerts fire on cancellations, on resends that keep"
+                " failing and on any paid_after_cancel.",
+            ),
+            Panel(
+                "Refunds and charges past their key window (1 h)",
+                (
+                    Query(
+                        "sum by (kind) (increase(domos_refunds_total[1h]))",
+                        "refund {{kind}}",
+                    ),
+                    Query(
+                        "sum by (outcome) (increase(domos_charge_reconciliations_total[1h]))",
+                        "charge {{outcome}}",
+                    ),
+                ),
+                width=12,
+                description="Refunds YooKassa confirmed: full ones end the period they paid"
+                " for, partial ones are recorded and alert (DomosPartialRefund). Renewal"
+                " charges still unanswered when their key left its window, looked up by"
+                " listing: found, not_sent (a new attempt follows) or failed.",
             ),
             Panel(
                 "Payment notifications by outcome",
