@@ -4,7 +4,8 @@ time order (newest first) from the tables that already record them.
 Subscription changes have no history table of their own; they are read from what records them:
 the subscription row (created, canceled, expired), the notices tsmonitor and recurrent_payments
 wrote once each in `subscription_reminders` (grace started, a charge failed, auto-renewal
-stopped), paid periods from the payments, declined auto-renewal charges from `charge_attempts`.
+stopped), paid periods from the payments, declined auto-renewal charges from `charge_attempts`,
+refunds from `refunds`.
 Messages are the outbox rows to the member's private chat (`outbox_chat_idx`).
 
 Pages are cut by time: each source is asked for its newest `limit` entries before the cursor,
@@ -122,6 +123,20 @@ def _declined_charges(member: m.Member, before: datetime | None, limit: int) -> 
         )
 
 
+def _refunds(member: m.Member, before: datetime | None, limit: int) -> Iterator[Entry]:
+    rows = m.Refund.objects.filter(payment__user=member)
+    for refund in _newest(rows, "created_at", before, limit):
+        kind = "полный" if refund.kind == "full" else "частичный"
+        effect = "подписка завершена" if refund.effect == "access_ended" else "доступ не менялся"
+        yield Entry(
+            at=refund.created_at,
+            kind="payment",
+            title=f"Возврат {_money(refund.amount_minor, refund.currency)} ({kind})",
+            detail=effect,
+            url=_change_url(m.Refund, refund.pk),
+        )
+
+
 def _subscriptions(member: m.Member) -> Iterator[Entry]:
     # A member has a handful of subscriptions (one per paid stretch): read them all.
     for sub in m.Subscription.objects.filter(user=member).select_related("tariff"):
@@ -193,6 +208,7 @@ def member_timeline(member: m.Member, *, before: datetime | None = None, limit: 
     sources: Iterable[Entry] = [
         *_payments(member, before, limit),
         *_declined_charges(member, before, limit),
+        *_refunds(member, before, limit),
         *(e for e in _subscriptions(member) if before is None or e.at < before),
         *_moderation(member, before, limit),
         *_messages(member, before, limit),

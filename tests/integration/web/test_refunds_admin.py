@@ -1,4 +1,5 @@
-"""The admin shows refunds: a read-only list, and each payment's refunds inline."""
+"""The admin shows refunds: a read-only list, each payment's refunds inline, and the member's
+timeline."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def refunded(domain_db: Any) -> dict[str, int]:
         " 'access_ended', ?) RETURNING id",
         (payment, sub),
     )
-    return {"payment": payment, "partial": partial, "full": full}
+    return {"payment": payment, "partial": partial, "full": full, "member": user}
 
 
 def test_refunds_are_listed_and_filtered(client: Any, refunded: dict[str, int]) -> None:
@@ -66,3 +67,10 @@ def test_a_payment_shows_its_refunds_read_only(client: Any, refunded: dict[str, 
     assert client.get("/admin/domain/refund/add/").status_code == 403
     change = client.post(f"/admin/domain/refund/{refunded['full']}/change/", {"kind": "partial"})
     assert change.status_code == 403
+
+
+def test_the_members_timeline_shows_the_refunds(client: Any, refunded: dict[str, int]) -> None:
+    page = client.get(f"/admin/domain/member/{refunded['member']}/timeline/").content.decode()
+    assert "Возврат 890.00 RUB (полный)" in page
+    assert "Возврат 100.00 RUB (частичный)" in page
+    assert f"/admin/domain/refund/{refunded['full']}/change/" in page
