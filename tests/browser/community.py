@@ -8,10 +8,10 @@ operator and members do on a normal day: staff add an event, a useful-message ru
 group in the admin, paid members join the paid chat, talk and send a voice note, listings
 channels post, partners get tokens, a member blocks the bot, one cancels his auto-renewal; every
 monitor runs once (`domos monitor NAME --once`); members register for the event and answer the
-survey. Then a month later on the monitors' and the sandbox's clocks (as tests/acceptance/e2e
-moves them): the auto-renewal is charged, the other member lapses and is banned. Nothing is
-inserted behind the programs' backs: every row is one the real code wrote. The programs stop;
-the web admin keeps serving until the session ends.
+survey; the shop refunds part of a payment. Then a month later on the monitors' and the
+sandbox's clocks (as tests/acceptance/e2e moves them): the auto-renewal is charged, the other
+member lapses and is banned. Nothing is inserted behind the programs' backs: every row is one
+the real code wrote. The programs stop; the web admin keeps serving until the session ends.
 """
 
 from __future__ import annotations
@@ -222,6 +222,7 @@ def _play(c: Community) -> None:
     # Anna pays and spoke in the paid chat: parse_messages kept her voice note.
     assert _has(c, "SELECT 1 FROM audio_files WHERE status = 'downloaded'", (), db="audio")
     _answers(c)
+    _goodwill_refund(c)
     c.run("monitor", "notifymonitor", "--once")
     c.stop("payment_monitor")
     _month_later(c)
@@ -387,6 +388,23 @@ def _answers(c: Community) -> None:
     c.control("POST", "/telegram/messages", {"user_id": ANNA, "text": "/survey"})
     _press_first_button(c, ANNA, before)
     wait_for(lambda: _has(c, "SELECT 1 FROM survey_responses", ()), 30, "a survey answer")
+
+
+def _goodwill_refund(c: Community) -> None:
+    """The shop returns part of Anna's payment from YooKassa's dashboard: the refund.succeeded
+    notification reaches botapi, and payment_monitor records a partial refund (her access
+    stays)."""
+    with c.db() as db:
+        paid = db.fetchone(
+            "SELECT p.provider_payment_id FROM payments p JOIN users u ON u.id = p.user_id"
+            " WHERE u.telegram_id = ? AND p.status = 'succeeded' ORDER BY p.id LIMIT 1",
+            (ANNA,),
+        )
+    assert paid is not None, "Anna's payment did not succeed"
+    c.control(
+        "POST", f"/yookassa/payments/{paid['provider_payment_id']}/refund", {"amount": "100.00"}
+    )
+    wait_for(lambda: _has(c, "SELECT 1 FROM refunds", ()), 60, "the refund to be recorded")
 
 
 def _month_later(c: Community) -> None:
