@@ -286,3 +286,25 @@ async def test_a_failed_listing_fails_the_stage_and_changes_nothing(
     row = await payment_row(db, lost["id"])
     assert (row["status"], row["processed_at"], row["lease_owner"]) == ("created", None, None)
     assert await posts_with(sandbox, lost["key"]) == 1  # the API's own
+
+
+async def test_a_pending_payment_found_by_listing_is_followed_by_polling(
+    db, sandbox, monitors, api_payments
+):
+    lost = await lost_create(db, sandbox, api_payments, reached_provider=True, age=timedelta(0))
+    [made] = await at_provider(sandbox, lost["id"])
+    later = utcnow() + timedelta(hours=25)
+    monitor = await monitors(PaymentMonitor, clock=FixedClock(later))
+
+    assert await monitor.resend_unsent() == 1
+
+    row = await payment_row(db, lost["id"])
+    assert (row["provider_payment_id"], row["status"]) == (made["id"], "pending")
+    assert row["processed_at"] is None
+    # The member pays; the next poll (GET /v3/payments/{id}) finds it and applies it.
+    await sandbox.control("POST", f"/yookassa/payments/{made['id']}/succeed", {})
+    await db.execute("UPDATE payments SET next_check_at = ? WHERE id = ?", (later, lost["id"]))
+    await monitor.poll_open()
+    row = await payment_row(db, lost["id"])
+    assert (row["status"], row["processed_at"] is not None) == ("succeeded", True)
+    assert await posts_with(sandbox, lost["key"]) == 1  # the API's own, never repeated
