@@ -7,14 +7,15 @@ them on shutdown. Everything else is stateless, so several workers or replicas c
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response, Security
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -23,10 +24,13 @@ from payments.client import YooKassaClient
 from runtime.config import Settings
 from runtime.db import AsyncDatabase, async_database
 from runtime.errors import DatabaseError
+from services.api.bodylimit import BodyLimitMiddleware
 from services.api.errors import ApiError, ErrorBody, install_error_handlers, responses
+from services.api.identity import Caller, IdentityVerifier
 from services.api.metrics import RequestMetricsMiddleware
 from services.api.models import (
     INT64_MAX,
+    TELEGRAM_ID_MAX,
     Health,
     IssuedToken,
     Payment,
@@ -41,8 +45,10 @@ from services.api.models import (
     TokenUse,
     TokenUsed,
     TokenVerdict,
+    payment_request_model,
 )
 from services.api.payments import PaymentService
+from services.api.ratelimit import RateLimits
 from services.api.settings import ApiSettings
 from services.api.subscriptions import subscription_status
 from services.api.tokens import TokenHasher, TokenStore, token_state, uses_left
@@ -71,10 +77,39 @@ async def services(request: Request) -> Services:
 
 ServicesDep = Annotated[Services, Depends(services)]
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API_ADMIN_KEY")
+_telegram_proof = APIKeyHeader(
+    name="Authorization",
+    scheme_name="TelegramProof",
+    auto_error=False,
+    description="A Telegram user's proof: `tma <Mini App initData>` or `tglogin <Login Widget"
+    " fields as a query string>`, signed by Telegram for the bot (TELEGRAM_BOT_TOKEN), with an"
+    " `auth_date` at most API_AUTH_MAX_AGE_S old. Acts only for that user's telegram_id.",
+)
+_partner_key = APIKeyHeader(
+    name="X-Partner-Key",
+    scheme_name="PartnerKey",
+    auto_error=False,
+    description="A partner server's key (its SHA-256 in API_PARTNER_KEYS). Acts for any member.",
+)
+#: Statuses every member operation may answer besides its own.
+MEMBER_ERRORS = (401, 403, 413, 422, 429, 503)
+#: Statuses every other /v1 operation may answer besides its own.
+COMMON_ERRORS = (413, 422, 429, 503)
+
+
+def _source(request: Request) -> str:
+    # uvicorn has already replaced it with X-Forwarded-For when a trusted proxy sent the request.
+    return request.client.host if request.client else "unknown"
 
 
 def create_app(settings: Settings, api_settings: ApiSettings) -> FastAPI:
     hasher = TokenHasher(api_settings.token_hash_key)
+    verifier = IdentityVerifier(
+        settings.telegram.bot_token, api_settings.partner_keys, api_settings.auth_max_age_s
+    )
+    limits = RateLimits(
+        api_settings.rate_limit_storage, api_settings.member_rate, api_settings.source_rate
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -112,6 +147,8 @@ def create_app(settings: Settings, api_settings: ApiSettings) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=api_settings.max_body_bytes)
+    # Added last, so outermost: it counts the 413s too.
     app.add_middleware(RequestMetricsMiddleware, program=settings.program)
 
     async def require_admin(key: Annotated[str | None, Depends(_api_key_header)]) -> None:
@@ -120,13 +157,56 @@ def create_app(settings: Settings, api_settings: ApiSettings) -> FastAPI:
         if not secret_matches(key, api_settings.admin_key):
             raise ApiError(401, "unauthorized", "a valid X-API-Key header is required")
 
+    app.state.gate = Gate(verifier, limits)
     _add_service_routes(app)
     _add_subscription_routes(app)
-    _add_payment_routes(app)
+    _add_payment_routes(app, payment_request_model(api_settings.return_url_hosts))
     for kind in TOKEN_KINDS:
         app.include_router(_token_router(kind))
         app.include_router(_admin_token_router(kind, require_admin))
     return app
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Who may call, and how often: the app's identity checks and rate limits."""
+
+    verifier: IdentityVerifier
+    limits: RateLimits
+
+    async def act_for(self, who: Caller, telegram_id: int) -> None:
+        """403 when a Telegram user acts for someone else: decided before any lookup, so the
+        answer is the same whether that member exists or not. Then the member's budget."""
+        if not who.may_act_for(telegram_id):
+            raise ApiError(
+                403, "forbidden", f"this proof acts only for telegram id {who.telegram_id}"
+            )
+        await self.limits.hit_member(telegram_id)
+
+
+async def limit_source(request: Request) -> None:
+    gate: Gate = request.app.state.gate
+    await gate.limits.hit_source(_source(request))
+
+
+async def caller(
+    request: Request,
+    authorization: Annotated[str | None, Security(_telegram_proof)],
+    partner_key: Annotated[str | None, Security(_partner_key)],
+) -> Caller:
+    """The proven caller; 401 before any lookup, counted against the source address."""
+    gate: Gate = request.app.state.gate
+    try:
+        found = gate.verifier.identify(authorization, partner_key, time.time())
+    except ApiError:
+        await gate.limits.hit_source(_source(request))
+        raise
+    if found.partner is None:
+        await gate.limits.hit_source(_source(request))
+    return found
+
+
+CallerDep = Annotated[Caller, Depends(caller)]
 
 
 def _add_service_routes(app: FastAPI) -> None:
@@ -156,39 +236,31 @@ def _add_subscription_routes(app: FastAPI) -> None:
         "/v1/subscriptions/{telegram_id}",
         response_model=SubscriptionStatus,
         tags=["subscriptions"],
-        responses=responses(404, 422, 503),
+        responses=responses(*MEMBER_ERRORS, 404),
     )
     async def get_subscription(
-        telegram_id: Annotated[int, Path(ge=-INT64_MAX, le=INT64_MAX)], svc: ServicesDep
+        telegram_id: Annotated[int, Path(ge=-TELEGRAM_ID_MAX, le=TELEGRAM_ID_MAX)],
+        who: CallerDep,
+        request: Request,
+        svc: ServicesDep,
     ) -> SubscriptionStatus:
-        """The member's subscription: the live one (active or grace), else the last one."""
+        """The member's subscription: the live one (active or grace), else the last one.
+
+        A Telegram proof reads only its own member (403 for any other telegram_id, whether or
+        not it exists); a partner key reads any. 404 `user_not_found`: the member never
+        started the bot."""
+        await request.app.state.gate.act_for(who, telegram_id)
         return await subscription_status(svc.db, telegram_id)
 
 
-def _add_payment_routes(app: FastAPI) -> None:
-    @app.post(
-        "/v1/payments",
-        response_model=Payment,
-        status_code=201,
-        tags=["payments"],
-        responses={
-            200: {"model": Payment, "description": "a retry: the payment created before"},
-            **responses(404, 422, 502, 503),
-            409: {
-                "model": ErrorBody,
-                "description": "`tariff_inactive`; `idempotence_key_reused` (the key named"
-                " another member or tariff); `idempotence_key_expired` (the key is too old to"
-                " be repeated to YooKassa: its payment is canceled, send a new key);"
-                " `renewal_in_progress` (the member's saved card is being charged for this"
-                " subscription right now: retry once that charge has finished)",
-            },
-        },
-    )
+def _add_payment_routes(app: FastAPI, request_model: type[Any]) -> None:
     async def create_payment(
         body: PaymentCreate,
         idempotence_key: Annotated[
             Text, Header(alias="Idempotence-Key", min_length=1, max_length=128)
         ],
+        who: CallerDep,
+        request: Request,
         response: Response,
         svc: ServicesDep,
     ) -> Payment:
@@ -210,19 +282,53 @@ def _add_payment_routes(app: FastAPI) -> None:
         renewal in flight), paying by hand is refused with 409 `renewal_in_progress`, so the
         member never pays twice for one period; recurrent_payments likewise waits while a
         payment made by hand is open.
+
+        A Telegram proof pays only for its own member (403 otherwise); a partner key for any.
+        `return_url` must be an https URL on a host of PAYMENT_RETURN_URL_HOSTS (422 otherwise).
         """
+        await request.app.state.gate.act_for(who, body.telegram_id)
         payment, created = await svc.payments.create(body, idempotence_key)
         response.status_code = 201 if created else 200
         return payment
 
+    # The request model is built per app (its return_url allow-list); FastAPI reads the
+    # annotation object when the string annotation could not name it.
+    create_payment.__annotations__["body"] = request_model
+    route = app.post(
+        "/v1/payments",
+        response_model=Payment,
+        status_code=201,
+        tags=["payments"],
+        responses={
+            200: {"model": Payment, "description": "a retry: the payment created before"},
+            **responses(*MEMBER_ERRORS, 502),
+            404: {
+                "model": ErrorBody,
+                "description": "`user_not_found` (the member never started the bot);"
+                " `tariff_not_found` (no tariff of that code is on sale)",
+            },
+            409: {
+                "model": ErrorBody,
+                "description": "`idempotence_key_reused` (the key named another member or"
+                " tariff); `idempotence_key_expired` (the key is too old to be repeated to"
+                " YooKassa: its payment is canceled, send a new key); `renewal_in_progress`"
+                " (the member's saved card is being charged for this subscription right now:"
+                " retry once that charge has finished)",
+            },
+        },
+    )
+    route(create_payment)
+
 
 def _token_router(kind: TokenKind) -> APIRouter:
-    router = APIRouter(prefix=f"/v1/{kind}/tokens", tags=[f"{kind} tokens"])
+    router = APIRouter(
+        prefix=f"/v1/{kind}/tokens", tags=[f"{kind} tokens"], dependencies=[Depends(limit_source)]
+    )
 
     @router.post(
         "/verify",
         response_model=TokenVerdict,
-        responses=responses(422, 503),
+        responses=responses(*COMMON_ERRORS),
         operation_id=f"verify_{kind}_token",
     )
     async def verify(body: TokenPresented, svc: ServicesDep) -> TokenVerdict:
@@ -245,7 +351,7 @@ def _token_router(kind: TokenKind) -> APIRouter:
     @router.post(
         "/use",
         response_model=TokenUsed,
-        responses=responses(401, 403, 422, 503),
+        responses=responses(*COMMON_ERRORS, 401, 403),
         operation_id=f"use_{kind}_token",
     )
     async def use(body: TokenUse, request: Request, svc: ServicesDep) -> TokenUsed:
@@ -261,13 +367,13 @@ def _token_router(kind: TokenKind) -> APIRouter:
     return router
 
 
-def _admin_token_router(kind: TokenKind, require_admin: object) -> APIRouter:
+def _admin_token_router(kind: TokenKind, require_admin: Any) -> APIRouter:
     router = APIRouter(
         prefix=f"/v1/admin/{kind}/tokens",
         tags=[f"{kind} tokens (admin)"],
-        dependencies=[Depends(require_admin)],  # type: ignore[arg-type]
+        dependencies=[Depends(limit_source), Depends(require_admin)],
     )
-    admin_errors = (401, 403)
+    admin_errors = (401, 403, 413, 429)
 
     @router.post(
         "",

@@ -54,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
         proxy_headers=True,
         timeout_graceful_shutdown=GRACEFUL_TIMEOUT_S,
         server_header=False,
+        # More connections or requests in flight than this get uvicorn's 503 at once instead of
+        # queueing without bound (API_MAX_CONCURRENCY).
+        limit_concurrency=api_settings.max_concurrency,
     )
     log = structlog.get_logger("api")
     log.info("api_starting", host=host, port=port)

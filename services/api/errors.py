@@ -6,6 +6,8 @@ anything unexpected (500, logged with its traceback on the server side only).
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import Any
 
 import structlog
@@ -15,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from runtime.errors import (
     DatabaseUnavailable,
@@ -39,11 +42,14 @@ class ErrorBody(BaseModel):
 class ApiError(DomosError):
     """An answer other than success, with its HTTP status and a stable machine-readable code."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers
 
 
 def error_response(
@@ -57,9 +63,30 @@ def error_response(
     return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
 
 
+_RETRY_AFTER = {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}
+#: What a status means across the API, where the default reason phrase says too little.
+_DESCRIPTIONS = {
+    401: "`unauthorized`: no valid credential (see the security schemes)",
+    403: "`forbidden`: the credential may not act for this member, or the token is not usable",
+    413: "`payload_too_large`: the body is larger than API_MAX_BODY_BYTES",
+    422: "`validation_error`: `details` lists each invalid field",
+    429: "`rate_limited`: too many requests for this member or from this address",
+    503: "`database_unavailable`; or, as plain text from the server, more requests in flight"
+    " than API_MAX_CONCURRENCY",
+}
+
+
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` documenting the error body for each status."""
-    return {status: {"model": ErrorBody} for status in statuses}
+    documented: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        entry: dict[str, Any] = {"model": ErrorBody}
+        if status in _DESCRIPTIONS:
+            entry["description"] = _DESCRIPTIONS[status]
+        if status in (429, 503):
+            entry["headers"] = {"Retry-After": _RETRY_AFTER}
+        documented[status] = entry
+    return documented
 
 
 _HTTP_CODES = {
@@ -76,17 +103,45 @@ _HTTP_CODES = {
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message)
+    return error_response(exc.status, exc.code, exc.message, headers=exc.headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        # FastAPI's answer to a body it could not even decode (not UTF-8, say): the same 422 as
+        # a body that is not JSON, so one documented status covers every unreadable body.
+        return error_response(422, "validation_error", "invalid body: it could not be decoded")
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
     if exc.status_code == 404 and message == "Not Found":
         message = f"no such endpoint: {request.method} {request.url.path}"
     headers = dict(exc.headers) if exc.headers else None
+    if exc.status_code == 405:
+        allow = _allowed_methods(request, (headers or {}).get("Allow"))
+        if allow is not None:
+            headers = {**(headers or {}), "Allow": allow}
+            message = f"{request.method} is not allowed here; allowed: {allow}"
     return error_response(exc.status_code, code, message, headers=headers)
+
+
+def _allowed_methods(request: Request, fallback: str | None) -> str | None:
+    """Every documented method of this path (and HEAD beside GET, which Starlette serves).
+    Starlette's own `Allow` names only the first route that matched the path, so a path served
+    by two routes (GET and POST of a collection) would hide one of them."""
+    methods: set[str] = set()
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        if _path_regex(template).match(request.url.path):
+            methods |= {method.upper() for method in operations}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods)) if methods else fallback
+
+
+@functools.lru_cache(maxsize=256)
+def _path_regex(template: str) -> re.Pattern[str]:
+    regex, _, _ = compile_path(template)
+    return regex
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -3,10 +3,11 @@ backends, so a NUL character is a 422 rather than a driver error."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, create_model
 
 from services.common.text import Text
 
@@ -23,7 +24,10 @@ def _utc(value: datetime) -> datetime:
 
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
-TelegramId = Annotated[int, Field(ge=-INT64_MAX, le=INT64_MAX)]
+#: Telegram ids have at most 52 significant bits (Bot API docs); a bound a double holds exactly,
+#: so every client's JSON parser (and schemathesis) reads the documented limit as written.
+TELEGRAM_ID_MAX = 2**53 - 1
+TelegramId = Annotated[int, Field(ge=-TELEGRAM_ID_MAX, le=TELEGRAM_ID_MAX)]
 TokenKind = Literal["advert", "contract"]
 SubscriptionState = Literal["active", "grace", "expired", "canceled", "none"]
 
@@ -55,8 +59,41 @@ class PaymentCreate(Strict):
     tariff_code: Annotated[Text, Field(min_length=1, max_length=64)]
     #: Ask YooKassa to save the card for auto-renewal.
     save_payment_method: bool = True
-    #: Where the payer returns after the checkout; default PAYMENT_RETURN_URL.
-    return_url: Annotated[Text, Field(max_length=2048, pattern=r"^https?://[^\s]+$")] | None = None
+    #: Where the payer returns after the checkout; default PAYMENT_RETURN_URL. Only hosts of
+    #: PAYMENT_RETURN_URL_HOSTS: payment_request_model narrows it per app.
+    return_url: str | None = None
+
+
+def return_url_pattern(hosts: tuple[str, ...]) -> str:
+    """An https URL whose host is exactly one of `hosts` (no port, no user info)."""
+    names = "|".join(re.escape(host) for host in hosts)
+    return rf"^https://({names})([/?#][^\s\u0000]*)?$"
+
+
+def payment_request_model(hosts: tuple[str, ...]) -> type[PaymentCreate]:
+    """PaymentCreate whose `return_url` must point at one of `hosts`: anything else would make
+    the checkout an open redirect (a real YooKassa page that sends the payer anywhere). The
+    pattern is in the schema, so clients and schemathesis see the rule the API enforces."""
+    pattern = return_url_pattern(hosts)
+    compiled = re.compile(pattern)
+
+    def allowed(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(f"must be an https URL on an allowed host ({', '.join(hosts)})")
+        return value
+
+    url = Annotated[
+        Text,
+        Field(max_length=2048, json_schema_extra={"pattern": pattern}),
+        AfterValidator(allowed),
+    ]
+    model: type[PaymentCreate] = create_model(
+        "PaymentCreate",
+        __base__=PaymentCreate,
+        __module__=__name__,
+        return_url=(url | None, None),
+    )
+    return model
 
 
 class Amount(BaseModel):

@@ -147,9 +147,9 @@ class PaymentService:
             if context is None:
                 raise await self._missing(tx, request)
             if not context["is_active"]:
-                raise ApiError(
-                    409, "tariff_inactive", f"tariff {request.tariff_code!r} is not on sale"
-                )
+                # The same answer as an unknown code: which codes exist off sale is not the
+                # caller's business.
+                raise _no_tariff(request.tariff_code)
             live = await tx.fetchval(
                 "SELECT id FROM subscriptions WHERE user_id = ? AND status IN ('active', 'grace')",
                 (context["user_id"],),
@@ -189,7 +189,7 @@ class PaymentService:
             return ApiError(
                 404, "user_not_found", f"no member with telegram id {request.telegram_id}"
             )
-        return ApiError(404, "tariff_not_found", f"no tariff with code {request.tariff_code!r}")
+        return _no_tariff(request.tariff_code)
 
     async def _call_provider(self, row: Row, key: str, return_url: str) -> Row:
         # Rows committed before requests were stored: rebuilt as they were then.
@@ -232,6 +232,10 @@ class PaymentService:
         fresh = await self.db.fetchone(_PAYMENT + "WHERE p.id = ?", (row["id"],))
         assert fresh is not None
         return fresh
+
+
+def _no_tariff(code: str) -> ApiError:
+    return ApiError(404, "tariff_not_found", f"no tariff with code {code!r} is on sale")
 
 
 def _never_sent(row: Row) -> bool:

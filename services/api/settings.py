@@ -4,14 +4,30 @@ in every error)."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
+from urllib.parse import urlsplit
+
+from limits import RateLimitItem, parse
+from limits.errors import ConfigurationError
 
 from payments.settings import DEFAULT_KEY_WINDOW, key_window
 from runtime.config import Env, Secret
+from runtime.errors import ConfigError
 
 DEFAULT_PORT = 8001
+#: A day, as Telegram's own examples suggest: a Mini App's initData is re-issued on every launch.
+DEFAULT_AUTH_MAX_AGE_S = 86400
+#: Bodies of this API are a few hundred bytes; 64 KiB leaves room and stops a flood of bytes.
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+DEFAULT_MAX_CONCURRENCY = 256
+DEFAULT_MEMBER_RATE = "60/minute"
+DEFAULT_SOURCE_RATE = "600/minute"
+
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+_HOST = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
 
 
 @dataclass(frozen=True)
@@ -22,6 +38,21 @@ class ApiSettings:
     token_hash_key: Secret | None
     #: Where YooKassa sends the payer back after the checkout page.
     payment_return_url: str
+    #: Hosts a payment's `return_url` may point at (exact names, lower case).
+    return_url_hosts: tuple[str, ...] = ("t.me",)
+    #: SHA-256 hex of each partner key -> the partner's name (API_PARTNER_KEYS).
+    partner_keys: Mapping[str, str] = field(default_factory=dict)
+    #: How old a Telegram proof (`auth_date`) may be.
+    auth_max_age_s: int = DEFAULT_AUTH_MAX_AGE_S
+    #: Requests per member, and per source address (callers without a partner key).
+    member_rate: RateLimitItem = field(default_factory=lambda: parse(DEFAULT_MEMBER_RATE))
+    source_rate: RateLimitItem = field(default_factory=lambda: parse(DEFAULT_SOURCE_RATE))
+    #: `limits` storage of the counters: memory:// (per process) or e.g. async+redis://host.
+    rate_limit_storage: str = "memory://"
+    #: A request body larger than this is refused with 413 before it is read in full.
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    #: Connections and requests in flight at once; more get 503 from uvicorn.
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     #: Timeout of one YooKassa call while a client waits for its payment.
     provider_timeout_s: float = 10.0
     #: How long after a payment was committed its Idempotence-Key may still be repeated to
@@ -33,12 +64,61 @@ class ApiSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
         env = Env(os.environ if environ is None else environ)
+        return_url = env.url("PAYMENT_RETURN_URL", "https://t.me")
         return cls(
             admin_key=env.secret("API_ADMIN_KEY"),
             token_hash_key=env.secret("API_TOKEN_HASH_KEY"),
-            payment_return_url=env.url("PAYMENT_RETURN_URL", "https://t.me"),
+            payment_return_url=return_url,
+            return_url_hosts=_hosts(env, return_url),
+            partner_keys=_partner_keys(env),
+            auth_max_age_s=env.integer("API_AUTH_MAX_AGE_S", DEFAULT_AUTH_MAX_AGE_S, minimum=1),
+            member_rate=_rate(env, "API_RATE_LIMIT_MEMBER", DEFAULT_MEMBER_RATE),
+            source_rate=_rate(env, "API_RATE_LIMIT_SOURCE", DEFAULT_SOURCE_RATE),
+            rate_limit_storage=env.text("API_RATE_LIMIT_STORAGE", "memory://") or "memory://",
+            max_body_bytes=env.integer("API_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, minimum=1024),
+            max_concurrency=env.integer("API_MAX_CONCURRENCY", DEFAULT_MAX_CONCURRENCY, minimum=1),
             provider_timeout_s=env.number("API_PROVIDER_TIMEOUT_S", 10.0, minimum=0.1),
             payment_key_window=key_window(env),
             host=env.text("API_HOST", "127.0.0.1") or "127.0.0.1",
             port=env.integer("API_PORT", DEFAULT_PORT, maximum=65535),
         )
+
+
+def _hosts(env: Env, return_url: str) -> tuple[str, ...]:
+    """PAYMENT_RETURN_URL_HOSTS (comma-separated), by default the host of PAYMENT_RETURN_URL."""
+    default = urlsplit(return_url).hostname or ""
+    raw = env.text("PAYMENT_RETURN_URL_HOSTS", default) or default
+    hosts = tuple(dict.fromkeys(h.strip().lower() for h in raw.split(",") if h.strip()))
+    for host in hosts:
+        if not _HOST.match(host):
+            raise ConfigError("PAYMENT_RETURN_URL_HOSTS", f"{host!r} is not a host name")
+    if not hosts:
+        raise ConfigError("PAYMENT_RETURN_URL_HOSTS", "needs at least one host")
+    return hosts
+
+
+def _partner_keys(env: Env) -> dict[str, str]:
+    """API_PARTNER_KEYS: `name:sha256hex,...`, the SHA-256 of each key, never the key itself."""
+    raw = env.text("API_PARTNER_KEYS")
+    keys: dict[str, str] = {}
+    for entry in (raw or "").split(","):
+        if not entry.strip():
+            continue
+        name, _, digest = entry.strip().partition(":")
+        digest = digest.strip().lower()
+        if not name.strip() or not _SHA256_HEX.match(digest):
+            raise ConfigError(
+                "API_PARTNER_KEYS", "each entry is NAME:SHA256HEX (64 hex digits of the key's hash)"
+            )
+        keys[digest] = name.strip()
+    return keys
+
+
+def _rate(env: Env, name: str, default: str) -> RateLimitItem:
+    raw = env.text(name, default) or default
+    try:
+        return parse(raw)
+    except (ValueError, ConfigurationError):
+        raise ConfigError(
+            name, f"must be like '60/minute' or '10 per second', got {raw!r}"
+        ) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 
 
 def storable(value: str) -> str:
@@ -26,5 +26,11 @@ def storable_json(value: Any) -> Any:
     return value
 
 
+#: The JSON-schema form of the NUL rule, so clients (and schemathesis) see it; the validator
+#: is what enforces it.
+NO_NUL_PATTERN = "^[^\\u0000]*$"
+
 #: A `str` field that both backends can store.
-Text = Annotated[str, AfterValidator(storable)]
+Text = Annotated[
+    str, Field(json_schema_extra={"pattern": NO_NUL_PATTERN}), AfterValidator(storable)
+]

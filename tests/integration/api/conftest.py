@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import pytest
 
 from runtime.config import Settings
 from runtime.db.migrations import upgrade
+from runtime.telegram_proof import mini_app_authorization
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 from tests.integration.api.processes import SandboxProcess, start_sandbox
@@ -20,6 +22,16 @@ from tests.integration.api.processes import SandboxProcess, start_sandbox
 ADMIN_KEY = "admin-key-for-tests-0123456789"
 HASH_KEY = "hash-key-for-tests-abcdef"
 ADMIN = {"X-API-Key": ADMIN_KEY}
+BOT_TOKEN = "123456789:api-tests-bot-token-abcdefghijklmnop"
+#: A partner server's key; the API is given only its SHA-256 (API_PARTNER_KEYS).
+PARTNER_KEY = "partner-key-for-tests-0123456789abcdef"
+PARTNER = {"X-Partner-Key": PARTNER_KEY}
+
+
+def member(telegram_id: int, *, auth_date: int | None = None) -> dict[str, str]:
+    """The headers of a Mini App of member `telegram_id` (initData signed for BOT_TOKEN)."""
+    return {"Authorization": mini_app_authorization(BOT_TOKEN, telegram_id, auth_date=auth_date)}
+
 
 _telegram_ids = itertools.count(910_000_001)
 
@@ -46,12 +58,18 @@ def api_environ(database_environ_vars: dict[str, str], sandbox: SandboxProcess) 
         "API_ADMIN_KEY": ADMIN_KEY,
         "API_TOKEN_HASH_KEY": HASH_KEY,
         "PAYMENT_RETURN_URL": "https://t.me/domos_bot",
+        "PAYMENT_RETURN_URL_HOSTS": "t.me,a.example,b.example",
+        "TELEGRAM_BOT_TOKEN": BOT_TOKEN,
+        "API_PARTNER_KEYS": f"tests:{hashlib.sha256(PARTNER_KEY.encode()).hexdigest()}",
     }
 
 
 @dataclass
 class Api:
+    #: Sends the partner key: acts for any member, as a partner server does.
     client: httpx.AsyncClient
+    #: Sends no credentials: what anyone on the network can do.
+    anonymous: httpx.AsyncClient
     app: Any
 
     @property
@@ -64,8 +82,12 @@ async def api(db: Any, api_environ: dict[str, str]) -> AsyncIterator[Api]:
     app = create_app(Settings.from_env(api_environ), ApiSettings.from_env(api_environ))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-            yield Api(client, app)
+        base = "http://api"
+        async with (
+            httpx.AsyncClient(transport=transport, base_url=base, headers=PARTNER) as client,
+            httpx.AsyncClient(transport=transport, base_url=base) as anonymous,
+        ):
+            yield Api(client, anonymous, app)
 
 
 # --- seeding ----------------------------------------------------------------------------------

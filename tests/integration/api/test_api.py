@@ -261,8 +261,19 @@ async def test_renewal_kind_and_refusals(api: Api, db: Any) -> None:
         assert response.status_code in (404, 409, 422), response.text
         return str(response.json()["error"]["code"])
 
-    assert await refusal({"telegram_id": telegram_id, "tariff_code": "old"}) == "tariff_inactive"
-    assert await refusal({"telegram_id": telegram_id, "tariff_code": "nope"}) == "tariff_not_found"
+    # A tariff off sale answers like an unknown code: which codes exist is not told.
+    off_sale = await api.client.post(
+        "/v1/payments",
+        json={"telegram_id": telegram_id, "tariff_code": "old"},
+        headers={"Idempotence-Key": "x"},
+    )
+    unknown = await api.client.post(
+        "/v1/payments",
+        json={"telegram_id": telegram_id, "tariff_code": "nope"},
+        headers={"Idempotence-Key": "x"},
+    )
+    assert off_sale.status_code == unknown.status_code == 404
+    assert off_sale.json()["error"]["code"] == unknown.json()["error"]["code"] == "tariff_not_found"
     assert await refusal({"telegram_id": 1, "tariff_code": "month"}) == "user_not_found"
     assert await refusal({"telegram_id": "x", "tariff_code": "month"}) == "validation_error"
     missing_key = await api.client.post(
