@@ -1,0 +1,117 @@
+"""The limits over real HTTP against a `domos api` process (uvicorn, httptools): a body past
+API_MAX_BODY_BYTES is 413 (declared or chunked), more connections than API_MAX_CONCURRENCY get
+503, and a member past their budget gets 429 with Retry-After."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+from http.client import HTTPConnection
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from runtime.config import Settings
+from runtime.db import async_database
+from runtime.db.migrations import upgrade
+from tests.integration.api.conftest import PARTNER
+from tests.integration.api.processes import Program, free_port, http, start_program
+
+MEMBER_ID = 77
+
+
+async def _prepare(environ: dict[str, str]) -> None:
+    async with async_database(Settings.from_env(environ)) as db:
+        await upgrade(db, ["main", "advert", "contract"])
+        await db.execute("INSERT INTO users (telegram_id) VALUES (?)", (MEMBER_ID,))
+
+
+@pytest.fixture
+def limited_api(api_environ: dict[str, str], tmp_path: Path) -> Iterator[Program]:
+    asyncio.run(_prepare(api_environ))
+    port = free_port()
+    program = start_program(
+        "services.api.cli",
+        ["api", "--port", str(port)],
+        {
+            **api_environ,
+            "LOG_LEVEL": "warning",
+            "API_MAX_BODY_BYTES": "2048",
+            "API_MAX_CONCURRENCY": "3",
+            "API_RATE_LIMIT_MEMBER": "2/minute",
+        },
+        "/health",
+        tmp_path / "api.log",
+        port,
+    )
+    yield program
+    assert program.stop() == 0, program.logs()
+
+
+def _connection(program: Program) -> HTTPConnection:
+    parts = urlsplit(program.base)
+    return HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+
+
+def _answer(conn: HTTPConnection) -> tuple[int, dict[str, str], bytes]:
+    response = conn.getresponse()
+    return response.status, dict(response.getheaders()), response.read()
+
+
+@pytest.mark.slow
+def test_limits_over_http(limited_api: Program) -> None:
+    # A declared body past the limit: refused before it is read.
+    declared = _connection(limited_api)
+    declared.request(
+        "POST",
+        "/v1/advert/tokens/verify",
+        body=b'{"token": "' + b"a" * 4096 + b'"}',
+        headers={"Content-Type": "application/json"},
+    )
+    status, _, body = _answer(declared)
+    assert status == 413, body
+    assert b"payload_too_large" in body
+    declared.close()
+
+    # A chunked body: counted as it arrives.
+    chunked = _connection(limited_api)
+    chunks: Any = (b"x" * 1024 for _ in range(8))
+    chunked.request(
+        "POST",
+        "/v1/advert/tokens/verify",
+        body=chunks,
+        headers={"Content-Type": "application/json"},
+        encode_chunked=True,
+    )
+    status, _, body = _answer(chunked)
+    assert status == 413, body
+    chunked.close()
+
+    # A body within the limit is served as before.
+    assert http("POST", limited_api.base + "/v1/advert/tokens/verify", {"token": "adv_x"})[0] == 200
+
+    # The member's budget: two reads a minute, then 429 with Retry-After.
+    url = f"{limited_api.base}/v1/subscriptions/{MEMBER_ID}"
+    assert [http("GET", url, headers=PARTNER)[0] for _ in range(2)] == [200, 200]
+    status, error = http("GET", url, headers=PARTNER)
+    assert (status, error["error"]["code"]) == (429, "rate_limited")
+    limited = _connection(limited_api)
+    limited.request("GET", f"/v1/subscriptions/{MEMBER_ID}", headers=PARTNER)
+    status, headers, _ = _answer(limited)
+    assert status == 429
+    assert 1 <= int(headers["retry-after"]) <= 60
+    limited.close()
+
+    # Three connections held open fill API_MAX_CONCURRENCY: the next request gets 503 at once.
+    parts = urlsplit(limited_api.base)
+    held = [socket.create_connection((parts.hostname, parts.port)) for _ in range(3)]
+    try:
+        status, _ = http("GET", limited_api.base + "/health", timeout_s=5)
+        assert status == 503
+    finally:
+        for sock in held:
+            sock.close()
+    assert http("GET", limited_api.base + "/health")[0] == 200
