@@ -2,8 +2,10 @@
 
 Through the sandbox control API and the REST API, the way real people would cause it: a tariff
 (only if there is none), three members who send /start to the bot, and one of them pays for a
-subscription. Idempotent: members who exist are only greeted again, and a member with a live
-subscription does not pay twice. `domos run` starts it in the background once supervisord is
+subscription. The API is called as each member's Mini App would call it: with initData signed for
+the bot (TELEGRAM_BOT_TOKEN), as Telegram signs it, so the demo goes through the same identity
+checks as a real member. Idempotent: members who exist are only greeted again, and a member with
+a live subscription does not pay twice. `domos run` starts it in the background once supervisord is
 coming up; it waits for the programs it needs.
 """
 
@@ -23,6 +25,7 @@ import structlog
 
 from runtime.db import sync_database
 from runtime.errors import ConfigError, DemoFailed, DomosError
+from runtime.telegram_proof import mini_app_authorization
 
 log = structlog.get_logger("demo")
 T = TypeVar("T")
@@ -93,11 +96,18 @@ def _ok(response: httpx.Response) -> dict[str, Any] | None:
 
 
 class Demo:
-    def __init__(self, sandbox_url: str, api_url: str, botapi_url: str, timeout_s: float) -> None:
+    def __init__(
+        self, sandbox_url: str, api_url: str, botapi_url: str, timeout_s: float, *, bot_token: str
+    ) -> None:
         self.sandbox = httpx.Client(base_url=f"{sandbox_url}/_sandbox", timeout=10)
         self.api = httpx.Client(base_url=api_url, timeout=15)
         self.botapi = httpx.Client(base_url=botapi_url, timeout=10)
         self.timeout_s = timeout_s
+        self.bot_token = bot_token
+
+    def as_member(self, telegram_id: int) -> dict[str, str]:
+        """The headers of `telegram_id`'s Mini App: a fresh initData for every call."""
+        return {"Authorization": mini_app_authorization(self.bot_token, telegram_id)}
 
     def close(self) -> None:
         for client in (self.sandbox, self.api, self.botapi):
@@ -110,7 +120,8 @@ class Demo:
 
     def subscription(self, telegram_id: int) -> dict[str, Any] | None:
         """The API's subscription status; None while the bot has not registered the member."""
-        return _ok(self.api.get(f"/v1/subscriptions/{telegram_id}"))
+        headers = self.as_member(telegram_id)
+        return _ok(self.api.get(f"/v1/subscriptions/{telegram_id}", headers=headers))
 
     def start_members(self) -> None:
         for telegram_id, first_name in DEMO_MEMBERS:
@@ -133,7 +144,7 @@ class Demo:
         response = self.api.post(
             "/v1/payments",
             json={"telegram_id": telegram_id, "tariff_code": tariff_code},
-            headers={"Idempotence-Key": f"demo-{uuid.uuid4()}"},
+            headers={"Idempotence-Key": f"demo-{uuid.uuid4()}", **self.as_member(telegram_id)},
         )
         response.raise_for_status()
         payment = response.json()
@@ -155,7 +166,10 @@ def run_demo(environ: Mapping[str, str], *, timeout_s: float = 120.0) -> DemoRes
     sandbox_url = environ.get("TELEGRAM_API_URL")
     if environ.get("DOMOS_ROLE") != "embedded" or not sandbox_url:
         raise ConfigError("DOMOS_ROLE", "the demo needs the embedded role (the sandbox)")
-    demo = Demo(sandbox_url, API_URL, BOTAPI_URL, timeout_s)
+    bot_token = environ.get("TELEGRAM_BOT_TOKEN")
+    if not bot_token:
+        raise ConfigError("TELEGRAM_BOT_TOKEN", "the demo signs its members' proofs with it")
+    demo = Demo(sandbox_url, API_URL, BOTAPI_URL, timeout_s, bot_token=bot_token)
     try:
         demo.wait_until_up()
         tariff_code = ensure_tariff(environ)

@@ -204,7 +204,7 @@ def _play(c: Community) -> None:
     # The demo pays through YooKassa; payment_monitor applies the notification as under make run.
     c.start("payment_monitor", ["monitor", "payment_monitor"], f"{c.sandbox}/_sandbox/health")
 
-    demo = Demo(c.sandbox, api, botapi, timeout_s=90)
+    demo = Demo(c.sandbox, api, botapi, timeout_s=90, bot_token=DEFAULT_BOT_TOKEN)
     try:
         demo.wait_until_up()
         tariff = ensure_tariff(c.environ)

@@ -21,6 +21,7 @@ import yaml
 
 from runtime.supervision.demo import DEMO_MEMBERS, Demo, ensure_tariff
 from runtime.supervision.programs import LISTENER_NAME, by_name, roles
+from runtime.telegram_proof import mini_app_authorization
 from tests.acceptance.containers.compose_stack import (
     REPO,
     ComposeStack,
@@ -104,8 +105,24 @@ def counts(stack: ComposeStack) -> dict[str, int]:
     return found
 
 
+def member_status(stack: ComposeStack, telegram_id: int) -> httpx.Response:
+    """The API's answer to the member's own Mini App (initData signed for the stack's bot)."""
+    proof = mini_app_authorization(stack.secrets["TELEGRAM_BOT_TOKEN"], telegram_id)
+    return httpx.get(
+        f"{stack.url('API')}/v1/subscriptions/{telegram_id}",
+        headers={"Authorization": proof},
+        timeout=10,
+    )
+
+
 def demo(stack: ComposeStack) -> Demo:
-    return Demo(stack.url("SANDBOX"), stack.url("API"), stack.url("BOTAPI"), timeout_s=60)
+    return Demo(
+        stack.url("SANDBOX"),
+        stack.url("API"),
+        stack.url("BOTAPI"),
+        timeout_s=60,
+        bot_token=stack.secrets["TELEGRAM_BOT_TOKEN"],
+    )
 
 
 def test_every_container_healthy_and_the_migrations_ran(stack: ComposeStack) -> None:
@@ -269,10 +286,7 @@ def test_postgres_restart_heals_and_nothing_is_lost_or_doubled(stack: ComposeSta
         sandbox.post("/telegram/users", json={"user_id": newcomer, "first_name": "Gleb"})
         sandbox.post("/telegram/messages", json={"user_id": newcomer, "text": "/start"})
     wait_for(
-        lambda: (
-            httpx.get(f"{stack.url('API')}/v1/subscriptions/{newcomer}", timeout=10).status_code
-            == 200
-        ),
+        lambda: member_status(stack, newcomer).status_code == 200,
         60,
         "the bot to register a member after the restart",
     )
@@ -297,6 +311,6 @@ def test_down_exits_zero_in_its_grace_and_up_keeps_the_data(stack: ComposeStack)
     stack.compose("up", "-d", "--no-build", *stack.services(), timeout_s=300)
     stack.wait_healthy((*ROLE_SERVICES, "postgres"))
     assert counts(stack) == before
-    answer = httpx.get(f"{stack.url('API')}/v1/subscriptions/{SUBSCRIBER}", timeout=10)
+    answer = member_status(stack, SUBSCRIBER)
     assert answer.status_code == 200
     assert answer.json()["is_active"] is True

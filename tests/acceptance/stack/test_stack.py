@@ -25,7 +25,9 @@ import psycopg
 import pytest
 
 from monitors.decisions.text_split import split_message
+from runtime.supervision.embedded import SANDBOX_BOT_TOKEN
 from runtime.supervision.programs import LISTENER_NAME, by_name, roles
+from runtime.telegram_proof import mini_app_authorization
 from tests.acceptance.stack.stack import (
     Stack,
     ThrowawayPostgres,
@@ -42,6 +44,19 @@ BOTAPI = "http://127.0.0.1:6000"
 OUTBOX_CHAT = 710000001
 PAYER = 710000002
 LONG_CHAT = 710000003
+
+
+def as_member(telegram_id: int) -> dict[str, str]:
+    """The member's Mini App headers: initData signed for the embedded stack's (sandbox) bot."""
+    return {"Authorization": mini_app_authorization(SANDBOX_BOT_TOKEN, telegram_id)}
+
+
+def member_status(telegram_id: int) -> httpx.Response:
+    return httpx.get(
+        f"{API}/v1/subscriptions/{telegram_id}", headers=as_member(telegram_id), timeout=10
+    )
+
+
 #: Parts of the message in flight at SIGTERM: ~1 s each, more than web and the stop of the
 #: groups before the monitors take, less than notifymonitor's stop_timeout_s (30 s).
 LONG_PARTS = 15
@@ -129,7 +144,7 @@ def test_every_program_running_and_listed_by_role(stack: Stack) -> None:
 
     # The demo that `domos run` starts leaves a paying member behind.
     def demo_subscriber() -> bool:
-        answer = httpx.get(f"{API}/v1/subscriptions/700000001", timeout=10)
+        answer = member_status(700000001)
         return answer.status_code == 200 and answer.json()["is_active"]
 
     wait_for(demo_subscriber, 90, "the demo's subscription", step_s=1)
@@ -168,14 +183,14 @@ def test_postgres_restart_every_program_healthy_within_10_s_nothing_lost_or_doub
         f"{sandbox}/telegram/messages", json={"user_id": PAYER, "text": "/start"}
     ).raise_for_status()
     wait_for(
-        lambda: httpx.get(f"{API}/v1/subscriptions/{PAYER}", timeout=10).status_code == 200,
+        lambda: member_status(PAYER).status_code == 200,
         30,
         "the bot to register the payer",
     )
     payment = httpx.post(
         f"{API}/v1/payments",
         json={"telegram_id": PAYER, "tariff_code": "demo-month"},
-        headers={"Idempotence-Key": "acceptance-restart"},
+        headers={"Idempotence-Key": "acceptance-restart", **as_member(PAYER)},
         timeout=15,
     )
     assert payment.status_code == 201, payment.text
@@ -211,7 +226,7 @@ def test_postgres_restart_every_program_healthy_within_10_s_nothing_lost_or_doub
     assert {text: texts.count(text) for text in before + after} == dict.fromkeys(before + after, 1)
 
     def subscribed() -> bool:
-        answer = httpx.get(f"{API}/v1/subscriptions/{PAYER}", timeout=10)
+        answer = member_status(PAYER)
         return answer.status_code == 200 and answer.json()["is_active"]
 
     wait_for(subscribed, 30, "the payer's subscription", step_s=0.5)
