@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response, Security
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -68,14 +69,14 @@ class Services:
     tokens: dict[str, TokenStore]
 
 
-async def services(request: Request) -> Services:
-    # async on purpose: FastAPI runs a plain `def` dependency in its thread pool, a thread hop
-    # on every request (bench/api: 0.35 -> 0.55 of the raw baseline's throughput).
+def services(request: Request) -> Services:
+    """The app's services. Read from the request, not injected as a dependency: FastAPI spends
+    about 10 us solving each dependency of each request (bench/api), and a plain `def`
+    dependency would even hop to its thread pool."""
     found: Services = request.app.state.services
     return found
 
 
-ServicesDep = Annotated[Services, Depends(services)]
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API_ADMIN_KEY")
 _telegram_proof = APIKeyHeader(
     name="Authorization",
@@ -91,6 +92,11 @@ _partner_key = APIKeyHeader(
     auto_error=False,
     description="A partner server's key (its SHA-256 in API_PARTNER_KEYS). Acts for any member.",
 )
+#: The OpenAPI `security` of member operations: either scheme.
+MEMBER_SECURITY: list[dict[str, list[str]]] = [
+    {_telegram_proof.scheme_name: []},
+    {_partner_key.scheme_name: []},
+]
 #: Statuses every member operation may answer besides its own.
 MEMBER_ERRORS = (401, 403, 413, 422, 429, 503)
 #: Statuses every other /v1 operation may answer besides its own.
@@ -158,6 +164,7 @@ def create_app(settings: Settings, api_settings: ApiSettings) -> FastAPI:
             raise ApiError(401, "unauthorized", "a valid X-API-Key header is required")
 
     app.state.gate = Gate(verifier, limits)
+    _document_member_security(app)
     _add_service_routes(app)
     _add_subscription_routes(app)
     _add_payment_routes(app, payment_request_model(api_settings.return_url_hosts))
@@ -184,20 +191,39 @@ class Gate:
         await self.limits.hit_member(telegram_id)
 
 
+def _document_member_security(app: FastAPI) -> None:
+    """Add the member schemes to the OpenAPI components (no dependency declares them)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+            for scheme in (_telegram_proof, _partner_key):
+                schemes[scheme.scheme_name] = jsonable_encoder(
+                    scheme.model, by_alias=True, exclude_none=True
+                )
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 async def limit_source(request: Request) -> None:
     gate: Gate = request.app.state.gate
     await gate.limits.hit_source(_source(request))
 
 
-async def caller(
-    request: Request,
-    authorization: Annotated[str | None, Security(_telegram_proof)],
-    partner_key: Annotated[str | None, Security(_partner_key)],
-) -> Caller:
-    """The proven caller; 401 before any lookup, counted against the source address."""
+async def caller(request: Request) -> Caller:
+    """The proven caller; 401 before any lookup, counted against the source address.
+
+    The headers are read here rather than through FastAPI's security dependencies (two more
+    dependencies to solve on every request); MEMBER_SECURITY documents them in the OpenAPI."""
     gate: Gate = request.app.state.gate
+    headers = request.headers
     try:
-        found = gate.verifier.identify(authorization, partner_key, time.time())
+        found = gate.verifier.identify(
+            headers.get("authorization"), headers.get("x-partner-key"), time.time()
+        )
     except ApiError:
         await gate.limits.hit_source(_source(request))
         raise
@@ -216,8 +242,9 @@ def _add_service_routes(app: FastAPI) -> None:
         tags=["service"],
         responses={503: {"model": Health}},
     )
-    async def health(svc: ServicesDep) -> JSONResponse:
+    async def health(request: Request) -> JSONResponse:
         """Checks that the database answers; 503 when it does not."""
+        svc = services(request)
         try:
             await asyncio.wait_for(svc.db.fetchval("SELECT 1"), HEALTH_TIMEOUT_S)
         except (DatabaseError, TimeoutError) as exc:
@@ -237,12 +264,12 @@ def _add_subscription_routes(app: FastAPI) -> None:
         response_model=SubscriptionStatus,
         tags=["subscriptions"],
         responses=responses(*MEMBER_ERRORS, 404),
+        openapi_extra={"security": MEMBER_SECURITY},
     )
     async def get_subscription(
         telegram_id: Annotated[int, Path(ge=-TELEGRAM_ID_MAX, le=TELEGRAM_ID_MAX)],
         who: CallerDep,
         request: Request,
-        svc: ServicesDep,
     ) -> SubscriptionStatus:
         """The member's subscription: the live one (active or grace), else the last one.
 
@@ -250,7 +277,7 @@ def _add_subscription_routes(app: FastAPI) -> None:
         not it exists); a partner key reads any. 404 `user_not_found`: the member never
         started the bot."""
         await request.app.state.gate.act_for(who, telegram_id)
-        return await subscription_status(svc.db, telegram_id)
+        return await subscription_status(services(request).db, telegram_id)
 
 
 def _add_payment_routes(app: FastAPI, request_model: type[Any]) -> None:
@@ -262,7 +289,6 @@ def _add_payment_routes(app: FastAPI, request_model: type[Any]) -> None:
         who: CallerDep,
         request: Request,
         response: Response,
-        svc: ServicesDep,
     ) -> Payment:
         """Create a YooKassa payment for a tariff and return its confirmation URL.
 
@@ -287,7 +313,7 @@ def _add_payment_routes(app: FastAPI, request_model: type[Any]) -> None:
         `return_url` must be an https URL on a host of PAYMENT_RETURN_URL_HOSTS (422 otherwise).
         """
         await request.app.state.gate.act_for(who, body.telegram_id)
-        payment, created = await svc.payments.create(body, idempotence_key)
+        payment, created = await services(request).payments.create(body, idempotence_key)
         response.status_code = 201 if created else 200
         return payment
 
@@ -299,6 +325,7 @@ def _add_payment_routes(app: FastAPI, request_model: type[Any]) -> None:
         response_model=Payment,
         status_code=201,
         tags=["payments"],
+        openapi_extra={"security": MEMBER_SECURITY},
         responses={
             200: {"model": Payment, "description": "a retry: the payment created before"},
             **responses(*MEMBER_ERRORS, 502),
@@ -331,9 +358,9 @@ def _token_router(kind: TokenKind) -> APIRouter:
         responses=responses(*COMMON_ERRORS),
         operation_id=f"verify_{kind}_token",
     )
-    async def verify(body: TokenPresented, svc: ServicesDep) -> TokenVerdict:
+    async def verify(body: TokenPresented, request: Request) -> TokenVerdict:
         """Whether the token is valid now; does not count a use."""
-        row = await svc.tokens[kind].find(body.token)
+        row = await services(request).tokens[kind].find(body.token)
         if row is None:
             return TokenVerdict(valid=False, reason="unknown")
         state = token_state(row, datetime.now(UTC))
@@ -354,14 +381,18 @@ def _token_router(kind: TokenKind) -> APIRouter:
         responses=responses(*COMMON_ERRORS, 401, 403),
         operation_id=f"use_{kind}_token",
     )
-    async def use(body: TokenUse, request: Request, svc: ServicesDep) -> TokenUsed:
+    async def use(body: TokenUse, request: Request) -> TokenUsed:
         """Count one use: 401 for an unknown token, 403 when revoked, expired or used up."""
-        return await svc.tokens[kind].use(
-            body.token,
-            used_by=body.used_by,
-            details=body.details,
-            ip=request.client.host if request.client else None,
-            user_agent=request.headers.get("user-agent"),
+        return (
+            await services(request)
+            .tokens[kind]
+            .use(
+                body.token,
+                used_by=body.used_by,
+                details=body.details,
+                ip=request.client.host if request.client else None,
+                user_agent=request.headers.get("user-agent"),
+            )
         )
 
     return router
@@ -382,9 +413,9 @@ def _admin_token_router(kind: TokenKind, require_admin: Any) -> APIRouter:
         responses=responses(*admin_errors, 422, 503),
         operation_id=f"issue_{kind}_token",
     )
-    async def issue(body: TokenIssue, svc: ServicesDep) -> IssuedToken:
+    async def issue(body: TokenIssue, request: Request) -> IssuedToken:
         """Issue a token. The `token` field is shown this once and never stored."""
-        return await svc.tokens[kind].issue(body)
+        return await services(request).tokens[kind].issue(body)
 
     @router.get(
         "",
@@ -393,12 +424,12 @@ def _admin_token_router(kind: TokenKind, require_admin: Any) -> APIRouter:
         operation_id=f"list_{kind}_tokens",
     )
     async def list_tokens(
-        svc: ServicesDep,
+        request: Request,
         issued_to: Annotated[Text | None, Query(max_length=200)] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
         offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     ) -> TokenList:
-        return TokenList(items=await svc.tokens[kind].list(issued_to, limit, offset))
+        return TokenList(items=await services(request).tokens[kind].list(issued_to, limit, offset))
 
     @router.get(
         "/{token_id}",
@@ -407,9 +438,9 @@ def _admin_token_router(kind: TokenKind, require_admin: Any) -> APIRouter:
         operation_id=f"get_{kind}_token",
     )
     async def get_token(
-        token_id: Annotated[int, Path(ge=1, le=INT64_MAX)], svc: ServicesDep
+        token_id: Annotated[int, Path(ge=1, le=INT64_MAX)], request: Request
     ) -> TokenInfo:
-        return await svc.tokens[kind].get(token_id)
+        return await services(request).tokens[kind].get(token_id)
 
     @router.post(
         "/{token_id}/revoke",
@@ -419,11 +450,11 @@ def _admin_token_router(kind: TokenKind, require_admin: Any) -> APIRouter:
     )
     async def revoke(
         token_id: Annotated[int, Path(ge=1, le=INT64_MAX)],
-        svc: ServicesDep,
+        request: Request,
         body: TokenRevoke | None = None,
     ) -> TokenInfo:
         """Revoke a token; revoking again keeps the first revocation."""
         reason = body.reason if body is not None else TokenRevoke().reason
-        return await svc.tokens[kind].revoke(token_id, reason)
+        return await services(request).tokens[kind].revoke(token_id, reason)
 
     return router

@@ -14,10 +14,17 @@ data, as the web and the landing page are).
 
 Every refusal is the same 401 `unauthorized` before anything is looked up, so an anonymous caller
 learns nothing about members or tariffs.
+
+A Mini App sends the same initData with every call of a session, and checking it (two HMACs,
+parsing, aiogram's pydantic model) cost about 0.2 ms, as much as the rest of a status request
+(bench/api). So a proof that verified is remembered, keyed by the exact string and the bot token
+(LRU, VERIFIED_CACHE_SIZE entries): the same bytes verify the same way every time. Only the
+signature's verdict is remembered; freshness is checked again on every request.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -35,6 +42,8 @@ from services.api.errors import ApiError
 CLOCK_SKEW_S = 60
 #: Proofs are a few hundred bytes; a longer header is refused before any parsing.
 MAX_PROOF_CHARS = 4096
+#: Verified proofs remembered (about 0.5 KB each): one per member active in the last while.
+VERIFIED_CACHE_SIZE = 8192
 
 
 @dataclass(frozen=True)
@@ -99,28 +108,40 @@ class IdentityVerifier:
 
     def _mini_app(self, init_data: str) -> tuple[int, float]:
         assert self._token is not None
-        try:
-            data = safe_parse_webapp_init_data(self._token, init_data, loads=json.loads)
-        except ValueError:  # a bad signature, or signed data that is no initData
-            raise Unauthorized("initData signature is not valid") from None
-        if data.user is None:
-            raise Unauthorized("initData names no user")
-        return data.user.id, data.auth_date.timestamp()
+        return verified_mini_app(self._token, init_data)
 
     def _login_widget(self, query: str) -> tuple[int, float]:
         assert self._token is not None
-        try:
-            fields = dict(parse_qsl(query, strict_parsing=True))
-        except ValueError:
-            raise Unauthorized("Login Widget data is not a query string") from None
-        digest = fields.pop("hash", "")
-        try:
-            valid = bool(digest) and check_signature(self._token, digest, **fields)
-        except TypeError:  # a field named like check_signature's own `token` parameter
-            valid = False
-        if not valid:
-            raise Unauthorized("Login Widget signature is not valid")
-        try:
-            return int(fields["id"]), float(int(fields["auth_date"]))
-        except (KeyError, ValueError):
-            raise Unauthorized("Login Widget data needs id and auth_date") from None
+        return verified_login(self._token, query)
+
+
+@functools.lru_cache(maxsize=VERIFIED_CACHE_SIZE)
+def verified_mini_app(token: str, init_data: str) -> tuple[int, float]:
+    """(telegram id, auth_date) of initData signed for `token`; Unauthorized (never cached)."""
+    try:
+        data = safe_parse_webapp_init_data(token, init_data, loads=json.loads)
+    except ValueError:  # a bad signature, or signed data that is no initData
+        raise Unauthorized("initData signature is not valid") from None
+    if data.user is None:
+        raise Unauthorized("initData names no user")
+    return data.user.id, data.auth_date.timestamp()
+
+
+@functools.lru_cache(maxsize=VERIFIED_CACHE_SIZE)
+def verified_login(token: str, query: str) -> tuple[int, float]:
+    """(telegram id, auth_date) of Login Widget data signed for `token`; Unauthorized."""
+    try:
+        fields = dict(parse_qsl(query, strict_parsing=True))
+    except ValueError:
+        raise Unauthorized("Login Widget data is not a query string") from None
+    digest = fields.pop("hash", "")
+    try:
+        valid = bool(digest) and check_signature(token, digest, **fields)
+    except TypeError:  # a field named like check_signature's own `token` parameter
+        valid = False
+    if not valid:
+        raise Unauthorized("Login Widget signature is not valid")
+    try:
+        return int(fields["id"]), float(int(fields["auth_date"]))
+    except (KeyError, ValueError):
+        raise Unauthorized("Login Widget data needs id and auth_date") from None

@@ -9,7 +9,7 @@ import pytest
 from runtime.config import Secret
 from runtime.errors import ConfigError
 from runtime.telegram_proof import mini_app_authorization, sign_login
-from services.api.identity import Caller, IdentityVerifier, Unauthorized
+from services.api.identity import Caller, IdentityVerifier, Unauthorized, verified_mini_app
 from services.api.settings import ApiSettings
 
 TOKEN = "42:unit-test-bot-token-abcdefghijklmnopqrstuv"
@@ -80,3 +80,16 @@ def test_settings_name_the_variable() -> None:
         with pytest.raises(ConfigError) as error:
             ApiSettings.from_env({**base, name: value})
         assert error.value.variable == name
+
+
+def test_a_remembered_proof_is_still_checked_for_freshness() -> None:
+    header = mini_app_authorization(TOKEN, 8, auth_date=int(NOW))
+    before = verified_mini_app.cache_info().hits
+    assert verifier().identify(header, None, NOW).telegram_id == 8
+    assert verifier().identify(header, None, NOW + 10).telegram_id == 8
+    assert verified_mini_app.cache_info().hits == before + 1
+    with pytest.raises(Unauthorized, match="expired"):
+        verifier().identify(header, None, NOW + 3601)
+    # Another bot's token never reuses the verdict.
+    with pytest.raises(Unauthorized):
+        verifier(token="43:another-bot-token-abcdefghijklmnopqrs").identify(header, None, NOW)
