@@ -7,7 +7,6 @@ them on shutdown. Everything else is stateless, so several workers or replicas c
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,7 +15,6 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
-from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -27,7 +25,15 @@ from runtime.db import AsyncDatabase, async_database
 from runtime.errors import DatabaseError
 from services.api.bodylimit import BodyLimitMiddleware
 from services.api.errors import ApiError, ErrorBody, install_error_handlers, responses
-from services.api.identity import Caller, IdentityVerifier
+from services.api.gate import (
+    MEMBER_SECURITY,
+    CallerDep,
+    Gate,
+    document_member_security,
+    gate_of,
+    limit_source,
+)
+from services.api.identity import IdentityVerifier
 from services.api.metrics import RequestMetricsMiddleware
 from services.api.models import (
     INT64_MAX,
@@ -78,34 +84,10 @@ def services(request: Request) -> Services:
 
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API_ADMIN_KEY")
-_telegram_proof = APIKeyHeader(
-    name="Authorization",
-    scheme_name="TelegramProof",
-    auto_error=False,
-    description="A Telegram user's proof: `tma <Mini App initData>` or `tglogin <Login Widget"
-    " fields as a query string>`, signed by Telegram for the bot (TELEGRAM_BOT_TOKEN), with an"
-    " `auth_date` at most API_AUTH_MAX_AGE_S old. Acts only for that user's telegram_id.",
-)
-_partner_key = APIKeyHeader(
-    name="X-Partner-Key",
-    scheme_name="PartnerKey",
-    auto_error=False,
-    description="A partner server's key (its SHA-256 in API_PARTNER_KEYS). Acts for any member.",
-)
-#: The OpenAPI `security` of member operations: either scheme.
-MEMBER_SECURITY: list[dict[str, list[str]]] = [
-    {_telegram_proof.scheme_name: []},
-    {_partner_key.scheme_name: []},
-]
 #: Statuses every member operation may answer besides its own.
 MEMBER_ERRORS = (401, 403, 413, 422, 429, 503)
 #: Statuses every other /v1 operation may answer besides its own.
 COMMON_ERRORS = (413, 422, 429, 503)
-
-
-def _source(request: Request) -> str:
-    # uvicorn has already replaced it with X-Forwarded-For when a trusted proxy sent the request.
-    return request.client.host if request.client else "unknown"
 
 
 def create_app(settings: Settings, api_settings: ApiSettings) -> FastAPI:
@@ -164,7 +146,7 @@ def create_app(settings: Settings, api_settings: ApiSettings) -> FastAPI:
             raise ApiError(401, "unauthorized", "a valid X-API-Key header is required")
 
     app.state.gate = Gate(verifier, limits)
-    _document_member_security(app)
+    document_member_security(app)
     _add_service_routes(app)
     _add_subscription_routes(app)
     _add_payment_routes(app, payment_request_model(api_settings.return_url_hosts))
@@ -172,67 +154,6 @@ def create_app(settings: Settings, api_settings: ApiSettings) -> FastAPI:
         app.include_router(_token_router(kind))
         app.include_router(_admin_token_router(kind, require_admin))
     return app
-
-
-@dataclass(frozen=True)
-class Gate:
-    """Who may call, and how often: the app's identity checks and rate limits."""
-
-    verifier: IdentityVerifier
-    limits: RateLimits
-
-    async def act_for(self, who: Caller, telegram_id: int) -> None:
-        """403 when a Telegram user acts for someone else: decided before any lookup, so the
-        answer is the same whether that member exists or not. Then the member's budget."""
-        if not who.may_act_for(telegram_id):
-            raise ApiError(
-                403, "forbidden", f"this proof acts only for telegram id {who.telegram_id}"
-            )
-        await self.limits.hit_member(telegram_id)
-
-
-def _document_member_security(app: FastAPI) -> None:
-    """Add the member schemes to the OpenAPI components (no dependency declares them)."""
-    generate = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = generate()
-            schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
-            for scheme in (_telegram_proof, _partner_key):
-                schemes[scheme.scheme_name] = jsonable_encoder(
-                    scheme.model, by_alias=True, exclude_none=True
-                )
-        return app.openapi_schema or generate()
-
-    app.openapi = openapi  # type: ignore[method-assign]
-
-
-async def limit_source(request: Request) -> None:
-    gate: Gate = request.app.state.gate
-    await gate.limits.hit_source(_source(request))
-
-
-async def caller(request: Request) -> Caller:
-    """The proven caller; 401 before any lookup, counted against the source address.
-
-    The headers are read here rather than through FastAPI's security dependencies (two more
-    dependencies to solve on every request); MEMBER_SECURITY documents them in the OpenAPI."""
-    gate: Gate = request.app.state.gate
-    headers = request.headers
-    try:
-        found = gate.verifier.identify(
-            headers.get("authorization"), headers.get("x-partner-key"), time.time()
-        )
-    except ApiError:
-        await gate.limits.hit_source(_source(request))
-        raise
-    if found.partner is None:
-        await gate.limits.hit_source(_source(request))
-    return found
-
-
-CallerDep = Annotated[Caller, Depends(caller)]
 
 
 def _add_service_routes(app: FastAPI) -> None:
@@ -276,7 +197,7 @@ def _add_subscription_routes(app: FastAPI) -> None:
         A Telegram proof reads only its own member (403 for any other telegram_id, whether or
         not it exists); a partner key reads any. 404 `user_not_found`: the member never
         started the bot."""
-        await request.app.state.gate.act_for(who, telegram_id)
+        await gate_of(request).act_for(who, telegram_id)
         return await subscription_status(services(request).db, telegram_id)
 
 
@@ -312,7 +233,7 @@ def _add_payment_routes(app: FastAPI, request_model: type[Any]) -> None:
         A Telegram proof pays only for its own member (403 otherwise); a partner key for any.
         `return_url` must be an https URL on a host of PAYMENT_RETURN_URL_HOSTS (422 otherwise).
         """
-        await request.app.state.gate.act_for(who, body.telegram_id)
+        await gate_of(request).act_for(who, body.telegram_id)
         payment, created = await services(request).payments.create(body, idempotence_key)
         response.status_code = 201 if created else 200
         return payment
