@@ -3,12 +3,13 @@
 Three members with saved cards are due. Two recurrent_payments replicas, payment_monitor and
 tsmonitor tick in any order (the replicas also at the same moment), while the provider fails
 (500s; answers that come after the client gave up, so the charge happened but nobody heard),
-cards are revoked or declined, and the clock jumps. After every step:
+cards are revoked or declined, the shop refunds charges (whole or in part) and both clocks
+jump, past the provider's key window too. After every step:
 
 - no subscription period is charged twice at the provider;
 - every charge we applied extended its subscription exactly once, and we applied nothing the
   provider did not charge;
-- nobody keeps a live subscription past its grace.
+- nobody keeps a live subscription past its grace, nor a period whose charge was refunded whole.
 
 `settle` (faults cleared, time passes, every monitor ticks) must then bring our ledger and the
 provider's into agreement: each successful charge applied, and no attempt left open.
@@ -24,6 +25,7 @@ import shutil
 import tempfile
 from collections import Counter
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,7 @@ from tests.integration.monitors.conftest import (
     empty_domain_tables,
     utcnow,
 )
+from tests.integration.monitors.factories import provider_event
 from tests.integration.monitors.test_recurrent_payments import due_subscription
 
 MEMBERS = 3
@@ -106,6 +109,8 @@ class MoneyMachine(RuleBasedStateMachine):
             monitor.yookassa = YooKassaClient(monitor.ctx.settings, timeout_s=CLIENT_TIMEOUT_S)
             await monitor.yookassa.open()
         self.subs = [await due_subscription(self.db, self.sandbox) for _ in range(MEMBERS)]
+        #: Provider ids of charges refunded whole.
+        self.refunded: set[str] = set()
 
     def teardown(self) -> None:
         async def close() -> None:
@@ -171,6 +176,25 @@ class MoneyMachine(RuleBasedStateMachine):
         path = f"/yookassa/payment_methods/{method}/declines"
         self.run(self.sandbox.control("POST", path, {"reason": reason}))
 
+    @rule(member=st.integers(0, MEMBERS - 1), full=st.booleans())
+    def the_shop_refunds_a_charge(self, member: int, full: bool) -> None:
+        """From YooKassa's dashboard: the whole charge, or half of it; the notification that
+        botapi records for it follows."""
+        sub = self.subs[member]
+        charges = self.run(self._provider_charges())[sub["id"]]
+        refundable = [
+            p for p in charges if p["status"] == "succeeded" and not p.get("refunded_amount")
+        ]
+        if not refundable:
+            return
+        charge = refundable[-1]
+        body = {} if full else {"amount": f"{Decimal(charge['amount']['value']) / 2:.2f}"}
+        path = f"/yookassa/payments/{charge['id']}/refund"
+        made = self.run(self.sandbox.control("POST", path, body))
+        self.run(provider_event(self.db, made, "refund.succeeded"))
+        if full:
+            self.refunded.add(charge["id"])
+
     @rule()
     def settle(self) -> None:
         """Faults cleared, then an hour passes in eleven-minute steps with every monitor ticking:
@@ -183,6 +207,7 @@ class MoneyMachine(RuleBasedStateMachine):
         self.run(self._ledgers_agree())
         self.run(self._tick(self.terms))
         self.run(self._nobody_past_grace_is_live())
+        self.run(self._no_refunded_period_is_live())
 
     # --- what must hold ----------------------------------------------------------------------
 
@@ -238,6 +263,19 @@ class MoneyMachine(RuleBasedStateMachine):
             assert row["current_period_end"] == sub["end"] + PERIOD * len(applied), sub["id"]
             succeeded = {p["id"] for p in charges[sub["id"]] if p["status"] == "succeeded"}
             assert {a["provider_payment_id"] for a in applied} <= succeeded
+
+    async def _no_refunded_period_is_live(self) -> None:
+        """A full refund of the charge that paid the live period ends it, as an expiry does."""
+        for sub in self.subs:
+            row = await self.db.fetchone(
+                "SELECT s.status, p.provider_payment_id FROM subscriptions s"
+                " LEFT JOIN payments p ON p.subscription_id = s.id"
+                " AND p.applied_period_end = s.current_period_end"
+                " WHERE s.id = ?",
+                (sub["id"],),
+            )
+            if row["provider_payment_id"] in self.refunded:
+                assert row["status"] not in ("active", "grace"), (sub["id"], row)
 
     async def _nobody_past_grace_is_live(self) -> None:
         """Checked right after tsmonitor ticked: it ends what is past grace."""
