@@ -163,6 +163,19 @@ class SandboxProcess:
         }
 
 
+def start_api(environ: dict[str, str], log_path: Path, **settings: str) -> Program:
+    """`domos api` on a free port, with `settings` over `environ`, once /health answers."""
+    port = free_port()
+    return start_program(
+        "services.api.cli",
+        ["api", "--port", str(port)],
+        {**environ, "LOG_LEVEL": "warning", **settings},
+        "/health",
+        log_path,
+        port,
+    )
+
+
 def start_sandbox(log_path: Path) -> SandboxProcess:
     port = free_port()
     program = start_program(

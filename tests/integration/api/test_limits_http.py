@@ -19,7 +19,7 @@ from runtime.config import Settings
 from runtime.db import async_database
 from runtime.db.migrations import upgrade
 from tests.integration.api.conftest import PARTNER
-from tests.integration.api.processes import Program, free_port, http, start_program
+from tests.integration.api.processes import Program, http, start_api
 
 MEMBER_ID = 77
 
@@ -33,20 +33,12 @@ async def _prepare(environ: dict[str, str]) -> None:
 @pytest.fixture
 def limited_api(api_environ: dict[str, str], tmp_path: Path) -> Iterator[Program]:
     asyncio.run(_prepare(api_environ))
-    port = free_port()
-    program = start_program(
-        "services.api.cli",
-        ["api", "--port", str(port)],
-        {
-            **api_environ,
-            "LOG_LEVEL": "warning",
-            "API_MAX_BODY_BYTES": "2048",
-            "API_MAX_CONCURRENCY": "3",
-            "API_RATE_LIMIT_MEMBER": "2/minute",
-        },
-        "/health",
+    program = start_api(
+        api_environ,
         tmp_path / "api.log",
-        port,
+        API_MAX_BODY_BYTES="2048",
+        API_MAX_CONCURRENCY="3",
+        API_RATE_LIMIT_MEMBER="2/minute",
     )
     yield program
     assert program.stop() == 0, program.logs()

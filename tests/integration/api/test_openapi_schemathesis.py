@@ -22,7 +22,7 @@ from runtime.db import async_database
 from runtime.db.migrations import upgrade
 from runtime.telegram_proof import mini_app_authorization
 from tests.integration.api.conftest import ADMIN_KEY, BOT_TOKEN, PARTNER_KEY
-from tests.integration.api.processes import free_port, http, start_program
+from tests.integration.api.processes import http, start_api
 
 EXAMPLES_PER_OPERATION = 30
 CONFIG = Path(__file__).with_name("schemathesis.toml")
@@ -84,20 +84,12 @@ def _successes(har: Path) -> list[str]:
 @pytest.mark.slow
 def test_api_conforms_to_its_openapi(api_environ: dict[str, str], tmp_path: Path) -> None:
     asyncio.run(_prepare(api_environ))
-    port = free_port()
-    program = start_program(
-        "services.api.cli",
-        ["api", "--port", str(port)],
-        {
-            **api_environ,
-            "LOG_LEVEL": "warning",
-            # schemathesis sends a few thousand requests from one address
-            "API_RATE_LIMIT_SOURCE": "1000000/minute",
-            "API_RATE_LIMIT_MEMBER": "1000000/minute",
-        },
-        "/health",
+    # schemathesis sends a few thousand requests from one address
+    program = start_api(
+        api_environ,
         tmp_path / "api.log",
-        port,
+        API_RATE_LIMIT_SOURCE="1000000/minute",
+        API_RATE_LIMIT_MEMBER="1000000/minute",
     )
     try:
         assert http("GET", program.base + "/health")[1] == {"status": "ok", "database": "ok"}
