@@ -1,9 +1,13 @@
 """The fast copy path: snapshot -> Arrow batches -> binary COPY, all in C (ADBC drivers).
 
-Taken for chunks of tables no rule applies to (every column passthrough, no row left out), where
-what is read is exactly what PostgreSQL gets. No Python runs per row or value: the SQLite driver
-fills Arrow batches, the PostgreSQL driver streams them as binary COPY, and the source side of
-verification hashes the same batches column by column as they pass (columnar.py).
+Taken for chunks of tables whose every column is passed through as stored or converted by the
+Arrow rules (arrow_rules.py: JSON, dates, date-times, booleans, numerics), no row left out. No
+Python runs per row or value: the SQLite driver fills Arrow batches (a typed column read once per
+storage class it holds), pyarrow compute converts the typed columns, the PostgreSQL driver streams
+them as binary COPY, and the source side of verification hashes the same batches column by
+column as they pass (columnar.py; jsonb's printing alone is computed in Python).
+A value outside what the Arrow rules convert exactly as the Python rules do hands the chunk to
+the Python path (`Unavailable`), as does a storage class the profile did not count.
 
 Anything unexpected rolls the chunk back and raises `Unavailable`, and the copier copies that
 chunk on the Python path, which has a rule or a reject for every case: a storage class the first
@@ -24,8 +28,11 @@ import adbc_driver_sqlite
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from runtime.migrate import arrow_rules
 from runtime.migrate.arrow_digest import ARROW_TYPES, ColumnarDigest, NulInText, check_no_nul
-from runtime.migrate.plan import TablePlan
+from runtime.migrate.arrow_rules import CLASS_TYPES
+from runtime.migrate.columnar import KINDS, arrow_rule
+from runtime.migrate.plan import ColumnPlan, TablePlan
 from runtime.migrate.sqlite_source import quote_sqlite
 
 #: Rows per Arrow batch read from SQLite (about a megabyte of chat messages).
@@ -41,13 +48,36 @@ class Unavailable(Exception):
 
 
 def applies(plan: TablePlan) -> bool:
+    """Every column passed through as stored, or converted by the Arrow rules (arrow_rules.py);
+    no row left out."""
     return (
         bool(plan.columns)
         and not plan.excluded_rowids
-        and all(
-            c.passthrough and ARROW_TYPES.get(c.converter) in _TYPED_LITERALS for c in plan.columns
-        )
+        and all(_passed(c) or _typed(plan, c) for c in plan.columns)
     )
+
+
+def _passed(column: ColumnPlan) -> bool:
+    return column.passthrough and ARROW_TYPES.get(column.converter) in _TYPED_LITERALS
+
+
+def _typed(plan: TablePlan, column: ColumnPlan) -> bool:
+    """Converted by an Arrow rule: only in a plan from a profile, and hashed by the columnar
+    digest (its rowid key)."""
+    return (
+        not column.passthrough
+        and not plan.from_declared_types
+        and arrow_rule(column)
+        and (column.converter in KINDS)
+    )
+
+
+def _read_classes(column: ColumnPlan) -> list[str]:
+    """The storage classes a typed column is read in, one SELECT expression each: those the
+    profile counted (all three where it counted none). Any other is caught by `_marker`."""
+    counted = column.classes or {}
+    classes = [name for name in CLASS_TYPES if counted.get(name)]
+    return classes or list(CLASS_TYPES)
 
 
 #: Target types read as Arrow strings, which must hold texts: the SQLite driver reads a blob
@@ -72,6 +102,11 @@ def _marker(plan: TablePlan) -> str:
     Computed in the scan that reads the row (a separate query cost a second scan of the chunk);
     a plan from a profile needs no check: the profile counted every stored class."""
     checks = []
+    for column in plan.columns:
+        if not column.passthrough:
+            q = quote_sqlite(column.source)
+            allowed = ", ".join(f"'{name}'" for name in [*_read_classes(column), "null"])
+            checks.append(f"(typeof({q}) NOT IN ({allowed}))")
     if plan.from_declared_types:
         for column in plan.columns:
             if column.converter in _STRING_TYPES:
@@ -82,11 +117,26 @@ def _marker(plan: TablePlan) -> str:
     return " + ".join(checks) or "0"
 
 
-def _select(plan: TablePlan, chunk: tuple[int, int], schema: pa.Schema) -> str:
+def _read(plan: TablePlan) -> list[tuple[str, pa.DataType]]:
+    """(SELECT expression, Arrow type) of what is read per column: a passed-through column as
+    stored; a typed column once per storage class, NULL where the value is of another."""
+    read = []
+    for column in plan.columns:
+        q = quote_sqlite(column.source)
+        if column.passthrough:
+            read.append((q, ARROW_TYPES[column.converter]))
+            continue
+        for name in _read_classes(column):
+            read.append((f"CASE WHEN typeof({q}) = '{name}' THEN {q} END", CLASS_TYPES[name]))
+    return read
+
+
+def _select(plan: TablePlan, chunk: tuple[int, int]) -> str:
     """The chunk in key order behind one typed row (marked 1 in the first column; the rows'
     first column is their `_marker`)."""
-    literals = ", ".join(_TYPED_LITERALS[field.type] for field in schema)
-    columns = ", ".join(quote_sqlite(c.source) for c in plan.columns)
+    read = _read(plan)
+    literals = ", ".join(_TYPED_LITERALS[arrow] for _, arrow in read)
+    columns = ", ".join(expression for expression, _ in read)
     rows = f"SELECT {_marker(plan)}, {columns} FROM {quote_sqlite(plan.table)}"
     if chunk != (0, -1):
         rows += f" WHERE rowid BETWEEN {int(chunk[0])} AND {int(chunk[1])}"
@@ -96,7 +146,33 @@ def _select(plan: TablePlan, chunk: tuple[int, int], schema: pa.Schema) -> str:
 
 
 def _schema(plan: TablePlan) -> pa.Schema:
-    return pa.schema([(c.target, ARROW_TYPES[c.converter]) for c in plan.columns])
+    """The batches sent: target names, and the types binary COPY of each target type takes."""
+    return pa.schema(
+        [
+            (c.target, ARROW_TYPES[c.converter] if c.passthrough else arrow_rules.arrow_type(c))
+            for c in plan.columns
+        ]
+    )
+
+
+def _converted(plan: TablePlan, arrays: list[pa.Array]) -> list[pa.Array]:
+    """The columns to send from the arrays read (`_read`): typed columns through the Arrow
+    rules, which raise NotConvertible for what the Python rules are to decide."""
+    result = []
+    position = 0
+    for column in plan.columns:
+        if column.passthrough:
+            result.append(arrays[position])
+            position += 1
+            continue
+        names = _read_classes(column)
+        classes = dict(zip(names, arrays[position : position + len(names)], strict=True))
+        position += len(names)
+        try:
+            result.append(arrow_rules.convert(column, classes))
+        except arrow_rules.NotConvertible as exc:
+            raise Unavailable(f"{column.source}: {exc}") from None
+    return result
 
 
 def read_batches(
@@ -104,16 +180,17 @@ def read_batches(
 ) -> Iterator[pa.RecordBatch]:
     """The chunk's rows as Arrow batches of the target's column names and types."""
     schema = _schema(plan)
+    read_types = [arrow for _, arrow in _read(plan)]
     uri = f"{Path(plan.source_path).absolute().as_uri()}?mode=ro"  # percent-encoded path
     database = stack.enter_context(closing(adbc_driver_sqlite.connect(uri)))
     connection = stack.enter_context(closing(adbc_driver_manager.AdbcConnection(database)))
     statement = stack.enter_context(closing(adbc_driver_manager.AdbcStatement(connection)))
     statement.set_options(**{"adbc.sqlite.query.batch_rows": str(BATCH_ROWS)})
-    statement.set_sql_query(_select(plan, chunk, schema))
+    statement.set_sql_query(_select(plan, chunk))
     handle, _ = statement.execute_query()
     reader = pa.RecordBatchReader.from_stream(handle)
     first = True
-    check = plan.from_declared_types
+    check = plan.from_declared_types or any(not c.passthrough for c in plan.columns)
     for batch in reader:
         if first:
             marker = batch.column(0)
@@ -122,14 +199,17 @@ def read_batches(
             batch = batch.slice(1)
             first = False
         if check and batch.num_rows and pc.max(batch.column(0)).as_py() != 0:
-            raise DeclaredTypeBroken()  # before PostgreSQL sees the batch
+            # before PostgreSQL sees the batch
+            if plan.from_declared_types:
+                raise DeclaredTypeBroken()
+            raise Unavailable("a storage class the profile did not count")
         arrays = batch.columns[1:]
-        if [a.type for a in arrays] != schema.types:
+        if [a.type for a in arrays] != read_types:
             raise Unavailable(f"columns read as {[str(a.type) for a in arrays]}")
         for array in arrays:
             if array.type == pa.string():  # before PostgreSQL sees it (plan.py)
                 check_no_nul(array)
-        yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+        yield pa.RecordBatch.from_arrays(_converted(plan, arrays), schema=schema)
 
 
 def copy_chunk(

@@ -7,15 +7,17 @@ runs per value. Loaded by the worker processes only (pyarrow costs the parent 0.
 from __future__ import annotations
 
 import hashlib
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from runtime.migrate.columnar import KINDS, combine
+from runtime.migrate.columnar import KINDS, TEXT_SQL, combine
 from runtime.migrate.digest import ColumnAggregate, Digest
 from runtime.migrate.plan import TablePlan
+from runtime.migrate.rowtext import jsonb_text, numeric_text
 
 #: Target base type -> the Arrow type carrying it (and what binary COPY of it expects).
 ARROW_TYPES: dict[str, pa.DataType] = {
@@ -52,6 +54,19 @@ def _sha256() -> Any:
     return hashlib.sha256()
 
 
+#: Microseconds from 1970-01-01 to 2000-01-01, PostgreSQL's epoch; and days.
+_PG_EPOCH_MICROS = 946_684_800_000_000
+_PG_EPOCH_DAYS = 10_957
+#: Arrow types of the Python path's values, for kinds whose values Arrow takes as they are.
+_ROW_TYPES: dict[str, pa.DataType] = {
+    "boolean": pa.bool_(),
+    "timestamp with time zone": pa.timestamp("us", tz="UTC"),
+    "timestamp without time zone": pa.timestamp("us"),
+    "date": pa.date32(),
+}
+_ORDERED = frozenset({"int", "float", "text", "timestamp", "date", "numeric"})
+
+
 class ColumnarDigest:
     """The source side of one chunk, fed batch by batch in key order."""
 
@@ -60,7 +75,7 @@ class ColumnarDigest:
         #: itself, and invalid UTF-8 fails the chunk (whose digest is then dropped).
         self.validate_utf8 = validate_utf8
         self.kinds = [KINDS[c.converter] for c in plan.columns]
-        self.types = [ARROW_TYPES[c.converter] for c in plan.columns]
+        self.converters = [c.converter for c in plan.columns]
         self.names = [c.target for c in plan.columns]
         self.key_index = self.names.index(plan.key[0])
         self.values = [_sha256() for _ in self.kinds]
@@ -74,48 +89,90 @@ class ColumnarDigest:
         NUL byte in a text (plan.py leaves them to be found here or by arrow_copy)."""
         if not rows:
             return
-        arrays = [
-            pa.array(values, type=kind)
-            for values, kind in zip(zip(*rows, strict=True), self.types, strict=True)
-        ]
-        for array in arrays:
+        columns = list(zip(*rows, strict=True))
+        key = pa.array(columns[self.key_index], pa.int64())
+        self.rows += len(rows)
+        for i, values in enumerate(columns):
+            kind, converter = self.kinds[i], self.converters[i]
+            aggregate = None
+            if kind == "numeric":
+                present = [value for value in values if value is not None]
+                aggregate = _python_aggregate(present)
+                array = pa.array([None if v is None else numeric_text(v) for v in values])
+            elif kind == "json":
+                array = pa.array([None if v is None else v.obj for v in values], pa.string())
+            elif kind == "jsonb":
+                texts = [None if v is None else jsonb_text(v.obj) for v in values]
+                array = pa.array(texts, pa.string())
+            elif converter in _ROW_TYPES:
+                array = pa.array(values, _ROW_TYPES[converter])
+            else:
+                array = pa.array(values, ARROW_TYPES[converter])
             if array.type == pa.string():
                 check_no_nul(array)
-        self.add(pa.RecordBatch.from_arrays(arrays, names=self.names))
+            self._add_column(i, key, array, aggregate)
 
     def add(self, batch: pa.RecordBatch) -> None:
-        """One batch whose columns are the plan's, in its order (from arrow_copy.read_batches or
-        add_rows, which have looked for NUL bytes). Raises pyarrow.ArrowInvalid on text that is
-        not valid UTF-8 (the Python path's rules decide what it becomes)."""
+        """One batch whose columns are the plan's, in its order, as the fast copy sends them
+        (from arrow_copy.read_batches, which has looked for NUL bytes). Raises
+        pyarrow.ArrowInvalid on text that is not valid UTF-8 (the Python path's rules decide
+        what it becomes)."""
         self.rows += batch.num_rows
         key = batch.column(self.key_index)
         for i, column in enumerate(batch.columns):
-            if column.null_count:
-                self.nulls[i].update(_int8(pc.filter(key, pc.is_null(column))))
-                column = pc.drop_null(column)
-            if not len(column):
-                continue
+            self._add_column(i, key, column)
+
+    def _add_column(
+        self, i: int, key: pa.Array, column: pa.Array, aggregate: ColumnAggregate | None = None
+    ) -> None:
+        """One column of a batch; `aggregate`: the non-null values' aggregate, where computed
+        from the Python values (numeric)."""
+        if column.null_count:
+            self.nulls[i].update(_int8(pc.filter(key, pc.is_null(column))))
+            column = pc.drop_null(column)
+        if not len(column):
+            return
+        kind = self.kinds[i]
+        computed = aggregate is not None
+        if aggregate is None:
             aggregate = ColumnAggregate(non_null=len(column))
-            if self.kinds[i] == "text":
-                if self.validate_utf8:
-                    column.validate(full=True)
-                self._add_text(i, column)
+        if kind in ("text", "json"):
+            if self.validate_utf8:
+                column.validate(full=True)
+            self._add_text(i, column)
+        elif kind == "jsonb":
+            self._add_text(i, _jsonb_texts(column))
+        elif kind == "numeric":
+            if pa.types.is_decimal(column.type):
+                aggregate.total = pc.sum(column).as_py()
+                self._add_text(i, _decimal_texts(column))
             else:
-                values = column.to_numpy()
-                if self.kinds[i] == "int":
-                    values = values.astype(np.int64, copy=False)
-                    self.values[i].update(values.astype(">i8"))
-                    # Exact whatever the magnitude: high and low 32 bits summed apart fit int64.
-                    high = int((values >> 32).sum())
-                    low = int((values & 0xFFFFFFFF).sum())
-                    aggregate.total = (high << 32) + low
-                else:
-                    self.values[i].update(values.astype(">f8"))
-                    aggregate.total = float(pc.sum(column).as_py())
+                self._add_text(i, column)  # numeric_text of the Python path's values
+        elif kind == "bool":
+            self.values[i].update(column.to_numpy(zero_copy_only=False).astype(np.uint8))
+        elif kind == "timestamp":
+            micros = pc.cast(column, pa.int64()).to_numpy() - _PG_EPOCH_MICROS
+            self.values[i].update(micros.astype(">i8"))
+        elif kind == "date":
+            days = pc.cast(column, pa.int32()).to_numpy().astype(np.int64) - _PG_EPOCH_DAYS
+            self.values[i].update(days.astype(">i4"))
+        else:
+            values = column.to_numpy()
+            if kind == "int":
+                values = values.astype(np.int64, copy=False)
+                self.values[i].update(values.astype(">i8"))
+                # Exact whatever the magnitude: high and low 32 bits summed apart fit int64.
+                high = int((values >> 32).sum())
+                low = int((values & 0xFFFFFFFF).sum())
+                aggregate.total = (high << 32) + low
+            else:
+                self.values[i].update(values.astype(">f8"))
+                aggregate.total = float(pc.sum(column).as_py())
+        if kind in _ORDERED and not computed:
             extremes = pc.min_max(column)
             aggregate.minimum = extremes["min"].as_py()
             aggregate.maximum = extremes["max"].as_py()
-            self.aggregates[i].merge(aggregate)
+        self.aggregates[i].merge(aggregate)
 
     def _add_text(self, i: int, column: pa.Array) -> None:
         offsets, spanned = _text_bytes(column)
@@ -126,7 +183,7 @@ class ColumnarDigest:
         parts = []
         for i, kind in enumerate(self.kinds):
             parts.append(self.values[i].hexdigest())
-            if kind == "text":
+            if kind in TEXT_SQL:
                 parts.append(self.lengths[i].hexdigest())
             parts.append(self.nulls[i].hexdigest())
         return parts
@@ -135,6 +192,33 @@ class ColumnarDigest:
         digest = Digest(rows=self.rows, hash_parts=[combine(self.parts())])
         digest.aggregates = dict(zip(self.names, self.aggregates, strict=True))
         return digest
+
+
+def _python_aggregate(values: list[Any]) -> ColumnAggregate:
+    """count, min, max and exact sum of Decimals (any scale or magnitude)."""
+    if not values:
+        return ColumnAggregate()
+    return ColumnAggregate(len(values), min(values), max(values), sum(values, Decimal(0)))
+
+
+def _decimal_texts(column: pa.Array) -> pa.Array:
+    """The texts trim_scale() prints for decimal128 values of a scale of at most 6 (Arrow then
+    prints them without an exponent): trailing zeros of the fraction and a bare point dropped."""
+    texts = pc.cast(column, pa.string())
+    if column.type.scale == 0:
+        return texts
+    trimmed = pc.replace_substring_regex(texts, r"\.?0+$", "")
+    return pc.if_else(pc.equal(trimmed, "-"), "0", pc.if_else(pc.equal(trimmed, ""), "0", trimmed))
+
+
+def _jsonb_texts(column: pa.Array) -> pa.Array:
+    """What jsonb prints for each JSON text (rowtext.jsonb_text, in Python: no C normaliser of
+    jsonb's printing exists here); the fast copy's values carry jsonb's version byte."""
+    if pa.types.is_binary(column.type):
+        texts = [jsonb_text(value[1:].decode()) for value in column.to_pylist()]
+    else:
+        texts = list(map(jsonb_text, column.to_pylist()))
+    return pa.array(texts, pa.string())
 
 
 def _int8(array: pa.Array) -> Any:

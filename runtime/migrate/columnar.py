@@ -5,7 +5,8 @@ read from the snapshot (the batches the fast copy streams, or the rows of the Py
 into Arrow arrays); the target side is computed by SQL in PostgreSQL (`postgres_hash_columns`).
 Per column and chunk, three SHA-256s:
 - values: the non-null values in key order as PostgreSQL's send functions write them (int8send
-  of every integer type, float8send; a text's UTF-8 bytes);
+  of every integer type, float8send, boolsend, timestamp(tz)_send, date_send; a text's UTF-8
+  bytes, where numeric, json and jsonb are hashed as the text PostgreSQL prints: `TEXT_SQL`);
 - lengths (texts only): each text's byte length as int4send, so no separator is needed and no
   text can imitate one;
 - nulls: the keys (int8send) of the rows where the column is NULL.
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 
-from runtime.migrate.plan import TablePlan, quote_ident
+from runtime.migrate.plan import ColumnPlan, TablePlan, quote_ident
 
 #: Target base type -> how its values are hashed.
 KINDS: dict[str, str] = {
@@ -29,7 +30,42 @@ KINDS: dict[str, str] = {
     "double precision": "float",
     "text": "text",
     "character varying": "text",
+    "boolean": "bool",
+    "timestamp with time zone": "timestamp",
+    "timestamp without time zone": "timestamp",
+    "date": "date",
+    "numeric": "numeric",
+    "json": "json",
+    "jsonb": "jsonb",
 }
+#: Kinds hashed as texts (values and lengths): the SQL giving the text PostgreSQL holds, and
+#: which the source side computes from its values (arrow_digest.py).
+TEXT_SQL: dict[str, str] = {
+    "text": "{c}",
+    "numeric": "trim_scale({c})::text",  # the value; zero is 0 (numeric has no -0)
+    "json": "{c}::text",  # the stored text, verbatim
+    "jsonb": "{c}::text",  # jsonb's own printing (rowtext.jsonb_text on the source side)
+}
+#: Kinds hashed by their binary send function (no text): the function's name.
+SEND_SQL: dict[str, str] = {
+    "bool": "boolsend",
+    "date": "date_send",  # int4 days since 2000-01-01
+}
+#: Types the fast copy converts with its Arrow rules (arrow_rules.py) instead of the Python
+#: path's, where a column's stored classes allow (`arrow_rule`).
+ARROW_RULE_TYPES = frozenset(
+    {
+        "boolean",
+        "date",
+        "timestamp with time zone",
+        "timestamp without time zone",
+        "numeric",
+        "json",
+        "jsonb",
+    }
+)
+#: numeric scales the Arrow rules take (decimal128 prints them without an exponent).
+MAX_ARROW_SCALE = 6
 _EMPTY = hashlib.sha256(b"").hexdigest()
 
 
@@ -38,10 +74,35 @@ def supports(plan: TablePlan) -> bool:
     return plan.rowid_key and bool(plan.columns) and all(c.converter in KINDS for c in plan.columns)
 
 
+def numeric_modifiers(pg_type: str) -> tuple[int, ...]:
+    """`numeric(10,2)` -> (10, 2); `numeric` -> ()."""
+    if "(" not in pg_type:
+        return ()
+    inner = pg_type.split("(", 1)[1].rstrip(")")
+    return tuple(int(part) for part in inner.split(","))
+
+
+def arrow_rule(column: ColumnPlan) -> bool:
+    """The fast copy converts this column (a typed column no blob was counted in; a numeric
+    that decimal128 holds at a scale of at most 6)."""
+    if column.converter not in ARROW_RULE_TYPES or (column.classes or {}).get("blob"):
+        return False
+    if column.converter == "numeric":
+        modifiers = numeric_modifiers(column.pg_type)
+        if modifiers:
+            scale = modifiers[1] if len(modifiers) > 1 else 0
+            return modifiers[0] <= 38 and scale <= MAX_ARROW_SCALE
+    return True
+
+
 def digested_by_copy(plan: TablePlan) -> bool:
-    """No rule applies and no row is left out: what the copy reads is what it sends, so its own
-    scan gives the source side."""
-    return supports(plan) and not plan.excluded_rowids and all(c.passthrough for c in plan.columns)
+    """No Python rule applies and no row is left out: what the copy reads, as converted by the
+    Arrow rules, is what it sends, so its own scan gives the source side."""
+    return (
+        supports(plan)
+        and not plan.excluded_rowids
+        and all(c.passthrough or arrow_rule(c) for c in plan.columns)
+    )
 
 
 def combine(parts: list[str]) -> str:
@@ -67,12 +128,23 @@ def postgres_hash_columns(plan: TablePlan) -> list[str]:
             expressions.append(_string_agg(f"int8send({q}::bigint)"))
         elif kind == "float":
             expressions.append(_string_agg(f"float8send({q})"))
+        elif kind == "timestamp":
+            # int8 microseconds since 2000-01-01, the wall clock's for timestamp
+            send = (
+                "timestamptz_send"
+                if column.converter.endswith("with time zone")
+                else ("timestamp_send")
+            )
+            expressions.append(_string_agg(f"{send}({q})"))
+        elif kind in SEND_SQL:
+            expressions.append(_string_agg(f"{SEND_SQL[kind]}({q})"))
         else:
             # textsend() gives the text's bytes in the client encoding, which the digest's
             # session sets to UTF8 (verify.py; the server's is checked): SHA-256 of that runs a
             # tenth faster than md5() of the text itself, and twice as fast in Python.
-            expressions.append(_string_agg(f"textsend({q})"))
-            expressions.append(_string_agg(f"int4send(octet_length({q}))"))
+            text = TEXT_SQL[kind].format(c=q)
+            expressions.append(_string_agg(f"textsend({text})"))
+            expressions.append(_string_agg(f"int4send(octet_length({text}))"))
         # A NOT NULL column has no null keys: the constant saves a filter per row.
         expressions.append(f"'{_EMPTY}'" if column.not_null else _string_agg(key, f"{q} IS NULL"))
     return expressions

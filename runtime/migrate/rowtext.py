@@ -51,7 +51,8 @@ def _float4(value: float) -> str:
         return "overflow"  # PostgreSQL never stores it: the hashes differ and say so
 
 
-def _numeric(value: Decimal) -> str:
+def numeric_text(value: Decimal) -> str:
+    """The text trim_scale() prints for a numeric of this value (zero is `0`)."""
     if not value:
         return "0"
     text = format(value, "f")  # exact: normalize() would round to the context precision
@@ -127,15 +128,38 @@ def _no_constant(name: str) -> Any:
 
 def _jsonb_object(value: dict[str, Any]) -> dict[str, Any]:
     """An object as the decoder builds it (the last of a repeated key won), its keys in jsonb's
-    order; its inner objects were ordered when they were decoded."""
+    order; its inner objects were ordered when they were decoded. The order of a set of keys is
+    computed once (`_ORDERS`): a column's objects mostly repeat a few shapes."""
     if len(value) < 2:
         return value
-    keys = sorted(value)
+    names = tuple(value)
+    order = _ORDERS.get(names, _UNSEEN)
+    if order is _UNSEEN:
+        order = _jsonb_order(names)
+        if len(names) <= _ORDER_KEYS and len(_ORDERS) < _ORDER_SHAPES:
+            _ORDERS[names] = order
+    if order is None:
+        return value
+    return {key: value[key] for key in order}
+
+
+def _jsonb_order(names: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The keys in jsonb's order, or None when they are in it already."""
+    keys = sorted(names)
     if "".join(keys).isascii():
         keys.sort(key=len)  # stable: by length, then bytes
     else:
         keys.sort(key=_jsonb_key_order)
-    return {key: value[key] for key in keys}
+    ordered = tuple(keys)
+    return None if ordered == names else ordered
+
+
+#: Key orders already computed, by the keys in the order the text gives them: bounded in shapes
+#: and in keys per shape, so no column of ever-new objects grows it without end.
+_ORDERS: dict[tuple[str, ...], tuple[str, ...] | None] = {}
+_ORDER_SHAPES = 4096
+_ORDER_KEYS = 64
+_UNSEEN: Any = object()
 
 
 _DECODER = json.JSONDecoder(
@@ -200,7 +224,7 @@ ENCODINGS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "smallint": ("{c}::text", str),
     "double precision": ("encode(float8send({c}), 'hex')", _float8),
     "real": ("encode(float4send({c}), 'hex')", _float4),
-    "numeric": ("CASE WHEN {c} = 0 THEN '0' ELSE trim_scale({c})::text END", _numeric),
+    "numeric": ("CASE WHEN {c} = 0 THEN '0' ELSE trim_scale({c})::text END", numeric_text),
     "text": ("length({c})::text || ':' || {c}", _text),
     "character varying": ("length({c})::text || ':' || {c}", _text),
     "boolean": ("CASE WHEN {c} THEN 't' WHEN NOT {c} THEN 'f' END", _boolean),

@@ -203,7 +203,7 @@ def test_the_fast_copy_digests_its_own_batches(pg_url: str, tmp_path: Path) -> N
         assert result.digest.content_hash == from_rows.content_hash
         assert compare(plan, result.digest, postgres_digest(plan, bounds, pg_url)) == []
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute("UPDATE t SET c1 = 'ряд 15000|' WHERE id = 15000")
+        conn.execute("UPDATE t SET c1 = 'ряд 15000|' WHERE id = 15010")
     assert compare(plan, copied[0].digest, postgres_digest(plan, (None, 10000), pg_url)) == []
     problems = compare(plan, copied[1].digest, postgres_digest(plan, (10001, None), pg_url))
     assert "content hash differs" in problems
@@ -283,3 +283,69 @@ def test_nul_bytes_the_profile_left_to_the_fast_copy_are_rejected_by_the_text_ru
         assert conn.execute(
             "SELECT count(*) FROM notes.notes WHERE id IN (3, 15000)"
         ).fetchone() == (0,)
+
+
+def test_typed_columns_take_the_fast_path_and_verification_finds_one_changed_value(
+    pg_url: str, run_migration: Any, tmp_path: Path
+) -> None:
+    """JSON, dates, date-times (texts and unix seconds), booleans (0/1 and texts) and DECIMAL
+    money are converted by the Arrow rules; the copy's digest proves every row, and a later
+    verification finds any one value changed in the target, column by column."""
+    source = tmp_path / "legacy.sqlite"
+    with sqlite3.connect(source) as conn:
+        conn.execute(
+            "CREATE TABLE pay (id INTEGER PRIMARY KEY, amount DECIMAL(10,2), fee MONEY, "
+            "paid BOOLEAN, blocked BOOLEAN, payload JSON, created DATETIME, seen TIMESTAMP, "
+            "birthday DATE)"
+        )
+        conn.executemany(
+            "INSERT INTO pay VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    i,
+                    ("990.00", "2490.50", 149.9)[i % 3],
+                    i % 97 + 0.25 if i % 7 else None,
+                    i % 2,
+                    "true" if i % 5 else "false",
+                    f'{{"order": {i}, "amount": {{"value": "{i}.50"}}, "ok": true}}',
+                    f"2024-01-{1 + i % 28:02d} 10:{i % 60:02d}:00",
+                    1_700_000_000 + i if i % 4 else None,
+                    f"19{60 + i % 30}-0{1 + i % 9}-1{i % 10}",
+                )
+                for i in range(1, 3001)
+            ],
+        )
+    conn.close()
+    code, report = run_migration(pg_url, {source: "legacy"}, chunk_rows=1000)
+    (table,) = report["sources"][0]["tables"]
+    assert code == 0, table
+    assert table["verified"] is True, table["verification_problems"]
+    assert table["copy_paths"] == ["arrow"]
+    assert table["rows_written"] == 3000
+    options = Options(
+        sources=[Source("legacy", source, "legacy")],
+        target_url=pg_url,
+        work_dir=tmp_path / "work",
+        progress=False,
+    )
+    changes = [
+        "amount = amount + 0.01",
+        "fee = 1.5",
+        "paid = NOT paid",
+        "blocked = NULL",
+        'payload = \'{"order": 1500, "amount": {"value": "1500.5"}, "ok": true}\'',
+        "created = created + interval '1 microsecond'",
+        "seen = seen + interval '1 second'",
+        "birthday = birthday + 1",
+    ]
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE kept AS SELECT * FROM legacy.pay WHERE id = 1501")
+        for change in changes:
+            conn.execute(f"UPDATE legacy.pay SET {change} WHERE id = 1501")
+            code, again = verify_only(options)
+            assert again["verified"] is False, change
+            conn.execute("DELETE FROM legacy.pay WHERE id = 1501")
+            conn.execute("INSERT INTO legacy.pay SELECT * FROM kept")
+    code, again = verify_only(options)
+    assert code == 0
+    assert again["verified"] is True

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import uuid
 from datetime import UTC, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -173,23 +174,25 @@ def test_text_lengths_keep_separators_unambiguous() -> None:
 
 
 def test_row_text_digests_match_and_one_character_is_detected(pg_url: str, tmp_path: Path) -> None:
-    """A table with a type outside the columnar hash (boolean) is hashed by its row texts."""
+    """A table with a type outside the columnar hash (uuid) is hashed by its row texts."""
     source = tmp_path / "s.sqlite"
+    ids = [uuid.UUID(int=i * 7919) for i in range(1, 501)]
     with sqlite3.connect(source) as lite:
-        lite.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, c0 BOOLEAN, c1 TEXT)")
+        lite.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, c0 UUID, c1 TEXT)")
         lite.executemany(
-            "INSERT INTO t VALUES (?, ?, ?)", [(i, i % 2, f"row {i}|x") for i in range(1, 501)]
+            "INSERT INTO t VALUES (?, ?, ?)",
+            [(i, str(ids[i - 1]), f"row {i}|x") for i in range(1, 501)],
         )
     lite.close()
-    plan = _plan(["boolean", "text"], source_path=str(source))
+    plan = _plan(["uuid", "text"], source_path=str(source))
     plan.rows = 500
     assert rowtext.supports(plan)
     assert not columnar.supports(plan)
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE t (id bigint PRIMARY KEY, c0 boolean, c1 text)")
+        conn.execute("CREATE TABLE t (id bigint PRIMARY KEY, c0 uuid, c1 text)")
         with conn.cursor().copy("COPY t FROM STDIN") as copy:
             for i in range(1, 501):
-                copy.write_row((i, bool(i % 2), f"row {i}|x"))
+                copy.write_row((i, ids[i - 1], f"row {i}|x"))
 
         def digests_equal() -> bool:
             ours, theirs = sqlite_digest(plan, (0, -1)), postgres_digest(plan, (None, None), pg_url)
@@ -197,9 +200,7 @@ def test_row_text_digests_match_and_one_character_is_detected(pg_url: str, tmp_p
             return ours.content_hash == theirs.content_hash
 
         assert digests_equal()
-        text = "".join(
-            f"{i}|{'t' if i % 2 else 'f'}|{len(f'row {i}|x')}:row {i}|x\n" for i in range(1, 501)
-        )
+        text = "".join(f"{i}|{ids[i - 1]}|{len(f'row {i}|x')}:row {i}|x\n" for i in range(1, 501))
         expected = hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
         assert postgres_digest(plan, (None, None), pg_url).content_hash == expected
         conn.execute("UPDATE t SET c1 = 'row 250|y' WHERE id = 250")
