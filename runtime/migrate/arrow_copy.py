@@ -53,7 +53,7 @@ def applies(plan: TablePlan) -> bool:
     return (
         bool(plan.columns)
         and not plan.excluded_rowids
-        and all(_passed(c) or _typed(plan, c) for c in plan.columns)
+        and all(_passed(c) or _typed(c) for c in plan.columns)
     )
 
 
@@ -61,15 +61,9 @@ def _passed(column: ColumnPlan) -> bool:
     return column.passthrough and ARROW_TYPES.get(column.converter) in _TYPED_LITERALS
 
 
-def _typed(plan: TablePlan, column: ColumnPlan) -> bool:
-    """Converted by an Arrow rule: only in a plan from a profile, and hashed by the columnar
-    digest (its rowid key)."""
-    return (
-        not column.passthrough
-        and not plan.from_declared_types
-        and arrow_rule(column)
-        and (column.converter in KINDS)
-    )
+def _typed(column: ColumnPlan) -> bool:
+    """Converted by an Arrow rule (and hashed by the columnar digest)."""
+    return not column.passthrough and arrow_rule(column) and column.converter in KINDS
 
 
 def _read_classes(column: ColumnPlan) -> list[str]:

@@ -21,6 +21,9 @@ so a value is never changed, dropped or rejected here: the subset is kept narrow
   Python rule the written one);
 - json: texts as stored; jsonb: texts as stored behind jsonb's binary version byte.
 A NULL in a NOT NULL column is left to the Python rule too (it rejects the row).
+Each subset is also within what the profile's SQL checks accept for the type (inference.py), so
+a table planned from its declared types (plan.py `declared_columns`) that the Arrow rules copy
+whole gets the types a profile would have chosen.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from runtime.migrate.columnar import MAX_ARROW_SCALE, numeric_modifiers
+from runtime.migrate.arrow_scope import MAX_ARROW_SCALE, numeric_modifiers
 from runtime.migrate.plan import ColumnPlan
 
 #: The storage classes a typed column is read in, and the Arrow type each arrives as.
@@ -50,7 +53,7 @@ _FALSE = ("0", "f", "false", "n", "no", "off")
 _DATE = r"(?P<y>[0-9]{4})-(?P<m>[0-9]{2})-(?P<d>[0-9]{2})"
 _TIMESTAMP = (
     rf"^{_DATE}(?:[ T](?P<H>[0-9]{{2}}):(?P<M>[0-9]{{2}}):(?P<S>[0-9]{{2}})"
-    r"(?:\.(?P<f>[0-9]{1,6}))?(?P<z>[Zz]|(?P<sign>[+-])(?P<oh>[0-9]{2}):(?P<om>[0-9]{2}))?)?$"
+    r"(?:\.(?P<f>[0-9]{1,6}))?(?P<z>Z|(?P<sign>[+-])(?P<oh>[0-9]{2}):(?P<om>[0-9]{2}))?)?$"
 )
 _DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 
+from runtime.migrate.arrow_scope import arrow_converts
 from runtime.migrate.plan import ColumnPlan, TablePlan, quote_ident
 
 #: Target base type -> how its values are hashed.
@@ -51,21 +52,6 @@ SEND_SQL: dict[str, str] = {
     "bool": "boolsend",
     "date": "date_send",  # int4 days since 2000-01-01
 }
-#: Types the fast copy converts with its Arrow rules (arrow_rules.py) instead of the Python
-#: path's, where a column's stored classes allow (`arrow_rule`).
-ARROW_RULE_TYPES = frozenset(
-    {
-        "boolean",
-        "date",
-        "timestamp with time zone",
-        "timestamp without time zone",
-        "numeric",
-        "json",
-        "jsonb",
-    }
-)
-#: numeric scales the Arrow rules take (decimal128 prints them without an exponent).
-MAX_ARROW_SCALE = 6
 _EMPTY = hashlib.sha256(b"").hexdigest()
 
 
@@ -74,25 +60,9 @@ def supports(plan: TablePlan) -> bool:
     return plan.rowid_key and bool(plan.columns) and all(c.converter in KINDS for c in plan.columns)
 
 
-def numeric_modifiers(pg_type: str) -> tuple[int, ...]:
-    """`numeric(10,2)` -> (10, 2); `numeric` -> ()."""
-    if "(" not in pg_type:
-        return ()
-    inner = pg_type.split("(", 1)[1].rstrip(")")
-    return tuple(int(part) for part in inner.split(","))
-
-
 def arrow_rule(column: ColumnPlan) -> bool:
-    """The fast copy converts this column (a typed column no blob was counted in; a numeric
-    that decimal128 holds at a scale of at most 6)."""
-    if column.converter not in ARROW_RULE_TYPES or (column.classes or {}).get("blob"):
-        return False
-    if column.converter == "numeric":
-        modifiers = numeric_modifiers(column.pg_type)
-        if modifiers:
-            scale = modifiers[1] if len(modifiers) > 1 else 0
-            return modifiers[0] <= 38 and scale <= MAX_ARROW_SCALE
-    return True
+    """The fast copy converts this column by an Arrow rule (arrow_scope.py)."""
+    return arrow_converts(column.pg_type, column.classes)
 
 
 def digested_by_copy(plan: TablePlan) -> bool:

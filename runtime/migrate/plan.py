@@ -12,6 +12,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runtime.migrate.arrow_scope import arrow_converts
 from runtime.migrate.column_profile import ColumnProfile
 from runtime.migrate.inference import choose_type, classes_seen, count_jsonb_refusals, intent_of
 from runtime.migrate.snapshot import Source
@@ -289,19 +290,25 @@ def plan_table(
 #: the driver refuses texts and blobs in a double column; TEXT affinity stores numbers as text,
 #: but a blob is what the driver would read into a string column in silence: the scan that
 #: reads each row checks its text columns' storage classes (arrow_copy.py `_marker`).
+#: Declared intents (JSON, BOOLEAN, DATE, DATETIME, DECIMAL(p,s), MONEY) take the type a profile
+#: gives a column whose every value matches, where the Arrow rules convert it (arrow_scope.py):
+#: they accept only values the profile's checks accept, and anything else replans the table.
 _DECLARED_PASSTHROUGH = ("bigint", "double precision", "text")
 
 
 def declared_columns(table: Table) -> list[ColumnPlan] | None:
     """The columns of a rowid-keyed table from its declared types alone, when every one of them
-    promises a type the fast copy passes through; else None (the profile decides)."""
+    promises a type the fast copy passes through or converts; else None (the profile decides)."""
     if table.rowid_alias is None or not table.copied_columns:
         return None
     empty = ColumnProfile()
     columns = _infer_columns(table, {c.name: empty for c in table.copied_columns}, profiled=False)
     declared = {c.name: c.declared for c in table.copied_columns}
-    if any(c.pg_type not in _DECLARED_PASSTHROUGH or not declared[c.source] for c in columns):
-        return None  # an untyped column's type comes from its data
+    for column in columns:
+        if not declared[column.source]:
+            return None  # an untyped column's type comes from its data
+        if column.pg_type not in _DECLARED_PASSTHROUGH and not arrow_converts(column.pg_type, None):
+            return None
     return columns
 
 

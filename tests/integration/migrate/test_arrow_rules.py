@@ -11,6 +11,7 @@ them. Deterministic cases check the usual values do take the Arrow path.
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -25,6 +26,7 @@ from hypothesis import strategies as st
 
 from runtime.migrate import arrow_rules
 from runtime.migrate.arrow_digest import NulInText, check_no_nul
+from runtime.migrate.inference import hint_sql, intent_of
 from runtime.migrate.plan import ColumnPlan
 from runtime.migrate.values import CONVERTERS, COPY_TYPES, Reject
 
@@ -418,3 +420,57 @@ def test_values_the_python_rule_decides(pg_type: str, value: Any) -> None:
     column = ColumnPlan("c", "c", pg_type, False, False, "test")
     with pytest.raises(arrow_rules.NotConvertible):
         arrow_rules.convert(column, _classes([value]))
+
+
+#: Declared type -> (the type a profile gives it when every value matches, the check it counts).
+INTENTS: dict[str, tuple[str, str, st.SearchStrategy[list[Any]]]] = {
+    "JSON": ("jsonb", "json_texts", JSONS),
+    "BOOLEAN": ("boolean", "boolean_values", BOOLEANS),
+    "DATE": ("date", "day_texts", _column([DAYS], [MALFORMED_DAYS, EPOCHS])),
+    "DATETIME": ("timestamp with time zone", "datetime_values", TIMESTAMPS),
+    "DECIMAL(10,2)": ("numeric(10,2)", "decimal_fit", NUMBERS),
+    "MONEY": ("numeric", "decimal_values", NUMBERS),
+}
+
+
+def _jsonb_takes(url: str, texts: list[Any]) -> bool:
+    """PostgreSQL's jsonb input takes every text (the fast copy's COPY would fail otherwise)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        for text in texts:
+            try:
+                conn.execute("SELECT %s::text::jsonb", (text,))
+            except psycopg.errors.DataError:
+                return False
+    return True
+
+
+@pytest.mark.parametrize("declared", list(INTENTS))
+def test_what_the_arrow_rules_take_the_profile_accepts(pg_url: str, declared: str) -> None:
+    """A table planned from its declared types is copied whole by the Arrow rules only where a
+    profile would have chosen the same type: every value they take (and, for JSON, PostgreSQL's
+    jsonb input takes) passes the profile's check for that type (inference.py), as SQLite stores
+    it under the declared type's affinity."""
+    pg_type, check, columns = INTENTS[declared]
+
+    @SETTINGS
+    @given(values=columns)
+    def accepted_are_profiled_alike(values: list[Any]) -> None:
+        conn = sqlite3.connect(":memory:")
+        try:
+            conn.execute(f"CREATE TABLE t (id INTEGER PRIMARY KEY, c {declared})")
+            conn.executemany("INSERT INTO t (c) VALUES (?)", [(v,) for v in values])
+            stored = [row[0] for row in conn.execute("SELECT c FROM t ORDER BY id")]
+            array = _arrow(ColumnPlan("c", "c", pg_type, False, False, "test"), stored)
+            if array is not None and declared == "JSON":
+                array = array if _jsonb_takes(pg_url, stored) else None
+            event("Arrow rules" if array is not None else "Python rules")
+            if array is None:
+                return
+            condition = hint_sql(intent_of(declared), '"c"')[check]
+            row = conn.execute(f"SELECT count(*), sum({condition}) FROM t WHERE c IS NOT NULL")
+            non_null, passed = row.fetchone()
+            assert (passed or 0) == non_null, stored
+        finally:
+            conn.close()
+
+    accepted_are_profiled_alike()

@@ -88,6 +88,83 @@ def test_declared_types_skip_the_profile_and_the_copy_proves_them(
     assert _types(_table(again)) == _types(table)
 
 
+def _legacy(path: Path, odd: dict[int, tuple[Any, ...]] | None = None) -> None:
+    """A legacy bot's payments: JSON, BOOLEAN, DATETIME, DATE and DECIMAL(10,2) columns."""
+    rows = [
+        (
+            i,
+            f'{{"order": {i}, "paid": {"true" if i % 2 else "false"}}}',
+            i % 2,
+            f"2024-03-{1 + i % 28:02d} 12:{i % 60:02d}:05",
+            f"19{60 + i % 40}-0{1 + i % 9}-1{i % 10}",
+            ("990.00", 149.9, 2490.5)[i % 3],
+        )
+        for i in range(1, ROWS + 1)
+    ]
+    for row_id, values in (odd or {}).items():
+        rows[row_id - 1] = (row_id, *values)
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE payments (id INTEGER PRIMARY KEY, payload JSON, paid BOOLEAN, "
+            "created DATETIME, birthday DATE, amount DECIMAL(10,2))"
+        )
+        conn.executemany("INSERT INTO payments VALUES (?, ?, ?, ?, ?, ?)", rows)
+    conn.close()
+
+
+LEGACY_TYPES = {
+    "id": "bigint",
+    "payload": "jsonb",
+    "paid": "boolean",
+    "created": "timestamp with time zone",
+    "birthday": "date",
+    "amount": "numeric(10,2)",
+}
+
+
+def test_declared_intents_skip_the_profile_and_the_arrow_rules_prove_them(
+    pg_url: str, run_migration: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """JSON, BOOLEAN, DATETIME, DATE and DECIMAL(p,s) take the types a profile would give
+    values that all match, unprofiled: the Arrow rules convert every value or replan."""
+    source = tmp_path / "legacy.sqlite"
+    _legacy(source)
+
+    def no_profile(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a table its declared types describe was profiled")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(planning, "profile_table", no_profile)
+        code, report = run_migration(pg_url, {source: "s"}, chunk_rows=5000)
+    assert code == 0
+    table = _table(report)
+    assert table["plan_basis"] == "declared"
+    assert table["replanned"] is None
+    assert table["copy_paths"] == ["arrow"]
+    assert table["verified"] is True, table["verification_problems"]
+    assert _types(table) == LEGACY_TYPES
+    again = _reverify(pg_url, source, tmp_path / "verify")
+    assert again["verified"] is True
+    assert _types(_table(again)) == LEGACY_TYPES
+
+
+def test_a_date_time_in_a_date_column_replans_the_table(
+    pg_url: str, run_migration: Any, tmp_path: Path
+) -> None:
+    """The Arrow date rule takes only days: in the third chunk a date-time hands the table to
+    its profile, which makes the column timestamptz, and the table is copied again."""
+    source = tmp_path / "legacy.sqlite"
+    _legacy(source, {15_000: ("{}", 1, "2024-03-01 12:00:05", "1970-01-01 10:00:00", 5)})
+    code, report = run_migration(pg_url, {source: "s"}, chunk_rows=5000)
+    assert code == 0
+    table = _table(report)
+    assert table["plan_basis"] == "profile"
+    assert "fast copy unavailable" in table["replanned"]
+    assert _types(table) == {**LEGACY_TYPES, "birthday": "timestamp with time zone"}
+    assert table["verified"] is True, table["verification_problems"]
+    assert table["rows_written"] == ROWS
+
+
 def test_a_fractional_real_in_an_integer_column_replans_the_table(
     pg_url: str, run_migration: Any, tmp_path: Path
 ) -> None:
