@@ -7,7 +7,6 @@ runs per value. Loaded by the worker processes only (pyarrow costs the parent 0.
 from __future__ import annotations
 
 import hashlib
-from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -15,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from runtime.migrate.columnar import KINDS, TEXT_SQL, combine
-from runtime.migrate.digest import ColumnAggregate, Digest
+from runtime.migrate.digest import ColumnAggregate, Digest, decimal_sum
 from runtime.migrate.plan import TablePlan
 from runtime.migrate.rowtext import jsonb_text, numeric_text
 
@@ -144,7 +143,9 @@ class ColumnarDigest:
             self._add_text(i, _jsonb_texts(column))
         elif kind == "numeric":
             if pa.types.is_decimal(column.type):
-                aggregate.total = pc.sum(column).as_py()
+                # In 76 digits: a sum of 38-digit values cannot overflow it.
+                wide = pa.decimal256(76, column.type.scale)
+                aggregate.total = pc.sum(column.cast(wide)).as_py()
                 self._add_text(i, _decimal_texts(column))
             else:
                 self._add_text(i, column)  # numeric_text of the Python path's values
@@ -198,7 +199,7 @@ def _python_aggregate(values: list[Any]) -> ColumnAggregate:
     """count, min, max and exact sum of Decimals (any scale or magnitude)."""
     if not values:
         return ColumnAggregate()
-    return ColumnAggregate(len(values), min(values), max(values), sum(values, Decimal(0)))
+    return ColumnAggregate(len(values), min(values), max(values), decimal_sum(values))
 
 
 def _decimal_texts(column: pa.Array) -> pa.Array:

@@ -8,7 +8,9 @@ a table's chunks merge into one per side.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, localcontext
 from typing import Any
 
 MULTISET_MODULUS = 2**128
@@ -31,6 +33,16 @@ ORDERED_TYPES = frozenset(
 )
 SUMMED_TYPES = frozenset({"bigint", "integer", "smallint", "double precision", "numeric"})
 TEXT_TYPES = frozenset({"text", "character varying", "character"})
+
+
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+
+
+def decimal_sum(values: Iterable[Decimal]) -> Decimal:
+    """The exact sum of Decimals, as PostgreSQL's sum(numeric) is (the default context would
+    round it to 28 digits)."""
+    with localcontext(_EXACT):
+        return sum(values, Decimal(0))
 
 
 @dataclass

@@ -36,6 +36,7 @@ from runtime.migrate.digest import (
     TEXT_TYPES,
     ColumnAggregate,
     Digest,
+    decimal_sum,
 )
 from runtime.migrate.plan import TablePlan, quote_ident
 from runtime.migrate.row_rules import RowConverter, RowRejected
@@ -121,7 +122,7 @@ class _Hasher:
                     except (OverflowError, ValueError):  # beyond float range, or inf + -inf
                         part = sum(values)
                 else:
-                    part = sum(values, Decimal(0)) if kind == "numeric" else sum(values)
+                    part = decimal_sum(values) if kind == "numeric" else sum(values)
                 aggregate.total = part if aggregate.total is None else aggregate.total + part
 
 

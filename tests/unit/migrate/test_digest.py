@@ -1,0 +1,51 @@
+"""Source-side aggregates: numeric sums are exact, as PostgreSQL's sum(numeric) is."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from runtime.migrate.plan import ColumnPlan, TablePlan
+from runtime.migrate.verify import RowDigest
+
+#: 31 digits before the point and 6 after: the default Decimal context keeps 28 in all.
+VALUES = [Decimal("1234567890123456789012345678901.000001"), Decimal("0.000002"), Decimal(7)]
+EXACT = Decimal("1234567890123456789012345678908.000003")
+
+
+def _plan(other: str) -> TablePlan:
+    return TablePlan(
+        source_name="s",
+        source_path="/nonexistent.sqlite",
+        table="t",
+        schema="public",
+        target="t",
+        columns=[
+            ColumnPlan("id", "id", "bigint", True, True, "key"),
+            ColumnPlan("n", "n", "numeric", False, False, "test"),
+            ColumnPlan("o", "o", other, False, False, "test"),
+        ],
+        key=("id",),
+        rowid_key=True,
+        without_rowid=False,
+        source_key=("id",),
+        rows=len(VALUES),
+        chunks=[(0, -1)],
+        create_sql=None,
+    )
+
+
+@pytest.mark.parametrize("other", ["uuid", "interval"])  # row texts, and repr of rows
+def test_a_numeric_sum_of_the_row_digest_is_exact(other: str) -> None:
+    digest = RowDigest(_plan(other))
+    digest.add_rows([(i + 1, value, None) for i, value in enumerate(VALUES)])
+    assert digest.digest().aggregates["n"].total == EXACT
+
+
+def test_a_numeric_sum_of_the_columnar_digest_is_exact() -> None:
+    from runtime.migrate.arrow_digest import ColumnarDigest
+
+    digest = ColumnarDigest(_plan("boolean"))
+    digest.add_rows([(i + 1, value, None) for i, value in enumerate(VALUES)])
+    assert digest.digest().aggregates["n"].total == EXACT
