@@ -182,7 +182,10 @@ def _unix_time(number: float) -> datetime:
         seconds = number / 1000
     else:
         raise Reject("unix_time_out_of_range")
-    return _EPOCH + timedelta(seconds=seconds)
+    try:
+        return _EPOCH + timedelta(seconds=seconds)
+    except OverflowError:  # before year 1 or after 9999: no datetime holds it
+        raise Reject("unix_time_out_of_range") from None
 
 
 def _parse_timestamp(text: str) -> datetime:

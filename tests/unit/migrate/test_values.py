@@ -61,6 +61,10 @@ def test_rule_converts(convert, value, expected):
         (to_text, InvalidText(b"\xff"), "invalid_utf8"),
         (to_timestamptz, "next tuesday", "unparseable_timestamp"),
         (to_timestamptz, 10**15, "unix_time_out_of_range"),
+        # Seconds before year 1: Python's datetime cannot hold it (was an OverflowError that
+        # stopped the whole table instead of rejecting the row).
+        (to_timestamptz, -63_000_000_000, "unix_time_out_of_range"),
+        (to_timestamptz, "-63000000000", "unix_time_out_of_range"),
         (to_date, "2024-01-02 10:00:00", "time_of_day_in_date_column"),
         (to_numeric, "NaN", "text_in_numeric_column"),
     ],
