@@ -1,11 +1,12 @@
-"""Fault injection: the next N calls of one API fail with a 500 or answer after a long delay."""
+"""Fault injection: the next N calls of one API fail with a 500 or a 429, or answer after a long
+delay."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
 
-FaultMode = Literal["500", "timeout"]
+FaultMode = Literal["500", "429", "timeout"]
 FAULT_APIS = ("telegram", "yookassa")
 
 

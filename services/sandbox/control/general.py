@@ -10,7 +10,7 @@ from aiohttp import web
 from services.sandbox.control.base import ControlError, Keys, Route, int_field, str_field
 from services.sandbox.faults import FAULT_APIS, FaultMode
 
-_FAULT_MODES: dict[str, FaultMode] = {"500": "500", "timeout": "timeout"}
+_FAULT_MODES: dict[str, FaultMode] = {"500": "500", "429": "429", "timeout": "timeout"}
 
 
 def general_routes(keys: Keys) -> list[Route]:
@@ -54,7 +54,7 @@ def general_routes(keys: Keys) -> list[Route]:
         if api not in FAULT_APIS:
             raise ControlError(f"api must be one of {', '.join(FAULT_APIS)}")
         if mode is None:
-            raise ControlError("mode must be 500 or timeout")
+            raise ControlError("mode must be 500, 429 or timeout")
         delay = float(data.get("delay_s", request.app[keys.config].fault_timeout_s))
         request.app[keys.faults].arm(api, mode, int_field(data, "count", 1), delay)
         return request.app[keys.faults].snapshot()

@@ -32,6 +32,14 @@ async def _fault(faults: Faults) -> web.Response | None:
         return None
     if fault.mode == "timeout":
         await asyncio.sleep(fault.delay_s)
+    if fault.mode == "429":
+        body = {
+            "ok": False,
+            "error_code": 429,
+            "description": "Too Many Requests: retry after 1",
+            "parameters": {"retry_after": 1},
+        }
+        return _json(body, status=429)
     return _json(
         {"ok": False, "error_code": 500, "description": "Internal Server Error"}, status=500
     )

@@ -98,6 +98,8 @@ def add_routes(
                 return error(
                     svc, YooKassaApiError("internal_server_error", "Internal server error")
                 )
+            if fault is not None and fault.mode == "429":
+                return error(svc, YooKassaApiError("too_many_requests", "Too many requests"))
             try:
                 body = await _body(request) if request.method == "POST" else {}
             except _UnsupportedMediaType:

@@ -2,7 +2,7 @@
 
 Three members with saved cards are due. Two recurrent_payments replicas, payment_monitor and
 tsmonitor tick in any order (the replicas also at the same moment), while the provider fails
-(500s; answers that come after the client gave up, so the charge happened but nobody heard),
+(500s, 429s, and answers that come after the client gave up: charged, but nobody heard),
 cards are revoked or declined, the shop refunds charges (whole or in part) and both clocks
 jump, past the provider's key window too. After every step:
 
@@ -151,7 +151,7 @@ class MoneyMachine(RuleBasedStateMachine):
         self.run(self._tick(self.terms))
         self.run(self._nobody_past_grace_is_live())
 
-    @rule(mode=st.sampled_from(["500", "timeout"]), count=st.integers(1, 3))
+    @rule(mode=st.sampled_from(["500", "429", "timeout"]), count=st.integers(1, 3))
     def provider_fails(self, mode: str, count: int) -> None:
         body = {"api": "yookassa", "mode": mode, "count": count, "delay_s": LATE_ANSWER_S}
         self.run(self.sandbox.control("POST", "/faults", body))

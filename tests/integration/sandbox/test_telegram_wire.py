@@ -136,3 +136,11 @@ async def test_telegram_fault_injection_gives_500_then_recovers(sandbox: Sandbox
         assert body["ok"] is False
     status, _ = await sandbox.raw("GET", "getMe")
     assert status == 200
+
+
+async def test_telegram_fault_injection_gives_429_with_retry_after(sandbox: Sandbox) -> None:
+    await sandbox.control("POST", "/faults", {"api": "telegram", "mode": "429", "count": 1})
+    status, body = await sandbox.raw("GET", "getMe")
+    assert (status, body["error_code"], body["parameters"]) == (429, 429, {"retry_after": 1})
+    status, _ = await sandbox.raw("GET", "getMe")
+    assert status == 200

@@ -284,6 +284,17 @@ async def test_fault_500_is_not_remembered(sandbox: Sandbox) -> None:
     assert payment["status"] == "pending"
 
 
+async def test_fault_429_refuses_without_doing_anything(sandbox: Sandbox) -> None:
+    await sandbox.control("POST", "/faults", {"api": "yookassa", "mode": "429", "count": 1})
+    key = str(uuid.uuid4())
+    status, body = await call(sandbox, "POST", "/payments", PAYMENT, key=key)
+    assert status == 429
+    assert_error(body, "too_many_requests")
+    assert await sandbox.control("GET", "/yookassa/payments") == []
+    status, payment = await call(sandbox, "POST", "/payments", PAYMENT, key=key)
+    assert (status, payment["status"]) == (200, "pending")
+
+
 async def test_timeout_fault_processes_then_answers_late(sandbox: Sandbox) -> None:
     await sandbox.control(
         "POST", "/faults", {"api": "yookassa", "mode": "timeout", "count": 1, "delay_s": 0.5}
