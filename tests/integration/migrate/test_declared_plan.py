@@ -62,11 +62,11 @@ def _reverify(pg_url: str, source: Path, work: Path) -> dict[str, Any]:
     return report
 
 
-def test_declared_types_skip_the_profile_and_the_copy_proves_them(
-    pg_url: str, run_migration: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    source = tmp_path / "clean.sqlite"
-    _readings(source)
+def _migrated_unprofiled(
+    pg_url: str, run_migration: Any, source: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    """Migrate `source` with profiling forbidden; its table planned from the declared types,
+    copied on the Arrow path only and verified."""
 
     def no_profile(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("a table its declared types describe was profiled")
@@ -80,6 +80,15 @@ def test_declared_types_skip_the_profile_and_the_copy_proves_them(
     assert table["replanned"] is None
     assert table["copy_paths"] == ["arrow"]
     assert table["verified"] is True, table["verification_problems"]
+    return table
+
+
+def test_declared_types_skip_the_profile_and_the_copy_proves_them(
+    pg_url: str, run_migration: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "clean.sqlite"
+    _readings(source)
+    table = _migrated_unprofiled(pg_url, run_migration, source, monkeypatch)
     assert _types(table) == {"id": "bigint", "n": "bigint", "r": "double precision", "t": "text"}
     # The profile, run by a separate verification, finds what the declared types promised.
     again = _reverify(pg_url, source, tmp_path / "verify")
@@ -129,19 +138,7 @@ def test_declared_intents_skip_the_profile_and_the_arrow_rules_prove_them(
     values that all match, unprofiled: the Arrow rules convert every value or replan."""
     source = tmp_path / "legacy.sqlite"
     _legacy(source)
-
-    def no_profile(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("a table its declared types describe was profiled")
-
-    with monkeypatch.context() as patched:
-        patched.setattr(planning, "profile_table", no_profile)
-        code, report = run_migration(pg_url, {source: "s"}, chunk_rows=5000)
-    assert code == 0
-    table = _table(report)
-    assert table["plan_basis"] == "declared"
-    assert table["replanned"] is None
-    assert table["copy_paths"] == ["arrow"]
-    assert table["verified"] is True, table["verification_problems"]
+    table = _migrated_unprofiled(pg_url, run_migration, source, monkeypatch)
     assert _types(table) == LEGACY_TYPES
     again = _reverify(pg_url, source, tmp_path / "verify")
     assert again["verified"] is True
