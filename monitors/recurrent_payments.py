@@ -28,6 +28,7 @@ from typing import Any
 
 from monitors import metrics, texts
 from monitors.decisions.periods import Period, charge_idempotence_key, period_after
+from monitors.outbox import enqueue
 from monitors.pause import pause_point
 from payments.client import YooKassaClient
 from payments.decisions import (
@@ -395,15 +396,14 @@ class RecurrentPayments(Monitor):
                 lapsed_too=True,
             )
             if extended:
-                await tx.execute(
-                    "INSERT INTO outbox (dedupe_key, chat_id, user_id, kind, text, priority)"
-                    " VALUES (?, ?, ?, 'renewal_receipt', ?, 10) ON CONFLICT DO NOTHING",
-                    (
-                        f"renewal:{attempt['subscription_id']}:{period.key}",
-                        context["telegram_id"],
-                        context["user_id"],
-                        texts.renewed(period.end, tz),
-                    ),
+                await enqueue(
+                    tx,
+                    dedupe_key=f"renewal:{attempt['subscription_id']}:{period.key}",
+                    chat_id=context["telegram_id"],
+                    user_id=context["user_id"],
+                    kind="renewal_receipt",
+                    text=texts.renewed(period.end, tz),
+                    priority=10,
                 )
 
     async def _declined(
@@ -444,15 +444,16 @@ class RecurrentPayments(Monitor):
                     " next_charge_at = NULL, updated_at = ? WHERE id = ?",
                     (False, reason or "declined", now, attempt["subscription_id"]),
                 )
-                await tx.execute(
-                    "INSERT INTO outbox (dedupe_key, chat_id, user_id, kind, text, priority)"
-                    " VALUES (?, ?, ?, 'auto_renew_stopped', ?, 20) ON CONFLICT DO NOTHING",
-                    (
-                        f"auto_renew_stopped:{attempt['subscription_id']}:{attempt['period_end']}",
-                        context["telegram_id"],
-                        context["user_id"],
-                        texts.AUTO_RENEW_FAILED,
+                await enqueue(
+                    tx,
+                    dedupe_key=(
+                        f"auto_renew_stopped:{attempt['subscription_id']}:{attempt['period_end']}"
                     ),
+                    chat_id=context["telegram_id"],
+                    user_id=context["user_id"],
+                    kind="auto_renew_stopped",
+                    text=texts.AUTO_RENEW_FAILED,
+                    priority=20,
                 )
             else:
                 await tx.execute(
