@@ -12,12 +12,14 @@ async (monitors, aiogram) programs alike and keeps answering while the event loo
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from threading import Thread
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import prometheus_client
@@ -121,11 +123,23 @@ def record_http_request(
 ) -> None:
     """Count one served request. `route` is the route template (`/tokens/{id}`), never the raw
     path, so ids do not explode the number of series."""
+    counter, histogram = _http_series(program, route, method, str(status))
+    counter.inc()
+    histogram.observe(duration_s)
+
+
+@functools.lru_cache(maxsize=4096)
+def _http_series(program: str, route: str, method: str, status: str) -> tuple[Any, Any]:
+    """The labelled children of one request kind, looked up once: `labels()` checks the names
+    and takes a lock on every call. Routes are templates and methods a fixed set, so the kinds
+    are few; the bound is only a guard."""
     method = method.upper()
     if method not in HTTP_METHODS:
         method = "OTHER"
-    HTTP_REQUESTS.labels(program=program, route=route, method=method, status=str(status)).inc()
-    HTTP_REQUEST_DURATION.labels(program=program, route=route, method=method).observe(duration_s)
+    return (
+        HTTP_REQUESTS.labels(program=program, route=route, method=method, status=status),
+        HTTP_REQUEST_DURATION.labels(program=program, route=route, method=method),
+    )
 
 
 @dataclass
