@@ -28,10 +28,9 @@ from services.api.bodylimit import BodyLimitMiddleware
 from services.api.errors import ApiError, ErrorBody, install_error_handlers, responses
 from services.api.gate import (
     MEMBER_SECURITY,
-    CallerDep,
     Gate,
+    admit_member,
     document_member_security,
-    gate_of,
     limit_source,
 )
 from services.api.identity import IdentityVerifier
@@ -57,6 +56,7 @@ from services.api.models import (
 )
 from services.api.payments import PaymentService
 from services.api.ratelimit import RateLimits
+from services.api.responses import model_response
 from services.api.settings import ApiSettings
 from services.api.subscriptions import subscription_status
 from services.api.tokens import TokenHasher, TokenStore, token_state, uses_left
@@ -195,16 +195,15 @@ def _add_subscription_routes(app: FastAPI) -> None:
     )
     async def get_subscription(
         telegram_id: Annotated[int, Path(ge=-TELEGRAM_ID_MAX, le=TELEGRAM_ID_MAX)],
-        who: CallerDep,
         request: Request,
-    ) -> SubscriptionStatus:
+    ) -> Response:
         """The member's subscription: the live one (active or grace), else the last one.
 
         A Telegram proof reads only its own member (403 for any other telegram_id, whether or
         not it exists); a partner key reads any. 404 `user_not_found`: the member never
         started the bot."""
-        await gate_of(request).act_for(who, telegram_id)
-        return await subscription_status(services(request).db, telegram_id)
+        await admit_member(request, telegram_id)
+        return model_response(await subscription_status(services(request).db, telegram_id))
 
 
 def _add_payment_routes(app: FastAPI, request_model: type[Any]) -> None:
@@ -213,7 +212,6 @@ def _add_payment_routes(app: FastAPI, request_model: type[Any]) -> None:
         idempotence_key: Annotated[
             Text, Header(alias="Idempotence-Key", min_length=1, max_length=128)
         ],
-        who: CallerDep,
         request: Request,
         response: Response,
     ) -> Payment:
@@ -239,7 +237,7 @@ def _add_payment_routes(app: FastAPI, request_model: type[Any]) -> None:
         A Telegram proof pays only for its own member (403 otherwise); a partner key for any.
         `return_url` must be an https URL on a host of PAYMENT_RETURN_URL_HOSTS (422 otherwise).
         """
-        await gate_of(request).act_for(who, body.telegram_id)
+        await admit_member(request, body.telegram_id)
         payment, created = await services(request).payments.create(body, idempotence_key)
         response.status_code = 201 if created else 200
         return payment
@@ -275,9 +273,7 @@ def _add_payment_routes(app: FastAPI, request_model: type[Any]) -> None:
 
 
 def _token_router(kind: TokenKind) -> APIRouter:
-    router = APIRouter(
-        prefix=f"/v1/{kind}/tokens", tags=[f"{kind} tokens"], dependencies=[Depends(limit_source)]
-    )
+    router = APIRouter(prefix=f"/v1/{kind}/tokens", tags=[f"{kind} tokens"])
 
     @router.post(
         "/verify",
@@ -285,15 +281,16 @@ def _token_router(kind: TokenKind) -> APIRouter:
         responses=responses(*COMMON_ERRORS),
         operation_id=f"verify_{kind}_token",
     )
-    async def verify(body: TokenPresented, request: Request) -> TokenVerdict:
+    async def verify(body: TokenPresented, request: Request) -> Response:
         """Whether the token is valid now; does not count a use."""
+        await limit_source(request)
         row = await services(request).tokens[kind].find(body.token)
         if row is None:
-            return TokenVerdict(valid=False, reason="unknown")
+            return model_response(TokenVerdict(valid=False, reason="unknown"))
         state = token_state(row, datetime.now(UTC))
         if state != "valid":
-            return TokenVerdict(valid=False, reason=state, token_id=row["id"])
-        return TokenVerdict(
+            return model_response(TokenVerdict(valid=False, reason=state, token_id=row["id"]))
+        verdict = TokenVerdict(
             valid=True,
             token_id=row["id"],
             scope=row["scope"],
@@ -301,6 +298,7 @@ def _token_router(kind: TokenKind) -> APIRouter:
             expires_at=row["expires_at"],
             uses_left=uses_left(row),
         )
+        return model_response(verdict)
 
     @router.post(
         "/use",
@@ -310,6 +308,7 @@ def _token_router(kind: TokenKind) -> APIRouter:
     )
     async def use(body: TokenUse, request: Request) -> TokenUsed:
         """Count one use: 401 for an unknown token, 403 when revoked, expired or used up."""
+        await limit_source(request)
         return (
             await services(request)
             .tokens[kind]

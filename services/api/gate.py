@@ -1,19 +1,19 @@
 """The gate of the public API: who calls (services/api/identity.py) and how often
 (services/api/ratelimit.py), as FastAPI dependencies, and how the OpenAPI documents it.
 
-FastAPI spends about 10 us solving each dependency of each request (bench/api), so the caller is
-one dependency that reads its headers itself, rather than one per security header; the schemes
-are added to the OpenAPI by `document_member_security` and named per operation by
-MEMBER_SECURITY.
+FastAPI spends about 10 us solving each dependency of each request (bench/api), so the gate is
+no dependency: member operations call `admit_member`, token operations `limit_source`, first
+thing. The schemes are added to the OpenAPI by `document_member_security` and named per
+operation by MEMBER_SECURITY.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.security import APIKeyHeader
 
@@ -90,11 +90,12 @@ async def limit_source(request: Request) -> None:
     await gate_of(request).limits.hit_source(source_of(request))
 
 
-async def caller(request: Request) -> Caller:
-    """The proven caller; 401 before any lookup, counted against the source address.
+async def admit_member(request: Request, telegram_id: int) -> Caller:
+    """The proven caller, allowed to act for `telegram_id`, within its budgets.
 
-    The headers are read here rather than through FastAPI's security dependencies (two more
-    dependencies to solve on every request)."""
+    401 before any lookup (counted against the source address), then the rules of `act_for`.
+    Called by the endpoint rather than declared as a dependency: FastAPI solves each dependency
+    anew on every request, which cost about a tenth of a status request (bench/api)."""
     gate = gate_of(request)
     headers = request.headers
     try:
@@ -106,7 +107,5 @@ async def caller(request: Request) -> Caller:
         raise
     if found.partner is None:
         await gate.limits.hit_source(source_of(request))
+    await gate.act_for(found, telegram_id)
     return found
-
-
-CallerDep = Annotated[Caller, Depends(caller)]
