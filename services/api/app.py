@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Annotated, Any
 
 import structlog
@@ -25,6 +26,7 @@ from runtime.config import Settings
 from runtime.db import AsyncDatabase, async_database
 from runtime.errors import DatabaseError
 from services.api.bodylimit import BodyLimitMiddleware
+from services.api.direct_route import DirectRoute
 from services.api.errors import ApiError, ErrorBody, install_error_handlers, responses
 from services.api.gate import (
     MEMBER_SECURITY,
@@ -56,7 +58,6 @@ from services.api.models import (
 )
 from services.api.payments import PaymentService
 from services.api.ratelimit import RateLimits
-from services.api.responses import model_response
 from services.api.settings import ApiSettings
 from services.api.subscriptions import subscription_status
 from services.api.tokens import TokenHasher, TokenStore, token_state, uses_left
@@ -157,7 +158,7 @@ def create_app(settings: Settings, api_settings: ApiSettings) -> FastAPI:
     _add_subscription_routes(app)
     _add_payment_routes(app, payment_request_model(api_settings.return_url_hosts))
     for kind in TOKEN_KINDS:
-        app.include_router(_token_router(kind))
+        _add_token_routes(app, kind)
         app.include_router(_admin_token_router(kind, require_admin))
     return app
 
@@ -186,24 +187,28 @@ def _add_service_routes(app: FastAPI) -> None:
 
 
 def _add_subscription_routes(app: FastAPI) -> None:
-    @app.get(
-        "/v1/subscriptions/{telegram_id}",
-        response_model=SubscriptionStatus,
-        tags=["subscriptions"],
-        responses=responses(*MEMBER_ERRORS, 404),
-        openapi_extra={"security": MEMBER_SECURITY},
-    )
     async def get_subscription(
         telegram_id: Annotated[int, Path(ge=-TELEGRAM_ID_MAX, le=TELEGRAM_ID_MAX)],
         request: Request,
-    ) -> Response:
+    ) -> SubscriptionStatus:
         """The member's subscription: the live one (active or grace), else the last one.
 
         A Telegram proof reads only its own member (403 for any other telegram_id, whether or
         not it exists); a partner key reads any. 404 `user_not_found`: the member never
         started the bot."""
         await admit_member(request, telegram_id)
-        return model_response(await subscription_status(services(request).db, telegram_id))
+        return await subscription_status(services(request).db, telegram_id)
+
+    app.router.add_api_route(
+        "/v1/subscriptions/{telegram_id}",
+        get_subscription,
+        methods=["GET"],
+        route_class_override=DirectRoute,
+        response_model=SubscriptionStatus,
+        tags=["subscriptions"],
+        responses=responses(*MEMBER_ERRORS, 404),
+        openapi_extra={"security": MEMBER_SECURITY},
+    )
 
 
 def _add_payment_routes(app: FastAPI, request_model: type[Any]) -> None:
@@ -272,25 +277,17 @@ def _add_payment_routes(app: FastAPI, request_model: type[Any]) -> None:
     route(create_payment)
 
 
-def _token_router(kind: TokenKind) -> APIRouter:
-    router = APIRouter(prefix=f"/v1/{kind}/tokens", tags=[f"{kind} tokens"])
-
-    @router.post(
-        "/verify",
-        response_model=TokenVerdict,
-        responses=responses(*COMMON_ERRORS),
-        operation_id=f"verify_{kind}_token",
-    )
-    async def verify(body: TokenPresented, request: Request) -> Response:
+def _add_token_routes(app: FastAPI, kind: TokenKind) -> None:
+    async def verify(body: TokenPresented, request: Request) -> TokenVerdict:
         """Whether the token is valid now; does not count a use."""
         await limit_source(request)
         row = await services(request).tokens[kind].find(body.token)
         if row is None:
-            return model_response(TokenVerdict(valid=False, reason="unknown"))
+            return TokenVerdict(valid=False, reason="unknown")
         state = token_state(row, datetime.now(UTC))
         if state != "valid":
-            return model_response(TokenVerdict(valid=False, reason=state, token_id=row["id"]))
-        verdict = TokenVerdict(
+            return TokenVerdict(valid=False, reason=state, token_id=row["id"])
+        return TokenVerdict(
             valid=True,
             token_id=row["id"],
             scope=row["scope"],
@@ -298,14 +295,7 @@ def _token_router(kind: TokenKind) -> APIRouter:
             expires_at=row["expires_at"],
             uses_left=uses_left(row),
         )
-        return model_response(verdict)
 
-    @router.post(
-        "/use",
-        response_model=TokenUsed,
-        responses=responses(*COMMON_ERRORS, 401, 403),
-        operation_id=f"use_{kind}_token",
-    )
     async def use(body: TokenUse, request: Request) -> TokenUsed:
         """Count one use: 401 for an unknown token, 403 when revoked, expired or used up."""
         await limit_source(request)
@@ -321,7 +311,27 @@ def _token_router(kind: TokenKind) -> APIRouter:
             )
         )
 
-    return router
+    prefix, tags = f"/v1/{kind}/tokens", list[str | Enum]([f"{kind} tokens"])
+    app.router.add_api_route(
+        f"{prefix}/verify",
+        verify,
+        methods=["POST"],
+        route_class_override=DirectRoute,
+        response_model=TokenVerdict,
+        tags=tags,
+        responses=responses(*COMMON_ERRORS),
+        operation_id=f"verify_{kind}_token",
+    )
+    app.router.add_api_route(
+        f"{prefix}/use",
+        use,
+        methods=["POST"],
+        route_class_override=DirectRoute,
+        response_model=TokenUsed,
+        tags=tags,
+        responses=responses(*COMMON_ERRORS, 401, 403),
+        operation_id=f"use_{kind}_token",
+    )
 
 
 def _admin_token_router(kind: TokenKind, require_admin: Any) -> APIRouter:
