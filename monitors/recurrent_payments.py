@@ -381,9 +381,22 @@ class RecurrentPayments(Monitor):
             await tx.execute(
                 "UPDATE payments SET provider_payment_id = coalesce(provider_payment_id, ?),"
                 " status = 'succeeded', paid_at = coalesce(paid_at, ?), processed_at = ?,"
-                " confirmed_at = ?, applied_period_end = ?, updated_at = ?"
+                " confirmed_at = ?, applied_period_end = ?, updated_at = ?,"
+                # the period this charge moves the subscription on from (a live one only)
+                " prior_period_start = (SELECT current_period_start FROM subscriptions"
+                " WHERE id = ? AND current_period_end = ? AND status IN ('active', 'grace'))"
                 " WHERE id = ? AND processed_at IS NULL",
-                (result.payment_id, now, now, now, period.end, now, context["payment_row"]),
+                (
+                    result.payment_id,
+                    now,
+                    now,
+                    now,
+                    period.end,
+                    now,
+                    attempt["subscription_id"],
+                    attempt["period_end"],
+                    context["payment_row"],
+                ),
             )
             # Paid for this very period: renews the subscription even if it lapsed meanwhile.
             extended = await extend_subscription(

@@ -154,6 +154,15 @@ def refunded(minor: int, currency: str) -> str:
     )
 
 
+def refunded_renewal(minor: int, currency: str, access_until: datetime, tz: ZoneInfo) -> str:
+    """A full refund of a renewal whose period had not begun: the period paid before stands."""
+    return (
+        f"Оплата продления ({rubles(minor, currency)}) возвращена, продление отменено и"
+        f" автопродление отключено. Подписка действует до {local_date(access_until, tz)}."
+        " Продлить: /subscribe"
+    )
+
+
 def renewed(period_end: datetime, tz: ZoneInfo) -> str:
     return f"Подписка продлена до {local_date(period_end, tz)}. Спасибо, что вы с нами!"
 

@@ -4,13 +4,19 @@ Only a refund fetched with the shop's credentials (GET /v3/refunds/{id}) counts;
 body never does. Each provider refund is recorded once (`refunds`, unique per provider id).
 
 - full (with it, the payment's whole amount is back with the member) of the payment that paid
-  the subscription's live period (`applied_period_end` is the period's end): the subscription
-  ends at once as an expiry does (status `expired`), so ban_monitor removes the member from the
-  paid chats by the same path as any expiry; auto-renewal stops (reason `refunded`), since the
-  card would otherwise be charged for a period nobody wants. No grace: grace is time to pay, and
-  this member was paid back. The caller tells the member.
-- partial, or a payment that no longer pays the live period (an earlier period, or one a later
-  payment already extended): recorded only; a partial refund alerts (operators decide).
+  the subscription's current period (`applied_period_end` is that period's end): the period it
+  paid for is taken back, and auto-renewal stops (reason `refunded`), since the card would
+  otherwise be charged for a period nobody wants.
+  - The period has begun: the subscription ends at once as an expiry does (status `expired`),
+    so ban_monitor removes the member from the paid chats by the same path as any expiry. No
+    grace: grace is time to pay, and this member was paid back.
+  - It has not begun (a renewal charged ahead of the period's end): the subscription returns
+    to the period before it (`prior_period_start`), which the member paid for earlier, and
+    ends at its end as any subscription without auto-renewal does.
+  The caller tells the member. The refund's effect is `access_ended` either way: the access
+  this payment bought is gone.
+- partial, or a payment that no longer pays the current period (an earlier period, or one a
+  later payment already extended): recorded only; a partial refund alerts (operators decide).
 """
 
 from __future__ import annotations
@@ -74,8 +80,11 @@ def provider_refund(fetched: Mapping[str, Any]) -> ProviderRefund | str:
 class RecordedRefund:
     refund_row: int
     kind: str
-    #: The subscription the refund ended; None when access was left as it was.
+    #: The subscription whose period the refund took back; None when access was left as it was.
     ended_subscription: int | None
+    #: Where that subscription now ends: None when it ended at once, else the end of the earlier
+    #: period it returned to.
+    access_until: datetime | None = None
 
 
 def refund_kind(refunded_before: int, refund: int, paid: int) -> str:
@@ -103,9 +112,13 @@ async def record_refund(
         (payment["id"],),
     )
     kind = refund_kind(int(refunded_before), refund.amount_minor, payment["amount_minor"])
-    ended = None
+    ended, access_until = None, None
     if kind == "full" and subscription_id is not None and payment["applied_period_end"]:
-        ended = await _end_live_period(tx, subscription_id, payment["applied_period_end"], now)
+        access_until = await _return_to_prior_period(tx, subscription_id, payment, now)
+        if access_until is not None:
+            ended = subscription_id
+        else:
+            ended = await _end_live_period(tx, subscription_id, payment["applied_period_end"], now)
     refund_row = await tx.fetchval(
         "INSERT INTO refunds (provider, provider_refund_id, payment_id, amount_minor, currency,"
         " kind, effect, subscription_id, description, refunded_at, created_at)"
@@ -128,7 +141,37 @@ async def record_refund(
     if refund_row is None:
         # Recorded by another process since the check: undo the subscription change with it.
         raise TransientError(f"refund {refund.refund_id} was recorded meanwhile")
-    return RecordedRefund(int(refund_row), kind, ended)
+    return RecordedRefund(int(refund_row), kind, ended, access_until)
+
+
+async def _return_to_prior_period(
+    tx: AsyncTransaction, subscription_id: int, payment: Mapping[str, Any], now: datetime
+) -> datetime | None:
+    """Take back a period that has not begun; the end of the period it returned to, or None
+    when the payment's period is not the current one, has begun, or had no earlier one."""
+    prior_start = payment["prior_period_start"]
+    if prior_start is None:
+        return None
+    # Read under the row lock record_refund took: nothing changes it until the commit.
+    current = await tx.fetchone(
+        "SELECT status, current_period_start, current_period_end FROM subscriptions WHERE id = ?",
+        (subscription_id,),
+    )
+    if (
+        current is None
+        or current["status"] != "active"
+        or current["current_period_end"] != payment["applied_period_end"]
+        or current["current_period_start"] <= now
+    ):
+        return None
+    prior_end: datetime = current["current_period_start"]
+    await tx.execute(
+        "UPDATE subscriptions SET current_period_start = ?, current_period_end = ?,"
+        " auto_renew = ?, auto_renew_stopped_reason = ?, next_charge_at = NULL, updated_at = ?"
+        " WHERE id = ?",
+        (prior_start, prior_end, False, REFUNDED_REASON, now, subscription_id),
+    )
+    return prior_end
 
 
 async def _end_live_period(

@@ -89,7 +89,8 @@ async def _activate(
     assert tariff is not None, "payments references its tariff"
     method_id = await _saved_method(work, tx, payment["user_id"], body)
     live = await tx.fetchone(
-        "SELECT id, current_period_end, auto_renew, payment_method_id FROM subscriptions"
+        "SELECT id, current_period_start, current_period_end, auto_renew, payment_method_id"
+        " FROM subscriptions"
         " WHERE user_id = ? AND status IN ('active', 'grace')",
         (payment["user_id"],),
     )
@@ -130,9 +131,15 @@ async def _activate(
             ),
         )
     await tx.execute(
-        "UPDATE payments SET subscription_id = ?, applied_period_end = ?,"
+        "UPDATE payments SET subscription_id = ?, applied_period_end = ?, prior_period_start = ?,"
         " payment_method_id = coalesce(?, payment_method_id) WHERE id = ?",
-        (subscription_id, period.end, method_id, payment["id"]),
+        (
+            subscription_id,
+            period.end,
+            live["current_period_start"] if live is not None else None,
+            method_id,
+            payment["id"],
+        ),
     )
     # Banned from a managed chat when the last subscription ran out: lift it, so the invite
     # link of the confirmation works.

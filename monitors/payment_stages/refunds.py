@@ -4,7 +4,8 @@ The refund is fetched by id (GET /v3/refunds/{id}); the event's body is never tr
 refund the provider does not know changes nothing. Its payment is found by the provider id,
 and payments.refunds records it once: a full refund of the live period ends the subscription as
 an expiry does (ban_monitor then removes the member from the paid chats) and the member is told
-through the outbox; a partial refund is recorded and counted (`domos_refunds_total{kind=
+through the outbox (a renewal refunded before its period began leaves the period paid before
+standing: payments/refunds.py); a partial refund is recorded and counted (`domos_refunds_total{kind=
 "partial"}`, alert DomosPartialRefund). events.py finishes or retries the event with the
 verdict returned here.
 """
@@ -92,7 +93,16 @@ async def _record(
                 chat_id=user["telegram_id"],
                 user_id=user["id"],
                 kind="refund",
-                text=texts.refunded(payment["amount_minor"], payment["currency"]),
+                text=_notice(work, payment, recorded),
                 priority=10,
             )
     return recorded
+
+
+def _notice(work: PaymentWork, payment: dict[str, Any], recorded: RecordedRefund) -> str:
+    minor, currency = payment["amount_minor"], payment["currency"]
+    if recorded.access_until is None:
+        return texts.refunded(minor, currency)
+    return texts.refunded_renewal(
+        minor, currency, recorded.access_until, work.ctx.settings.timezone
+    )

@@ -260,9 +260,26 @@ class MoneyMachine(RuleBasedStateMachine):
                     "SELECT current_period_end FROM subscriptions WHERE id = ?", (sub["id"],)
                 )
             )
-            assert row["current_period_end"] == sub["end"] + PERIOD * len(applied), sub["id"]
+            withdrawn = self.run(self._withdrawn(sub["id"], row["current_period_end"]))
+            periods = len(applied) - len(withdrawn)
+            assert row["current_period_end"] == sub["end"] + PERIOD * periods, sub["id"]
             succeeded = {p["id"] for p in charges[sub["id"]] if p["status"] == "succeeded"}
             assert {a["provider_payment_id"] for a in applied} <= succeeded
+
+    async def _withdrawn(self, sub_id: int, current_end: Any) -> list[dict[str, Any]]:
+        """Periods a full refund took back before they began (the subscription returned to
+        the period before): each was the last one, and had not begun when it was taken."""
+        rows = await self.db.fetchall(
+            "SELECT p.applied_period_end, r.created_at FROM refunds r"
+            " JOIN payments p ON p.id = r.payment_id"
+            " WHERE r.subscription_id = ? AND r.effect = 'access_ended'"
+            " AND p.applied_period_end > ?",
+            (sub_id, current_end),
+        )
+        for row in rows:
+            assert row["applied_period_end"] - PERIOD == current_end, (sub_id, row)
+            assert row["created_at"] < current_end, f"{sub_id}: a begun period was taken back"
+        return [dict(row) for row in rows]
 
     async def _no_refunded_period_is_live(self) -> None:
         """A full refund of the charge that paid the live period ends it, as an expiry does."""

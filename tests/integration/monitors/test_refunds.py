@@ -9,6 +9,7 @@ are what botapi records for the `refund.succeeded` notification.
 from __future__ import annotations
 
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 from typing import Any
 
 from monitors.ban_monitor import BanMonitor
@@ -18,6 +19,9 @@ from tests.integration.monitors import factories as f
 from tests.integration.monitors.conftest import metric
 from tests.integration.monitors.test_payment_monitor import setup_purchase
 from tests.integration.monitors.test_recurrent_payments import due_subscription, provider_payments
+
+
+MOSCOW = ZoneInfo("Europe/Moscow")
 
 
 async def paid_member(db: Any, sandbox: Any, monitor: Any) -> dict[str, Any]:
@@ -155,25 +159,60 @@ async def test_a_refund_the_provider_does_not_know_changes_nothing(db, sandbox, 
     assert await db.fetchval("SELECT count(*) FROM outbox WHERE kind = 'refund'") == 0
 
 
-async def test_a_full_refund_of_a_renewal_charge_ends_the_period_it_renewed(db, sandbox, monitors):
-    sub = await due_subscription(db, sandbox)
+async def refund_the_renewal(db: Any, sandbox: Any, monitors: Any, sub: dict[str, Any]) -> None:
+    """Charge the due subscription's card, then refund that charge whole at the provider."""
     await (await monitors(RecurrentPayments)).tick()
     [charged] = await provider_payments(sandbox, sub["method"])
     renewed = await db.fetchone("SELECT * FROM subscriptions WHERE id = ?", (sub["id"],))
     assert renewed["current_period_end"] == sub["end"] + timedelta(days=30)
     made = await sandbox.control("POST", f"/yookassa/payments/{charged['id']}/refund", {})
     await f.provider_event(db, made, "refund.succeeded")
-
     await (await monitors(PaymentMonitor)).tick()
-
-    ended = await db.fetchone("SELECT * FROM subscriptions WHERE id = ?", (sub["id"],))
-    assert (ended["status"], ended["auto_renew"]) == ("expired", False)
     [row] = await db.fetchall("SELECT * FROM refunds")
     assert (row["kind"], row["effect"], row["subscription_id"]) == (
         "full",
         "access_ended",
         sub["id"],
     )
+
+
+async def test_a_renewal_refunded_before_its_period_begins_leaves_the_period_paid_before(
+    db, sandbox, monitors
+):
+    # The card is charged ahead of the period's end: two hours of the paid period are left.
+    sub = await due_subscription(db, sandbox, ends_in=timedelta(hours=2))
+    await refund_the_renewal(db, sandbox, monitors, sub)
+
+    after = await db.fetchone("SELECT * FROM subscriptions WHERE id = ?", (sub["id"],))
+    assert after["status"] == "active"
+    assert (after["current_period_start"], after["current_period_end"]) == (
+        sub["end"] - timedelta(days=30),
+        sub["end"],
+    )
+    assert (after["auto_renew"], after["auto_renew_stopped_reason"], after["next_charge_at"]) == (
+        False,
+        "refunded",
+        None,
+    )
+    [notice] = await db.fetchall("SELECT * FROM outbox WHERE kind = 'refund'")
+    assert "продление отменено" in notice["text"]
+    assert sub["end"].astimezone(MOSCOW).strftime("%d.%m.%Y") in notice["text"]
+    # Not charged again for the period it gave back: auto-renewal is off.
+    await (await monitors(RecurrentPayments)).tick()
+    assert len(await provider_payments(sandbox, sub["method"])) == 1
+
+
+async def test_a_renewal_refunded_once_its_period_began_ends_the_subscription(
+    db, sandbox, monitors
+):
+    # Charged an hour after the period ended (still active: tsmonitor has not moved it yet).
+    sub = await due_subscription(db, sandbox, ends_in=-timedelta(hours=1))
+    await refund_the_renewal(db, sandbox, monitors, sub)
+
+    ended = await db.fetchone("SELECT * FROM subscriptions WHERE id = ?", (sub["id"],))
+    assert (ended["status"], ended["auto_renew"]) == ("expired", False)
+    [notice] = await db.fetchall("SELECT * FROM outbox WHERE kind = 'refund'")
+    assert "доступ к чатам сообщества закрыт" in notice["text"]
 
 
 async def test_a_refund_waits_for_its_payment_to_be_applied(db, sandbox, monitors):
