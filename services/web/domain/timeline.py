@@ -127,7 +127,9 @@ def _refunds(member: m.Member, before: datetime | None, limit: int) -> Iterator[
     rows = m.Refund.objects.filter(payment__user=member)
     for refund in _newest(rows, "created_at", before, limit):
         kind = "полный" if refund.kind == "full" else "частичный"
-        effect = "подписка завершена" if refund.effect == "access_ended" else "доступ не менялся"
+        effect = (
+            "оплаченный период отменён" if refund.effect == "access_ended" else "доступ не менялся"
+        )
         yield Entry(
             at=refund.created_at,
             kind="payment",

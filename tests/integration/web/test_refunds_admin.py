@@ -63,7 +63,7 @@ def test_a_payment_shows_its_refunds_read_only(client: Any, refunded: dict[str, 
     page = client.get(f"/admin/domain/payment/{refunded['payment']}/change/").content.decode()
     assert "rf-partial-1" in page
     assert "rf-full-1" in page
-    assert "подписка завершена" in page
+    assert "оплаченный период отменён" in page
     assert client.get("/admin/domain/refund/add/").status_code == 403
     change = client.post(f"/admin/domain/refund/{refunded['full']}/change/", {"kind": "partial"})
     assert change.status_code == 403

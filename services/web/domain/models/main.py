@@ -161,7 +161,7 @@ class Refund(MainModel):
     kind = models.TextField("возврат", choices=[("full", "полный"), ("partial", "частичный")])
     effect = models.TextField(
         "последствие",
-        choices=[("access_ended", "подписка завершена"), ("none", "доступ не менялся")],
+        choices=[("access_ended", "оплаченный период отменён"), ("none", "доступ не менялся")],
     )
     subscription = models.ForeignKey(
         Subscription, models.DO_NOTHING, null=True, verbose_name="завершённая подписка"
