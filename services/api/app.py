@@ -312,26 +312,20 @@ def _add_token_routes(app: FastAPI, kind: TokenKind) -> None:
         )
 
     prefix, tags = f"/v1/{kind}/tokens", list[str | Enum]([f"{kind} tokens"])
-    app.router.add_api_route(
-        f"{prefix}/verify",
-        verify,
-        methods=["POST"],
-        route_class_override=DirectRoute,
-        response_model=TokenVerdict,
-        tags=tags,
-        responses=responses(*COMMON_ERRORS),
-        operation_id=f"verify_{kind}_token",
-    )
-    app.router.add_api_route(
-        f"{prefix}/use",
-        use,
-        methods=["POST"],
-        route_class_override=DirectRoute,
-        response_model=TokenUsed,
-        tags=tags,
-        responses=responses(*COMMON_ERRORS, 401, 403),
-        operation_id=f"use_{kind}_token",
-    )
+    for action, endpoint, model, statuses in (
+        ("verify", verify, TokenVerdict, COMMON_ERRORS),
+        ("use", use, TokenUsed, (*COMMON_ERRORS, 401, 403)),
+    ):
+        app.router.add_api_route(
+            f"{prefix}/{action}",
+            endpoint,
+            methods=["POST"],
+            route_class_override=DirectRoute,
+            response_model=model,
+            tags=tags,
+            responses=responses(*statuses),
+            operation_id=f"{action}_{kind}_token",
+        )
 
 
 def _admin_token_router(kind: TokenKind, require_admin: Any) -> APIRouter:
