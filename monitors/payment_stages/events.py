@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from monitors import metrics
+from monitors.pause import pause_point
 from monitors.payment_stages.apply import apply_final
 from monitors.payment_stages.refunds import process_refund
 from monitors.payment_stages.work import PaymentWork
@@ -57,6 +58,8 @@ async def _process_event(work: PaymentWork, event: dict[str, Any]) -> None:
         await _finish_event(work, event, "ignored", "not a payment event")
         return
     status, body = await work.yookassa.get_payment(event["object_id"])
+    # Crash tests stop here: the event is leased to us and its payment fetched, nothing applied.
+    await pause_point("event_fetched")
     if status == 404:
         await _finish_event(work, event, "ignored", "the provider does not know this payment")
         log.warning("provider_event_unknown_payment")

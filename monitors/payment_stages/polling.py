@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from monitors import metrics
+from monitors.pause import pause_point
 from monitors.payment_stages.apply import apply_final
 from monitors.payment_stages.work import NOT_A_CHARGE, OPEN_STATUSES, PaymentWork
 from payments.decisions import (
@@ -50,6 +51,8 @@ async def poll_open(work: PaymentWork) -> int:
 
 async def _poll_one(work: PaymentWork, payment: dict[str, Any]) -> None:
     status, body = await work.yookassa.get_payment(payment["provider_payment_id"])
+    # Crash tests stop here: the payment is fetched and leased to us, nothing applied yet.
+    await pause_point("payment_fetched")
     result = classify_response(status, body)
     if result.outcome in (ChargeOutcome.SUCCEEDED, ChargeOutcome.CANCELED):
         metrics.PAYMENT_POLLS.labels(result="final").inc()

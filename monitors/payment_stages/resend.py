@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from monitors import metrics
+from monitors.pause import pause_point
 from monitors.payment_stages.apply import apply_final
 from monitors.payment_stages.work import NOT_A_CHARGE, PaymentWork
 from payments.decisions import (
@@ -115,6 +116,8 @@ async def _resend_one(work: PaymentWork, payment: dict[str, Any]) -> bool:
         return True
     assert request is not None, "RESEND is decided only with the stored request"
     status, body = await work.yookassa.create_payment(request, payment["idempotence_key"])
+    # Crash tests stop here: the provider answered the repeat, nothing of it is recorded yet.
+    await pause_point("checkout_resent")
     result = classify_create(status, body)
     if result.verdict is CreateVerdict.BAD_CREDENTIALS:
         await work.release_payment(payment)
