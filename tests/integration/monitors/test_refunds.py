@@ -9,8 +9,8 @@ are what botapi records for the `refund.succeeded` notification.
 from __future__ import annotations
 
 from datetime import timedelta
-from zoneinfo import ZoneInfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from monitors.ban_monitor import BanMonitor
 from monitors.payment_monitor import PaymentMonitor
@@ -19,7 +19,6 @@ from tests.integration.monitors import factories as f
 from tests.integration.monitors.conftest import metric
 from tests.integration.monitors.test_payment_monitor import setup_purchase
 from tests.integration.monitors.test_recurrent_payments import due_subscription, provider_payments
-
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 
