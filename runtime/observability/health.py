@@ -1,14 +1,19 @@
 """`domos health`: the container HEALTHCHECK of a role.
 
 Healthy when every program of the role (from the catalogue) and the event listener are RUNNING
-in this container's supervisord, and every monitor among them passes the same check as
+in this container's supervisord, every monitor among them passes the same check as
 `domos monitor NAME --check` (its health file shows a success younger than 3 intervals, or a
-fresh standby heartbeat). One process answers for the whole role: a health check runs every few
+fresh standby heartbeat), and every HTTP service among them accepts connections on its port.
+supervisord calls a program RUNNING one second after it started (startsecs), before uvicorn or
+gunicorn listen: without the port a fresh container was healthy while its published port
+still reset connections. One process answers for the whole role: a health check runs every few
 seconds on a small machine, so it does not start one interpreter per monitor.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 import xmlrpc.client
 from collections.abc import Mapping, Sequence
@@ -80,6 +85,32 @@ def check_monitors(programs: Sequence[Program], run_dir: Path, *, now: float) ->
     return findings
 
 
+#: How long a service may take to accept a connection before it counts as not listening.
+CONNECT_TIMEOUT_S = 2.0
+
+
+def check_services(programs: Sequence[Program], host: str) -> list[Finding]:
+    """Whether each HTTP service (it serves its own port) accepts a connection on `host`."""
+    findings = []
+    for program in programs:
+        if not program.serves_own_metrics or program.metrics_port is None:
+            continue
+        port = program.metrics_port
+        try:
+            with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
+                findings.append(Finding(f"{program.name} (port)", True, f"listening on {port}"))
+        except OSError as exc:
+            findings.append(Finding(f"{program.name} (port)", False, f"port {port}: {exc}"))
+    return findings
+
+
+def probe_host(bind_host: str | None) -> str:
+    """Where a service bound to DOMOS_BIND_HOST is reached from inside its container."""
+    if not bind_host or bind_host in ("0.0.0.0", "::"):
+        return "127.0.0.1"
+    return bind_host
+
+
 def supervisor_processes(config: Path) -> list[dict[str, Any]]:
     """`getAllProcessInfo()` from the supervisord that `config` describes."""
     from supervisor.options import ClientOptions
@@ -105,4 +136,7 @@ def check_role(role: str, config: Path, run_dir: Path) -> list[Finding]:
     except (OSError, xmlrpc.client.Error) as exc:
         return [Finding("supervisord", False, f"not answering: {exc}")]
     findings, running = check_processes(role, processes)
-    return findings + check_monitors(running, run_dir, now=time.time())
+    host = probe_host(os.environ.get("DOMOS_BIND_HOST"))
+    return (
+        findings + check_monitors(running, run_dir, now=time.time()) + check_services(running, host)
+    )

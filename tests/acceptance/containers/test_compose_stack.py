@@ -311,8 +311,8 @@ def test_down_exits_zero_in_its_grace_and_up_keeps_the_data(stack: ComposeStack)
     stack.compose("up", "-d", "--no-build", *stack.services(), timeout_s=300)
     stack.wait_healthy((*ROLE_SERVICES, "postgres"))
     assert counts(stack) == before
-    # "healthy" is supervisord's RUNNING (startsecs=1), which can come before uvicorn listens:
-    # the published port then resets the connection. Wait for an answer, as after a restart.
+    # "healthy" now includes the services' ports (domos health), but the published port goes
+    # through Docker's proxy as well: an answer is waited for, as after a restart.
     answer = wait_for(lambda: member_status(stack, SUBSCRIBER), 60, "the API answering")
     assert answer.status_code == 200
     assert answer.json()["is_active"] is True

@@ -93,3 +93,24 @@ def test_health_command_needs_a_role(monkeypatch: pytest.MonkeyPatch, capsys):
     monkeypatch.delenv("DOMOS_ROLE", raising=False)
     assert main(["health"]) == 2
     assert "DOMOS_ROLE" in capsys.readouterr().err
+
+
+def test_an_http_service_is_healthy_only_once_it_accepts_connections():
+    import dataclasses
+    import socket
+
+    from runtime.observability.health import check_services, probe_host
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        api = dataclasses.replace(by_name()["api"], metrics_port=port)
+        [up] = check_services([api, by_name()["notifymonitor"]], "127.0.0.1")
+        assert (up.name, up.healthy) == ("api (port)", True)
+    # Closed now: what a RUNNING uvicorn still importing looks like from inside the container.
+    [down] = check_services([api], "127.0.0.1")
+    assert not down.healthy
+    assert str(port) in down.reason
+    assert probe_host("0.0.0.0") == probe_host(None) == "127.0.0.1"
+    assert probe_host("10.0.0.5") == "10.0.0.5"
