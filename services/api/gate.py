@@ -1,5 +1,5 @@
 """The gate of the public API: who calls (services/api/identity.py) and how often
-(services/api/ratelimit.py), as FastAPI dependencies, and how the OpenAPI documents it.
+(services/api/ratelimit.py), called by the endpoints, and how the OpenAPI documents it.
 
 FastAPI spends about 10 us solving each dependency of each request (bench/api), so the gate is
 no dependency: member operations call `admit_member`, token operations `limit_source`, first
