@@ -51,6 +51,25 @@ __all__ = [
 ]
 
 
+class PooledAsyncConnection(psycopg.AsyncConnection[Row]):
+    """A pooled connection that keeps one cursor for the single statements of `execute` and
+    `fetchone`: `conn.execute` builds a new cursor (its adapters and transformer) each time,
+    about 20 us of a 100 us query. Only one checkout uses a connection at a time. The cursor
+    keeps its last result until the next statement; `fetchall`, whose results can be large,
+    takes a cursor of its own."""
+
+    _statements: psycopg.AsyncCursor[Row] | None = None
+
+    def statements(self) -> psycopg.AsyncCursor[Row]:
+        cursor = self._statements
+        if cursor is None or cursor.closed:
+            cursor = self._statements = self.cursor()
+        return cursor
+
+
+AsyncPool = AsyncConnectionPool[PooledAsyncConnection]
+
+
 class _AsyncAdvisoryLock(HeldLock):
     """The session holding the advisory lock must still be alive for the lock to be ours."""
 
@@ -120,15 +139,16 @@ class AsyncPostgresTransaction(AsyncTransaction):
 
 class AsyncPostgresDatabase(PostgresCommon, AsyncDatabase):
     dialect = "postgres"
-    _pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]] | None
+    _pool: AsyncPool | None
 
     def __init__(self, settings: DatabaseSettings, *, name: str | None = None) -> None:
         super().__init__(settings, name=name)
         self._init_common()
 
     async def open(self) -> None:
-        pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]] = AsyncConnectionPool(
+        pool: AsyncPool = AsyncConnectionPool(
             self._conninfo,
+            connection_class=PooledAsyncConnection,
             check=check_async,
             reconnect_failed=self._reconnect_failed,
             **self._pool_options(),
@@ -150,31 +170,49 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabase):
             pool, self._pool = self._pool, None
             await pool.close()
 
-    @contextlib.asynccontextmanager
-    async def _checkout(self, db: str) -> AsyncIterator[psycopg.AsyncConnection[Row]]:
-        """A pooled connection whose search_path is `db`'s schema. Raises driver errors."""
+    async def _acquire(self, db: str) -> tuple[AsyncPool, PooledAsyncConnection]:
+        """A pooled connection whose search_path is `db`'s schema, and the pool to give it back
+        to (`putconn`). Raises driver errors.
+
+        The pool's own `connection()` context adds a commit and a rollback around the block,
+        which on these autocommit connections do nothing that `putconn` does not (it rolls
+        back a connection left in a transaction and drops a broken one): the one-statement
+        calls below take and give back directly, a tenth of an API request's CPU less."""
         pool = self._pool
         if pool is None:
             raise self._not_open()
         schema = schema_of(db)
         for attempt in (1, 2):
-            async with pool.connection() as conn:
-                if self._search_path.get(conn) != schema:
-                    try:
-                        await conn.execute(SET_SEARCH_PATH[db])
-                    except psycopg.OperationalError:
-                        if self._retry_fresh(attempt, conn):
-                            continue
-                        raise
-                    self._search_path[conn] = schema
-                yield conn
-                return
+            conn = await pool.getconn()
+            if self._search_path.get(conn) == schema:
+                return pool, conn
+            try:
+                await conn.execute(SET_SEARCH_PATH[db])
+            except BaseException as exc:
+                await pool.putconn(conn)
+                if isinstance(exc, psycopg.OperationalError) and self._retry_fresh(attempt, conn):
+                    continue
+                raise
+            self._search_path[conn] = schema
+            return pool, conn
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+    @contextlib.asynccontextmanager
+    async def _checkout(self, db: str) -> AsyncIterator[PooledAsyncConnection]:
+        pool, conn = await self._acquire(db)
+        try:
+            yield conn
+        finally:
+            await pool.putconn(conn)
 
     async def execute(self, sql: str, params: Params = (), *, db: str = "main") -> int:
         query = to_pyformat(sql)
         with POSTGRES_ERRORS:
-            async with self._checkout(db) as conn:
-                return (await conn.execute(query, params)).rowcount
+            pool, conn = await self._acquire(db)
+            try:
+                return (await conn.statements().execute(query, params)).rowcount
+            finally:
+                await pool.putconn(conn)
 
     async def executemany(
         self, sql: str, seq_of_params: Sequence[Params], *, db: str = "main"
@@ -188,14 +226,20 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabase):
     async def fetchone(self, sql: str, params: Params = (), *, db: str = "main") -> Row | None:
         query = to_pyformat(sql)
         with POSTGRES_ERRORS:
-            async with self._checkout(db) as conn:
-                return await (await conn.execute(query, params)).fetchone()
+            pool, conn = await self._acquire(db)
+            try:
+                return await (await conn.statements().execute(query, params)).fetchone()
+            finally:
+                await pool.putconn(conn)
 
     async def fetchall(self, sql: str, params: Params = (), *, db: str = "main") -> list[Row]:
         query = to_pyformat(sql)
         with POSTGRES_ERRORS:
-            async with self._checkout(db) as conn:
+            pool, conn = await self._acquire(db)
+            try:
                 return await (await conn.execute(query, params)).fetchall()
+            finally:
+                await pool.putconn(conn)
 
     async def iterate(
         self, sql: str, params: Params = (), *, db: str = "main", batch_size: int = 500
