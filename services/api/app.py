@@ -160,7 +160,17 @@ def create_app(settings: Settings, api_settings: ApiSettings) -> FastAPI:
     for kind in TOKEN_KINDS:
         _add_token_routes(app, kind)
         app.include_router(_admin_token_router(kind, require_admin))
+    _docs_routes_last(app)
     return app
+
+
+def _docs_routes_last(app: FastAPI) -> None:
+    """FastAPI adds its documentation pages before any route of ours, and the router tries
+    routes in order: every API request paid four failed matches first (bench/api). None of
+    them shares a path with an API route, so which matches does not change."""
+    oauth_redirect = app.swagger_ui_oauth2_redirect_url if app.docs_url else None
+    docs = {app.openapi_url, app.docs_url, oauth_redirect, app.redoc_url} - {None}
+    app.router.routes.sort(key=lambda route: getattr(route, "path", None) in docs)
 
 
 def _add_service_routes(app: FastAPI) -> None:
