@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from runtime.config import Settings
 from runtime.db import async_database
 from runtime.errors import QueryError, UniqueViolation
+from tests.conftest import database_environ
 from tests.integration.db.helpers import ITEMS, create
 
 
-@pytest.fixture
-async def one_connection_db(database_settings: Any) -> Any:
+@asynccontextmanager
+async def one_connection(database_settings: Any) -> AsyncIterator[Any]:
     settings = dataclasses.replace(database_settings, pool_min_size=1, pool_max_size=1)
     db = async_database(settings)
     await db.open()
@@ -28,6 +33,12 @@ async def one_connection_db(database_settings: Any) -> Any:
         yield db
     finally:
         await db.close()
+
+
+@pytest.fixture
+async def one_connection_db(database_settings: Any) -> AsyncIterator[Any]:
+    async with one_connection(database_settings) as db:
+        yield db
 
 
 async def test_calls_in_turn_see_their_own_schema_and_results(one_connection_db: Any) -> None:
@@ -66,13 +77,13 @@ async def test_a_failed_statement_leaves_the_connection_usable(one_connection_db
 
 @pytest.mark.postgres
 async def test_a_cancelled_statement_does_not_reach_the_next_call(
-    one_connection_db: Any,
+    pg_domos_url: str, tmp_path: Path
 ) -> None:
-    db = one_connection_db
-    if db.dialect != "postgres":
-        pytest.skip("SQLite runs a statement to its end in its thread; nothing is cancelled")
-    with pytest.raises(TimeoutError):
-        await asyncio.wait_for(db.fetchone("SELECT pg_sleep(5), 1 AS late"), 0.3)
-    # The interrupted connection is discarded, not handed on with its answer still to come.
-    row = await asyncio.wait_for(db.fetchone("SELECT 2 AS next"), 10)
-    assert row == {"next": 2}
+    """PostgreSQL only: SQLite runs a statement to its end in its thread, nothing is cut off."""
+    settings = Settings.from_env(database_environ("postgres", str(tmp_path), pg_domos_url)).db
+    async with one_connection(settings) as db:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(db.fetchone("SELECT pg_sleep(5), 1 AS late"), 0.3)
+        # The interrupted connection is discarded, not handed on with its answer still to come.
+        row = await asyncio.wait_for(db.fetchone("SELECT 2 AS next"), 10)
+        assert row == {"next": 2}
