@@ -5,6 +5,7 @@ closes the database pool)."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -52,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
         log_config=None,  # runtime.logging already routes uvicorn's loggers
         lifespan="on",
         proxy_headers=True,
+        # uvicorn formats each access line's fields before the logger drops it (2.6 us a
+        # request): off only where LOG_LEVEL drops them anyway.
+        access_log=logging.getLogger("uvicorn.access").isEnabledFor(logging.INFO),
         timeout_graceful_shutdown=GRACEFUL_TIMEOUT_S,
         server_header=False,
         # More connections or requests in flight than this get uvicorn's 503 at once instead of
