@@ -1,15 +1,19 @@
-"""Benchmark: `domos migrate` (copy + verify) against pgloader and the raw sqlite3 | psql floor.
+"""Benchmark: `domos migrate` (copy + verify) against pgloader and two sqlite3 | psql floors.
 
-Two generated SQLite files (cached in var/bench/migrate), each going into three fresh databases of
-the same PostgreSQL server:
+Two generated SQLite files (cached in var/bench/migrate), each going into four fresh databases of
+the same PostgreSQL server: ours, pgloader, the raw floor (`sqlite3 -csv | psql \\copy` into
+columns as SQLite hands them over: mostly text, no keys) and the typed floor (the same pipe into
+the column types ours gives, then the same keys and indexes: a hand-written migration without
+verification, the least a typed load costs). The workloads:
 - `chat`: 1,000,000 chat messages + 200,000 payments, integers, reals and texts;
 - `legacy` (issue 17): 300,000 payments and 50,000 users of a legacy bot: JSON payloads, DATETIME
   texts and unix times, BOOLEAN 0/1, DECIMAL(10,2) money, MONEY, DATE.
 Each tool runs as a child process; its peak RSS comes from os.wait4 and /proc. The last line is
 one JSON object: the chat figures at the top level (as before), and per workload "ratio" (ours /
-pgloader), "floor_ratio" (ours / the raw floor) and "pgloader_complete" (false where pgloader
-left rows out: on the legacy payments it refuses most rows, so its time is for a partial load
-and the floor is the comparison that holds). `run.py legacy` runs one workload.
+pgloader), "floor_ratio" (ours / the raw floor), "typed_floor_ratio" (ours / the typed floor)
+and "pgloader_complete" (false where pgloader left rows out: on the legacy payments it refuses
+most rows, so its time is for a partial load and the floors are the comparisons that hold).
+`run.py legacy` runs one workload.
 """
 
 from __future__ import annotations
@@ -196,6 +200,13 @@ class Workload:
     generate: Callable[[Path], None]
     #: The floor's tables: every column as SQLite hands it over in CSV, no type work.
     raw_ddl: str
+    #: The typed floor: a hand-written migration of the same pipe, without verification. Its
+    #: tables have the column types ours gives (PostgreSQL converts the CSV texts; SQLite's
+    #: SELECT converts what PostgreSQL cannot take, unix seconds); its keys, unique constraints,
+    #: foreign keys and indexes, those ours builds, are added after the load, as ours does.
+    typed_ddl: str
+    typed_selects: tuple[str, ...]  # one per table, in `tables` order
+    typed_keys: str
 
 
 WORKLOADS = {
@@ -209,6 +220,16 @@ WORKLOADS = {
         "text text, created_at text, is_useful bigint, score double precision);"
         "CREATE TABLE raw.payments (id bigint, user_id bigint, amount double precision, "
         "status text, provider_payment_id text, created_at text)",
+        "CREATE TABLE typed.chat_messages (id bigint NOT NULL, chat_id bigint NOT NULL, "
+        'user_id bigint NOT NULL, text text COLLATE "C", created_at text COLLATE "C" NOT NULL, '
+        "is_useful bigint NOT NULL, score double precision);"
+        "CREATE TABLE typed.payments (id bigint NOT NULL, user_id bigint NOT NULL, "
+        'amount double precision NOT NULL, status text COLLATE "C" NOT NULL, '
+        'provider_payment_id text COLLATE "C", created_at text COLLATE "C" NOT NULL)',
+        ("SELECT * FROM chat_messages", "SELECT * FROM payments"),
+        "ALTER TABLE typed.chat_messages ADD PRIMARY KEY (id);"
+        "ALTER TABLE typed.payments ADD PRIMARY KEY (id), ADD UNIQUE (provider_payment_id);"
+        "CREATE INDEX ON typed.chat_messages (chat_id, created_at)",
     ),
     "legacy": Workload(
         "legacy",
@@ -221,6 +242,23 @@ WORKLOADS = {
         "CREATE TABLE raw.payments (id bigint, user_id bigint, payment_id text, amount text, "
         "fee text, currency text, status text, is_recurrent text, payload text, "
         "created_at text, paid_at text)",
+        "CREATE TABLE typed.users (id bigint NOT NULL, telegram_id bigint NOT NULL, "
+        'username text COLLATE "C", is_admin boolean, is_blocked boolean, settings jsonb, '
+        "registered_at timestamptz, birthday date);"
+        "CREATE TABLE typed.payments (id bigint NOT NULL, user_id bigint NOT NULL, "
+        'payment_id text COLLATE "C", amount numeric(10,2) NOT NULL, fee numeric, '
+        'currency text COLLATE "C", status text COLLATE "C" NOT NULL, is_recurrent boolean, '
+        "payload jsonb, created_at timestamptz, paid_at timestamptz)",
+        (
+            "SELECT * FROM users",
+            "SELECT id, user_id, payment_id, amount, fee, currency, status, is_recurrent, "
+            "payload, created_at, CASE WHEN typeof(paid_at) = 'integer' "
+            "THEN datetime(paid_at, 'unixepoch') ELSE paid_at END FROM payments",
+        ),
+        "ALTER TABLE typed.users ADD PRIMARY KEY (id), ADD UNIQUE (telegram_id);"
+        "ALTER TABLE typed.payments ADD PRIMARY KEY (id), ADD UNIQUE (payment_id);"
+        "ALTER TABLE typed.payments ADD FOREIGN KEY (user_id) REFERENCES typed.users (id);"
+        "CREATE INDEX ON typed.payments (user_id, created_at)",
     ),
 }
 
@@ -394,6 +432,28 @@ def run_workload(workload: Workload) -> dict[str, Any] | None:
             "tool_cpu_s": LAST_TOOL_CPU[0],
             "rows": count_rows(url, "raw", tables),
         }
+
+        _, url = databases.enter_context(scratch_database("migrate_typed"))
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE SCHEMA typed;" + workload.typed_ddl)
+        loads = [
+            f'sqlite3 -csv {source} "{select}" | '
+            f"psql -q '{url}' -c '\\copy typed.{table} FROM STDIN WITH (FORMAT csv)'"
+            for table, select in zip(tables, workload.typed_selects, strict=True)
+        ]
+        keys = f"psql -q -v ON_ERROR_STOP=1 '{url}' -c '{workload.typed_keys}'"
+        # Texts without a zone are UTC, as ours reads them.
+        environ = {**os.environ, "PGTZ": "UTC"}
+        seconds, rss, code, busy = measure(" && ".join([*loads, keys]), shell=True, env=environ)
+        if code != 0:
+            return None
+        results["typed_floor"] = {
+            "seconds": seconds,
+            "peak_rss_mb": rss,
+            "core_s": busy,
+            "tool_cpu_s": LAST_TOOL_CPU[0],
+            "rows": count_rows(url, "typed", tables),
+        }
     for figures in results.values():
         figures["rows_per_s"] = round(rows / figures["seconds"])
         figures["seconds"] = round(figures["seconds"], 2)
@@ -419,15 +479,17 @@ def run_workload(workload: Workload) -> dict[str, Any] | None:
     ours = results["ours"]["seconds"]
     ratio = round(ours / results["pgloader"]["seconds"], 3)
     floor_ratio = round(ours / results["raw_floor"]["seconds"], 3)
+    typed_ratio = round(ours / results["typed_floor"]["seconds"], 3)
     print(
-        f"{workload.name:6s} ours/floor {floor_ratio:.2f}  ours/pgloader {ratio:.2f}"
-        + ("" if pgloader_complete else " (pgloader partial)")
+        f"{workload.name:6s} ours/floor {floor_ratio:.2f}  ours/typed_floor {typed_ratio:.2f}"
+        f"  ours/pgloader {ratio:.2f}" + ("" if pgloader_complete else " (pgloader partial)")
     )
     return {
         **results,
         "rows": rows,
         "ratio": ratio,
         "floor_ratio": floor_ratio,
+        "typed_floor_ratio": typed_ratio,
         "pgloader_complete": pgloader_complete,
     }
 
@@ -448,6 +510,7 @@ def main(argv: list[str]) -> int:
         name: {
             "ratio": f["ratio"],
             "floor_ratio": f["floor_ratio"],
+            "typed_floor_ratio": f["typed_floor_ratio"],
             "pgloader_complete": f["pgloader_complete"],
         }
         for name, f in figures.items()
