@@ -349,6 +349,17 @@ def measure(
     return seconds, max([usage.ru_maxrss / 1024, *peaks.values()]), process.returncode, busy
 
 
+def tool_figures(seconds: float, rss: float, busy: float, rows: int) -> dict[str, Any]:
+    """One tool's figures from `measure` (its own CPU from LAST_TOOL_CPU) and its rows."""
+    return {
+        "seconds": seconds,
+        "peak_rss_mb": rss,
+        "core_s": busy,
+        "tool_cpu_s": LAST_TOOL_CPU[0],
+        "rows": rows,
+    }
+
+
 def count_rows(url: str, schema: str, tables: tuple[str, ...]) -> int:
     with psycopg.connect(url) as conn:
         total = 0
@@ -393,11 +404,7 @@ def run_workload(workload: Workload) -> dict[str, Any] | None:
             print(f"domos migrate failed with exit {code}", file=sys.stderr)
             return None
         results["ours"] = {
-            "seconds": seconds,
-            "peak_rss_mb": rss,
-            "core_s": busy,
-            "tool_cpu_s": LAST_TOOL_CPU[0],
-            "rows": count_rows(url, "bench", tables),
+            **tool_figures(seconds, rss, busy, count_rows(url, "bench", tables)),
             "phases_s": json.loads(report.read_text())["phases"],
         }
 
@@ -406,13 +413,7 @@ def run_workload(workload: Workload) -> dict[str, Any] | None:
         if code != 0:
             print(f"pgloader failed with exit {code}", file=sys.stderr)
             return None
-        results["pgloader"] = {
-            "seconds": seconds,
-            "peak_rss_mb": rss,
-            "core_s": busy,
-            "tool_cpu_s": LAST_TOOL_CPU[0],
-            "rows": count_rows(url, "public", tables),
-        }
+        results["pgloader"] = tool_figures(seconds, rss, busy, count_rows(url, "public", tables))
 
         _, url = databases.enter_context(scratch_database("migrate_raw"))
         with psycopg.connect(url, autocommit=True) as conn:
@@ -425,13 +426,7 @@ def run_workload(workload: Workload) -> dict[str, Any] | None:
         seconds, rss, code, busy = measure(pipeline, shell=True)
         if code != 0:
             return None
-        results["raw_floor"] = {
-            "seconds": seconds,
-            "peak_rss_mb": rss,
-            "core_s": busy,
-            "tool_cpu_s": LAST_TOOL_CPU[0],
-            "rows": count_rows(url, "raw", tables),
-        }
+        results["raw_floor"] = tool_figures(seconds, rss, busy, count_rows(url, "raw", tables))
 
         _, url = databases.enter_context(scratch_database("migrate_typed"))
         with psycopg.connect(url, autocommit=True) as conn:
@@ -447,13 +442,7 @@ def run_workload(workload: Workload) -> dict[str, Any] | None:
         seconds, rss, code, busy = measure(" && ".join([*loads, keys]), shell=True, env=environ)
         if code != 0:
             return None
-        results["typed_floor"] = {
-            "seconds": seconds,
-            "peak_rss_mb": rss,
-            "core_s": busy,
-            "tool_cpu_s": LAST_TOOL_CPU[0],
-            "rows": count_rows(url, "typed", tables),
-        }
+        results["typed_floor"] = tool_figures(seconds, rss, busy, count_rows(url, "typed", tables))
     for figures in results.values():
         figures["rows_per_s"] = round(rows / figures["seconds"])
         figures["seconds"] = round(figures["seconds"], 2)
@@ -474,7 +463,7 @@ def run_workload(workload: Workload) -> dict[str, Any] | None:
     if not pgloader_complete:
         print(
             f"{workload.name:6s} pgloader loaded {results['pgloader']['rows']} of {rows} rows: "
-            "its time is for a partial load; compare against the raw floor"
+            "its time is for a partial load; compare against the floors"
         )
     ours = results["ours"]["seconds"]
     ratio = round(ours / results["pgloader"]["seconds"], 3)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +23,9 @@ from tests.conftest import database_environ
 from tests.integration.db.helpers import ITEMS, create
 
 
-@asynccontextmanager
-async def one_connection(database_settings: Any) -> AsyncIterator[Any]:
-    settings = dataclasses.replace(database_settings, pool_min_size=1, pool_max_size=1)
-    db = async_database(settings)
-    await db.open()
-    try:
-        yield db
-    finally:
-        await db.close()
+def one_connection(database_settings: Any) -> Any:
+    """A database whose pool holds one connection (opened and closed by `async with`)."""
+    return async_database(dataclasses.replace(database_settings, pool_min_size=1, pool_max_size=1))
 
 
 @pytest.fixture
