@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runtime.config import bind_host
 from runtime.monitor.health import evaluate_health, health_path, read_health
 from runtime.supervision.programs import LISTENER_NAME, Program, roles
 
@@ -104,11 +105,9 @@ def check_services(programs: Sequence[Program], host: str) -> list[Finding]:
     return findings
 
 
-def probe_host(bind_host: str | None) -> str:
+def probe_host(bind_host: str) -> str:
     """Where a service bound to DOMOS_BIND_HOST is reached from inside its container."""
-    if not bind_host or bind_host in ("0.0.0.0", "::"):
-        return "127.0.0.1"
-    return bind_host
+    return "127.0.0.1" if bind_host in ("0.0.0.0", "::") else bind_host
 
 
 def supervisor_processes(config: Path) -> list[dict[str, Any]]:
@@ -136,7 +135,7 @@ def check_role(role: str, config: Path, run_dir: Path) -> list[Finding]:
     except (OSError, xmlrpc.client.Error) as exc:
         return [Finding("supervisord", False, f"not answering: {exc}")]
     findings, running = check_processes(role, processes)
-    host = probe_host(os.environ.get("DOMOS_BIND_HOST"))
+    host = probe_host(bind_host(os.environ))
     return (
         findings + check_monitors(running, run_dir, now=time.time()) + check_services(running, host)
     )

@@ -53,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
         log_config=None,  # runtime.logging already routes uvicorn's loggers
         lifespan="on",
         proxy_headers=True,
-        # uvicorn formats each access line's fields before the logger drops it (2.6 us a
-        # request): off only where LOG_LEVEL drops them anyway.
+        # uvicorn formats each access line's fields before the logger drops it: off only where
+        # LOG_LEVEL drops them anyway (bench/api).
         access_log=logging.getLogger("uvicorn.access").isEnabledFor(logging.INFO),
         timeout_graceful_shutdown=GRACEFUL_TIMEOUT_S,
         server_header=False,

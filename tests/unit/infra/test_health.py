@@ -112,5 +112,5 @@ def test_an_http_service_is_healthy_only_once_it_accepts_connections():
     [down] = check_services([api], "127.0.0.1")
     assert not down.healthy
     assert str(port) in down.reason
-    assert probe_host("0.0.0.0") == probe_host(None) == "127.0.0.1"
+    assert probe_host("0.0.0.0") == probe_host("::") == "127.0.0.1"
     assert probe_host("10.0.0.5") == "10.0.0.5"
