@@ -24,9 +24,6 @@ class ColumnProfile:
     #: Counts of the declared type's checks (inference.py `hint_sql`), taken only for columns
     #: whose declared type names that intent.
     json_texts: int = 0
-    json_risky: int = 0
-    #: Of the risky JSON texts, those jsonb refuses (checked in Python: inference.py).
-    json_refusals: int = 0
     day_texts: int = 0
     datetime_values: int = 0
     boolean_values: int = 0

@@ -6,8 +6,8 @@ column really holds (a JSON text in a `numeric` column). Here the profile's coun
 classes choose the type; the declared type only names an intent, which is taken when the checks
 counted by the profile prove that every stored value converts:
 
-- JSON-ish (`JSON`, `JSONB`): every value a text that is valid JSON -> `jsonb`; valid JSON that
-  jsonb cannot hold (`\\u0000`, a lone surrogate escape) -> `json` (the text verbatim);
+- JSON-ish (`JSON`, `JSONB`): every value a text that is valid JSON -> `json`, which keeps the
+  text byte for byte (docs/cutover.md says why not jsonb);
 - `DATE`: every value a `YYYY-MM-DD` text -> `date`; date-time texts or unix time -> as below;
 - DATETIME/TIMESTAMP: every value an ISO 8601 text the stated rule reads (values.py) or unix time
   (seconds or milliseconds) -> `timestamp with time zone`;
@@ -28,9 +28,7 @@ byte in a text, invalid UTF-8, a NULL primary key, a broken foreign key) is stil
 
 from __future__ import annotations
 
-import json
 import re
-import sqlite3
 from dataclasses import dataclass
 
 from runtime.migrate.column_profile import ColumnProfile
@@ -92,11 +90,6 @@ def _is_number(q: str) -> str:
 def json_sql(q: str) -> str:
     """A text that is JSON by SQLite's (RFC 8259) parser; PostgreSQL's json accepts it too."""
     return f"({_is_text(q)} AND json_valid({q}))"
-
-
-def json_risky_sql(q: str) -> str:
-    """Escapes jsonb may refuse (`\\u0000`, surrogates): such texts are checked in Python."""
-    return f"({q} GLOB '*\\u0000*' OR {q} GLOB '*\\u[dD][89abcdefABCDEF]*')"
 
 
 def _time_sql(core: str) -> str:
@@ -208,7 +201,7 @@ def decimal_fit_sql(q: str, precision: int, scale: int) -> str:
 def hint_sql(intent: Intent, q: str) -> dict[str, str]:
     """The counts the profile takes for a column of this intent: name -> SQL condition."""
     if intent.kind == "json":
-        return {"json_texts": json_sql(q), "json_risky": f"({json_sql(q)} AND {json_risky_sql(q)})"}
+        return {"json_texts": json_sql(q)}
     if intent.kind in ("date", "datetime"):
         hints = {"datetime_values": f"({datetime_sql(q)} OR {epoch_sql(q)})"}
         if intent.kind == "date":
@@ -222,41 +215,6 @@ def hint_sql(intent: Intent, q: str) -> dict[str, str]:
             hints["decimal_fit"] = decimal_fit_sql(q, intent.precision, intent.scale)
         return hints
     return {}
-
-
-# --- jsonb's own limits, checked in Python on the few texts the SQL flags -------------------
-
-
-def jsonb_accepts(text: str) -> bool:
-    """PostgreSQL's jsonb refuses `\\u0000` and unpaired surrogate escapes in its strings."""
-
-    def clean(value: object) -> bool:
-        if isinstance(value, str):
-            if "\x00" in value:
-                return False
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                return False
-            return True
-        if isinstance(value, dict):
-            return all(clean(k) and clean(v) for k, v in value.items())
-        if isinstance(value, list):
-            return all(clean(v) for v in value)
-        return True
-
-    try:
-        return clean(json.loads(text))
-    except (ValueError, RecursionError):
-        return False
-
-
-def count_jsonb_refusals(conn: sqlite3.Connection, table: str, column: str) -> int:
-    """How many of a column's JSON texts with risky escapes jsonb would refuse."""
-    q = '"' + column.replace('"', '""') + '"'
-    name = '"' + table.replace('"', '""') + '"'
-    rows = conn.execute(f"SELECT {q} FROM {name} WHERE {json_sql(q)} AND {json_risky_sql(q)}")
-    return sum(1 for (text,) in rows if not (isinstance(text, str) and jsonb_accepts(text)))
 
 
 # --- the choice --------------------------------------------------------------------------------
@@ -305,12 +263,7 @@ def choose_type(declared: str, profile: ColumnProfile, rowid_alias: bool) -> tup
     if not n:
         return _empty_type(declared, intent), f"{label}; holds only NULL: the declared type"
     if intent.kind == "json" and profile.json_texts == n:
-        if profile.json_refusals:
-            return "json", (
-                f"{label}; every value is JSON text, but {profile.json_refusals} hold escapes "
-                "jsonb refuses (\\u0000, lone surrogates): json keeps the text verbatim"
-            )
-        return "jsonb", f"{label}; every value ({held}) parses as JSON: jsonb"
+        return "json", f"{label}; every value ({held}) parses as JSON: json, the text kept as is"
     if intent.kind == "date" and profile.day_texts == n:
         return "date", f"{label}; every value ({held}) is a YYYY-MM-DD date"
     if intent.kind in ("date", "datetime") and profile.datetime_values == n:
@@ -347,7 +300,7 @@ def choose_type(declared: str, profile: ColumnProfile, rowid_alias: bool) -> tup
 
 def _empty_type(declared: str, intent: Intent) -> str:
     if intent.kind == "json":
-        return "jsonb"
+        return "json"
     if intent.kind == "date":
         return "date"
     if intent.kind == "datetime":

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from runtime.migrate.arrow_scope import arrow_converts
 from runtime.migrate.column_profile import ColumnProfile
-from runtime.migrate.inference import choose_type, classes_seen, count_jsonb_refusals, intent_of
+from runtime.migrate.inference import choose_type, classes_seen, intent_of
 from runtime.migrate.snapshot import Source
 from runtime.migrate.sqlite_source import (
     ForeignKeyViolation,
@@ -248,9 +248,6 @@ def plan_table(
         # fast copy cannot: NUL bytes are then counted in the same scan, not in a second one.
         intents = any(intent_of(c.declared).kind != "none" for c in table.copied_columns)
         profiles = profile_table(conn, table, scanner, count_nul=intents)
-        for name, profile in profiles.items():
-            if profile.json_risky:  # the few texts SQLite cannot judge for jsonb
-                profile.json_refusals = count_jsonb_refusals(conn, table.name, name)
         columns = _infer_columns(table, profiles)
         fast_copy = all(c.passthrough for c in columns) and not excluded
         if not (alias is not None and fast_copy):

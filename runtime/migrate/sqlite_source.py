@@ -323,7 +323,6 @@ def profile_table(
 #: The profile fields filled from `inference.hint_sql` conditions.
 _HINTS = (
     "json_texts",
-    "json_risky",
     "day_texts",
     "datetime_values",
     "boolean_values",

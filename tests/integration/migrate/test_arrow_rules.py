@@ -424,7 +424,7 @@ def test_values_the_python_rule_decides(pg_type: str, value: Any) -> None:
 
 #: Declared type -> (the type a profile gives it when every value matches, the check it counts).
 INTENTS: dict[str, tuple[str, str, st.SearchStrategy[list[Any]]]] = {
-    "JSON": ("jsonb", "json_texts", JSONS),
+    "JSON": ("json", "json_texts", JSONS),
     "BOOLEAN": ("boolean", "boolean_values", BOOLEANS),
     "DATE": ("date", "day_texts", _column([DAYS], [MALFORMED_DAYS, EPOCHS])),
     "DATETIME": ("timestamp with time zone", "datetime_values", TIMESTAMPS),
@@ -433,12 +433,12 @@ INTENTS: dict[str, tuple[str, str, st.SearchStrategy[list[Any]]]] = {
 }
 
 
-def _jsonb_takes(url: str, texts: list[Any]) -> bool:
-    """PostgreSQL's jsonb input takes every text (the fast copy's COPY would fail otherwise)."""
+def _json_takes(url: str, texts: list[Any]) -> bool:
+    """PostgreSQL's json input takes every text (the fast copy's COPY would fail otherwise)."""
     with psycopg.connect(url, autocommit=True) as conn:
         for text in texts:
             try:
-                conn.execute("SELECT %s::text::jsonb", (text,))
+                conn.execute("SELECT %s::text::json", (text,))
             except psycopg.errors.DataError:
                 return False
     return True
@@ -448,7 +448,7 @@ def _jsonb_takes(url: str, texts: list[Any]) -> bool:
 def test_what_the_arrow_rules_take_the_profile_accepts(pg_url: str, declared: str) -> None:
     """A table planned from its declared types is copied whole by the Arrow rules only where a
     profile would have chosen the same type: every value they take (and, for JSON, PostgreSQL's
-    jsonb input takes) passes the profile's check for that type (inference.py), as SQLite stores
+    json input takes) passes the profile's check for that type (inference.py), as SQLite stores
     it under the declared type's affinity."""
     pg_type, check, columns = INTENTS[declared]
 
@@ -462,7 +462,7 @@ def test_what_the_arrow_rules_take_the_profile_accepts(pg_url: str, declared: st
             stored = [row[0] for row in conn.execute("SELECT c FROM t ORDER BY id")]
             array = _arrow(ColumnPlan("c", "c", pg_type, False, False, "test"), stored)
             if array is not None and declared == "JSON":
-                array = array if _jsonb_takes(pg_url, stored) else None
+                array = array if _json_takes(pg_url, stored) else None
             event("Arrow rules" if array is not None else "Python rules")
             if array is None:
                 return

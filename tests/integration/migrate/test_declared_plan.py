@@ -123,7 +123,7 @@ def _legacy(path: Path, odd: dict[int, tuple[Any, ...]] | None = None) -> None:
 
 LEGACY_TYPES = {
     "id": "bigint",
-    "payload": "jsonb",
+    "payload": "json",
     "paid": "boolean",
     "created": "timestamp with time zone",
     "birthday": "date",

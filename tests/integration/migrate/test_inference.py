@@ -99,8 +99,8 @@ def test_a_json_declared_payments_table_arrives_whole_with_natural_types(
         "amount": "numeric(10,2)",
         "fee": "numeric",  # 0.30000000000000004 does not fit numeric(10,2): wider
         "price": "numeric",
-        "payload": "jsonb",
-        "raw": "json",  # \u0000 is valid JSON that jsonb refuses: the text kept verbatim
+        "payload": "json",
+        "raw": "json",  # \u0000 is valid JSON that jsonb would refuse
         "is_recurrent": "boolean",
         "created_at": "timestamp with time zone",
         "paid_at": "timestamp with time zone",
@@ -134,15 +134,12 @@ def test_a_json_declared_payments_table_arrives_whole_with_natural_types(
         assert fee == "0.30000000000000004"
         (raw,) = conn.execute("SELECT raw::text FROM bot.payments WHERE id = 5").fetchone()
         assert raw == '{"nul": "\\u0000"}'
-        # jsonb keeps the value, not the spelling: the escaped and the raw Cyrillic-free
-        # payloads read back the same, and containment queries work.
-        (found,) = conn.execute(
-            "SELECT count(*) FROM bot.payments WHERE payload @> %s::jsonb",
-            ('{"status": "succeeded"}',),
-        ).fetchone()
-        assert found == 2700
+        # json keeps the text as the application wrote it: escapes, spacing and key order.
+        migrated = conn.execute("SELECT id, payload::text FROM bot.payments ORDER BY id").fetchall()
+    with sqlite3.connect(source) as legacy:
+        assert migrated == legacy.execute("SELECT id, payload FROM payments ORDER BY id").fetchall()
 
-    # Verified again on its own, and a changed JSON value in the target is found.
+    # Verified again on its own, and a changed JSON text in the target is found.
     options = Options(
         sources=[Source("bot", source, "bot")],
         target_url=pg_url,
@@ -151,13 +148,22 @@ def test_a_json_declared_payments_table_arrives_whole_with_natural_types(
     )
     assert verify_only(options)[0] == 0
     with psycopg.connect(pg_url) as conn:
-        conn.execute(
-            "UPDATE bot.payments SET payload = jsonb_set(payload, '{status}', '\"canceled\"') "
-            "WHERE id = 2001"
-        )
+        # The same JSON value, spelt otherwise: a byte-for-byte copy is what was promised.
+        conn.execute("UPDATE bot.payments SET payload = payload::jsonb::text::json WHERE id = 2001")
     code, again = verify_only(options)
     assert code == 1
     assert "content hash differs" in again["sources"][0]["tables"][0]["verification_problems"]
+
+    # What docs/cutover.md tells an operator who wants jsonb's operators: one statement.
+    with psycopg.connect(pg_url) as conn:
+        conn.execute(
+            "ALTER TABLE bot.payments ALTER COLUMN payload TYPE jsonb USING payload::jsonb"
+        )
+        (found,) = conn.execute(
+            "SELECT count(*) FROM bot.payments WHERE payload @> %s::jsonb",
+            ('{"status": "succeeded"}',),
+        ).fetchone()
+        assert found == 2700
 
 
 def test_dry_run_shows_per_column_the_classes_seen_the_type_and_why(
@@ -169,9 +175,10 @@ def test_dry_run_shows_per_column_the_classes_seen_the_type_and_why(
     assert code == 0
     out = capsys.readouterr().out
     assert (
-        "    payload -> payload jsonb\n"
+        "    payload -> payload json\n"
         "        stored: text 2700, null 300\n"
-        "        why: declared JSON; every value (2700 text) parses as JSON: jsonb\n"
+        "        why: declared JSON; every value (2700 text) parses as JSON: json, the text kept "
+        "as is\n"
     ) in out
     assert (
         '    note -> note text collate "C"\n'
