@@ -1,7 +1,7 @@
 """The source side of the columnar hash (columnar.py), computed from Arrow batches.
 
-numpy gives the byte order and the exact integer sums, pyarrow.compute min and max: no Python
-runs per value. Loaded by the worker processes only (pyarrow costs the parent 0.3 s to import).
+numpy gives the byte order: no Python runs per value. Loaded by the worker processes only
+(pyarrow costs the parent 0.3 s to import).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from runtime.migrate.columnar import KINDS, TEXT_SQL, combine
-from runtime.migrate.digest import ColumnAggregate, Digest, decimal_sum
+from runtime.migrate.columnar import KINDS, TEXT_SQL, chunk_digest
+from runtime.migrate.digest import Digest
 from runtime.migrate.plan import TablePlan
 from runtime.migrate.rowtext import jsonb_text, numeric_text
 
@@ -63,7 +63,6 @@ _ROW_TYPES: dict[str, pa.DataType] = {
     "timestamp without time zone": pa.timestamp("us"),
     "date": pa.date32(),
 }
-_ORDERED = frozenset({"int", "float", "text", "timestamp", "date", "numeric"})
 
 
 class ColumnarDigest:
@@ -80,7 +79,6 @@ class ColumnarDigest:
         self.values = [_sha256() for _ in self.kinds]
         self.lengths = [_sha256() for _ in self.kinds]
         self.nulls = [_sha256() for _ in self.kinds]
-        self.aggregates = [ColumnAggregate() for _ in self.kinds]
         self.rows = 0
 
     def add_rows(self, rows: list[tuple[Any, ...]]) -> None:
@@ -93,10 +91,7 @@ class ColumnarDigest:
         self.rows += len(rows)
         for i, values in enumerate(columns):
             kind, converter = self.kinds[i], self.converters[i]
-            aggregate = None
             if kind == "numeric":
-                present = [value for value in values if value is not None]
-                aggregate = _python_aggregate(present)
                 array = pa.array([None if v is None else numeric_text(v) for v in values])
             elif kind == "json":
                 array = pa.array([None if v is None else v.obj for v in values], pa.string())
@@ -109,7 +104,7 @@ class ColumnarDigest:
                 array = pa.array(values, ARROW_TYPES[converter])
             if array.type == pa.string():
                 check_no_nul(array)
-            self._add_column(i, key, array, aggregate)
+            self._add_column(i, key, array)
 
     def add(self, batch: pa.RecordBatch) -> None:
         """One batch whose columns are the plan's, in its order, as the fast copy sends them
@@ -121,20 +116,14 @@ class ColumnarDigest:
         for i, column in enumerate(batch.columns):
             self._add_column(i, key, column)
 
-    def _add_column(
-        self, i: int, key: pa.Array, column: pa.Array, aggregate: ColumnAggregate | None = None
-    ) -> None:
-        """One column of a batch; `aggregate`: the non-null values' aggregate, where computed
-        from the Python values (numeric)."""
+    def _add_column(self, i: int, key: pa.Array, column: pa.Array) -> None:
+        """One column of a batch."""
         if column.null_count:
             self.nulls[i].update(_int8(pc.filter(key, pc.is_null(column))))
             column = pc.drop_null(column)
         if not len(column):
             return
         kind = self.kinds[i]
-        computed = aggregate is not None
-        if aggregate is None:
-            aggregate = ColumnAggregate(non_null=len(column))
         if kind in ("text", "json"):
             if self.validate_utf8:
                 column.validate(full=True)
@@ -143,9 +132,6 @@ class ColumnarDigest:
             self._add_text(i, _jsonb_texts(column))
         elif kind == "numeric":
             if pa.types.is_decimal(column.type):
-                # In 76 digits: a sum of 38-digit values cannot overflow it.
-                wide = pa.decimal256(76, column.type.scale)
-                aggregate.total = pc.sum(column.cast(wide)).as_py()
                 self._add_text(i, _decimal_texts(column))
             else:
                 self._add_text(i, column)  # numeric_text of the Python path's values
@@ -159,21 +145,7 @@ class ColumnarDigest:
             self.values[i].update(days.astype(">i4"))
         else:
             values = column.to_numpy()
-            if kind == "int":
-                values = values.astype(np.int64, copy=False)
-                self.values[i].update(values.astype(">i8"))
-                # Exact whatever the magnitude: high and low 32 bits summed apart fit int64.
-                high = int((values >> 32).sum())
-                low = int((values & 0xFFFFFFFF).sum())
-                aggregate.total = (high << 32) + low
-            else:
-                self.values[i].update(values.astype(">f8"))
-                aggregate.total = float(pc.sum(column).as_py())
-        if kind in _ORDERED and not computed:
-            extremes = pc.min_max(column)
-            aggregate.minimum = extremes["min"].as_py()
-            aggregate.maximum = extremes["max"].as_py()
-        self.aggregates[i].merge(aggregate)
+            self.values[i].update(values.astype(">i8" if kind == "int" else ">f8"))
 
     def _add_text(self, i: int, column: pa.Array) -> None:
         offsets, spanned = _text_bytes(column)
@@ -190,16 +162,7 @@ class ColumnarDigest:
         return parts
 
     def digest(self) -> Digest:
-        digest = Digest(rows=self.rows, hash_parts=[combine(self.parts())])
-        digest.aggregates = dict(zip(self.names, self.aggregates, strict=True))
-        return digest
-
-
-def _python_aggregate(values: list[Any]) -> ColumnAggregate:
-    """count, min, max and exact sum of Decimals (any scale or magnitude)."""
-    if not values:
-        return ColumnAggregate()
-    return ColumnAggregate(len(values), min(values), max(values), decimal_sum(values))
+        return chunk_digest(self.rows, self.names, self.kinds, self.parts())
 
 
 def _decimal_texts(column: pa.Array) -> pa.Array:

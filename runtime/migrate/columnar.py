@@ -10,8 +10,11 @@ Per column and chunk, three SHA-256s:
 - lengths (texts only): each text's byte length as int4send, so no separator is needed and no
   text can imitate one;
 - nulls: the keys (int8send) of the rows where the column is NULL.
-The chunk's content hash is the SHA-256 of these, in column order. Floats are compared by their
-bits, so no float printing rule can differ between the sides. The source side is
+The chunk's content hash is the SHA-256 of these, in column order; each column's own (the SHA-256
+of its three) names the columns that differ when it does not match. Floats are compared by their
+bits, so no float printing rule can differ between the sides. Per-column counts, minima, maxima
+and sums (the other hashes' aggregates, verify.py) would add nothing: equal hashes are equal
+values, and a column's hash already says which column differs. The source side is
 `arrow_digest.py`; this module holds what both sides share and stays free of pyarrow, which only
 the workers load.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 import hashlib
 
 from runtime.migrate.arrow_scope import arrow_converts
+from runtime.migrate.digest import Digest
 from runtime.migrate.plan import ColumnPlan, TablePlan, quote_ident
 
 #: Target base type -> how its values are hashed.
@@ -78,6 +82,17 @@ def digested_by_copy(plan: TablePlan) -> bool:
 def combine(parts: list[str]) -> str:
     """The chunk's content hash from its column hashes (both sides use this)."""
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def chunk_digest(rows: int, names: list[str], kinds: list[str], parts: list[str]) -> Digest:
+    """One chunk's digest from its hashes in `postgres_hash_columns` order (both sides)."""
+    columns: dict[str, list[str]] = {}
+    position = 0
+    for name, kind in zip(names, kinds, strict=True):
+        width = 3 if kind in TEXT_SQL else 2  # values, [lengths,] nulls
+        columns[name] = [combine(parts[position : position + width])]
+        position += width
+    return Digest(rows=rows, hash_parts=[combine(parts)], column_hashes=columns)
 
 
 def _string_agg(expression: str, where: str | None = None) -> str:

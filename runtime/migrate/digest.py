@@ -1,8 +1,9 @@
 """Verification digests: what each side of verification computes per chunk.
 
-A `Digest` holds the row count, the content hash (columnar.py, or md5 of canonical row texts in
-key order, or a multiset hash for tables without a key) and per-column aggregates; the digests of
-a table's chunks merge into one per side.
+A `Digest` holds the row count and the content hash: columnar.py's, with a hash per column, or
+md5 of canonical row texts in key order, or a multiset hash for tables without a key, both with
+per-column aggregates (count, min, max, sum) that say which column differs. The digests of a
+table's chunks merge into one per side.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ class Digest:
     hash_parts: list[str] = field(default_factory=list)  # one per chunk, in key order
     multiset: int = 0
     aggregates: dict[str, ColumnAggregate] = field(default_factory=dict)
+    #: The columnar hash's per column (columnar.py), one per chunk in key order.
+    column_hashes: dict[str, list[str]] = field(default_factory=dict)
     skipped_rows: int = 0  # SQLite side: rows the rules reject (they are in the reject file)
     seconds: float = 0.0
 
@@ -83,6 +86,8 @@ class Digest:
         self.seconds += other.seconds
         for name, aggregate in other.aggregates.items():
             self.aggregates.setdefault(name, ColumnAggregate()).merge(aggregate)
+        for name, hashes in other.column_hashes.items():
+            self.column_hashes.setdefault(name, []).extend(hashes)
 
     @property
     def content_hash(self) -> str:

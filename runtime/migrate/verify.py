@@ -4,9 +4,10 @@ SQLite side: read from the source snapshot, in key order, through the same value
 copy (rejected rows are left out and counted). PostgreSQL side: read back from the target by SQL
 (`COPY (SELECT ... ORDER BY key) TO STDOUT`, aggregates by SQL), never from the copy stream.
 
-Digest per table: row count; a content hash of the canonical rows in key order, or a multiset
-hash (sum of row hashes) for tables without a key; and per column the count of non-null values,
-min, max (text compared bytewise: COLLATE "C") and sum for numbers.
+Digest per table: row count and a content hash. Tables the columnar hash takes (columnar.py)
+hash each column apart, which says which column differs. Others hash the canonical rows in key
+order, or a multiset hash (sum of row hashes) for tables without a key, and add per column the
+count of non-null values, min, max (text compared bytewise: COLLATE "C") and sum for numbers.
 
 Tables keyed by their rowid alias whose column types have a row text encoding (rowtext.py) are
 hashed as md5 of that text per chunk: PostgreSQL computes it, with the aggregates, in one SQL
@@ -301,18 +302,20 @@ def postgres_digest(
 def _postgres_sql_digest(
     plan: TablePlan, bounds: tuple[int | None, int | None], target_url: str
 ) -> Digest:
-    """Count, content hash and aggregates of one chunk: one ordered scan, all in SQL."""
+    """Count, content hash and (but for the columnar hash) aggregates of one chunk: one ordered
+    scan, all in SQL."""
     started = time.perf_counter()
-    digest = Digest()
     where = _pg_where(plan, bounds)
     order = _pg_order(plan)
     columnar_hash = columnar.supports(plan)
     if columnar_hash:
         hashes = columnar.postgres_hash_columns(plan)
         inner = ""
+        aggregates = ""
     else:
         hashes = [f"md5(coalesce(string_agg({_ROW_TEXT}, ''), ''))"]
         inner = f"{rowtext.sql_row_text(plan)} || E'\\n' AS {_ROW_TEXT}, "
+        aggregates = f", {_aggregate_columns(plan)}"
     import psycopg  # see postgres_digest
 
     with psycopg.connect(target_url, options=f"{TARGET_SESSION} -c work_mem=256MB") as conn:
@@ -326,16 +329,21 @@ def _postgres_sql_digest(
         # a false alarm, never a false pass.
         columns = ", ".join(quote_ident(c.target) for c in plan.columns) or "NULL"
         query = (
-            f"SELECT count(*), {', '.join(hashes)}, {_aggregate_columns(plan)} "
+            f"SELECT count(*), {', '.join(hashes)}{aggregates} "
             f"FROM (SELECT {inner}{columns} FROM {plan.qualified}{where}{order}) s"
         )
         row = conn.execute(query).fetchone()
     assert row is not None
-    digest.rows = int(row[0])
+    rows = int(row[0])
     parts = [str(part) for part in row[1 : 1 + len(hashes)]]
-    digest.hash_parts.append(columnar.combine(parts) if columnar_hash else parts[0])
-    aggregates = _aggregates_from_row(plan, row[1 + len(hashes) :])
-    digest.aggregates = {c.target: a for c, a in zip(plan.columns, aggregates, strict=True)}
+    if columnar_hash:
+        names = [c.target for c in plan.columns]
+        kinds = [columnar.KINDS[c.converter] for c in plan.columns]
+        digest = columnar.chunk_digest(rows, names, kinds, parts)
+    else:
+        digest = Digest(rows=rows, hash_parts=parts)
+        values = _aggregates_from_row(plan, row[1 + len(hashes) :])
+        digest.aggregates = {c.target: a for c, a in zip(plan.columns, values, strict=True)}
     digest.seconds = time.perf_counter() - started
     return digest
 
@@ -380,6 +388,13 @@ def compare(plan: TablePlan, source: Digest, target: Digest) -> list[str]:
         problems.append(f"row count differs: sqlite {source.rows}, postgres {target.rows}")
     if source.content_hash != target.content_hash:
         problems.append("content hash differs")
+        differing = [
+            name
+            for name, hashes in source.column_hashes.items()
+            if target.column_hashes.get(name) != hashes
+        ]
+        if differing:
+            problems.append("columns that differ: " + ", ".join(differing))
     types = {c.target: c.converter for c in plan.columns}
     for name, expected in source.aggregates.items():
         actual = target.aggregates.get(name, ColumnAggregate())

@@ -348,6 +348,9 @@ def test_typed_columns_take_the_fast_path_and_verification_finds_one_changed_val
             conn.execute(f"UPDATE legacy.pay SET {change} WHERE id = 1501")
             code, again = verify_only(options)
             assert again["verified"] is False, change
+            # The column's own hash names it.
+            problems = again["sources"][0]["tables"][0]["verification_problems"]
+            assert f"columns that differ: {change.split(' = ')[0]}" in problems, change
             conn.execute("DELETE FROM legacy.pay WHERE id = 1501")
             conn.execute("INSERT INTO legacy.pay SELECT * FROM kept")
     code, again = verify_only(options)
@@ -405,7 +408,7 @@ def test_typed_columns_python_and_sql_digests_agree(
     pg_url: str, tmp_path: Path, rows: list[tuple[Any, ...]]
 ) -> None:
     """The columnar hash of the typed kinds: the Python path's converted values (add_rows) and
-    PostgreSQL's SQL over what it stored from them give one digest, aggregates included."""
+    PostgreSQL's SQL over what it stored from them give one digest, column by column."""
     numbered = [(i + 1, *row) for i, row in enumerate(rows)]
     plan = _plan(tmp_path / "unused.sqlite", TYPED_KINDS, len(numbered))
     columns = ", ".join(f"{quote_ident(c.target)} {c.pg_type}" for c in plan.columns)
@@ -421,4 +424,5 @@ def test_typed_columns_python_and_sql_digests_agree(
     ours = source.digest()
     theirs = postgres_digest(plan, (None, None), pg_url)
     assert ours.content_hash == theirs.content_hash
+    assert ours.column_hashes == theirs.column_hashes
     assert compare(plan, ours, theirs) == []

@@ -107,7 +107,7 @@ def test_the_python_copy_digests_what_verification_reads(
         assert result.digest.rows == read.rows == result.rows_written
         assert result.digest.skipped_rows == read.skipped_rows == sum(result.rejects.values())
         assert result.digest.content_hash == read.content_hash
-        assert result.digest.aggregates == read.aggregates
+        assert result.digest.column_hashes == read.column_hashes
         copied.merge(result.digest)
         target.merge(postgres_digest(payments, bounds, pg_url))
     assert copied.rows == 1999

@@ -41,11 +41,3 @@ def test_a_numeric_sum_of_the_row_digest_is_exact(other: str) -> None:
     digest = RowDigest(_plan(other))
     digest.add_rows([(i + 1, value, None) for i, value in enumerate(VALUES)])
     assert digest.digest().aggregates["n"].total == EXACT
-
-
-def test_a_numeric_sum_of_the_columnar_digest_is_exact() -> None:
-    from runtime.migrate.arrow_digest import ColumnarDigest
-
-    digest = ColumnarDigest(_plan("boolean"))
-    digest.add_rows([(i + 1, value, None) for i, value in enumerate(VALUES)])
-    assert digest.digest().aggregates["n"].total == EXACT
