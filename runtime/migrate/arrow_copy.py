@@ -68,10 +68,11 @@ def _typed(column: ColumnPlan) -> bool:
 
 def _read_classes(column: ColumnPlan) -> list[str]:
     """The storage classes a typed column is read in, one SELECT expression each: those the
-    profile counted (all three where it counted none). Any other is caught by `_marker`."""
+    profile counted; where it counted none, those its Arrow rule converts. Any other is caught
+    by `_marker`."""
     counted = column.classes or {}
     classes = [name for name in CLASS_TYPES if counted.get(name)]
-    return classes or list(CLASS_TYPES)
+    return classes or list(arrow_rules.classes_taken(column.converter))
 
 
 #: Target types read as Arrow strings, which must hold texts: the SQLite driver reads a blob
@@ -98,17 +99,31 @@ def _marker(plan: TablePlan) -> str:
     checks = []
     for column in plan.columns:
         if not column.passthrough:
-            q = quote_sqlite(column.source)
-            allowed = ", ".join(f"'{name}'" for name in [*_read_classes(column), "null"])
-            checks.append(f"(typeof({q}) NOT IN ({allowed}))")
+            checks.append(_outside(quote_sqlite(column.source), [*_read_classes(column), "null"]))
     if plan.from_declared_types:
         for column in plan.columns:
             if column.converter in _STRING_TYPES:
-                q = quote_sqlite(column.source)
                 # typeof() of a NULL is 'null': a NOT NULL column holding one breaks it too.
-                allowed = "'text'" if column.not_null else "'text', 'null'"
-                checks.append(f"(typeof({q}) NOT IN ({allowed}))")
+                allowed = ["text"] if column.not_null else ["text", "null"]
+                checks.append(_outside(quote_sqlite(column.source), allowed))
     return " + ".join(checks) or "0"
+
+
+_STORAGE_CLASSES = ("integer", "real", "text", "blob", "null")
+
+
+def _outside(q: str, allowed: list[str]) -> str:
+    """1 where the value's storage class is not one of `allowed`, else 0. SQLite evaluates
+    `typeof(x) NOT IN (...)` by probing a list per row, slower than one or two comparisons."""
+    others = [name for name in _STORAGE_CLASSES if name not in allowed]
+    if len(others) == 1:
+        return f"(typeof({q}) = '{others[0]}')"
+    stored = [name for name in allowed if name != "null"]
+    if len(stored) == 1:
+        test = f"typeof({q}) <> '{stored[0]}'"
+    else:
+        test = f"typeof({q}) NOT IN ({', '.join(repr(name) for name in stored)})"
+    return f"({q} IS NOT NULL AND {test})" if "null" in allowed else f"({test})"
 
 
 def _read(plan: TablePlan) -> list[tuple[str, pa.DataType]]:
