@@ -17,6 +17,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from runtime.config import DatabaseSettings, Secret
+from runtime.db import sync_database
 from runtime.migrate.engine import verify_only
 from runtime.migrate.plan import Source
 from runtime.migrate.run import Options
@@ -153,6 +155,22 @@ def test_a_json_declared_payments_table_arrives_whole_with_natural_types(
     code, again = verify_only(options)
     assert code == 1
     assert "content hash differs" in again["sources"][0]["tables"][0]["verification_problems"]
+
+    # The application goes on writing through the DB layer, which sends a dict as jsonb: it is
+    # assigned to the json column and comes back decoded, as on SQLite.
+    settings = DatabaseSettings(
+        type="postgres", data_dir=tmp_path, sqlite_paths={}, postgres_url=Secret(pg_url)
+    )
+    with sync_database(settings) as db:
+        payload = {"id": "new", "status": "succeeded", "amount": {"value": "1.50"}}
+        db.execute(
+            "INSERT INTO bot.payments (id, user_id, amount, payload) VALUES (?, ?, ?, ?)",
+            (ROWS + 1, 7, "1.50", payload),
+        )
+        row = db.fetchone("SELECT payload FROM bot.payments WHERE id = ?", (ROWS + 1,))
+        assert row is not None
+        assert row["payload"] == payload
+        db.execute("DELETE FROM bot.payments WHERE id = ?", (ROWS + 1,))
 
     # What docs/cutover.md tells an operator who wants jsonb's operators: one statement.
     with psycopg.connect(pg_url) as conn:
