@@ -74,8 +74,8 @@ class ColumnarDigest:
         self.validate_utf8 = validate_utf8
         self.kinds = [KINDS[c.converter] for c in plan.columns]
         self.converters = [c.converter for c in plan.columns]
-        self.names = [c.target for c in plan.columns]
-        self.key_index = self.names.index(plan.key[0])
+        self.plan = plan
+        self.key_index = [c.target for c in plan.columns].index(plan.key[0])
         self.values = [_sha256() for _ in self.kinds]
         self.lengths = [_sha256() for _ in self.kinds]
         self.nulls = [_sha256() for _ in self.kinds]
@@ -162,7 +162,7 @@ class ColumnarDigest:
         return parts
 
     def digest(self) -> Digest:
-        return chunk_digest(self.rows, self.names, self.kinds, self.parts())
+        return chunk_digest(self.plan, self.rows, self.parts())
 
 
 def _decimal_texts(column: pa.Array) -> pa.Array:

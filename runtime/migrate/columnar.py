@@ -84,13 +84,13 @@ def combine(parts: list[str]) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
-def chunk_digest(rows: int, names: list[str], kinds: list[str], parts: list[str]) -> Digest:
+def chunk_digest(plan: TablePlan, rows: int, parts: list[str]) -> Digest:
     """One chunk's digest from its hashes in `postgres_hash_columns` order (both sides)."""
     columns: dict[str, list[str]] = {}
     position = 0
-    for name, kind in zip(names, kinds, strict=True):
-        width = 3 if kind in TEXT_SQL else 2  # values, [lengths,] nulls
-        columns[name] = [combine(parts[position : position + width])]
+    for column in plan.columns:
+        width = 3 if KINDS[column.converter] in TEXT_SQL else 2  # values, [lengths,] nulls
+        columns[column.target] = [combine(parts[position : position + width])]
         position += width
     return Digest(rows=rows, hash_parts=[combine(parts)], column_hashes=columns)
 

@@ -337,9 +337,7 @@ def _postgres_sql_digest(
     rows = int(row[0])
     parts = [str(part) for part in row[1 : 1 + len(hashes)]]
     if columnar_hash:
-        names = [c.target for c in plan.columns]
-        kinds = [columnar.KINDS[c.converter] for c in plan.columns]
-        digest = columnar.chunk_digest(rows, names, kinds, parts)
+        digest = columnar.chunk_digest(plan, rows, parts)
     else:
         digest = Digest(rows=rows, hash_parts=parts)
         values = _aggregates_from_row(plan, row[1 + len(hashes) :])
