@@ -111,6 +111,16 @@ class Community:
         assert done.returncode == 0, f"domos {' '.join(argv)}:\n{done.stdout}\n{done.stderr}"
         return done.stdout
 
+    def server_errors(self, name: str = "web") -> list[str]:
+        """The log lines of program `name` at level error or above: a 5xx the browser saw
+        is explained by the traceback its server logged."""
+        program = next(p for p in self.running if p.name == name)
+        return [
+            line
+            for line in program.logs().splitlines()
+            if re.search(r'"level": "(error|critical|exception)"', line)
+        ]
+
     def db(self) -> Database:
         """The DB layer on this backend, unopened (`with community.db() as db:`)."""
         return sync_database(Settings.from_env(self.environ))

@@ -193,15 +193,26 @@ class Pages:
 
 @pytest.fixture
 def pages(
-    browser: Browser, live_web: str, artifacts_dir: Path, request: pytest.FixtureRequest
+    browser: Browser,
+    live_web: str,
+    community: Community,
+    artifacts_dir: Path,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Pages]:
     directory = artifacts_dir / _slug(request.node.name)
     shutil.rmtree(directory, ignore_errors=True)  # only this run's steps, none of the last run's
+    logged_before = len(community.server_errors())
     watched = Pages(browser, live_web, directory)
     yield watched
     watched.close()
     if watched.problems.items:
-        pytest.fail("the browser saw problems:\n" + "\n".join(watched.problems.items))
+        logged = community.server_errors()[logged_before:]
+        pytest.fail(
+            "the browser saw problems:\n"
+            + "\n".join(watched.problems.items)
+            + "\nwhat the web admin logged meanwhile:\n"
+            + ("\n".join(logged) or "(no error lines)")
+        )
 
 
 def log_in(page: Page, username: str, password: str) -> None:
