@@ -33,7 +33,7 @@ from runtime.migrate.arrow_digest import ARROW_TYPES, ColumnarDigest, NulInText,
 from runtime.migrate.arrow_rules import CLASS_TYPES
 from runtime.migrate.columnar import KINDS, arrow_rule
 from runtime.migrate.plan import ColumnPlan, TablePlan
-from runtime.migrate.sqlite_source import quote_sqlite
+from runtime.migrate.sqlite_source import quote_sqlite, table_rows
 
 #: Rows per Arrow batch read from SQLite (about a megabyte of chat messages).
 BATCH_ROWS = 8192
@@ -78,7 +78,8 @@ def _read_classes(column: ColumnPlan) -> list[str]:
 #: Target types read as Arrow strings, which must hold texts: the SQLite driver reads a blob
 #: (or a number) into a string column as if it were text. An int64 or double column needs no
 #: check: the driver refuses anything but an integer, or a real, there (REAL affinity reads a
-#: stored integer back as a real). A number in a TEXT column is also what integrity_check reports.
+#: stored integer back as a real). A number in a TEXT column is also what the integrity check
+#: reports.
 _STRING_TYPES = frozenset({"text", "character varying"})
 
 
@@ -146,7 +147,7 @@ def _select(plan: TablePlan, chunk: tuple[int, int]) -> str:
     read = _read(plan)
     literals = ", ".join(_TYPED_LITERALS[arrow] for _, arrow in read)
     columns = ", ".join(expression for expression, _ in read)
-    rows = f"SELECT {_marker(plan)}, {columns} FROM {quote_sqlite(plan.table)}"
+    rows = f"SELECT {_marker(plan)}, {columns} FROM {table_rows(plan.table)}"
     if chunk != (0, -1):
         rows += f" WHERE rowid BETWEEN {int(chunk[0])} AND {int(chunk[1])}"
     if plan.rowid_key:

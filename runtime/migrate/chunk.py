@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from runtime.migrate.digest import Digest
 from runtime.migrate.plan import TablePlan
-from runtime.migrate.sqlite_source import quote_sqlite
+from runtime.migrate.sqlite_source import quote_sqlite, table_rows
 
 #: Called before a chunk commits (picklable: it travels to the workers with the chunk).
 BeforeCommit = Callable[[], None]
@@ -40,7 +40,7 @@ def source_select(
 ) -> tuple[str, tuple[int, ...]]:
     """SELECT of the snapshot for one chunk: rowid first (None for WITHOUT ROWID), then columns."""
     columns = ", ".join(quote_sqlite(c.source) for c in plan.columns) or "NULL"
-    table = quote_sqlite(plan.table)
+    table = table_rows(plan.table)
     rowid = "NULL" if plan.without_rowid else "rowid"
     sql = f"SELECT {rowid}, {columns} FROM {table}"
     params: tuple[int, ...] = ()

@@ -1,8 +1,9 @@
 """Orchestration of `domos migrate`: snapshot, plan, prepare, copy, constrain, verify, report.
 
 Phases per run, each in its own module:
-1. snapshot every source (online backup) and check it (integrity_check in the background, no
-   chunk commits before it passed; foreign_key_check) - plan_phase.py;
+1. snapshot every source (online backup) and check it (quick_check, and integrity_check of the
+   tables foreign keys point at, in the background: no chunk commits before it passed;
+   foreign_key_check) - plan_phase.py, integrity_gate.py;
 2. plan every table (types, rules, chunks) and refuse identifier collisions - nothing written yet
    (plan_phase.py, plan.py);
 3. prepare the target: refuse non-empty tables unless --truncate; --resume keeps finished tables

@@ -35,7 +35,7 @@ def prepare_plans(
     options = run.options
     if snapshots is None:
         snapshots = start_snapshots(options.sources, options.work_dir, resume=options.resume)
-    # integrity_check reads the whole file: it runs in its own process while the tables are
+    # The integrity check reads the whole file: it runs in its own process while the tables are
     # planned, and, in the background, copied.
     checker = Checker()
     for source in options.sources:
@@ -94,7 +94,7 @@ def prepare_plans(
 
 
 def await_integrity(run: Run) -> None:
-    """Wait for every source's integrity_check; raise on the first that failed."""
+    """Wait for every source's integrity check; raise on the first that failed."""
     for source in run.sources:
         problems = run.integrity_checks[source["name"]].result()
         source["integrity_check"] = "failed" if problems else "ok"

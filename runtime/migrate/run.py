@@ -69,6 +69,6 @@ class Run:
     copy_digests: dict[tuple[str, int], Digest] = field(default_factory=dict)
     #: Tables where PostgreSQL refused rows (constraints of an existing table).
     refused_tables: set[str] = field(default_factory=set)
-    #: Each source's integrity_check (source name -> its problems), run in the background.
+    #: Each source's integrity check (source name -> its problems), run in the background.
     integrity_checks: dict[str, Future[list[str]]] = field(default_factory=dict)
     started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())

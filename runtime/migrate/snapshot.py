@@ -30,8 +30,7 @@ def snapshot_path(work_dir: Path, source: Source) -> Path:
 def snapshot(source: Path, destination: Path) -> Path:
     """Copy `source` with the online backup API (runtime/online_backup.py). The copy is a work
     file, written without fsync (half the time) over the previous run's snapshot, if any; every
-    run checks it with integrity_check before anything read from it is committed
-    (integrity_gate.py)."""
+    run checks it before anything read from it is committed (integrity_gate.py)."""
     if not source.is_file():
         raise MigrationError(f"source database {source} does not exist")
     try:

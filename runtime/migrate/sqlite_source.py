@@ -113,6 +113,14 @@ def quote_sqlite(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def table_rows(name: str) -> str:
+    """A table in a FROM clause that reads its rows from the table's own b-tree, never from an
+    index: what is copied and verified cannot depend on an index's content, which the
+    integrity check does not compare with its table (integrity_gate.py). Rowid ranges and
+    WITHOUT ROWID primary keys still seek in the table."""
+    return f"{quote_sqlite(name)} NOT INDEXED"
+
+
 def read_tables(conn: sqlite3.Connection) -> list[Table]:
     rows = conn.execute(
         "SELECT name, sql FROM sqlite_master WHERE type = 'table' ORDER BY name"
@@ -366,7 +374,7 @@ def _scan(
     processes), a large rowid table is scanned in rowid ranges in parallel and the rows are
     merged per expression: `sum` adds (counts too), `min`/`max` compare. Processes, not threads:
     SQLite threads in one process contend on its allocator mutex (1.84 core-s against 1.29)."""
-    select = f"SELECT {', '.join(expressions)} FROM {quote_sqlite(table.name)}"
+    select = f"SELECT {', '.join(expressions)} FROM {table_rows(table.name)}"
     ranges = _scan_ranges(conn, table, scanner)
     if len(ranges) == 1:
         return list(conn.execute(select).fetchone())
@@ -436,7 +444,7 @@ def rowid_bounds(
     already has (the profile's) saves the full scan count(*) needs."""
     name = quote_sqlite(table.name)
     if count is None:
-        count = int(conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0])
+        count = int(conn.execute(f"SELECT count(*) FROM {table_rows(table.name)}").fetchone()[0])
     bounds = None if table.without_rowid or not count else _rowid_range(conn, name)
     if bounds is None:
         return 0, -1, count

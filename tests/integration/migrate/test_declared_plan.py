@@ -3,7 +3,8 @@
 Infer mode plans a table whose declared types promise the fast copy without profiling it; the
 copy checks the promise chunk by chunk, and a broken one makes the table planned again from its
 profile and copied again, with nothing of the first attempt left behind. No chunk commits before
-its snapshot passed integrity_check, though the copy starts while the check runs.
+its snapshot passed its integrity check, though the copy starts while the check runs; what is
+copied never depends on a source index, which that check does not compare with its table.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from runtime.migrate import plan as planning
 from runtime.migrate.engine import verify_only
 from runtime.migrate.plan import Source
 from runtime.migrate.run import Options
-from tests.fixtures.damaged_sqlite import make_damaged_sqlite
+from tests.fixtures.damaged_sqlite import make_damaged_sqlite, make_swapped_key_indexes
 
 pytestmark = pytest.mark.postgres
 
@@ -299,11 +300,53 @@ def test_a_damaged_snapshot_commits_nothing(
 ) -> None:
     source = tmp_path / "damaged.sqlite"
     make_damaged_sqlite(source)
-    with pytest.raises(MigrationError, match=r"(?s)integrity_check failed: .*items_label"):
+    with pytest.raises(
+        MigrationError, match=r"(?s)integrity check failed: .*2nd reference to page.*items_label"
+    ):
         run_migration(pg_url, {source: "s"})
     # The copy started while the check ran (the table was created), and committed nothing.
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT count(*) FROM s.items").fetchone() == (0,)
+
+
+def test_rows_are_read_from_their_tables_never_through_an_index(
+    pg_url: str, run_migration: Any, tmp_path: Path
+) -> None:
+    source = tmp_path / "swapped.sqlite"
+    make_swapped_key_indexes(source, children=False)
+    with sqlite3.connect(source) as sqlite:
+        # What the damage is: SQLite's own answers through the index of `names` are wrong.
+        by_key = sqlite.execute("SELECT n FROM names ORDER BY name").fetchall()
+        assert by_key == [(i,) for i in reversed(range(3000))]
+        assert sqlite.execute("SELECT n FROM names WHERE name = 'n00005'").fetchall() == []
+        assert sqlite.execute("PRAGMA quick_check").fetchall() == [("ok",)]
+        assert "missing from index" in sqlite.execute("PRAGMA integrity_check").fetchone()[0]
+    code, report = run_migration(pg_url, {source: "s"})
+    assert code == 0, report
+    tables = {t["table"]: t for t in report["sources"][0]["tables"]}
+    assert {name: t["rows_source"] for name, t in tables.items()} == {"names": 3000, "spare": 3000}
+    assert {name: t["rows_written"] for name, t in tables.items()} == {"names": 3000, "spare": 3000}
+    assert all(t["verified"] for t in tables.values()), report
+    with psycopg.connect(pg_url) as conn:
+        names = conn.execute("SELECT name, n FROM s.names ORDER BY name").fetchall()
+    assert names == [(f"n{i:05d}", i) for i in range(3000)]
+
+
+def test_a_damaged_parent_key_index_fails_the_check(
+    pg_url: str, run_migration: Any, tmp_path: Path
+) -> None:
+    """foreign_key_check finds parent keys through their index: the tables it relies on get the
+    full integrity_check, else 3,000 valid tags would be refused as orphans."""
+    source = tmp_path / "swapped.sqlite"
+    make_swapped_key_indexes(source, children=True)
+    with sqlite3.connect(source) as sqlite:
+        assert len(sqlite.execute("PRAGMA foreign_key_check").fetchall()) == 3000
+    with pytest.raises(
+        MigrationError, match=r"integrity check failed: .*missing from index sqlite_autoindex_names"
+    ):
+        run_migration(pg_url, {source: "s"})
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM s.tags").fetchone() == (0,)
 
 
 def test_the_gate_holds_commits_until_the_verdict(tmp_path: Path) -> None:
