@@ -93,11 +93,18 @@ def serve(args: argparse.Namespace) -> int:
         # the program's too.
         configure_program_logging()
         setup_django()
+        from django.db import connections
+
         from services.web.bootstrap import collectstatic, migrate
 
         if not args.no_migrate:
             migrate()
         collectstatic()
+        # gunicorn forks its workers from this process: a connection the migrations left open
+        # would be one PostgreSQL socket (or SQLite handle) shared by every worker, their
+        # queries interleaved on it, and the first worker to recycle it would cut the others'
+        # queries off (a 500 now and then, or another request's rows).
+        connections.close_all()
         return run_gunicorn(host=args.host, port=args.port, workers=args.workers)
     finally:
         if temporary:
