@@ -11,6 +11,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -37,6 +39,51 @@ def _get(url: str) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
+def _environ(tmp_path: Path, backend: str, pg_url: str | None = None) -> dict[str, str]:
+    """A `domos web` environment on `backend`, its domain schema upgraded."""
+    environ = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DB_", "DATABASE_"))},
+        **database_environ(backend, str(tmp_path / "data"), pg_url),
+        "DOMOS_RUN_DIR": str(tmp_path / "run"),
+    }
+    environ.pop("DJANGO_SETTINGS_MODULE", None)
+    upgraded = subprocess.run(
+        [*DOMOS, "db", "upgrade"], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60
+    )
+    assert upgraded.returncode == 0, upgraded.stderr
+    return environ
+
+
+@contextmanager
+def _serving(
+    environ: dict[str, str], log_path: Path, port: int
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`domos web` with two workers, answering /healthz; stopped by SIGTERM, which must exit 0."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [*DOMOS, "web", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+            cwd=ROOT,
+            env=environ,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    assert _get(f"http://127.0.0.1:{port}/healthz") == (200, b'{"ok": true}')
+                    break
+                except OSError:
+                    assert process.poll() is None, log_path.read_text()
+                    assert time.monotonic() < deadline, "web did not start"
+                    time.sleep(0.2)
+            yield process
+        finally:
+            process.send_signal(signal.SIGTERM)
+            code = process.wait(30)
+    assert code == 0, log_path.read_text()
+
+
 def _web_requests(exposition: str) -> dict[tuple[str, str, str], float]:
     counts = {}
     for family in text_string_to_metric_families(exposition):
@@ -49,17 +96,7 @@ def _web_requests(exposition: str) -> dict[tuple[str, str, str], float]:
 
 def test_domos_web_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
     port = _free_port()
-    environ = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("DB_", "DATABASE_"))},
-        **database_environ("sqlite", str(tmp_path / "data")),
-        "WEB_STAFF_PASSWORD": "correct-horse-battery",
-        "DOMOS_RUN_DIR": str(tmp_path / "run"),
-    }
-    environ.pop("DJANGO_SETTINGS_MODULE", None)
-    upgraded = subprocess.run(
-        [*DOMOS, "db", "upgrade"], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60
-    )
-    assert upgraded.returncode == 0, upgraded.stderr
+    environ = {**_environ(tmp_path, "sqlite"), "WEB_STAFF_PASSWORD": "correct-horse-battery"}
     made = subprocess.run(
         [*DOMOS, "web", "createstaff", "--username", "operator"],
         cwd=ROOT,
@@ -71,25 +108,7 @@ def test_domos_web_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
     assert made.returncode == 0, made.stderr
     assert "created" in made.stdout
 
-    log = (tmp_path / "web.log").open("wb")
-    process = subprocess.Popen(
-        [*DOMOS, "web", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-        cwd=ROOT,
-        env=environ,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                status, body = _get(f"http://127.0.0.1:{port}/healthz")
-                break
-            except OSError:
-                assert process.poll() is None, (tmp_path / "web.log").read_text()
-                assert time.monotonic() < deadline, "web did not start"
-                time.sleep(0.2)
-        assert (status, body) == (200, b'{"ok": true}')
+    with _serving(environ, tmp_path / "web.log", port):
         assert _get(f"http://127.0.0.1:{port}/static/admin/css/base.css")[0] == 200
         login_status, login_page = _get(f"http://127.0.0.1:{port}/admin/login/")
         assert login_status == 200
@@ -110,33 +129,17 @@ def test_domos_web_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
         assert counts[("/admin/login/", "GET", "200")] == 11
         assert counts[("/healthz", "GET", "200")] == 2  # the start-up probe and the slow one
         assert counts[("/static/<path>", "GET", "200")] == 1
-    finally:
-        process.send_signal(signal.SIGTERM)
-        code = process.wait(30)
-        log.close()
-    assert code == 0, (tmp_path / "web.log").read_text()
 
 
-def _socket_inodes(pid: int) -> set[int]:
-    inodes = set()
+def _open(pid: int) -> set[str]:
+    """What the process's file descriptors point at: paths, `socket:[inode]`, ..."""
+    targets = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
-            target = os.readlink(fd)
+            targets.add(os.readlink(fd))
         except OSError:  # closed meanwhile
             continue
-        if target.startswith("socket:["):
-            inodes.add(int(target[8:-1]))
-    return inodes
-
-
-def _open_files(pid: int) -> set[str]:
-    files = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            files.add(os.readlink(fd))
-        except OSError:
-            continue
-    return files
+    return targets
 
 
 def _connections_to(port: int) -> set[int]:
@@ -160,58 +163,27 @@ def test_the_workers_share_no_database_connection(
     left open, every worker would hold. On PostgreSQL that was one socket for both workers
     (their queries interleaved on it: the browser saw a 500 now and then)."""
     pg_url = request.getfixturevalue("pg_domos_url") if backend == "postgres" else None
+    environ = _environ(tmp_path, backend, pg_url)
     data = tmp_path / "data"
-    environ = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("DB_", "DATABASE_"))},
-        **database_environ(backend, str(data), pg_url),
-        "DOMOS_RUN_DIR": str(tmp_path / "run"),
-    }
-    environ.pop("DJANGO_SETTINGS_MODULE", None)
-    upgraded = subprocess.run(
-        [*DOMOS, "db", "upgrade"], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60
-    )
-    assert upgraded.returncode == 0, upgraded.stderr
     port = _free_port()
-    log = (tmp_path / "web.log").open("wb")
-    master = subprocess.Popen(
-        [*DOMOS, "web", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-        cwd=ROOT,
-        env=environ,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                assert _get(f"http://127.0.0.1:{port}/healthz")[0] == 200
-                break
-            except OSError:
-                assert master.poll() is None, (tmp_path / "web.log").read_text()
-                assert time.monotonic() < deadline, "web did not start"
-                time.sleep(0.2)
+    with _serving(environ, tmp_path / "web.log", port) as master:
         workers = [
             int(pid)
             for pid in Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split()
         ]
         assert len(workers) == 2, workers
-        # Requests that read the database, enough for both workers to have served some.
-        for _ in range(20):
-            assert _get(f"http://127.0.0.1:{port}/admin/login/?next=/admin/")[0] == 200
-            assert _get(f"http://127.0.0.1:{port}/admin/")[0] in (200, 302)
-        held = {pid: _socket_inodes(pid) for pid in (master.pid, *workers)}
+        # /healthz reads the Django and main databases: enough for both workers to have some.
+        for _ in range(40):
+            assert _get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+        held = {pid: _open(pid) for pid in (master.pid, *workers)}
         if backend == "postgres":
-            to_postgres = _connections_to(int(urlsplit(pg_url or "").port or 5432))
-            mine = {pid: inodes & to_postgres for pid, inodes in held.items()}
+            to_postgres = {
+                f"socket:[{inode}]"
+                for inode in _connections_to(int(urlsplit(pg_url or "").port or 5432))
+            }
+            mine = {pid: targets & to_postgres for pid, targets in held.items()}
             assert mine[master.pid] == set(), "the master holds a PostgreSQL connection"
             assert not mine[workers[0]] & mine[workers[1]], "the workers share a connection"
         else:
-            databases = {
-                path for path in _open_files(master.pid) if path.startswith(str(data.resolve()))
-            }
+            databases = {path for path in held[master.pid] if path.startswith(str(data.resolve()))}
             assert databases == set(), f"the master holds database files open: {databases}"
-    finally:
-        master.send_signal(signal.SIGTERM)
-        code = master.wait(30)
-        log.close()
-    assert code == 0, (tmp_path / "web.log").read_text()
