@@ -55,11 +55,10 @@ def check(snapshot: Path) -> list[str]:
     """Check the snapshot (read-only) and record the verdict; its problems.
 
     quick_check reads every page and b-tree of the file (and NOT NULL and CHECK constraints) but
-    does not compare indexes with their tables, which is most of integrity_check's cost (0.13
-    against 0.6 s CPU on the legacy benchmark's file). The migration never reads an index:
-    every row it copies, counts and verifies comes from its table's b-tree
-    (sqlite_source.table_rows), and PostgreSQL builds its indexes and unique constraints anew.
-    The one index it relies on is a foreign key's parent key, found by foreign_key_check:
+    does not compare indexes with their tables, which is most of integrity_check's cost. The
+    migration never reads an index: every row it copies, counts and verifies comes from its table's
+    b-tree (sqlite_source.table_rows), and PostgreSQL builds its indexes and unique constraints
+    anew. The one index it relies on is a foreign key's parent key, found by foreign_key_check:
     those tables get the full integrity_check.
 
     Through the ADBC SQLite driver, whose SQLite is newer (and faster at this) than the one of
