@@ -471,8 +471,7 @@ TOOLS: dict[str, Callable[[Workload, Path], dict[str, Any] | None]] = {
 def run_workload(workload: Workload, rounds: int) -> dict[str, Any] | None:
     """Every tool `rounds` times, interleaved (each round in another order), each run into a
     fresh database; per tool, the run of median time. A machine busy for a moment (writeback
-    after a test suite, another process) then costs one run of one tool, not its figure: run
-    one after the other, ours (first) took 4.1 to 5.8 s on the same tree and machine."""
+    after a test suite, another process) then costs one run of one tool, not its figure."""
     CACHE.mkdir(parents=True, exist_ok=True)
     source = CACHE / workload.file
     if not source.exists():

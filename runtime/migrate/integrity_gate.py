@@ -80,7 +80,7 @@ def check(snapshot: Path) -> list[str]:
                     statement.set_sql_query(sql)
                     handle, _ = statement.execute_query()
                     table = pa.RecordBatchReader.from_stream(handle).read_all()
-                    return [str(value) for value in table[0]] if table.num_columns else []
+                    return [str(value) for value in table[0]]
 
             statements = ["PRAGMA quick_check"] + [
                 "PRAGMA integrity_check('" + parent.replace("'", "''") + "')"
