@@ -47,10 +47,6 @@ def source_select(
     if chunk != (0, -1):
         sql += " WHERE rowid BETWEEN ? AND ?"
         params = chunk
-    if ordered:
-        if plan.key and not plan.rowid_key:
-            source_of = {c.target: c.source for c in plan.columns}
-            sql += " ORDER BY " + ", ".join(quote_sqlite(source_of[k]) for k in plan.key)
-        elif not plan.without_rowid:
-            sql += " ORDER BY rowid"
+    if ordered and plan.hashed_in_key_order:
+        sql += " ORDER BY rowid"
     return sql, params

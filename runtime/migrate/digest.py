@@ -1,7 +1,8 @@
 """Verification digests: what each side of verification computes per chunk.
 
 A `Digest` holds the row count and the content hash: columnar.py's, with a hash per column, or
-md5 of canonical row texts in key order, or a multiset hash for tables without a key, both with
+md5 of canonical row texts in key order, or a multiset hash for tables not keyed by their integer
+rowid, both with
 per-column aggregates (count, min, max, sum) that say which column differs. The digests of a
 table's chunks merge into one per side.
 """

@@ -90,7 +90,7 @@ class TablePlan:
     schema: str
     target: str  # the PostgreSQL table
     columns: list[ColumnPlan]
-    key: tuple[str, ...]  # target columns giving the verification order; empty = multiset hash
+    key: tuple[str, ...]  # the primary key's target columns; empty: none
     rowid_key: bool  # the key is the single INTEGER PRIMARY KEY (rowid alias): ranges by id
     without_rowid: bool
     source_key: tuple[str, ...]  # source columns naming a row in reject files
@@ -109,6 +109,14 @@ class TablePlan:
     @property
     def from_declared_types(self) -> bool:
         return self.basis == "declared"
+
+    @property
+    def hashed_in_key_order(self) -> bool:
+        """Verification hashes rows in key order only where the key is the integer rowid alias,
+        whose order and uniqueness both sides share. Any other key can sort otherwise once
+        converted (2 and '10' in an untyped column become texts; DATETIME texts in two zones
+        become instants) or even stop being unique: such tables are hashed as a multiset."""
+        return self.rowid_key
 
     @property
     def qualified(self) -> str:

@@ -16,7 +16,8 @@ def describe_plan(plans: list[TablePlan]) -> str:
     for plan in plans:
         lines.append(
             f"{plan.source_name}:{plan.table} -> {plan.label} ({plan.rows} rows, "
-            f"{len(plan.chunks)} chunk(s), key {', '.join(plan.key) or 'none: multiset hash'})"
+            f"{len(plan.chunks)} chunk(s), key {', '.join(plan.key) or 'none'}, "
+            f"{'hashed in key order' if plan.hashed_in_key_order else 'multiset hash'})"
         )
         for column in plan.columns:
             flags = f' collate "{column.collation}"' if column.collation else ""
@@ -65,7 +66,7 @@ def build_report(run: Run, exit_code: int) -> dict[str, Any]:
                     for c in plan.columns
                 ],
                 "key": list(plan.key),
-                "hash_mode": "ordered" if plan.key else "multiset",
+                "hash_mode": "ordered" if plan.hashed_in_key_order else "multiset",
                 "content_hash": outcome.content_hash,
                 "verified": outcome.verified,
                 "verification_problems": outcome.verification_problems,

@@ -1,12 +1,13 @@
 """Verification: the same digest computed independently on each side.
 
-SQLite side: read from the source snapshot, in key order, through the same value rules as the
+SQLite side: read from the source snapshot, in rowid order, through the same value rules as the
 copy (rejected rows are left out and counted). PostgreSQL side: read back from the target by SQL
 (`COPY (SELECT ... ORDER BY key) TO STDOUT`, aggregates by SQL), never from the copy stream.
 
 Digest per table: row count and a content hash. Tables the columnar hash takes (columnar.py)
 hash each column apart, which says which column differs. Others hash the canonical rows in key
-order, or a multiset hash (sum of row hashes) for tables without a key, and add per column the
+order, or a multiset hash (sum of row hashes) for tables not keyed by their integer rowid
+(TablePlan.hashed_in_key_order), and add per column the
 count of non-null values, min, max (text compared bytewise: COLLATE "C") and sum for numbers.
 
 Tables keyed by their rowid alias whose column types have a row text encoding (rowtext.py) are
@@ -63,7 +64,7 @@ _ROW_TEXT = '"__domos_row_text"'
 
 class _Hasher:
     def __init__(self, plan: TablePlan) -> None:
-        self.ordered = bool(plan.key)
+        self.ordered = plan.hashed_in_key_order
         self.row_text = rowtext.batch_formatter(plan) if rowtext.supports(plan) else None
         self.hash: Any = (
             hashlib.md5(usedforsecurity=False)
@@ -247,14 +248,7 @@ def _pg_where(plan: TablePlan, bounds: tuple[int | None, int | None]) -> str:
 
 
 def _pg_order(plan: TablePlan) -> str:
-    if not plan.key:
-        return ""
-    types = {c.target: c.converter for c in plan.columns}
-    parts = []
-    for name in plan.key:
-        collate = ' COLLATE "C"' if types.get(name) in TEXT_TYPES else ""
-        parts.append(quote_ident(name) + collate)
-    return " ORDER BY " + ", ".join(parts)
+    return f" ORDER BY {quote_ident(plan.key[0])}" if plan.hashed_in_key_order else ""
 
 
 def computed_by_server(plan: TablePlan) -> bool:

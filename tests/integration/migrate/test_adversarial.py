@@ -300,3 +300,32 @@ def test_rows_an_existing_table_refuses_go_to_the_reject_file(pg_url, run_migrat
         pg_url, {source: "legacy"}, mode="existing", truncate=True, allow_rejects=True
     )
     assert code == 0
+
+
+def test_keys_that_sort_otherwise_once_converted_are_still_verified(
+    pg_url, run_migration, tmp_path
+):
+    """SQLite sorts numbers before texts and DATETIME texts as texts; PostgreSQL sorts the
+    converted values: text bytewise, instants in time. Tables not keyed by their integer rowid
+    are hashed as a multiset, which no order can change."""
+    source = tmp_path / "keys.sqlite"
+    with sqlite3.connect(source) as conn:
+        conn.executescript(
+            """
+            CREATE TABLE codes (code PRIMARY KEY, v TEXT) WITHOUT ROWID;
+            INSERT INTO codes VALUES (2, 'a'), ('10', 'b'), (3.5, 'c'), ('abc', 'd');
+            CREATE TABLE days (at DATETIME PRIMARY KEY, v INTEGER);
+            INSERT INTO days VALUES ('2024-01-01 10:00:00+03:00', 1), ('2024-01-01 08:00:00', 2);
+            """
+        )
+    conn.close()
+
+    code, report = run_migration(pg_url, {source: "keys"})
+
+    tables = {t["table"]: t for t in report["sources"][0]["tables"]}
+    assert code == 0, report
+    assert {name: t["verified"] for name, t in tables.items()} == {"codes": True, "days": True}
+    assert {t["hash_mode"] for t in tables.values()} == {"multiset"}
+    with psycopg.connect(pg_url) as conn:
+        codes = conn.execute('SELECT code FROM keys.codes ORDER BY code COLLATE "C"').fetchall()
+    assert codes == [("10",), ("2",), ("3.5",), ("abc",)]
