@@ -48,6 +48,16 @@ def _add_foreign_key(
 ) -> None:
     try:
         conn.execute(statement)
+    except psycopg.errors.InvalidForeignKey as exc:
+        # Its parent key is not unique in PostgreSQL (keys.py reported why): none to add.
+        message = (
+            "foreign key not added, its parent key is not unique in PostgreSQL: "
+            + str(exc).splitlines()[0]
+        )
+        log.warning("foreign_key_not_added", statement=statement, error=str(exc))
+        if outcome is None:
+            raise MigrationError(message) from exc
+        outcome.constraint_problems.append(message)
     except psycopg.errors.ForeignKeyViolation as exc:
         # Children of rejected parent rows: keep the constraint for new writes, report the rows.
         conn.execute(statement + " NOT VALID")

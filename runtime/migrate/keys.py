@@ -9,9 +9,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import psycopg
+import structlog
 
-from runtime.migrate.plan import TablePlan, quote_ident
-from runtime.migrate.run import Run
+from runtime.migrate.plan import Constraint, TablePlan, quote_ident
+from runtime.migrate.run import Run, TableOutcome
+
+log = structlog.get_logger("domos.migrate")
 
 #: maintenance_work_mem of the sessions that build keys and indexes (KeyBuilder).
 INDEX_BUILD_MEMORY = "256MB"
@@ -45,8 +48,9 @@ class KeyBuilder:
         # and a text) then sorts in memory, 2.0 instead of 2.3-2.4 core-s with parallel workers.
         options = f"-c maintenance_work_mem={INDEX_BUILD_MEMORY}"
         with psycopg.connect(self.target_url, autocommit=True, options=options) as conn:
+            outcome = self.run.outcomes[plan.label]
             for constraint in keys:
-                conn.execute(constraint.sql)
+                _add_key(conn, plan, outcome, constraint)
             if self.on_key is not None:
                 self.on_key(plan)
             # Before the other indexes (it waits for an index build, and plain indexes need no
@@ -54,13 +58,34 @@ class KeyBuilder:
             # parallel workers, is then what finishes the run, not ANALYZE on one core.
             conn.execute(f"ANALYZE {plan.qualified}")
             for constraint in others:
-                conn.execute(constraint.sql)
+                _add_key(conn, plan, outcome, constraint)
             _set_sequence(conn, plan)
-        phases = self.run.outcomes[plan.label].phases
-        phases["constraints_s"] = round(time.perf_counter() - started, 3)
+        outcome.phases["constraints_s"] = round(time.perf_counter() - started, 3)
 
     def close(self) -> None:
         self.threads.shutdown(wait=True, cancel_futures=True)
+
+
+def _add_key(
+    conn: psycopg.Connection[Any], plan: TablePlan, outcome: TableOutcome, constraint: Constraint
+) -> None:
+    """A key, unique constraint or index. Values SQLite holds apart can be equal in PostgreSQL:
+    1 and '1' in an untyped column (both text), two spellings of one instant in a DATETIME
+    column. Such a key is not added: a plain index of its columns stands in, and the run
+    reports it (exit 1), every row copied and verified, for the operator to resolve."""
+    try:
+        conn.execute(constraint.sql)
+    except psycopg.errors.UniqueViolation as exc:
+        if not constraint.columns:
+            raise
+        detail = (exc.diag.message_detail or str(exc)).strip()
+        outcome.constraint_problems.append(
+            f"{constraint.name} not added: {detail.rstrip('.')} in PostgreSQL, though unique in "
+            "SQLite; a plain index stands in for it"
+        )
+        log.warning("key_not_unique", table=plan.label, key=constraint.name, detail=detail)
+        columns = ", ".join(quote_ident(c) for c in constraint.columns)
+        conn.execute(f"CREATE INDEX {quote_ident(constraint.name)} ON {plan.qualified} ({columns})")
 
 
 def _set_sequence(conn: psycopg.Connection[Any], plan: TablePlan) -> None:

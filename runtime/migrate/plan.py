@@ -80,6 +80,9 @@ class Constraint:
     kind: str  # primary_key | unique | index | foreign_key
     name: str
     sql: str  # the statement that creates it
+    #: What a key, unique constraint or index covers (the target's columns); a plain index of
+    #: these stands in where PostgreSQL finds the values not unique (keys.py).
+    columns: tuple[str, ...] = ()
 
 
 @dataclass
@@ -376,6 +379,7 @@ def _constraints(
                 name,
                 f"ALTER TABLE {q} ADD CONSTRAINT {quote_ident(name)} "
                 f"PRIMARY KEY ({_column_list(table.primary_key)})",
+                table.primary_key,
             )
         )
     for index in table.indexes:
@@ -387,6 +391,7 @@ def _constraints(
                     name,
                     f"ALTER TABLE {q} ADD CONSTRAINT {quote_ident(name)} "
                     f"UNIQUE ({_column_list(index.columns)})",
+                    index.columns,
                 )
             )
         elif not index.partial:
@@ -397,6 +402,7 @@ def _constraints(
                     index.name,
                     f"CREATE {unique}INDEX {quote_ident(index.name)} ON {q} "
                     f"({_column_list(index.columns)})",
+                    index.columns,
                 )
             )
         else:

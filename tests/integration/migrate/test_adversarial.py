@@ -329,3 +329,66 @@ def test_keys_that_sort_otherwise_once_converted_are_still_verified(
     with psycopg.connect(pg_url) as conn:
         codes = conn.execute('SELECT code FROM keys.codes ORDER BY code COLLATE "C"').fetchall()
     assert codes == [("10",), ("2",), ("3.5",), ("abc",)]
+
+
+def test_keys_unique_in_sqlite_but_not_once_converted_keep_every_row(
+    pg_url, run_migration, tmp_path
+):
+    """1 and '1' in an untyped column both become the text '1'; two spellings of one instant
+    become one timestamptz. Every row arrives and is verified; each such key is reported (exit
+    1) with a plain index in its place, and a foreign key to it is reported, not added."""
+    source = tmp_path / "twins.sqlite"
+    with sqlite3.connect(source) as conn:
+        conn.executescript(
+            """
+            CREATE TABLE events (id INTEGER PRIMARY KEY, at DATETIME UNIQUE, code UNIQUE);
+            INSERT INTO events VALUES
+                (1, '2024-01-01 10:00:00', 1), (2, '2024-01-01T10:00:00Z', '1'),
+                (3, '2024-01-02 10:00:00', 2);
+            CREATE TABLE tickets (id INTEGER PRIMARY KEY, event_code REFERENCES events(code));
+            INSERT INTO tickets VALUES (1, 1), (2, '1'), (3, 2);
+            CREATE TABLE pairs (a, b TEXT, PRIMARY KEY (a, b)) WITHOUT ROWID;
+            INSERT INTO pairs VALUES (1, 'x'), ('1', 'x'), (2, 'x');
+            """
+        )
+    conn.close()
+
+    code, report = run_migration(pg_url, {source: "twins"})
+
+    tables = {t["table"]: t for t in report["sources"][0]["tables"]}
+    assert code == 1
+    assert report["verified"] is True
+    assert {name: t["rows_written"] for name, t in tables.items()} == {
+        "events": 3,
+        "tickets": 3,
+        "pairs": 3,
+    }
+    assert sorted(tables["events"]["constraint_problems"]) == [
+        "events_at_key not added: Key (at)=(2024-01-01 10:00:00+00) is duplicated in "
+        "PostgreSQL, though unique in SQLite; a plain index stands in for it",
+        "events_code_key not added: Key (code)=(1) is duplicated in PostgreSQL, though unique "
+        "in SQLite; a plain index stands in for it",
+    ]
+    assert tables["pairs"]["constraint_problems"] == [
+        "pairs_pkey not added: Key (a, b)=(1, x) is duplicated in PostgreSQL, though unique in "
+        "SQLite; a plain index stands in for it"
+    ]
+    [problem] = tables["tickets"]["constraint_problems"]
+    assert problem.startswith("foreign key not added, its parent key is not unique")
+    with psycopg.connect(pg_url) as conn:
+        indexes = conn.execute(
+            "SELECT indexname, indexdef LIKE 'CREATE UNIQUE%' FROM pg_indexes "
+            "WHERE schemaname = 'twins' ORDER BY indexname"
+        ).fetchall()
+        fks = conn.execute(
+            "SELECT count(*) FROM pg_constraint WHERE contype = 'f' "
+            "AND connamespace = 'twins'::regnamespace"
+        ).fetchone()
+    assert indexes == [
+        ("events_at_key", False),
+        ("events_code_key", False),
+        ("events_pkey", True),
+        ("pairs_pkey", False),
+        ("tickets_pkey", True),
+    ]
+    assert fks == (0,)
