@@ -91,7 +91,7 @@ def migrate(
                     snapshots=snapshots,
                 )
             if options.dry_run:
-                print(describe_plan(run.plans), file=sys.stdout)
+                print(describe_plan(run.plans, run.sources), file=sys.stdout)
                 return 0, write_report(run, 0)
             state = load_state(options)
             if not options.resume:

@@ -89,7 +89,8 @@ def _add_key(
 
 
 def _set_sequence(conn: psycopg.Connection[Any], plan: TablePlan) -> None:
-    """Move the identity/serial sequence past the copied ids so inserts without an id work."""
+    """Move the identity/serial sequence past the copied ids so inserts without an id work, and
+    past every id an AUTOINCREMENT table issued, so no deleted row's id comes back."""
     if plan.identity_column is None:
         return
     column = quote_ident(plan.identity_column)
@@ -97,8 +98,8 @@ def _set_sequence(conn: psycopg.Connection[Any], plan: TablePlan) -> None:
         f"""
         SELECT setval(seq, COALESCE(m, 1), m IS NOT NULL)
         FROM (SELECT pg_get_serial_sequence(%s, %s) AS seq,
-                     (SELECT max({column}) FROM {plan.qualified}) AS m) s
+                     GREATEST((SELECT max({column}) FROM {plan.qualified}), %s::bigint) AS m) s
         WHERE seq IS NOT NULL
         """,
-        (plan.qualified, plan.identity_column),
+        (plan.qualified, plan.identity_column, plan.issued_ids),
     )

@@ -17,7 +17,7 @@ from runtime.migrate.plan import (
     violations_by_table,
 )
 from runtime.migrate.snapshot import Source
-from runtime.migrate.sqlite_source import ForeignKeyViolation, Table, rowid_bounds
+from runtime.migrate.sqlite_source import ForeignKeyViolation, Table, issued_ids, rowid_bounds
 from runtime.migrate.values import CONVERTERS, base_type
 
 if TYPE_CHECKING:  # annotations only
@@ -213,6 +213,7 @@ def plan_existing(
             chunks=chunks,
             create_sql=None,
             identity_column=identity or serial,
+            issued_ids=issued_ids(conn, table),
             excluded_rowids=excluded.get(table.name, {}),
         )
         for problem in plan.excluded_rowids.values():

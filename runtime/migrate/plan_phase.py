@@ -15,7 +15,12 @@ from runtime.migrate import plan as planning
 from runtime.migrate.plan_existing import plan_existing
 from runtime.migrate.run import Run, TableOutcome
 from runtime.migrate.snapshot import start_snapshots
-from runtime.migrate.sqlite_source import foreign_key_violations, open_snapshot, read_tables
+from runtime.migrate.sqlite_source import (
+    foreign_key_violations,
+    open_snapshot,
+    read_tables,
+    views_and_triggers,
+)
 from runtime.migrate.workers import Checker
 
 
@@ -46,6 +51,8 @@ def prepare_plans(
         try:
             violations = foreign_key_violations(conn)
             tables = read_tables(conn)
+            # Existing mode: the target's schema has its own (domos db upgrade, Django).
+            left_out = [] if options.mode == "existing" else views_and_triggers(conn)
             if options.mode == "existing":
                 assert target is not None
                 plans = plan_existing(
@@ -79,6 +86,7 @@ def prepare_plans(
                 "snapshot": str(path),
                 "integrity_check": "running",
                 "foreign_key_violations": len(violations),
+                "not_migrated": left_out,
                 "tables": [p.label for p in plans],
             }
         )

@@ -11,8 +11,12 @@ from runtime.migrate.plan import TablePlan
 from runtime.migrate.run import Run
 
 
-def describe_plan(plans: list[TablePlan]) -> str:
-    lines = []
+def describe_plan(plans: list[TablePlan], sources: list[dict[str, Any]]) -> str:
+    lines = [
+        f"{source['name']}: not migrated: {', '.join(source['not_migrated'])}"
+        for source in sources
+        if source.get("not_migrated")
+    ]
     for plan in plans:
         lines.append(
             f"{plan.source_name}:{plan.table} -> {plan.label} ({plan.rows} rows, "
@@ -23,6 +27,7 @@ def describe_plan(plans: list[TablePlan]) -> str:
             flags = f' collate "{column.collation}"' if column.collation else ""
             flags += " identity" if column.identity else ""
             flags += " not null" if column.not_null else ""
+            flags += f" default {column.default}" if column.default is not None else ""
             lines.append(f"    {column.source} -> {column.target} {column.pg_type}{flags}")
             lines.append(f"        stored: {_describe_classes(column.classes)}")
             lines.append(f"        why: {column.note}")
@@ -59,6 +64,7 @@ def build_report(run: Run, exit_code: int) -> dict[str, Any]:
                         "source": c.source,
                         "target": c.target,
                         "type": c.pg_type,
+                        "default": c.default,
                         "collation": c.collation,
                         "classes": c.classes,
                         "rule": c.note,
@@ -100,7 +106,7 @@ def exit_code(run: Run) -> int:
     verified = all(o.verified for o in run.outcomes.values()) if options.verify else True
     problems = any(
         o.rejects or o.constraint_problems or o.plan.problems for o in run.outcomes.values()
-    )
+    ) or any(source.get("not_migrated") for source in run.sources)
     if not verified:
         return 1
     if problems and not options.allow_rejects:

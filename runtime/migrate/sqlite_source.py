@@ -58,6 +58,7 @@ class Column:
     not_null: bool
     pk_position: int  # 1-based position in the primary key, 0 when not part of it
     hidden: bool  # generated columns are recomputed by PostgreSQL, never copied
+    default: str | None = None  # the DEFAULT expression as written; None: none
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class Index:
     unique: bool
     origin: str  # c = CREATE INDEX, u = UNIQUE constraint, pk = primary key
     partial: bool
+    expression: bool = False  # indexes an expression: `columns` holds only its plain columns
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,25 @@ class Table:
         return [c for c in self.columns if not c.hidden]
 
 
+def issued_ids(conn: sqlite3.Connection, table: Table) -> int | None:
+    """The largest id an AUTOINCREMENT table has ever issued (sqlite_sequence), deleted rows'
+    included: SQLite never issues it again, so neither may PostgreSQL."""
+    if not table.autoincrement:
+        return None
+    row = conn.execute("SELECT max(seq) FROM sqlite_sequence WHERE name = ?", (table.name,))
+    value = row.fetchone()[0]
+    return value if isinstance(value, int) else None
+
+
+def views_and_triggers(conn: sqlite3.Connection) -> list[str]:
+    """What the migration does not carry over (their SQL is SQLite's): "view NAME", "trigger
+    NAME"."""
+    rows = conn.execute(
+        "SELECT type, name FROM sqlite_master WHERE type IN ('view', 'trigger') ORDER BY type, name"
+    )
+    return [f"{kind} {name}" for kind, name in rows]
+
+
 def quote_sqlite(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -144,6 +165,7 @@ def _read_table(conn: sqlite3.Connection, name: str, create_sql: str) -> Table:
             not_null=bool(row[3]),
             pk_position=row[5],
             hidden=row[6] != 0,
+            default=row[4],
         )
         for row in conn.execute(f"PRAGMA table_xinfo({quoted})")
     ]
@@ -167,13 +189,9 @@ def _read_table(conn: sqlite3.Connection, name: str, create_sql: str) -> Table:
             table.binary_collation = False
         if origin == "pk":
             continue
-        index_columns = tuple(info[2] for info in keys)
-        if any(column is None for column in index_columns):
-            raise MigrationError(
-                f"index {index_name!r} on {name!r} uses expressions; create it by hand after "
-                "the migration"
-            )
-        table.indexes.append(Index(index_name, index_columns, unique, origin, partial))
+        index_columns = tuple(info[2] for info in keys if info[2] is not None)
+        expression = len(index_columns) < len(keys)
+        table.indexes.append(Index(index_name, index_columns, unique, origin, partial, expression))
     grouped: dict[int, list[tuple[str, str | None, str, str, str]]] = {}
     for row in conn.execute(f"PRAGMA foreign_key_list({quoted})"):
         grouped.setdefault(row[0], []).append((row[3], row[4], row[2], row[6], row[5]))

@@ -392,3 +392,40 @@ def test_keys_unique_in_sqlite_but_not_once_converted_keep_every_row(
         ("tickets_pkey", True),
     ]
     assert fks == (0,)
+
+
+def test_what_is_not_carried_over_is_named_and_fails_the_run(
+    pg_url, run_migration, tmp_path, capsys
+):
+    """Views, triggers, generated columns and expression indexes hold SQLite's SQL, which is
+    not translated: each is named in the dry run and the report, and the run exits 1."""
+    source = tmp_path / "extras.sqlite"
+    with sqlite3.connect(source) as conn:
+        conn.executescript(
+            """
+            CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT, n INTEGER,
+                                twice INTEGER GENERATED ALWAYS AS (n * 2) VIRTUAL);
+            CREATE UNIQUE INDEX users_email ON users (lower(email));
+            INSERT INTO users (email, n) VALUES ('a@x', 1), ('b@x', 2);
+            CREATE VIEW admins AS SELECT * FROM users WHERE n > 1;
+            CREATE TRIGGER touch AFTER INSERT ON users BEGIN SELECT 1; END;
+            """
+        )
+    conn.close()
+
+    assert run_migration(pg_url, {source: "extras"}, dry_run=True)[0] == 0
+    out = capsys.readouterr().out
+    assert "extras: not migrated: trigger touch, view admins\n" in out
+    assert "problem: expression_index_not_migrated:users_email x1" in out
+    code, report = run_migration(pg_url, {source: "extras"})
+
+    assert code == 1
+    [summary] = report["sources"]
+    assert summary["not_migrated"] == ["trigger touch", "view admins"]
+    [table] = summary["tables"]
+    assert table["verified"] is True
+    assert table["rows_written"] == 2
+    assert table["problems"] == {
+        "expression_index_not_migrated:users_email": 1,
+        "generated_column_not_migrated:twice": 1,
+    }
