@@ -17,14 +17,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from runtime.migrate.values import CONVERTERS, Reject
-
-if TYPE_CHECKING:  # plan.py imports this module
-    from runtime.migrate.plan import ColumnPlan
-    from runtime.migrate.sqlite_source import Table
 
 _CONSTANT = re.compile(
     r"""[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?  # a number
@@ -67,22 +61,6 @@ _CLOCK_SQL = {
     ("seconds", "timestamp with time zone"): "date_trunc('second', CURRENT_TIMESTAMP)",
     ("seconds", "text"): f"{_SECONDS}::text",
 }
-
-
-def with_defaults(table: Table, columns: list[ColumnPlan]) -> tuple[list[ColumnPlan], list[str]]:
-    """The columns with their defaults; the names of the columns whose default has none."""
-    source = {c.name: c for c in table.columns}
-    result, lost = [], []
-    for column in columns:
-        expression = source[column.source].default
-        if expression is None or column.identity:
-            result.append(column)
-            continue
-        translated = pg_default(expression, source[column.source].declared, column.converter)
-        if translated is None:
-            lost.append(column.source)
-        result.append(replace(column, default=translated or None))
-    return result, lost
 
 
 def pg_default(expression: str, declared: str, pg_type: str) -> str | None:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from runtime.migrate.arrow_scope import arrow_converts
 from runtime.migrate.column_profile import ColumnProfile
-from runtime.migrate.defaults import with_defaults
+from runtime.migrate.defaults import pg_default
 from runtime.migrate.inference import choose_type, classes_seen, intent_of
 from runtime.migrate.snapshot import Source
 from runtime.migrate.sqlite_source import (
@@ -272,7 +272,7 @@ def plan_table(
             columns = _infer_columns(table, profiles)
         profiled = next(iter(profiles.values()), None)
         rows = None if profiled is None else profiled.null + profiled.non_null
-    columns, lost_defaults = with_defaults(table, columns)
+    columns, lost_defaults = _with_defaults(table, columns)
     low, high, count = rowid_bounds(conn, table, rows)
     chunks = [(0, -1)] if table.without_rowid else plan_chunks(low, high, count, chunk_rows)
     plan = TablePlan(
@@ -358,6 +358,22 @@ def _infer_columns(
             )
         )
     return columns
+
+
+def _with_defaults(table: Table, columns: list[ColumnPlan]) -> tuple[list[ColumnPlan], list[str]]:
+    """The columns with their defaults; the names of the columns whose default has none."""
+    source = {c.name: c for c in table.columns}
+    result, lost = [], []
+    for column in columns:
+        expression = source[column.source].default
+        if expression is None or column.identity:
+            result.append(column)
+            continue
+        translated = pg_default(expression, source[column.source].declared, column.converter)
+        if translated is None:
+            lost.append(column.source)
+        result.append(replace(column, default=translated or None))
+    return result, lost
 
 
 def _create_table_sql(schema: str, name: str, columns: list[ColumnPlan]) -> str:
