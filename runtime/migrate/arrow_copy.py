@@ -149,9 +149,9 @@ def _select(plan: TablePlan, chunk: tuple[int, int]) -> str:
     columns = ", ".join(expression for expression, _ in read)
     rows = f"SELECT {_marker(plan)}, {columns} FROM {table_rows(plan.table)}"
     if chunk != (0, -1):
-        rows += f" WHERE rowid BETWEEN {int(chunk[0])} AND {int(chunk[1])}"
+        rows += f" WHERE {plan.rowid_name} BETWEEN {int(chunk[0])} AND {int(chunk[1])}"
     if plan.rowid_key:
-        rows += " ORDER BY rowid"
+        rows += f" ORDER BY {plan.rowid_name}"
     return f"SELECT 1, {literals} UNION ALL SELECT * FROM ({rows})"
 
 

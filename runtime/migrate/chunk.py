@@ -41,12 +41,12 @@ def source_select(
     """SELECT of the snapshot for one chunk: rowid first (None for WITHOUT ROWID), then columns."""
     columns = ", ".join(quote_sqlite(c.source) for c in plan.columns) or "NULL"
     table = table_rows(plan.table)
-    rowid = "NULL" if plan.without_rowid else "rowid"
+    rowid = "NULL" if plan.without_rowid else plan.rowid_name
     sql = f"SELECT {rowid}, {columns} FROM {table}"
     params: tuple[int, ...] = ()
     if chunk != (0, -1):
-        sql += " WHERE rowid BETWEEN ? AND ?"
+        sql += f" WHERE {plan.rowid_name} BETWEEN ? AND ?"
         params = chunk
     if ordered and plan.hashed_in_key_order:
-        sql += " ORDER BY rowid"
+        sql += f" ORDER BY {plan.rowid_name}"
     return sql, params

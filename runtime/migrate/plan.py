@@ -106,6 +106,8 @@ class TablePlan:
     create_sql: str | None  # None in existing mode: the table is already there
     constraints: list[Constraint] = field(default_factory=list)
     identity_column: str | None = None
+    #: What the source's SELECTs call the rowid (Table.rowid_name).
+    rowid_name: str = "rowid"
     #: The largest id SQLite issued for an AUTOINCREMENT table (sqlite_source.issued_ids).
     issued_ids: int | None = None
     excluded_rowids: dict[int, str] = field(default_factory=dict)  # rowid -> problem
@@ -291,6 +293,7 @@ def plan_table(
         create_sql=_create_table_sql(source.schema, table.name, columns),
         identity_column=alias,
         issued_ids=issued_ids(conn, table),
+        rowid_name=table.rowid_name,
         excluded_rowids=dict(excluded),
         basis=basis,
     )

@@ -214,6 +214,7 @@ def plan_existing(
             create_sql=None,
             identity_column=identity or serial,
             issued_ids=issued_ids(conn, table),
+            rowid_name=table.rowid_name,
             excluded_rowids=excluded.get(table.name, {}),
         )
         for problem in plan.excluded_rowids.values():

@@ -91,6 +91,9 @@ class Table:
     #: Every column and index compares text bytewise (SQLite's default BINARY collation: no
     #: COLLATE clause anywhere), which is PostgreSQL's "C" collation.
     binary_collation: bool = True
+    #: The primary key has an index of its own: it is not the rowid (INTEGER PRIMARY KEY DESC is
+    #: not an alias of the rowid, whatever its declared type says).
+    primary_key_index: bool = False
 
     @property
     def primary_key(self) -> tuple[str, ...]:
@@ -101,10 +104,26 @@ class Table:
     def rowid_alias(self) -> str | None:
         """The INTEGER PRIMARY KEY column, which is the rowid itself (an identity in PG)."""
         pk = self.primary_key
-        if self.without_rowid or len(pk) != 1:
+        if self.without_rowid or self.primary_key_index or len(pk) != 1:
             return None
         column = next(c for c in self.columns if c.name == pk[0])
         return column.name if column.declared == "INTEGER" else None
+
+    @property
+    def rowid_name(self) -> str:
+        """A name of the rowid no column shadows (`SELECT rowid` reads a column named rowid);
+        "rowid" for a WITHOUT ROWID table, which has none."""
+        alias = self.rowid_alias
+        shadowing = {c.name.lower() for c in self.columns if c.name != alias}
+        if self.without_rowid:
+            return "rowid"
+        for name in ROWID_NAMES:
+            if name not in shadowing:
+                return name
+        raise MigrationError(
+            f"table {self.name!r} has columns named rowid, _rowid_ and oid: SQLite cannot "
+            "address its rows by rowid; rename one of them in a copy of the file"
+        )
 
     @property
     def copied_columns(self) -> list[Column]:
@@ -128,6 +147,10 @@ def views_and_triggers(conn: sqlite3.Connection) -> list[str]:
         "SELECT type, name FROM sqlite_master WHERE type IN ('view', 'trigger') ORDER BY type, name"
     )
     return [f"{kind} {name}" for kind, name in rows]
+
+
+#: The names SQLite gives the rowid of a rowid table, unless a column takes them.
+ROWID_NAMES = ("rowid", "_rowid_", "oid")
 
 
 def quote_sqlite(name: str) -> str:
@@ -188,6 +211,7 @@ def _read_table(conn: sqlite3.Connection, name: str, create_sql: str) -> Table:
         if any(info[4] != "BINARY" for info in keys):
             table.binary_collation = False
         if origin == "pk":
+            table.primary_key_index = True
             continue
         index_columns = tuple(info[2] for info in keys if info[2] is not None)
         expression = len(index_columns) < len(keys)
@@ -398,7 +422,7 @@ def _scan(
         return list(conn.execute(select).fetchone())
     assert scanner is not None
     path = conn.execute("PRAGMA database_list").fetchone()[2]
-    where = select + " WHERE rowid BETWEEN ? AND ?"
+    where = select + f" WHERE {table.rowid_name} BETWEEN ? AND ?"
     rows = [
         future.result() for future in [scanner.submit(scan_range, path, where, r) for r in ranges]
     ]
@@ -433,7 +457,7 @@ def _scan_ranges(
     if scanner is None or table.without_rowid or workers == 1:
         return [(0, -1)]
     name = quote_sqlite(table.name)
-    bounds = _rowid_range(conn, name)
+    bounds = _rowid_range(conn, name, table.rowid_name)
     if bounds is None or bounds[1] - bounds[0] < PARALLEL_SCAN_ROWS:
         return [(0, -1)]
     low, high = bounds
@@ -446,11 +470,11 @@ def split_rowids(low: int, high: int, pieces: int) -> list[tuple[int, int]]:
     return [(start, min(start + step - 1, high)) for start in range(low, high + 1, step)]
 
 
-def _rowid_range(conn: sqlite3.Connection, name: str) -> tuple[int, int] | None:
+def _rowid_range(conn: sqlite3.Connection, name: str, rowid: str) -> tuple[int, int] | None:
     """(min rowid, max rowid), None for an empty table. Two subqueries: SQLite answers a lone
     min() or max() of the rowid from the b-tree's ends, but both in one SELECT scan the table."""
     low, high = conn.execute(
-        f"SELECT (SELECT min(rowid) FROM {name}), (SELECT max(rowid) FROM {name})"
+        f"SELECT (SELECT min({rowid}) FROM {name}), (SELECT max({rowid}) FROM {name})"
     ).fetchone()
     return None if low is None else (int(low), int(high))
 
@@ -463,7 +487,9 @@ def rowid_bounds(
     name = quote_sqlite(table.name)
     if count is None:
         count = int(conn.execute(f"SELECT count(*) FROM {table_rows(table.name)}").fetchone()[0])
-    bounds = None if table.without_rowid or not count else _rowid_range(conn, name)
+    bounds = (
+        None if table.without_rowid or not count else _rowid_range(conn, name, table.rowid_name)
+    )
     if bounds is None:
         return 0, -1, count
     return bounds[0], bounds[1], count

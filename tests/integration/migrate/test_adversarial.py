@@ -429,3 +429,41 @@ def test_what_is_not_carried_over_is_named_and_fails_the_run(
         "expression_index_not_migrated:users_email": 1,
         "generated_column_not_migrated:twice": 1,
     }
+
+
+def test_a_column_named_rowid_and_a_descending_integer_key_are_not_the_rowid(
+    pg_url, run_migration, tmp_path
+):
+    """`SELECT rowid` reads a column named rowid: the copy reads the rowid by a name no column
+    takes (_rowid_, oid). INTEGER PRIMARY KEY DESC is not an alias of the rowid."""
+    source = tmp_path / "names.sqlite"
+    with sqlite3.connect(source) as conn:
+        conn.executescript(
+            """
+            CREATE TABLE tokens (rowid TEXT, n INTEGER);
+            CREATE TABLE ranked (id INTEGER PRIMARY KEY DESC, v TEXT);
+            INSERT INTO ranked VALUES (10, 'x'), (20, 'y'), (5, 'z');
+            """
+        )
+        conn.executemany("INSERT INTO tokens VALUES (?, ?)", [(f"t{i}", i) for i in range(3000)])
+    conn.close()
+
+    code, report = run_migration(pg_url, {source: "names"}, chunk_rows=1000)
+
+    assert code == 0, report
+    tables = {t["table"]: t for t in report["sources"][0]["tables"]}
+    assert {name: t["verified"] for name, t in tables.items()} == {"ranked": True, "tokens": True}
+    assert tables["ranked"]["hash_mode"] == "multiset"
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(DISTINCT rowid) FROM names.tokens").fetchone() == (3000,)
+        assert conn.execute("SELECT id FROM names.ranked ORDER BY v").fetchall() == [
+            (10,),
+            (20,),
+            (5,),
+        ]
+
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE hidden (rowid TEXT, _rowid_ TEXT, oid TEXT)")
+    conn.close()
+    with pytest.raises(MigrationError, match="columns named rowid, _rowid_ and oid"):
+        run_migration(pg_url, {source: "other"})
