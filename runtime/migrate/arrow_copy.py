@@ -35,8 +35,6 @@ from runtime.migrate.columnar import KINDS, arrow_rule
 from runtime.migrate.plan import ColumnPlan, TablePlan
 from runtime.migrate.sqlite_source import quote_sqlite, table_rows
 
-#: Rows per Arrow batch read from SQLite (about a megabyte of chat messages).
-BATCH_ROWS = 8192
 #: The typed first row's literal per Arrow type: the driver types a column by its first values,
 #: so a column whose first rows are NULL would be typed int64 and fail on its first text.
 _TYPED_LITERALS = {pa.int64(): "0", pa.float64(): "0.0", pa.string(): "''"}
@@ -195,7 +193,7 @@ def read_batches(
     database = stack.enter_context(closing(adbc_driver_sqlite.connect(uri)))
     connection = stack.enter_context(closing(adbc_driver_manager.AdbcConnection(database)))
     statement = stack.enter_context(closing(adbc_driver_manager.AdbcStatement(connection)))
-    statement.set_options(**{"adbc.sqlite.query.batch_rows": str(BATCH_ROWS)})
+    statement.set_options(**{"adbc.sqlite.query.batch_rows": str(plan.batch_rows)})
     statement.set_sql_query(_select(plan, chunk))
     handle, _ = statement.execute_query()
     reader = pa.RecordBatchReader.from_stream(handle)

@@ -16,6 +16,7 @@ from runtime.migrate.arrow_scope import arrow_converts
 from runtime.migrate.column_profile import ColumnProfile
 from runtime.migrate.defaults import pg_default
 from runtime.migrate.inference import choose_type, classes_seen, intent_of
+from runtime.migrate.sizing import BATCH_ROWS, batch_rows, chunk_rows_for
 from runtime.migrate.snapshot import Source
 from runtime.migrate.sqlite_source import (
     ForeignKeyViolation,
@@ -106,6 +107,8 @@ class TablePlan:
     create_sql: str | None  # None in existing mode: the table is already there
     constraints: list[Constraint] = field(default_factory=list)
     identity_column: str | None = None
+    #: Rows per batch read or written at once (sizing.py).
+    batch_rows: int = BATCH_ROWS
     #: What the source's SELECTs call the rowid (Table.rowid_name).
     rowid_name: str = "rowid"
     #: The largest id SQLite issued for an AUTOINCREMENT table (sqlite_source.issued_ids).
@@ -276,6 +279,8 @@ def plan_table(
         rows = None if profiled is None else profiled.null + profiled.non_null
     columns, lost_defaults = _with_defaults(table, columns)
     low, high, count = rowid_bounds(conn, table, rows)
+    file_bytes = snapshot_path.stat().st_size
+    chunk_rows = chunk_rows_for(chunk_rows, file_bytes, count)
     chunks = [(0, -1)] if table.without_rowid else plan_chunks(low, high, count, chunk_rows)
     plan = TablePlan(
         source_name=source.name,
@@ -294,6 +299,7 @@ def plan_table(
         identity_column=alias,
         issued_ids=issued_ids(conn, table),
         rowid_name=table.rowid_name,
+        batch_rows=batch_rows(file_bytes, count),
         excluded_rowids=dict(excluded),
         basis=basis,
     )

@@ -16,6 +16,7 @@ from runtime.migrate.plan import (
     quote_ident,
     violations_by_table,
 )
+from runtime.migrate.sizing import batch_rows, chunk_rows_for
 from runtime.migrate.snapshot import Source
 from runtime.migrate.sqlite_source import ForeignKeyViolation, Table, issued_ids, rowid_bounds
 from runtime.migrate.values import CONVERTERS, base_type
@@ -190,7 +191,9 @@ def plan_existing(
             None,
         )
         low, high, count = rowid_bounds(conn, table)
-        chunks = [(0, -1)] if table.without_rowid else plan_chunks(low, high, count, chunk_rows)
+        file_bytes = snapshot_path.stat().st_size
+        rows_per_chunk = chunk_rows_for(chunk_rows, file_bytes, count)
+        chunks = [(0, -1)] if table.without_rowid else plan_chunks(low, high, count, rows_per_chunk)
         alias = table.rowid_alias
         rowid_key = (
             alias is not None
@@ -215,6 +218,7 @@ def plan_existing(
             identity_column=identity or serial,
             issued_ids=issued_ids(conn, table),
             rowid_name=table.rowid_name,
+            batch_rows=batch_rows(file_bytes, count),
             excluded_rowids=excluded.get(table.name, {}),
         )
         for problem in plan.excluded_rowids.values():

@@ -25,7 +25,6 @@ from runtime.migrate.verify import chunk_digest
 
 log = structlog.get_logger("domos.migrate")
 
-BATCH_ROWS = 5000
 #: What PostgreSQL raises for one row's values: a CHECK, NOT NULL or unique constraint of an
 #: existing table, a value beyond the column's type. The chunk is then copied again batch by
 #: batch, and the rows PostgreSQL refuses go to the reject file (`_copy_chunk_isolating`).
@@ -97,7 +96,7 @@ def _copy_chunk(
                 copy.set_types([COPY_TYPES[c.converter] for c in plan.columns])
                 reader = source.execute(select, params)
                 write_row = copy.write_row
-                while batch := reader.fetchmany(BATCH_ROWS):
+                while batch := reader.fetchmany(plan.batch_rows):
                     result.rows_read += len(batch)
                     if converter.trivial:
                         rows = [row[1:] for row in batch]
@@ -197,7 +196,7 @@ def _copy_chunk_isolating(
                     return 0
 
             reader = source.execute(select, params)
-            while batch := reader.fetchmany(BATCH_ROWS):
+            while batch := reader.fetchmany(plan.batch_rows):
                 result.rows_read += len(batch)
                 rows = []
                 for row in batch:

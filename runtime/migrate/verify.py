@@ -50,7 +50,6 @@ if TYPE_CHECKING:
 
     from runtime.migrate.arrow_digest import ColumnarDigest
 
-BATCH_ROWS = 5000
 #: Settings of the sessions reading the target. The digests run on a table just copied, before
 #: ANALYZE: lacking statistics, the planner would sort a chunk its primary key already orders
 #: (seen for the outer, open-ended ranges: a parallel scan, a sort and a merge), and JIT-compile
@@ -197,7 +196,7 @@ def _sqlite_digest(plan: TablePlan, chunk: tuple[int, int], *, strict_utf8: bool
     try:
         select, params = source_select(plan, chunk, ordered=True)
         reader = source.execute(select, params)
-        while batch := reader.fetchmany(BATCH_ROWS):
+        while batch := reader.fetchmany(plan.batch_rows):
             if converter.trivial:
                 converted = [row[1:] for row in batch]
             else:
@@ -281,7 +280,7 @@ def postgres_digest(
             batch: list[tuple[Any, ...]] = []
             for row in copy.rows():
                 batch.append(row)
-                if len(batch) >= BATCH_ROWS:
+                if len(batch) >= plan.batch_rows:
                     digest.rows += len(batch)
                     hasher.rows(batch)
                     batch = []
@@ -326,7 +325,17 @@ def _postgres_sql_digest(
             f"SELECT count(*), {', '.join(hashes)}{aggregates} "
             f"FROM (SELECT {inner}{columns} FROM {plan.qualified}{where}{order}) s"
         )
-        row = conn.execute(query).fetchone()
+        try:
+            row = conn.execute(query).fetchone()
+        except psycopg.errors.ProgramLimitExceeded as exc:
+            # Chunks are sized by the table's average row (sizing.py): a few rows far larger
+            # than the others can still fill one beyond PostgreSQL's limit on one value.
+            raise MigrationError(
+                f"{plan.label}: verifying rows {bounds[0] or 'first'}..{bounds[1] or 'last'} "
+                f"needs more than PostgreSQL's 1 GB on one value ({exc.diag.message_detail}); "
+                "verify with smaller chunks: domos migrate verify --chunk-rows 100 (and the "
+                "same --source/--target)"
+            ) from exc
     assert row is not None
     rows = int(row[0])
     parts = [str(part) for part in row[1 : 1 + len(hashes)]]

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runtime.migrate import arrow_copy, columnar
+from runtime.migrate import arrow_copy, columnar, sizing
 from runtime.migrate.arrow_digest import ColumnarDigest
 from runtime.migrate.copier import copy_chunk
 from runtime.migrate.engine import verify_only
@@ -217,7 +217,7 @@ def test_columns_null_in_the_first_batches_keep_their_type(pg_url: str, tmp_path
     """The SQLite driver types a column by its first rows: a typed first row keeps a column
     that starts with more than a batch of NULLs from being read as integers."""
     kinds = ["text", "double precision"]
-    first_value = arrow_copy.BATCH_ROWS + 500
+    first_value = sizing.BATCH_ROWS + 500
     rows = [(i, None, None) if i < first_value else (i, f"t{i}", i / 2) for i in range(1, 12001)]
     _source(tmp_path / "s.sqlite", kinds, rows)
     plan = _plan(tmp_path / "s.sqlite", kinds, len(rows))
