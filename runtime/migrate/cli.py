@@ -77,6 +77,12 @@ def _options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="keep the tables a previous run finished; redo the others",
     )
+    parser.add_argument(
+        "--keep-case",
+        action="store_true",
+        help="infer mode: keep the SQLite names' case in PostgreSQL (quoted names); default: "
+        "lower case, which the application's unquoted names find (docs/cutover.md)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
     parser.add_argument("--no-verify", action="store_true", help="skip verification (not advised)")
     parser.add_argument(
@@ -140,7 +146,8 @@ def _build(args: argparse.Namespace, sources: tuple[list[Any], str], target: str
         dry_run=args.dry_run,
         verify=not args.no_verify,
         jobs=max(1, args.jobs),
-        chunk_rows=max(1000, args.chunk_rows),
+        chunk_rows=max(1, args.chunk_rows),
+        keep_case=args.keep_case,
     )
 
 

@@ -141,7 +141,14 @@ def _replan(run: Run, plan: TablePlan, reason: str) -> TablePlan:
         table = next(t for t in tables if t.name == plan.table)
         pk_of = {t.name: t.primary_key for t in tables}
         new = planning.plan_table(
-            source, Path(plan.source_path), conn, table, pk_of, run.options.chunk_rows, excluded={}
+            source,
+            Path(plan.source_path),
+            conn,
+            table,
+            pk_of,
+            run.options.chunk_rows,
+            excluded={},
+            keep_case=run.options.keep_case,
         )
     finally:
         conn.close()

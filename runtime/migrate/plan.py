@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -192,6 +193,21 @@ def check_identifiers(plans: list[TablePlan]) -> list[str]:
     return errors
 
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def fold_case(name: str) -> str:
+    """A SQLite name as PostgreSQL folds it unquoted. SQLite matches names ignoring the case of
+    ASCII letters, quoted or not, so an application may write `Users`, `USERS` or "users" for
+    one table; in PostgreSQL only the lower-case name answers them all unquoted (as pgloader's
+    default). Only ASCII letters, as both fold: names SQLite holds apart stay apart."""
+    return name.translate(_ASCII_LOWER)
+
+
+def _kept(name: str) -> str:
+    return name
+
+
 def plan_chunks(low: int, high: int, count: int, chunk_rows: int) -> list[tuple[int, int]]:
     if count == 0:
         return [(0, -1)]
@@ -223,6 +239,7 @@ def plan_infer(
     scanner: Executor | None = None,
     *,
     from_declared: bool = False,
+    keep_case: bool = False,
 ) -> list[TablePlan]:
     """Plans of every table. With `from_declared`, a table whose declared types promise the
     fast copy is planned from them without a profile (see `declared_columns`)."""
@@ -239,6 +256,7 @@ def plan_infer(
             scanner,
             excluded=excluded.get(table.name, {}),
             from_declared=from_declared,
+            keep_case=keep_case,
         )
         for table in tables
     ]
@@ -255,7 +273,11 @@ def plan_table(
     *,
     excluded: dict[int, str],
     from_declared: bool = False,
+    keep_case: bool = False,
 ) -> TablePlan:
+    """One table's plan; its PostgreSQL names are the SQLite names folded to lower case
+    (`fold_case`), or kept as they are with `keep_case`."""
+    fold = _kept if keep_case else fold_case
     alias = table.rowid_alias
     columns = declared_columns(table) if from_declared and not excluded else None
     basis = "profile" if columns is None else "declared"
@@ -278,6 +300,7 @@ def plan_table(
         profiled = next(iter(profiles.values()), None)
         rows = None if profiled is None else profiled.null + profiled.non_null
     columns, lost_defaults = _with_defaults(table, columns)
+    columns = [replace(c, target=fold(c.target)) for c in columns]
     low, high, count = rowid_bounds(conn, table, rows)
     file_bytes = snapshot_path.stat().st_size
     chunk_rows = chunk_rows_for(chunk_rows, file_bytes, count)
@@ -287,23 +310,23 @@ def plan_table(
         source_path=str(snapshot_path),
         table=table.name,
         schema=source.schema,
-        target=table.name,
+        target=fold(table.name),
         columns=columns,
-        key=table.primary_key,
+        key=tuple(map(fold, table.primary_key)),
         rowid_key=alias is not None,
         without_rowid=table.without_rowid,
         source_key=table.primary_key or ("rowid",),
         rows=count,
         chunks=chunks,
-        create_sql=_create_table_sql(source.schema, table.name, columns),
-        identity_column=alias,
+        create_sql=_create_table_sql(source.schema, fold(table.name), columns),
+        identity_column=None if alias is None else fold(alias),
         issued_ids=issued_ids(conn, table),
         rowid_name=table.rowid_name,
         batch_rows=batch_rows(file_bytes, count),
         excluded_rowids=dict(excluded),
         basis=basis,
     )
-    plan.constraints = _constraints(plan, table, pk_of)
+    plan.constraints = _constraints(plan, table, pk_of, fold)
     for name in lost_defaults:  # the application's INSERTs that leave it out differ
         plan.problems[f"default_not_migrated:{name}"] = 1
     for column in table.columns:
@@ -407,31 +430,36 @@ def _column_list(columns: tuple[str, ...]) -> str:
 
 
 def _constraints(
-    plan: TablePlan, table: Table, pk_of: dict[str, tuple[str, ...]]
+    plan: TablePlan,
+    table: Table,
+    pk_of: dict[str, tuple[str, ...]],
+    fold: Callable[[str], str],
 ) -> list[Constraint]:
     q = plan.qualified
     result = []
-    if table.primary_key:
+    key = tuple(map(fold, table.primary_key))
+    if key:
         name = generated_name(plan.target, suffix="pkey")
         result.append(
             Constraint(
                 "primary_key",
                 name,
                 f"ALTER TABLE {q} ADD CONSTRAINT {quote_ident(name)} "
-                f"PRIMARY KEY ({_column_list(table.primary_key)})",
-                table.primary_key,
+                f"PRIMARY KEY ({_column_list(key)})",
+                key,
             )
         )
     for index in table.indexes:
+        columns = tuple(map(fold, index.columns))
         if index.origin == "u" and not (index.partial or index.expression):
-            name = generated_name(plan.target, *index.columns, suffix="key")
+            name = generated_name(plan.target, *columns, suffix="key")
             result.append(
                 Constraint(
                     "unique",
                     name,
                     f"ALTER TABLE {q} ADD CONSTRAINT {quote_ident(name)} "
-                    f"UNIQUE ({_column_list(index.columns)})",
-                    index.columns,
+                    f"UNIQUE ({_column_list(columns)})",
+                    columns,
                 )
             )
         elif index.expression:
@@ -441,10 +469,10 @@ def _constraints(
             result.append(
                 Constraint(
                     "index",
-                    index.name,
-                    f"CREATE {unique}INDEX {quote_ident(index.name)} ON {q} "
-                    f"({_column_list(index.columns)})",
-                    index.columns,
+                    fold(index.name),
+                    f"CREATE {unique}INDEX {quote_ident(fold(index.name))} ON {q} "
+                    f"({_column_list(columns)})",
+                    columns,
                 )
             )
         else:
@@ -461,13 +489,14 @@ def _constraints(
             problem = f"foreign_key_to_missing_table:{fk.parent}"
             plan.problems[problem] = plan.problems.get(problem, 0) + 1
             continue
-        parent_columns = fk.parent_columns or pk_of.get(parent, ())
+        parent_columns = tuple(map(fold, fk.parent_columns or pk_of.get(parent, ())))
         if not parent_columns:
             plan.problems["foreign_key_without_parent_key"] = (
                 plan.problems.get("foreign_key_without_parent_key", 0) + 1
             )
             continue
-        name = generated_name(plan.target, *fk.columns, suffix="fkey")
+        fk_columns = tuple(map(fold, fk.columns))
+        name = generated_name(plan.target, *fk_columns, suffix="fkey")
         actions = ""
         for verb, action in (("DELETE", fk.on_delete), ("UPDATE", fk.on_update)):
             if action and action.upper() != "NO ACTION":
@@ -477,8 +506,8 @@ def _constraints(
                 "foreign_key",
                 name,
                 f"ALTER TABLE {q} ADD CONSTRAINT {quote_ident(name)} "
-                f"FOREIGN KEY ({_column_list(fk.columns)}) REFERENCES "
-                f"{quote_ident(plan.schema)}.{quote_ident(parent)} "
+                f"FOREIGN KEY ({_column_list(fk_columns)}) REFERENCES "
+                f"{quote_ident(plan.schema)}.{quote_ident(fold(parent))} "
                 f"({_column_list(parent_columns)}){actions}",
             )
         )

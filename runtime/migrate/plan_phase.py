@@ -75,6 +75,7 @@ def prepare_plans(
                     options.chunk_rows,
                     scanner,
                     from_declared=from_declared,
+                    keep_case=options.keep_case,
                 )
         finally:
             conn.close()

@@ -30,6 +30,8 @@ class Options:
     verify: bool = True
     jobs: int = 2
     chunk_rows: int = DEFAULT_CHUNK_ROWS
+    #: Infer mode: PostgreSQL names keep the SQLite names' case (else folded, plan.fold_case).
+    keep_case: bool = False
     progress: bool | None = None  # None: bars only on a terminal
     skip_tables: frozenset[str] = frozenset()
 

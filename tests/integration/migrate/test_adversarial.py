@@ -126,7 +126,7 @@ def test_every_problem_is_converted_or_rejected_and_counted(pg_url, run_migratio
         ).fetchone()
         assert indexes == 1
         (new_id,) = conn.execute(
-            'INSERT INTO weird."user" ("Full Name") VALUES (%s) RETURNING id', ("Cy",)
+            'INSERT INTO weird."user" ("full name") VALUES (%s) RETURNING id', ("Cy",)
         ).fetchone()
         assert new_id == 3
 
@@ -217,7 +217,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(pg_url, run_migration, tmp_p
     assert "weird:order -> weird.order" in out
     assert 'paid -> paid text collate "C"\n        stored: integer 9, text 2\n' in out
     assert "why: declared BOOLEAN (boolean), but 1 of 11 values are not; holds 9 integer" in out
-    assert 'Full Name -> Full Name text collate "C"' in out
+    assert 'Full Name -> full name text collate "C"' in out
     assert "problem: foreign_key_to_missing_row:user x1" in out
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT to_regnamespace('weird')").fetchone() == (None,)

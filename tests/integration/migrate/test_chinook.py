@@ -23,7 +23,8 @@ def test_chinook_is_copied_verified_with_keys_and_sequences(pg_url, run_migratio
     shutil.copyfile(CHINOOK, source)
     before = source.read_bytes()
 
-    code, report = run_migration(pg_url, {source: "chinook"})
+    # Chinook's own SQL quotes its names ("Artist"): --keep-case keeps them as they are.
+    code, report = run_migration(pg_url, {source: "chinook"}, keep_case=True)
 
     assert code == 0, report
     assert report["verified"] is True
@@ -63,13 +64,14 @@ def test_chinook_is_copied_verified_with_keys_and_sequences(pg_url, run_migratio
 
 
 def test_verify_detects_a_changed_row_in_the_target(pg_url, run_migration, tmp_path):
-    code, _ = run_migration(pg_url, {CHINOOK: "chinook"})
+    code, _ = run_migration(pg_url, {CHINOOK: "chinook"}, keep_case=True)
     assert code == 0
     options = Options(
         sources=[Source("Chinook", CHINOOK, "chinook")],
         target_url=pg_url,
         work_dir=tmp_path / "verify",
         progress=False,
+        keep_case=True,
     )
     assert verify_only(options)[0] == 0
 
