@@ -332,6 +332,12 @@ def plan_table(
     for column in table.columns:
         if column.hidden:  # its SQLite expression is not translated: the column is left out
             plan.problems[f"generated_column_not_migrated:{column.name}"] = 1
+    # SQLite's SQL, not translated: new writes are not checked, and texts compare bytewise or
+    # by the database's collation (a NOCASE column matched 'new' for 'NEW').
+    if table.checks:
+        plan.problems["check_not_migrated"] = table.checks
+    for collation in dict.fromkeys(table.collations):
+        plan.problems[f"collation_not_migrated:{collation}"] = 1
     for problem in plan.excluded_rowids.values():
         plan.problems[problem] = plan.problems.get(problem, 0) + 1
     return plan

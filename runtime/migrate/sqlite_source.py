@@ -8,6 +8,7 @@ that snapshot, opened read-only.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -91,6 +92,10 @@ class Table:
     #: Every column and index compares text bytewise (SQLite's default BINARY collation: no
     #: COLLATE clause anywhere), which is PostgreSQL's "C" collation.
     binary_collation: bool = True
+    #: Collations other than BINARY its columns and indexes use (NOCASE, RTRIM, ...), and how
+    #: many CHECK constraints it has: SQLite's, not carried over (reported by the plan).
+    collations: tuple[str, ...] = ()
+    checks: int = 0
     #: The primary key has an index of its own: it is not the rowid (INTEGER PRIMARY KEY DESC is
     #: not an alias of the rowid, whatever its declared type says).
     primary_key_index: bool = False
@@ -149,6 +154,11 @@ def views_and_triggers(conn: sqlite3.Connection) -> list[str]:
     return [f"{kind} {name}" for kind, name in rows]
 
 
+#: A string, or a name quoted in any of SQLite's ways.
+_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`(?:[^`]|``)*`|\[[^\]]*\]")
+_COLLATE = re.compile(r"\bCOLLATE\s+(\w+)")
+_CHECK = re.compile(r"\bCHECK\s*\(")
+
 #: The names SQLite gives the rowid of a rowid table, unless a column takes them.
 ROWID_NAMES = ("rowid", "_rowid_", "oid")
 
@@ -193,12 +203,15 @@ def _read_table(conn: sqlite3.Connection, name: str, create_sql: str) -> Table:
         for row in conn.execute(f"PRAGMA table_xinfo({quoted})")
     ]
     normalized = " ".join(create_sql.upper().split())
+    bare = _QUOTED.sub(" ", normalized)  # no name or string can look like a clause
     table = Table(
         name=name,
         columns=columns,
         without_rowid=normalized.rstrip(" ;").endswith("WITHOUT ROWID"),
         autoincrement="AUTOINCREMENT" in normalized,
         binary_collation="COLLATE" not in normalized,
+        collations=tuple(c for c in _COLLATE.findall(bare) if c != "BINARY"),
+        checks=len(_CHECK.findall(bare)),
     )
     for row in conn.execute(f"PRAGMA index_list({quoted})"):
         index_name, unique, origin, partial = row[1], bool(row[2]), row[3], bool(row[4])
@@ -210,6 +223,7 @@ def _read_table(conn: sqlite3.Connection, name: str, create_sql: str) -> Table:
         ]
         if any(info[4] != "BINARY" for info in keys):
             table.binary_collation = False
+            table.collations += tuple(info[4] for info in keys if info[4] != "BINARY")
         if origin == "pk":
             table.primary_key_index = True
             continue

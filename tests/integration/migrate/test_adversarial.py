@@ -397,8 +397,9 @@ def test_keys_unique_in_sqlite_but_not_once_converted_keep_every_row(
 def test_what_is_not_carried_over_is_named_and_fails_the_run(
     pg_url, run_migration, tmp_path, capsys
 ):
-    """Views, triggers, generated columns and expression indexes hold SQLite's SQL, which is
-    not translated: each is named in the dry run and the report, and the run exits 1."""
+    """Views, triggers, generated columns, expression indexes, CHECK constraints and collations
+    hold SQLite's SQL, which is not translated: each is named in the dry run and the report,
+    and the run exits 1."""
     source = tmp_path / "extras.sqlite"
     with sqlite3.connect(source) as conn:
         conn.executescript(
@@ -409,6 +410,12 @@ def test_what_is_not_carried_over_is_named_and_fails_the_run(
             INSERT INTO users (email, n) VALUES ('a@x', 1), ('b@x', 2);
             CREATE VIEW admins AS SELECT * FROM users WHERE n > 1;
             CREATE TRIGGER touch AFTER INSERT ON users BEGIN SELECT 1; END;
+            CREATE TABLE orders (
+                id INTEGER PRIMARY KEY, note TEXT DEFAULT 'check (no)', "check (" TEXT,
+                amount REAL CHECK (amount > 0), status TEXT COLLATE NOCASE,
+                CONSTRAINT positive CHECK (id > 0)
+            );
+            INSERT INTO orders (amount, status) VALUES (5, 'new');
             """
         )
     conn.close()
@@ -422,12 +429,17 @@ def test_what_is_not_carried_over_is_named_and_fails_the_run(
     assert code == 1
     [summary] = report["sources"]
     assert summary["not_migrated"] == ["trigger touch", "view admins"]
-    [table] = summary["tables"]
-    assert table["verified"] is True
-    assert table["rows_written"] == 2
-    assert table["problems"] == {
+    tables = {t["table"]: t for t in summary["tables"]}
+    assert [t["verified"] for t in tables.values()] == [True, True]
+    assert tables["users"]["rows_written"] == 2
+    assert tables["users"]["problems"] == {
         "expression_index_not_migrated:users_email": 1,
         "generated_column_not_migrated:twice": 1,
+    }
+    # Neither the default's text nor the quoted name is a CHECK.
+    assert tables["orders"]["problems"] == {
+        "check_not_migrated": 2,
+        "collation_not_migrated:NOCASE": 1,
     }
 
 

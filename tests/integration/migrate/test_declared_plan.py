@@ -268,7 +268,7 @@ def test_text_orders_bytewise_as_it_did_in_sqlite(
     pg_url: str, run_migration: Any, tmp_path: Path
 ) -> None:
     """SQLite's default BINARY collation is PostgreSQL's "C"; a column with its own collation
-    keeps the database default (no COLLATE is guessed)."""
+    keeps the database default (no COLLATE is guessed), and the plan reports it (exit 1)."""
     source = tmp_path / "names.sqlite"
     names = ["b", "B", "a", "é", "Z", "ä", "a b", "ab", "A"]
     with sqlite3.connect(source) as conn:
@@ -279,7 +279,9 @@ def test_text_orders_bytewise_as_it_did_in_sqlite(
         in_sqlite = [row[0] for row in conn.execute("SELECT name FROM names ORDER BY name")]
     conn.close()
     code, report = run_migration(pg_url, {source: "s"})
-    assert code == 0
+    assert code == 1
+    problems = {t["table"]: t["problems"] for t in report["sources"][0]["tables"]}
+    assert problems == {"names": {}, "tags": {"collation_not_migrated:NOCASE": 1}}
     collations = {
         t["table"]: {c["target"]: c["collation"] for c in t["columns"]}
         for t in report["sources"][0]["tables"]
