@@ -2,9 +2,8 @@
 
 A `Digest` holds the row count and the content hash: columnar.py's, with a hash per column, or
 md5 of canonical row texts in key order, or a multiset hash for tables not keyed by their integer
-rowid, both with
-per-column aggregates (count, min, max, sum) that say which column differs. The digests of a
-table's chunks merge into one per side.
+rowid, both with per-column aggregates (count, min, max, sum) that say which column differs. The
+digests of a table's chunks merge into one per side.
 """
 
 from __future__ import annotations

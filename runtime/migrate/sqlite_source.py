@@ -223,7 +223,7 @@ def _read_table(conn: sqlite3.Connection, name: str, create_sql: str) -> Table:
         ]
         if any(info[4] != "BINARY" for info in keys):
             table.binary_collation = False
-            table.collations += tuple(info[4] for info in keys if info[4] != "BINARY")
+            table.collations += tuple(info[4].upper() for info in keys if info[4] != "BINARY")
         if origin == "pk":
             table.primary_key_index = True
             continue
