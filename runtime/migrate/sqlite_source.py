@@ -11,7 +11,7 @@ import os
 import re
 import sqlite3
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -186,7 +186,22 @@ def read_tables(conn: sqlite3.Connection) -> list[Table]:
         if create_sql is not None and create_sql.upper().startswith("CREATE VIRTUAL"):
             raise MigrationError(f"virtual table {name!r} cannot be migrated")
         tables.append(_read_table(conn, name, create_sql or ""))
+    _name_parents_as_declared(tables)
     return tables
+
+
+def _name_parents_as_declared(tables: list[Table]) -> None:
+    """A foreign key's parent table and columns as their own CREATE TABLE spells them: SQLite
+    matches `REFERENCES USERS(ID)` to users(id) ignoring case, PostgreSQL's quoted names do not."""
+    by_name = {table.name.lower(): table for table in tables}
+    for table in tables:
+        for i, fk in enumerate(table.foreign_keys):
+            parent = by_name.get(fk.parent.lower())
+            if parent is None:
+                continue
+            names = {column.name.lower(): column.name for column in parent.columns}
+            columns = tuple(names.get(c.lower(), c) for c in fk.parent_columns)
+            table.foreign_keys[i] = replace(fk, parent=parent.name, parent_columns=columns)
 
 
 def _read_table(conn: sqlite3.Connection, name: str, create_sql: str) -> Table:

@@ -479,3 +479,30 @@ def test_a_column_named_rowid_and_a_descending_integer_key_are_not_the_rowid(
     conn.close()
     with pytest.raises(MigrationError, match="columns named rowid, _rowid_ and oid"):
         run_migration(pg_url, {source: "other"})
+
+
+@pytest.mark.parametrize("keep_case", [False, True])
+def test_a_reference_in_another_case_finds_its_parent(pg_url, run_migration, tmp_path, keep_case):
+    """SQLite matches REFERENCES USERS(ID) to users(id); the foreign key names the parent as
+    its CREATE TABLE does, whether names keep their case or not."""
+    source = tmp_path / "refs.sqlite"
+    with sqlite3.connect(source) as conn:
+        conn.executescript(
+            """
+            CREATE TABLE Users (Id INTEGER PRIMARY KEY);
+            CREATE TABLE visits (id INTEGER PRIMARY KEY, who INTEGER REFERENCES USERS(ID));
+            INSERT INTO Users VALUES (1); INSERT INTO visits VALUES (1, 1);
+            """
+        )
+    conn.close()
+
+    code, report = run_migration(pg_url, {source: "refs"}, keep_case=keep_case)
+
+    assert code == 0, report
+    with psycopg.connect(pg_url) as conn:
+        [(definition,)] = conn.execute(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = 'f' "
+            "AND connamespace = 'refs'::regnamespace"
+        ).fetchall()
+    parent = 'refs."Users"("Id")' if keep_case else "refs.users(id)"
+    assert definition == f"FOREIGN KEY (who) REFERENCES {parent}"
