@@ -16,6 +16,12 @@ from runtime.migrate.run import Run, TableOutcome
 
 log = structlog.get_logger("domos.migrate")
 
+#: What PostgreSQL raises for a CHECK expression written for SQLite.
+_NOT_POSTGRESQLS = (
+    psycopg.errors.CheckViolation,
+    psycopg.errors.ProgrammingError,  # no such function or operator, syntax
+    psycopg.errors.DataError,
+)
 #: maintenance_work_mem of the sessions that build keys and indexes (KeyBuilder).
 INDEX_BUILD_MEMORY = "256MB"
 
@@ -75,6 +81,15 @@ def _add_key(
     reports it (exit 1), every row copied and verified, for the operator to resolve."""
     try:
         conn.execute(constraint.sql)
+    except _NOT_POSTGRESQLS as exc:
+        if constraint.kind != "check":
+            raise
+        # SQLite's expression: a function or comparison PostgreSQL lacks, or rows it refuses.
+        error = str(exc).splitlines()[0]
+        outcome.constraint_problems.append(
+            f"{constraint.name} not added ({error}): {constraint.sql}"
+        )
+        log.warning("check_not_added", table=plan.label, check=constraint.name, error=error)
     except psycopg.errors.UniqueViolation as exc:
         if not constraint.columns:
             raise

@@ -7,6 +7,7 @@ so worker processes receive it as is.
 from __future__ import annotations
 
 import hashlib
+import re
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -332,10 +333,8 @@ def plan_table(
     for column in table.columns:
         if column.hidden:  # its SQLite expression is not translated: the column is left out
             plan.problems[f"generated_column_not_migrated:{column.name}"] = 1
-    # SQLite's SQL, not translated: new writes are not checked, and texts compare bytewise or
-    # by the database's collation (a NOCASE column matched 'new' for 'NEW').
-    if table.checks:
-        plan.problems["check_not_migrated"] = table.checks
+    # SQLite's SQL, not translated: texts compare bytewise or by the database's collation (a
+    # NOCASE column matched 'new' for 'NEW').
     for collation in dict.fromkeys(table.collations):
         plan.problems[f"collation_not_migrated:{collation}"] = 1
     for problem in plan.excluded_rowids.values():
@@ -431,6 +430,47 @@ def _create_table_sql(schema: str, name: str, columns: list[ColumnPlan]) -> str:
     return f"CREATE TABLE {quote_ident(schema)}.{quote_ident(name)} (\n    {body}\n)"
 
 
+_JSON_VALID = re.compile(
+    r'\(?\s*JSON_VALID\(\s*"?(\w+)"?\s*\)(\s+OR\s+"?(\w+)"?\s+IS\s+NULL)?\s*\)?',
+    re.IGNORECASE,
+)
+#: A name quoted in any of SQLite's ways, or a string (kept as it is).
+_QUOTED_NAME = re.compile(r"'(?:[^']|'')*'|\"((?:[^\"]|\"\")*)\"|`((?:[^`]|``)*)`|\[([^\]]*)\]")
+
+
+_ZERO_ONE = re.compile(r'\(?\s*"?(\w+)"?\s+IN\s*\(\s*(0\s*,\s*1|1\s*,\s*0)\s*\)\s*\)?', re.I)
+#: The kinds of check a column type makes for itself, and those types.
+_IMPLYING_TYPES = {"json": ("json", "jsonb"), "boolean": ("boolean",)}
+
+
+def _implied_check(expression: str) -> tuple[str | None, str]:
+    """(column, kind) of a check its column's type may imply: `JSON_VALID(c) [OR c IS NULL]`
+    (Django's JSONField on SQLite) or `c IN (0, 1)` (a boolean); (None, "") for any other."""
+    match = _JSON_VALID.fullmatch(expression.strip())
+    if match is not None and match.group(3) in (None, match.group(1)):
+        return match.group(1), "json"
+    match = _ZERO_ONE.fullmatch(expression.strip())
+    if match is not None:
+        return match.group(1), "boolean"
+    return None, ""
+
+
+def _pg_names(expression: str, fold: Callable[[str], str]) -> str:
+    """A CHECK expression with its quoted names as PostgreSQL's: "x", `x` or [x], folded like
+    the columns. Unquoted names fold by themselves; strings stay as they are."""
+
+    def name(match: re.Match[str]) -> str:
+        if match.group(1) is not None:
+            return quote_ident(fold(match.group(1).replace('""', '"')))
+        if match.group(2) is not None:
+            return quote_ident(fold(match.group(2).replace("``", "`")))
+        if match.group(3) is not None:
+            return quote_ident(fold(match.group(3)))
+        return match.group()
+
+    return _QUOTED_NAME.sub(name, expression)
+
+
 def _column_list(columns: tuple[str, ...]) -> str:
     return ", ".join(quote_ident(c) for c in columns)
 
@@ -485,6 +525,21 @@ def _constraints(
             plan.problems["partial_index_not_migrated"] = (
                 plan.problems.get("partial_index_not_migrated", 0) + 1
             )
+    # Checks a column's type makes for itself: Django's JSONField on SQLite, 0/1 booleans.
+    types = {c.source.lower(): c.converter for c in plan.columns}
+    for number, expression in enumerate(table.checks, 1):
+        column, kind = _implied_check(expression)
+        if column is not None and types.get(column.lower()) in _IMPLYING_TYPES[kind]:
+            continue
+        name = generated_name(plan.target, str(number), suffix="check")
+        result.append(
+            Constraint(
+                "check",
+                name,
+                f"ALTER TABLE {q} ADD CONSTRAINT {quote_ident(name)} "
+                f"CHECK ({_pg_names(expression, fold)})",
+            )
+        )
     tables = {name.lower(): name for name in pk_of}
     for fk in table.foreign_keys:
         # SQLite accepts a REFERENCES to a table that does not exist (the constraint then

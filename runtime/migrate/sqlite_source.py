@@ -92,10 +92,11 @@ class Table:
     #: Every column and index compares text bytewise (SQLite's default BINARY collation: no
     #: COLLATE clause anywhere), which is PostgreSQL's "C" collation.
     binary_collation: bool = True
-    #: Collations other than BINARY its columns and indexes use (NOCASE, RTRIM, ...), and how
-    #: many CHECK constraints it has: SQLite's, not carried over (reported by the plan).
+    #: Collations other than BINARY its columns and indexes use (NOCASE, RTRIM, ...): not
+    #: carried over (reported by the plan).
     collations: tuple[str, ...] = ()
-    checks: int = 0
+    #: Its CHECK constraints' expressions, as written (carried over where PostgreSQL takes them).
+    checks: tuple[str, ...] = ()
     #: The primary key has an index of its own: it is not the rowid (INTEGER PRIMARY KEY DESC is
     #: not an alias of the rowid, whatever its declared type says).
     primary_key_index: bool = False
@@ -157,7 +158,29 @@ def views_and_triggers(conn: sqlite3.Connection) -> list[str]:
 #: A string, or a name quoted in any of SQLite's ways.
 _QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`(?:[^`]|``)*`|\[[^\]]*\]")
 _COLLATE = re.compile(r"\bCOLLATE\s+(\w+)")
-_CHECK = re.compile(r"\bCHECK\s*\(")
+#: SQLite's SQL as tokens that matter to find a clause: quoted runs, words, parentheses.
+_TOKENS = re.compile(_QUOTED.pattern + r"|\w+|[()]|[^\w()'\"`\[]+")
+
+
+def check_expressions(create_sql: str) -> tuple[str, ...]:
+    """The expressions of a CREATE TABLE's CHECK constraints, as written: what follows the word
+    CHECK, inside its parentheses (quoted strings and names may hold any of them)."""
+    tokens = [match.group() for match in _TOKENS.finditer(create_sql)]
+    found = []
+    for i, token in enumerate(tokens):
+        if token.upper() != "CHECK":
+            continue
+        start = next((j for j in range(i + 1, len(tokens)) if tokens[j].strip()), None)
+        if start is None or tokens[start] != "(":
+            continue
+        depth = 0
+        for end in range(start, len(tokens)):
+            depth += {"(": 1, ")": -1}.get(tokens[end], 0)
+            if depth == 0:
+                found.append("".join(tokens[start + 1 : end]).strip())
+                break
+    return tuple(found)
+
 
 #: The names SQLite gives the rowid of a rowid table, unless a column takes them.
 ROWID_NAMES = ("rowid", "_rowid_", "oid")
@@ -226,7 +249,7 @@ def _read_table(conn: sqlite3.Connection, name: str, create_sql: str) -> Table:
         autoincrement="AUTOINCREMENT" in normalized,
         binary_collation="COLLATE" not in normalized,
         collations=tuple(c for c in _COLLATE.findall(bare) if c != "BINARY"),
-        checks=len(_CHECK.findall(bare)),
+        checks=check_expressions(create_sql),
     )
     for row in conn.execute(f"PRAGMA index_list({quoted})"):
         index_name, unique, origin, partial = row[1], bool(row[2]), row[3], bool(row[4])

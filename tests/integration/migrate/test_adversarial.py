@@ -397,9 +397,8 @@ def test_keys_unique_in_sqlite_but_not_once_converted_keep_every_row(
 def test_what_is_not_carried_over_is_named_and_fails_the_run(
     pg_url, run_migration, tmp_path, capsys
 ):
-    """Views, triggers, generated columns, expression indexes, CHECK constraints and collations
-    hold SQLite's SQL, which is not translated: each is named in the dry run and the report,
-    and the run exits 1."""
+    """Views, triggers, generated columns, expression indexes and collations hold SQLite's SQL,
+    which is not translated: each is named in the dry run and the report, and the run exits 1."""
     source = tmp_path / "extras.sqlite"
     with sqlite3.connect(source) as conn:
         conn.executescript(
@@ -436,11 +435,7 @@ def test_what_is_not_carried_over_is_named_and_fails_the_run(
         "expression_index_not_migrated:users_email": 1,
         "generated_column_not_migrated:twice": 1,
     }
-    # Neither the default's text nor the quoted name is a CHECK.
-    assert tables["orders"]["problems"] == {
-        "check_not_migrated": 2,
-        "collation_not_migrated:NOCASE": 1,
-    }
+    assert tables["orders"]["problems"] == {"collation_not_migrated:NOCASE": 1}
 
 
 def test_a_column_named_rowid_and_a_descending_integer_key_are_not_the_rowid(
@@ -506,3 +501,47 @@ def test_a_reference_in_another_case_finds_its_parent(pg_url, run_migration, tmp
         ).fetchall()
     parent = 'refs."Users"("Id")' if keep_case else "refs.users(id)"
     assert definition == f"FOREIGN KEY (who) REFERENCES {parent}"
+
+
+def test_a_check_postgresql_takes_is_carried_over_and_one_it_refuses_is_named(
+    pg_url, run_migration, tmp_path
+):
+    """CHECK expressions go to PostgreSQL as written, their quoted names folded like the
+    columns; PostgreSQL validates every copied row. One it cannot take (SQLite's typeof()) is
+    named with PostgreSQL's reason (exit 1); checks a column's type makes itself (JSON_VALID on
+    json, IN (0, 1) on boolean) are left to the type."""
+    source = tmp_path / "checks.sqlite"
+    with sqlite3.connect(source) as conn:
+        conn.executescript(
+            """
+            CREATE TABLE Orders (
+                Id INTEGER PRIMARY KEY, note TEXT DEFAULT 'check (no)', "check (" TEXT,
+                Amount REAL CHECK (Amount > 0), status TEXT CHECK ("Status" IN ('new', 'paid')),
+                n INT CHECK (typeof(n) = 'integer'), flag BOOLEAN CHECK (flag IN (0, 1)),
+                data JSON CHECK ((JSON_VALID("data") OR "data" IS NULL)),
+                CONSTRAINT positive CHECK ([Id] > 0)
+            );
+            INSERT INTO Orders (Amount, status, n, flag, data) VALUES (5, 'new', 1, 1, '{}');
+            """
+        )
+    conn.close()
+
+    code, report = run_migration(pg_url, {source: "checks"})
+
+    assert code == 1
+    [table] = report["sources"][0]["tables"]
+    assert table["verified"] is True
+    [problem] = table["constraint_problems"]
+    assert problem.startswith("orders_3_check not added (function typeof(bigint) does not exist)")
+    with psycopg.connect(pg_url) as conn:
+        checks = conn.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = 'c' "
+            "AND connamespace = 'checks'::regnamespace ORDER BY conname"
+        ).fetchall()
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute("INSERT INTO checks.orders (amount, status) VALUES (-1, 'new')")
+    assert checks == [
+        ("orders_1_check", "CHECK ((amount > (0)::double precision))"),
+        ("orders_2_check", "CHECK ((status = ANY (ARRAY['new'::text, 'paid'::text])))"),
+        ("orders_6_check", "CHECK ((id > 0))"),
+    ]
