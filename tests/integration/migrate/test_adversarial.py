@@ -18,6 +18,16 @@ from runtime.migrate.run import Options
 pytestmark = pytest.mark.postgres
 
 
+def _constraints(pg_url: str, schema: str, kind: str) -> list[tuple[str, str]]:
+    """(name, definition) of a schema's constraints of one kind (pg_constraint.contype)."""
+    with psycopg.connect(pg_url) as conn:
+        return conn.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE contype = %s AND connamespace = %s::regnamespace ORDER BY conname",
+            (kind, schema),
+        ).fetchall()
+
+
 def _adversarial(path: Path) -> None:
     conn = sqlite3.connect(path)
     conn.executescript(
@@ -380,10 +390,6 @@ def test_keys_unique_in_sqlite_but_not_once_converted_keep_every_row(
             "SELECT indexname, indexdef LIKE 'CREATE UNIQUE%' FROM pg_indexes "
             "WHERE schemaname = 'twins' ORDER BY indexname"
         ).fetchall()
-        fks = conn.execute(
-            "SELECT count(*) FROM pg_constraint WHERE contype = 'f' "
-            "AND connamespace = 'twins'::regnamespace"
-        ).fetchone()
     assert indexes == [
         ("events_at_key", False),
         ("events_code_key", False),
@@ -391,7 +397,7 @@ def test_keys_unique_in_sqlite_but_not_once_converted_keep_every_row(
         ("pairs_pkey", False),
         ("tickets_pkey", True),
     ]
-    assert fks == (0,)
+    assert _constraints(pg_url, "twins", "f") == []
 
 
 def test_what_is_not_carried_over_is_named_and_fails_the_run(
@@ -494,13 +500,10 @@ def test_a_reference_in_another_case_finds_its_parent(pg_url, run_migration, tmp
     code, report = run_migration(pg_url, {source: "refs"}, keep_case=keep_case)
 
     assert code == 0, report
-    with psycopg.connect(pg_url) as conn:
-        [(definition,)] = conn.execute(
-            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = 'f' "
-            "AND connamespace = 'refs'::regnamespace"
-        ).fetchall()
     parent = 'refs."Users"("Id")' if keep_case else "refs.users(id)"
-    assert definition == f"FOREIGN KEY (who) REFERENCES {parent}"
+    assert _constraints(pg_url, "refs", "f") == [
+        ("visits_who_fkey", f"FOREIGN KEY (who) REFERENCES {parent}")
+    ]
 
 
 def test_a_check_postgresql_takes_is_carried_over_and_one_it_refuses_is_named(
@@ -533,14 +536,9 @@ def test_a_check_postgresql_takes_is_carried_over_and_one_it_refuses_is_named(
     assert table["verified"] is True
     [problem] = table["constraint_problems"]
     assert problem.startswith("orders_3_check not added (function typeof(bigint) does not exist)")
-    with psycopg.connect(pg_url) as conn:
-        checks = conn.execute(
-            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = 'c' "
-            "AND connamespace = 'checks'::regnamespace ORDER BY conname"
-        ).fetchall()
-        with pytest.raises(psycopg.errors.CheckViolation):
-            conn.execute("INSERT INTO checks.orders (amount, status) VALUES (-1, 'new')")
-    assert checks == [
+    with psycopg.connect(pg_url) as conn, pytest.raises(psycopg.errors.CheckViolation):
+        conn.execute("INSERT INTO checks.orders (amount, status) VALUES (-1, 'new')")
+    assert _constraints(pg_url, "checks", "c") == [
         ("orders_1_check", "CHECK ((amount > (0)::double precision))"),
         ("orders_2_check", "CHECK ((status = ANY (ARRAY['new'::text, 'paid'::text])))"),
         ("orders_6_check", "CHECK ((id > 0))"),
