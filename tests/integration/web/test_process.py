@@ -84,6 +84,18 @@ def _serving(
     assert code == 0, log_path.read_text()
 
 
+def _children(pid: int, count: int) -> list[int]:
+    """The process's children once there are `count`: gunicorn forks its workers one after the
+    other, and the first can answer before the second exists."""
+    deadline = time.monotonic() + 30
+    while True:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if len(children) >= count or time.monotonic() > deadline:
+            assert len(children) == count, children
+            return [int(child) for child in children]
+        time.sleep(0.1)
+
+
 def _web_requests(exposition: str) -> dict[tuple[str, str, str], float]:
     counts = {}
     for family in text_string_to_metric_families(exposition):
@@ -167,11 +179,7 @@ def test_the_workers_share_no_database_connection(
     data = tmp_path / "data"
     port = _free_port()
     with _serving(environ, tmp_path / "web.log", port) as master:
-        workers = [
-            int(pid)
-            for pid in Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split()
-        ]
-        assert len(workers) == 2, workers
+        workers = _children(master.pid, 2)
         # /healthz reads the Django and main databases: enough for both workers to have some.
         for _ in range(40):
             assert _get(f"http://127.0.0.1:{port}/healthz")[0] == 200
