@@ -13,10 +13,14 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, TypeVar
 
+import structlog
+
 T = TypeVar("T")
+log = structlog.get_logger("domos.migrate")
 
 #: What the worker processes run: imported once by the fork server.
 #: Not psycopg and structlog: the fast path needs neither (python_copy.py imports them where a
@@ -67,12 +71,22 @@ class Checker:
         self.waiter = ThreadPoolExecutor(max_workers=1)
 
     def submit(self, function: Callable[[Path], T], path: Path) -> Future[T]:
-        return self.waiter.submit(lambda: self.process.submit(function, path).result())
+        return self.waiter.submit(self._check, function, path)
+
+    def _check(self, function: Callable[[Path], T], path: Path) -> T:
+        """In the waiting thread. A check reads its snapshot and writes nothing: if its process
+        dies under it (killed from outside), a new process runs it once more."""
+        try:
+            return self.process.submit(function, path).result()
+        except BrokenProcessPool:
+            log.warning("integrity_check_process_died", snapshot=str(path))
+            self.process = ProcessPoolExecutor(max_workers=1, mp_context=_context())
+            return self.process.submit(function, path).result()
 
     def shutdown(self) -> None:
         """Lets the submitted checks finish; returns at once (the process is shut down by the
         waiting thread, after it has handed over every check)."""
-        self.waiter.submit(self.process.shutdown, wait=False)
+        self.waiter.submit(lambda: self.process.shutdown(wait=False))
         self.waiter.shutdown(wait=False)
 
 
