@@ -21,6 +21,7 @@ from runtime.migrate.inference import choose_type, classes_seen, intent_of
 from runtime.migrate.sizing import BATCH_ROWS, batch_rows, chunk_rows_for
 from runtime.migrate.snapshot import Source
 from runtime.migrate.sqlite_source import (
+    QUOTED,
     ForeignKeyViolation,
     Table,
     count_nul_texts,
@@ -434,8 +435,6 @@ _JSON_VALID = re.compile(
     r'\(?\s*JSON_VALID\(\s*"?(\w+)"?\s*\)(\s+OR\s+"?(\w+)"?\s+IS\s+NULL)?\s*\)?',
     re.IGNORECASE,
 )
-#: A name quoted in any of SQLite's ways, or a string (kept as it is).
-_QUOTED_NAME = re.compile(r"'(?:[^']|'')*'|\"((?:[^\"]|\"\")*)\"|`((?:[^`]|``)*)`|\[([^\]]*)\]")
 
 
 _ZERO_ONE = re.compile(r'\(?\s*"?(\w+)"?\s+IN\s*\(\s*(0\s*,\s*1|1\s*,\s*0)\s*\)\s*\)?', re.I)
@@ -468,7 +467,7 @@ def _pg_names(expression: str, fold: Callable[[str], str]) -> str:
             return quote_ident(fold(match.group(3)))
         return match.group()
 
-    return _QUOTED_NAME.sub(name, expression)
+    return QUOTED.sub(name, expression)
 
 
 def _column_list(columns: tuple[str, ...]) -> str:

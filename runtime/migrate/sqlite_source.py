@@ -155,11 +155,12 @@ def views_and_triggers(conn: sqlite3.Connection) -> list[str]:
     return [f"{kind} {name}" for kind, name in rows]
 
 
-#: A string, or a name quoted in any of SQLite's ways.
-_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`(?:[^`]|``)*`|\[[^\]]*\]")
+#: A string, or a name quoted in any of SQLite's ways (groups 1 to 3: the name within "", ``
+#: or []).
+QUOTED = re.compile(r"'(?:[^']|'')*'|\"((?:[^\"]|\"\")*)\"|`((?:[^`]|``)*)`|\[([^\]]*)\]")
 _COLLATE = re.compile(r"\bCOLLATE\s+(\w+)")
 #: SQLite's SQL as tokens that matter to find a clause: quoted runs, words, parentheses.
-_TOKENS = re.compile(_QUOTED.pattern + r"|\w+|[()]|[^\w()'\"`\[]+")
+_TOKENS = re.compile(QUOTED.pattern + r"|\w+|[()]|[^\w()'\"`\[]+")
 
 
 def check_expressions(create_sql: str) -> tuple[str, ...]:
@@ -241,7 +242,7 @@ def _read_table(conn: sqlite3.Connection, name: str, create_sql: str) -> Table:
         for row in conn.execute(f"PRAGMA table_xinfo({quoted})")
     ]
     normalized = " ".join(create_sql.upper().split())
-    bare = _QUOTED.sub(" ", normalized)  # no name or string can look like a clause
+    bare = QUOTED.sub(" ", normalized)  # no name or string can look like a clause
     table = Table(
         name=name,
         columns=columns,
