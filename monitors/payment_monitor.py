@@ -39,7 +39,8 @@ Work-claiming, four stages per tick:
 2. polling: payments still open N minutes after creation (the webhook may be lost) are fetched
    on a capped exponential schedule (`PAYMENT_POLL`), then hourly, until they are final.
 3. confirmation: a succeeded payment that was applied gets, for every managed chat the member
-   is not in, a fresh invite link (member_limit=1, so it admits the payer only) and then one
+   is not in, a fresh invite link that makes a join request (the bot approves it only for a
+   member with a live subscription, so a forwarded link admits no one else) and then one
    receipt in the outbox.
 
 Applying an outcome is one transaction guarded by `processed_at IS NULL`: a success activates or

@@ -1,8 +1,13 @@
 """payment_monitor, stage 3: a succeeded, applied payment's way in and its receipt.
 
 The member's pending unbans run first; then every managed chat the member is not in gets a
-fresh invite link (member_limit=1, INVITE_LINK_TTL_H), reused after a crash; then one receipt
-goes to the outbox and the payment is marked confirmed.
+fresh invite link (INVITE_LINK_TTL_H), reused after a crash; then one receipt goes to the outbox
+and the payment is marked confirmed.
+
+The link makes a join request, which the bot approves only for a member with a live
+subscription (services/bot/handlers/chats.py): a receipt forwarded to someone who never paid
+lets them in neither before the payer has used it nor after. A link limited to one member
+admits whoever follows it first.
 
 A chat whose link cannot be made never holds the receipt back: when Telegram refuses for good
 (the bot removed or demoted, the chat gone or upgraded) or still fails RECEIPT_WAIT after the
@@ -121,7 +126,7 @@ async def _invite_link(
         {
             "chat_id": chat["telegram_chat_id"],
             "name": name,
-            "member_limit": 1,
+            "creates_join_request": True,
             "expire_date": int(expire_at.timestamp()),
         },
     )
@@ -136,8 +141,8 @@ async def _invite_link(
         return None, outcome.verdict
     link = str((body or {})["result"]["invite_link"])
     await work.db.execute(
-        "INSERT INTO invite_links (chat_id, user_id, payment_id, link, name, member_limit,"
-        " expire_at) VALUES (?, ?, ?, ?, ?, 1, ?)",
+        "INSERT INTO invite_links (chat_id, user_id, payment_id, link, name,"
+        " creates_join_request, expire_at) VALUES (?, ?, ?, ?, ?, TRUE, ?)",
         (chat["id"], user["id"], payment["id"], link, name, expire_at),
     )
     metrics.INVITE_LINKS.labels(outcome="created").inc()

@@ -9,6 +9,7 @@ was charged twice.
 from __future__ import annotations
 
 import itertools
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -130,15 +131,29 @@ def _deliver(world: World, telegram_id: int, expect: int) -> list[dict[str, Any]
     return new
 
 
-def _join(world: World, telegram_id: int, chat_id: int) -> None:
-    world.control("POST", "/telegram/join_requests", {"user_id": telegram_id, "chat_id": chat_id})
+def _follow(world: World, telegram_id: int, receipt: dict[str, Any], chat_id: int) -> str | None:
+    """The member's way in, as the receipt gives it: follow its link; the bot decides the join
+    request the link makes. Returns the user's status in the chat afterwards."""
+    [link] = re.findall(r"https://t\.me/\+\S+", receipt["text"])
+    world.control(
+        "POST", "/telegram/invite_links/join", {"user_id": telegram_id, "invite_link": link}
+    )
     wait_for(
         lambda: not world.control("GET", f"/telegram/join_requests?chat_id={chat_id}"),
         20,
         "the join request to be decided",
     )
     members = world.control("GET", f"/telegram/chats/{chat_id}/members")
-    assert {m["user_id"]: m["status"] for m in members}.get(telegram_id) == "member"
+    status: str | None = {m["user_id"]: m["status"] for m in members}.get(telegram_id)
+    return status
+
+
+def _forwarded_to_a_stranger(world: World, receipt: dict[str, Any], chat_id: int) -> None:
+    """The receipt's link, forwarded (or sold) to someone who never paid, lets them in neither
+    before the payer used it nor after."""
+    stranger = next(_ids)
+    world.control("POST", "/telegram/users", {"user_id": stranger, "first_name": "Чужой"})
+    assert _follow(world, stranger, receipt, chat_id) != "member"
 
 
 def _banned(world: World, chat_id: int) -> Callable[[int], bool]:
@@ -175,8 +190,10 @@ def test_member_pays_runs_out_is_banned_pays_again_and_rejoins(world: World) -> 
     first_payment = _pay(world, telegram_id, user_id)
     subscription = _subscription(world, user_id)
     assert subscription["status"] == "active"
-    _deliver(world, telegram_id, expect=1)  # the receipt
-    _join(world, telegram_id, chat_id)
+    [receipt] = _deliver(world, telegram_id, expect=1)
+    _forwarded_to_a_stranger(world, receipt, chat_id)
+    assert _follow(world, telegram_id, receipt, chat_id) == "member"
+    _forwarded_to_a_stranger(world, receipt, chat_id)
 
     # 2. The term runs out: each T-n reminder once, even with tsmonitor run twice.
     end: datetime = subscription["current_period_end"]
@@ -217,8 +234,9 @@ def test_member_pays_runs_out_is_banned_pays_again_and_rejoins(world: World) -> 
     assert _subscription(world, user_id)["status"] == "active"
     world.monitor_once("ban_monitor")
     assert not banned(telegram_id)
-    _deliver(world, telegram_id, expect=1)  # the receipt of the second payment
-    _join(world, telegram_id, chat_id)
+    [receipt] = _deliver(world, telegram_id, expect=1)  # the receipt of the second payment
+    _forwarded_to_a_stranger(world, receipt, chat_id)
+    assert _follow(world, telegram_id, receipt, chat_id) == "member"
 
     # Nothing twice: each outbox row reached the member once, each payment was charged once.
     world.monitor_once("notifymonitor")
