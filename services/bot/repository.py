@@ -60,6 +60,13 @@ async def live_subscription(db: AsyncDatabase, user_id: int) -> Row | None:
     )
 
 
+async def entitled(db: AsyncDatabase, user: Row | None) -> bool:
+    """Staff, or a member with a live subscription: who may be in the paid chats."""
+    if user is None:
+        return False
+    return user["role"] != "member" or await live_subscription(db, user["id"]) is not None
+
+
 async def latest_subscription(db: AsyncDatabase, user_id: int) -> Row | None:
     return await db.fetchone(
         "SELECT s.*, t.title AS tariff_title, t.code AS tariff_code FROM subscriptions s"
@@ -196,6 +203,17 @@ async def mark_paid_chats(db: AsyncDatabase, chat_ids: frozenset[int], now: date
                 " updated_at = ?",
                 (chat_id, True, now),
             )
+
+
+async def invite_link_member(db: AsyncDatabase, link: str, telegram_chat_id: int) -> int | None:
+    """The member (users.id) an invite link to this chat was made for, or None for a link the
+    system did not make for a member (an admin's own, the chat's primary link)."""
+    value = await db.fetchval(
+        "SELECT l.user_id FROM invite_links l JOIN chats c ON c.id = l.chat_id"
+        " WHERE l.link = ? AND c.telegram_chat_id = ?",
+        (link, telegram_chat_id),
+    )
+    return None if value is None else int(value)
 
 
 async def set_membership(

@@ -15,7 +15,7 @@ from aiogram.types import ChatJoinRequest, ChatMemberUpdated, Message
 from monitors import texts
 from runtime.db import AsyncDatabase
 from services.bot import repository
-from services.bot.metrics import JOIN_REQUESTS
+from services.bot.metrics import JOIN_REQUESTS, LINK_STRANGERS
 
 log = structlog.get_logger("bot")
 
@@ -90,9 +90,7 @@ async def private_voice(message: Message, db: AsyncDatabase) -> None:
     user = (
         None if message.from_user is None else await repository.find_user(db, message.from_user.id)
     )
-    entitled = user is not None and (
-        user["role"] != "member" or await repository.live_subscription(db, user["id"]) is not None
-    )
+    entitled = await repository.entitled(db, user)
     await message.answer(texts.VOICE_SAVED if entitled else texts.VOICE_MEMBERS_ONLY)
 
 
@@ -152,15 +150,42 @@ async def _decline_elsewhere(request: ChatJoinRequest, bot: Bot) -> None:
 
 
 async def member_changed(
-    update: ChatMemberUpdated, db: AsyncDatabase, clock: Callable[[], datetime]
+    update: ChatMemberUpdated, bot: Bot, db: AsyncDatabase, clock: Callable[[], datetime]
 ) -> None:
     status = MEMBER_STATUS.get(update.new_chat_member.status)
+    if status is None or update.chat.type == "private":
+        return
     user = await repository.find_user(db, update.new_chat_member.user.id)
-    if status is None or user is None or update.chat.type == "private":
+    if status == "member" and update.invite_link is not None:
+        made_for = await repository.invite_link_member(
+            db, update.invite_link.invite_link, update.chat.id
+        )
+        someone_else = made_for is not None and (user is None or user["id"] != made_for)
+        if someone_else and not await repository.entitled(db, user):
+            await _remove_stranger(update, bot)
+            return
+    if user is None:
         return
     now = clock()
     chat_row_id, _ = await repository.upsert_chat(db, update.chat, now)
     await repository.set_membership(db, user["id"], chat_row_id, status, now)
+
+
+async def _remove_stranger(update: ChatMemberUpdated, bot: Bot) -> None:
+    """Someone with no subscription entered by a link made for another member: a receipt's
+    link limited to one member (made before links asked to join, or by the legacy bot) admits
+    whoever follows it first. Removed at once, and free to come back the way payers do (a join
+    request)."""
+    joiner = update.new_chat_member.user.id
+    log_ = log.bind(chat_id=update.chat.id, telegram_id=joiner)
+    try:
+        await bot.ban_chat_member(update.chat.id, joiner)
+        await bot.unban_chat_member(update.chat.id, joiner, only_if_banned=True)
+    except TelegramAPIError as exc:
+        log_.error("link_stranger_not_removed", error=str(exc))
+        return
+    LINK_STRANGERS.inc()
+    log_.warning("link_stranger_removed")
 
 
 async def bot_membership_changed(

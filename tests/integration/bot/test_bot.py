@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from services.sandbox import DEFAULT_BOT_TOKEN
 from tests.integration.bot.conftest import (
     CONFIGURED_PAID_CHATS,
     BotProcess,
     Sandbox,
+    http_json,
     http_text,
     wait_for,
 )
@@ -271,6 +273,66 @@ def test_join_requests_approved_only_for_live_subscriptions(
     assert [(m["user_id"], m["status"]) for m in memberships] == [
         (_user_id(bot_process, member), "member")
     ]
+
+
+def test_a_stranger_in_by_a_members_one_use_link_is_removed(
+    sandbox: Sandbox, bot_process: BotProcess
+) -> None:
+    """Receipts made before links asked to join (and the legacy bot's) carry links limited to
+    one member, which admit whoever follows them first."""
+    chat_id = -(1_000_000_000_000 + sandbox.new_user())
+    sandbox.control(
+        "POST", "/telegram/chats", {"id": chat_id, "type": "supergroup", "title": "Агенты PRO"}
+    )
+    _paid_chat(bot_process, chat_id)
+    payer, stranger, subscriber = _start(sandbox), _start(sandbox), _start(sandbox)
+    _activate(bot_process, subscriber)
+    chat_row = int(
+        bot_process.db.fetchval("SELECT id FROM chats WHERE telegram_chat_id = ?", (chat_id,))
+    )
+
+    def receipt_link() -> str:
+        status, body = http_json(
+            "POST",
+            f"{sandbox.base}/bot{DEFAULT_BOT_TOKEN}/createChatInviteLink",
+            {"chat_id": chat_id, "member_limit": 1},
+        )
+        assert status == 200, body
+        link = str(body["result"]["invite_link"])
+        bot_process.db.execute(
+            "INSERT INTO invite_links (chat_id, user_id, link, member_limit) VALUES (?, ?, ?, 1)",
+            (chat_row, _user_id(bot_process, payer), link),
+        )
+        return link
+
+    def follow(telegram_id: int, link: str) -> None:
+        sandbox.control(
+            "POST", "/telegram/invite_links/join", {"user_id": telegram_id, "invite_link": link}
+        )
+
+    def status(telegram_id: int) -> str | None:
+        members = sandbox.control("GET", f"/telegram/chats/{chat_id}/members")
+        return {m["user_id"]: m["status"] for m in members}.get(telegram_id)
+
+    def metric() -> float:
+        text = http_text(f"http://127.0.0.1:{bot_process.metrics_port}/metrics")
+        lines = [line for line in text.splitlines() if line.startswith("domos_bot_link_stranger")]
+        return sum(float(line.split()[-1]) for line in lines if "_total " in line)
+
+    before = metric()
+    follow(stranger, receipt_link())
+    wait_for(lambda: status(stranger) == "left", 10, "the stranger to be removed")
+    assert not sandbox.control("GET", f"/telegram/bans?chat_id={chat_id}"), "free to come back"
+    wait_for(lambda: metric() - before == 1, 5, "the removal to be counted")
+    assert "link_stranger_removed" in bot_process.log_text()
+
+    # The member it was made for, and anyone with a live subscription, stay.
+    follow(payer, receipt_link())
+    follow(subscriber, receipt_link())
+    members = "SELECT * FROM memberships WHERE chat_id = ? AND status = 'member'"
+    wait_for(lambda: len(_rows(bot_process, members, (chat_row,))) == 2, 10, "both to be members")
+    assert (status(payer), status(subscriber)) == ("member", "member")
+    assert metric() - before == 1
 
 
 def test_inbox_stores_messages_channel_posts_and_voice(
