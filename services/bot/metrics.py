@@ -30,9 +30,9 @@ PAYMENTS_REQUESTED = Counter(
 JOIN_REQUESTS = Counter(
     "domos_bot_join_requests_total", "Chat join requests decided, by decision.", ["decision"]
 )
-LINK_STRANGERS = Counter(
-    "domos_bot_link_strangers_removed_total",
-    "Users removed from a paid chat they entered by an invite link made for another member.",
+STRANGERS_REMOVED = Counter(
+    "domos_bot_strangers_removed_total",
+    "People removed from a paid chat they entered with no subscription and no admin's leave.",
 )
 
 

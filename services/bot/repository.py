@@ -205,17 +205,6 @@ async def mark_paid_chats(db: AsyncDatabase, chat_ids: frozenset[int], now: date
             )
 
 
-async def invite_link_member(db: AsyncDatabase, link: str, telegram_chat_id: int) -> int | None:
-    """The member (users.id) an invite link to this chat was made for, or None for a link the
-    system did not make for a member (an admin's own, the chat's primary link)."""
-    value = await db.fetchval(
-        "SELECT l.user_id FROM invite_links l JOIN chats c ON c.id = l.chat_id"
-        " WHERE l.link = ? AND c.telegram_chat_id = ?",
-        (link, telegram_chat_id),
-    )
-    return None if value is None else int(value)
-
-
 async def set_membership(
     db: AsyncDatabase, user_id: int, chat_row_id: int, status: str, now: datetime
 ) -> None:

@@ -1,10 +1,11 @@
 """Group and channel traffic: the inbox for parse_messages, voice notes for download, join
 requests to the paid chats (approved only for members with a live subscription; declined in any
-chat that is not a paid one), and membership changes."""
+chat that is not a paid one), and membership changes (strangers in a paid chat removed:
+services/bot/entry.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import structlog
@@ -13,9 +14,9 @@ from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.types import ChatJoinRequest, ChatMemberUpdated, Message
 
 from monitors import texts
-from runtime.db import AsyncDatabase
-from services.bot import repository
-from services.bot.metrics import JOIN_REQUESTS, LINK_STRANGERS
+from runtime.db import AsyncDatabase, Row
+from services.bot import entry, repository
+from services.bot.metrics import JOIN_REQUESTS, STRANGERS_REMOVED
 
 log = structlog.get_logger("bot")
 
@@ -155,37 +156,51 @@ async def member_changed(
     status = MEMBER_STATUS.get(update.new_chat_member.status)
     if status is None or update.chat.type == "private":
         return
+    now = clock()
+    chat_row_id, paid_chat = await repository.upsert_chat(db, update.chat, now)
     user = await repository.find_user(db, update.new_chat_member.user.id)
-    if status == "member" and update.invite_link is not None:
-        made_for = await repository.invite_link_member(
-            db, update.invite_link.invite_link, update.chat.id
-        )
-        someone_else = made_for is not None and (user is None or user["id"] != made_for)
-        if someone_else and not await repository.entitled(db, user):
-            await _remove_stranger(update, bot)
-            return
+    if paid_chat and await _stranger(update, bot, db, user):
+        await _remove_stranger(update, bot)
+        return
     if user is None:
         return
-    now = clock()
-    chat_row_id, _ = await repository.upsert_chat(db, update.chat, now)
     await repository.set_membership(db, user["id"], chat_row_id, status, now)
 
 
+async def _stranger(
+    update: ChatMemberUpdated, bot: Bot, db: AsyncDatabase, user: Row | None
+) -> bool:
+    if not entry.entered(update) or await repository.entitled(db, user):
+        return False
+    return not await entry.let_in_by_an_admin(update, bot.id, _admin_check(bot, update.chat.id))
+
+
+def _admin_check(bot: Bot, chat_id: int) -> Callable[[int], Awaitable[bool]]:
+    async def is_admin(user_id: int) -> bool:
+        try:
+            member = await bot.get_chat_member(chat_id, user_id)
+        except TelegramAPIError as exc:
+            # Unsure who let them in: they stay, and the error says so.
+            log.error("entrant_not_checked", chat_id=chat_id, actor=user_id, error=str(exc))
+            return True
+        return member.status in ("creator", "administrator")
+
+    return is_admin
+
+
 async def _remove_stranger(update: ChatMemberUpdated, bot: Bot) -> None:
-    """Someone with no subscription entered by a link made for another member: a receipt's
-    link limited to one member (made before links asked to join, or by the legacy bot) admits
-    whoever follows it first. Removed at once, and free to come back the way payers do (a join
-    request)."""
-    joiner = update.new_chat_member.user.id
-    log_ = log.bind(chat_id=update.chat.id, telegram_id=joiner)
+    """Removed at once (services/bot/entry.py says who is a stranger), and free to come back
+    the way payers do: a join request."""
+    entrant = update.new_chat_member.user.id
+    log_ = log.bind(chat_id=update.chat.id, telegram_id=entrant, actor=update.from_user.id)
     try:
-        await bot.ban_chat_member(update.chat.id, joiner)
-        await bot.unban_chat_member(update.chat.id, joiner, only_if_banned=True)
+        await bot.ban_chat_member(update.chat.id, entrant)
+        await bot.unban_chat_member(update.chat.id, entrant, only_if_banned=True)
     except TelegramAPIError as exc:
-        log_.error("link_stranger_not_removed", error=str(exc))
+        log_.error("stranger_not_removed", error=str(exc))
         return
-    LINK_STRANGERS.inc()
-    log_.warning("link_stranger_removed")
+    STRANGERS_REMOVED.inc()
+    log_.warning("stranger_removed")
 
 
 async def bot_membership_changed(

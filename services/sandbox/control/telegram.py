@@ -232,6 +232,14 @@ def telegram_routes(keys: Keys) -> list[Route]:
         user = user_for(request, data)
         return users.join_by_link(tg(request).world, user, str_field(data, "invite_link"))
 
+    async def add_to_chat(request: web.Request, data: dict[str, Any]) -> Any:
+        world = tg(request).world
+        chat = chat_for(request, int(request.match_info["chat_id"]))
+        adder = world.users.get(int_field(data, "added_by"))
+        if adder is None:
+            raise ControlError("added_by: no such user")
+        return users.add_by(world, chat, user_for(request, data), adder)
+
     async def sent(request: web.Request, data: dict[str, Any]) -> Any:
         chat_filter = opt_int_field(request.query, "chat_id")
         bot_filter = opt_int_field(request.query, "bot_id")
@@ -287,6 +295,7 @@ def telegram_routes(keys: Keys) -> list[Route]:
         ("GET", "/_sandbox/telegram/actions", actions),
         ("GET", "/_sandbox/telegram/invite_links", invite_links),
         ("POST", "/_sandbox/telegram/invite_links/join", join_by_link),
+        ("POST", "/_sandbox/telegram/chats/{chat_id}/add", add_to_chat),
         ("GET", "/_sandbox/telegram/join_requests", join_requests),
         ("POST", "/_sandbox/telegram/join_requests", join_request),
         ("POST", "/_sandbox/telegram/messages", message),

@@ -198,8 +198,31 @@ def join_by_link(world: World, user: User, url: str) -> dict[str, Any]:
     return {"joined": True, "chat_id": chat.id}
 
 
-def add_member(world: World, chat: Chat, user: User, via: InviteLink | None = None) -> None:
-    """The user is now in the chat: state, a chat_member update and the service message."""
+def add_by(world: World, chat: Chat, user: User, adder: User) -> dict[str, Any]:
+    """`adder`, in the chat, adds `user` (Telegram lets members add members unless the chat's
+    permissions forbid it); the chat_member update is `adder`'s doing."""
+    if chat.type == "channel":
+        raise UserActionRefused("channel subscribers cannot add people")
+    if world.member(chat.id, adder.id).status not in ("creator", "administrator", "member"):
+        raise UserActionRefused("only someone in the chat can add people to it")
+    status = world.member(chat.id, user.id).status
+    if status == "kicked":
+        raise UserActionRefused("user is banned in this chat")
+    if status in ("creator", "administrator", "member", "restricted"):
+        raise UserActionRefused("user is already a member")
+    add_member(world, chat, user, actor=adder)
+    return {"joined": True, "chat_id": chat.id}
+
+
+def add_member(
+    world: World,
+    chat: Chat,
+    user: User,
+    via: InviteLink | None = None,
+    actor: User | None = None,
+) -> None:
+    """The user is now in the chat: state, a chat_member update (by `actor`, else the user)
+    and the service message."""
     old = world.chat_member_api(chat.id, user.id)
     world.set_member(chat.id, user.id, "member")
     world.join_requests.pop((chat.id, user.id), None)
@@ -211,7 +234,7 @@ def add_member(world: World, chat: Chat, user: User, via: InviteLink | None = No
     )
     update: dict[str, Any] = {
         "chat": chat.to_api(),
-        "from": user.to_api(),
+        "from": (actor or user).to_api(),
         "date": world.clock.now_int(),
         "old_chat_member": old,
         "new_chat_member": world.chat_member_api(chat.id, user.id),
@@ -220,7 +243,7 @@ def add_member(world: World, chat: Chat, user: User, via: InviteLink | None = No
         update["invite_link"] = invite_link_api(world, via)
     _broadcast(world, "chat_member", update)
     if chat.is_group:
-        service = _message(world, chat, user, {"new_chat_members": [user.to_api()]})
+        service = _message(world, chat, actor or user, {"new_chat_members": [user.to_api()]})
         _broadcast(world, "message", service)
 
 

@@ -275,64 +275,78 @@ def test_join_requests_approved_only_for_live_subscriptions(
     ]
 
 
-def test_a_stranger_in_by_a_members_one_use_link_is_removed(
+def test_strangers_in_a_paid_chat_are_removed_unless_an_admin_let_them_in(
     sandbox: Sandbox, bot_process: BotProcess
 ) -> None:
-    """Receipts made before links asked to join (and the legacy bot's) carry links limited to
-    one member, which admit whoever follows them first."""
     chat_id = -(1_000_000_000_000 + sandbox.new_user())
     sandbox.control(
         "POST", "/telegram/chats", {"id": chat_id, "type": "supergroup", "title": "Агенты PRO"}
     )
     _paid_chat(bot_process, chat_id)
-    payer, stranger, subscriber = _start(sandbox), _start(sandbox), _start(sandbox)
+    payer, stranger, friend, guest, subscriber, admin = (_start(sandbox) for _ in range(6))
+    _activate(bot_process, payer)
     _activate(bot_process, subscriber)
-    chat_row = int(
-        bot_process.db.fetchval("SELECT id FROM chats WHERE telegram_chat_id = ?", (chat_id,))
+    sandbox.control(
+        "POST", f"/telegram/chats/{chat_id}/members", {"user_id": admin, "status": "administrator"}
     )
 
-    def receipt_link() -> str:
+    def one_use_link() -> str:
+        """A receipt's link as made before links asked to join (and by the legacy bot)."""
         status, body = http_json(
             "POST",
             f"{sandbox.base}/bot{DEFAULT_BOT_TOKEN}/createChatInviteLink",
             {"chat_id": chat_id, "member_limit": 1},
         )
         assert status == 200, body
-        link = str(body["result"]["invite_link"])
-        bot_process.db.execute(
-            "INSERT INTO invite_links (chat_id, user_id, link, member_limit) VALUES (?, ?, ?, 1)",
-            (chat_row, _user_id(bot_process, payer), link),
-        )
-        return link
+        return str(body["result"]["invite_link"])
 
     def follow(telegram_id: int, link: str) -> None:
         sandbox.control(
             "POST", "/telegram/invite_links/join", {"user_id": telegram_id, "invite_link": link}
         )
 
+    def add(telegram_id: int, by: int) -> None:
+        sandbox.control(
+            "POST", f"/telegram/chats/{chat_id}/add", {"user_id": telegram_id, "added_by": by}
+        )
+
     def status(telegram_id: int) -> str | None:
         members = sandbox.control("GET", f"/telegram/chats/{chat_id}/members")
         return {m["user_id"]: m["status"] for m in members}.get(telegram_id)
 
-    def metric() -> float:
+    def removed() -> float:
         text = http_text(f"http://127.0.0.1:{bot_process.metrics_port}/metrics")
-        lines = [line for line in text.splitlines() if line.startswith("domos_bot_link_stranger")]
-        return sum(float(line.split()[-1]) for line in lines if "_total " in line)
+        [line] = [x for x in text.splitlines() if x.startswith("domos_bot_strangers_removed_t")]
+        return float(line.split()[-1])
 
-    before = metric()
-    follow(stranger, receipt_link())
+    before = removed()
+    # The payer's link, forwarded before the payer used it.
+    follow(stranger, one_use_link())
     wait_for(lambda: status(stranger) == "left", 10, "the stranger to be removed")
+    # The payer, in, adds a friend: members may add people unless the chat forbids it.
+    follow(payer, one_use_link())
+    add(friend, by=payer)
+    wait_for(lambda: status(friend) == "left", 10, "the friend to be removed")
     assert not sandbox.control("GET", f"/telegram/bans?chat_id={chat_id}"), "free to come back"
-    wait_for(lambda: metric() - before == 1, 5, "the removal to be counted")
-    assert "link_stranger_removed" in bot_process.log_text()
+    wait_for(lambda: removed() - before == 2, 5, "both removals to be counted")
+    assert bot_process.log_text().count('"stranger_removed"') >= 2
 
-    # The member it was made for, and anyone with a live subscription, stay.
-    follow(payer, receipt_link())
-    follow(subscriber, receipt_link())
-    members = "SELECT * FROM memberships WHERE chat_id = ? AND status = 'member'"
-    wait_for(lambda: len(_rows(bot_process, members, (chat_row,))) == 2, 10, "both to be members")
-    assert (status(payer), status(subscriber)) == ("member", "member")
-    assert metric() - before == 1
+    # An admin's guest, and anyone with a subscription, stay.
+    add(guest, by=admin)
+    follow(subscriber, one_use_link())
+    members = "SELECT m.* FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.status = ?"
+    in_chat = {payer, guest, subscriber}
+    wait_for(
+        lambda: (
+            {r["user_id"] for r in _rows(bot_process, members, ("member",))}
+            >= {_user_id(bot_process, t) for t in in_chat}
+        ),
+        10,
+        "the three to be recorded as members",
+    )
+    assert [status(t) for t in (payer, guest, subscriber)] == ["member"] * 3
+    assert removed() - before == 2
+    assert "entrant_not_checked" not in bot_process.log_text()  # the admin was asked about
 
 
 def test_inbox_stores_messages_channel_posts_and_voice(

@@ -167,3 +167,23 @@ async def test_invite_link_rules(sandbox: Sandbox, paid_chat: int, bot: Bot) -> 
     assert revoked.is_revoked is True
     status, body = await join(sandbox, 6, revocable.invite_link)
     assert (status, body["error"]) == (400, "invite link is invalid or revoked")
+
+
+async def test_someone_in_the_chat_adds_a_user(sandbox: Sandbox, paid_chat: int, bot: Bot) -> None:
+    async def add(user_id: int, by: int) -> tuple[int, dict]:
+        return await sandbox.control_error(
+            "POST", f"/telegram/chats/{paid_chat}/add", {"user_id": user_id, "added_by": by}
+        )
+
+    await bot.get_updates(allowed_updates=["chat_member"])  # Telegram sends them if asked
+    assert await add(5, by=2) == (200, {"joined": True, "chat_id": paid_chat})
+    updates = await bot.get_updates(allowed_updates=["chat_member"])
+    [added] = [u.chat_member for u in updates if u.chat_member is not None]
+    assert (added.from_user.id, added.new_chat_member.user.id) == (2, 5)
+    assert (added.old_chat_member.status, added.new_chat_member.status) == ("left", "member")
+    assert added.invite_link is None
+
+    await sandbox.control("POST", "/telegram/users", {"user_id": 6})
+    assert (await add(6, by=4))[1]["error"] == "only someone in the chat can add people to it"
+    assert (await add(4, by=1))[1]["error"] == "user is banned in this chat"
+    assert (await add(5, by=1))[1]["error"] == "user is already a member"
