@@ -73,13 +73,6 @@ UNSENT_OUTCOMES = (
 )
 
 
-def start_at_zero(counter: Counter, label: str, values: tuple[str, ...]) -> None:
-    """Export every child at 0 from the start: a series born at 1 by its first increment shows
-    no increase() in Prometheus, so an alert on a rare event would miss its first occurrence."""
-    for value in values:
-        counter.labels(**{label: value})
-
-
 PROVIDER_EVENTS = Counter(
     "domos_provider_events_total",
     "YooKassa notifications handled by payment_monitor, by outcome: applied, ignored, retried,"

@@ -41,6 +41,7 @@ from monitors.voice_notes import VoiceNotes
 from runtime.config import Env, Settings
 from runtime.db import AsyncTransaction
 from runtime.errors import DatabaseError
+from runtime.metrics import start_at_zero
 from runtime.monitor import Monitor
 
 PARSER_VERSION = 1
@@ -124,7 +125,7 @@ class ParseMessages(Monitor):
     config: ParseSettings
 
     async def setup(self) -> None:
-        metrics.start_at_zero(metrics.AUDIO_REFUSED, "reason", REFUSALS)
+        start_at_zero(metrics.AUDIO_REFUSED, "reason", REFUSALS)
         self.telegram = TelegramClient(self.ctx.settings)
         await self.telegram.open()
         self.voice = VoiceNotes(

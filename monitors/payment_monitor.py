@@ -71,6 +71,7 @@ from monitors.payment_stages.work import NOT_A_CHARGE, OPEN_STATUSES, PaymentWor
 from monitors.telegram_client import TelegramClient
 from payments.client import YooKassaClient
 from payments.settings import PaymentSettings
+from runtime.metrics import start_at_zero
 from runtime.monitor import Monitor
 
 # Importable from here as before the stages moved out.
@@ -93,9 +94,9 @@ class PaymentMonitor(Monitor):
 
     async def setup(self) -> None:
         # Alerts fire on the first expiry or paid-after-cancel, so those series start at 0.
-        metrics.start_at_zero(metrics.UNSENT_PAYMENTS, "outcome", metrics.UNSENT_OUTCOMES)
-        metrics.start_at_zero(metrics.INVITE_LINKS, "outcome", ("created", "failed", "skipped"))
-        metrics.start_at_zero(metrics.REFUNDS, "kind", ("full", "partial"))
+        start_at_zero(metrics.UNSENT_PAYMENTS, "outcome", metrics.UNSENT_OUTCOMES)
+        start_at_zero(metrics.INVITE_LINKS, "outcome", ("created", "failed", "skipped"))
+        start_at_zero(metrics.REFUNDS, "kind", ("full", "partial"))
         self.yookassa = YooKassaClient(self.ctx.settings)
         self.telegram = TelegramClient(self.ctx.settings)
         await self.yookassa.open()

@@ -50,6 +50,7 @@ from payments.settings import PaymentSettings
 from payments.store import cancel_expired, extend_subscription
 from runtime.db import AsyncDatabase, AsyncTransaction
 from runtime.errors import MonitorError
+from runtime.metrics import start_at_zero
 from runtime.monitor import Monitor
 
 _DUE = """
@@ -86,9 +87,7 @@ class RecurrentPayments(Monitor):
 
     async def setup(self) -> None:
         # Rare outcomes: their series start at 0 so that the first one shows as an increase.
-        metrics.start_at_zero(
-            metrics.CHARGE_RECONCILIATIONS, "outcome", ("found", "not_sent", "failed")
-        )
+        start_at_zero(metrics.CHARGE_RECONCILIATIONS, "outcome", ("found", "not_sent", "failed"))
         self.yookassa = YooKassaClient(self.ctx.settings)
         await self.yookassa.open()
 

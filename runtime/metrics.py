@@ -106,6 +106,13 @@ HTTP_REQUEST_DURATION = Histogram(
 )
 
 
+def start_at_zero(counter: Counter, label: str, values: tuple[str, ...]) -> None:
+    """Export every child at 0 from the start: a series born at 1 by its first increment shows
+    no increase() in Prometheus, so an alert on a rare event would miss its first occurrence."""
+    for value in values:
+        counter.labels(**{label: value})
+
+
 def init_monitor_series(monitor: str, interval_s: float) -> None:
     """Create every series of `monitor` at zero, so dashboards and `rate()` see it from start."""
     for outcome in TICK_OUTCOMES:

@@ -12,6 +12,8 @@ from aiogram import BaseMiddleware
 from aiogram.types import TelegramObject, Update
 from prometheus_client import Counter, Histogram
 
+from runtime.metrics import start_at_zero
+
 UPDATES = Counter("domos_bot_updates_total", "Updates received by the bot, by type.", ["type"])
 HANDLER_ERRORS = Counter(
     "domos_bot_handler_errors_total", "Updates whose handler raised, by update type.", ["type"]
@@ -30,10 +32,16 @@ PAYMENTS_REQUESTED = Counter(
 JOIN_REQUESTS = Counter(
     "domos_bot_join_requests_total", "Chat join requests decided, by decision.", ["decision"]
 )
-STRANGERS_REMOVED = Counter(
-    "domos_bot_strangers_removed_total",
-    "People removed from a paid chat they entered with no subscription and no admin's leave.",
+STRANGERS = Counter(
+    "domos_bot_strangers_total",
+    "People without a subscription entering a paid chat (services/bot/entry.py), by outcome:"
+    " removed; not_removed (Telegram refused: still in); unchecked (who let them in could not"
+    " be asked: left in).",
+    ["outcome"],
 )
+STRANGER_OUTCOMES = ("removed", "not_removed", "unchecked")
+# Rare, and alerted on from the first: every series starts at 0.
+start_at_zero(STRANGERS, "outcome", STRANGER_OUTCOMES)
 
 
 class InFlight:

@@ -16,7 +16,7 @@ from aiogram.types import ChatJoinRequest, ChatMemberUpdated, Message
 from monitors import texts
 from runtime.db import AsyncDatabase, Row
 from services.bot import entry, repository
-from services.bot.metrics import JOIN_REQUESTS, STRANGERS_REMOVED
+from services.bot.metrics import JOIN_REQUESTS, STRANGERS
 
 log = structlog.get_logger("bot")
 
@@ -182,6 +182,7 @@ def _admin_check(bot: Bot, chat_id: int) -> Callable[[int], Awaitable[bool]]:
         except TelegramAPIError as exc:
             # Unsure who let them in: they stay, and the error says so.
             log.error("entrant_not_checked", chat_id=chat_id, actor=user_id, error=str(exc))
+            STRANGERS.labels(outcome="unchecked").inc()
             return True
         return member.status in ("creator", "administrator")
 
@@ -198,8 +199,9 @@ async def _remove_stranger(update: ChatMemberUpdated, bot: Bot) -> None:
         await bot.unban_chat_member(update.chat.id, entrant, only_if_banned=True)
     except TelegramAPIError as exc:
         log_.error("stranger_not_removed", error=str(exc))
+        STRANGERS.labels(outcome="not_removed").inc()
         return
-    STRANGERS_REMOVED.inc()
+    STRANGERS.labels(outcome="removed").inc()
     log_.warning("stranger_removed")
 
 

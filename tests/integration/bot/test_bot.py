@@ -316,7 +316,8 @@ def test_strangers_in_a_paid_chat_are_removed_unless_an_admin_let_them_in(
 
     def removed() -> float:
         text = http_text(f"http://127.0.0.1:{bot_process.metrics_port}/metrics")
-        [line] = [x for x in text.splitlines() if x.startswith("domos_bot_strangers_removed_t")]
+        series = 'domos_bot_strangers_total{outcome="removed"}'
+        [line] = [x for x in text.splitlines() if x.startswith(series)]
         return float(line.split()[-1])
 
     before = removed()

@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from monitors.metrics import UNSENT_OUTCOMES, UNSENT_PAYMENTS, start_at_zero
+from monitors.metrics import UNSENT_OUTCOMES, UNSENT_PAYMENTS
 from monitors.notifymonitor import NotifySettings
 from monitors.parse_messages import ParseSettings, area_dm2, commission_bp, normalized_complex
 from monitors.tsmonitor import TermSettings
 from runtime.config import Settings
 from runtime.errors import ConfigError
+from runtime.metrics import start_at_zero
 
 
 @pytest.mark.parametrize(
