@@ -145,16 +145,21 @@ def post_in_channel(world: World, chat: Chat, text: str) -> dict[str, Any]:
     return message
 
 
-def request_to_join(
-    world: World, user: User, chat: Chat, link: InviteLink | None = None
-) -> dict[str, Any]:
-    if chat.type == "private":
-        raise UserActionRefused("private chats have no join requests")
+def _refuse_if_banned_or_in(world: World, chat: Chat, user: User) -> None:
+    """Telegram's refusals for anyone entering a chat, whatever the way in."""
     status = world.member(chat.id, user.id).status
     if status == "kicked":
         raise UserActionRefused("user is banned in this chat")
     if status in ("creator", "administrator", "member", "restricted"):
         raise UserActionRefused("user is already a member")
+
+
+def request_to_join(
+    world: World, user: User, chat: Chat, link: InviteLink | None = None
+) -> dict[str, Any]:
+    if chat.type == "private":
+        raise UserActionRefused("private chats have no join requests")
+    _refuse_if_banned_or_in(world, chat, user)
     world.ensure_private_chat(user)
     request = JoinRequest(
         chat_id=chat.id,
@@ -184,11 +189,7 @@ def join_by_link(world: World, user: User, url: str) -> dict[str, Any]:
     if link.expire_date is not None and link.expire_date <= world.clock.now():
         raise UserActionRefused("invite link has expired")
     chat = world.chats[link.chat_id]
-    status = world.member(chat.id, user.id).status
-    if status == "kicked":
-        raise UserActionRefused("user is banned in this chat")
-    if status in ("creator", "administrator", "member", "restricted"):
-        raise UserActionRefused("user is already a member")
+    _refuse_if_banned_or_in(world, chat, user)
     if link.creates_join_request:
         return {"join_request": request_to_join(world, user, chat, link)}
     if link.member_limit is not None and link.joined_count >= link.member_limit:
@@ -205,11 +206,7 @@ def add_by(world: World, chat: Chat, user: User, adder: User) -> dict[str, Any]:
         raise UserActionRefused("channel subscribers cannot add people")
     if world.member(chat.id, adder.id).status not in ("creator", "administrator", "member"):
         raise UserActionRefused("only someone in the chat can add people to it")
-    status = world.member(chat.id, user.id).status
-    if status == "kicked":
-        raise UserActionRefused("user is banned in this chat")
-    if status in ("creator", "administrator", "member", "restricted"):
-        raise UserActionRefused("user is already a member")
+    _refuse_if_banned_or_in(world, chat, user)
     add_member(world, chat, user, actor=adder)
     return {"joined": True, "chat_id": chat.id}
 

@@ -201,6 +201,16 @@ def _paid_chat(bot: BotProcess, chat_id: int) -> None:
     )
 
 
+def _new_paid_chat(sandbox: Sandbox, bot: BotProcess) -> int:
+    """A supergroup in the sandbox (the bot its administrator), marked paid."""
+    chat_id = -(1_000_000_000_000 + sandbox.new_user())
+    sandbox.control(
+        "POST", "/telegram/chats", {"id": chat_id, "type": "supergroup", "title": "Агенты PRO"}
+    )
+    _paid_chat(bot, chat_id)
+    return chat_id
+
+
 def test_configured_paid_chats_are_managed_from_the_start(bot_process: BotProcess) -> None:
     rows = _rows(bot_process, "SELECT telegram_chat_id, is_managed FROM chats")
     managed = {row["telegram_chat_id"] for row in rows if row["is_managed"]}
@@ -242,11 +252,7 @@ def test_a_join_request_in_a_strangers_group_is_declined_and_never_makes_it_paid
 def test_join_requests_approved_only_for_live_subscriptions(
     sandbox: Sandbox, bot_process: BotProcess
 ) -> None:
-    chat_id = -(1_000_000_000_000 + sandbox.new_user())
-    sandbox.control(
-        "POST", "/telegram/chats", {"id": chat_id, "type": "supergroup", "title": "Агенты PRO"}
-    )
-    _paid_chat(bot_process, chat_id)
+    chat_id = _new_paid_chat(sandbox, bot_process)
     member = _start(sandbox)
     _activate(bot_process, member)
     stranger = _start(sandbox)
@@ -278,11 +284,7 @@ def test_join_requests_approved_only_for_live_subscriptions(
 def test_strangers_in_a_paid_chat_are_removed_unless_an_admin_let_them_in(
     sandbox: Sandbox, bot_process: BotProcess
 ) -> None:
-    chat_id = -(1_000_000_000_000 + sandbox.new_user())
-    sandbox.control(
-        "POST", "/telegram/chats", {"id": chat_id, "type": "supergroup", "title": "Агенты PRO"}
-    )
-    _paid_chat(bot_process, chat_id)
+    chat_id = _new_paid_chat(sandbox, bot_process)
     payer, stranger, friend, guest, subscriber, admin = (_start(sandbox) for _ in range(6))
     _activate(bot_process, payer)
     _activate(bot_process, subscriber)
