@@ -1,6 +1,8 @@
 """ban_monitor: members past grace leave the managed chats; members who paid again come back.
 
 Each tick (work-claiming; the decisions are idempotent inserts, so replicas may both decide):
+0. a member whose subscriptions all ended, with no row for a paid chat, is looked up in
+   Telegram and recorded (`monitors.membership_census`), so that the bans below see them;
 1. bans: a member whose subscriptions all ended (expired, or grace run out) and who is in a
    managed chat gets a `ban` action keyed `ban:<subscription>:<period end>:<chat>`; staff and
    admins never do.
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from typing import Self
 
 from monitors import metrics
+from monitors.membership_census import record_unrecorded_members
 from monitors.moderation import ModerationExecutor
 from monitors.telegram_client import TelegramClient
 from runtime.config import Env, Settings
@@ -111,6 +114,7 @@ class BanMonitor(Monitor):
 
     async def plan(self) -> tuple[int, int]:
         now = self.ctx.clock.now()
+        await record_unrecorded_members(self.db, self.telegram, now, self.batch_size)
         bans = await self.db.execute(PLAN_BANS, (now, now, self.batch_size))
         unbans = await self.db.execute(PLAN_UNBANS, (now, self.batch_size))
         if bans:

@@ -105,6 +105,12 @@ MODERATION_ACTIONS = Counter(
     "Bans and unbans carried out, by action and outcome: done, retried, failed, superseded.",
     ["action", "outcome"],
 )
+MEMBERSHIPS_ASKED = Counter(
+    "domos_memberships_asked_total",
+    "Paid-chat memberships nobody had recorded of members whose subscriptions all ended, asked"
+    " of Telegram by ban_monitor, by outcome: recorded, failed.",
+    ["outcome"],
+)
 MODERATION_DECISIONS = Counter(
     "domos_moderation_decisions_total", "Bans and unbans recorded by ban_monitor.", ["action"]
 )

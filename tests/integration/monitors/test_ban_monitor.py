@@ -159,3 +159,43 @@ async def test_bot_api_failures_back_off_and_refusals_fail(db, sandbox, monitors
     [retried] = await actions(db, user)
     assert (retried["status"], retried["attempts"]) == ("done", 2)
     assert await f.chat_status(sandbox, chat, user) == "kicked"
+
+
+async def test_a_lapsed_member_in_a_paid_chat_nobody_recorded_is_found_and_removed(
+    db, sandbox, monitors
+):
+    """In the chat at Telegram with no memberships row: added by an admin before they first
+    wrote to the bot, or the bot missed the update."""
+    chat = await f.managed_chat(db, sandbox)
+    past = timedelta(days=-5)
+
+    async def lapsed(*, in_chat: bool, **sub: Any) -> dict[str, Any]:
+        user = await f.member(db, sandbox)
+        if in_chat:
+            await sandbox.control(
+                "POST",
+                f"/telegram/chats/{chat['telegram_chat_id']}/members",
+                {"user_id": user["telegram_id"], "status": "member"},
+            )
+        await f.subscription(db, user, await f.tariff(db), **sub)
+        return user
+
+    unrecorded = await lapsed(in_chat=True, status="expired", ends_in=past)
+    never_joined = await lapsed(in_chat=False, status="expired", ends_in=past)
+    paying = await lapsed(in_chat=True)  # live: not asked about, not removed
+    before = metric("domos_memberships_asked_total", outcome="recorded")
+    monitor = await monitors(BanMonitor)
+
+    assert await monitor.tick() == 1
+    assert await f.chat_status(sandbox, chat, unrecorded) == "kicked"
+    assert await f.chat_status(sandbox, chat, never_joined) == "left"
+    assert await f.chat_status(sandbox, chat, paying) == "member"
+    rows = await db.fetchall("SELECT * FROM memberships WHERE chat_id = ?", (chat["id"],))
+    assert {row["user_id"]: row["status"] for row in rows} == {
+        unrecorded["id"]: "banned",
+        never_joined["id"]: "left",
+    }
+    assert metric("domos_memberships_asked_total", outcome="recorded") - before == 2
+
+    assert await monitor.tick() == 0  # asked once: a recorded row is not asked about again
+    assert metric("domos_memberships_asked_total", outcome="recorded") - before == 2
