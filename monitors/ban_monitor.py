@@ -27,6 +27,7 @@ from monitors.membership_census import record_unrecorded_members
 from monitors.moderation import ModerationExecutor
 from monitors.telegram_client import TelegramClient
 from runtime.config import Env, Settings
+from runtime.metrics import start_at_zero
 from runtime.monitor import Monitor
 
 #: Members past grace still in a managed chat, with the subscription that ended last.
@@ -92,6 +93,9 @@ class BanMonitor(Monitor):
     config: BanSettings
 
     async def setup(self) -> None:
+        # DomosRemovalsFailing fires on the first failure: those series start at 0.
+        metrics.MODERATION_ACTIONS.labels(action="ban", outcome="failed")
+        start_at_zero(metrics.MEMBERSHIPS_ASKED, "outcome", ("recorded", "failed"))
         self.batch_size = self.config.batch_size
         self.telegram = TelegramClient(self.ctx.settings)
         await self.telegram.open()
