@@ -177,6 +177,8 @@ def receipt(
     for each chat whose link could not be made."""
     lines = [f"Оплата получена. Подписка активна до {local_date(period_end, tz)}."]
     lines += [f"Вход в «{title}»: {link}" for title, link in links]
+    if links:
+        lines.append("По ссылке отправьте заявку на вступление: бот одобрит её сразу.")
     lines += [
         f"Ссылку в «{title}» сейчас создать не удалось: администратор уже знает и пришлёт её."
         for title in skipped

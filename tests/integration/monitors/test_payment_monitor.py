@@ -73,6 +73,7 @@ async def test_a_lost_webhook_is_finalized_by_polling_with_backoff(db, sandbox, 
     ]
     [receipt] = await receipts(db, buy["user"])
     assert links[0]["invite_link"] in receipt["text"]
+    assert "отправьте заявку на вступление" in receipt["text"]  # what the link does
     assert receipt["chat_id"] == buy["user"]["telegram_id"]
     assert metric("domos_payments_finalized_total", status="succeeded", source="poll") - before == 1
 
