@@ -1,7 +1,7 @@
 """Group and channel traffic: the inbox for parse_messages, voice notes for download, join
-requests to the paid chats (approved only for members with a live subscription; declined in any
-chat that is not a paid one), and membership changes (strangers in a paid chat removed:
-services/bot/entry.py)."""
+requests to the paid chats (approved only for staff and members with a live subscription:
+repository.entitled; declined in any chat that is not a paid one), and membership changes
+(strangers in a paid chat removed: services/bot/entry.py)."""
 
 from __future__ import annotations
 
@@ -108,11 +108,11 @@ async def join_request(
         await _decline_elsewhere(request, bot)
         return
     user = await repository.find_user(db, request.from_user.id)
-    live = None if user is None else await repository.live_subscription(db, user["id"])
-    decision = "approved" if live is not None else "declined"
+    approve = await repository.entitled(db, user)
+    decision = "approved" if approve else "declined"
     log_ = log.bind(chat_id=request.chat.id, telegram_id=request.from_user.id, decision=decision)
     try:
-        if live is not None:
+        if approve:
             await bot.approve_chat_join_request(request.chat.id, request.from_user.id)
         else:
             await bot.decline_chat_join_request(request.chat.id, request.from_user.id)
@@ -122,10 +122,10 @@ async def join_request(
         return
     JOIN_REQUESTS.labels(decision=decision).inc()
     log_.info("join_request_decided")
-    if live is not None:
+    if approve:
         assert user is not None
         await repository.set_membership(db, user["id"], chat_row_id, "member", now)
-    reply = texts.JOIN_APPROVED if live is not None else texts.JOIN_DECLINED
+    reply = texts.JOIN_APPROVED if approve else texts.JOIN_DECLINED
     try:
         await bot.send_message(request.user_chat_id, reply)
     except TelegramAPIError as exc:

@@ -249,36 +249,40 @@ def test_a_join_request_in_a_strangers_group_is_declined_and_never_makes_it_paid
     )
 
 
-def test_join_requests_approved_only_for_live_subscriptions(
+def test_join_requests_approved_only_for_live_subscriptions_and_staff(
     sandbox: Sandbox, bot_process: BotProcess
 ) -> None:
     chat_id = _new_paid_chat(sandbox, bot_process)
     member = _start(sandbox)
     _activate(bot_process, member)
     stranger = _start(sandbox)
+    staff = _start(sandbox)  # no subscription: staff are let in as they are never banned
+    bot_process.db.execute("UPDATE users SET role = 'staff' WHERE telegram_id = ?", (staff,))
 
-    sandbox.control("POST", "/telegram/join_requests", {"user_id": member, "chat_id": chat_id})
-    sandbox.control("POST", "/telegram/join_requests", {"user_id": stranger, "chat_id": chat_id})
+    for user in (member, stranger, staff):
+        sandbox.control("POST", "/telegram/join_requests", {"user_id": user, "chat_id": chat_id})
 
     def decided() -> bool:
         return not sandbox.control("GET", f"/telegram/join_requests?chat_id={chat_id}")
 
-    wait_for(decided, 10, "both join requests to be decided")
+    wait_for(decided, 10, "the join requests to be decided")
     members = {
         m["user_id"]: m["status"]
         for m in sandbox.control("GET", f"/telegram/chats/{chat_id}/members")
     }
-    assert members.get(member) == "member"
+    assert (members.get(member), members.get(staff)) == ("member", "member")
     assert members.get(stranger) != "member"
     assert "одобрена" in sandbox.wait_sent(member, 2)[1]["text"]
+    assert "одобрена" in sandbox.wait_sent(staff, 2)[1]["text"]
     assert "/subscribe" in sandbox.wait_sent(stranger, 2)[1]["text"]
 
     chat = _rows(bot_process, "SELECT * FROM chats WHERE telegram_chat_id = ?", (chat_id,))[0]
     assert chat["is_managed"] is True
     memberships = _rows(bot_process, "SELECT * FROM memberships WHERE chat_id = ?", (chat["id"],))
-    assert [(m["user_id"], m["status"]) for m in memberships] == [
-        (_user_id(bot_process, member), "member")
-    ]
+    assert {(m["user_id"], m["status"]) for m in memberships} == {
+        (_user_id(bot_process, member), "member"),
+        (_user_id(bot_process, staff), "member"),
+    }
 
 
 def test_strangers_in_a_paid_chat_are_removed_unless_an_admin_let_them_in(
