@@ -321,6 +321,28 @@ ROWS: tuple[Row, ...] = (
                 description="YooKassa notifications payment_monitor handled: applied, ignored,"
                 " retried, failed (each failure is in provider_events.last_error).",
             ),
+            Panel(
+                "Access to the paid chats (1 h)",
+                (
+                    Query(
+                        "sum by (decision) (increase(domos_bot_join_requests_total[1h]))",
+                        "join request {{decision}}",
+                    ),
+                    Query(
+                        "sum by (outcome) (increase(domos_bot_strangers_total[1h]))",
+                        "stranger {{outcome}}",
+                    ),
+                    Query(
+                        "sum by (action, outcome) (increase(domos_moderation_actions_total[1h]))",
+                        "{{action}} {{outcome}}",
+                    ),
+                ),
+                width=24,
+                description="Who the bot let in (join requests approved for staff and live"
+                " subscriptions), strangers it removed from a paid chat (not_removed and"
+                " unchecked alert: DomosStrangerInPaidChat), and ban_monitor's bans and unbans"
+                " (failed bans alert: DomosRemovalsFailing).",
+            ),
         ),
     ),
     Row(
