@@ -24,6 +24,7 @@ from services.bot.config import BotSettings
 from services.bot.handlers import build_routers
 from services.bot.metrics import InFlight, UpdateMetricsMiddleware
 from services.bot.payments import PaymentProvider
+from services.bot.telegram_retry import RetryTransient
 
 log = structlog.get_logger("bot")
 
@@ -35,6 +36,7 @@ def utcnow() -> datetime:
 def build_bot(settings: BotSettings) -> Bot:
     telegram = settings.runtime.telegram
     session = AiohttpSession(api=TelegramAPIServer.from_base(telegram.api_url))
+    session.middleware(RetryTransient())
     return Bot(telegram.require_token(), session=session)
 
 

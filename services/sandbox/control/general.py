@@ -56,7 +56,10 @@ def general_routes(keys: Keys) -> list[Route]:
         if mode is None:
             raise ControlError("mode must be 500, 429 or timeout")
         delay = float(data.get("delay_s", request.app[keys.config].fault_timeout_s))
-        request.app[keys.faults].arm(api, mode, int_field(data, "count", 1), delay)
+        method = data.get("method")
+        if method is not None and (api != "telegram" or not isinstance(method, str)):
+            raise ControlError("method: a Bot API method name, for api telegram only")
+        request.app[keys.faults].arm(api, mode, int_field(data, "count", 1), delay, method)
         return request.app[keys.faults].snapshot()
 
     async def deliveries(request: web.Request, data: dict[str, Any]) -> Any:

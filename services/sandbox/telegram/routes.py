@@ -26,8 +26,8 @@ def _json(body: dict[str, Any], status: int = 200) -> web.Response:
     )
 
 
-async def _fault(faults: Faults) -> web.Response | None:
-    fault = faults.take("telegram")
+async def _fault(faults: Faults, method: str) -> web.Response | None:
+    fault = faults.take("telegram", method)
     if fault is None:
         return None
     if fault.mode == "timeout":
@@ -54,7 +54,7 @@ def add_routes(
         try:
             if bot is None:
                 raise unauthorized()
-            faulted = await _fault(request.app[faults_key])
+            faulted = await _fault(request.app[faults_key], request.match_info["method"])
             if faulted is not None:
                 return faulted
             handler = METHODS.get(request.match_info["method"].lower())

@@ -285,6 +285,35 @@ def test_join_requests_approved_only_for_live_subscriptions_and_staff(
     }
 
 
+def test_a_join_request_approved_through_telegram_failing_for_a_moment(
+    sandbox: Sandbox, bot_process: BotProcess
+) -> None:
+    """The update is consumed once handled: an approval that met a 500 and was not made again
+    would leave the payer's request pending for good."""
+    chat_id = _new_paid_chat(sandbox, bot_process)
+    payer = _start(sandbox)
+    _activate(bot_process, payer)
+    for mode in ("500", "429"):
+        sandbox.control(
+            "POST",
+            "/faults",
+            {"api": "telegram", "mode": mode, "count": 2, "method": "approveChatJoinRequest"},
+        )
+        sandbox.control("POST", "/telegram/join_requests", {"user_id": payer, "chat_id": chat_id})
+        wait_for(
+            lambda: not sandbox.control("GET", f"/telegram/join_requests?chat_id={chat_id}"),
+            20,
+            "the join request to be decided",
+        )
+        members = sandbox.control("GET", f"/telegram/chats/{chat_id}/members")
+        assert {m["user_id"]: m["status"] for m in members}.get(payer) == "member", mode
+        assert sandbox.control("GET", "/faults") == {}  # both failures were met
+        sandbox.control(
+            "POST", f"/telegram/chats/{chat_id}/members", {"user_id": payer, "status": "left"}
+        )
+    assert bot_process.log_text().count('"telegram_call_retried"') >= 4
+
+
 def test_strangers_in_a_paid_chat_are_removed_unless_an_admin_let_them_in(
     sandbox: Sandbox, bot_process: BotProcess
 ) -> None:

@@ -144,3 +144,19 @@ async def test_telegram_fault_injection_gives_429_with_retry_after(sandbox: Sand
     assert (status, body["error_code"], body["parameters"]) == (429, 429, {"retry_after": 1})
     status, _ = await sandbox.raw("GET", "getMe")
     assert status == 200
+
+
+async def test_telegram_fault_injection_of_one_method(sandbox: Sandbox) -> None:
+    await sandbox.control(
+        "POST", "/faults", {"api": "telegram", "mode": "500", "count": 1, "method": "getme"}
+    )
+    status, _ = await sandbox.raw("POST", "getUpdates")
+    assert status == 200  # another method goes through
+    status, _ = await sandbox.raw("GET", "getMe")
+    assert status == 500
+    status, _ = await sandbox.raw("GET", "getMe")
+    assert status == 200
+    status, body = await sandbox.control_error(
+        "POST", "/faults", {"api": "yookassa", "mode": "500", "method": "getMe"}
+    )
+    assert (status, body["error"]) == (400, "method: a Bot API method name, for api telegram only")
