@@ -15,7 +15,9 @@ DEFAULT_BACKUP_DIR = "/backup"
 def register(subparsers: Any) -> None:
     backup = subparsers.add_parser("backup", help="back up the SQLite files or PostgreSQL")
     kinds = backup.add_subparsers(dest="backup_kind", metavar="KIND", required=True)
-    sqlite = kinds.add_parser("sqlite", help="online copies into BACKUP_DIR/sqlite/YYYY-MM-DD/")
+    sqlite = kinds.add_parser(
+        "sqlite", help="online copies into BACKUP_DIR/sqlite/YYYY-MM-DD/HHMMSS/"
+    )
     _common(sqlite)
     sqlite.add_argument("--keep-days", type=int, help="delete backups older than this")
     sqlite.add_argument(
@@ -51,7 +53,10 @@ def register(subparsers: Any) -> None:
     kinds = restore.add_subparsers(dest="restore_kind", metavar="KIND", required=True)
     sqlite = kinds.add_parser("sqlite", help="put backed-up SQLite files back in place")
     _common(sqlite)
-    sqlite.add_argument("--day", help="YYYY-MM-DD directory to restore (default: the newest)")
+    sqlite.add_argument("--day", help="YYYY-MM-DD of the backup to restore (default: the newest)")
+    sqlite.add_argument(
+        "--at", help="HHMMSS: which run of the day to restore (default: the day's newest)"
+    )
     sqlite.add_argument("--only", action="append", help="logical database (repeatable)")
     sqlite.set_defaults(handler=_restore_sqlite)
     postgres = kinds.add_parser("postgres", help="pg_restore a dump into the database")
@@ -124,12 +129,12 @@ def _backup_postgres(args: argparse.Namespace) -> int:
 
 
 def _restore_sqlite(args: argparse.Namespace) -> int:
-    from runtime.backup.sqlite import latest_backup_dir, restore_sqlite
+    from runtime.backup.sqlite import backup_set, restore_sqlite
 
-    root = _backup_dir(args) / "sqlite"
-    day_dir = root / args.day if args.day else latest_backup_dir(root)
+    run_dir = backup_set(_backup_dir(args) / "sqlite", args.day, args.at)
     only = set(args.only) if args.only else None
-    for path in restore_sqlite(day_dir, _databases(), only):
+    print(f"from {run_dir}")
+    for path in restore_sqlite(run_dir, _databases(), only):
         print(path)
     return 0
 

@@ -43,11 +43,18 @@ def online_copy(source: Path, destination: Path) -> None:
 
 
 def backup_sqlite(
-    databases: Mapping[str, Path], backup_dir: Path, *, today: date | None = None
+    databases: Mapping[str, Path], backup_dir: Path, *, now: datetime | None = None
 ) -> list[BackupFile]:
-    """Copy every existing database into BACKUP_DIR/sqlite/YYYY-MM-DD/<name>.sqlite."""
-    day = (today or datetime.now().date()).isoformat()
-    target_dir = backup_dir / "sqlite" / day
+    """Copy every existing database into BACKUP_DIR/sqlite/YYYY-MM-DD/HHMMSS/<name>.sqlite: one
+    directory per run, so a later run of the day (the schedule runs every few hours) never
+    replaces an earlier one, and one run's copies are restored together."""
+    now = now or datetime.now()
+    day_dir = backup_dir / "sqlite" / now.date().isoformat()
+    target_dir = day_dir / f"{now:%H%M%S}"
+    suffix = 1
+    while target_dir.exists():  # two runs within a second
+        target_dir = day_dir / f"{now:%H%M%S}-{suffix}"
+        suffix += 1
     copies = []
     for name, path in databases.items():
         if not path.exists():
@@ -87,15 +94,36 @@ def apply_retention(
     return removed
 
 
-def latest_backup_dir(kind_dir: Path) -> Path:
-    days = (
-        sorted((p for p in kind_dir.iterdir() if p.is_dir() and _is_day(p.name)), reverse=True)
-        if kind_dir.exists()
-        else []
-    )
-    if not days:
-        raise BackupError(f"no backups under {kind_dir}")
-    return days[0]
+def backup_set(kind_dir: Path, day: str | None = None, at: str | None = None) -> Path:
+    """The directory of one run's copies: the run `at` (HHMMSS) of `day`, or its newest run;
+    the newest day by default. A day directory holding the copies itself is the layout of
+    backups made before one directory per run: it is that day's one run."""
+    if day is None:
+        days = sorted(
+            (p for p in kind_dir.iterdir() if p.is_dir() and _is_day(p.name))
+            if kind_dir.exists()
+            else [],
+            reverse=True,
+        )
+        if not days:
+            raise BackupError(f"no backups under {kind_dir}")
+        day_dir = days[0]
+    else:
+        day_dir = kind_dir / day
+        if not day_dir.is_dir():
+            raise BackupError(f"no backups of {day} under {kind_dir}")
+    runs = sorted(p for p in day_dir.iterdir() if p.is_dir() and any(p.glob("*.sqlite")))
+    if at is not None:
+        chosen = day_dir / at
+        if chosen not in runs:
+            names = ", ".join(p.name for p in runs) or "none"
+            raise BackupError(f"no run {at} in {day_dir} (runs: {names})")
+        return chosen
+    if runs:
+        return runs[-1]
+    if any(day_dir.glob("*.sqlite")):
+        return day_dir
+    raise BackupError(f"no backups in {day_dir}")
 
 
 def _is_day(name: str) -> bool:
@@ -107,17 +135,18 @@ def _is_day(name: str) -> bool:
 
 
 def restore_sqlite(
-    backup_day_dir: Path, databases: Mapping[str, Path], only: set[str] | None = None
+    backup_run_dir: Path, databases: Mapping[str, Path], only: set[str] | None = None
 ) -> list[Path]:
-    """Put backed-up copies back in place; the current file is kept as <file>.before-restore."""
+    """Put one run's copies (`backup_set`) back in place; the current file is kept as
+    <file>.before-restore."""
     restored = []
     for name, path in databases.items():
         if only is not None and name not in only:
             continue
-        copy = backup_day_dir / f"{name}.sqlite"
+        copy = backup_run_dir / f"{name}.sqlite"
         if not copy.exists():
             if only is not None:
-                raise BackupError(f"no backup of {name} in {backup_day_dir}")
+                raise BackupError(f"no backup of {name} in {backup_run_dir}")
             continue
         if path.exists():
             online_copy(path, path.with_name(path.name + ".before-restore"))
@@ -127,5 +156,5 @@ def restore_sqlite(
         restored.append(path)
         log.info("backup_restored", database=name, path=str(path), source=str(copy))
     if not restored:
-        raise BackupError(f"nothing to restore from {backup_day_dir}")
+        raise BackupError(f"nothing to restore from {backup_run_dir}")
     return restored

@@ -84,8 +84,9 @@ def test_cutover_and_rollback_by_the_runbook(pg_url, tmp_path):
 
         # 2. Final backups.
         domos("backup sqlite", on_sqlite)
-        sqlite_backups = list((tmp_path / "backup/sqlite").glob("*/*.sqlite"))
+        sqlite_backups = list((tmp_path / "backup/sqlite").glob("*/*/*.sqlite"))
         assert len(sqlite_backups) == 7
+        [run] = {copy.parent for copy in sqlite_backups}  # one directory per run
 
         # 4. Migrate, verify, keep a restore point.
         report = tmp_path / "migrate-report.json"
@@ -108,7 +109,7 @@ def test_cutover_and_rollback_by_the_runbook(pg_url, tmp_path):
         domos("db status", on_sqlite)
         with sqlite3.connect(data_dir / "bot/tgbot/databases/data.db") as conn:
             conn.execute("DELETE FROM outbox")
-        domos("restore sqlite --day", on_sqlite, sqlite_backups[0].parent.name)
+        domos("restore sqlite --day", on_sqlite, run.parent.name, "--at", run.name)
         assert content(data_dir) == before
 
         # ... and PostgreSQL back to the verified restore point.

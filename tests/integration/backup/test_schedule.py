@@ -50,7 +50,7 @@ def test_schedule_backs_up_then_stops_cleanly_on_sigterm(tmp_path):
         deadline = time.monotonic() + 30
         copy = None
         while time.monotonic() < deadline and copy is None:
-            copy = next(iter((backup_dir / "sqlite").glob("*/main.sqlite")), None)
+            copy = next(iter((backup_dir / "sqlite").glob("*/*/main.sqlite")), None)
             time.sleep(0.1)
         assert copy is not None, "no backup was made"
         time.sleep(2.5)  # a second round runs
@@ -65,4 +65,7 @@ def test_schedule_backs_up_then_stops_cleanly_on_sigterm(tmp_path):
     assert "backup_schedule_stopped" in output
     with sqlite3.connect(copy) as conn:
         assert conn.execute("SELECT v FROM t").fetchall() == [("kept",)]
-    assert [p.name for p in (backup_dir / "sqlite").iterdir()] == [copy.parent.name]
+    [day] = (backup_dir / "sqlite").iterdir()
+    assert day == copy.parent.parent
+    # Each round in its own directory: the second did not replace the first.
+    assert len([run for run in day.iterdir() if (run / "main.sqlite").exists()]) >= 2
