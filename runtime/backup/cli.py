@@ -156,12 +156,14 @@ def _schedule(args: argparse.Namespace) -> int:
     from runtime.backup.sqlite import apply_retention, backup_sqlite
     from runtime.config import Settings
     from runtime.logging import configure_logging
+    from runtime.metrics import serve_metrics
 
     if args.every_hours <= 0:
         raise ConfigError("--every-hours", "must be positive")
     settings = Settings.from_env()
     # A supervised program: its lines in the programs' format (LOG_FORMAT), on stderr.
     configure_logging(settings)
+    serve_metrics(settings.metrics_port, addr=settings.bind_host)
     root = _backup_dir(args)
     keep = {"keep_days": args.keep_days, "keep_count": args.keep}
     jobs = []

@@ -4,7 +4,9 @@ A run backs up every configured kind, then applies retention. The first run star
 restarted program makes a fresh backup rather than trusting an old one); the next is due one
 interval after the previous one started, or right away when a run took longer than the interval.
 A failed run is logged and retried after `retry_s` (never later than the regular schedule), so a
-database that is down for a minute does not cost a whole interval. SIGTERM/SIGINT stop the wait
+database that is down for a minute does not cost a whole interval. Each run is counted and its
+success stamped (metrics on METRICS_PORT): DomosBackupStale and DomosBackupNeverSucceeded say
+when backups stop. SIGTERM/SIGINT stop the wait
 at once; a backup in flight is finished (its file is renamed into place only when complete).
 """
 
@@ -18,10 +20,23 @@ from dataclasses import dataclass
 from types import FrameType
 
 import structlog
+from prometheus_client import Counter, Gauge
 
 from runtime.errors import DomosError
 
 log = structlog.get_logger("domos.backup")
+
+BACKUP_RUNS = Counter(
+    "domos_backup_runs_total", "Scheduled backup runs, by kind and outcome.", ["kind", "outcome"]
+)
+BACKUP_LAST_SUCCESS = Gauge(
+    "domos_backup_last_success_timestamp_seconds",
+    "Unix time the last scheduled backup of this kind finished and passed its check.",
+    ["kind"],
+)
+BACKUP_INTERVAL = Gauge(
+    "domos_backup_interval_seconds", "How often the schedule backs up (--every-hours)."
+)
 
 
 @dataclass(frozen=True)
@@ -46,8 +61,11 @@ def run_once(jobs: Sequence[BackupJob]) -> bool:
             job.run()
         except DomosError as exc:
             ok = False
+            BACKUP_RUNS.labels(kind=job.kind, outcome="failed").inc()
             log.error("backup_failed", kind=job.kind, error=str(exc))
         else:
+            BACKUP_RUNS.labels(kind=job.kind, outcome="succeeded").inc()
+            BACKUP_LAST_SUCCESS.labels(kind=job.kind).set_to_current_time()
             log.info(
                 "backup_succeeded",
                 kind=job.kind,
@@ -66,6 +84,11 @@ def run_schedule(
 ) -> int:
     """Run until `stop` is set; returns the number of completed rounds."""
     rounds = 0
+    # Every series from the start: the alerts see a schedule that has not succeeded yet.
+    BACKUP_INTERVAL.set(every_s)
+    for job in jobs:
+        for outcome in ("succeeded", "failed"):
+            BACKUP_RUNS.labels(kind=job.kind, outcome=outcome)
     log.info("backup_schedule_started", kinds=[j.kind for j in jobs], every_s=every_s)
     while not stop.is_set():
         started = clock()

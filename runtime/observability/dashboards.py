@@ -115,6 +115,20 @@ ROWS: tuple[Row, ...] = (
                 (Query(f"up{{{ROLE}}}", "{{job}} {{instance}}"),),
                 description="0: Prometheus cannot reach the program's /metrics.",
             ),
+            Panel(
+                "Age of the last good backup",
+                (
+                    Query(
+                        "time() - max by (kind) (domos_backup_last_success_timestamp_seconds)",
+                        "{{kind}}",
+                    ),
+                ),
+                unit="s",
+                kind="stat",
+                width=24,
+                description="Since the last backup of each kind that passed its check; the"
+                " schedule runs every 6 hours. Past two intervals: DomosBackupStale.",
+            ),
         ),
     ),
     Row(

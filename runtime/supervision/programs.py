@@ -94,7 +94,7 @@ PROGRAMS: tuple[Program, ...] = (
         "backup",
         "monitors",
         "domos backup schedule --every-hours 6 --keep-days 14",
-        None,
+        9109,
         # A dump in flight is written to a .partial file and renamed only when checked, so a
         # stop that interrupts it loses nothing but that round; the next start dumps again.
         stopwaitsecs=45,

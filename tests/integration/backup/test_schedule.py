@@ -4,13 +4,32 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The /metrics samples, by name and labels as exposed."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
 
 
 def test_schedule_backs_up_then_stops_cleanly_on_sigterm(tmp_path):
@@ -21,6 +40,7 @@ def test_schedule_backs_up_then_stops_cleanly_on_sigterm(tmp_path):
         conn.execute("CREATE TABLE t (v TEXT)")
         conn.execute("INSERT INTO t VALUES ('kept')")
     backup_dir = tmp_path / "backup"
+    metrics_port = free_port()
     process = subprocess.Popen(
         [
             sys.executable,
@@ -41,6 +61,7 @@ def test_schedule_backs_up_then_stops_cleanly_on_sigterm(tmp_path):
             "DB_TYPE": "sqlite",
             "DOMOS_DATA_DIR": str(data_dir),
             "LOG_FORMAT": "json",
+            "METRICS_PORT": str(metrics_port),
         },
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -54,6 +75,13 @@ def test_schedule_backs_up_then_stops_cleanly_on_sigterm(tmp_path):
             time.sleep(0.1)
         assert copy is not None, "no backup was made"
         time.sleep(2.5)  # a second round runs
+        # What DomosBackupStale and DomosBackupNeverSucceeded read.
+        metrics = scrape(metrics_port)
+        assert metrics['domos_backup_runs_total{kind="sqlite",outcome="succeeded"}'] >= 2
+        assert metrics['domos_backup_runs_total{kind="sqlite",outcome="failed"}'] == 0
+        assert metrics["domos_backup_interval_seconds"] == 1.8
+        stamp = metrics['domos_backup_last_success_timestamp_seconds{kind="sqlite"}']
+        assert time.time() - 5 < stamp <= time.time()
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=15)
     finally:

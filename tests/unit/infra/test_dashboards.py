@@ -96,6 +96,7 @@ def test_the_dashboard_covers_what_the_operator_watches():
         "domos_outbox_oldest_due_age_seconds",
         "domos_payments_finalized_total",
         "domos_bot_strangers_total",
+        "domos_backup_last_success_timestamp_seconds",
         "domos_moderation_actions_total",
         "domos_db_pool_waiting",
         "domos_http_request_duration_seconds_bucket",
