@@ -8,7 +8,6 @@ import pty
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,15 +19,11 @@ from typing import IO
 
 import pytest
 
+from tests.ports import free_port as _free_port
+
 REPO = Path(__file__).resolve().parents[3]
 DOMOS = str(Path(sys.executable).parent / "domos")
 SUPERVISORCTL = str(Path(sys.executable).parent / "supervisorctl")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_for(predicate, timeout_s: float, what: str):

@@ -11,7 +11,6 @@ import base64
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from services.sandbox import DEFAULT_YOOKASSA_SECRET_KEY, DEFAULT_YOOKASSA_SHOP_ID
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -33,12 +33,6 @@ _LAUNCH = (
     "args = parser.parse_args(sys.argv[2:])\n"
     "sys.exit(args.handler(args))\n"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def http(

@@ -12,7 +12,6 @@ import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from services.sandbox import (
     DEFAULT_YOOKASSA_SHOP_ID,
 )
 from tests.conftest import database_environ
+from tests.ports import free_port
 
 DOMOS = [sys.executable, "-m", "runtime.cli"]
 ROOT = Path(__file__).resolve().parents[3]
@@ -41,12 +41,6 @@ _ids = itertools.count(int(time.time()) % 100_000 * 1000 + 800_000_000)
 
 #: PAID_CHAT_IDS of every bot process; the tests' other chats are made per test.
 CONFIGURED_PAID_CHATS = (-1009000000001, -1009000000002)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float = 10.0, what: str = "") -> Any:

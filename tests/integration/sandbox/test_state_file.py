@@ -35,6 +35,7 @@ from services.sandbox import (
     SandboxConfig,
     build_app,
 )
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 DOMOS = [sys.executable, "-m", "runtime.cli"]
@@ -146,14 +147,6 @@ async def test_without_a_state_file_nothing_is_kept() -> None:
             await call(http, "POST", f"{base}/_sandbox/telegram/users", {"user_id": MEMBER})
         await server.close()
         assert (status, answer["description"]) == (400, "Bad Request: chat not found")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager

@@ -20,15 +20,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import database_environ
+from tests.ports import free_port as _free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 DOMOS = [sys.executable, "-m", "runtime.cli"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _get(url: str) -> tuple[int, bytes]:
