@@ -160,7 +160,7 @@ async def member_changed(
     chat_row_id, paid_chat = await repository.upsert_chat(db, update.chat, now)
     user = await repository.find_user(db, update.new_chat_member.user.id)
     if paid_chat and await _stranger(update, bot, db, user):
-        await _remove_stranger(update, bot)
+        await _remove_stranger(update, bot, told=user is not None)
         return
     if user is None:
         return
@@ -189,9 +189,10 @@ def _admin_check(bot: Bot, chat_id: int) -> Callable[[int], Awaitable[bool]]:
     return is_admin
 
 
-async def _remove_stranger(update: ChatMemberUpdated, bot: Bot) -> None:
+async def _remove_stranger(update: ChatMemberUpdated, bot: Bot, *, told: bool) -> None:
     """Removed at once (services/bot/entry.py says who is a stranger), and free to come back
-    the way payers do: a join request."""
+    the way payers do: a join request. `told`: they have written to the bot, so it can tell
+    them how (the bot cannot write first)."""
     entrant = update.new_chat_member.user.id
     log_ = log.bind(chat_id=update.chat.id, telegram_id=entrant, actor=update.from_user.id)
     try:
@@ -203,6 +204,11 @@ async def _remove_stranger(update: ChatMemberUpdated, bot: Bot) -> None:
         return
     STRANGERS.labels(outcome="removed").inc()
     log_.warning("stranger_removed")
+    if told:
+        try:
+            await bot.send_message(entrant, texts.JOIN_DECLINED)
+        except TelegramAPIError as exc:
+            log_.info("stranger_not_told", error=str(exc))
 
 
 async def bot_membership_changed(

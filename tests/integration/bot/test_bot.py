@@ -365,6 +365,8 @@ def test_strangers_in_a_paid_chat_are_removed_unless_an_admin_let_them_in(
     wait_for(lambda: status(friend) == "left", 10, "the friend to be removed")
     assert not sandbox.control("GET", f"/telegram/bans?chat_id={chat_id}"), "free to come back"
     wait_for(lambda: removed() - before == 2, 5, "both removals to be counted")
+    for removed_user in (stranger, friend):  # each told the way in: /start, then removed
+        assert "/subscribe" in sandbox.wait_sent(removed_user, 2)[1]["text"]
     assert bot_process.log_text().count('"stranger_removed"') >= 2
 
     # An admin's guest, and anyone with a subscription, stay.
