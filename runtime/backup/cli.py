@@ -142,8 +142,9 @@ def _restore_sqlite(args: argparse.Namespace) -> int:
 def _restore_postgres(args: argparse.Namespace) -> int:
     from runtime.backup.postgres import latest_dump, restore_postgres
 
-    dump = args.dump or latest_dump(_backup_dir(args))
-    restore_postgres(_target(args), dump)
+    target = _target(args)
+    dump = args.dump or latest_dump(_backup_dir(args), target)
+    restore_postgres(target, dump)
     print(dump)
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 from datetime import datetime
+from glob import escape as glob_escape
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -61,11 +62,20 @@ def backup_postgres(url: str, backup_dir: Path, *, now: datetime | None = None) 
     return destination
 
 
-def latest_dump(backup_dir: Path) -> Path:
-    dumps = sorted((backup_dir / "postgres").glob("*/*.dump"))
+def latest_dump(backup_dir: Path, url: str) -> Path:
+    """The newest dump of the database `url` names. By that database's name only: dumps of
+    another database in the same BACKUP_DIR (`domos backup postgres --target …`) sort by their
+    names before their times, and restoring one with --clean would replace this database."""
+    database = urlsplit(url).path.lstrip("/") or "postgres"
+    dumps = sorted(
+        (path.parent.name, path.name)
+        for path in (backup_dir / "postgres").glob(f"*/{glob_escape(database)}-*.dump")
+        if path.name[len(database) + 1 : -len(".dump")].isdigit()
+    )
     if not dumps:
-        raise BackupError(f"no PostgreSQL dumps under {backup_dir / 'postgres'}")
-    return dumps[-1]
+        raise BackupError(f"no PostgreSQL dumps of {database} under {backup_dir / 'postgres'}")
+    day, name = dumps[-1]
+    return backup_dir / "postgres" / day / name
 
 
 def restore_postgres(url: str, dump: Path) -> None:
