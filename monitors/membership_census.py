@@ -12,11 +12,11 @@ the ban plan then sees them. Once per member and chat: a recorded row is not ask
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import structlog
 
 from monitors import metrics
+from monitors.decisions.membership import membership_status
 from monitors.decisions.telegram import Verdict, classify_telegram_response
 from monitors.telegram_client import TelegramClient
 from runtime.db import AsyncDatabase
@@ -56,7 +56,8 @@ async def record_unrecorded_members(
             if outcome.verdict is Verdict.BOT_FAULT:
                 raise MonitorError(f"Bot API refuses the bot: {outcome.description}")
             if outcome.verdict is Verdict.DELIVERED:
-                status = _status((answer[1] or {}).get("result") or {})
+                member = (answer[1] or {}).get("result") or {}
+                status = membership_status(str(member.get("status")), member.get("is_member"))
             elif any(text in outcome.description for text in _NO_SUCH_USER):
                 status = "left"
             else:
@@ -76,13 +77,3 @@ async def record_unrecorded_members(
             metrics.MEMBERSHIPS_ASKED.labels(outcome="recorded").inc()
             recorded += 1
     return recorded
-
-
-def _status(member: dict[str, Any]) -> str:
-    """memberships.status for Telegram's ChatMember (as the bot maps chat_member updates)."""
-    status = member.get("status")
-    if status in ("creator", "administrator", "member"):
-        return "member"
-    if status == "restricted":
-        return "member" if member.get("is_member") else "left"
-    return "banned" if status == "kicked" else "left"

@@ -67,15 +67,14 @@ def latest_dump(backup_dir: Path, url: str) -> Path:
     another database in the same BACKUP_DIR (`domos backup postgres --target …`) sort by their
     names before their times, and restoring one with --clean would replace this database."""
     database = urlsplit(url).path.lstrip("/") or "postgres"
-    dumps = sorted(
-        (path.parent.name, path.name)
+    dumps = [
+        path
         for path in (backup_dir / "postgres").glob(f"*/{glob_escape(database)}-*.dump")
         if path.name[len(database) + 1 : -len(".dump")].isdigit()
-    )
+    ]
     if not dumps:
         raise BackupError(f"no PostgreSQL dumps of {database} under {backup_dir / 'postgres'}")
-    day, name = dumps[-1]
-    return backup_dir / "postgres" / day / name
+    return max(dumps, key=lambda path: (path.parent.name, path.name))  # day, then HHMMSS
 
 
 def restore_postgres(url: str, dump: Path) -> None:

@@ -15,13 +15,12 @@ from collections.abc import Awaitable, Callable
 
 from aiogram.types import ChatMemberUpdated
 
-#: Statuses of someone in the chat; "restricted" also says whether they are in it.
-_IN = frozenset({"creator", "administrator", "member"})
+from monitors.decisions.membership import membership_status
 
 
 def _is_in(member: object) -> bool:
-    status = getattr(member, "status", None)
-    return status in _IN or (status == "restricted" and bool(getattr(member, "is_member", False)))
+    status = str(getattr(member, "status", ""))
+    return membership_status(status, getattr(member, "is_member", None)) == "member"
 
 
 def entered(update: ChatMemberUpdated) -> bool:

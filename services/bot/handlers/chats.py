@@ -14,6 +14,7 @@ from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.types import ChatJoinRequest, ChatMemberUpdated, Message
 
 from monitors import texts
+from monitors.decisions.membership import membership_status
 from runtime.db import AsyncDatabase, Row
 from services.bot import entry, repository
 from services.bot.metrics import JOIN_REQUESTS, STRANGERS
@@ -21,15 +22,6 @@ from services.bot.metrics import JOIN_REQUESTS, STRANGERS
 log = structlog.get_logger("bot")
 
 GROUPS = {"group", "supergroup"}
-#: Telegram member status -> memberships.status
-MEMBER_STATUS = {
-    "creator": "member",
-    "administrator": "member",
-    "member": "member",
-    "restricted": "member",
-    "left": "left",
-    "kicked": "banned",
-}
 
 
 def build_router() -> Router:
@@ -153,9 +145,10 @@ async def _decline_elsewhere(request: ChatJoinRequest, bot: Bot) -> None:
 async def member_changed(
     update: ChatMemberUpdated, bot: Bot, db: AsyncDatabase, clock: Callable[[], datetime]
 ) -> None:
-    status = MEMBER_STATUS.get(update.new_chat_member.status)
-    if status is None or update.chat.type == "private":
+    if update.chat.type == "private":
         return
+    new = update.new_chat_member
+    status = membership_status(new.status, getattr(new, "is_member", None))
     now = clock()
     chat_row_id, paid_chat = await repository.upsert_chat(db, update.chat, now)
     user = await repository.find_user(db, update.new_chat_member.user.id)
