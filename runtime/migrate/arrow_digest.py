@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from runtime.migrate.columnar import KINDS, TEXT_SQL, chunk_digest
+from runtime.migrate.columnar import KINDS, chunk_digest
 from runtime.migrate.digest import Digest
 from runtime.migrate.plan import TablePlan
 from runtime.migrate.rowtext import jsonb_text, numeric_text
@@ -77,8 +77,9 @@ class ColumnarDigest:
         self.plan = plan
         self.key_index = [c.target for c in plan.columns].index(plan.key[0])
         self.values = [_sha256() for _ in self.kinds]
-        self.lengths = [_sha256() for _ in self.kinds]
         self.nulls = [_sha256() for _ in self.kinds]
+        #: Per column: whether a text was hashed, after which the next one follows a NUL.
+        self.texts_begun = [False for _ in self.kinds]
         self.rows = 0
 
     def add_rows(self, rows: list[tuple[Any, ...]]) -> None:
@@ -148,16 +149,19 @@ class ColumnarDigest:
             self.values[i].update(values.astype(">i8" if kind == "int" else ">f8"))
 
     def _add_text(self, i: int, column: pa.Array) -> None:
-        offsets, spanned = _text_bytes(column)
-        self.values[i].update(spanned)
-        self.lengths[i].update(np.diff(offsets).astype(">i4"))
+        """Non-null texts, a NUL between two (columnar.py), as string_agg() joins them."""
+        if self.texts_begun[i]:
+            self.values[i].update(b"\0")
+        self.texts_begun[i] = True
+        # Each text followed by a NUL, in C; the batch's last NUL is left to the next batch.
+        ended = pc.binary_join_element_wise(column, "", "\0")
+        _, spanned = _text_bytes(ended)
+        self.values[i].update(spanned[:-1])
 
     def parts(self) -> list[str]:
         parts = []
-        for i, kind in enumerate(self.kinds):
+        for i in range(len(self.kinds)):
             parts.append(self.values[i].hexdigest())
-            if kind in TEXT_SQL:
-                parts.append(self.lengths[i].hexdigest())
             parts.append(self.nulls[i].hexdigest())
         return parts
 

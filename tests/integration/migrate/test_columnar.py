@@ -110,8 +110,7 @@ def test_the_hash_is_postgresql_send_format_and_one_change_is_detected(
         _sha256(b""),
         _sha256(b"".join(struct.pack(">d", r[1]) for r in rows)),
         _sha256(b""),
-        _sha256(b"".join(texts)),
-        _sha256(b"".join(struct.pack(">i", len(t)) for t in texts)),
+        _sha256(b"\0".join(texts)),
         _sha256(b"".join(struct.pack(">q", r[0]) for r in rows if r[2] is None)),
         _sha256(b"".join(struct.pack(">q", r[3]) for r in rows if r[3] is not None)),
         _sha256(b"".join(struct.pack(">q", r[0]) for r in rows if r[3] is None)),
@@ -130,7 +129,7 @@ def test_the_hash_is_postgresql_send_format_and_one_change_is_detected(
         "UPDATE t SET c1 = 'ряд 250|' WHERE id = 250",  # the newline lost
         "UPDATE t SET c1 = 'ряд 7|\n' WHERE id = 7",  # a NULL became a text
         "UPDATE t SET c2 = NULL WHERE id = 1",  # a value became NULL
-        # Two texts trade one character across their boundary: same bytes, other lengths.
+        # Two texts trade one character across their boundary: same bytes, other boundary.
         "UPDATE t SET c1 = CASE id WHEN 1 THEN 'ряд 1|\nр' ELSE 'яд 2|\n' END WHERE id IN (1, 2)",
     ]
     for change in changes:
@@ -211,6 +210,33 @@ def test_the_fast_copy_digests_its_own_batches(pg_url: str, tmp_path: Path) -> N
     assert compare(plan, copied[0].digest, postgres_digest(plan, (None, 10000), pg_url)) == []
     problems = compare(plan, copied[1].digest, postgres_digest(plan, (10001, None), pg_url))
     assert "content hash differs" in problems
+
+
+def test_empty_texts_across_batches_hash_as_postgresql_joins_them(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """The NUL between two texts spans batches (a batch of 3 rows here) and empty texts: the
+    sides agree, and moving an empty text, or making one NULL, is seen."""
+    kinds = ["text"]
+    rows = [(i, "" if i % 3 in (0, 1) else f"t{i}") for i in range(1, 23)]
+    _source(tmp_path / "s.sqlite", kinds, rows)
+    plan = _plan(tmp_path / "s.sqlite", kinds, len(rows))
+    plan.batch_rows = 3
+    _target(pg_url, plan, rows)
+    from_arrow = _arrow_digest(plan, (0, -1))
+    assert from_arrow is not None
+    by_hand = _sha256(b"\0".join(r[1].encode() for r in rows))
+    assert from_arrow.column_hashes["c0"] == [columnar.combine([by_hand, _sha256(b"")])]
+    assert compare(plan, from_arrow, postgres_digest(plan, (None, None), pg_url)) == []
+    for change in [
+        "UPDATE t SET c0 = CASE id WHEN 2 THEN '' ELSE 't2' END WHERE id IN (2, 3)",
+        "UPDATE t SET c0 = NULL WHERE id = 3",
+    ]:
+        _target(pg_url, plan, rows)
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(change)
+        problems = compare(plan, from_arrow, postgres_digest(plan, (None, None), pg_url))
+        assert "content hash differs" in problems, change
 
 
 def test_columns_null_in_the_first_batches_keep_their_type(pg_url: str, tmp_path: Path) -> None:
