@@ -17,10 +17,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, TypeVar
 
-import structlog
-
 T = TypeVar("T")
-log = structlog.get_logger("domos.migrate")
 
 #: What the worker processes run: imported once by the fork server.
 #: Not psycopg and structlog: the fast path needs neither (python_copy.py imports them where a
@@ -79,6 +76,9 @@ class Checker:
         try:
             return self.process.submit(function, path).result()
         except BrokenProcessPool:
+            import structlog  # not at the top: the fork server starts before its import
+
+            log = structlog.get_logger("domos.migrate")
             log.warning("integrity_check_process_died", snapshot=str(path))
             self.process = ProcessPoolExecutor(max_workers=1, mp_context=_context())
             return self.process.submit(function, path).result()
