@@ -217,6 +217,7 @@ def _start(
     snapshots = start_snapshots(sources[0], args.work_dir, resume=args.resume)
     try:
         options = _build(args, sources, target)
+        _configure_logging()
         # The engine's imports (psycopg, the planner) here, while the snapshots run.
         import runtime.migrate.engine  # noqa: F401
 
@@ -226,8 +227,18 @@ def _start(
         raise
 
 
+def _configure_logging() -> None:
+    """The programs' lines (LOG_LEVEL, LOG_FORMAT; JSON unless on a terminal), secrets
+    redacted, on stderr: stdout carries the summary."""
+    from runtime.config import LogSettings
+    from runtime.logging import configure_logging
+
+    configure_logging(LogSettings.from_env(), program="migrate")
+
+
 def _verify(args: argparse.Namespace) -> int:
     require_extra()
+    _configure_logging()
     from runtime.migrate.engine import verify_only
 
     code, report = verify_only(_build(args, _sources(args), _target(args)))

@@ -90,8 +90,14 @@ def test_cutover_and_rollback_by_the_runbook(pg_url, tmp_path):
 
         # 4. Migrate, verify, keep a restore point.
         report = tmp_path / "migrate-report.json"
-        domos("migrate --truncate --report", on_sqlite, str(report), *work)
+        migrated_run = domos("migrate --truncate --report", on_sqlite, str(report), *work)
         assert json.loads(report.read_text())["verified"] is True
+        # stdout is the summary alone; the log is on stderr in the programs' format (JSON
+        # lines: stderr is not a terminal).
+        assert json.loads(migrated_run.stdout)["verified"] is True
+        lines = [json.loads(line) for line in migrated_run.stderr.splitlines()]
+        assert {line["program"] for line in lines} == {"migrate"}
+        assert "table_verified" in {line["event"] for line in lines}
         verify_report = tmp_path / "verify-report.json"
         domos("migrate verify --report", on_sqlite, str(verify_report), *work)
         assert json.loads(verify_report.read_text())["exit_code"] == 0
