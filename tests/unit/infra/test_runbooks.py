@@ -15,6 +15,8 @@ import contextlib
 import io
 import re
 import shlex
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -239,3 +241,38 @@ def test_the_check_passes_real_commands(compose: dict[str, Any], defined: set[st
         "```\nWatch domos_monitor_ticks_total and DomosTargetDown.\n"
     )
     assert problems_in(markdown, set(compose["services"]), defined, {"DomosTargetDown"}) == []
+
+
+_PROMQL = re.compile(r"--data-urlencode '?query=(.*?)'?$")
+
+
+def promql_queries(runbooks: dict[str, str]) -> list[tuple[str, str]]:
+    """(runbook, PromQL) for each `curl ... --data-urlencode 'query=...'` of the runbooks."""
+    found = []
+    for name, text in runbooks.items():
+        for line in code_of(text):
+            match = _PROMQL.search(line)
+            if match:
+                found.append((name, match.group(1)))
+    return found
+
+
+def test_every_runbook_query_is_valid_promql(runbooks: dict[str, str], tmp_path: Path):
+    """Each query an operator pastes parses, as promtool parses a rule's expression."""
+    queries = promql_queries(runbooks)
+    assert len(queries) >= 20
+    rules = [{"record": f"runbook:query_{i}", "expr": q} for i, (_, q) in enumerate(queries)]
+    (tmp_path / "queries.yml").write_text(
+        yaml.safe_dump({"groups": [{"name": "runbooks", "rules": rules}]})
+    )
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool not found: install the Debian package prometheus"
+    result = subprocess.run(
+        [promtool, "check", "rules", "queries.yml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, (queries, result.stdout + result.stderr)
