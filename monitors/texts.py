@@ -163,6 +163,15 @@ def refunded_renewal(minor: int, currency: str, access_until: datetime, tz: Zone
     )
 
 
+def refunded_days(minor: int, currency: str, access_until: datetime, tz: ZoneInfo) -> str:
+    """A full refund of a payment a later one had extended: its days are taken back."""
+    return (
+        f"Оплата подписки ({rubles(minor, currency)}) возвращена, оплаченный ею срок снят и"
+        f" автопродление отключено. Подписка действует до {local_date(access_until, tz)}."
+        " Продлить: /subscribe"
+    )
+
+
 def renewed(period_end: datetime, tz: ZoneInfo) -> str:
     return f"Подписка продлена до {local_date(period_end, tz)}. Спасибо, что вы с нами!"
 

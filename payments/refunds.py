@@ -15,8 +15,15 @@ body never does. Each provider refund is recorded once (`refunds`, unique per pr
     ends at its end as any subscription without auto-renewal does.
   The caller tells the member. The refund's effect is `access_ended` either way: the access
   this payment bought is gone.
-- partial, or a payment that no longer pays the current period (an earlier period, or one a
-  later payment already extended): recorded only; a partial refund alerts (operators decide).
+- full, of a payment whose period has not ended but that a later payment already extended
+  (the member paid twice ahead): the days it bought are taken back. The payments of a
+  subscription pay for back-to-back periods (each extension starts at the end before it), so
+  the periods after it move back by its length, the subscription's with them; a subscription
+  whose end then lies in the past ends at once; auto-renewal stops, as above. Effect
+  `access_ended`: otherwise one payment would keep two periods, and refunding the later one
+  afterwards would hand back the earlier, refunded period.
+- partial, or a payment whose period is over (the member had it): recorded only; a partial
+  refund alerts (operators decide).
 """
 
 from __future__ import annotations
@@ -83,8 +90,10 @@ class RecordedRefund:
     #: The subscription whose period the refund took back; None when access was left as it was.
     ended_subscription: int | None
     #: Where that subscription now ends: None when it ended at once, else the end of the earlier
-    #: period it returned to.
+    #: period it returned to, or of the later periods moved back.
     access_until: datetime | None = None
+    #: The days of a period a later payment had extended were taken back.
+    took_back_days: bool = False
 
 
 def refund_kind(refunded_before: int, refund: int, paid: int) -> str:
@@ -112,13 +121,18 @@ async def record_refund(
         (payment["id"],),
     )
     kind = refund_kind(int(refunded_before), refund.amount_minor, payment["amount_minor"])
-    ended, access_until = None, None
-    if kind == "full" and subscription_id is not None and payment["applied_period_end"]:
+    ended, access_until, took_back = None, None, False
+    # Only the refund that makes it whole takes access back: never twice for one payment.
+    completes = kind == "full" and int(refunded_before) < payment["amount_minor"]
+    if completes and subscription_id is not None and payment["applied_period_end"]:
         access_until = await _return_to_prior_period(tx, subscription_id, payment, now)
         if access_until is not None:
             ended = subscription_id
         else:
             ended = await _end_live_period(tx, subscription_id, payment["applied_period_end"], now)
+        if ended is None:
+            ended, access_until = await _take_back_earlier_period(tx, subscription_id, payment, now)
+            took_back = ended is not None
     refund_row = await tx.fetchval(
         "INSERT INTO refunds (provider, provider_refund_id, payment_id, amount_minor, currency,"
         " kind, effect, subscription_id, description, refunded_at, created_at)"
@@ -141,7 +155,7 @@ async def record_refund(
     if refund_row is None:
         # Recorded by another process since the check: undo the subscription change with it.
         raise TransientError(f"refund {refund.refund_id} was recorded meanwhile")
-    return RecordedRefund(int(refund_row), kind, ended, access_until)
+    return RecordedRefund(int(refund_row), kind, ended, access_until, took_back)
 
 
 async def _return_to_prior_period(
@@ -185,3 +199,84 @@ async def _end_live_period(
         (now, False, REFUNDED_REASON, now, subscription_id, paid_period_end),
     )
     return subscription_id if ended else None
+
+
+async def _take_back_earlier_period(
+    tx: AsyncTransaction, subscription_id: int, payment: Mapping[str, Any], now: datetime
+) -> tuple[int | None, datetime | None]:
+    """Take back the days of a payment a later payment extended, while they last:
+    (the subscription's id, where it now ends, or None when that was in the past and it ended
+    at once); (None, None) when the payment's period is over or nothing extended it."""
+    paid_end: datetime = payment["applied_period_end"]
+    if paid_end <= now:
+        return None, None
+    # The payment applied right after it started where it ended: its prior_period_start is
+    # where the refunded period began. A refunded payment's end stays as it was (its history),
+    # so an earlier refund's row never counts as the next one.
+    after = await tx.fetchall(
+        "SELECT p.id, p.applied_period_end, p.prior_period_start FROM payments p"
+        " WHERE p.subscription_id = ? AND p.id <> ? AND p.applied_period_end > ?"
+        " AND p.status = 'succeeded' AND NOT EXISTS (SELECT 1 FROM refunds r"
+        "  WHERE r.payment_id = p.id AND r.effect = 'access_ended')"
+        " ORDER BY p.applied_period_end",
+        (subscription_id, payment["id"], paid_end),
+    )
+    current = await tx.fetchone(
+        "SELECT status, current_period_start, current_period_end FROM subscriptions WHERE id = ?",
+        (subscription_id,),
+    )
+    if (
+        not after
+        or after[0]["prior_period_start"] is None
+        or current is None
+        or current["status"] not in ("active", "grace")
+    ):
+        return None, None
+    length = paid_end - after[0]["prior_period_start"]
+    # The next period now follows the one before the refunded payment's.
+    await tx.execute(
+        "UPDATE payments SET prior_period_start = ? WHERE id = ?",
+        (payment["prior_period_start"], after[0]["id"]),
+    )
+    for later in after:
+        await tx.execute(
+            "UPDATE payments SET applied_period_end = ? WHERE id = ?",
+            (later["applied_period_end"] - length, later["id"]),
+        )
+    for later in after[1:]:
+        if later["prior_period_start"] is not None:
+            await tx.execute(
+                "UPDATE payments SET prior_period_start = ? WHERE id = ?",
+                (later["prior_period_start"] - length, later["id"]),
+            )
+    end = current["current_period_end"] - length
+    if end <= now:
+        await tx.execute(
+            "UPDATE subscriptions SET status = 'expired', expired_at = ?, grace_until = NULL,"
+            " current_period_start = ?, current_period_end = ?, auto_renew = ?,"
+            " auto_renew_stopped_reason = ?, next_charge_at = NULL, updated_at = ? WHERE id = ?",
+            (
+                now,
+                current["current_period_start"] - length,
+                end,
+                False,
+                REFUNDED_REASON,
+                now,
+                subscription_id,
+            ),
+        )
+        return subscription_id, None
+    await tx.execute(
+        "UPDATE subscriptions SET current_period_start = ?, current_period_end = ?,"
+        " auto_renew = ?, auto_renew_stopped_reason = ?, next_charge_at = NULL, updated_at = ?"
+        " WHERE id = ?",
+        (
+            current["current_period_start"] - length,
+            end,
+            False,
+            REFUNDED_REASON,
+            now,
+            subscription_id,
+        ),
+    )
+    return subscription_id, end

@@ -103,6 +103,7 @@ def _notice(work: PaymentWork, payment: dict[str, Any], recorded: RecordedRefund
     minor, currency = payment["amount_minor"], payment["currency"]
     if recorded.access_until is None:
         return texts.refunded(minor, currency)
-    return texts.refunded_renewal(
-        minor, currency, recorded.access_until, work.ctx.settings.timezone
-    )
+    tz = work.ctx.settings.timezone
+    if recorded.took_back_days:
+        return texts.refunded_days(minor, currency, recorded.access_until, tz)
+    return texts.refunded_renewal(minor, currency, recorded.access_until, tz)

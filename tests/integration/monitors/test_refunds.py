@@ -16,7 +16,7 @@ from monitors.ban_monitor import BanMonitor
 from monitors.payment_monitor import PaymentMonitor
 from monitors.recurrent_payments import RecurrentPayments
 from tests.integration.monitors import factories as f
-from tests.integration.monitors.conftest import metric
+from tests.integration.monitors.conftest import metric, utcnow
 from tests.integration.monitors.test_payment_monitor import setup_purchase
 from tests.integration.monitors.test_recurrent_payments import due_subscription, provider_payments
 
@@ -131,6 +131,86 @@ async def test_a_partial_refund_is_recorded_and_counted_and_access_stays(db, san
         ("full", "access_ended"),
     ]
     assert await live_subscription(db, buy["user"]) is None
+
+
+async def paid_twice(db: Any, sandbox: Any, monitor: Any) -> tuple[dict[str, Any], ...]:
+    """A paid member who paid again at once, by hand: the second period follows the first."""
+    first = await paid_member(db, sandbox, monitor)
+    provider = await f.provider_payment(sandbox)
+    payment_id = await f.local_payment(
+        db, first["user"], first["tariff"], provider, age=timedelta(seconds=5)
+    )
+    second = {**first, "provider": provider, "id": payment_id}
+    paid = await sandbox.control("POST", f"/yookassa/payments/{provider['id']}/succeed", {})
+    await f.provider_event(db, paid)
+    await monitor.tick()
+    sub = await live_subscription(db, first["user"])
+    assert sub is not None
+    assert sub["current_period_end"] == first["subscription"]["current_period_end"] + timedelta(
+        days=30
+    )
+    return first, second, sub
+
+
+async def test_a_refunded_payment_a_later_one_extended_gives_its_days_back(db, sandbox, monitors):
+    """Both payments refunded, no access left: the first refund takes its 30 days off the end
+    (the second period moves back), the second then ends the subscription."""
+    monitor = await monitors(PaymentMonitor)
+    first, second, sub = await paid_twice(db, sandbox, monitor)
+    first_end = first["subscription"]["current_period_end"]
+
+    await refund(sandbox, db, first)
+    await monitor.tick()
+
+    [row] = await refunds_of(db, first["id"])
+    assert (row["kind"], row["effect"], row["subscription_id"]) == (
+        "full",
+        "access_ended",
+        sub["id"],
+    )
+    after = await live_subscription(db, first["user"])
+    assert after is not None
+    assert (after["current_period_start"], after["current_period_end"]) == (
+        first["subscription"]["current_period_start"],
+        first_end,
+    )
+    assert (after["auto_renew"], after["auto_renew_stopped_reason"]) == (False, "refunded")
+    moved = await db.fetchone("SELECT * FROM payments WHERE id = ?", (second["id"],))
+    assert moved["applied_period_end"] == first_end
+    [notice] = await db.fetchall("SELECT * FROM outbox WHERE kind = 'refund'")
+    assert "оплаченный ею срок снят" in notice["text"]
+    assert first_end.astimezone(MOSCOW).strftime("%d.%m.%Y") in notice["text"]
+    await (await monitors(BanMonitor)).tick()
+    assert await f.chat_status(sandbox, first["chat"], first["user"]) == "member"
+
+    await refund(sandbox, db, second)
+    await monitor.tick()
+
+    assert [(r["kind"], r["effect"]) for r in await refunds_of(db, second["id"])] == [
+        ("full", "access_ended")
+    ]
+    assert await live_subscription(db, first["user"]) is None
+    await (await monitors(BanMonitor)).tick()
+    assert await f.chat_status(sandbox, first["chat"], first["user"]) == "kicked"
+
+
+async def test_a_refunded_period_that_is_over_leaves_the_later_one(db, sandbox, monitors):
+    """The member had the refunded payment's period: the period paid later stands."""
+    monitor = await monitors(PaymentMonitor)
+    first, _, sub = await paid_twice(db, sandbox, monitor)
+    # As if the first period had run out and the second begun.
+    await db.execute(
+        "UPDATE payments SET applied_period_end = ? WHERE id = ?",
+        (utcnow() - timedelta(minutes=1), first["id"]),
+    )
+
+    await refund(sandbox, db, first)
+    await monitor.tick()
+
+    [row] = await refunds_of(db, first["id"])
+    assert (row["kind"], row["effect"]) == ("full", "none")
+    assert await live_subscription(db, first["user"]) == sub
+    assert await db.fetchval("SELECT count(*) FROM outbox WHERE kind = 'refund'") == 0
 
 
 async def test_a_refund_the_provider_does_not_know_changes_nothing(db, sandbox, monitors):
