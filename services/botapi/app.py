@@ -32,6 +32,16 @@ MAX_BODY_BYTES = 1024 * 1024
 UNMATCHED = UNMATCHED_ROUTE
 
 
+def json_body() -> Any:
+    """The request's JSON; None when it is none. `silent` covers malformed JSON (ValueError),
+    not nesting deeper than the parser's recursion: 200 KB of `[` raised RecursionError, a 500
+    and an error-level traceback any stranger could repeat."""
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:
+        return None
+
+
 def error(status: int, code: str, message: str, **extra: Any) -> tuple[Response, int]:
     return jsonify({"error": {"code": code, "message": message, **extra}}), status
 
@@ -71,7 +81,7 @@ def create_app(
         ):
             log.warning("webhook_source_refused", ip=source_ip)
             return error(403, "forbidden", "source address is not allowed")
-        body = request.get_json(silent=True)
+        body = json_body()
         if body is None:
             return error(400, "bad_request", "body must be JSON")
         outcome = handle_notification(body, source_ip, yookassa, db)
@@ -84,7 +94,7 @@ def create_app(
             return error(403, "send_disabled", "/send is disabled: BOTAPI_SEND_TOKEN is not set")
         if not secret_matches(token, botapi_settings.send_token):
             return error(401, "unauthorized", "a valid Authorization: Bearer token is required")
-        body = request.get_json(silent=True)
+        body = json_body()
         if body is None:
             return error(400, "bad_request", "body must be JSON")
         try:

@@ -61,6 +61,9 @@ def test_forged_or_premature_events_are_not_recorded(
     not_json = client.post(URL, data=b"{", content_type="application/json")
     assert not_json.status_code == 400
     assert not_json.json["error"]["code"] == "bad_request"
+    # Deeper than the parser recurses (200 KB, under the body limit): refused as not JSON.
+    deep = client.post(URL, data=b"[" * 100_000 + b"]" * 100_000, content_type="application/json")
+    assert (deep.status_code, deep.json["error"]["code"]) == (400, "bad_request")
 
     ignored = client.post(URL, json=notification("deal.closed", "abc"))
     assert (ignored.status_code, ignored.json["status"]) == (200, "ignored")
