@@ -8,6 +8,10 @@ stopped), paid periods from the payments, declined auto-renewal charges from `ch
 refunds from `refunds`.
 Messages are the outbox rows to the member's private chat (`outbox_chat_idx`).
 
+Each source is shown only to staff who may view its own table (view_payment, view_refund, …):
+the member's view permission alone does not open payments or message texts, and every link then
+leads to a page its reader may open.
+
 Pages are cut by time: each source is asked for its newest `limit` entries before the cursor,
 and a page does not end between entries of the same instant from different sources (one
 transaction stamps several rows alike on PostgreSQL), so the next page's `before` skips none.
@@ -15,7 +19,7 @@ transaction stamps several rows alike on PostgreSQL), so the next page's `before
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,6 +35,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from services.web.domain import models as m
+from services.web.domain.permissions import may_view
 
 #: Entries per page.
 PAGE = 200
@@ -206,14 +211,36 @@ class Page:
     older: datetime | None
 
 
-def member_timeline(member: m.Member, *, before: datetime | None = None, limit: int = PAGE) -> Page:
-    sources: Iterable[Entry] = [
-        *_payments(member, before, limit),
-        *_declined_charges(member, before, limit),
-        *_refunds(member, before, limit),
-        *(e for e in _subscriptions(member) if before is None or e.at < before),
-        *_moderation(member, before, limit),
-        *_messages(member, before, limit),
+def _subscriptions_before(member: m.Member, before: datetime | None, limit: int) -> Iterator[Entry]:
+    return (e for e in _subscriptions(member) if before is None or e.at < before)
+
+
+Source = Callable[[m.Member, datetime | None, int], Iterator[Entry]]
+#: Each source with the table whose view permission it needs: its rows and links are that table's.
+SOURCES: tuple[tuple[type[Any], Source], ...] = (
+    (m.Payment, _payments),
+    (m.ChargeAttempt, _declined_charges),
+    (m.Refund, _refunds),
+    (m.Subscription, _subscriptions_before),
+    (m.ModerationAction, _moderation),
+    (m.OutboxMessage, _messages),
+)
+SOURCE_MODELS = frozenset(model for model, _ in SOURCES)
+
+
+def member_timeline(
+    member: m.Member,
+    *,
+    before: datetime | None = None,
+    limit: int = PAGE,
+    tables: Collection[type[Any]] = SOURCE_MODELS,
+) -> Page:
+    """The member's entries from the sources whose table is in `tables`."""
+    sources = [
+        entry
+        for model, source in SOURCES
+        if model in tables
+        for entry in source(member, before, limit)
     ]
     ordered = sorted(sources, key=lambda entry: entry.at, reverse=True)
     if len(ordered) <= limit:
@@ -238,13 +265,15 @@ def timeline_view(
         before = parse_datetime(request.GET["before"])
         if before is None or before.tzinfo is None:
             raise Http404("before: an ISO-8601 instant with its offset")
-    page = member_timeline(member, before=before)
+    tables = {model for model in SOURCE_MODELS if may_view(request, model)}
+    page = member_timeline(member, before=before, tables=tables)
     context = {
         **admin.site.each_context(request),
         "title": f"Хронология: {member}",
         "opts": m.Member._meta,
         "member": member,
         "page": page,
+        "hidden": sorted(str(model._meta.verbose_name_plural) for model in SOURCE_MODELS - tables),
         "before": before,
         "older": page.older.isoformat() if page.older else None,
     }

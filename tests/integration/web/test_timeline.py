@@ -221,3 +221,38 @@ def test_the_timeline_needs_the_members_view_permission(history: dict[str, int])
         client = Client()
         assert log_in(client, username, "correct-horse-battery")
         assert client.get(url).status_code == status, username
+
+
+def test_each_source_needs_its_own_tables_view_permission(history: dict[str, int]) -> None:
+    """The member's view permission alone shows no money, bans or message texts: each source
+    shows only with its table's view permission, so no entry links to a page that says 403."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+    from django.test import Client
+
+    from services.web.bootstrap import create_staff
+
+    url = f"/admin/domain/member/{history['member']}/timeline/"
+    for username, extra, kinds in (
+        ("timeline_members_only", (), set()),
+        ("timeline_payments", ("view_payment",), {"payment"}),
+        ("timeline_subscriptions", ("view_subscription",), {"subscription"}),
+        ("timeline_moderation", ("view_moderationaction",), {"moderation"}),
+        ("timeline_outbox", ("view_outboxmessage",), {"message"}),
+    ):
+        create_staff(username, "correct-horse-battery")
+        user = get_user_model().objects.get(username=username)
+        user.user_permissions.set(Permission.objects.filter(codename__in=("view_member", *extra)))
+        client = Client()
+        assert log_in(client, username, "correct-horse-battery")
+        response = client.get(url)
+        assert response.status_code == 200, username
+        html = response.content.decode()
+        assert {kind for kind, _ in entries(html)} == kinds, username
+        if "message" not in kinds:
+            assert "Оплата получена" not in html, username
+        if "payment" not in kinds:
+            assert "1500.00" not in html, username
+        assert 'id="timeline-hidden"' in html, username
+        for link in re.findall(r'href="(/admin/domain/[^"]+/change/)"', html):
+            assert client.get(link).status_code == 200, (username, link)
