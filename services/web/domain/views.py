@@ -1,4 +1,8 @@
-"""The overview page (members by state, revenue this month, monitor health) and a health probe."""
+"""The overview page (members by state, revenue this month, monitor health) and a health probe.
+
+Each section of the overview shows only to staff who may view the tables it sums (a login with
+no rights sees a page with nothing on it): counts and revenue are the same data as the lists.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from django.utils import timezone
 
 from runtime.monitor.health import evaluate_health, read_health
 from services.web.domain import models as m
+from services.web.domain.permissions import may_view
 
 
 def month_start(now: datetime) -> datetime:
@@ -76,22 +81,36 @@ def monitor_health(run_dir: Path, now: float) -> list[dict[str, Any]]:
 
 @staff_member_required
 def overview(request: HttpRequest) -> HttpResponse:
+    def shown(*models: type[Any]) -> bool:
+        return all(may_view(request, model) for model in models)
+
     now = timezone.now()
     start = month_start(now)
-    context = {
+    context: dict[str, Any] = {
         # The admin's header, titles and navigation, as on every admin page.
         **admin.site.each_context(request),
         "title": "Обзор",
-        "members": members_by_state(),
         "month_start": start,
-        "revenue": revenue_since(start),
-        "outbox": {
+    }
+    # None marks a section hidden for want of the right, {} / [] an empty one.
+    context["members"] = members_by_state() if shown(m.Member, m.Subscription) else None
+    context["revenue"] = revenue_since(start) if shown(m.Payment) else None
+    context["outbox"] = (
+        {
             row["status"]: row["n"]
             for row in m.OutboxMessage.objects.values("status").annotate(n=Count("id"))
-        },
-        "monitors": monitor_health(Path(settings.DOMOS_RUN_DIR), time.time()),
-        "heartbeats": list(m.MonitorHeartbeat.objects.order_by("monitor")),
-    }
+        }
+        if shown(m.OutboxMessage)
+        else None
+    )
+    # Monitor health is the heartbeats table's, whether read from it or from the health files.
+    watches_monitors = shown(m.MonitorHeartbeat)
+    context["monitors"] = (
+        monitor_health(Path(settings.DOMOS_RUN_DIR), time.time()) if watches_monitors else None
+    )
+    context["heartbeats"] = (
+        list(m.MonitorHeartbeat.objects.order_by("monitor")) if watches_monitors else None
+    )
     return render(request, "domain/overview.html", context)
 
 

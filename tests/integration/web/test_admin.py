@@ -298,6 +298,30 @@ def test_overview_counts_members_revenue_and_monitor_health(
     assert re.search(r"<td>ban_monitor</td><td>FAIL", monitors[1])
 
 
+@pytest.mark.parametrize(
+    ("username", "codenames", "sections"),
+    [
+        ("overview-nobody", (), set()),
+        ("overview-members", ("view_member", "view_subscription"), {"members"}),
+        ("overview-members-only", ("view_member",), set()),
+        ("overview-money", ("view_payment",), {"revenue"}),
+        ("overview-outbox", ("view_outboxmessage",), {"outbox"}),
+        ("overview-monitors", ("view_monitorheartbeat",), {"monitors"}),
+    ],
+)
+def test_overview_sections_need_the_right_to_view_what_they_sum(
+    seeded: dict[str, int], username: str, codenames: tuple[str, ...], sections: set[str]
+) -> None:
+    """A staff login with no rights saw revenue, member counts, the outbox and monitor health."""
+    page = _staff_with(username, *codenames).get("/overview/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert set(re.findall(r'<table id="(\w+)">', html)) == sections
+    if "revenue" not in sections:
+        assert "1500" not in html
+    assert ('id="overview-empty"' in html) == (not sections)
+
+
 @pytest.fixture(scope="module")
 def json_rows(domain_db: Any, seeded: dict[str, int]) -> dict[str, int]:
     """A payment and a provider event with JSON, written by the DB layer as the programs do."""
