@@ -19,7 +19,7 @@ from services.sandbox.control.base import (
 )
 from services.sandbox.telegram import updates as users
 from services.sandbox.telegram.service import TelegramService
-from services.sandbox.telegram.state import MEMBER_STATUSES, BotState, Chat, User
+from services.sandbox.telegram.state import ADMIN_RIGHTS, MEMBER_STATUSES, BotState, Chat, User
 
 CHAT_TYPES = ("private", "group", "supergroup", "channel")
 MAX_SYNTHETIC_FILE = 64 * 1024 * 1024
@@ -122,7 +122,12 @@ def telegram_routes(keys: Keys) -> list[Route]:
         status = str_field(data, "status", "member")
         if status not in MEMBER_STATUSES:
             raise ControlError(f"status must be one of {', '.join(MEMBER_STATUSES)}")
-        world.set_member(chat.id, user.id, status, int_field(data, "until_date", 0))
+        rights = data.get("rights") or {}
+        if not isinstance(rights, dict) or not all(
+            key in ADMIN_RIGHTS and isinstance(value, bool) for key, value in rights.items()
+        ):
+            raise ControlError(f"rights: an object of booleans among {', '.join(ADMIN_RIGHTS)}")
+        world.set_member(chat.id, user.id, status, int_field(data, "until_date", 0), rights)
         return world.chat_member_api(chat.id, user.id)
 
     async def bans(request: web.Request, data: dict[str, Any]) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.sandbox.telegram.errors import bad_request
+from services.sandbox.telegram.errors import bad_request, forbidden
 from services.sandbox.telegram.params import Params
 from services.sandbox.telegram.service import TelegramService
 from services.sandbox.telegram.state import BotState, Chat, InviteLink, User
@@ -14,12 +14,33 @@ from services.sandbox.telegram.updates import add_member, invite_link_api
 BAN_MIN_S = 30
 BAN_MAX_S = 366 * 24 * 3600
 PRIVATE_CHAT_MEMBERS = "chat member status can't be changed in private chats"
+#: Telegram's refusals when the bot lacks the right (docs/sandbox.md lists the sources).
+CANT_RESTRICT = "not enough rights to restrict/ban chat member"
+CANT_DECIDE_REQUESTS = "CHAT_ADMIN_REQUIRED"
+CANT_MANAGE_LINKS = "not enough rights to manage chat invite link"
+CANT_EXPORT_LINK = "not enough rights to export chat invite link"
 
 
 def _group_chat(svc: TelegramService, params: Params) -> Chat:
     chat = svc.require_chat(params)
     if chat.type == "private":
         raise bad_request(PRIVATE_CHAT_MEMBERS)
+    return chat
+
+
+def _admin_chat(
+    svc: TelegramService, bot: BotState, params: Params, right: str, refusal: str
+) -> Chat:
+    """A group or channel where the bot is an administrator holding `right`: 403 when the bot
+    is not in the chat at all, 400 `refusal` when it is but may not do this."""
+    chat = _group_chat(svc, params)
+    member = svc.world.member(chat.id, bot.id)
+    if member.status == "kicked":
+        raise forbidden(f"bot was kicked from the {chat.type} chat")
+    if member.status == "left":
+        raise forbidden(f"bot is not a member of the {chat.type} chat")
+    if not member.can(right):
+        raise bad_request(refusal)
     return chat
 
 
@@ -68,7 +89,7 @@ def _refuse_owner_and_admins(svc: TelegramService, chat: Chat, user: User, bot: 
 
 
 async def ban_chat_member(svc: TelegramService, bot: BotState, params: Params) -> Any:
-    chat = _group_chat(svc, params)
+    chat = _admin_chat(svc, bot, params, "can_restrict_members", CANT_RESTRICT)
     user = _user(svc, params)
     _refuse_owner_and_admins(svc, chat, user, bot)
     now = svc.clock.now_int()
@@ -89,7 +110,7 @@ async def ban_chat_member(svc: TelegramService, bot: BotState, params: Params) -
 
 
 async def unban_chat_member(svc: TelegramService, bot: BotState, params: Params) -> Any:
-    chat = _group_chat(svc, params)
+    chat = _admin_chat(svc, bot, params, "can_restrict_members", CANT_RESTRICT)
     user = _user(svc, params)
     only_if_banned = params.boolean("only_if_banned")
     world = svc.world
@@ -116,7 +137,7 @@ async def unban_chat_member(svc: TelegramService, bot: BotState, params: Params)
 
 
 async def approve_chat_join_request(svc: TelegramService, bot: BotState, params: Params) -> Any:
-    chat = _group_chat(svc, params)
+    chat = _admin_chat(svc, bot, params, "can_invite_users", CANT_DECIDE_REQUESTS)
     user = _user(svc, params)
     world = svc.world
     if world.member(chat.id, user.id).status in ("creator", "administrator", "member"):
@@ -133,7 +154,7 @@ async def approve_chat_join_request(svc: TelegramService, bot: BotState, params:
 
 
 async def decline_chat_join_request(svc: TelegramService, bot: BotState, params: Params) -> Any:
-    chat = _group_chat(svc, params)
+    chat = _admin_chat(svc, bot, params, "can_invite_users", CANT_DECIDE_REQUESTS)
     user = _user(svc, params)
     if svc.world.join_requests.pop((chat.id, user.id), None) is None:
         raise bad_request("HIDE_REQUESTER_MISSING")
@@ -171,7 +192,7 @@ def _link_options(svc: TelegramService, params: Params, link: InviteLink) -> Non
 
 
 async def create_chat_invite_link(svc: TelegramService, bot: BotState, params: Params) -> Any:
-    chat = _group_chat(svc, params)
+    chat = _admin_chat(svc, bot, params, "can_invite_users", CANT_MANAGE_LINKS)
     probe = InviteLink(invite_link="", chat_id=chat.id, creator_id=bot.id)
     _link_options(svc, params, probe)
     link = _new_link(svc, bot, chat, primary=False)
@@ -191,14 +212,14 @@ def _existing_link(svc: TelegramService, chat: Chat, params: Params) -> InviteLi
 
 
 async def edit_chat_invite_link(svc: TelegramService, bot: BotState, params: Params) -> Any:
-    chat = _group_chat(svc, params)
+    chat = _admin_chat(svc, bot, params, "can_invite_users", CANT_MANAGE_LINKS)
     link = _existing_link(svc, chat, params)
     _link_options(svc, params, link)
     return invite_link_api(svc.world, link)
 
 
 async def revoke_chat_invite_link(svc: TelegramService, bot: BotState, params: Params) -> Any:
-    chat = _group_chat(svc, params)
+    chat = _admin_chat(svc, bot, params, "can_invite_users", CANT_MANAGE_LINKS)
     link = _existing_link(svc, chat, params)
     link.is_revoked = True
     svc.world.log_action(
@@ -210,7 +231,7 @@ async def revoke_chat_invite_link(svc: TelegramService, bot: BotState, params: P
 
 
 async def export_chat_invite_link(svc: TelegramService, bot: BotState, params: Params) -> Any:
-    chat = _group_chat(svc, params)
+    chat = _admin_chat(svc, bot, params, "can_invite_users", CANT_EXPORT_LINK)
     for link in svc.world.invite_links.values():
         if link.chat_id == chat.id and link.is_primary:
             link.is_revoked = True

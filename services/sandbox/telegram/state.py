@@ -78,6 +78,15 @@ class Member:
     status: str
     #: Unix time the ban/restriction ends; 0 means forever.
     until_date: int = 0
+    #: An administrator's rights that differ from ADMIN_RIGHTS' default (all granted).
+    rights: dict[str, bool] = field(default_factory=dict)
+
+    def can(self, right: str) -> bool:
+        """Whether this member may do what `right` allows: creators always, administrators
+        unless the right was taken away, nobody else."""
+        if self.status == "creator":
+            return True
+        return self.status == "administrator" and self.rights.get(right, True)
 
 
 @dataclass
@@ -258,8 +267,15 @@ class World:
             member.until_date = 0
         return member
 
-    def set_member(self, chat_id: int, user_id: int, status: str, until_date: int = 0) -> Member:
-        member = Member(user_id, status, until_date)
+    def set_member(
+        self,
+        chat_id: int,
+        user_id: int,
+        status: str,
+        until_date: int = 0,
+        rights: dict[str, bool] | None = None,
+    ) -> Member:
+        member = Member(user_id, status, until_date, dict(rights or {}))
         self.members.setdefault(chat_id, {})[user_id] = member
         return member
 
@@ -272,6 +288,7 @@ class World:
             data["is_anonymous"] = False
         elif member.status == "administrator":
             data.update(dict.fromkeys(ADMIN_RIGHTS, True))
+            data.update(member.rights)
             data["can_be_edited"] = False
             data["is_anonymous"] = False
         elif member.status == "restricted":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from aiogram import Bot
-from aiogram.exceptions import TelegramBadRequest
+from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError
 from aiogram.types import (
     ChatMemberAdministrator,
     ChatMemberBanned,
@@ -187,3 +187,49 @@ async def test_someone_in_the_chat_adds_a_user(sandbox: Sandbox, paid_chat: int,
     assert (await add(6, by=4))[1]["error"] == "only someone in the chat can add people to it"
     assert (await add(4, by=1))[1]["error"] == "user is banned in this chat"
     assert (await add(5, by=1))[1]["error"] == "user is already a member"
+
+
+async def test_admin_methods_refuse_a_bot_without_the_right(
+    sandbox: Sandbox, paid_chat: int, bot: Bot
+) -> None:
+    """As Telegram: a bot that is not an administrator (or lacks the right) is refused with 400,
+    one that is not in the chat with 403; given the right back, the same calls work."""
+    bot_id = bot.id
+    await sandbox.control("POST", "/telegram/join_requests", {"user_id": 5, "chat_id": paid_chat})
+
+    async def set_bot(status: str, **rights: bool) -> None:
+        await sandbox.control(
+            "POST",
+            f"/telegram/chats/{paid_chat}/members",
+            {"user_id": bot_id, "status": status, "rights": rights},
+        )
+
+    await set_bot("member")
+    with pytest.raises(TelegramBadRequest, match="not enough rights to restrict/ban chat member"):
+        await bot.ban_chat_member(paid_chat, 2)
+    with pytest.raises(TelegramBadRequest, match="not enough rights to restrict/ban chat member"):
+        await bot.unban_chat_member(paid_chat, 4, only_if_banned=True)
+    with pytest.raises(TelegramBadRequest, match="CHAT_ADMIN_REQUIRED"):
+        await bot.approve_chat_join_request(paid_chat, 5)
+    with pytest.raises(TelegramBadRequest, match="not enough rights to manage chat invite link"):
+        await bot.create_chat_invite_link(paid_chat, creates_join_request=True)
+    with pytest.raises(TelegramBadRequest, match="not enough rights to export chat invite link"):
+        await bot.export_chat_invite_link(paid_chat)
+
+    await set_bot("administrator", can_restrict_members=False)
+    with pytest.raises(TelegramBadRequest, match="not enough rights to restrict/ban chat member"):
+        await bot.ban_chat_member(paid_chat, 2)
+    assert (await bot.get_chat_member(paid_chat, bot_id)).can_restrict_members is False
+    assert await bot.approve_chat_join_request(paid_chat, 5) is True  # can_invite_users kept
+
+    await set_bot("kicked")
+    with pytest.raises(TelegramForbiddenError, match="bot was kicked from the supergroup chat"):
+        await bot.ban_chat_member(paid_chat, 2)
+    await set_bot("left")
+    with pytest.raises(TelegramForbiddenError, match="bot is not a member of the supergroup chat"):
+        await bot.decline_chat_join_request(paid_chat, 5)
+
+    await set_bot("administrator")
+    assert await bot.ban_chat_member(paid_chat, 2) is True
+    bans = await sandbox.control("GET", f"/telegram/bans?chat_id={paid_chat}")
+    assert 2 in {ban["user_id"] for ban in bans}
