@@ -1,7 +1,9 @@
 """Payment links for /subscribe, with the idempotence key committed before YooKassa is called.
 
 1. An open payment of the same member and tariff, younger than `reuse_s`, is offered again: a
-   member who taps /subscribe twice gets one payment, not two.
+   member who taps /subscribe twice gets one payment, not two. Looking for it and committing a
+   new row are one transaction holding the member's row lock, so two /subscribe handled at the
+   same moment cannot both find nothing and both commit a payment.
 2. Otherwise a `payments` row with a fresh idempotence key is committed first (status `created`).
 3. Then YooKassa is called with that key. If the answer is lost (network, 5xx), the row stays
    `created`: the next /subscribe, or payment_monitor, repeats the call with the same key, so the
@@ -23,7 +25,7 @@ from payments.decisions import CreateVerdict, classify_create, stored_request
 from payments.renewals import refuse_while_auto_charging
 from payments.requests import checkout_request
 from payments.store import NewPayment, cancel_refused, commit_payment, record_answer
-from runtime.db import AsyncDatabase, Row
+from runtime.db import AsyncDatabase, AsyncTransaction, Row
 
 
 class PaymentProvider(Protocol):
@@ -51,22 +53,43 @@ async def request_payment_link(
     now: datetime,
     reuse_s: int = 3600,
 ) -> PaymentLink:
-    payment = await _open_payment(db, user_id, tariff["id"], now - timedelta(seconds=reuse_s))
-    if payment is not None and payment["confirmation_url"]:
+    payment, reused = await _open_or_new_payment(
+        db, user_id, telegram_id, tariff, now, return_url, since=now - timedelta(seconds=reuse_s)
+    )
+    if reused and payment["confirmation_url"]:
         return PaymentLink(payment["id"], payment["confirmation_url"], reused=True)
-    reused = payment is not None
-    if payment is None:
-        payment = await _create_payment_row(db, user_id, telegram_id, tariff, now, return_url)
     # The request committed with the row; rows from before requests were stored: rebuilt.
     request = stored_request(payment) or checkout_request(payment, return_url)
     status, body = await provider.create_payment(request, payment["idempotence_key"])
     return await _record_answer(db, payment, status, body, now, reused=reused)
 
 
+async def _open_or_new_payment(
+    db: AsyncDatabase,
+    user_id: int,
+    telegram_id: int,
+    tariff: Row,
+    now: datetime,
+    return_url: str,
+    *,
+    since: datetime,
+) -> tuple[Row, bool]:
+    """The member's open payment for the tariff (True), or a new one committed (False)."""
+    async with db.transaction() as tx:
+        # The member's row lock serialises concurrent /subscribe of one member on PostgreSQL
+        # (READ COMMITTED: the second sees the first's row once it commits); on SQLite
+        # BEGIN IMMEDIATE already does, and the statement is harmless.
+        await tx.execute("UPDATE users SET updated_at = updated_at WHERE id = ?", (user_id,))
+        payment = await _open_payment(tx, user_id, tariff["id"], since)
+        if payment is not None:
+            return payment, True
+        return await _create_payment_row(tx, user_id, telegram_id, tariff, now, return_url), False
+
+
 async def _open_payment(
-    db: AsyncDatabase, user_id: int, tariff_id: int, since: datetime
+    tx: AsyncTransaction, user_id: int, tariff_id: int, since: datetime
 ) -> Row | None:
-    return await db.fetchone(
+    return await tx.fetchone(
         "SELECT * FROM payments WHERE user_id = ? AND tariff_id = ? AND created_at >= ?"
         " AND status IN ('created', 'pending') AND payment_method_id IS NULL"
         " ORDER BY id DESC LIMIT 1",
@@ -75,30 +98,34 @@ async def _open_payment(
 
 
 async def _create_payment_row(
-    db: AsyncDatabase, user_id: int, telegram_id: int, tariff: Row, now: datetime, return_url: str
+    tx: AsyncTransaction,
+    user_id: int,
+    telegram_id: int,
+    tariff: Row,
+    now: datetime,
+    return_url: str,
 ) -> Row:
-    async with db.transaction() as tx:
-        # Paying while a subscription is live extends it (a renewal of that subscription).
-        live_id = await tx.fetchval(
-            "SELECT id FROM subscriptions WHERE user_id = ? AND status IN ('active', 'grace')",
-            (user_id,),
-        )
-        if live_id is not None:
-            await refuse_while_auto_charging(tx, live_id)  # AutoRenewalInProgress
-        new = NewPayment(
-            idempotence_key=f"bot:{uuid.uuid4()}",
-            user_id=user_id,
-            tariff_id=tariff["id"],
-            subscription_id=live_id,
-            amount_minor=tariff["price_minor"],
-            currency=tariff["currency"],
-            description=texts.payment_description(tariff["title"], tariff["period_days"]),
-            save_payment_method=True,
-            metadata={"source": "bot", "telegram_id": telegram_id, "tariff_id": tariff["id"]},
-        )
-        payment_id = await commit_payment(tx, new, return_url, now=now)
-        assert payment_id is not None, "a fresh key"
-        row = await tx.fetchone("SELECT * FROM payments WHERE id = ?", (payment_id,))
+    # Paying while a subscription is live extends it (a renewal of that subscription).
+    live_id = await tx.fetchval(
+        "SELECT id FROM subscriptions WHERE user_id = ? AND status IN ('active', 'grace')",
+        (user_id,),
+    )
+    if live_id is not None:
+        await refuse_while_auto_charging(tx, live_id)  # AutoRenewalInProgress
+    new = NewPayment(
+        idempotence_key=f"bot:{uuid.uuid4()}",
+        user_id=user_id,
+        tariff_id=tariff["id"],
+        subscription_id=live_id,
+        amount_minor=tariff["price_minor"],
+        currency=tariff["currency"],
+        description=texts.payment_description(tariff["title"], tariff["period_days"]),
+        save_payment_method=True,
+        metadata={"source": "bot", "telegram_id": telegram_id, "tariff_id": tariff["id"]},
+    )
+    payment_id = await commit_payment(tx, new, return_url, now=now)
+    assert payment_id is not None, "a fresh key"
+    row = await tx.fetchone("SELECT * FROM payments WHERE id = ?", (payment_id,))
     assert row is not None
     return row
 

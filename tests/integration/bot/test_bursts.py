@@ -1,0 +1,74 @@
+"""Many updates at the same moment, as aiogram handles them: concurrently.
+
+Each test sends its updates through the sandbox at once (threads), so they reach the bot in one
+getUpdates batch and their handlers run side by side against the real database.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from tests.integration.bot.conftest import BotProcess, Sandbox
+
+
+def at_once(calls: list[Callable[[], Any]]) -> list[Any]:
+    with ThreadPoolExecutor(max_workers=min(len(calls), 32)) as pool:
+        return list(pool.map(lambda call: call(), calls))
+
+
+def member_row_id(bot: BotProcess, telegram_id: int) -> int:
+    return int(bot.db.fetchval("SELECT id FROM users WHERE telegram_id = ?", (telegram_id,)))
+
+
+def one_tariff(bot: BotProcess) -> int:
+    # One active tariff for the module: /subscribe goes straight to the link.
+    bot.db.execute(
+        "INSERT INTO tariffs (code, title, price_minor, period_days) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (code) DO NOTHING",
+        ("month", "Месяц", 150000, 30),
+    )
+    return int(bot.db.fetchval("SELECT id FROM tariffs WHERE code = 'month'"))
+
+
+def registered(sandbox: Sandbox) -> int:
+    telegram_id = sandbox.new_user()
+    sandbox.say(telegram_id, "/start")
+    sandbox.wait_sent(telegram_id, 1)
+    return telegram_id
+
+
+def settled(sandbox: Sandbox, chat_id: int, quiet_s: float = 1.5) -> list[dict[str, Any]]:
+    """What the bot sent to the chat once nothing more arrived for `quiet_s`."""
+    seen = sandbox.sent(chat_id)
+    while True:
+        time.sleep(quiet_s)
+        now = sandbox.sent(chat_id)
+        if len(now) == len(seen):
+            return now
+        seen = now
+
+
+def test_subscribe_sent_twice_at_once_makes_one_payment(
+    sandbox: Sandbox, bot_process: BotProcess
+) -> None:
+    one_tariff(bot_process)
+    telegram_id = registered(sandbox)
+    at_once([lambda: sandbox.say(telegram_id, "/subscribe") for _ in range(5)])
+    replies = sandbox.wait_sent(telegram_id, 6)[1:]
+
+    payments = bot_process.db.fetchall(
+        "SELECT * FROM payments WHERE user_id = ?", (member_row_id(bot_process, telegram_id),)
+    )
+    assert len(payments) == 1, [p["id"] for p in payments]
+    url = payments[0]["confirmation_url"]
+    assert url
+    assert all(url in reply["text"] for reply in replies), [r["text"] for r in replies]
+    at_provider = [
+        p
+        for p in sandbox.control("GET", "/yookassa/payments")
+        if str(p["metadata"].get("telegram_id")) == str(telegram_id)
+    ]
+    assert len(at_provider) == 1
