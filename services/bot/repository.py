@@ -222,6 +222,16 @@ async def set_membership(
     )
 
 
+async def set_reachable(db: AsyncDatabase, telegram_id: int, reachable: bool, now: datetime) -> int:
+    """The member's private chat with the bot: open (unblocked) or closed (blocked). The relay
+    and the monitors write only to reachable members; 0 when the user is not registered."""
+    return await db.execute(
+        "UPDATE users SET is_reachable = ?, blocked_at = ?, updated_at = ? WHERE telegram_id = ?"
+        " AND is_reachable <> ?",
+        (reachable, None if reachable else now, now, telegram_id, reachable),
+    )
+
+
 # --- the inbox for parse_messages ------------------------------------------------------------
 
 

@@ -207,6 +207,12 @@ async def _remove_stranger(update: ChatMemberUpdated, bot: Bot, *, told: bool) -
 async def bot_membership_changed(
     update: ChatMemberUpdated, db: AsyncDatabase, clock: Callable[[], datetime]
 ) -> None:
-    if update.chat.type != "private":
+    status = update.new_chat_member.status
+    if update.chat.type == "private":
+        # Blocked (kicked) or unblocked (member) by the user: whether anything can reach them.
+        # Unblocking without writing to the bot must make them reachable again, or every
+        # notification would skip them for good.
+        await repository.set_reachable(db, update.chat.id, status == "member", clock())
+    else:
         await repository.upsert_chat(db, update.chat, clock())
-    log.info("bot_membership_changed", chat_id=update.chat.id, status=update.new_chat_member.status)
+    log.info("bot_membership_changed", chat_id=update.chat.id, status=status)

@@ -485,3 +485,31 @@ def test_a_members_private_voice_note_is_acknowledged(
     _activate(bot_process, member)
     sandbox.control("POST", "/telegram/voice", {"user_id": member, "size": 2048})
     assert "сохранено" in sandbox.wait_sent(member, 2)[1]["text"]
+
+
+def test_unblocking_the_bot_makes_the_member_reachable_again(
+    sandbox: Sandbox, bot_process: BotProcess
+) -> None:
+    """A member who unblocks the bot without writing to it: Telegram's my_chat_member update
+    is all the bot hears, and the relay and the monitors skip an unreachable member for good."""
+    member = _start(sandbox)
+
+    def reachable() -> bool:
+        return bool(
+            bot_process.db.fetchval(
+                "SELECT is_reachable FROM users WHERE telegram_id = ?", (member,)
+            )
+        )
+
+    sandbox.control("POST", f"/telegram/users/{member}/block")
+    wait_for(lambda: not reachable(), 10, "the block to be recorded")
+    blocked_at = bot_process.db.fetchval(
+        "SELECT blocked_at FROM users WHERE telegram_id = ?", (member,)
+    )
+    assert blocked_at is not None
+    sandbox.control("POST", f"/telegram/users/{member}/unblock")
+    wait_for(reachable, 10, "the unblock to be recorded")
+    assert (
+        bot_process.db.fetchval("SELECT blocked_at FROM users WHERE telegram_id = ?", (member,))
+        is None
+    )
