@@ -16,7 +16,7 @@ from typing import Any
 from structlog.stdlib import BoundLogger
 
 from monitors import metrics
-from monitors.decisions.telegram import Verdict, classify_telegram_response
+from monitors.decisions.telegram import Verdict, bot_lacks_rights, classify_telegram_response
 from monitors.telegram_client import TelegramClient
 from runtime.db import AsyncDatabase
 from runtime.errors import MonitorError
@@ -25,6 +25,10 @@ from runtime.retry import RetrySchedule
 
 #: Bot API failures that may pass (5xx, network): from 30 s doubling to an hour, 10 tries.
 MODERATION_RETRY = RetrySchedule(base_s=30.0, cap_s=3600.0, max_attempts=10, jitter_fraction=0.2)
+#: The bot lacks the rights (demoted, kicked): it passes only when an admin acts, which may take
+#: days. From 10 min doubling to 6 h, for about a month, so the action is carried out soon after
+#: the bot is an admin again without asking Telegram every tick meanwhile.
+RIGHTS_RETRY = RetrySchedule(base_s=600.0, cap_s=6 * 3600.0, max_attempts=130, jitter_fraction=0.2)
 
 #: Entitled now: active, or in grace that has not run out (tsmonitor may not have moved it yet).
 LIVE_SUBSCRIPTION = (
@@ -126,7 +130,17 @@ class ModerationExecutor:
                 metrics.MODERATION_ACTIONS.labels(action=action["action"], outcome="retried").inc()
                 log.warning("moderation_action_retry_scheduled", attempts=attempts)
                 return False
-        # Permanent: chat or user not found, not an admin, the chat owner, attempts used up.
+        elif bot_lacks_rights(outcome.description):
+            attempts = action["attempts"] + 1
+            retry_at = RIGHTS_RETRY.next_attempt_at(now, attempts)
+            if retry_at is not None:
+                await self._reschedule(action, retry_at, outcome.description, count_attempt=True)
+                # Counted as failed: the member is still in (or out), and DomosRemovalsFailing
+                # must tell the operators to give the bot its rights back.
+                metrics.MODERATION_ACTIONS.labels(action=action["action"], outcome="failed").inc()
+                log.error("moderation_action_refused", attempts=attempts, error=outcome.description)
+                return False
+        # Permanent: chat or user not found, the chat owner or an admin, attempts used up.
         await self._finish(action, "failed", outcome.description or "failed")
         metrics.MODERATION_ACTIONS.labels(action=action["action"], outcome="failed").inc()
         log.warning("moderation_action_failed", description=outcome.description)

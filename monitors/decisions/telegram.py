@@ -84,3 +84,21 @@ def classify_telegram_response(
         return TelegramOutcome(Verdict.DEAD_LETTER, description)
     # 409, 413 ...: nothing a retry would change.
     return TelegramOutcome(Verdict.DEAD_LETTER, description or f"HTTP {http_status}")
+
+
+#: Refusals of an admin-only method because of the bot's own standing in the chat (demoted, a
+#: right taken away, removed from the chat), as Telegram words them (docs/sandbox.md). Unlike
+#: other 400/403s they pass once an admin gives the bot its rights back.
+_RIGHTS_REFUSALS = (
+    "not enough rights",
+    "chat_admin_required",
+    "bot is not an administrator",
+    "bot was kicked from the",
+    "bot is not a member of the",
+)
+
+
+def bot_lacks_rights(description: str) -> bool:
+    """Whether a refusal says the bot may not act in that chat (yet), not that the act is wrong."""
+    lowered = description.lower()
+    return any(marker in lowered for marker in _RIGHTS_REFUSALS)

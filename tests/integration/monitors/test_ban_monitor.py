@@ -199,3 +199,33 @@ async def test_a_lapsed_member_in_a_paid_chat_nobody_recorded_is_found_and_remov
 
     assert await monitor.tick() == 0  # asked once: a recorded row is not asked about again
     assert metric("domos_memberships_asked_total", outcome="recorded") - before == 2
+
+
+async def test_a_ban_the_bot_had_no_rights_for_is_made_once_it_has_them_again(
+    db, sandbox, monitors
+):
+    """The bot demoted in a paid chat: the ban is refused. It stays due, later and not every
+    tick, and is carried out once an admin gives the bot its rights back."""
+    chat = await f.managed_chat(db, sandbox)
+    user = await member_in_chat(db, sandbox, chat, status="expired", ends_in=timedelta(days=-5))
+    bot_member = f"/telegram/chats/{chat['telegram_chat_id']}/members"
+    [me] = await sandbox.control("GET", "/telegram/bots")
+    await sandbox.control("POST", bot_member, {"user_id": me["id"], "status": "member"})
+    failed = metric("domos_moderation_actions_total", action="ban", outcome="failed")
+    monitor = await monitors(BanMonitor)
+
+    await monitor.tick()
+    [refused] = await actions(db, user)
+    assert (refused["status"], refused["attempts"]) == ("pending", 1)
+    assert "not enough rights" in refused["last_error"]
+    assert refused["next_attempt_at"] > utcnow() + timedelta(minutes=5)  # not every tick
+    assert metric("domos_moderation_actions_total", action="ban", outcome="failed") - failed == 1
+
+    await sandbox.control("POST", bot_member, {"user_id": me["id"], "status": "administrator"})
+    await monitor.tick()
+    assert await f.chat_status(sandbox, chat, user) == "member"  # waits for its time
+    await db.execute("UPDATE moderation_actions SET next_attempt_at = ?", (utcnow(),))
+    await monitor.tick()
+    [done] = await actions(db, user)
+    assert (done["status"], done["attempts"]) == ("done", 2)
+    assert await f.chat_status(sandbox, chat, user) == "kicked"
