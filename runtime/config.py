@@ -6,6 +6,7 @@ naming the variable. Secrets are wrapped in `Secret`, whose repr and str never s
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -56,6 +57,23 @@ def mask_url_password(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+#: An IPv4 or IPv6 network (a single address is a /32 or /128 one).
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(name: str, raw: str) -> tuple[Network, ...]:
+    """Comma-separated addresses or CIDR networks of variable `name`; empty items skipped."""
+    networks = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(name, f"{item!r} is not an IP address or CIDR network") from None
+    return tuple(networks)
 
 
 class Env:
@@ -114,6 +132,10 @@ class Env:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(name, f"must be an http(s) URL, got {value!r}")
         return value.rstrip("/")
+
+    def networks(self, name: str, default: str = "") -> tuple[Network, ...]:
+        """Comma-separated IP addresses or CIDR networks (e.g. trusted proxies)."""
+        return parse_networks(name, self.text(name, default) or "")
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = (self.text(name, default) or default).lower()

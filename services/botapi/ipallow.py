@@ -11,7 +11,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+from runtime.config import Network
+
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 #: YooKassa's published notification sources (see NOTES.md, "YooKassa API v3").

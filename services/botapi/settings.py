@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from runtime.config import Env, Secret
-from runtime.errors import ConfigError
-from services.botapi.ipallow import YOOKASSA_NETWORKS, Network
+from runtime.config import Env, Network, Secret, parse_networks
+from services.botapi.ipallow import YOOKASSA_NETWORKS
 
 DEFAULT_PORT = 6000
 
@@ -33,7 +31,7 @@ class BotApiSettings:
         return cls(
             send_token=env.secret("BOTAPI_SEND_TOKEN"),
             webhook_allowlist=_allowlist(env.text("BOTAPI_WEBHOOK_ALLOWLIST")),
-            trusted_proxies=_networks("BOTAPI_TRUSTED_PROXIES", env.text("BOTAPI_TRUSTED_PROXIES")),
+            trusted_proxies=env.networks("BOTAPI_TRUSTED_PROXIES"),
             provider_timeout_s=env.number("BOTAPI_PROVIDER_TIMEOUT_S", 5.0, minimum=0.1),
             host=env.text("BOTAPI_HOST", "127.0.0.1") or "127.0.0.1",
             port=env.integer("BOTAPI_PORT", DEFAULT_PORT, maximum=65535),
@@ -52,19 +50,5 @@ def _allowlist(raw: str | None) -> tuple[Network, ...] | None:
             networks.extend(YOOKASSA_NETWORKS)
         elif item:
             rest.append(item)
-    networks.extend(_networks("BOTAPI_WEBHOOK_ALLOWLIST", ",".join(rest)))
-    return tuple(networks)
-
-
-def _networks(variable: str, raw: str | None) -> tuple[Network, ...]:
-    if not raw:
-        return ()
-    networks = []
-    for item in (part.strip() for part in raw.split(",")):
-        if not item:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise ConfigError(variable, f"{item!r} is not an IP address or CIDR network") from None
+    networks.extend(parse_networks("BOTAPI_WEBHOOK_ALLOWLIST", ",".join(rest)))
     return tuple(networks)
