@@ -53,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
         log_config=None,  # runtime.logging already routes uvicorn's loggers
         lifespan="on",
         proxy_headers=True,
+        # Not uvicorn's loopback-only default: behind a host proxy, requests arrive from Docker's
+        # bridge gateway, and every member shared its address in the per-source rate limit.
+        forwarded_allow_ips=[str(network) for network in api_settings.trusted_proxies],
         # uvicorn formats each access line's fields before the logger drops it: off only where
         # LOG_LEVEL drops them anyway (bench/api).
         access_log=logging.getLogger("uvicorn.access").isEnabledFor(logging.INFO),

@@ -14,7 +14,7 @@ from limits import RateLimitItem, parse
 from limits.errors import ConfigurationError
 
 from payments.settings import DEFAULT_KEY_WINDOW, key_window
-from runtime.config import Env, Secret
+from runtime.config import Env, Network, Secret, parse_networks
 from runtime.errors import ConfigError
 
 DEFAULT_PORT = 8001
@@ -25,6 +25,7 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024
 DEFAULT_MAX_CONCURRENCY = 256
 DEFAULT_MEMBER_RATE = "60/minute"
 DEFAULT_SOURCE_RATE = "600/minute"
+DEFAULT_TRUSTED_PROXIES = parse_networks("API_TRUSTED_PROXIES", "127.0.0.1,::1")
 
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _HOST = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
@@ -53,6 +54,9 @@ class ApiSettings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     #: Connections and requests in flight at once; more get 503 from uvicorn.
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    #: Proxies whose X-Forwarded-For names the client (uvicorn's forwarded_allow_ips): the
+    #: source every per-source rate limit counts. Loopback by default (`domos run`).
+    trusted_proxies: tuple[Network, ...] = DEFAULT_TRUSTED_PROXIES
     #: Timeout of one YooKassa call while a client waits for its payment.
     provider_timeout_s: float = 10.0
     #: How long after a payment was committed its Idempotence-Key may still be repeated to
@@ -77,6 +81,7 @@ class ApiSettings:
             rate_limit_storage=env.text("API_RATE_LIMIT_STORAGE", "memory://") or "memory://",
             max_body_bytes=env.integer("API_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, minimum=1024),
             max_concurrency=env.integer("API_MAX_CONCURRENCY", DEFAULT_MAX_CONCURRENCY, minimum=1),
+            trusted_proxies=env.networks("API_TRUSTED_PROXIES") or DEFAULT_TRUSTED_PROXIES,
             provider_timeout_s=env.number("API_PROVIDER_TIMEOUT_S", 10.0, minimum=0.1),
             payment_key_window=key_window(env),
             host=env.text("API_HOST", "127.0.0.1") or "127.0.0.1",

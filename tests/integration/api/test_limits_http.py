@@ -125,3 +125,35 @@ def test_limits_over_http(limited_api: Program) -> None:
     while (status := http("GET", limited_api.base + "/health")[0]) != 200:
         assert time.monotonic() < deadline, status
         time.sleep(0.05)
+
+
+def _verify_as(program: Program, caller: str) -> int:
+    """POST /v1/advert/tokens/verify (counted per source) as `caller` behind a proxy on
+    loopback, which appends the caller to X-Forwarded-For."""
+    headers = {"X-Forwarded-For": f"198.51.100.7, {caller}"}
+    return http("POST", program.base + "/v1/advert/tokens/verify", {"token": "adv_x"}, headers)[0]
+
+
+@pytest.mark.parametrize(
+    ("trusted", "separate_budgets"),
+    [("127.0.0.0/8", True), ("192.0.2.1", False)],
+    ids=["proxy-trusted", "proxy-not-trusted"],
+)
+def test_the_source_budget_counts_the_caller_behind_a_trusted_proxy(
+    api_environ: dict[str, str], tmp_path: Path, trusted: str, separate_budgets: bool
+) -> None:
+    """Behind a trusted proxy each caller has its own budget (the right-most forwarded address
+    that is not a trusted proxy); behind any other, X-Forwarded-For is the caller's own claim
+    and the proxy's address is the source."""
+    asyncio.run(_prepare(api_environ))
+    program = start_api(
+        api_environ,
+        tmp_path / "api.log",
+        API_RATE_LIMIT_SOURCE="2/minute",
+        API_TRUSTED_PROXIES=trusted,
+    )
+    try:
+        assert [_verify_as(program, "203.0.113.1") for _ in range(3)] == [200, 200, 429]
+        assert _verify_as(program, "203.0.113.2") == (200 if separate_budgets else 429)
+    finally:
+        assert program.stop() == 0, program.logs()

@@ -79,6 +79,7 @@ DIFFERENT_IN_PRODUCTION = {
     "WEB_ALLOWED_HOSTS": "the container is reached over IPv4 only",
     "BOTAPI_WEBHOOK_ALLOWLIST": "production hears YooKassa only; `domos run` hears its sandbox",
     "BOTAPI_TRUSTED_PROXIES": "in compose, requests arrive through Docker's bridge gateway",
+    "API_TRUSTED_PROXIES": "in compose, requests arrive through Docker's bridge gateway",
 }
 
 #: Settings objects built from an environment mapping: compared whole, default against compose.
