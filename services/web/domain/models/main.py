@@ -3,6 +3,7 @@ broadcasts, events and surveys (the `main` logical database)."""
 
 from __future__ import annotations
 
+from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
 from services.web.domain.fields import UTCDateTimeField as Stamp
@@ -45,13 +46,28 @@ class Member(MainModel):
         return f"{name} ({self.telegram_id})".strip()
 
 
+# Validators of operator-edited columns state the schema's CHECK next to them (runtime/schema/
+# main/0001_initial.sql), so a value the database refuses is a form error, not a 500;
+# tests/integration/web/test_operator_forms.py tries the edges of each against the database.
+
+
 class Tariff(MainModel):
     code = models.TextField("код", unique=True)
     title = models.TextField("название")
     description = models.TextField("описание", null=True, blank=True)
-    price_minor = models.BigIntegerField("цена", help_text="в копейках")
-    currency = models.TextField("валюта", default="RUB")
-    period_days = models.IntegerField("срок, дней")
+    # tariffs_price_check: price_minor > 0
+    price_minor = models.BigIntegerField(
+        "цена", help_text="в копейках", validators=[MinValueValidator(1)]
+    )
+    # tariffs_currency_check: length(currency) = 3 AND currency = upper(currency); ISO 4217
+    # codes are Latin letters, so the form asks for exactly that.
+    currency = models.TextField(
+        "валюта",
+        default="RUB",
+        validators=[RegexValidator(r"\A[A-Z]{3}\Z", "Три заглавные латинские буквы (ISO 4217).")],
+    )
+    # tariffs_period_check: period_days > 0
+    period_days = models.IntegerField("срок, дней", validators=[MinValueValidator(1)])
     is_active = models.BooleanField("продаётся", default=True)
     created_at = Stamp("создан", auto_now_add=True)
     updated_at = Stamp("изменён", auto_now=True)
@@ -381,7 +397,8 @@ class Event(MainModel):
     url = models.TextField("ссылка", null=True, blank=True)
     starts_at = Stamp("начало")
     ends_at = Stamp("конец", null=True, blank=True)
-    capacity = models.IntegerField("мест", null=True, blank=True)
+    # events_capacity_check: capacity IS NULL OR capacity > 0
+    capacity = models.IntegerField("мест", null=True, blank=True, validators=[MinValueValidator(1)])
     status = models.TextField(
         "статус",
         choices=[("draft", "draft"), ("published", "published"), ("canceled", "canceled")],
