@@ -121,3 +121,31 @@ def test_the_models_validators_refuse_what_the_checks_refuse(
         database_ok = True
         domain_db.execute(f"DELETE FROM {table} WHERE id = ?", (new,))
     assert database_ok or not model_ok, f"{table}.{column}={value!r}: the model lets it through"
+
+
+@pytest.mark.parametrize("days", ["3661", "3000000", "99999999999"])
+def test_a_tariff_period_payments_could_never_apply_is_refused(client: Any, days: str) -> None:
+    """period_days=3000000 saved on PostgreSQL (99999999999 on SQLite), and payment_monitor's
+    period arithmetic overflowed for every payment of the tariff: charged, never applied."""
+    response = client.post(
+        "/admin/domain/tariff/add/", {**TARIFF, "code": "long", "period_days": days}
+    )
+    assert response.status_code == 200
+    assert list(response.context["adminform"].form.errors) == ["period_days"]
+
+
+def test_the_longest_period_still_applies(client: Any, domain_db: Any) -> None:
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from monitors.decisions.periods import period_after
+    from services.web.domain.models.main import MAX_PERIOD_DAYS
+
+    form = {**TARIFF, "code": "decade", "period_days": str(MAX_PERIOD_DAYS)}
+    assert client.post("/admin/domain/tariff/add/", form).status_code == 302
+    days = domain_db.fetchval("SELECT period_days FROM tariffs WHERE code = 'decade'")
+    # Renewed back to back for a century, the period end is still a datetime.
+    end = datetime(2026, 12, 5, tzinfo=UTC)
+    for _ in range(10):
+        end = period_after(end, days=days, tz=ZoneInfo("Europe/Moscow")).end
+    assert end.year > 2120

@@ -3,7 +3,7 @@ broadcasts, events and surveys (the `main` logical database)."""
 
 from __future__ import annotations
 
-from django.core.validators import MinValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
 from services.web.domain.fields import UTCDateTimeField as Stamp
@@ -51,6 +51,14 @@ class Member(MainModel):
 # tests/integration/web/test_operator_forms.py tries the edges of each against the database.
 
 
+#: The longest period a tariff may sell: ten years of leap years. payment_monitor adds a paid
+#: period to the subscription's end (monitors/decisions/periods.period_after); a period of
+#: millions of days overflows datetime there, so the member is charged and the payment never
+#: applied. Ten years is beyond any subscription the community sells, and far inside the range.
+#: The schema's tariffs_period_check is only > 0 (see the note on period_days below).
+MAX_PERIOD_DAYS = 3660
+
+
 class Tariff(MainModel):
     code = models.TextField("код", unique=True)
     title = models.TextField("название")
@@ -66,8 +74,14 @@ class Tariff(MainModel):
         default="RUB",
         validators=[RegexValidator(r"\A[A-Z]{3}\Z", "Три заглавные латинские буквы (ISO 4217).")],
     )
-    # tariffs_period_check: period_days > 0
-    period_days = models.IntegerField("срок, дней", validators=[MinValueValidator(1)])
+    # tariffs_period_check: period_days > 0. The upper bound is the admin's alone: SQLite cannot
+    # change a table's CHECK without rebuilding it, which a portable migration cannot do to a
+    # table other tables reference.
+    period_days = models.IntegerField(
+        "срок, дней",
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_PERIOD_DAYS)],
+        help_text=f"от 1 до {MAX_PERIOD_DAYS}",
+    )
     is_active = models.BooleanField("продаётся", default=True)
     created_at = Stamp("создан", auto_now_add=True)
     updated_at = Stamp("изменён", auto_now=True)
