@@ -91,7 +91,9 @@ class MemberAdmin(ReadOnlyAdmin):
         view = self.admin_site.admin_view
         return [
             path(
-                "<path:object_id>/timeline/",
+                # Members' keys are integers: "abc" or "broadcasts" is no member (404), not a
+                # query that fails.
+                "<int:object_id>/timeline/",
                 view(partial(timeline.timeline_view, member_admin=self)),
                 name="domain_member_timeline",
             ),

@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import F, QuerySet
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse
@@ -35,6 +35,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from services.web.domain import models as m
+from services.web.domain.fields import utc_instant
 from services.web.domain.permissions import may_view
 
 #: Entries per page.
@@ -253,18 +254,27 @@ def member_timeline(
     return Page(ordered[:cut], ordered[cut - 1].at)
 
 
+def _cursor(text: str | None) -> datetime | None:
+    """The `before` parameter: an ISO-8601 instant with its offset that has a UTC form, or 404."""
+    if not text:
+        return None
+    try:
+        before = parse_datetime(text)  # ValueError: well-formed but no such date (02-30)
+        if before is None or before.tzinfo is None:
+            raise ValueError(text)
+        return utc_instant(before)
+    except (ValueError, ValidationError):
+        raise Http404("before: an ISO-8601 instant with its offset") from None
+
+
 def timeline_view(
-    request: HttpRequest, object_id: str, *, member_admin: admin.ModelAdmin[m.Member]
+    request: HttpRequest, object_id: int, *, member_admin: admin.ModelAdmin[m.Member]
 ) -> HttpResponse:
     """The timeline page, for staff who may see the member."""
     member = get_object_or_404(m.Member, pk=object_id)
     if not member_admin.has_view_permission(request, member):
         raise PermissionDenied
-    before = None
-    if request.GET.get("before"):
-        before = parse_datetime(request.GET["before"])
-        if before is None or before.tzinfo is None:
-            raise Http404("before: an ISO-8601 instant with its offset")
+    before = _cursor(request.GET.get("before"))
     tables = {model for model in SOURCE_MODELS if may_view(request, model)}
     page = member_timeline(member, before=before, tables=tables)
     context = {

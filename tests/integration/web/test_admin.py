@@ -210,6 +210,22 @@ def test_payments_filtered_by_date(client: Any, seeded: dict[str, int]) -> None:
     assert "yk-paid-1" not in later.content.decode()
 
 
+@pytest.mark.parametrize(
+    "bound",
+    [
+        "created_at__gte=0001-01-01+00:00:00%2B03:00",
+        "paid_at__lt=9999-12-31+23:59:59-05:00",
+    ],
+)
+def test_a_date_filter_outside_the_calendar_is_the_admins_error_page(
+    client: Any, seeded: dict[str, int], bound: str
+) -> None:
+    """An instant with no UTC form raised OverflowError from the SQLite timestamp text (500)."""
+    response = client.get(f"/admin/domain/payment/?{bound}")
+    assert response.status_code == 302
+    assert response["Location"].endswith("?e=1")
+
+
 def test_monitor_owned_rows_are_read_only(client: Any, seeded: dict[str, int]) -> None:
     assert client.get(f"/admin/domain/payment/{seeded['paid']}/change/").status_code == 200
     assert client.get("/admin/domain/payment/add/").status_code == 403

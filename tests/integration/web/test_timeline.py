@@ -256,3 +256,42 @@ def test_each_source_needs_its_own_tables_view_permission(history: dict[str, int
         assert 'id="timeline-hidden"' in html, username
         for link in re.findall(r'href="(/admin/domain/[^"]+/change/)"', html):
             assert client.get(link).status_code == 200, (username, link)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["abc/timeline/", "broadcasts/timeline/", "1.5/timeline/"],
+)
+def test_a_member_id_that_is_no_number_is_not_found(
+    client: Any, history: dict[str, int], path: str
+) -> None:
+    response = client.get(f"/admin/domain/member/{path}")
+    assert response.status_code in (302, 404), response.status_code  # the admin's "no such"
+    assert client.get(f"/admin/domain/member/{path}", follow=True).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "before",
+    [
+        "2024-02-30T00:00:00+00:00",
+        "2024-13-01T00:00:00+00:00",
+        "0001-01-01T00:00:00+05:00",
+        "9999-12-31T23:59:59-05:00",
+        "9999-12-31T23:00:00+00:00",  # no time in Moscow
+    ],
+)
+def test_a_cursor_outside_the_calendar_is_not_found(
+    client: Any, history: dict[str, int], before: str
+) -> None:
+    url = f"/admin/domain/member/{history['member']}/timeline/"
+    assert client.get(url, {"before": before}).status_code == 404
+
+
+def test_a_cursor_at_the_calendars_edges_that_exists_works(
+    client: Any, history: dict[str, int]
+) -> None:
+    url = f"/admin/domain/member/{history['member']}/timeline/"
+    page = client.get(url, {"before": "9999-12-31T00:00:00+00:00"})
+    assert page.status_code == 200
+    assert len(entries(page.content.decode())) == len(EXPECTED)
+    assert client.get(url, {"before": "0001-01-02T00:00:00+00:00"}).status_code == 200
