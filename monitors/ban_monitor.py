@@ -9,7 +9,9 @@ Each tick (work-claiming; the decisions are idempotent inserts, so replicas may 
 2. unbans: a member banned from a managed chat who has a live subscription again gets an
    `unban` action keyed `unban:<membership>:<banned at>` (payment_monitor records the same for
    payments it applies, and carries them out at once).
-3. the pending actions are claimed and carried out (`monitors.moderation`): banChatMember, or
+3. join requests of payers the bot failed to approve are approved again
+   (`monitors.join_approvals`);
+4. the pending actions are claimed and carried out (`monitors.moderation`): banChatMember, or
    unbanChatMember with only_if_banned=true so a member who rejoined is not removed. Every action
    is a moderation_actions row written before the call, with its outcome written after.
 
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from typing import Self
 
 from monitors import metrics
+from monitors.join_approvals import approve_pending_requests
 from monitors.membership_census import record_unrecorded_members
 from monitors.moderation import ModerationExecutor
 from monitors.telegram_client import TelegramClient
@@ -108,7 +111,9 @@ class BanMonitor(Monitor):
 
     async def tick(self) -> int:
         await self.plan()
-        done = 0
+        done = await approve_pending_requests(
+            self.db, self.telegram, self.ctx.clock.now(), self.batch_size
+        )
         while not self.ctx.stop_requested:
             finished = await self.executor.run_due(limit=self.batch_size)
             done += finished

@@ -224,3 +224,13 @@ def event_notice(event: dict[str, Any], kind: str, tz: ZoneInfo) -> str:
         soon = "завтра" if kind == "24h" else "через час"
         head = f"Напоминаем: «{event['title']}» {soon}, {when}{where}."
     return head + (f"\n{event['url']}" if event.get("url") else "")
+
+
+# A payer's join request the bot could not approve at once (ban_monitor retries it).
+JOIN_DELAYED = (
+    "Заявка получена. Бот не смог одобрить её сразу — одобрит, как только сможет, и сообщит вам."
+)
+JOIN_REQUEST_LOST = (
+    "Не удалось одобрить вашу заявку на вход в чат сообщества: её больше нет. "
+    "Отправьте заявку снова по ссылке из чека."
+)

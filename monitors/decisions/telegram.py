@@ -102,3 +102,11 @@ def bot_lacks_rights(description: str) -> bool:
     """Whether a refusal says the bot may not act in that chat (yet), not that the act is wrong."""
     lowered = description.lower()
     return any(marker in lowered for marker in _RIGHTS_REFUSALS)
+
+
+#: approveChatJoinRequest's answers when the request is decided already: the user is in
+#: (USER_ALREADY_PARTICIPANT) or the request is gone (HIDE_REQUESTER_MISSING: decided by an
+#: admin, withdrawn, expired). Any other refusal leaves it pending, to be approved again.
+USER_ALREADY_IN = "USER_ALREADY_PARTICIPANT"
+REQUEST_GONE = "HIDE_REQUESTER_MISSING"
+JOIN_REQUEST_DECIDED = (USER_ALREADY_IN, REQUEST_GONE)

@@ -15,6 +15,7 @@ from aiogram.types import ChatJoinRequest, ChatMemberUpdated, Message
 
 from monitors import texts
 from monitors.decisions.membership import membership_status
+from monitors.decisions.telegram import JOIN_REQUEST_DECIDED
 from runtime.db import AsyncDatabase, Row
 from services.bot import entry, repository
 from services.bot.metrics import JOIN_REQUESTS, STRANGERS
@@ -108,10 +109,17 @@ async def join_request(
             await bot.approve_chat_join_request(request.chat.id, request.from_user.id)
         else:
             await bot.decline_chat_join_request(request.chat.id, request.from_user.id)
-    except TelegramBadRequest as exc:
-        # Already decided (by an admin, or a redelivered update): nothing left to do.
-        log_.warning("join_request_not_decided", error=exc.message)
-        return
+    except TelegramAPIError as exc:
+        if isinstance(exc, TelegramBadRequest) and any(
+            code in exc.message for code in JOIN_REQUEST_DECIDED
+        ):
+            # Decided already (by an admin, or a redelivered update): nothing left to do.
+            log_.warning("join_request_not_decided", error=exc.message)
+            return
+        log_.error("join_request_not_decided", error=exc.message)
+        if approve:
+            await _approve_later(request, bot, db, user, chat_row_id, now)
+        return  # a failed decline keeps the stranger out all the same
     JOIN_REQUESTS.labels(decision=decision).inc()
     log_.info("join_request_decided")
     if approve:
@@ -122,6 +130,25 @@ async def join_request(
         await bot.send_message(request.user_chat_id, reply)
     except TelegramAPIError as exc:
         log_.info("join_request_reply_failed", error=str(exc))
+
+
+async def _approve_later(
+    request: ChatJoinRequest,
+    bot: Bot,
+    db: AsyncDatabase,
+    user: Row | None,
+    chat_row_id: int,
+    now: datetime,
+) -> None:
+    """A payer's approval Telegram refused (the bot demoted, Telegram down past the retries):
+    recorded as requested so that ban_monitor approves it once it can
+    (monitors/join_approvals.py), and the payer told to wait rather than left wondering."""
+    assert user is not None
+    await repository.set_membership(db, user["id"], chat_row_id, "requested", now)
+    try:
+        await bot.send_message(request.user_chat_id, texts.JOIN_DELAYED)
+    except TelegramAPIError as exc:
+        log.info("join_request_reply_failed", telegram_id=request.from_user.id, error=str(exc))
 
 
 async def _decline_elsewhere(request: ChatJoinRequest, bot: Bot) -> None:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import subprocess
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.sandbox import DEFAULT_BOT_TOKEN
 from tests.integration.bot.conftest import (
     CONFIGURED_PAID_CHATS,
+    DOMOS,
+    ROOT,
     BotProcess,
     Sandbox,
     http_json,
     http_text,
     wait_for,
 )
+from tests.ports import free_port
 
 
 def _rows(bot: BotProcess, sql: str, params: tuple[Any, ...] = (), db: str = "main") -> list[Any]:
@@ -513,3 +517,61 @@ def test_unblocking_the_bot_makes_the_member_reachable_again(
         bot_process.db.fetchval("SELECT blocked_at FROM users WHERE telegram_id = ?", (member,))
         is None
     )
+
+
+def _set_bot_status(sandbox: Sandbox, chat_id: int, status: str) -> None:
+    bot_id = int(DEFAULT_BOT_TOKEN.partition(":")[0])
+    sandbox.control(
+        "POST", f"/telegram/chats/{chat_id}/members", {"user_id": bot_id, "status": status}
+    )
+
+
+def _ban_monitor_once(bot: BotProcess) -> None:
+    environ = {**bot.environ, "DOMOS_PROGRAM": "ban_monitor", "METRICS_PORT": str(free_port())}
+    done = subprocess.run(
+        [*DOMOS, "monitor", "ban_monitor", "--once"],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
+
+
+def test_a_payers_join_request_the_bot_could_not_approve_is_approved_later(
+    sandbox: Sandbox, bot_process: BotProcess
+) -> None:
+    """The bot demoted when a payer asks to join: Telegram refuses the approval. The request
+    is recorded, the payer told to wait, and ban_monitor approves it once the bot can."""
+    chat_id = _new_paid_chat(sandbox, bot_process)
+    payer = _start(sandbox)
+    user_id = _activate(bot_process, payer)
+    _set_bot_status(sandbox, chat_id, "member")
+    sandbox.control("POST", "/telegram/join_requests", {"user_id": payer, "chat_id": chat_id})
+
+    membership = (
+        "SELECT m.status FROM memberships m JOIN chats c ON c.id = m.chat_id"
+        " WHERE m.user_id = ? AND c.telegram_chat_id = ?"
+    )
+
+    def recorded() -> str | None:
+        rows = _rows(bot_process, membership, (user_id, chat_id))
+        return str(rows[0]["status"]) if rows else None
+
+    wait_for(lambda: recorded() == "requested", 10, "the pending approval to be recorded")
+    assert "не смог одобрить" in sandbox.wait_sent(payer, 2)[1]["text"]
+    assert sandbox.control("GET", f"/telegram/join_requests?chat_id={chat_id}")  # still pending
+
+    _set_bot_status(sandbox, chat_id, "administrator")
+    bot_process.db.execute(  # as if the retry delay had passed
+        "UPDATE memberships SET updated_at = ? WHERE user_id = ?",
+        (datetime.now(UTC) - timedelta(hours=1), user_id),
+    )
+    _ban_monitor_once(bot_process)
+    members = sandbox.control("GET", f"/telegram/chats/{chat_id}/members")
+    assert {m["user_id"]: m["status"] for m in members}.get(payer) == "member"
+    assert recorded() == "member"
+    [told] = _rows(
+        bot_process, "SELECT text FROM outbox WHERE chat_id = ? AND kind = 'join_request'", (payer,)
+    )
+    assert "одобрена" in told["text"]
