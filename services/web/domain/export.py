@@ -16,13 +16,14 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.utils import timezone
 
 from services.web.domain import models as m
+from services.web.domain.fields import utc_instant
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 BOM = "\ufeff"
@@ -88,8 +89,7 @@ def day_bounds(first: date, last: date) -> tuple[datetime, datetime]:
     return start, end
 
 
-def payments_between(first: date, last: date) -> Iterator[m.Payment]:
-    start, end = day_bounds(first, last)
+def payments_between(start: datetime, end: datetime) -> Iterator[m.Payment]:
     rows = m.Payment.objects.filter(created_at__gte=start, created_at__lt=end)
     rows = rows.select_related("user", "tariff").order_by("created_at", "id")
     return rows.iterator(chunk_size=CHUNK)
@@ -126,8 +126,17 @@ class ExportForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        if data.get("first") and data.get("last") and data["first"] > data["last"]:
-            raise forms.ValidationError("Начало диапазона позже конца.")
+        if data.get("first") and data.get("last"):
+            if data["first"] > data["last"]:
+                raise forms.ValidationError("Начало диапазона позже конца.")
+            # The query's bounds, here and not once the download has begun: a day at the
+            # calendar's edge has no next day or no UTC form, and a failure mid-stream would
+            # leave a "successful" download cut after its header.
+            try:
+                start, end = day_bounds(data["first"], data["last"])
+                data["bounds"] = (utc_instant(start), utc_instant(end))
+            except (OverflowError, ValidationError):
+                raise forms.ValidationError("Даты вне допустимого диапазона.") from None
         return data
 
 
@@ -145,7 +154,8 @@ def export_view(
         if form.is_valid():
             first, last = form.cleaned_data["first"], form.cleaned_data["last"]
             delimiter = form.cleaned_data["delimiter"] or ","
-            rows = (payment_row(payment) for payment in payments_between(first, last))
+            payments = payments_between(*form.cleaned_data["bounds"])
+            rows = (payment_row(payment) for payment in payments)
             response = StreamingHttpResponse(
                 csv_lines(rows, delimiter=delimiter), content_type="text/csv; charset=utf-8"
             )

@@ -178,3 +178,18 @@ def test_export_needs_the_view_permission_on_payments(payments: dict[str, int]) 
         client = Client()
         assert log_in(client, username, "correct-horse-battery")
         assert client.get(URL, params).status_code == status, username
+
+
+@pytest.mark.parametrize(
+    ("first", "last"),
+    [("9999-12-31", "9999-12-31"), ("0001-01-01", "0001-01-02")],
+)
+def test_dates_at_the_calendars_edge_are_a_form_error_not_a_cut_download(
+    client: Any, payments: dict[str, int], first: str, last: str
+) -> None:
+    """9999-12-31 had no next day (500); 0001-01-01 had no UTC form, and on SQLite the download
+    began (200, the header) and broke after it."""
+    response = client.get(URL, {"first": first, "last": last})
+    assert response.status_code == 200
+    assert not response.streaming
+    assert "Даты вне допустимого диапазона." in response.content.decode()
