@@ -93,6 +93,9 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 # Each failure also as its own row (address, user agent, time), for an audit in the admin.
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
+# Masked in the form data axes stores of an attempt (the password always is): a live CSRF token
+# in a table staff can read is a credential for the session it belongs to.
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "csrfmiddlewaretoken"]
 
 ROOT_URLCONF = "services.web.urls"
 WSGI_APPLICATION = "services.web.wsgi.application"
@@ -143,6 +146,9 @@ CSRF_COOKIE_SECURE = SECURE_COOKIES
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
+# A money admin's login lasts a working day, not Django's two weeks: a session left open on a
+# shared or stolen machine expires by the next morning.
+SESSION_COOKIE_AGE = 10 * 60 * 60
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"

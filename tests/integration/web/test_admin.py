@@ -169,6 +169,25 @@ def test_repeated_failed_logins_lock_the_username_from_that_address(
     assert attacker.post("/admin/login/", other).status_code == 302
 
 
+def test_stored_login_attempts_mask_the_csrf_token_and_sessions_last_a_day(
+    staff: tuple[str, str],
+) -> None:
+    from axes.models import AccessAttempt
+    from django.conf import settings
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True, REMOTE_ADDR="203.0.113.44")
+    page = browser.get("/admin/login/").content.decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    assert token is not None
+    wrong = {"username": "csrf-masked", "password": "wrong", "csrfmiddlewaretoken": token[1]}
+    assert browser.post("/admin/login/", wrong).status_code == 200
+    attempt = AccessAttempt.objects.get(username="csrf-masked")
+    assert token[1] not in attempt.post_data
+    assert "csrfmiddlewaretoken" in attempt.post_data
+    assert settings.SESSION_COOKIE_AGE <= 12 * 60 * 60
+
+
 def test_every_admin_list_renders(client: Any, seeded: dict[str, int]) -> None:
     from django.contrib import admin
 
