@@ -72,3 +72,24 @@ def test_subscribe_sent_twice_at_once_makes_one_payment(
         if str(p["metadata"].get("telegram_id")) == str(telegram_id)
     ]
     assert len(at_provider) == 1
+
+
+def test_a_burst_of_300_members_is_answered_within_telegrams_flood_limits(
+    sandbox: Sandbox, bot_process: BotProcess
+) -> None:
+    members = at_once([sandbox.new_user for _ in range(300)])
+    failures_before = bot_process.log_text().count('"update_failed"')
+    sandbox.control("PUT", "/telegram/limits", {"enabled": True})
+    try:
+        at_once([lambda m=member: sandbox.say(m, "/start") for member in members])
+        # 300 replies at 30 messages/s: 10 s, given time to spare for a loaded machine.
+        deadline = time.monotonic() + 60
+        waiting = list(members)
+        while waiting and time.monotonic() < deadline:
+            waiting = [member for member in waiting if not sandbox.sent(member)]
+            time.sleep(0.5)
+    finally:
+        sandbox.control("PUT", "/telegram/limits", {"enabled": False})
+    assert len(waiting) == 0, f"{len(waiting)} of {len(members)} members got no reply"
+    assert bot_process.log_text().count('"update_failed"') == failures_before
+    assert [len(sandbox.sent(member)) for member in members] == [1] * len(members)
