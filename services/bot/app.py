@@ -25,6 +25,7 @@ from services.bot.handlers import build_routers
 from services.bot.metrics import InFlight, UpdateMetricsMiddleware
 from services.bot.payments import PaymentProvider
 from services.bot.telegram_retry import RetryTransient
+from services.bot.undecodable_updates import SkipUndecodableUpdates
 
 log = structlog.get_logger("bot")
 
@@ -37,6 +38,7 @@ def build_bot(settings: BotSettings) -> Bot:
     telegram = settings.runtime.telegram
     session = AiohttpSession(api=TelegramAPIServer.from_base(telegram.api_url))
     session.middleware(RetryTransient())
+    session.middleware(SkipUndecodableUpdates())
     return Bot(telegram.require_token(), session=session)
 
 

@@ -40,6 +40,11 @@ STRANGERS = Counter(
     ["outcome"],
 )
 STRANGER_OUTCOMES = ("removed", "not_removed", "unchecked")
+UNDECODABLE_UPDATES = Counter(
+    "domos_bot_updates_undecodable_total",
+    "Updates from Telegram this aiogram cannot read: logged and skipped"
+    " (services/bot/undecodable_updates.py).",
+)
 # Rare, and alerted on from the first: every series starts at 0.
 start_at_zero(STRANGERS, "outcome", STRANGER_OUTCOMES)
 
