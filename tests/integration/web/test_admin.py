@@ -483,3 +483,19 @@ def test_operator_forms_have_one_line_inputs_and_russian_labels(
     assert label in page
     if "description" in page:
         assert '<textarea name="description"' in page
+
+
+def test_a_right_to_left_override_in_a_name_stays_inside_it(
+    client: Any, domain_db: Any, seeded: dict[str, int]
+) -> None:
+    """A Telegram name with U+202E showed "Vera (300000007)" for member 700000003."""
+    from services.web.domain import models as m
+
+    member = domain_db.fetchval(
+        "INSERT INTO users (telegram_id, first_name) VALUES (700000003, ?) RETURNING id",
+        ("Vera \u202e",),
+    )
+    shown = str(m.Member.objects.get(pk=member))
+    assert shown == "\u2068Vera \u202e\u2069 (700000003)"
+    page = client.get(f"/admin/domain/member/{member}/change/").content.decode()
+    assert "\u2068Vera \u202e\u2069 (700000003)" in page

@@ -9,6 +9,12 @@ from django.db import models
 from services.web.domain.fields import UTCDateTimeField as Stamp
 
 
+def isolated(untrusted: str) -> str:
+    """`untrusted` (a name a member chose) in a Unicode first-strong isolate: a right-to-left
+    override in it (U+202E) then cannot reverse the text shown after it, such as the id."""
+    return f"\u2068{untrusted}\u2069"
+
+
 class MainModel(models.Model):
     logical_db = "main"
 
@@ -42,8 +48,10 @@ class Member(MainModel):
         ordering = ("-id",)
 
     def __str__(self) -> str:
-        name = (self.username and f"@{self.username}") or self.first_name or ""
-        return f"{name} ({self.telegram_id})".strip()
+        name = (self.username and f"@{self.username}") or self.first_name
+        if not name:
+            return f"({self.telegram_id})"
+        return f"{isolated(name)} ({self.telegram_id})"
 
 
 # Validators of operator-edited columns state the schema's CHECK next to them (runtime/schema/
