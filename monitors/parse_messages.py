@@ -5,8 +5,9 @@ Work-claiming, two stages per tick:
    - posts of the nmarket / tradeagent channels become listings in their database (complex, flat,
      price, commission) with one price snapshot per flat and post date; an unparseable post is
      kept in `<p>_posts` with the parser's reason and counted, and the message is 'unparsed';
-   - any text matching the useful rules (env defaults plus the active useful_rules rows:
-     hashtags, keywords, link domains, regexes) becomes a useful_messages row;
+   - any text of a paid chat or a listing channel matching the useful rules (env defaults plus
+     the active useful_rules rows: hashtags, keywords, link domains, regexes) becomes a
+     useful_messages row (monitors.paid_chats: not a group anyone added the bot to);
    - voice notes, audio and video notes are queued in audio_files, deduplicated by
      file_unique_id, when `monitors.decisions.voice` keeps them: from a member (live subscription,
      or staff), in a paid chat or the member's private chat with the bot, within the size cap and
@@ -36,6 +37,7 @@ from monitors import metrics
 from monitors.decisions.listings import Listing, Unparsed, parse_listing
 from monitors.decisions.useful import UsefulRules, UsefulVerdict
 from monitors.decisions.voice import REFUSALS, VoiceLimits
+from monitors.paid_chats import is_paid_chat
 from monitors.telegram_client import TelegramClient
 from monitors.voice_notes import VoiceNotes
 from runtime.config import Env, Settings
@@ -217,7 +219,9 @@ class ParseMessages(Monitor):
             else:
                 status = "parsed"
                 metrics.MESSAGES_PARSED.labels(outcome="listing").inc()
-        verdict = self._useful(row["text"], *rules)
+        # A group anyone added the bot to is no source of the staff's useful messages.
+        community = source is not None or await is_paid_chat(self.db, row["chat_id"])
+        verdict = self._useful(row["text"], *rules) if community else UsefulVerdict(False, ())
         if verdict.useful:
             await self._store_useful(row, verdict)
             if status == "ignored":

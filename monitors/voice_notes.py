@@ -15,6 +15,7 @@ from typing import Any
 from monitors import metrics
 from monitors.decisions.telegram import Verdict, classify_telegram_response
 from monitors.decisions.voice import VoiceLimits, voice_refusal
+from monitors.paid_chats import is_paid_chat
 from monitors.telegram_client import TelegramClient
 from runtime.errors import MonitorError
 from runtime.monitor import MonitorContext
@@ -99,11 +100,7 @@ class VoiceNotes:
         now = self.clock.now()
         chat_allowed = sender is not None and chat_id == sender
         if not chat_allowed:
-            chat_allowed = bool(
-                await self.db.fetchval(
-                    "SELECT is_managed FROM chats WHERE telegram_chat_id = ?", (chat_id,)
-                )
-            )
+            chat_allowed = await is_paid_chat(self.db, chat_id)
         entitled = sender is not None and bool(
             await self.db.fetchval(_ENTITLED_SENDER, (sender, now))
         )

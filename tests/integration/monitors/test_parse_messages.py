@@ -47,12 +47,21 @@ async def inbox(
     return row_id
 
 
+async def paid_chat(db: Any, chat_id: int = CHAT) -> None:
+    """The chat is one of the community's paid chats (useful messages come from those)."""
+    await db.execute(
+        "INSERT INTO chats (telegram_chat_id, kind, is_managed) VALUES (?, 'supergroup', TRUE)",
+        (chat_id,),
+    )
+
+
 async def statuses(db: Any) -> dict[int, str]:
     rows = await db.fetchall("SELECT id, parse_status FROM chat_messages", db="useful")
     return {row["id"]: row["parse_status"] for row in rows}
 
 
 async def test_listings_useful_messages_and_unparsed_posts(db, sandbox, monitors):
+    await paid_chat(db)
     listing = await inbox(db, NMARKET, LISTING)
     unparsed = await inbox(db, TRADEAGENT, "Доброе утро, коллеги!", username="TradeAgent_SPB")
     useful = await inbox(db, CHAT, "#полезное как оформить налоговый вычет за квартиру")
@@ -106,6 +115,7 @@ async def test_price_history_grows_once_per_post(db, sandbox, monitors):
 
 
 async def test_useful_rules_from_the_admin_apply(db, sandbox, monitors):
+    await paid_chat(db)
     await db.execute(
         "INSERT INTO useful_rules (kind, pattern) VALUES ('regex', ?)",
         (r"\bкешбэк\s+\d+%",),
@@ -117,6 +127,20 @@ async def test_useful_rules_from_the_admin_apply(db, sandbox, monitors):
     [kept] = await db.fetchall("SELECT * FROM useful_messages", db="useful")
     assert kept["chat_message_id"] == hit
     assert kept["matched_rules"] == [r"regex:\bкешбэк\s+\d+%"]
+
+
+async def test_a_group_anyone_added_the_bot_to_feeds_no_useful_messages(db, sandbox, monitors):
+    """Found from outside: a stranger's group with the bot in it put a scam link, tagged
+    #полезное, into the staff's list. Only the paid chats and listing channels count."""
+    await paid_chat(db)
+    elsewhere = await inbox(db, -1_007_770_001, "#полезное купите крипту https://scam.example")
+    ours = await inbox(db, CHAT, "#полезное как оформить налоговый вычет за квартиру")
+    monitor = await monitors(ParseMessages, **ENV)
+    await monitor.tick()
+
+    assert await statuses(db) == {elsewhere: "ignored", ours: "parsed"}
+    [kept] = await db.fetchall("SELECT * FROM useful_messages", db="useful")
+    assert kept["chat_message_id"] == ours
 
 
 async def voice_message(
