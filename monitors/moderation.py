@@ -16,6 +16,7 @@ from typing import Any
 from structlog.stdlib import BoundLogger
 
 from monitors import metrics
+from monitors.decisions import entrants
 from monitors.decisions.telegram import Verdict, bot_lacks_rights, classify_telegram_response
 from monitors.telegram_client import TelegramClient
 from runtime.db import AsyncDatabase
@@ -30,10 +31,12 @@ MODERATION_RETRY = RetrySchedule(base_s=30.0, cap_s=3600.0, max_attempts=10, jit
 #: the bot is an admin again without asking Telegram every tick meanwhile.
 RIGHTS_RETRY = RetrySchedule(base_s=600.0, cap_s=6 * 3600.0, max_attempts=130, jitter_fraction=0.2)
 
-#: Entitled now: active, or in grace that has not run out (tsmonitor may not have moved it yet).
-LIVE_SUBSCRIPTION = (
-    "SELECT 1 FROM subscriptions WHERE user_id = ?"
-    " AND (status = 'active' OR (status = 'grace' AND grace_until > ?))"
+#: Entitled now: staff, or a subscription active or in grace that has not run out (tsmonitor
+#: may not have moved it yet).
+ENTITLED = (
+    "SELECT 1 FROM users u WHERE u.id = ? AND (u.role <> 'member' OR EXISTS ("
+    " SELECT 1 FROM subscriptions s WHERE s.user_id = u.id"
+    " AND (s.status = 'active' OR (s.status = 'grace' AND s.grace_until > ?))))"
 )
 
 
@@ -89,24 +92,33 @@ class ModerationExecutor:
             "user_id": target["telegram_id"],
         }
         if action["action"] == "ban":
-            if (
-                await self.db.fetchone(LIVE_SUBSCRIPTION, (action["user_id"], self.clock.now()))
-                is not None
-            ):
-                # The member paid again after the decision: the ban no longer applies.
-                await self._finish(
-                    action, "failed", "superseded: the member has a live subscription"
+            if await self.db.fetchone(ENTITLED, (action["user_id"], self.clock.now())) is not None:
+                # The member paid again after the decision (or the entrant did, or became
+                # staff): the ban no longer applies.
+                return await self._superseded(action, log, "the member is entitled")
+            actor = entrants.unchecked_actor(action["reason"])
+            checked = (
+                None
+                if actor is None
+                else await self.telegram.call(
+                    "getChatMember", {"chat_id": params["chat_id"], "user_id": actor}
                 )
-                metrics.MODERATION_ACTIONS.labels(action="ban", outcome="superseded").inc()
-                log.info("ban_superseded")
-                return True
-            method = "banChatMember"
-            params["revoke_messages"] = False
+            )
+            if checked is not None and _is_admin(*checked):
+                return await self._superseded(action, log, "let in by an admin")
+            if checked is not None and classify_telegram_response(*checked).verdict is not (
+                Verdict.DELIVERED
+            ):
+                status, body = checked  # still unchecked: retried as a failed ban would be
+            else:
+                status, body = await self.telegram.call(
+                    "banChatMember", {**params, "revoke_messages": False}
+                )
         else:
-            method = "unbanChatMember"
-            # Without it Telegram would remove a member who already rejoined.
-            params["only_if_banned"] = True
-        status, body = await self.telegram.call(method, params)
+            # Without only_if_banned Telegram would remove a member who already rejoined.
+            status, body = await self.telegram.call(
+                "unbanChatMember", {**params, "only_if_banned": True}
+            )
         outcome = classify_telegram_response(status, body)
         now = self.clock.now()
         if outcome.verdict is Verdict.DELIVERED:
@@ -144,6 +156,12 @@ class ModerationExecutor:
         await self._finish(action, "failed", outcome.description or "failed")
         metrics.MODERATION_ACTIONS.labels(action=action["action"], outcome="failed").inc()
         log.warning("moderation_action_failed", description=outcome.description)
+        return True
+
+    async def _superseded(self, action: dict[str, Any], log: BoundLogger, why: str) -> bool:
+        await self._finish(action, "failed", f"superseded: {why}")
+        metrics.MODERATION_ACTIONS.labels(action=action["action"], outcome="superseded").inc()
+        log.info("ban_superseded", why=why)
         return True
 
     async def _done(self, action: dict[str, Any], body: dict[str, Any]) -> None:
@@ -188,3 +206,10 @@ class ModerationExecutor:
             " lease_owner = NULL, lease_expires_at = NULL WHERE id = ? AND lease_owner = ?",
             (status, error[:500], action["id"], self.owner),
         )
+
+
+def _is_admin(status: int | None, body: dict[str, Any] | None) -> bool:
+    """Whether a getChatMember answer names an admin of the chat (the bot's admin check,
+    services/bot/handlers/chats.py, asked again)."""
+    member = (body or {}).get("result") or {}
+    return status == 200 and member.get("status") in ("creator", "administrator")

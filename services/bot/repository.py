@@ -222,6 +222,45 @@ async def set_membership(
     )
 
 
+async def remove_later(
+    db: AsyncDatabase, entrant: User, chat_row_id: int, reason: str, entered_at: datetime
+) -> None:
+    """An entrant of a paid chat the bot could not remove (or check) at once: known as a user,
+    recorded in the chat, with a pending ban that ban_monitor carries out and retries
+    (monitors/moderation.py; `reason` from monitors/decisions/entrants.py)."""
+    async with db.transaction() as tx:
+        user_id = await tx.fetchval(
+            "INSERT INTO users (telegram_id, username, first_name, last_name, language_code)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (telegram_id) DO UPDATE"
+            " SET updated_at = users.updated_at RETURNING id",
+            (
+                entrant.id,
+                entrant.username,
+                entrant.first_name,
+                entrant.last_name,
+                entrant.language_code,
+            ),
+        )
+        await tx.execute(
+            "INSERT INTO memberships (user_id, chat_id, status, joined_at, updated_at)"
+            " VALUES (?, ?, 'member', ?, ?) ON CONFLICT (user_id, chat_id) DO UPDATE"
+            " SET status = 'member', joined_at = excluded.joined_at,"
+            " updated_at = excluded.updated_at",
+            (user_id, chat_row_id, entered_at, entered_at),
+        )
+        # One per entry: a redelivered update finds its row.
+        await tx.execute(
+            "INSERT INTO moderation_actions (idempotence_key, user_id, chat_id, action, reason)"
+            " VALUES (?, ?, ?, 'ban', ?) ON CONFLICT (idempotence_key) DO NOTHING",
+            (
+                f"entrant:{user_id}:{chat_row_id}:{int(entered_at.timestamp())}",
+                user_id,
+                chat_row_id,
+                reason,
+            ),
+        )
+
+
 async def set_reachable(db: AsyncDatabase, telegram_id: int, reachable: bool, now: datetime) -> int:
     """The member's private chat with the bot: open (unblocked) or closed (blocked). The relay
     and the monitors write only to reachable members; 0 when the user is not registered."""

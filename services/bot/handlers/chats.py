@@ -14,6 +14,7 @@ from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.types import ChatJoinRequest, ChatMemberUpdated, Message
 
 from monitors import texts
+from monitors.decisions import entrants
 from monitors.decisions.membership import membership_status
 from monitors.decisions.telegram import JOIN_REQUEST_DECIDED
 from runtime.db import AsyncDatabase, Row
@@ -179,9 +180,22 @@ async def member_changed(
     now = clock()
     chat_row_id, paid_chat = await repository.upsert_chat(db, update.chat, now)
     user = await repository.find_user(db, update.new_chat_member.user.id)
-    if paid_chat and await _stranger(update, bot, db, user):
-        await _remove_stranger(update, bot, told=user is not None)
-        return
+    if paid_chat:
+        try:
+            stranger = await _stranger(update, bot, db, user)
+        except EntrantNotChecked as exc:
+            # Unsure who let them in: ban_monitor asks again and removes them unless an admin
+            # did, rather than letting them stay for good.
+            log.error(
+                "entrant_not_checked", chat_id=update.chat.id, actor=exc.actor, error=exc.error
+            )
+            STRANGERS.labels(outcome="unchecked").inc()
+            await _remove_later(update, db, chat_row_id, entrants.unchecked(exc.actor))
+            return
+        if stranger:
+            if not await _remove_stranger(update, bot, told=user is not None):
+                await _remove_later(update, db, chat_row_id, entrants.STRANGER)
+            return
     if user is None:
         return
     await repository.set_membership(db, user["id"], chat_row_id, status, now)
@@ -195,24 +209,40 @@ async def _stranger(
     return not await entry.let_in_by_an_admin(update, bot.id, _admin_check(bot, update.chat.id))
 
 
+class EntrantNotChecked(Exception):
+    """Telegram would not say whether `actor`, who let the entrant in, is an admin."""
+
+    def __init__(self, actor: int, error: str) -> None:
+        super().__init__(error)
+        self.actor = actor
+        self.error = error
+
+
 def _admin_check(bot: Bot, chat_id: int) -> Callable[[int], Awaitable[bool]]:
     async def is_admin(user_id: int) -> bool:
         try:
             member = await bot.get_chat_member(chat_id, user_id)
         except TelegramAPIError as exc:
-            # Unsure who let them in: they stay, and the error says so.
-            log.error("entrant_not_checked", chat_id=chat_id, actor=user_id, error=str(exc))
-            STRANGERS.labels(outcome="unchecked").inc()
-            return True
+            raise EntrantNotChecked(user_id, str(exc)) from exc
         return member.status in ("creator", "administrator")
 
     return is_admin
 
 
-async def _remove_stranger(update: ChatMemberUpdated, bot: Bot, *, told: bool) -> None:
+async def _remove_later(
+    update: ChatMemberUpdated, db: AsyncDatabase, chat_row_id: int, reason: str
+) -> None:
+    entrant = update.new_chat_member.user
+    await repository.remove_later(db, entrant, chat_row_id, reason, update.date)
+    log.warning(
+        "entrant_removal_recorded", chat_id=update.chat.id, telegram_id=entrant.id, reason=reason
+    )
+
+
+async def _remove_stranger(update: ChatMemberUpdated, bot: Bot, *, told: bool) -> bool:
     """Removed at once (services/bot/entry.py says who is a stranger), and free to come back
     the way payers do: a join request. `told`: they have written to the bot, so it can tell
-    them how (the bot cannot write first)."""
+    them how (the bot cannot write first). False when Telegram refused."""
     entrant = update.new_chat_member.user.id
     log_ = log.bind(chat_id=update.chat.id, telegram_id=entrant, actor=update.from_user.id)
     try:
@@ -221,7 +251,7 @@ async def _remove_stranger(update: ChatMemberUpdated, bot: Bot, *, told: bool) -
     except TelegramAPIError as exc:
         log_.error("stranger_not_removed", error=str(exc))
         STRANGERS.labels(outcome="not_removed").inc()
-        return
+        return False
     STRANGERS.labels(outcome="removed").inc()
     log_.warning("stranger_removed")
     if told:
@@ -229,6 +259,7 @@ async def _remove_stranger(update: ChatMemberUpdated, bot: Bot, *, told: bool) -
             await bot.send_message(entrant, texts.JOIN_DECLINED)
         except TelegramAPIError as exc:
             log_.info("stranger_not_told", error=str(exc))
+    return True
 
 
 async def bot_membership_changed(

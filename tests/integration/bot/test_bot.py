@@ -575,3 +575,60 @@ def test_a_payers_join_request_the_bot_could_not_approve_is_approved_later(
         bot_process, "SELECT text FROM outbox WHERE chat_id = ? AND kind = 'join_request'", (payer,)
     )
     assert "одобрена" in told["text"]
+
+
+def test_strangers_the_bot_could_not_remove_or_check_are_removed_by_ban_monitor(
+    sandbox: Sandbox, bot_process: BotProcess
+) -> None:
+    """A stranger let in while the bot is demoted, or while Telegram will not say who let them
+    in, is recorded for removal: ban_monitor removes them once it can, and leaves an admin's
+    guest where they are."""
+    chat_id = _new_paid_chat(sandbox, bot_process)
+    payer, admin = _start(sandbox), _start(sandbox)
+    _activate(bot_process, payer)
+    stranger, unchecked, guest = (sandbox.new_user() for _ in range(3))  # never wrote to the bot
+    for telegram_id, status in ((payer, "member"), (admin, "administrator")):
+        sandbox.control(
+            "POST", f"/telegram/chats/{chat_id}/members", {"user_id": telegram_id, "status": status}
+        )
+
+    def add(telegram_id: int, by: int) -> None:
+        sandbox.control(
+            "POST", f"/telegram/chats/{chat_id}/add", {"user_id": telegram_id, "added_by": by}
+        )
+
+    def status(telegram_id: int) -> str | None:
+        members = sandbox.control("GET", f"/telegram/chats/{chat_id}/members")
+        return {m["user_id"]: m["status"] for m in members}.get(telegram_id)
+
+    def recorded(telegram_id: int) -> list[Any]:
+        return _rows(
+            bot_process,
+            "SELECT a.* FROM moderation_actions a JOIN users u ON u.id = a.user_id"
+            " WHERE u.telegram_id = ? ORDER BY a.id",
+            (telegram_id,),
+        )
+
+    # Repro A: the bot demoted when a member adds someone.
+    _set_bot_status(sandbox, chat_id, "member")
+    add(stranger, by=payer)
+    wait_for(lambda: recorded(stranger), 10, "the stranger's removal to be recorded")
+    _set_bot_status(sandbox, chat_id, "administrator")
+    # Repro B: Telegram fails every getChatMember of the bot's admin check.
+    sandbox.control(
+        "POST",
+        "/faults",
+        {"api": "telegram", "mode": "500", "count": 50, "method": "getChatMember"},
+    )
+    add(unchecked, by=payer)
+    add(guest, by=admin)
+    wait_for(lambda: recorded(unchecked) and recorded(guest), 30, "both entrants recorded")
+    sandbox.control("POST", "/faults", {"api": "telegram", "mode": "500", "count": 0})
+    assert [status(t) for t in (stranger, unchecked, guest)] == ["member"] * 3
+
+    _ban_monitor_once(bot_process)
+    assert [status(t) for t in (stranger, unchecked, guest)] == ["kicked", "kicked", "member"]
+    assert [a["status"] for a in recorded(stranger) + recorded(unchecked)] == ["done", "done"]
+    [kept] = recorded(guest)
+    assert (kept["status"], kept["last_error"]) == ("failed", "superseded: let in by an admin")
+    assert status(payer) == "member"
