@@ -16,6 +16,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from runtime.db import AsyncDatabase, Row
+from services.bot.callback_ids import parse_id
 
 OPEN_CALLBACK = "survey:open"
 
@@ -62,9 +63,12 @@ def answer_callback(survey_id: int, question_index: int, option_index: int) -> s
 
 def parse_answer_callback(data: str) -> tuple[int, int, int] | None:
     parts = data.split(":")
-    if len(parts) != 4 or parts[0] != "survey" or not all(p.isdigit() for p in parts[1:]):
+    if len(parts) != 4 or parts[0] != "survey":
         return None
-    return int(parts[1]), int(parts[2]), int(parts[3])
+    survey_id, question, option = (parse_id(part) for part in parts[1:])
+    if survey_id is None or question is None or option is None:
+        return None
+    return survey_id, question, option
 
 
 # --- persistence -----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from monitors import texts
 from payments.renewals import AutoRenewalInProgress
 from runtime.db import AsyncDatabase, Row
 from services.bot import repository
+from services.bot.callback_ids import parse_id
 from services.bot.config import BotSettings
 from services.bot.metrics import PAYMENTS_REQUESTED
 from services.bot.payments import PaymentProvider, request_payment_link
@@ -103,8 +104,10 @@ async def tariff_chosen(
     payments: PaymentProvider | None,
     bot_username: str,
 ) -> None:
-    raw_id = (query.data or "").removeprefix(TARIFF_PREFIX)
-    tariff = await repository.tariff_by_id(db, int(raw_id)) if raw_id.isdigit() else None
+    tariff_id = parse_id((query.data or "").removeprefix(TARIFF_PREFIX))
+    if tariff_id is None:
+        log.warning("callback_data_rejected", data=query.data)
+    tariff = None if tariff_id is None else await repository.tariff_by_id(db, tariff_id)
     if tariff is None:
         await query.answer(texts.UNKNOWN_BUTTON, show_alert=True)
         return

@@ -14,6 +14,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from monitors import texts
 from runtime.db import AsyncDatabase, Row
 from services.bot import repository
+from services.bot.callback_ids import parse_id
 from services.bot.config import BotSettings
 
 log = structlog.get_logger("bot")
@@ -64,8 +65,10 @@ async def list_events(
 
 
 def _event_id(data: str | None, prefix: str) -> int | None:
-    raw = (data or "").removeprefix(prefix)
-    return int(raw) if raw.isdigit() else None
+    event_id = parse_id((data or "").removeprefix(prefix))
+    if event_id is None:
+        log.warning("callback_data_rejected", data=data)
+    return event_id
 
 
 async def register(query: CallbackQuery, db: AsyncDatabase, clock: Callable[[], datetime]) -> None:

@@ -138,6 +138,8 @@ async def button_answer(
             "SELECT * FROM surveys WHERE id = ? AND user_id = ?", (parsed[0], user["id"])
         )
     if parsed is None or survey is None:
+        if parsed is None:
+            log.warning("callback_data_rejected", data=query.data)
         await query.answer(texts.UNKNOWN_BUTTON, show_alert=True)
         return
     _, index, option = parsed
