@@ -245,6 +245,24 @@ def test_a_date_filter_outside_the_calendar_is_the_admins_error_page(
     assert response["Location"].endswith("?e=1")
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "status__exact=a%00b",
+        "kind__exact=%00",
+        "q=%00&status__exact=succeeded%00",
+    ],
+)
+def test_a_nul_in_a_filter_is_the_admins_error_page(
+    client: Any, seeded: dict[str, int], query: str
+) -> None:
+    """PostgreSQL refuses a NUL in text: the filter's value reached it (DataError, 500)."""
+    response = client.get(f"/admin/domain/payment/?{query}")
+    assert response.status_code == 302
+    assert response["Location"].endswith("?e=1")
+    assert client.get("/admin/domain/tariff/?is_active__exact=%00").status_code == 302
+
+
 def test_monitor_owned_rows_are_read_only(client: Any, seeded: dict[str, int]) -> None:
     assert client.get(f"/admin/domain/payment/{seeded['paid']}/change/").status_code == 200
     assert client.get("/admin/domain/payment/add/").status_code == 403
