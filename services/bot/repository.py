@@ -121,6 +121,8 @@ class RegistrationOutcome:
     CLOSED = "closed"
     CANCELED = "canceled"
     NOT_REGISTERED = "not_registered"
+    #: A cancellation once the event has started (or was taken off).
+    TOO_LATE = "too_late"
 
 
 async def register_for_event(
@@ -165,12 +167,22 @@ async def register_for_event(
 async def cancel_event_registration(
     db: AsyncDatabase, event_id: int, user_id: int, now: datetime
 ) -> str:
+    """Cancel the member's seat while the event is published and has not started: afterwards
+    the registration is the record of who came (or was expected)."""
     changed = await db.execute(
         "UPDATE event_registrations SET status = 'canceled', canceled_at = ?"
-        " WHERE event_id = ? AND user_id = ? AND status = 'registered'",
-        (now, event_id, user_id),
+        " WHERE event_id = ? AND user_id = ? AND status = 'registered'"
+        " AND EXISTS (SELECT 1 FROM events e WHERE e.id = event_registrations.event_id"
+        "   AND e.status = 'published' AND e.starts_at > ?)",
+        (now, event_id, user_id, now),
     )
-    return RegistrationOutcome.CANCELED if changed else RegistrationOutcome.NOT_REGISTERED
+    if changed:
+        return RegistrationOutcome.CANCELED
+    still_open = await db.fetchval(
+        "SELECT 1 FROM events WHERE id = ? AND status = 'published' AND starts_at > ?",
+        (event_id, now),
+    )
+    return RegistrationOutcome.NOT_REGISTERED if still_open else RegistrationOutcome.TOO_LATE
 
 
 # --- chats and memberships -------------------------------------------------------------------

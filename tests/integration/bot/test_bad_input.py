@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from monitors import texts
@@ -35,3 +37,29 @@ def test_a_tampered_button_is_answered_as_a_stale_one(
     query = sandbox.press(telegram_id, message, data)
     assert sandbox.wait_answer(query["id"])["text"] == texts.UNKNOWN_BUTTON
     assert bot_process.log_text().count('"update_failed"') == failures_before
+
+
+def test_a_registration_cannot_be_canceled_once_the_event_has_started(
+    sandbox: Sandbox, bot_process: BotProcess
+) -> None:
+    telegram_id, message = registered(sandbox)
+    user_id = bot_process.db.fetchval("SELECT id FROM users WHERE telegram_id = ?", (telegram_id,))
+    started = datetime.now(UTC) - timedelta(seconds=27)
+    event_id = bot_process.db.fetchval(
+        "INSERT INTO events (title, starts_at) VALUES (?, ?) RETURNING id",
+        (f"Завтрак {started.timestamp()}", started),
+    )
+    bot_process.db.execute(
+        "INSERT INTO event_registrations (event_id, user_id, status, registered_at)"
+        " VALUES (?, ?, 'registered', ?)",
+        (event_id, user_id, started - timedelta(days=1)),
+    )
+    query = sandbox.press(telegram_id, message, f"event:cancel:{event_id}")
+
+    answer = sandbox.wait_answer(query["id"])["text"]
+    assert answer == texts.REGISTRATION_REPLIES["too_late"]
+    status = bot_process.db.fetchval(
+        "SELECT status FROM event_registrations WHERE event_id = ? AND user_id = ?",
+        (event_id, user_id),
+    )
+    assert status == "registered"
