@@ -245,6 +245,16 @@ def telegram_routes(keys: Keys) -> list[Route]:
             raise ControlError("added_by: no such user")
         return users.add_by(world, chat, user_for(request, data), adder)
 
+    async def migrate(request: web.Request, data: dict[str, Any]) -> Any:
+        world = tg(request).world
+        chat = chat_for(request, int(request.match_info["chat_id"]))
+        actor = world.users.get(int_field(data, "by"))
+        if actor is None:
+            raise ControlError("by: no such user")
+        # Telegram's supergroup ids are -100 followed by the chat's own number.
+        new_id = opt_int_field(data, "to_chat_id") or int(f"-100{abs(chat.id)}")
+        return users.migrate_group(world, chat, new_id, actor)
+
     async def sent(request: web.Request, data: dict[str, Any]) -> Any:
         chat_filter = opt_int_field(request.query, "chat_id")
         bot_filter = opt_int_field(request.query, "bot_id")
@@ -301,6 +311,7 @@ def telegram_routes(keys: Keys) -> list[Route]:
         ("GET", "/_sandbox/telegram/invite_links", invite_links),
         ("POST", "/_sandbox/telegram/invite_links/join", join_by_link),
         ("POST", "/_sandbox/telegram/chats/{chat_id}/add", add_to_chat),
+        ("POST", "/_sandbox/telegram/chats/{chat_id}/migrate", migrate),
         ("GET", "/_sandbox/telegram/join_requests", join_requests),
         ("POST", "/_sandbox/telegram/join_requests", join_request),
         ("POST", "/_sandbox/telegram/messages", message),

@@ -10,11 +10,19 @@ from runtime.errors import DomosError
 class TelegramApiError(DomosError):
     """Raised by a method handler; rendered as Telegram's error envelope."""
 
-    def __init__(self, code: int, description: str, *, retry_after: int | None = None) -> None:
+    def __init__(
+        self,
+        code: int,
+        description: str,
+        *,
+        retry_after: int | None = None,
+        migrate_to_chat_id: int | None = None,
+    ) -> None:
         super().__init__(description)
         self.code = code
         self.description = description
         self.retry_after = retry_after
+        self.migrate_to_chat_id = migrate_to_chat_id
 
     def envelope(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -22,13 +30,29 @@ class TelegramApiError(DomosError):
             "error_code": self.code,
             "description": self.description,
         }
-        if self.retry_after is not None:
-            body["parameters"] = {"retry_after": self.retry_after}
+        parameters = {
+            key: value
+            for key, value in (
+                ("retry_after", self.retry_after),
+                ("migrate_to_chat_id", self.migrate_to_chat_id),
+            )
+            if value is not None
+        }
+        if parameters:
+            body["parameters"] = parameters
         return body
 
 
 def bad_request(detail: str) -> TelegramApiError:
     return TelegramApiError(400, f"Bad Request: {detail}")
+
+
+def chat_migrated(new_chat_id: int) -> TelegramApiError:
+    return TelegramApiError(
+        400,
+        "Bad Request: group chat was upgraded to a supergroup chat",
+        migrate_to_chat_id=new_chat_id,
+    )
 
 
 def forbidden(detail: str) -> TelegramApiError:

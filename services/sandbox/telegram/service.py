@@ -7,7 +7,12 @@ from typing import Any
 
 from services.sandbox.clock import Clock
 from services.sandbox.config import SandboxConfig
-from services.sandbox.telegram.errors import TelegramApiError, forbidden, too_many_requests
+from services.sandbox.telegram.errors import (
+    TelegramApiError,
+    chat_migrated,
+    forbidden,
+    too_many_requests,
+)
 from services.sandbox.telegram.limits import FloodControl
 from services.sandbox.telegram.params import Params
 from services.sandbox.telegram.state import BotState, Chat, World
@@ -58,4 +63,6 @@ class TelegramService:
         chat = self.world.find_chat(params.chat_id())
         if chat is None:
             raise TelegramApiError(400, "Bad Request: chat not found")
+        if chat.migrated_to is not None:
+            raise chat_migrated(chat.migrated_to)
         return chat

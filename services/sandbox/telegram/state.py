@@ -58,6 +58,8 @@ class Chat:
     username: str | None = None
     first_name: str | None = None
     last_name: str | None = None
+    #: A basic group upgraded to a supergroup: the new chat's id (the old one answers 400).
+    migrated_to: int | None = None
 
     @property
     def is_group(self) -> bool:

@@ -267,3 +267,25 @@ def set_blocked(world: World, bot: BotState, user: User, blocked: bool) -> dict[
     if was_blocked != blocked:
         world.enqueue_update(bot, "my_chat_member", update)
     return update
+
+
+def migrate_group(world: World, chat: Chat, new_chat_id: int, actor: User) -> dict[str, Any]:
+    """`actor` upgrades a basic group to a supergroup, as Telegram does: a new chat with a new
+    id and the same people, the old one closed (its methods answer 400 with
+    migrate_to_chat_id), and two service messages: migrate_to_chat_id in the old chat,
+    migrate_from_chat_id in the new one."""
+    if chat.type != "group" or chat.migrated_to is not None:
+        raise UserActionRefused(f"chat {chat.id} is not a basic group")
+    if new_chat_id in world.chats:
+        raise UserActionRefused(f"chat {new_chat_id} exists already")
+    new = world.add_chat(Chat(id=new_chat_id, type="supergroup", title=chat.title))
+    for user_id, member in world.members.get(chat.id, {}).items():
+        if member.status in ("creator", "administrator", "member", "restricted"):
+            world.set_member(new.id, user_id, member.status, member.until_date, member.rights)
+    gone = _message(world, chat, actor, {"migrate_to_chat_id": new.id})
+    chat.migrated_to = new.id
+    came = _message(world, new, actor, {"migrate_from_chat_id": chat.id})
+    _broadcast(world, "message", gone)
+    _broadcast(world, "message", came)
+    world.log_action("chat_migrated", chat_id=chat.id, to_chat_id=new.id)
+    return new.to_api()

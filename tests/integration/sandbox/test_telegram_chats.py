@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from aiogram import Bot
-from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError
+from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError, TelegramMigrateToChat
 from aiogram.types import (
     ChatMemberAdministrator,
     ChatMemberBanned,
@@ -233,3 +233,24 @@ async def test_admin_methods_refuse_a_bot_without_the_right(
     assert await bot.ban_chat_member(paid_chat, 2) is True
     bans = await sandbox.control("GET", f"/telegram/bans?chat_id={paid_chat}")
     assert 2 in {ban["user_id"] for ban in bans}
+
+
+async def test_a_group_upgraded_to_a_supergroup(sandbox: Sandbox, bot: Bot) -> None:
+    """A new chat with the same people; the old id answers 400 with migrate_to_chat_id."""
+    await sandbox.control("POST", "/telegram/chats", {"id": -4000001, "type": "group"})
+    for user_id, status in ((1, "creator"), (2, "member")):
+        await sandbox.control(
+            "POST", "/telegram/chats/-4000001/members", {"user_id": user_id, "status": status}
+        )
+    new = await sandbox.control("POST", "/telegram/chats/-4000001/migrate", {"by": 1})
+    assert (new["id"], new["type"]) == (-1004000001, "supergroup")
+    assert isinstance(await bot.get_chat_member(-1004000001, 2), ChatMemberMember)
+    with pytest.raises(TelegramMigrateToChat) as refused:
+        await bot.get_chat_member(-4000001, 2)
+    assert refused.value.migrate_to_chat_id == -1004000001
+    updates = await bot.get_updates()
+    service = [u.message for u in updates if u.message is not None]
+    assert [(m.chat.id, m.migrate_to_chat_id, m.migrate_from_chat_id) for m in service] == [
+        (-4000001, -1004000001, None),
+        (-1004000001, None, -4000001),
+    ]
