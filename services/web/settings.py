@@ -2,8 +2,8 @@
 
 Web-only variables: DJANGO_SECRET_KEY (default: a key generated once into the data dir),
 WEB_ALLOWED_HOSTS, WEB_CSRF_TRUSTED_ORIGINS, WEB_SECURE_COOKIES (default on; off for plain-HTTP
-local runs), WEB_STATIC_ROOT, WEB_BROADCASTS_PER_DAY, WEB_LOGIN_FAILURE_LIMIT,
-WEB_LOGIN_LOCKOUT_MIN, DJANGO_DEBUG.
+local runs), WEB_BEHIND_TLS_PROXY, WEB_TRUSTED_PROXIES, WEB_STATIC_ROOT, WEB_BROADCASTS_PER_DAY,
+WEB_LOGIN_FAILURE_LIMIT, WEB_LOGIN_LOCKOUT_MIN, DJANGO_DEBUG.
 """
 
 from __future__ import annotations
@@ -81,8 +81,16 @@ MIDDLEWARE = [
 
 # Login throttling (django-axes): a (username, client address) pair that fails
 # WEB_LOGIN_FAILURE_LIMIT times is locked out for WEB_LOGIN_LOCKOUT_MIN minutes (HTTP 429);
-# a success clears its count. The address is REMOTE_ADDR: without django-ipware, axes never
-# reads X-Forwarded-For, which a client could rotate to escape the lockout.
+# a success clears its count. The address is REMOTE_ADDR, or behind the TLS proxy the
+# X-Forwarded-For entry a trusted proxy vouches for (services.web.client_address): a client
+# cannot rotate the header to escape the lockout, nor lock out everyone behind the proxy.
+BEHIND_TLS_PROXY = _flag("WEB_BEHIND_TLS_PROXY", False)
+#: Peers whose X-Forwarded-For names the client; none unless behind the proxy. The default is
+#: Docker's private ranges, where the bridge gateway a host proxy's requests arrive from lies.
+WEB_TRUSTED_PROXIES = (
+    _env.networks("WEB_TRUSTED_PROXIES", "172.16.0.0/12,192.168.0.0/16") if BEHIND_TLS_PROXY else ()
+)
+AXES_CLIENT_IP_CALLABLE = "services.web.client_address.axes_client_ip"
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
@@ -152,7 +160,7 @@ SESSION_COOKIE_AGE = 10 * 60 * 60
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-if _flag("WEB_BEHIND_TLS_PROXY", False):
+if BEHIND_TLS_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # Logging is runtime.logging's (JSON through structlog), configured by `domos web`.

@@ -169,6 +169,44 @@ def test_repeated_failed_logins_lock_the_username_from_that_address(
     assert attacker.post("/admin/login/", other).status_code == 302
 
 
+def test_behind_the_proxy_the_lockout_is_the_forwarded_clients(staff: tuple[str, str]) -> None:
+    """Behind the TLS proxy every peer was Docker's gateway: four wrong passwords from anyone
+    locked a username out for all, and the audit named only the gateway."""
+    from ipaddress import ip_network
+
+    from axes.models import AccessFailureLog
+    from django.conf import settings
+    from django.test import Client, override_settings
+
+    from services.web.bootstrap import create_staff
+
+    create_staff("behind-proxy", "correct-horse-battery")
+    gateway = "172.18.0.1"
+    wrong = {"username": "behind-proxy", "password": "wrong", "next": "/overview/"}
+    right = {**wrong, "password": "correct-horse-battery"}
+    trusted = (ip_network("172.16.0.0/12"),)
+    with override_settings(WEB_TRUSTED_PROXIES=trusted):
+        attacker = Client(REMOTE_ADDR=gateway, HTTP_X_FORWARDED_FOR="203.0.113.66")
+        for _ in range(settings.AXES_FAILURE_LIMIT):
+            attacker.post("/admin/login/", wrong)
+        assert attacker.post("/admin/login/", right).status_code == 429
+        # The staff member, through the same proxy from their own address, still logs in.
+        staff_member = Client(REMOTE_ADDR=gateway, HTTP_X_FORWARDED_FOR="198.51.100.20")
+        assert staff_member.post("/admin/login/", right).status_code == 302
+        # A forged entry left of the proxy's own is not believed: the proxy appends the peer.
+        forged = Client(REMOTE_ADDR=gateway, HTTP_X_FORWARDED_FOR="198.51.100.99, 203.0.113.66")
+        assert forged.post("/admin/login/", right).status_code == 429
+    logged = set(
+        AccessFailureLog.objects.filter(username="behind-proxy").values_list(
+            "ip_address", flat=True
+        )
+    )
+    assert logged == {"203.0.113.66"}
+    # Not behind a trusted proxy, the header is the client's own word and ignored.
+    direct = Client(REMOTE_ADDR="192.0.2.55", HTTP_X_FORWARDED_FOR="203.0.113.66")
+    assert direct.post("/admin/login/", right).status_code == 302
+
+
 def test_stored_login_attempts_mask_the_csrf_token_and_sessions_last_a_day(
     staff: tuple[str, str],
 ) -> None:
