@@ -104,24 +104,46 @@ async def answered_keys(db: AsyncDatabase, survey_id: int) -> set[str]:
     return {row["question_key"] for row in rows}
 
 
-async def record_answer(
-    db: AsyncDatabase, survey_id: int, question: Question, answer: str, now: datetime
-) -> int | None:
-    """Store one answer (answering again replaces it) and move the survey on.
+@dataclass(frozen=True)
+class Recorded:
+    #: False: the question was no longer open (answered meanwhile, or the survey closed).
+    accepted: bool
+    #: The next question's index; None when this answer completed the survey.
+    following: int | None = None
 
-    Returns the index of the next question, or None when this answer completed the survey.
+
+async def record_answer(
+    db: AsyncDatabase, survey_id: int, index: int, answer: str, now: datetime
+) -> Recorded:
+    """Store the answer to question `index` if it is the one the survey waits for; move on.
+
+    The check and the insert are one transaction under the survey row's lock, and an answer is
+    never replaced: of two buttons of one question pressed at once (a double tap), the first is
+    kept and the second refused, so the next question is asked once.
     """
+    question = QUESTIONS[index]
     async with db.transaction() as tx:
-        await tx.execute(
-            "INSERT INTO survey_responses (survey_id, question_key, answer, answered_at)"
-            " VALUES (?, ?, ?, ?) ON CONFLICT (survey_id, question_key)"
-            " DO UPDATE SET answer = excluded.answer, answered_at = excluded.answered_at",
-            (survey_id, question.key, answer, now),
+        open_ = await tx.execute(
+            "UPDATE surveys SET updated_at = updated_at"
+            " WHERE id = ? AND status IN ('sent', 'in_progress')",
+            (survey_id,),
         )
+        if not open_:
+            return Recorded(accepted=False)
         rows = await tx.fetchall(
             "SELECT question_key FROM survey_responses WHERE survey_id = ?", (survey_id,)
         )
-        following = next_question({row["question_key"] for row in rows})
+        answered = {row["question_key"] for row in rows}
+        if next_question(answered) != index:
+            return Recorded(accepted=False)
+        inserted = await tx.execute(
+            "INSERT INTO survey_responses (survey_id, question_key, answer, answered_at)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (survey_id, question_key) DO NOTHING",
+            (survey_id, question.key, answer, now),
+        )
+        if not inserted:
+            return Recorded(accepted=False)
+        following = next_question(answered | {question.key})
         if following is None:
             await tx.execute(
                 "UPDATE surveys SET status = 'answered', answered_at = ?, updated_at = ?"
@@ -134,4 +156,4 @@ async def record_answer(
                 " WHERE id = ? AND status = 'sent'",
                 (now, survey_id),
             )
-    return following
+    return Recorded(accepted=True, following=following)

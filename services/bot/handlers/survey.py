@@ -149,10 +149,14 @@ async def button_answer(
         # A button of an earlier question or of a finished survey.
         await query.answer(texts.SURVEY_STALE)
         return
+    answer = fsm.QUESTIONS[index].options[option]
+    recorded = await fsm.record_answer(db, survey["id"], index, answer, clock())
+    if not recorded.accepted:
+        # The question was answered meanwhile: another button pressed at the same moment.
+        await query.answer(texts.SURVEY_STALE)
+        return
     await query.answer()
-    question = fsm.QUESTIONS[index]
-    answer = question.options[option]
-    await _store_and_continue(bot, db, query.from_user.id, survey, index, answer, clock())
+    await _continue(bot, query.from_user.id, survey, index, recorded.following)
 
 
 async def text_answer(
@@ -165,13 +169,17 @@ async def text_answer(
 ) -> None:
     assert message.text is not None
     answer = message.text.strip()
-    await _store_and_continue(bot, db, message.chat.id, survey, question_index, answer, clock())
+    if not answer:
+        await message.answer(texts.SURVEY_EMPTY_ANSWER)
+        return
+    recorded = await fsm.record_answer(db, survey["id"], question_index, answer, clock())
+    if not recorded.accepted:
+        await message.answer(texts.SURVEY_STALE)
+        return
+    await _continue(bot, message.chat.id, survey, question_index, recorded.following)
 
 
-async def _store_and_continue(
-    bot: Bot, db: AsyncDatabase, chat_id: int, survey: Row, index: int, answer: str, now: datetime
-) -> None:
-    following = await fsm.record_answer(db, survey["id"], fsm.QUESTIONS[index], answer, now)
+async def _continue(bot: Bot, chat_id: int, survey: Row, index: int, following: int | None) -> None:
     log.info("survey_answered", survey_id=survey["id"], question=fsm.QUESTIONS[index].key)
     if following is None:
         log.info("survey_completed", survey_id=survey["id"], month=survey["month"])

@@ -63,3 +63,38 @@ def test_a_registration_cannot_be_canceled_once_the_event_has_started(
         (event_id, user_id),
     )
     assert status == "registered"
+
+
+def test_a_blank_survey_answer_is_refused_and_the_question_stays_open(
+    sandbox: Sandbox, bot_process: BotProcess
+) -> None:
+    telegram_id, _ = registered(sandbox)
+    user_id = bot_process.db.fetchval("SELECT id FROM users WHERE telegram_id = ?", (telegram_id,))
+    now = datetime.now(UTC)
+    # The free-text question is the last: the choices already answered.
+    survey_id = bot_process.db.fetchval(
+        "INSERT INTO surveys (user_id, month, status, sent_at) VALUES (?, ?, 'in_progress', ?)"
+        " RETURNING id",
+        (user_id, f"{now:%Y-%m}", now),
+    )
+    for key, answer in (("deals", "0"), ("satisfaction", "5")):
+        bot_process.db.execute(
+            "INSERT INTO survey_responses (survey_id, question_key, answer, answered_at)"
+            " VALUES (?, ?, ?, ?)",
+            (survey_id, key, answer, now),
+        )
+    sandbox.say(telegram_id, "   ")
+    assert sandbox.wait_sent(telegram_id, 2)[1]["text"] == texts.SURVEY_EMPTY_ANSWER
+    assert bot_process.db.fetchval("SELECT status FROM surveys WHERE id = ?", (survey_id,)) == (
+        "in_progress"
+    )
+    sandbox.say(telegram_id, "  Больше встреч  ")
+    assert sandbox.wait_sent(telegram_id, 3)[2]["text"] == texts.SURVEY_DONE
+    assert (
+        bot_process.db.fetchval(
+            "SELECT answer FROM survey_responses"
+            " WHERE survey_id = ? AND question_key = 'suggestion'",
+            (survey_id,),
+        )
+        == "Больше встреч"
+    )

@@ -9,8 +9,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from monitors import texts
 from tests.integration.bot.conftest import BotProcess, Sandbox
 
 
@@ -31,6 +33,15 @@ def one_tariff(bot: BotProcess) -> int:
         ("month", "Месяц", 150000, 30),
     )
     return int(bot.db.fetchval("SELECT id FROM tariffs WHERE code = 'month'"))
+
+
+def activate(bot: BotProcess, user_id: int) -> None:
+    now = datetime.now(UTC)
+    bot.db.execute(
+        "INSERT INTO subscriptions (user_id, tariff_id, status, current_period_start,"
+        " current_period_end) VALUES (?, ?, 'active', ?, ?)",
+        (user_id, one_tariff(bot), now - timedelta(days=1), now + timedelta(days=29)),
+    )
 
 
 def registered(sandbox: Sandbox) -> int:
@@ -93,3 +104,31 @@ def test_a_burst_of_300_members_is_answered_within_telegrams_flood_limits(
     assert len(waiting) == 0, f"{len(waiting)} of {len(members)} members got no reply"
     assert bot_process.log_text().count('"update_failed"') == failures_before
     assert [len(sandbox.sent(member)) for member in members] == [1] * len(members)
+
+
+def test_two_options_of_one_question_pressed_at_once_keep_the_first(
+    sandbox: Sandbox, bot_process: BotProcess
+) -> None:
+    telegram_id = registered(sandbox)
+    user_id = member_row_id(bot_process, telegram_id)
+    activate(bot_process, user_id)
+    sandbox.say(telegram_id, "/survey")
+    question = sandbox.wait_sent(telegram_id, 2)[1]
+    options = [
+        b["callback_data"] for row in question["reply_markup"]["inline_keyboard"] for b in row
+    ]
+    queries = at_once(
+        [lambda data=data: sandbox.press(telegram_id, question, data) for data in options]
+    )
+    answers = [sandbox.wait_answer(query["id"]).get("text") for query in queries]
+
+    sent = settled(sandbox, telegram_id)
+    assert [m["text"].startswith("Вопрос 2 из 3") for m in sent[2:]] == [True], sent[2:]
+    stored = bot_process.db.fetchall(
+        "SELECT r.answer FROM survey_responses r JOIN surveys s ON s.id = r.survey_id"
+        " WHERE s.user_id = ?",
+        (user_id,),
+    )
+    assert len(stored) == 1
+    assert answers.count(None) == 1, answers  # the kept press answered without a text
+    assert answers.count(texts.SURVEY_STALE) == len(options) - 1
