@@ -98,7 +98,7 @@ class MonthlyAnket(Monitor):
                     user_id=member["id"],
                     kind="survey",
                     text=texts.SURVEY_INVITE,
-                    reply_markup=texts.survey_keyboard(survey_id),
+                    reply_markup=texts.survey_keyboard(),
                     priority=200,
                 )
             sent += 1
@@ -135,7 +135,7 @@ class MonthlyAnket(Monitor):
                     user_id=survey["user_id"],
                     kind="survey_reminder",
                     text=texts.SURVEY_REMINDER,
-                    reply_markup=texts.survey_keyboard(survey["id"]),
+                    reply_markup=texts.survey_keyboard(),
                     priority=200,
                 )
             sent += 1

@@ -134,8 +134,12 @@ SUBSCRIPTION_EXPIRED = "Подписка истекла, доступ к чат�
 DEFAULT_CHAT_TITLE = "чат сообщества"
 
 
-def survey_keyboard(survey_id: int) -> dict[str, Any]:
-    return {"inline_keyboard": [[{"text": SURVEY_BUTTON, "callback_data": f"survey:{survey_id}"}]]}
+#: The monthly invite's button: the bot opens (or resumes) the member's waiting survey.
+SURVEY_OPEN_CALLBACK = "survey:open"
+
+
+def survey_keyboard() -> dict[str, Any]:
+    return {"inline_keyboard": [[{"text": SURVEY_BUTTON, "callback_data": SURVEY_OPEN_CALLBACK}]]}
 
 
 def payment_description(tariff_title: str, period_days: int) -> str:

@@ -5,8 +5,9 @@ whole state: the next question is the first one without an answer, so a restart 
 replica) continues exactly where the member stopped. Choice questions are answered with inline
 buttons, free-text questions with a message.
 
-Callback data: `survey:open` (the button monthly_anket sends) opens or resumes the member's
-survey; `survey:<survey id>:<question index>:<option index>` answers a choice question.
+Callback data: `survey:open` (monitors.texts.SURVEY_OPEN_CALLBACK, the button of monthly_anket's
+invite) opens or resumes the member's survey; `survey:<survey id>:<question index>:<option
+index>` answers a choice question.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from zoneinfo import ZoneInfo
 
 from runtime.db import AsyncDatabase, Row
 from services.bot.callback_ids import parse_id
-
-OPEN_CALLBACK = "survey:open"
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ def build_router() -> Router:
     router.message.filter(F.chat.type == "private")
     router.message.register(open_by_command, Command("survey"))
     router.message.register(text_answer, AwaitingTextAnswer())
-    router.callback_query.register(open_by_button, F.data == fsm.OPEN_CALLBACK)
+    router.callback_query.register(open_by_button, F.data == texts.SURVEY_OPEN_CALLBACK)
     router.callback_query.register(button_answer, F.data.startswith("survey:"))
     return router
 

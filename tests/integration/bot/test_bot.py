@@ -6,6 +6,7 @@ import subprocess
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from monitors import texts
 from services.sandbox import DEFAULT_BOT_TOKEN
 from tests.integration.bot.conftest import (
     CONFIGURED_PAID_CHATS,
@@ -194,6 +195,34 @@ def test_monthly_survey_with_buttons_and_text(sandbox: Sandbox, bot_process: Bot
     assert answers == {"deals": "3–5", "satisfaction": "5", "suggestion": "Больше встреч офлайн"}
     sandbox.say(telegram_id, "/survey")
     assert "уже заполнена" in sandbox.wait_sent(telegram_id, 6)[5]["text"]
+
+
+def test_the_monthly_invite_button_opens_the_survey(
+    sandbox: Sandbox, bot_process: BotProcess
+) -> None:
+    """The invite as monthly_anket sends it (its text and keyboard, through the Bot API), and the
+    member presses its button: the first question comes. Found from outside: the invite's button
+    said `survey:<id>`, which the bot answered as a stale button."""
+    telegram_id = _start(sandbox)
+    user_id = _activate(bot_process, telegram_id)
+    bot_process.db.execute(
+        "INSERT INTO surveys (user_id, month, sent_at) VALUES (?, ?, ?)",
+        (user_id, datetime.now(UTC).strftime("%Y-%m"), datetime.now(UTC)),
+    )
+    status, _ = http_json(
+        "POST",
+        f"{sandbox.base}/bot{DEFAULT_BOT_TOKEN}/sendMessage",
+        {
+            "chat_id": telegram_id,
+            "text": texts.SURVEY_INVITE,
+            "reply_markup": texts.survey_keyboard(),
+        },
+    )
+    assert status == 200
+    invite = sandbox.wait_sent(telegram_id, 2)[1]
+    [[button]] = invite["reply_markup"]["inline_keyboard"]
+    sandbox.wait_answer(sandbox.press(telegram_id, invite, button["callback_data"])["id"])
+    assert "Вопрос 1 из 3" in sandbox.wait_sent(telegram_id, 3)[2]["text"]
 
 
 def _paid_chat(bot: BotProcess, chat_id: int) -> None:
