@@ -19,8 +19,9 @@ from payments.client import SyncYooKassaClient
 from runtime.config import Settings
 from runtime.db import Database, sync_database
 from runtime.errors import DatabaseError, DatabaseUnavailable, TransientError
+from runtime.forwarded import client_address
 from runtime.metrics import UNMATCHED_ROUTE, exposition_registry, record_http_request
-from services.botapi.ipallow import allowed, client_address
+from services.botapi.ipallow import allowed
 from services.botapi.send import SendConflict, SendRequest, enqueue
 from services.botapi.settings import BotApiSettings
 from services.botapi.webhook import Fetcher, handle_notification

@@ -4,7 +4,7 @@ Behind the TLS proxy (WEB_BEHIND_TLS_PROXY) every request's peer is the proxy, o
 bridge gateway in front of it: keyed on REMOTE_ADDR, four wrong passwords from anyone locked a
 staff username out for everyone, and the audit recorded only the gateway. The client is then the
 X-Forwarded-For entry a trusted proxy (WEB_TRUSTED_PROXIES) vouches for, read by the same rule
-as botapi's (services.botapi.ipallow.client_address); without the proxy flag, no address is
+as botapi's (runtime.forwarded.client_address); without the proxy flag, no address is
 trusted and a client cannot pick its own address by sending the header.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import HttpRequest
 
-from services.botapi.ipallow import client_address
+from runtime.forwarded import client_address
 
 
 def _meta(request: HttpRequest, key: str) -> str | None:

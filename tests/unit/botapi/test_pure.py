@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from runtime.errors import ConfigError
-from services.botapi.ipallow import YOOKASSA_NETWORKS, allowed, client_address, parse_address
+from runtime.forwarded import client_address, parse_address
+from services.botapi.ipallow import YOOKASSA_NETWORKS, allowed
 from services.botapi.settings import BotApiSettings
 from services.botapi.webhook import parse_notification, status_confirms
 
