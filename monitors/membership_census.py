@@ -16,6 +16,7 @@ from datetime import datetime
 import structlog
 
 from monitors import metrics
+from monitors.chat_migration import follow_migration
 from monitors.decisions.membership import membership_status
 from monitors.decisions.telegram import Verdict, classify_telegram_response
 from monitors.telegram_client import TelegramClient
@@ -55,6 +56,12 @@ async def record_unrecorded_members(
             outcome = classify_telegram_response(*answer)
             if outcome.verdict is Verdict.BOT_FAULT:
                 raise MonitorError(f"Bot API refuses the bot: {outcome.description}")
+            if outcome.migrate_to_chat_id is not None:
+                # An upgraded group still configured by its old id: the paid chat is the new one.
+                await follow_migration(
+                    db, chat["telegram_chat_id"], outcome.migrate_to_chat_id, now
+                )
+                break
             if outcome.verdict is Verdict.DELIVERED:
                 member = (answer[1] or {}).get("result") or {}
                 status = membership_status(str(member.get("status")), member.get("is_member"))

@@ -205,49 +205,6 @@ async def upsert_chat(db: AsyncDatabase, chat: Chat, now: datetime) -> tuple[int
     return int(row["id"]), bool(row["is_managed"])
 
 
-async def migrate_chat(
-    db: AsyncDatabase, old_chat_id: int, new_chat_id: int, now: datetime
-) -> bool:
-    """A basic group upgraded to a supergroup (Telegram gives it a new id): the new id is the
-    chat from now on, paid if either was, with the memberships (and everything else keyed to
-    the chat) moved over; the old id is paid no more. Idempotent: Telegram tells it twice.
-    True when a paid chat moved just now."""
-    async with db.transaction() as tx:
-        old = await tx.fetchone(
-            "SELECT id, is_managed FROM chats WHERE telegram_chat_id = ?", (old_chat_id,)
-        )
-        new = await tx.fetchone(
-            "SELECT id, is_managed FROM chats WHERE telegram_chat_id = ?", (new_chat_id,)
-        )
-        if old is None:
-            return False  # moved already
-        if new is None:
-            # The same row under its new id: memberships, links and actions follow it.
-            await tx.execute(
-                "UPDATE chats SET telegram_chat_id = ?, kind = 'supergroup', updated_at = ?"
-                " WHERE id = ?",
-                (new_chat_id, now, old["id"]),
-            )
-            return bool(old["is_managed"])
-        if old["id"] == new["id"]:
-            return False
-        paid = bool(old["is_managed"] or new["is_managed"])
-        await tx.execute(
-            "UPDATE chats SET is_managed = ?, updated_at = ? WHERE id = ?",
-            (paid, now, new["id"]),
-        )
-        await tx.execute(
-            "UPDATE memberships SET chat_id = ?, updated_at = ? WHERE chat_id = ? AND user_id"
-            " NOT IN (SELECT user_id FROM memberships WHERE chat_id = ?)",
-            (new["id"], now, old["id"], new["id"]),
-        )
-        await tx.execute(
-            "UPDATE chats SET is_managed = ?, updated_at = ? WHERE id = ?",
-            (False, now, old["id"]),
-        )
-        return bool(old["is_managed"])
-
-
 async def mark_paid_chats(db: AsyncDatabase, chat_ids: frozenset[int], now: datetime) -> None:
     """The configured paid chats, managed from now on (a row made for one not seen yet)."""
     async with db.transaction() as tx:

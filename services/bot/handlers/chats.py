@@ -14,6 +14,7 @@ from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.types import ChatJoinRequest, ChatMemberUpdated, Message
 
 from monitors import texts
+from monitors.chat_migration import follow_migration
 from monitors.decisions import entrants
 from monitors.decisions.membership import membership_status
 from monitors.decisions.telegram import JOIN_REQUEST_DECIDED
@@ -73,23 +74,10 @@ async def _store(db: AsyncDatabase, message: Message, kind: str) -> None:
 async def group_message(message: Message, db: AsyncDatabase, clock: Callable[[], datetime]) -> None:
     await repository.upsert_chat(db, message.chat, clock())
     if message.migrate_to_chat_id is not None:
-        await _migrated(db, message.chat.id, message.migrate_to_chat_id, clock())
+        await follow_migration(db, message.chat.id, message.migrate_to_chat_id, clock())
     elif message.migrate_from_chat_id is not None:
-        await _migrated(db, message.migrate_from_chat_id, message.chat.id, clock())
+        await follow_migration(db, message.migrate_from_chat_id, message.chat.id, clock())
     await _store(db, message, "message")
-
-
-async def _migrated(db: AsyncDatabase, old_chat_id: int, new_chat_id: int, now: datetime) -> None:
-    """A group upgraded to a supergroup: a paid one stays paid under its new id."""
-    if await repository.migrate_chat(db, old_chat_id, new_chat_id, now):
-        # PAID_CHAT_IDS names the old id: harmless (only the listed ids are marked, never
-        # unmarked), but the operators must put the new one there.
-        log.warning(
-            "paid_chat_migrated",
-            old_chat_id=old_chat_id,
-            new_chat_id=new_chat_id,
-            todo="replace the old id with the new one in PAID_CHAT_IDS",
-        )
 
 
 async def channel_post(message: Message, db: AsyncDatabase, clock: Callable[[], datetime]) -> None:

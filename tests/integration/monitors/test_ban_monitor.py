@@ -229,3 +229,36 @@ async def test_a_ban_the_bot_had_no_rights_for_is_made_once_it_has_them_again(
     [done] = await actions(db, user)
     assert (done["status"], done["attempts"]) == ("done", 2)
     assert await f.chat_status(sandbox, chat, user) == "kicked"
+
+
+async def test_a_paid_group_still_configured_by_its_old_id_is_followed_to_the_new_one(
+    db, sandbox, monitors
+):
+    """PAID_CHAT_IDS still names a group upgraded to a supergroup (the bot marks it paid at
+    start): Telegram answers for the old id with migrate_to_chat_id, and the paid chat is the
+    new one, where the lapsed member is removed; nothing is counted as failed."""
+    old_id = -4_100_000_001
+    await sandbox.control("POST", "/telegram/chats", {"id": old_id, "type": "group"})
+    user = await f.member(db, sandbox)
+    await sandbox.control(
+        "POST",
+        f"/telegram/chats/{old_id}/members",
+        {"user_id": user["telegram_id"], "status": "member"},
+    )
+    new = await sandbox.control(
+        "POST", f"/telegram/chats/{old_id}/migrate", {"by": user["telegram_id"]}
+    )
+    await db.execute(
+        "INSERT INTO chats (telegram_chat_id, kind, is_managed) VALUES (?, 'group', ?)",
+        (old_id, True),
+    )
+    await f.subscription(db, user, await f.tariff(db), status="expired", ends_in=timedelta(days=-5))
+    failed = metric("domos_memberships_asked_total", outcome="failed")
+    monitor = await monitors(BanMonitor)
+
+    await monitor.tick()
+    await monitor.tick()
+    chats = await db.fetchall("SELECT telegram_chat_id, is_managed FROM chats ORDER BY id")
+    assert [(c["telegram_chat_id"], c["is_managed"]) for c in chats] == [(new["id"], True)]
+    assert await f.chat_status(sandbox, {"telegram_chat_id": new["id"]}, user) == "kicked"
+    assert metric("domos_memberships_asked_total", outcome="failed") == failed
