@@ -22,7 +22,7 @@ from runtime.db import AsyncDatabase, async_database
 from tests.conftest import database_environ
 from tests.integration.monitors import factories as f
 from tests.integration.monitors.conftest import Monitors, empty_domain_tables
-from tests.integration.monitors.test_parse_messages import CHAT, inbox
+from tests.integration.monitors.test_parse_messages import CHAT, inbox, paid_chat
 
 pytestmark = pytest.mark.postgres
 
@@ -104,6 +104,7 @@ async def test_ban_monitor_replicas_ban_each_member_once(db, sandbox, two_instan
 
 
 async def test_parse_messages_replicas_parse_each_message_once(db, sandbox, two_instances):
+    await paid_chat(db)
     for number in range(40):
         await inbox(db, CHAT, f"#полезное заметка номер {number} про ипотеку")
     await run_together(await two_instances(ParseMessages, PARSE_BATCH_SIZE="7"), rounds=5)
