@@ -191,14 +191,24 @@ def receipt(
     """The receipt of a payment, with an invite link per paid chat (title, link), and a line
     for each chat whose link could not be made."""
     lines = [f"Оплата получена. Подписка активна до {local_date(period_end, tz)}."]
-    lines += [f"Вход в «{title}»: {link}" for title, link in links]
-    if links:
-        lines.append("По ссылке отправьте заявку на вступление: бот одобрит её сразу.")
+    lines += way_in(links)
     lines += [
         f"Ссылку в «{title}» сейчас создать не удалось: администратор уже знает и пришлёт её."
         for title in skipped
     ]
     return "\n".join(lines)
+
+
+def way_in(links: list[tuple[str, str]]) -> list[str]:
+    """Lines giving a join-request link per paid chat (title, link), and what to do with it."""
+    lines = [f"Вход в «{title}»: {link}" for title, link in links]
+    if links:
+        lines.append("По ссылке отправьте заявку на вступление: бот одобрит её сразу.")
+    return lines
+
+
+def way_in_failed(title: str) -> str:
+    return f"Ссылку в «{title}» сейчас создать не удалось: попробуйте /status позже."
 
 
 def term_reminder(days: int, period_end: datetime, auto_renew: bool) -> str:

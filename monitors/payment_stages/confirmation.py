@@ -23,6 +23,7 @@ from typing import Any
 from monitors import metrics, texts
 from monitors.decisions.telegram import Verdict, classify_telegram_response
 from monitors.outbox import enqueue
+from monitors.paid_chats import paid_chats_not_joined
 from monitors.payment_stages.work import NOT_A_CHARGE, PaymentWork
 from runtime.errors import MonitorError
 
@@ -57,12 +58,7 @@ async def _confirm_one(work: PaymentWork, payment: dict[str, Any]) -> bool:
     # Unbans recorded with the payment go first, or the invite would not admit the member.
     await work.moderation.run_due(user_id=user["id"])
     # A member already in a chat (a renewal paid by hand, usually) needs no way in.
-    chats = await work.db.fetchall(
-        "SELECT c.id, c.telegram_chat_id, c.title FROM chats c WHERE c.is_managed"
-        " AND NOT EXISTS (SELECT 1 FROM memberships m WHERE m.chat_id = c.id"
-        " AND m.user_id = ? AND m.status = 'member') ORDER BY c.id",
-        (user["id"],),
-    )
+    chats = await paid_chats_not_joined(work.db, user["id"])
     links: list[tuple[str, str]] = []
     skipped: list[str] = []
     waited_out = work.ctx.clock.now() - payment["processed_at"] >= RECEIPT_WAIT

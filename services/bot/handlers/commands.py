@@ -20,6 +20,7 @@ from services.bot.callback_ids import parse_id
 from services.bot.config import BotSettings
 from services.bot.metrics import PAYMENTS_REQUESTED
 from services.bot.payments import PaymentProvider, request_payment_link
+from services.bot.way_in import join_links
 
 log = structlog.get_logger("bot")
 
@@ -50,14 +51,24 @@ async def help_(message: Message) -> None:
 
 
 async def status(
-    message: Message, db: AsyncDatabase, clock: Callable[[], datetime], bot_settings: BotSettings
+    message: Message,
+    bot: Bot,
+    db: AsyncDatabase,
+    clock: Callable[[], datetime],
+    bot_settings: BotSettings,
 ) -> None:
     assert message.from_user is not None
-    member = await repository.register_user(db, message.from_user, clock())
-    sub = await repository.live_subscription(db, member.id) or (
-        await repository.latest_subscription(db, member.id)
-    )
-    await message.answer(texts.subscription_status(sub, bot_settings.runtime.timezone))
+    now = clock()
+    member = await repository.register_user(db, message.from_user, now)
+    live = await repository.live_subscription(db, member.id)
+    sub = live or await repository.latest_subscription(db, member.id)
+    lines = [texts.subscription_status(sub, bot_settings.runtime.timezone)]
+    user = await repository.find_user(db, message.from_user.id)
+    if live is not None or await repository.entitled(db, user):
+        # The way in for one who may be in the paid chats and is not (a lost receipt).
+        links, failed = await join_links(bot, db, member.id, now)
+        lines += texts.way_in(links) + [texts.way_in_failed(title) for title in failed]
+    await message.answer("\n".join(lines))
 
 
 async def cancel_autorenew(

@@ -282,6 +282,49 @@ def test_a_join_request_in_a_strangers_group_is_declined_and_never_makes_it_paid
     )
 
 
+def test_status_gives_a_payer_outside_the_paid_chat_a_way_in(
+    sandbox: Sandbox, bot_process: BotProcess
+) -> None:
+    """Found from outside: a payer whose receipt was dead-lettered (they had blocked the bot)
+    got no link from /status and had no way in but asking staff. /status now gives a member who
+    may be in the paid chat and is not a join-request link (the same one when asked again),
+    which the bot approves; someone without a subscription gets none."""
+    chat_id = _new_paid_chat(sandbox, bot_process)
+    bot_process.db.execute(
+        "UPDATE chats SET title = 'Агенты PRO' WHERE telegram_chat_id = ?", (chat_id,)
+    )
+    payer, lapsed = _start(sandbox), _start(sandbox)
+    _activate(bot_process, payer)
+
+    sandbox.say(payer, "/status")
+    reply = sandbox.wait_sent(payer, 2)[1]["text"]
+    assert "Вход в «Агенты PRO»: " in reply
+    link = reply.split("Вход в «Агенты PRO»: ", 1)[1].split()[0]
+    [made] = [
+        x
+        for x in sandbox.control("GET", f"/telegram/invite_links?chat_id={chat_id}")
+        if x["invite_link"] == link
+    ]
+    assert made["creates_join_request"] is True
+    sandbox.say(payer, "/status")
+    assert link in sandbox.wait_sent(payer, 3)[2]["text"]  # not a second link
+
+    sandbox.control("POST", "/telegram/invite_links/join", {"user_id": payer, "invite_link": link})
+    wait_for(
+        lambda: not sandbox.control("GET", f"/telegram/join_requests?chat_id={chat_id}"),
+        10,
+        "the join request to be decided",
+    )
+    members = {
+        m["user_id"]: m["status"]
+        for m in sandbox.control("GET", f"/telegram/chats/{chat_id}/members")
+    }
+    assert members.get(payer) == "member"
+
+    sandbox.say(lapsed, "/status")
+    assert "Вход в" not in sandbox.wait_sent(lapsed, 2)[1]["text"]
+
+
 def test_join_requests_approved_only_for_live_subscriptions_and_staff(
     sandbox: Sandbox, bot_process: BotProcess
 ) -> None:
