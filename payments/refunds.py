@@ -250,25 +250,13 @@ async def _take_back_earlier_period(
                 (later["prior_period_start"] - length, later["id"]),
             )
     end = current["current_period_end"] - length
-    if end <= now:
-        await tx.execute(
-            "UPDATE subscriptions SET status = 'expired', expired_at = ?, grace_until = NULL,"
-            " current_period_start = ?, current_period_end = ?, auto_renew = ?,"
-            " auto_renew_stopped_reason = ?, next_charge_at = NULL, updated_at = ? WHERE id = ?",
-            (
-                now,
-                current["current_period_start"] - length,
-                end,
-                False,
-                REFUNDED_REASON,
-                now,
-                subscription_id,
-            ),
-        )
-        return subscription_id, None
+    over = end <= now  # the days left were the refunded ones: it ends now, as an expiry does
     await tx.execute(
         "UPDATE subscriptions SET current_period_start = ?, current_period_end = ?,"
-        " auto_renew = ?, auto_renew_stopped_reason = ?, next_charge_at = NULL, updated_at = ?"
+        " auto_renew = ?, auto_renew_stopped_reason = ?, next_charge_at = NULL, updated_at = ?,"
+        " status = CASE WHEN ? THEN 'expired' ELSE status END,"
+        " expired_at = CASE WHEN ? THEN ? ELSE expired_at END,"
+        " grace_until = CASE WHEN ? THEN NULL ELSE grace_until END"
         " WHERE id = ?",
         (
             current["current_period_start"] - length,
@@ -276,7 +264,11 @@ async def _take_back_earlier_period(
             False,
             REFUNDED_REASON,
             now,
+            over,
+            over,
+            now,
+            over,
             subscription_id,
         ),
     )
-    return subscription_id, end
+    return subscription_id, None if over else end

@@ -234,6 +234,33 @@ def _paid_chat(bot: BotProcess, chat_id: int) -> None:
     )
 
 
+def _members_once_decided(
+    sandbox: Sandbox, chat_id: int, timeout_s: float = 10.0
+) -> dict[int, str]:
+    """Each member's status in the chat, once no join request to it is pending."""
+    wait_for(
+        lambda: not sandbox.control("GET", f"/telegram/join_requests?chat_id={chat_id}"),
+        timeout_s,
+        "the join requests to be decided",
+    )
+    return {
+        m["user_id"]: m["status"]
+        for m in sandbox.control("GET", f"/telegram/chats/{chat_id}/members")
+    }
+
+
+def _add_to_chat(sandbox: Sandbox, chat_id: int, telegram_id: int, by: int) -> None:
+    """`by` adds the user to the chat (Telegram's "Add members")."""
+    sandbox.control(
+        "POST", f"/telegram/chats/{chat_id}/add", {"user_id": telegram_id, "added_by": by}
+    )
+
+
+def _status_in_chat(sandbox: Sandbox, chat_id: int, telegram_id: int) -> str | None:
+    members = sandbox.control("GET", f"/telegram/chats/{chat_id}/members")
+    return {m["user_id"]: m["status"] for m in members}.get(telegram_id)
+
+
 def _new_paid_chat(sandbox: Sandbox, bot: BotProcess) -> int:
     """A supergroup in the sandbox (the bot its administrator), marked paid."""
     chat_id = -(1_000_000_000_000 + sandbox.new_user())
@@ -262,15 +289,7 @@ def test_a_join_request_in_a_strangers_group_is_declined_and_never_makes_it_paid
     member = _start(sandbox)
     _activate(bot_process, member)  # even a paying member: it is not our chat
     sandbox.control("POST", "/telegram/join_requests", {"user_id": member, "chat_id": chat_id})
-    wait_for(
-        lambda: not sandbox.control("GET", f"/telegram/join_requests?chat_id={chat_id}"),
-        10,
-        "the join request to be decided",
-    )
-    members = {
-        m["user_id"]: m["status"]
-        for m in sandbox.control("GET", f"/telegram/chats/{chat_id}/members")
-    }
+    members = _members_once_decided(sandbox, chat_id)
     assert members.get(member) != "member"
     [chat] = _rows(bot_process, "SELECT * FROM chats WHERE telegram_chat_id = ?", (chat_id,))
     assert chat["is_managed"] is False
@@ -310,15 +329,7 @@ def test_status_gives_a_payer_outside_the_paid_chat_a_way_in(
     assert link in sandbox.wait_sent(payer, 3)[2]["text"]  # not a second link
 
     sandbox.control("POST", "/telegram/invite_links/join", {"user_id": payer, "invite_link": link})
-    wait_for(
-        lambda: not sandbox.control("GET", f"/telegram/join_requests?chat_id={chat_id}"),
-        10,
-        "the join request to be decided",
-    )
-    members = {
-        m["user_id"]: m["status"]
-        for m in sandbox.control("GET", f"/telegram/chats/{chat_id}/members")
-    }
+    members = _members_once_decided(sandbox, chat_id)
     assert members.get(payer) == "member"
 
     sandbox.say(lapsed, "/status")
@@ -338,14 +349,7 @@ def test_join_requests_approved_only_for_live_subscriptions_and_staff(
     for user in (member, stranger, staff):
         sandbox.control("POST", "/telegram/join_requests", {"user_id": user, "chat_id": chat_id})
 
-    def decided() -> bool:
-        return not sandbox.control("GET", f"/telegram/join_requests?chat_id={chat_id}")
-
-    wait_for(decided, 10, "the join requests to be decided")
-    members = {
-        m["user_id"]: m["status"]
-        for m in sandbox.control("GET", f"/telegram/chats/{chat_id}/members")
-    }
+    members = _members_once_decided(sandbox, chat_id)
     assert (members.get(member), members.get(staff)) == ("member", "member")
     assert members.get(stranger) != "member"
     assert "одобрена" in sandbox.wait_sent(member, 2)[1]["text"]
@@ -376,13 +380,8 @@ def test_a_join_request_approved_through_telegram_failing_for_a_moment(
             {"api": "telegram", "mode": mode, "count": 2, "method": "approveChatJoinRequest"},
         )
         sandbox.control("POST", "/telegram/join_requests", {"user_id": payer, "chat_id": chat_id})
-        wait_for(
-            lambda: not sandbox.control("GET", f"/telegram/join_requests?chat_id={chat_id}"),
-            20,
-            "the join request to be decided",
-        )
-        members = sandbox.control("GET", f"/telegram/chats/{chat_id}/members")
-        assert {m["user_id"]: m["status"] for m in members}.get(payer) == "member", mode
+        members = _members_once_decided(sandbox, chat_id, timeout_s=20)
+        assert members.get(payer) == "member", mode
         assert sandbox.control("GET", "/faults") == {}  # both failures were met
         sandbox.control(
             "POST", f"/telegram/chats/{chat_id}/members", {"user_id": payer, "status": "left"}
@@ -417,13 +416,10 @@ def test_strangers_in_a_paid_chat_are_removed_unless_an_admin_let_them_in(
         )
 
     def add(telegram_id: int, by: int) -> None:
-        sandbox.control(
-            "POST", f"/telegram/chats/{chat_id}/add", {"user_id": telegram_id, "added_by": by}
-        )
+        _add_to_chat(sandbox, chat_id, telegram_id, by)
 
     def status(telegram_id: int) -> str | None:
-        members = sandbox.control("GET", f"/telegram/chats/{chat_id}/members")
-        return {m["user_id"]: m["status"] for m in members}.get(telegram_id)
+        return _status_in_chat(sandbox, chat_id, telegram_id)
 
     def removed() -> float:
         text = http_text(f"http://127.0.0.1:{bot_process.metrics_port}/metrics")
@@ -659,19 +655,16 @@ def test_strangers_the_bot_could_not_remove_or_check_are_removed_by_ban_monitor(
     payer, admin = _start(sandbox), _start(sandbox)
     _activate(bot_process, payer)
     stranger, unchecked, guest = (sandbox.new_user() for _ in range(3))  # never wrote to the bot
-    for telegram_id, status in ((payer, "member"), (admin, "administrator")):
+    for telegram_id, role in ((payer, "member"), (admin, "administrator")):
         sandbox.control(
-            "POST", f"/telegram/chats/{chat_id}/members", {"user_id": telegram_id, "status": status}
+            "POST", f"/telegram/chats/{chat_id}/members", {"user_id": telegram_id, "status": role}
         )
 
     def add(telegram_id: int, by: int) -> None:
-        sandbox.control(
-            "POST", f"/telegram/chats/{chat_id}/add", {"user_id": telegram_id, "added_by": by}
-        )
+        _add_to_chat(sandbox, chat_id, telegram_id, by)
 
     def status(telegram_id: int) -> str | None:
-        members = sandbox.control("GET", f"/telegram/chats/{chat_id}/members")
-        return {m["user_id"]: m["status"] for m in members}.get(telegram_id)
+        return _status_in_chat(sandbox, chat_id, telegram_id)
 
     def recorded(telegram_id: int) -> list[Any]:
         return _rows(

@@ -133,12 +133,16 @@ async def test_a_partial_refund_is_recorded_and_counted_and_access_stays(db, san
     assert await live_subscription(db, buy["user"]) is None
 
 
-async def paid_twice(db: Any, sandbox: Any, monitor: Any) -> tuple[dict[str, Any], ...]:
-    """A paid member who paid again at once, by hand: the second period follows the first."""
+async def paid_twice(
+    db: Any, sandbox: Any, monitor: Any, *, second_days: int = 30
+) -> tuple[dict[str, Any], ...]:
+    """A paid member who paid again at once, by hand (for `second_days`): the second period
+    follows the first."""
     first = await paid_member(db, sandbox, monitor)
     provider = await f.provider_payment(sandbox)
+    tariff = first["tariff"] if second_days == 30 else await f.tariff(db, days=second_days)
     payment_id = await f.local_payment(
-        db, first["user"], first["tariff"], provider, age=timedelta(seconds=5)
+        db, first["user"], tariff, provider, age=timedelta(seconds=5)
     )
     second = {**first, "provider": provider, "id": payment_id}
     paid = await sandbox.control("POST", f"/yookassa/payments/{provider['id']}/succeed", {})
@@ -147,7 +151,7 @@ async def paid_twice(db: Any, sandbox: Any, monitor: Any) -> tuple[dict[str, Any
     sub = await live_subscription(db, first["user"])
     assert sub is not None
     assert sub["current_period_end"] == first["subscription"]["current_period_end"] + timedelta(
-        days=30
+        days=second_days
     )
     return first, second, sub
 
@@ -192,6 +196,36 @@ async def test_a_refunded_payment_a_later_one_extended_gives_its_days_back(db, s
     assert await live_subscription(db, first["user"]) is None
     await (await monitors(BanMonitor)).tick()
     assert await f.chat_status(sandbox, first["chat"], first["user"]) == "kicked"
+
+
+async def test_days_taken_back_past_the_days_left_end_the_subscription(db, sandbox, monitors):
+    """30 days paid, then 7 more; 29 days on, the 30 are refunded: the 7 paid are used up, so
+    the subscription ends at once."""
+    monitor = await monitors(PaymentMonitor)
+    first, _, sub = await paid_twice(db, sandbox, monitor, second_days=7)
+    passed = timedelta(days=29)  # as if 29 days had passed: every instant moved back
+    await db.execute(
+        "UPDATE subscriptions SET current_period_start = ?, current_period_end = ? WHERE id = ?",
+        (sub["current_period_start"] - passed, sub["current_period_end"] - passed, sub["id"]),
+    )
+    for row in await db.fetchall(
+        "SELECT id, applied_period_end, prior_period_start FROM payments WHERE subscription_id = ?",
+        (sub["id"],),
+    ):
+        prior = row["prior_period_start"]
+        await db.execute(
+            "UPDATE payments SET applied_period_end = ?, prior_period_start = ? WHERE id = ?",
+            (row["applied_period_end"] - passed, prior and prior - passed, row["id"]),
+        )
+
+    await refund(sandbox, db, first)
+    await monitor.tick()
+
+    ended = await db.fetchone("SELECT * FROM subscriptions WHERE id = ?", (sub["id"],))
+    assert (ended["status"], ended["auto_renew"]) == ("expired", False)
+    assert ended["expired_at"] is not None
+    [notice] = await db.fetchall("SELECT * FROM outbox WHERE kind = 'refund'")
+    assert "доступ к чатам сообщества закрыт" in notice["text"]
 
 
 async def test_a_refunded_period_that_is_over_leaves_the_later_one(db, sandbox, monitors):
