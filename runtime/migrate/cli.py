@@ -6,6 +6,7 @@ import argparse
 import gc
 import json
 import os
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,15 +26,27 @@ def register(subparsers: Any) -> None:
     actions = parser.add_subparsers(dest="migrate_action", metavar="ACTION")
     _options(parser)
     parser.set_defaults(handler=_run, migrate_action="run")
+    # The options again after the action, without defaults of their own: an action's default
+    # replaced what was given before it (`migrate --dry-run run ...` wrote the tables).
     run = actions.add_parser("run", help="migrate, then verify (the default)")
-    _options(run)
+    _options(_Suppressed(run))
     run.set_defaults(handler=_run)
     verify = actions.add_parser("verify", help="only compare sources and target; writes nothing")
-    _options(verify)
+    _options(_Suppressed(verify))
     verify.set_defaults(handler=_verify)
 
 
-def _options(parser: argparse.ArgumentParser) -> None:
+class _Suppressed:
+    """A parser whose arguments are only set when given (default argparse.SUPPRESS)."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self.parser = parser
+
+    def add_argument(self, *names: str, **kwargs: Any) -> None:
+        self.parser.add_argument(*names, **{**kwargs, "default": argparse.SUPPRESS})
+
+
+def _options(parser: argparse.ArgumentParser | _Suppressed) -> None:
     parser.add_argument(
         "--source",
         action="append",
@@ -99,11 +112,28 @@ def _sources(args: argparse.Namespace) -> tuple[list[Any], str]:
     from runtime.migrate.snapshot import Source
 
     if args.source:
-        sources = []
+        specs = []
         for spec in args.source:
             file_part, _, schema = spec.partition("=")
-            path = Path(file_part)
-            sources.append(Source(name=path.stem, path=path, schema=schema or "public"))
+            specs.append((Path(file_part), schema or "public"))
+        # A source's snapshot, state and rejects are named after it: two files of one name
+        # (a/data.sqlite, b/data.sqlite) would share a snapshot, and one would be copied twice.
+        stems = Counter(path.stem for path, _ in specs)
+        sources = [
+            Source(
+                name=path.stem if stems[path.stem] == 1 else f"{path.stem}.{schema}",
+                path=path,
+                schema=schema,
+            )
+            for path, schema in specs
+        ]
+        names = Counter(source.name for source in sources)
+        repeated = sorted(name for name, count in names.items() if count > 1)
+        if repeated:
+            raise ConfigError(
+                "--source",
+                f"two files named {repeated[0]!r} go into one schema: give each its own schema",
+            )
         return sources, args.schema_mode or "infer"
     unknown = set(args.exclude) - set(LOGICAL_DATABASES)
     if unknown:

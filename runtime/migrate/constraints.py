@@ -48,11 +48,24 @@ def _add_foreign_key(
 ) -> None:
     try:
         conn.execute(statement)
+    except psycopg.errors.DuplicateObject:
+        return  # a resumed run: the stopped one added it before its state said so
     except psycopg.errors.InvalidForeignKey as exc:
         # Its parent key is not unique in PostgreSQL (keys.py reported why): none to add.
         message = (
             "foreign key not added, its parent key is not unique in PostgreSQL: "
             + str(exc).splitlines()[0]
+        )
+        log.warning("foreign_key_not_added", statement=statement, error=str(exc))
+        if outcome is None:
+            raise MigrationError(message) from exc
+        outcome.constraint_problems.append(message)
+    except psycopg.errors.DatatypeMismatch as exc:
+        # SQLite compares a TEXT child with an INTEGER parent by value; PostgreSQL needs one
+        # type on both sides, and the plan typed each column from what it stores.
+        message = (
+            "foreign key not added, its columns' types differ in PostgreSQL: "
+            + (str(exc).splitlines()[0])
         )
         log.warning("foreign_key_not_added", statement=statement, error=str(exc))
         if outcome is None:

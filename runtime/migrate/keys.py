@@ -79,6 +79,9 @@ def _add_key(
     1 and '1' in an untyped column (both text), two spellings of one instant in a DATETIME
     column. Such a key is not added: a plain index of its columns stands in, and the run
     reports it (exit 1), every row copied and verified, for the operator to resolve."""
+    if _exists(conn, plan, constraint):
+        # A resumed run: the run that was stopped built it before its state said so.
+        return
     try:
         conn.execute(constraint.sql)
     except _NOT_POSTGRESQLS as exc:
@@ -101,6 +104,19 @@ def _add_key(
         log.warning("key_not_unique", table=plan.label, key=constraint.name, detail=detail)
         columns = ", ".join(quote_ident(c) for c in constraint.columns)
         conn.execute(f"CREATE INDEX {quote_ident(constraint.name)} ON {plan.qualified} ({columns})")
+
+
+def _exists(conn: psycopg.Connection[Any], plan: TablePlan, constraint: Constraint) -> bool:
+    """The table has this constraint (a check), or an index of this name (a key, a unique
+    constraint or an index, whose index takes the constraint's name)."""
+    if constraint.kind == "check":
+        sql = "SELECT 1 FROM pg_constraint WHERE conrelid = %s::regclass AND conname = %s"
+        return conn.execute(sql, (plan.qualified, constraint.name)).fetchone() is not None
+    sql = (
+        "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+        " WHERE i.indrelid = %s::regclass AND c.relname = %s"
+    )
+    return conn.execute(sql, (plan.qualified, constraint.name)).fetchone() is not None
 
 
 def _set_sequence(conn: psycopg.Connection[Any], plan: TablePlan) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping
 from concurrent.futures import Executor, Future
 from pathlib import Path
@@ -12,10 +13,12 @@ import psycopg
 from runtime.errors import MigrationError
 from runtime.migrate import integrity_gate
 from runtime.migrate import plan as planning
+from runtime.migrate.plan import TablePlan
 from runtime.migrate.plan_existing import plan_existing
 from runtime.migrate.run import Run, TableOutcome
-from runtime.migrate.snapshot import start_snapshots
+from runtime.migrate.snapshot import Source, start_snapshots
 from runtime.migrate.sqlite_source import (
+    ForeignKeyViolation,
     foreign_key_violations,
     open_snapshot,
     read_tables,
@@ -49,34 +52,15 @@ def prepare_plans(
         run.integrity_checks[source.name] = checker.submit(integrity_gate.check, path)
         conn = open_snapshot(path)
         try:
-            violations = foreign_key_violations(conn)
-            tables = read_tables(conn)
-            # Existing mode: the target's schema has its own (domos db upgrade, Django).
-            left_out = [] if options.mode == "existing" else views_and_triggers(conn)
-            if options.mode == "existing":
-                assert target is not None
-                plans = plan_existing(
-                    source,
-                    path,
-                    conn,
-                    tables,
-                    violations,
-                    target,
-                    options.chunk_rows,
-                    options.skip_tables,
-                )
-            else:
-                plans = planning.plan_infer(
-                    source,
-                    path,
-                    conn,
-                    tables,
-                    violations,
-                    options.chunk_rows,
-                    scanner,
-                    from_declared=from_declared,
-                    keep_case=options.keep_case,
-                )
+            plans, violations, left_out = _plan_source(
+                run, source, path, conn, target, scanner, from_declared
+            )
+        except sqlite3.DatabaseError as exc:
+            # A damaged file fails its first read: the integrity check says where, not this.
+            problems = run.integrity_checks[source.name].result()
+            if problems:
+                raise integrity_gate.failure(source.path, problems) from exc
+            raise MigrationError(f"cannot read {source.path}: {exc}") from exc
         finally:
             conn.close()
         run.sources.append(
@@ -100,6 +84,49 @@ def prepare_plans(
         raise MigrationError("identifier collisions:\n  " + "\n  ".join(errors))
     for plan in run.plans:
         run.outcomes[plan.label] = TableOutcome(plan)
+
+
+def _plan_source(
+    run: Run,
+    source: Source,
+    path: Path,
+    conn: sqlite3.Connection,
+    target: psycopg.Connection[Any] | None,
+    scanner: Executor | None,
+    from_declared: bool,
+) -> tuple[list[TablePlan], list[ForeignKeyViolation], list[str]]:
+    """One source's plans, its foreign key violations and what is not migrated (views,
+    triggers)."""
+    options = run.options
+    violations = foreign_key_violations(conn)
+    tables = read_tables(conn)
+    # Existing mode: the target's schema has its own (domos db upgrade, Django).
+    left_out = [] if options.mode == "existing" else views_and_triggers(conn)
+    if options.mode == "existing":
+        assert target is not None
+        plans = plan_existing(
+            source,
+            path,
+            conn,
+            tables,
+            violations,
+            target,
+            options.chunk_rows,
+            options.skip_tables,
+        )
+    else:
+        plans = planning.plan_infer(
+            source,
+            path,
+            conn,
+            tables,
+            violations,
+            options.chunk_rows,
+            scanner,
+            from_declared=from_declared,
+            keep_case=options.keep_case,
+        )
+    return plans, violations, left_out
 
 
 def await_integrity(run: Run) -> None:

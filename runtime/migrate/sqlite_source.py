@@ -228,6 +228,24 @@ def _name_parents_as_declared(tables: list[Table]) -> None:
             table.foreign_keys[i] = replace(fk, parent=parent.name, parent_columns=columns)
 
 
+#: Clauses of a CREATE TABLE, as words (a column named collated_at is no COLLATE clause).
+_AUTOINCREMENT = re.compile(r"\bAUTOINCREMENT\b")
+_COLLATE_CLAUSE = re.compile(r"\bCOLLATE\b")
+_WITHOUT_ROWID = re.compile(r"\)\s*(?:STRICT\s*,\s*)?WITHOUT\s+ROWID\b")
+
+
+def _without_rowid(conn: sqlite3.Connection, name: str, bare: str) -> bool:
+    """SQLite's own answer (table_list's `wr`, 3.37+); before it, the clause after the columns,
+    STRICT beside it or a comment after it (`bare`: the statement without names or strings)."""
+    try:
+        rows = conn.execute("SELECT wr FROM pragma_table_list WHERE name = ?", (name,)).fetchall()
+    except sqlite3.OperationalError:
+        rows = []
+    if rows:
+        return bool(rows[0][0])
+    return _WITHOUT_ROWID.search(bare) is not None
+
+
 def _read_table(conn: sqlite3.Connection, name: str, create_sql: str) -> Table:
     quoted = quote_sqlite(name)
     columns = [
@@ -246,9 +264,9 @@ def _read_table(conn: sqlite3.Connection, name: str, create_sql: str) -> Table:
     table = Table(
         name=name,
         columns=columns,
-        without_rowid=normalized.rstrip(" ;").endswith("WITHOUT ROWID"),
-        autoincrement="AUTOINCREMENT" in normalized,
-        binary_collation="COLLATE" not in normalized,
+        without_rowid=_without_rowid(conn, name, bare),
+        autoincrement=_AUTOINCREMENT.search(bare) is not None,
+        binary_collation=_COLLATE_CLAUSE.search(bare) is None,
         collations=tuple(c for c in _COLLATE.findall(bare) if c != "BINARY"),
         checks=check_expressions(create_sql),
     )
