@@ -136,7 +136,7 @@ def plan_existing(
     tables = [t for t in tables if t.name not in skip_tables and t.name != SCHEMA_MIGRATIONS]
     if tables and not _schema_has_tables(target, source.schema):
         hint = (
-            "for Django: `DB_TYPE=postgres python services/web/manage.py migrate`"
+            "for Django: `DB_TYPE=postgres domos web migrate`"
             if source.schema == "django"
             else "`DB_TYPE=postgres domos db upgrade`"
         )

@@ -28,6 +28,14 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv6Address,
+    IPv6Interface,
+    ip_address,
+    ip_interface,
+)
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -264,6 +272,18 @@ def to_uuid(value: SourceValue) -> uuid.UUID | None:
         raise Reject("invalid_uuid") from None
 
 
+def to_inet(value: SourceValue) -> IPv4Address | IPv6Address | IPv4Interface | IPv6Interface | None:
+    """Django's GenericIPAddressField (django-axes' login records) on SQLite: the address as
+    text; psycopg writes and reads an address with no prefix as ip_address, else ip_interface."""
+    if value is None:
+        return None
+    text = _source_text(value).strip()
+    try:
+        return ip_interface(text) if "/" in text else ip_address(text)
+    except ValueError:
+        raise Reject("invalid_inet") from None
+
+
 def _verbatim(text: str) -> str:
     return text
 
@@ -339,6 +359,7 @@ CONVERTERS: dict[str, Converter] = {
     "date": to_date,
     "bytea": to_bytea,
     "uuid": to_uuid,
+    "inet": to_inet,
     "json": _json_converter(binary=False),
     "jsonb": _json_converter(binary=True),
     "interval": to_interval,
@@ -361,6 +382,7 @@ COPY_TYPES: dict[str, str] = {
     "date": "date",
     "bytea": "bytea",
     "uuid": "uuid",
+    "inet": "inet",
     "json": "json",
     "jsonb": "jsonb",
     "interval": "interval",

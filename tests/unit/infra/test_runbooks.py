@@ -276,3 +276,18 @@ def test_every_runbook_query_is_valid_promql(runbooks: dict[str, str], tmp_path:
         timeout=60,
     )
     assert result.returncode == 0, (queries, result.stdout + result.stderr)
+
+
+def test_the_cutover_runbook_names_only_what_exists(
+    repo: Path, compose: dict[str, Any], defined: set[str], alerts: dict[str, dict[str, Any]]
+):
+    """docs/cutover.md's commands too: its freeze step named programs no role has (botapi,
+    backup_schedule), and `python services/web/manage.py`, which does not exist. (Its prose
+    names tools such as pg_dump, which the metric check would take for metrics.)"""
+    text = (repo / "docs/cutover.md").read_text()
+    found = problems_in(text, set(compose["services"]), defined | EXTERNAL_METRICS, set(alerts))
+    commands = [p for p in found if not p.startswith(("no metric", "unknown command: domos …"))]
+    assert commands == []
+    assert "manage.py" not in text
+    targets = [w for words, _ in shell_commands(text, set(compose["services"])) for w in words]
+    assert {"bot:*", "api:*", "web:*", "monitors:*"} <= set(targets)
