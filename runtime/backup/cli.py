@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ def register(subparsers: Any) -> None:
         "sqlite", help="online copies into BACKUP_DIR/sqlite/YYYY-MM-DD/HHMMSS/"
     )
     _common(sqlite)
-    sqlite.add_argument("--keep-days", type=int, help="delete backups older than this")
+    sqlite.add_argument("--keep-days", type=non_negative, help="delete backups older than this")
     sqlite.add_argument(
         "--keep", type=at_least_one, help="keep only the newest N (>= 1) days of backups"
     )
@@ -27,7 +29,7 @@ def register(subparsers: Any) -> None:
     postgres = kinds.add_parser("postgres", help="pg_dump -Fc into BACKUP_DIR/postgres/YYYY-MM-DD/")
     _common(postgres)
     postgres.add_argument("--target", help="PostgreSQL URL (default DATABASE_URL)")
-    postgres.add_argument("--keep-days", type=int, help="delete backups older than this")
+    postgres.add_argument("--keep-days", type=non_negative, help="delete backups older than this")
     postgres.add_argument(
         "--keep", type=at_least_one, help="keep only the newest N (>= 1) days of backups"
     )
@@ -43,7 +45,7 @@ def register(subparsers: Any) -> None:
     schedule.add_argument(
         "--retry-minutes", type=float, default=10.0, help="after a failed run (default 10)"
     )
-    schedule.add_argument("--keep-days", type=int, default=14, help="default 14")
+    schedule.add_argument("--keep-days", type=non_negative, default=14, help="default 14")
     schedule.add_argument(
         "--keep", type=at_least_one, help="keep only the newest N (>= 1) days of backups"
     )
@@ -64,6 +66,14 @@ def register(subparsers: Any) -> None:
     postgres.add_argument("--target", help="PostgreSQL URL (default DATABASE_URL)")
     postgres.add_argument("--dump", type=Path, help="dump file (default: the newest)")
     postgres.set_defaults(handler=_restore_postgres)
+
+
+def non_negative(value: str) -> int:
+    """--keep-days -1 put every day, today's run included, past the cut: refused."""
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more (got {number})")
+    return number
 
 
 def at_least_one(value: str) -> int:
@@ -106,11 +116,25 @@ def _target(args: argparse.Namespace) -> str:
     return url.reveal()
 
 
+@contextmanager
+def _writable(root: Path) -> Iterator[None]:
+    """A backup directory that cannot be written is the operator's error to fix, said in one
+    line (exit 2), not a traceback."""
+    from runtime.backup.sqlite import BackupError
+
+    try:
+        yield
+    except OSError as exc:
+        raise BackupError(f"cannot write backups under {root}: {exc.strerror or exc}") from exc
+
+
 def _backup_sqlite(args: argparse.Namespace) -> int:
     from runtime.backup.sqlite import apply_retention, backup_sqlite
 
     root = _backup_dir(args)
-    for copy in backup_sqlite(_databases(), root):
+    with _writable(root):
+        copies = backup_sqlite(_databases(), root)
+    for copy in copies:
         print(f"{copy.name}\t{copy.path}\t{copy.bytes}")
     if args.keep_days is not None or args.keep is not None:
         apply_retention(root / "sqlite", keep_days=args.keep_days, keep_count=args.keep)
@@ -122,7 +146,9 @@ def _backup_postgres(args: argparse.Namespace) -> int:
     from runtime.backup.sqlite import apply_retention
 
     root = _backup_dir(args)
-    print(backup_postgres(_target(args), root))
+    with _writable(root):
+        dump = backup_postgres(_target(args), root)
+    print(dump)
     if args.keep_days is not None or args.keep is not None:
         apply_retention(root / "postgres", keep_days=args.keep_days, keep_count=args.keep)
     return 0

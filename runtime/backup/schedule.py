@@ -59,7 +59,9 @@ def run_once(jobs: Sequence[BackupJob]) -> bool:
         started = time.perf_counter()
         try:
             job.run()
-        except DomosError as exc:
+        except (DomosError, OSError) as exc:
+            # OSError: a backup directory read-only or gone; the schedule goes on, counts it
+            # and alerts (DomosBackupStale), instead of exiting with a traceback.
             ok = False
             BACKUP_RUNS.labels(kind=job.kind, outcome="failed").inc()
             log.error("backup_failed", kind=job.kind, error=str(exc))

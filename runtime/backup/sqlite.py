@@ -6,7 +6,7 @@ import shutil
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import structlog
@@ -138,8 +138,10 @@ def restore_sqlite(
     backup_run_dir: Path, databases: Mapping[str, Path], only: set[str] | None = None
 ) -> list[Path]:
     """Put one run's copies (`backup_set`) back in place; the current file is kept as
-    <file>.before-restore."""
+    <file>.before-restore-<UTC time> (a second restore kept overwriting the first one's, the
+    only copy of what was there before it)."""
     restored = []
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     for name, path in databases.items():
         if only is not None and name not in only:
             continue
@@ -149,7 +151,9 @@ def restore_sqlite(
                 raise BackupError(f"no backup of {name} in {backup_run_dir}")
             continue
         if path.exists():
-            online_copy(path, path.with_name(path.name + ".before-restore"))
+            kept = path.with_name(f"{path.name}.before-restore-{stamp}")
+            online_copy(path, kept)
+            log.info("backup_current_kept", database=name, path=str(kept))
         for suffix in ("-wal", "-shm"):
             Path(str(path) + suffix).unlink(missing_ok=True)
         online_copy(copy, path)

@@ -76,3 +76,26 @@ def test_keep_zero_is_refused_before_anything_is_deleted(tmp_path, capsys):
     assert exited.value.code == 2
     assert "must be at least 1" in capsys.readouterr().err
     assert day.exists()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_negative_keep_days_is_refused_before_anything_is_deleted(tmp_path, capsys, kind):
+    """Found from outside: --keep-days -1 deleted every backup, the one just made too."""
+    day = tmp_path / kind / "2026-01-01"
+    day.mkdir(parents=True)
+    with pytest.raises(SystemExit) as exited:
+        main(["backup", kind, "--keep-days", "-1", "--backup-dir", str(tmp_path)])
+    assert exited.value.code == 2
+    assert "must be 0 or more" in capsys.readouterr().err
+    assert day.exists()
+
+
+def test_a_backup_directory_that_cannot_be_written_is_a_clear_error(
+    pg_url, tmp_path, capsys, monkeypatch
+):
+    """Found from outside: a read-only backup volume gave an OSError traceback (exit 1)."""
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the backup directory should be")
+    monkeypatch.setenv("DOMOS_DATA_DIR", str(tmp_path / "data"))
+    assert main(["backup", "postgres", "--target", pg_url, "--backup-dir", str(blocked)]) == 2
+    assert "cannot write backups under" in capsys.readouterr().err

@@ -65,3 +65,17 @@ def test_schedule_waits_between_rounds_and_stops_when_told():
     )
     assert rounds == [0.0, 60.0, 120.0]
     assert waits == [50.0, 50.0, 50.0]
+
+
+def test_a_backup_directory_gone_read_only_fails_the_run_not_the_schedule():
+    """Found from outside: an OSError (read-only volume) ended `domos backup schedule` with a
+    traceback: no backup_failed line, no failed run counted, and the program restarting."""
+
+    def read_only() -> None:
+        raise OSError(30, "Read-only file system")
+
+    ran: list[str] = []
+    assert not run_once(
+        [BackupJob("sqlite", read_only), BackupJob("postgres", lambda: ran.append("pg"))]
+    )
+    assert ran == ["pg"]

@@ -46,8 +46,14 @@ def test_backup_then_restore_round_trip(tmp_path):
     assert restored == [live]
     with sqlite3.connect(live) as conn:
         assert conn.execute("SELECT v FROM t").fetchall() == [("before",)]
-    with sqlite3.connect(str(live) + ".before-restore") as conn:
+    [kept] = tmp_path.glob("data.db.before-restore-*")
+    with sqlite3.connect(kept) as conn:
         assert conn.execute("SELECT v FROM t").fetchall() == [("after",)]
+
+    # Restored again: the first restore's copy of what was there before it stays.
+    restore_sqlite(run, {"main": live})
+    assert len(list(tmp_path.glob("data.db.before-restore-*"))) == 2
+    assert _value(kept) == "after"
 
 
 def test_nothing_to_back_up_is_an_error(tmp_path):
