@@ -65,6 +65,11 @@ def register(subparsers: Any) -> None:
     _common(postgres)
     postgres.add_argument("--target", help="PostgreSQL URL (default DATABASE_URL)")
     postgres.add_argument("--dump", type=Path, help="dump file (default: the newest)")
+    postgres.add_argument(
+        "--from-other-database",
+        action="store_true",
+        help="restore a dump taken of another database (refused by default)",
+    )
     postgres.set_defaults(handler=_restore_postgres)
 
 
@@ -170,7 +175,7 @@ def _restore_postgres(args: argparse.Namespace) -> int:
 
     target = _target(args)
     dump = args.dump or latest_dump(_backup_dir(args), target)
-    restore_postgres(target, dump)
+    restore_postgres(target, dump, from_other_database=args.from_other_database)
     print(dump)
     return 0
 

@@ -77,9 +77,33 @@ def latest_dump(backup_dir: Path, url: str) -> Path:
     return max(dumps, key=lambda path: (path.parent.name, path.name))  # day, then HHMMSS
 
 
-def restore_postgres(url: str, dump: Path) -> None:
-    """Replace the objects of the dump in the target database (--clean --if-exists)."""
+#: How long the restore waits for a lock a running program holds, then fails (nothing changed:
+#: one transaction) instead of waiting without a word while it queues locks the programs need.
+RESTORE_LOCK_TIMEOUT = "30s"
+
+
+def dumped_database(dump: Path) -> str | None:
+    """The database a custom-format dump was taken of (its table of contents says)."""
+    listing = _run(["pg_restore", "--list", str(dump)], f"pg_restore --list {dump}")
+    for line in listing.splitlines():
+        if line.startswith(";") and "dbname:" in line:
+            return line.split("dbname:", 1)[1].strip()
+    return None
+
+
+def restore_postgres(url: str, dump: Path, *, from_other_database: bool = False) -> None:
+    """Replace the objects of the dump in the target database (--clean --if-exists). A dump of
+    another database (staging's, in the same BACKUP_DIR) is refused unless asked for."""
+    database = urlsplit(url).path.lstrip("/") or "postgres"
+    origin = dumped_database(dump)
+    if origin != database and not from_other_database:
+        raise BackupError(
+            f"{dump} is a dump of database {origin!r}, not of {database!r}: restoring it would "
+            "replace this database's objects with that one's; pass --from-other-database if "
+            "that is what you mean"
+        )
     conninfo, env = split_password(url)
+    env["PGOPTIONS"] = f"{env.get('PGOPTIONS', '')} -c lock_timeout={RESTORE_LOCK_TIMEOUT}".strip()
     _run(
         [
             "pg_restore",

@@ -59,7 +59,9 @@ def test_the_password_reaches_pg_dump_and_pg_restore_through_the_environment(
     dump = backup_postgres(url, tmp_path / "backups")
     restore_postgres(url, dump)
     calls = seen.read_text().splitlines()
-    assert len(calls) == 3  # pg_dump, pg_restore --list (no connection), pg_restore
+    # pg_dump, pg_restore --list twice (the backup's check, the restore's origin; no
+    # connection), pg_restore
+    assert len(calls) == 4
     for call in calls:
         argv, _, env_password = call.rpartition("|")
         assert password not in argv
@@ -99,3 +101,21 @@ def test_a_backup_directory_that_cannot_be_written_is_a_clear_error(
     monkeypatch.setenv("DOMOS_DATA_DIR", str(tmp_path / "data"))
     assert main(["backup", "postgres", "--target", pg_url, "--backup-dir", str(blocked)]) == 2
     assert "cannot write backups under" in capsys.readouterr().err
+
+
+def test_a_dump_of_another_database_is_refused_unless_asked_for(pg_url, tmp_path, make_pg_database):
+    """Found from outside: `domos restore postgres --dump <staging's dump>` replaced the
+    production database's tables with staging's, exit 0."""
+    staging = make_pg_database()
+    with psycopg.connect(staging, autocommit=True) as conn:
+        conn.execute("CREATE TABLE marker (v text)")
+        conn.execute("INSERT INTO marker VALUES ('staging')")
+    assert main(["backup", "postgres", "--target", staging, "--backup-dir", str(tmp_path)]) == 0
+    [dump] = (tmp_path / "postgres").glob("*/*.dump")
+    restore = ["restore", "postgres", "--target", pg_url, "--dump", str(dump)]
+    assert main(restore) == 2
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT to_regclass('marker')").fetchone() == (None,)
+    assert main([*restore, "--from-other-database"]) == 0
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT v FROM marker").fetchall() == [("staging",)]
