@@ -103,7 +103,8 @@ def restore_postgres(url: str, dump: Path, *, from_other_database: bool = False)
             "that is what you mean"
         )
     conninfo, env = split_password(url)
-    env["PGOPTIONS"] = f"{env.get('PGOPTIONS', '')} -c lock_timeout={RESTORE_LOCK_TIMEOUT}".strip()
+    given = conninfo_to_dict(conninfo).get("options") or ""
+    conninfo = make_conninfo(conninfo, options=f"{given} -c lock_timeout={RESTORE_LOCK_TIMEOUT}")
     _run(
         [
             "pg_restore",
