@@ -59,7 +59,9 @@ async def approve_pending_requests(
             raise MonitorError(f"Bot API refuses the bot: {outcome.description}")
         log_ = log.bind(chat_id=row["telegram_chat_id"], telegram_id=row["telegram_id"])
         if outcome.verdict is Verdict.DELIVERED:
-            await _settle(db, row, "member", now, texts.JOIN_APPROVED)
+            # Told even when the bot has already recorded the join from Telegram's update
+            # (it may come before this settles): this call is what let the payer in.
+            await _settle(db, row, "member", now, texts.JOIN_APPROVED, tell_anyway=True)
             log_.info("join_request_approved_late")
         elif USER_ALREADY_IN in outcome.description:
             await _settle(db, row, "member", now, None)
@@ -79,7 +81,13 @@ async def approve_pending_requests(
 
 
 async def _settle(
-    db: AsyncDatabase, row: Any, status: str, now: datetime, text: str | None
+    db: AsyncDatabase,
+    row: Any,
+    status: str,
+    now: datetime,
+    text: str | None,
+    *,
+    tell_anyway: bool = False,
 ) -> None:
     stamp = "joined_at" if status == "member" else "left_at"
     async with db.transaction() as tx:
@@ -88,7 +96,7 @@ async def _settle(
             " WHERE id = ? AND status = 'requested'",
             (status, now, now, row["id"]),
         )
-        if changed and text is not None:
+        if (changed or tell_anyway) and text is not None:
             await enqueue(
                 tx,
                 dedupe_key=f"join_request:{row['id']}:{status}:{now.isoformat()}",
