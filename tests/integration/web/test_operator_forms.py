@@ -62,25 +62,27 @@ def test_valid_forms_save(client: Any, domain_db: Any) -> None:
     assert domain_db.fetchval("SELECT period_days FROM tariffs WHERE code = 'form-tariff'") == 30
 
 
+#: A tariff every CHECK takes: each edge below changes one of its columns.
+EDGE_TARIFF = {"code": "edge", "title": "t", "price_minor": 1, "currency": "RUB", "period_days": 1}
 #: Edges of every CHECKed column an operator edits: (table, column, values, a valid row).
 EDGES: list[tuple[str, str, tuple[Any, ...], dict[str, Any]]] = [
     (
         "tariffs",
         "price_minor",
         (-1, 0, 1),
-        {"code": "edge", "title": "t", "price_minor": 1, "currency": "RUB", "period_days": 1},
+        EDGE_TARIFF,
     ),
     (
         "tariffs",
         "currency",
         ("RUB", "rub", "Rub", "RU", "RUBX", ""),
-        {"code": "edge", "title": "t", "price_minor": 1, "currency": "RUB", "period_days": 1},
+        EDGE_TARIFF,
     ),
     (
         "tariffs",
         "period_days",
         (-1, 0, 1),
-        {"code": "edge", "title": "t", "price_minor": 1, "currency": "RUB", "period_days": 1},
+        EDGE_TARIFF,
     ),
     (
         "events",
