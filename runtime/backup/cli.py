@@ -160,7 +160,8 @@ def _backup_postgres(args: argparse.Namespace) -> int:
 
 
 def _restore_sqlite(args: argparse.Namespace) -> int:
-    from runtime.backup.sqlite import backup_set, restore_sqlite
+    from runtime.backup.sqlite import backup_set
+    from runtime.backup.sqlite_restore import restore_sqlite
 
     run_dir = backup_set(_backup_dir(args) / "sqlite", args.day, args.at)
     only = set(args.only) if args.only else None

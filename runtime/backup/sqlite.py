@@ -6,11 +6,12 @@ import shutil
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import structlog
 
+from runtime.backup.manifest import PARTIAL_SUFFIX, fsync_dir, write_manifest
 from runtime.errors import DomosError
 from runtime.online_backup import online_backup
 
@@ -47,28 +48,47 @@ def backup_sqlite(
 ) -> list[BackupFile]:
     """Copy every existing database into BACKUP_DIR/sqlite/YYYY-MM-DD/HHMMSS/<name>.sqlite: one
     directory per run, so a later run of the day (the schedule runs every few hours) never
-    replaces an earlier one, and one run's copies are restored together."""
+    replaces an earlier one, and one run's copies are restored together. The run is written
+    under HHMMSS.partial/ and renamed after its manifest (runtime.backup.manifest): a run cut
+    short by a full disk is never restored as if it held every database."""
     now = now or datetime.now()
     day_dir = backup_dir / "sqlite" / now.date().isoformat()
     target_dir = day_dir / f"{now:%H%M%S}"
     suffix = 1
-    while target_dir.exists():  # two runs within a second
+    while target_dir.exists() or _partial(target_dir).exists():  # two runs within a second
         target_dir = day_dir / f"{now:%H%M%S}-{suffix}"
         suffix += 1
+    partial_dir = _partial(target_dir)
     copies = []
-    for name, path in databases.items():
-        if not path.exists():
-            log.warning("backup_source_missing", database=name, path=str(path))
-            continue
-        destination = target_dir / f"{name}.sqlite"
-        online_copy(path, destination)
-        copies.append(BackupFile(name, destination, destination.stat().st_size))
-        log.info(
-            "backup_written", database=name, path=str(destination), bytes=destination.stat().st_size
+    try:
+        for name, path in databases.items():
+            if not path.exists():
+                log.warning("backup_source_missing", database=name, path=str(path))
+                continue
+            destination = partial_dir / f"{name}.sqlite"
+            online_copy(path, destination)
+            copies.append(
+                BackupFile(name, target_dir / destination.name, destination.stat().st_size)
+            )
+        if not copies:
+            raise BackupError("none of the SQLite databases exists; nothing was backed up")
+        write_manifest(
+            partial_dir,
+            {copy.name: partial_dir / copy.path.name for copy in copies},
+            made_at=now.isoformat(),
         )
-    if not copies:
-        raise BackupError("none of the SQLite databases exists; nothing was backed up")
+        partial_dir.rename(target_dir)
+        fsync_dir(day_dir)
+    except BaseException:
+        shutil.rmtree(partial_dir, ignore_errors=True)  # the space a full disk needs back
+        raise
+    for copy in copies:
+        log.info("backup_written", database=copy.name, path=str(copy.path), bytes=copy.bytes)
     return copies
+
+
+def _partial(run_dir: Path) -> Path:
+    return run_dir.with_name(run_dir.name + PARTIAL_SUFFIX)
 
 
 def apply_retention(
@@ -95,35 +115,55 @@ def apply_retention(
 
 
 def backup_set(kind_dir: Path, day: str | None = None, at: str | None = None) -> Path:
-    """The directory of one run's copies: the run `at` (HHMMSS) of `day`, or its newest run;
-    the newest day by default. A day directory holding the copies itself is the layout of
-    backups made before one directory per run: it is that day's one run."""
-    if day is None:
-        days = sorted(
-            (p for p in kind_dir.iterdir() if p.is_dir() and _is_day(p.name))
-            if kind_dir.exists()
-            else [],
-            reverse=True,
-        )
-        if not days:
-            raise BackupError(f"no backups under {kind_dir}")
-        day_dir = days[0]
-    else:
+    """The directory of one finished run's copies: the run `at` (HHMMSS) of `day`, or that day's
+    newest; the newest finished run of any day by default. A run still under HHMMSS.partial/
+    was cut short (or is being written) and is never chosen. A day directory holding the copies
+    itself is the layout of backups made before one directory per run: it is that day's one
+    run."""
+    if day is not None:
         day_dir = kind_dir / day
         if not day_dir.is_dir():
             raise BackupError(f"no backups of {day} under {kind_dir}")
+        return _run_of_day(day_dir, at)
+    days = sorted(
+        (p for p in kind_dir.iterdir() if p.is_dir() and _is_day(p.name))
+        if kind_dir.exists()
+        else [],
+        reverse=True,
+    )
+    if not days:
+        raise BackupError(f"no backups under {kind_dir}")
+    if at is not None:
+        return _run_of_day(days[0], at)
+    for day_dir in days:
+        try:
+            return _run_of_day(day_dir, None)
+        except BackupError as exc:
+            log.warning("backup_day_skipped", path=str(day_dir), reason=str(exc))
+    raise BackupError(f"no finished backup run under {kind_dir}")
+
+
+def _run_of_day(day_dir: Path, at: str | None) -> Path:
     runs = sorted(p for p in day_dir.iterdir() if p.is_dir() and any(p.glob("*.sqlite")))
+    finished = [p for p in runs if not p.name.endswith(PARTIAL_SUFFIX)]
     if at is not None:
         chosen = day_dir / at
-        if chosen not in runs:
-            names = ", ".join(p.name for p in runs) or "none"
+        if _partial(chosen) in runs and chosen not in finished:
+            raise BackupError(
+                f"run {at} in {day_dir} was cut short before it finished (its directory is "
+                f"still {at}{PARTIAL_SUFFIX}); it may lack databases: choose another run"
+            )
+        if chosen not in finished:
+            names = ", ".join(p.name for p in finished) or "none"
             raise BackupError(f"no run {at} in {day_dir} (runs: {names})")
         return chosen
-    if runs:
-        return runs[-1]
+    for unfinished in sorted(set(runs) - set(finished)):
+        log.warning("backup_run_unfinished", path=str(unfinished))
+    if finished:
+        return finished[-1]
     if any(day_dir.glob("*.sqlite")):
         return day_dir
-    raise BackupError(f"no backups in {day_dir}")
+    raise BackupError(f"no finished backup run in {day_dir}")
 
 
 def _is_day(name: str) -> bool:
@@ -132,33 +172,3 @@ def _is_day(name: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def restore_sqlite(
-    backup_run_dir: Path, databases: Mapping[str, Path], only: set[str] | None = None
-) -> list[Path]:
-    """Put one run's copies (`backup_set`) back in place; the current file is kept as
-    <file>.before-restore-<UTC time> (a second restore kept overwriting the first one's, the
-    only copy of what was there before it)."""
-    restored = []
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    for name, path in databases.items():
-        if only is not None and name not in only:
-            continue
-        copy = backup_run_dir / f"{name}.sqlite"
-        if not copy.exists():
-            if only is not None:
-                raise BackupError(f"no backup of {name} in {backup_run_dir}")
-            continue
-        if path.exists():
-            kept = path.with_name(f"{path.name}.before-restore-{stamp}")
-            online_copy(path, kept)
-            log.info("backup_current_kept", database=name, path=str(kept))
-        for suffix in ("-wal", "-shm"):
-            Path(str(path) + suffix).unlink(missing_ok=True)
-        online_copy(copy, path)
-        restored.append(path)
-        log.info("backup_restored", database=name, path=str(path), source=str(copy))
-    if not restored:
-        raise BackupError(f"nothing to restore from {backup_run_dir}")
-    return restored

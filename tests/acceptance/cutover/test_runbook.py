@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import psycopg
@@ -49,7 +50,7 @@ def domos(command: str, environ: dict[str, str], *extra: str) -> subprocess.Comp
 def content(data_dir: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted(data_dir.rglob("*.db")):
-        with sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True) as conn:
+        with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as conn:
             digest.update("\n".join(conn.iterdump()).encode())
     return digest.hexdigest()
 
@@ -113,7 +114,8 @@ def test_cutover_and_rollback_by_the_runbook(pg_url, tmp_path):
         # Rollback: the SQLite files are untouched by all of the above.
         assert content(data_dir) == before
         domos("db status", on_sqlite)
-        with sqlite3.connect(data_dir / "bot/tgbot/databases/data.db") as conn:
+        # closing(): the restore refuses while a process holds a live file open, this one too.
+        with closing(sqlite3.connect(data_dir / "bot/tgbot/databases/data.db")) as conn, conn:
             conn.execute("DELETE FROM outbox")
         domos("restore sqlite --day", on_sqlite, run.parent.name, "--at", run.name)
         assert content(data_dir) == before

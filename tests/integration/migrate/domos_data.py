@@ -14,6 +14,7 @@ import random
 import re
 import sqlite3
 from collections.abc import Mapping
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,7 @@ def upgrade_sqlite(data_dir: Path) -> dict[str, str]:
 
 def _tables(path: Path) -> list[str]:
     """Tables in foreign-key order (parents first); the migration bookkeeping left out."""
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn:
         names = [
             row[0]
             for row in conn.execute(
@@ -159,7 +160,7 @@ def fill(
     with sync_database(settings) as db:
         for logical_db in DOMAIN_DATABASES:
             path = settings.db.sqlite_path(logical_db)
-            with sqlite3.connect(path) as conn:
+            with closing(sqlite3.connect(path)) as conn:
                 shapes = [_TableShape(conn, table) for table in _tables(path)]
             for shape in shapes:
                 wanted = (

@@ -12,8 +12,8 @@ from runtime.backup.sqlite import (
     apply_retention,
     backup_set,
     backup_sqlite,
-    restore_sqlite,
 )
+from runtime.backup.sqlite_restore import restore_sqlite
 from tests.fixtures.damaged_sqlite import make_damaged_sqlite
 
 
