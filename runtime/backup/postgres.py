@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from datetime import datetime
 from glob import escape as glob_escape
@@ -41,25 +42,50 @@ def _run(command: list[str], what: str, env: dict[str, str] | None = None) -> st
 
 
 def backup_postgres(url: str, backup_dir: Path, *, now: datetime | None = None) -> Path:
-    """pg_dump -Fc into BACKUP_DIR/postgres/YYYY-MM-DD/<db>-HHMMSS.dump, then list it."""
+    """pg_dump -Fc into BACKUP_DIR/postgres/YYYY-MM-DD/<db>-HHMMSS.dump, then list it. A second
+    dump within the same second gets -1, -2, ... (it used to write over the first's file)."""
     now = now or datetime.now()
     database = urlsplit(url).path.lstrip("/") or "postgres"
     target_dir = backup_dir / "postgres" / now.date().isoformat()
     target_dir.mkdir(parents=True, exist_ok=True)
-    destination = target_dir / f"{database}-{now:%H%M%S}.dump"
-    partial = destination.with_name(destination.name + ".partial")
+    destination, partial = _reserve(target_dir, f"{database}-{now:%H%M%S}")
     conninfo, env = split_password(url)
-    _run(
-        ["pg_dump", "--format=custom", f"--file={partial}", f"--dbname={conninfo}"],
-        f"pg_dump of {mask_url_password(url)}",
-        env,
-    )
-    _run(["pg_restore", "--list", str(partial)], "pg_restore --list of the new dump")
-    partial.replace(destination)
+    try:
+        _run(
+            ["pg_dump", "--format=custom", f"--file={partial}", f"--dbname={conninfo}"],
+            f"pg_dump of {mask_url_password(url)}",
+            env,
+        )
+        _run(["pg_restore", "--list", str(partial)], "pg_restore --list of the new dump")
+        partial.replace(destination)
+    except BaseException:
+        partial.unlink(missing_ok=True)  # half a dump: only takes the space the next one needs
+        raise
     log.info(
         "backup_written", database=database, path=str(destination), bytes=destination.stat().st_size
     )
     return destination
+
+
+def _reserve(target_dir: Path, stem: str) -> tuple[Path, Path]:
+    """A dump name no other dump has or is being written under, claimed by creating its
+    .partial file exclusively (two schedules, or an operator's dump beside the schedule's)."""
+    for attempt in range(1000):
+        name = stem if attempt == 0 else f"{stem}-{attempt}"
+        destination = target_dir / f"{name}.dump"
+        partial = destination.with_name(destination.name + ".partial")
+        if destination.exists():
+            continue
+        try:
+            partial.open("x").close()
+        except FileExistsError:
+            continue
+        return destination, partial
+    raise BackupError(f"no free dump name for {stem} in {target_dir}")
+
+
+#: <database>-HHMMSS.dump, or -HHMMSS-N.dump for the N+1th dump of that second.
+_DUMP_TIME = re.compile(r"(\d{6})(?:-(\d+))?")
 
 
 def latest_dump(backup_dir: Path, url: str) -> Path:
@@ -67,14 +93,14 @@ def latest_dump(backup_dir: Path, url: str) -> Path:
     another database in the same BACKUP_DIR (`domos backup postgres --target …`) sort by their
     names before their times, and restoring one with --clean would replace this database."""
     database = urlsplit(url).path.lstrip("/") or "postgres"
-    dumps = [
-        path
-        for path in (backup_dir / "postgres").glob(f"*/{glob_escape(database)}-*.dump")
-        if path.name[len(database) + 1 : -len(".dump")].isdigit()
-    ]
+    dumps = []
+    for path in (backup_dir / "postgres").glob(f"*/{glob_escape(database)}-*.dump"):
+        when = _DUMP_TIME.fullmatch(path.name[len(database) + 1 : -len(".dump")])
+        if when is not None:
+            dumps.append(((path.parent.name, when[1], int(when[2] or 0)), path))
     if not dumps:
         raise BackupError(f"no PostgreSQL dumps of {database} under {backup_dir / 'postgres'}")
-    return max(dumps, key=lambda path: (path.parent.name, path.name))  # day, then HHMMSS
+    return max(dumps)[1]  # day, then HHMMSS, then the second's sequence
 
 
 #: How long the restore waits for a lock a running program holds, then fails (nothing changed:

@@ -119,3 +119,31 @@ def test_a_dump_of_another_database_is_refused_unless_asked_for(pg_url, tmp_path
     assert main([*restore, "--from-other-database"]) == 0
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT v FROM marker").fetchall() == [("staging",)]
+
+
+def test_a_failed_dump_leaves_no_partial_file(tmp_path):
+    """pg_dump stopped halfway (here: no such database) left <db>-HHMMSS.dump.partial behind,
+    taking the space the next dump needs, on every failed run of the schedule."""
+    from runtime.backup.postgres import backup_postgres
+    from runtime.backup.sqlite import BackupError
+
+    with pytest.raises(BackupError, match=r"pg_dump of .* failed"):
+        backup_postgres("postgresql://postgres@127.0.0.1:5432/no_such_db_here", tmp_path)
+    assert [p.name for p in (tmp_path / "postgres").rglob("*") if p.is_file()] == []
+
+
+def test_two_dumps_in_one_second_are_both_kept(pg_url, tmp_path):
+    """The second dump of a second wrote over the first one's file."""
+    from datetime import datetime
+
+    from runtime.backup.postgres import backup_postgres, latest_dump
+
+    at = datetime(2026, 12, 5, 6, 0, 0)
+    first = backup_postgres(pg_url, tmp_path, now=at)
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("CREATE TABLE later (v text)")
+    second = backup_postgres(pg_url, tmp_path, now=at)
+    database = urlsplit(pg_url).path.lstrip("/")
+    assert (first.name, second.name) == (f"{database}-060000.dump", f"{database}-060000-1.dump")
+    assert first.stat().st_size < second.stat().st_size, "the first dump was not written over"
+    assert latest_dump(tmp_path, pg_url) == second
