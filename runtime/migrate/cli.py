@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # the handlers import these: registering the command stays li
     from concurrent.futures import Future, ProcessPoolExecutor
 
     from runtime.migrate.run import Options
+    from runtime.migrate.snapshot import Snapshot
 
 
 def register(subparsers: Any) -> None:
@@ -234,7 +235,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _start(
     args: argparse.Namespace,
-) -> tuple[ProcessPoolExecutor, Mapping[str, Future[Path]], Options]:
+) -> tuple[ProcessPoolExecutor, Mapping[str, Future[Snapshot]], Options]:
     """The workers, the snapshots, then the engine's imports and the run's options."""
     from runtime.migrate.snapshot import start_snapshots
     from runtime.migrate.workers import start_pool

@@ -7,7 +7,8 @@ Phases per run, each in its own module:
 2. plan every table (types, rules, chunks) and refuse identifier collisions - nothing written yet
    (plan_phase.py, plan.py);
 3. prepare the target: refuse non-empty tables unless --truncate; --resume keeps finished tables
-   (target.py, resume_state.py);
+   (target.py, resume_state.py), and refuses, before planning, a source changed since the
+   stopped run snapshotted it;
 4. copy chunks in parallel worker processes (binary COPY, bounded memory); a table planned from
    its declared types that breaks their promise is profiled, planned and copied again
    (copy_phase.py, copier.py);
@@ -26,7 +27,6 @@ import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -40,8 +40,9 @@ from runtime.migrate.plan import TablePlan
 from runtime.migrate.plan_phase import prepare_plans
 from runtime.migrate.rejects import load_refusals
 from runtime.migrate.report import describe_plan, exit_code, write_report
-from runtime.migrate.resume_state import apply_refusals, load_state, save_state
+from runtime.migrate.resume_state import apply_refusals, check_sources, load_state, start_state
 from runtime.migrate.run import Options, Run
+from runtime.migrate.snapshot import Snapshot, start_snapshots
 from runtime.migrate.target import prepare_target, table_exists
 from runtime.migrate.verify_schedule import (
     SideWork,
@@ -69,14 +70,18 @@ def _phase(run: Run, name: str) -> Iterator[None]:
 def migrate(
     options: Options,
     pool: ProcessPoolExecutor | None = None,
-    snapshots: Mapping[str, Future[Path]] | None = None,
+    snapshots: Mapping[str, Future[Snapshot]] | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """Run a whole migration; returns (exit code, report). `pool`: workers started by the
     caller (`workers.start_pool`), shut down here; `snapshots`: the sources' snapshots the
     caller started (`snapshot.start_snapshots`)."""
     run = Run(options)
     options.work_dir.mkdir(parents=True, exist_ok=True)
+    if snapshots is None:
+        snapshots = start_snapshots(options.sources, options.work_dir, resume=options.resume)
     with pool or start_pool(options.jobs) as pool:
+        if options.resume:  # before anything is planned from a snapshot, or written
+            check_sources(options, _source_states(options, snapshots))
         # The workers profile the large tables in rowid ranges, then copy and digest.
         with psycopg.connect(options.target_url, autocommit=True) as conn:
             with _phase(run, "plan"):
@@ -96,7 +101,7 @@ def migrate(
             state = load_state(options)
             if not options.resume:
                 state = {}
-                save_state(options, state)
+                start_state(options, _source_states(options, snapshots))
             else:  # tables copied by the earlier run keep their refused rows out of verification
                 parts = sorted((options.work_dir / "rejects").glob("*.jsonl"))
                 refusals = load_refusals(*parts)
@@ -106,6 +111,13 @@ def migrate(
         _copy_constrain_verify(run, state, readd_fks, pool)
     code = exit_code(run)
     return code, write_report(run, code)
+
+
+def _source_states(
+    options: Options, snapshots: Mapping[str, Future[Snapshot]]
+) -> dict[str, dict[str, Any]]:
+    """What each source was before its snapshot (or, reused by --resume, is now)."""
+    return {source.name: snapshots[source.name].result().source_state for source in options.sources}
 
 
 def _copy_constrain_verify(

@@ -16,7 +16,7 @@ from runtime.migrate import plan as planning
 from runtime.migrate.plan import TablePlan
 from runtime.migrate.plan_existing import plan_existing
 from runtime.migrate.run import Run, TableOutcome
-from runtime.migrate.snapshot import Source, start_snapshots
+from runtime.migrate.snapshot import Snapshot, Source, start_snapshots
 from runtime.migrate.sqlite_source import (
     ForeignKeyViolation,
     foreign_key_violations,
@@ -34,7 +34,7 @@ def prepare_plans(
     *,
     from_declared: bool = False,
     check_in_background: bool = False,
-    snapshots: Mapping[str, Future[Path]] | None = None,
+    snapshots: Mapping[str, Future[Snapshot]] | None = None,
 ) -> None:
     """Snapshot and check every source, then plan its tables. Writes nothing to the target.
     `from_declared`: tables whose declared types promise the fast copy skip the profile, and
@@ -47,7 +47,7 @@ def prepare_plans(
     # planned, and, in the background, copied.
     checker = Checker()
     for source in options.sources:
-        path = snapshots[source.name].result()
+        path = snapshots[source.name].result().path
         integrity_gate.clear(path)
         run.integrity_checks[source.name] = checker.submit(integrity_gate.check, path)
         conn = open_snapshot(path)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from runtime.errors import MigrationError
 from runtime.online_backup import online_backup
@@ -23,8 +24,59 @@ class Source:
     schema: str
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    path: Path
+    #: The source as it was before the snapshot was taken (`source_state`); for a snapshot a
+    #: resumed run reuses, as it is now (resume_state.check_sources compares the two).
+    source_state: dict[str, Any]
+
+
 def snapshot_path(work_dir: Path, source: Source) -> Path:
     return work_dir / "snapshots" / f"{source.name}.sqlite"
+
+
+#: The database header's file change counter (big-endian, bytes 24..27): incremented by every
+#: transaction that changes a file in rollback-journal mode.
+_CHANGE_COUNTER = slice(24, 28)
+#: The WAL header: magic, format, page size, checkpoint sequence, salts, checksum. A WAL that
+#: starts over after a checkpoint gets new salts, so two of one length still differ here.
+_WAL_HEADER_BYTES = 32
+
+
+def source_state(path: Path) -> dict[str, Any]:
+    """What identifies the content of a source file without reading it: the main file's size,
+    modification time and change counter, and of its write-ahead log (`-wal`), which holds a WAL
+    database's latest transactions until a checkpoint, the size, time and header. A -wal of no
+    bytes holds nothing (a read-only connection, the snapshot's own, may leave one where there
+    was none). SQLite's data_version is not used: it only means something within one connection."""
+    if not path.is_file():
+        raise MigrationError(f"source database {path} does not exist")
+    stat = path.stat()
+    wal = path.with_name(path.name + "-wal")
+    try:
+        wal_stat = wal.stat()
+    except FileNotFoundError:
+        wal_stat = None
+    if wal_stat is not None and wal_stat.st_size == 0:
+        wal_stat = None
+    with open(path, "rb") as file:
+        header = file.read(_CHANGE_COUNTER.stop)
+    state: dict[str, Any] = {
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "change_counter": int.from_bytes(header[_CHANGE_COUNTER], "big"),
+        "wal": None,
+    }
+    if wal_stat is not None:
+        with open(wal, "rb") as file:
+            wal_header = file.read(_WAL_HEADER_BYTES)
+        state["wal"] = {
+            "size": wal_stat.st_size,
+            "mtime_ns": wal_stat.st_mtime_ns,
+            "header": wal_header.hex(),
+        }
+    return state
 
 
 def snapshot(source: Path, destination: Path) -> Path:
@@ -42,16 +94,20 @@ def snapshot(source: Path, destination: Path) -> Path:
 
 def start_snapshots(
     sources: list[Source], work_dir: Path, *, resume: bool
-) -> Mapping[str, Future[Path]]:
+) -> Mapping[str, Future[Snapshot]]:
     """Snapshot every source, one after the other, in a thread (SQLite releases the GIL while
-    it copies pages); source name -> its snapshot's path. A resumed run reuses the snapshots
-    it finds, which its tables already copied were read from."""
+    it copies pages); source name -> its snapshot. A resumed run reuses the snapshots it finds,
+    which its tables already copied were read from, once it has compared each source with what
+    the stopped run recorded of it (resume_state.check_sources)."""
 
-    def take(source: Source) -> Path:
+    def take(source: Source) -> Snapshot:
+        # Before the copy: a change while it runs makes the source differ from this record,
+        # so a later --resume refuses rather than trusting a copy of unknown age.
+        state = source_state(source.path)
         path = snapshot_path(work_dir, source)
         if resume and path.exists():
-            return path
-        return snapshot(source.path, path)
+            return Snapshot(path, state)
+        return Snapshot(snapshot(source.path, path), state)
 
     thread = ThreadPoolExecutor(max_workers=1)
     try:

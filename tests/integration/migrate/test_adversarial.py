@@ -206,7 +206,9 @@ def test_rerun_refuses_non_empty_target_resume_keeps_finished_tables(
 
     # A failure after table a: the state file says a is done, b must be redone.
     state = tmp_path / "work/state.json"
-    state.write_text(json.dumps({"tables": {"small.a": "constrained"}}))
+    state.write_text(
+        json.dumps({**json.loads(state.read_text()), "tables": {"small.a": "constrained"}})
+    )
     with psycopg.connect(pg_url) as conn:
         conn.execute("INSERT INTO small.a (v) VALUES ('kept by resume')")
     code, report = run_migration(pg_url, {source: "small"}, resume=True)

@@ -154,7 +154,102 @@ def test_a_resumed_run_keeps_keys_the_stopped_one_built(
     )
     assert run_migration(pg_url, {source: "r"})[0] == 0
     state = tmp_path / "work/state.json"
-    state.write_text(json.dumps({"tables": {"r.a": "copied"}}))
+    state.write_text(json.dumps({**json.loads(state.read_text()), "tables": {"r.a": "copied"}}))
     code, report = run_migration(pg_url, {source: "r"}, resume=True)
     assert code == 0, report
     assert _rows(pg_url, "SELECT count(*) FROM r.a") == [(2,)]
+
+
+def _stop_after_first_table(work: Path, label: str) -> None:
+    """The state a run killed after its first table leaves: `label` done, the others not."""
+    state = work / "state.json"
+    recorded = json.loads(state.read_text())
+    state.write_text(json.dumps({**recorded, "tables": {label: "constrained"}}))
+
+
+def _two_tables(path: Path) -> Path:
+    return _file(
+        path,
+        "CREATE TABLE a (id INTEGER PRIMARY KEY, v TEXT);"
+        "CREATE TABLE b (id INTEGER PRIMARY KEY, v TEXT);"
+        "INSERT INTO a VALUES (1, 'a1'), (2, 'a2');"
+        "INSERT INTO b VALUES (1, 'b1'), (2, 'b2');",
+    )
+
+
+def test_resume_refuses_a_source_changed_since_its_snapshot(
+    pg_url: str, run_migration: Any, tmp_path: Path
+) -> None:
+    """The operator used the legacy file between the stopped run and `--resume`: the resumed
+    run copied the stale snapshot, verified it against itself and exited 0."""
+    source = _two_tables(tmp_path / "chg.sqlite")
+    assert run_migration(pg_url, {source: "chg"})[0] == 0
+    _stop_after_first_table(tmp_path / "work", "chg.b")
+    with sqlite3.connect(source) as conn:
+        conn.execute("INSERT INTO a VALUES (3, 'written after the snapshot')")
+    conn.close()
+
+    with pytest.raises(MigrationError, match=r"chg\.sqlite changed since .* without --resume"):
+        run_migration(pg_url, {source: "chg"}, resume=True)
+
+    # Nothing was copied from the stale snapshot; a run without --resume takes the file as it is.
+    assert _rows(pg_url, "SELECT count(*) FROM chg.a") == [(2,)]
+    code, report = run_migration(pg_url, {source: "chg"}, truncate=True)
+    assert (code, report["verified"]) == (0, True)
+    assert _rows(pg_url, "SELECT count(*) FROM chg.a") == [(3,)]
+
+
+def test_resume_sees_a_change_still_in_the_write_ahead_log(
+    pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A WAL source changed by a connection still open: the main file is as it was (size, time,
+    change counter), the change is in the -wal only. Refused with the CLI's operator error."""
+    source = _two_tables(tmp_path / "wal.sqlite")
+    with sqlite3.connect(source) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+    conn.close()
+    work = tmp_path / "work"
+    argv = ["migrate", "--source", f"{source}=walsrc", "--target", pg_url, "--work-dir", str(work)]
+    assert main(argv) == 0
+    _stop_after_first_table(work, "walsrc.a")
+    before = (source.stat().st_size, source.stat().st_mtime_ns)
+    writer = sqlite3.connect(source)
+    try:
+        writer.execute("PRAGMA wal_autocheckpoint=0")
+        writer.execute("UPDATE b SET v = 'changed in the wal' WHERE id = 2")
+        writer.commit()
+        assert (source.stat().st_size, source.stat().st_mtime_ns) == before
+        capsys.readouterr()
+        assert main([*argv, "--resume"]) == 2
+    finally:
+        writer.close()
+    assert "changed since" in capsys.readouterr().err
+    assert _rows(pg_url, "SELECT v FROM walsrc.b ORDER BY id") == [("b1",), ("b2",)]
+
+
+def test_resume_of_an_unchanged_source_keeps_its_snapshot(
+    pg_url: str, run_migration: Any, tmp_path: Path
+) -> None:
+    """What `--resume` records of the source does not change by being read (the snapshot's
+    read-only connection leaves an empty -wal beside a WAL source)."""
+    source = _two_tables(tmp_path / "same.sqlite")
+    with sqlite3.connect(source) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+    conn.close()
+    assert run_migration(pg_url, {source: "same"})[0] == 0
+    _stop_after_first_table(tmp_path / "work", "same.a")
+    code, report = run_migration(pg_url, {source: "same"}, resume=True)
+    tables = {t["table"]: t for t in report["sources"][0]["tables"]}
+    assert (code, tables["a"]["resumed"], tables["b"]["resumed"]) == (0, True, False)
+
+
+def test_resume_without_a_record_of_the_source_is_refused(
+    pg_url: str, run_migration: Any, tmp_path: Path
+) -> None:
+    """A snapshot no state file vouches for (a dry run's, or a run stopped before it recorded
+    its sources) may be of any age: not resumed from."""
+    source = _two_tables(tmp_path / "norec.sqlite")
+    assert run_migration(pg_url, {source: "norec"}, dry_run=True)[0] == 0
+    assert (tmp_path / "work/snapshots/norec.sqlite").exists()
+    with pytest.raises(MigrationError, match=r"has no record of .*norec\.sqlite"):
+        run_migration(pg_url, {source: "norec"}, resume=True)
