@@ -61,13 +61,38 @@ def _upgrade(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    """Changes nothing: on SQLite, a database whose file does not exist is reported pending
+    and not opened (opening created empty files and their directories, so a mistyped
+    DOMOS_DATA_DIR looked like a fresh install with every migration pending)."""
+    import sys
+
     from runtime.config import Settings
-    from runtime.db.migrations import status
+    from runtime.db.migrations import MigrationStatus, discover, status
+
+    settings = Settings.from_env()
+    wanted = _logical_dbs(args)
+    absent = [
+        name
+        for name in wanted
+        if settings.db.type == "sqlite" and not settings.db.sqlite_path(name).exists()
+    ]
+    for name in absent:
+        print(f"{name}: no database file at {settings.db.sqlite_path(name)}", file=sys.stderr)
 
     async def run() -> int:
-        async with async_database(Settings.from_env()) as db:
-            rows = await status(db, _logical_dbs(args), schema_root=args.schema_root)
-            print(format_status_table(rows))
+        rows: list[MigrationStatus] = []
+        present = [name for name in wanted if name not in absent]
+        if present:
+            async with async_database(settings) as db:
+                rows = await status(db, present, schema_root=args.schema_root)
+        rows += [
+            MigrationStatus(name, migration.version, migration.name, "pending", None)
+            for name in absent
+            for migration in discover(name, args.schema_root)
+        ]
+        order = {name: position for position, name in enumerate(wanted)}
+        rows.sort(key=lambda row: order[row.logical_db])  # stable: versions stay in order
+        print(format_status_table(rows))
         return 0 if all(row.state == "applied" for row in rows) else 1
 
     return asyncio.run(run())

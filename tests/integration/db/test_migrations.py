@@ -138,3 +138,17 @@ def test_cli_upgrade_and_status(database_environ_vars: dict[str, str], tmp_path:
     current = subprocess.run([*command, "status", *args], env=env, capture_output=True, text=True)
     assert current.returncode == 0, current.stderr
     assert "applied" in current.stdout
+
+
+def test_cli_status_under_a_mistyped_data_dir_creates_nothing(tmp_path: Path) -> None:
+    """`db status` opened every database, creating empty files (and their directories) under
+    a mistyped DOMOS_DATA_DIR; the next program then started on those empty files."""
+    data_dir = tmp_path / "dtaa"
+    env = {**os.environ, "DB_TYPE": "sqlite", "DOMOS_DATA_DIR": str(data_dir)}
+    command = [sys.executable, "-m", "runtime.cli", "db", "status"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "main: no database file at " + str(data_dir) in result.stderr
+    assert "pending" in result.stdout
+    assert "applied" not in result.stdout
+    assert not data_dir.exists()
