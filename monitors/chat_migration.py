@@ -3,17 +3,25 @@ follow it, or its door stops checking payers (a payer's join request declined as
 not_a_paid_chat, a stranger added there left in).
 
 The bot learns it from the two service messages (services/bot/handlers/chats.py);
-ban_monitor from Telegram's 400 "group chat was upgraded" with migrate_to_chat_id, when the
-old id is still configured in PAID_CHAT_IDS (monitors/membership_census.py).
+ban_monitor from Telegram's 400 "group chat was upgraded" with migrate_to_chat_id, answered to
+a question about a chat still configured by its old id in PAID_CHAT_IDS
+(monitors/membership_census.py), or to a ban, unban or join approval aimed at the old id
+(monitors/ban_monitor.py, monitors/join_approvals.py): those follow the chat and are made again
+in the supergroup.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from monitors.decisions.telegram import classify_telegram_response
 from runtime.db import AsyncDatabase
+
+if TYPE_CHECKING:
+    from monitors.telegram_client import Answer, TelegramClient
 
 log = structlog.get_logger("chat_migration")
 
@@ -33,12 +41,31 @@ async def follow_migration(
         )
 
 
+async def call_following_migration(
+    db: AsyncDatabase,
+    telegram: TelegramClient,
+    method: str,
+    params: dict[str, Any],
+    now: datetime,
+) -> Answer:
+    """A Bot API call about the chat `params["chat_id"]`; when Telegram answers that it is a
+    group upgraded to a supergroup, the chat is followed to its new id and the call made once
+    more there, whose answer is returned."""
+    answer = await telegram.call(method, params)
+    new_chat_id = classify_telegram_response(*answer).migrate_to_chat_id
+    if new_chat_id is None:
+        return answer
+    await follow_migration(db, int(params["chat_id"]), new_chat_id, now)
+    return await telegram.call(method, {**params, "chat_id": new_chat_id})
+
+
 async def migrate_chat(
     db: AsyncDatabase, old_chat_id: int, new_chat_id: int, now: datetime
 ) -> bool:
     """A basic group upgraded to a supergroup (Telegram gives it a new id): the new id is the
-    chat from now on, paid if either was, with the memberships (and everything else keyed to
-    the chat) moved over; the old id is paid no more. Idempotent: Telegram tells it twice.
+    chat from now on, paid if either was, with the memberships and the moderation actions still
+    to be made (and, when the new id is not known yet, everything else keyed to the chat) moved
+    over; the old id is paid no more. Idempotent: Telegram tells it twice.
     True when a paid chat moved just now."""
     async with db.transaction() as tx:
         old = await tx.fetchone(
@@ -68,6 +95,12 @@ async def migrate_chat(
             "UPDATE memberships SET chat_id = ?, updated_at = ? WHERE chat_id = ? AND user_id"
             " NOT IN (SELECT user_id FROM memberships WHERE chat_id = ?)",
             (new["id"], now, old["id"], new["id"]),
+        )
+        # Made there from now on (the old id only answers that the group was upgraded); the
+        # actions done or failed stay the old chat's history.
+        await tx.execute(
+            "UPDATE moderation_actions SET chat_id = ? WHERE chat_id = ? AND status = 'pending'",
+            (new["id"], old["id"]),
         )
         await tx.execute(
             "UPDATE chats SET is_managed = ?, updated_at = ? WHERE id = ?",

@@ -6,7 +6,9 @@ removed from the chat, Telegram down past the bot's retries) it records the memb
 pending for good and the payer locked out. So each tick, every such request of a member who is
 still entitled (staff, or a live subscription: the same rule as the bans') is approved again,
 at most once per RETRY_EVERY so a bot without rights is not hammered: approved, the payer is
-told; gone (decided by an admin, withdrawn, expired), the payer is told to ask again.
+told; gone (decided by an admin, withdrawn, expired), the payer is told to ask again. A request
+recorded under a group Telegram has since upgraded to a supergroup follows the chat to its new
+id and is approved there (monitors/chat_migration.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import structlog
 
 from monitors import texts
+from monitors.chat_migration import call_following_migration
 from monitors.decisions.telegram import (
     REQUEST_GONE,
     USER_ALREADY_IN,
@@ -50,9 +53,12 @@ async def approve_pending_requests(
     log = structlog.get_logger("monitors.ban_monitor")
     settled = 0
     for row in await db.fetchall(_DUE, (now - RETRY_EVERY, now, limit)):
-        answer = await telegram.call(
+        answer = await call_following_migration(
+            db,
+            telegram,
             "approveChatJoinRequest",
             {"chat_id": row["telegram_chat_id"], "user_id": row["telegram_id"]},
+            now,
         )
         outcome = classify_telegram_response(*answer)
         if outcome.verdict is Verdict.BOT_FAULT:

@@ -254,3 +254,30 @@ async def test_a_group_upgraded_to_a_supergroup(sandbox: Sandbox, bot: Bot) -> N
         (-4000001, -1004000001, None),
         (-1004000001, None, -4000001),
     ]
+
+
+@pytest.mark.parametrize("method", ["banChatMember", "unbanChatMember", "approveChatJoinRequest"])
+async def test_moderation_aimed_at_an_upgraded_group_names_the_supergroup(
+    sandbox: Sandbox, method: str
+) -> None:
+    """ban_monitor's calls on the old id are refused, nothing done, with the new id to use."""
+    await sandbox.control("POST", "/telegram/chats", {"id": -4000001, "type": "group"})
+    for user_id, status in ((1, "creator"), (2, "member")):
+        await sandbox.control(
+            "POST", "/telegram/chats/-4000001/members", {"user_id": user_id, "status": status}
+        )
+    await sandbox.control("POST", "/telegram/chats/-4000001/migrate", {"by": 1})
+
+    status, body = await sandbox.raw("POST", method, json={"chat_id": -4000001, "user_id": 2})
+
+    assert (status, body) == (
+        400,
+        {
+            "ok": False,
+            "error_code": 400,
+            "description": "Bad Request: group chat was upgraded to a supergroup chat",
+            "parameters": {"migrate_to_chat_id": -1004000001},
+        },
+    )
+    members = await sandbox.control("GET", "/telegram/chats/-1004000001/members")
+    assert {m["user_id"]: m["status"] for m in members}[2] == "member"
