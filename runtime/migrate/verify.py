@@ -9,6 +9,9 @@ hash each column apart, which says which column differs. Others hash the canonic
 order, or a multiset hash (sum of row hashes) for tables not keyed by their integer rowid
 (TablePlan.hashed_in_key_order), and add per column the
 count of non-null values, min, max (text compared bytewise: COLLATE "C") and sum for numbers.
+A bytea column has no min, max or sum: where such a table's content hash differs, each side is
+read again for a checksum of its bytea columns (`differing_columns`), which names the ones that
+differ - a cost only a table that failed pays.
 
 Tables keyed by their rowid alias whose column types have a row text encoding (rowtext.py) are
 hashed as md5 of that text per chunk: PostgreSQL computes it, with the aggregates, in one SQL
@@ -32,12 +35,15 @@ from runtime.errors import MigrationError
 from runtime.migrate import columnar, rowtext
 from runtime.migrate.chunk import source_select
 from runtime.migrate.digest import (
+    BYTEA_CHECKSUM_SQL,
+    CHECKSUMMED_TYPES,
     MULTISET_MODULUS,
     ORDERED_TYPES,
     SUMMED_TYPES,
     TEXT_TYPES,
     ColumnAggregate,
     Digest,
+    bytea_checksum,
     decimal_sum,
 )
 from runtime.migrate.plan import TablePlan, quote_ident
@@ -412,6 +418,54 @@ def compare(plan: TablePlan, source: Digest, target: Digest) -> list[str]:
         if not _sums_match(types[name], expected, actual):
             problems.append(f"{name}: sum {expected.total!r} vs {actual.total!r}")
     return problems
+
+
+def differing_columns(plan: TablePlan, target_url: str) -> list[str]:
+    """The columns of CHECKSUMMED_TYPES (bytea) whose values differ between the sides, for a
+    table whose content hash differs: the aggregates say no more of them than their count.
+    Each side computes the order-free checksum of each such column on its own (the source
+    through the same rules and left-out rows as its digest, the target by SQL)."""
+    columns = [c for c in plan.columns if c.converter in CHECKSUMMED_TYPES]
+    if not columns:
+        return []
+    source = _sqlite_checksums(plan)
+    target = _postgres_checksums(plan, target_url)
+    return [c.target for c in columns if source[c.target] != target[c.target]]
+
+
+def _sqlite_checksums(plan: TablePlan) -> dict[str, int]:
+    positions = [i for i, c in enumerate(plan.columns) if c.converter in CHECKSUMMED_TYPES]
+    totals = {plan.columns[i].target: 0 for i in positions}
+    # Lenient reads: the text rules give valid text unchanged, as the strict reads would.
+    converter = RowConverter(plan, strict_utf8=False)
+    source = open_snapshot(Path(plan.source_path), strict_utf8=False)
+    try:
+        select, params = source_select(plan, (0, -1), ordered=False)
+        reader = source.execute(select, params)
+        while batch := reader.fetchmany(plan.batch_rows):
+            rows = []
+            for row in batch:
+                try:
+                    rows.append(converter.convert(row[0], row[1:]))
+                except RowRejected:
+                    continue
+            for i in positions:
+                values = [row[i] for row in rows if row[i] is not None]
+                totals[plan.columns[i].target] += bytea_checksum(values)
+    finally:
+        source.close()
+    return totals
+
+
+def _postgres_checksums(plan: TablePlan, target_url: str) -> dict[str, int]:
+    columns = [c for c in plan.columns if c.converter in CHECKSUMMED_TYPES]
+    sums = ", ".join(BYTEA_CHECKSUM_SQL.format(c=quote_ident(c.target)) for c in columns)
+    import psycopg  # see postgres_digest
+
+    with psycopg.connect(target_url, options=TARGET_SESSION) as conn:
+        row = conn.execute(f"SELECT {sums} FROM {plan.qualified}").fetchone()
+    assert row is not None
+    return {c.target: int(total or 0) for c, total in zip(columns, row, strict=True)}
 
 
 def _sums_match(kind: str, expected: ColumnAggregate, actual: ColumnAggregate) -> bool:

@@ -21,6 +21,7 @@ from runtime.migrate.run import Run
 from runtime.migrate.verify import (
     compare,
     computed_by_server,
+    differing_columns,
     pg_ranges,
     postgres_digest,
     sqlite_digest,
@@ -139,6 +140,10 @@ def verify_tables(
             sides[side] = digest
         outcome = run.outcomes[plan.label]
         problems = compare(plan, sides["sqlite"], sides["postgres"])
+        if "content hash differs" in problems:
+            differing = differing_columns(plan, options.target_url)
+            if differing:
+                problems.append("columns that differ: " + ", ".join(differing))
         rejected = sides["sqlite"].skipped_rows
         if sides["sqlite"].rows + rejected != plan.rows:
             problems.append(

@@ -13,6 +13,9 @@ import pytest
 
 from runtime.cli import build_parser, main
 from runtime.errors import MigrationError
+from runtime.migrate.engine import verify_only
+from runtime.migrate.run import Options
+from runtime.migrate.snapshot import Source
 
 pytestmark = pytest.mark.postgres
 
@@ -253,3 +256,44 @@ def test_resume_without_a_record_of_the_source_is_refused(
     assert (tmp_path / "work/snapshots/norec.sqlite").exists()
     with pytest.raises(MigrationError, match=r"has no record of .*norec\.sqlite"):
         run_migration(pg_url, {source: "norec"}, resume=True)
+
+
+@pytest.mark.parametrize(
+    "key", ["id INTEGER PRIMARY KEY", "id TEXT PRIMARY KEY"], ids=["ordered", "multiset"]
+)
+def test_a_blob_that_differs_is_named_by_its_column(
+    pg_url: str, run_migration: Any, tmp_path: Path, key: str
+) -> None:
+    """One blob changed in the target: verification said only "content hash differs"; a text
+    column is named by its aggregates (min, max), a bytea column had none but its count."""
+    source = _file(
+        tmp_path / "blob.sqlite",
+        f"CREATE TABLE b ({key}, name TEXT, data BLOB);"
+        + "".join(f"INSERT INTO b VALUES ({i}, 'n{i}', x'{i:02x}00{i:02x}');" for i in range(1, 6))
+        + "INSERT INTO b VALUES (6, 'n6', x''), (7, 'n7', NULL);",
+    )
+    assert run_migration(pg_url, {source: "blob"})[0] == 0
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("UPDATE blob.b SET data = '\\x030103'::bytea WHERE name = 'n3'")
+    options = Options(
+        sources=[Source("blob", source, "blob")],
+        target_url=pg_url,
+        work_dir=tmp_path / "verify",
+        progress=False,
+    )
+    code, report = verify_only(options)
+    (table,) = report["sources"][0]["tables"]
+    assert code == 1
+    assert "columns that differ: data" in table["verification_problems"], table
+    assert not [p for p in table["verification_problems"] if p.startswith("name")]
+
+    # The blob back, a text changed: the blobs (an empty one, a NULL) checksum alike on both
+    # sides, so no bytea column is named.
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("UPDATE blob.b SET data = '\\x030003'::bytea WHERE name = 'n3'")
+        conn.execute("UPDATE blob.b SET name = 'n3' || 'x' WHERE name = 'n3'")
+    code, report = verify_only(options)
+    (table,) = report["sources"][0]["tables"]
+    assert code == 1
+    assert "content hash differs" in table["verification_problems"]
+    assert not [p for p in table["verification_problems"] if "data" in p], table
