@@ -12,7 +12,9 @@ Never charges a period twice:
    window (PAYMENT_KEY_WINDOW_H) is never POSTed again: the provider may have forgotten the key
    and a repeat would be a second charge. It is reconciled by listing the provider's payments
    instead (payments.reconcile): found, it is applied once; not found, it is closed as not sent
-   and a new attempt with a new key follows; a failed listing fails the tick.
+   and a new attempt with a new key follows; a failed listing fails the tick. Nor is one POSTed
+   again once its subscription no longer wants it (`charge_wanted`: auto-renewal stopped, a
+   refund ended it, a payment by hand moved it on): it is listed the same way, and closed.
 
 Soft declines are retried on `SOFT_DECLINE` with a new attempt (and so a new key, as YooKassa
 requires), never past the grace end; hard declines stop auto-renewal and notify the member.
@@ -47,7 +49,12 @@ from payments.reconcile import charge_matcher, find_payment
 from payments.renewals import lock_subscription, open_manual_renewal
 from payments.requests import charge_request
 from payments.settings import PaymentSettings
-from payments.store import cancel_expired, extend_subscription
+from payments.store import (
+    NOT_WANTED_REASON,
+    cancel_expired,
+    cancel_unwanted,
+    extend_subscription,
+)
 from runtime.db import AsyncDatabase, AsyncTransaction
 from runtime.errors import MonitorError
 from runtime.metrics import start_at_zero
@@ -71,6 +78,16 @@ WHERE s.auto_renew AND s.status IN ('active', 'grace') AND s.current_period_end 
 DUE_SUBSCRIPTIONS = _DUE + "ORDER BY s.current_period_end, s.id LIMIT ?"
 #: The same test for one subscription, repeated under its row lock. Parameters: horizon, now, id.
 STILL_DUE = _DUE + "AND s.id = ?"
+
+
+def charge_wanted(attempt: dict[str, Any], subscription: dict[str, Any]) -> bool:
+    """Whether the subscription still wants the period `attempt` charges: auto-renewing, live,
+    and still ending where the attempt was planned (a payment by hand has not moved it on)."""
+    return (
+        bool(subscription["auto_renew"])
+        and subscription["subscription_status"] in ("active", "grace")
+        and subscription["current_period_end"] == attempt["period_end"]
+    )
 
 
 class LeaseLost(MonitorError):
@@ -232,7 +249,7 @@ class RecurrentPayments(Monitor):
         context = await self.db.fetchone(
             "SELECT p.id AS payment_row, p.provider_payment_id, p.description, p.metadata,"
             " pm.provider_method_id, s.user_id, s.current_period_end, s.grace_until,"
-            " t.period_days, u.telegram_id"
+            " s.auto_renew, s.status AS subscription_status, t.period_days, u.telegram_id"
             " FROM payments p JOIN subscriptions s ON s.id = ?"
             " JOIN tariffs t ON t.id = s.tariff_id JOIN users u ON u.id = s.user_id"
             " LEFT JOIN payment_methods pm ON pm.id = ?"
@@ -242,10 +259,15 @@ class RecurrentPayments(Monitor):
         assert context is not None, "a charge attempt always has its payment row"
         if context["provider_payment_id"]:
             status, body = await self.yookassa.get_payment(context["provider_payment_id"])
+        elif not charge_wanted(attempt, context):
+            # The member stopped auto-renewal, a refund ended the subscription, or a payment by
+            # hand moved it on, after this charge was planned: repeating the create (an earlier
+            # call's outcome unknown) would make the charge now. What it made is looked up.
+            return await self._reconcile_unsent(attempt, context, wanted=False)
         elif key_expired(attempt["created_at"], self.ctx.clock.now(), self.config.key_window):
             # Never repeated past its window (a repeat could be a second charge): what the
             # earlier calls made is looked up by listing instead.
-            return await self._reconcile_unsent(attempt, context)
+            return await self._reconcile_unsent(attempt, context, wanted=True)
         elif context["provider_method_id"] is None:
             result = ChargeResult(ChargeOutcome.CANCELED, None, "permission_revoked")
             return await self._apply(attempt, context, result)
@@ -272,11 +294,14 @@ class RecurrentPayments(Monitor):
             raise MonitorError("YooKassa refuses the shop's credentials (HTTP 401)")
         return await self._apply(attempt, context, classify_response(status, body))
 
-    async def _reconcile_unsent(self, attempt: dict[str, Any], context: dict[str, Any]) -> bool:
-        """An attempt still `created` past its key window (payments.reconcile): the payment
-        found by listing is applied as if the create had answered; none found closes the
-        attempt as not sent (a new attempt, with a new key, may follow); a failed listing
-        fails the tick and changes nothing."""
+    async def _reconcile_unsent(
+        self, attempt: dict[str, Any], context: dict[str, Any], *, wanted: bool
+    ) -> bool:
+        """An attempt still `created` that is not sent again (payments.reconcile): past its key
+        window, or no longer `wanted` by its subscription. The payment found by listing is
+        applied as if the create had answered (the member was charged: they get the period);
+        none found closes the attempt as not sent (while `wanted`, a new attempt with a new key
+        may follow); a failed listing fails the tick and changes nothing."""
         listing = await find_payment(
             self.yookassa,
             attempt["created_at"],
@@ -293,31 +318,41 @@ class RecurrentPayments(Monitor):
             )
             metrics.CHARGE_RECONCILIATIONS.labels(outcome="failed").inc()
             raise MonitorError(
-                f"charge attempt {attempt['id']}: its key is past the window and the listing"
+                f"charge attempt {attempt['id']}: it is not sent again and the listing"
                 f" failed ({listing.error}); nothing was sent, it is looked up again next tick"
             )
         if listing.found is not None:
             metrics.CHARGE_RECONCILIATIONS.labels(outcome="found").inc()
             log.info("charge_reconciled", payment_id=listing.found.get("id"), pages=listing.pages)
             return await self._apply(attempt, context, classify_payment_object(listing.found))
-        note = expired_key_note(attempt["created_at"], now, self.config.key_window)
-        note += "; no payment of it at the provider (listed), so a new attempt may follow"
+        if wanted:
+            reason = EXPIRED_KEY_REASON
+            note = expired_key_note(attempt["created_at"], now, self.config.key_window)
+        else:
+            reason = NOT_WANTED_REASON
+            note = "not sent: auto-renewal stopped or the period changed after it was planned"
+        note += "; no payment of it at the provider (listed)"
         async with self.db.transaction() as tx:
             await lock_subscription(tx, attempt["subscription_id"])
+            # next_retry_at now: a period whose auto-renewal is switched back on is charged
+            # again with a new attempt and key (the subscription's own state decides that).
             await self._finish(
                 tx,
                 attempt,
                 "status = 'declined', decline_kind = 'unknown', decline_reason = ?,"
                 " next_retry_at = ?, finished_at = ?, updated_at = ?, last_error = ?",
-                (EXPIRED_KEY_REASON, now, now, now, note[:500]),
+                (reason, now, now, now, note[:500]),
             )
-            await cancel_expired(tx, context["payment_row"], note, now)
-            await tx.execute(
-                "UPDATE subscriptions SET next_charge_at = ?, updated_at = ? WHERE id = ?",
-                (now, now, attempt["subscription_id"]),
-            )
+            if wanted:
+                await cancel_expired(tx, context["payment_row"], note, now)
+                await tx.execute(
+                    "UPDATE subscriptions SET next_charge_at = ?, updated_at = ? WHERE id = ?",
+                    (now, now, attempt["subscription_id"]),
+                )
+            else:
+                await cancel_unwanted(tx, context["payment_row"], note, now)
         metrics.CHARGE_RECONCILIATIONS.labels(outcome="not_sent").inc()
-        log.warning("charge_not_sent", pages=listing.pages)
+        log.warning("charge_not_sent", reason=reason, pages=listing.pages)
         return True
 
     async def _apply(

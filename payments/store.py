@@ -25,6 +25,9 @@ from runtime.db import AsyncDatabase, AsyncTransaction
 REFUSED_REASON = "request_rejected"
 REFUSED_PARTY = "yoo_money"
 EXPIRED_PARTY = "merchant"
+#: cancellation_reason of a renewal charge never sent: auto-renewal was stopped, the
+#: subscription ended or was paid by hand after the charge was planned.
+NOT_WANTED_REASON = "charge_no_longer_wanted"
 
 
 class Period(Protocol):
@@ -167,6 +170,14 @@ async def cancel_expired(
 ) -> bool:
     """Never confirmed, and its key is too old to be repeated without risking a second payment."""
     return await _cancel_unsent(db, payment_id, EXPIRED_PARTY, EXPIRED_KEY_REASON, detail, now)
+
+
+async def cancel_unwanted(
+    db: AsyncDatabase | AsyncTransaction, payment_id: int, detail: str, now: datetime
+) -> bool:
+    """A renewal charge whose subscription no longer wants it, and which the provider never
+    received (listed): closed without a call."""
+    return await _cancel_unsent(db, payment_id, EXPIRED_PARTY, NOT_WANTED_REASON, detail, now)
 
 
 async def extend_subscription(
