@@ -20,11 +20,18 @@ def reject_record(
     rejected: RowRejected,
     detail: str | None = None,
 ) -> dict[str, Any]:
+    """One rejected row. Its `key` names the row in the source: the primary key's values, or the
+    rowid (under the name SQLite reads it by, `_rowid_` or `oid` where a column is named
+    rowid) for a table without one - and as well where a key value is NULL, which names no
+    row. A WITHOUT ROWID table has no rowid, but needs none: SQLite keeps NULL out of its
+    primary key, and the integrity check fails a file whose key holds one."""
     by_source = dict(zip((c.source for c in plan.columns), values, strict=True))
     if plan.source_key == ("rowid",):
-        key: dict[str, Any] = {"rowid": rowid}
+        key: dict[str, Any] = {plan.rowid_name: rowid}
     else:
         key = {k: _jsonable(by_source.get(k)) for k in plan.source_key}
+        if rowid is not None and None in key.values():
+            key[plan.rowid_name] = rowid
     return {
         "source": plan.source_name,
         "table": plan.table,

@@ -297,3 +297,60 @@ def test_a_blob_that_differs_is_named_by_its_column(
     assert code == 1
     assert "content hash differs" in table["verification_problems"]
     assert not [p for p in table["verification_problems"] if "data" in p], table
+
+
+def test_a_row_rejected_for_a_null_key_is_named_by_its_rowid(
+    pg_url: str, run_migration: Any, tmp_path: Path
+) -> None:
+    """A NULL in a TEXT (or composite) primary key: the reject record's key was `{"code":
+    null}`, which names no row. The rowid does, under the name SQLite reads it by (a column
+    named rowid takes that name: then `_rowid_`)."""
+    source = _file(
+        tmp_path / "nk.sqlite",
+        "CREATE TABLE one (code TEXT PRIMARY KEY, v TEXT);"
+        "INSERT INTO one VALUES ('a', 'x'), (NULL, 'lost'), ('b', 'y');"
+        "CREATE TABLE two (a TEXT, b INTEGER, rowid TEXT, PRIMARY KEY (a, b));"
+        "INSERT INTO two VALUES ('k', 1, 'r1'), ('k', NULL, 'r2'), (NULL, 3, 'r3');",
+    )
+    code, report = run_migration(pg_url, {source: "nk"})
+    assert code == 1
+    assert {t["table"]: t["rejects"] for t in report["sources"][0]["tables"]} == {
+        "one": {"null_in_primary_key": 1},
+        "two": {"null_in_primary_key": 2},
+    }
+    rejects = [
+        json.loads(line) for line in (tmp_path / "work/rejects.jsonl").read_text().splitlines()
+    ]
+    keys = [(r["table"], r["key"]) for r in rejects if r["problem"] == "null_in_primary_key"]
+    assert sorted(keys, key=str) == [
+        ("one", {"code": None, "rowid": 2}),
+        ("two", {"a": "k", "b": None, "_rowid_": 2}),
+        ("two", {"a": None, "b": 3, "_rowid_": 3}),
+    ]
+    with sqlite3.connect(source) as conn:  # what the operator looks up with the record
+        assert conn.execute("SELECT v FROM one WHERE rowid = 2").fetchone() == ("lost",)
+        assert conn.execute("SELECT rowid FROM two WHERE _rowid_ = 3").fetchone() == ("r3",)
+    conn.close()
+
+
+def test_a_null_in_a_without_rowid_key_stops_at_the_integrity_gate(
+    pg_url: str, run_migration: Any, tmp_path: Path
+) -> None:
+    """A WITHOUT ROWID table has no rowid to name a row by, but SQLite keeps NULL out of its
+    primary key, and a file forged to hold one (its schema rewritten) fails the integrity
+    check: no row of such a table is ever rejected for a NULL key, so its key's values always
+    name it."""
+    source = _file(
+        tmp_path / "wr.sqlite",
+        "CREATE TABLE w (a INTEGER, b TEXT, PRIMARY KEY (a)) WITHOUT ROWID;"
+        "INSERT INTO w VALUES (1, NULL), (2, 'x');",
+    )
+    with sqlite3.connect(source) as conn:
+        conn.execute("PRAGMA writable_schema = ON")
+        conn.execute(
+            "UPDATE sqlite_master SET sql = 'CREATE TABLE w (a INTEGER, c TEXT, b TEXT, "
+            "PRIMARY KEY (a, c)) WITHOUT ROWID' WHERE name = 'w'"
+        )
+    conn.close()
+    with pytest.raises(MigrationError, match=r"integrity check failed: NULL value in w\.c"):
+        run_migration(pg_url, {source: "wr"})
