@@ -19,10 +19,11 @@ from typing import Any, Self
 from monitors import metrics, texts
 from monitors.decisions.reminders import event_reminder_due
 from monitors.outbox import enqueue
+from payments.entitlement import entitling
 from runtime.config import Env, Settings
 from runtime.monitor import Monitor
 
-ENTITLED = "(s.status = 'active' OR (s.status = 'grace' AND s.grace_until > ?))"
+ENTITLED = entitling("s")
 
 
 @dataclass(frozen=True)

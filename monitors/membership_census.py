@@ -20,17 +20,17 @@ from monitors.chat_migration import follow_migration
 from monitors.decisions.membership import membership_status
 from monitors.decisions.telegram import Verdict, classify_telegram_response
 from monitors.telegram_client import TelegramClient
+from payments.entitlement import entitling
 from runtime.db import AsyncDatabase
 from runtime.errors import MonitorError
 
 #: Members (not staff) who had a subscription and have none live, with no row for the chat.
-_UNRECORDED = """
+_UNRECORDED = f"""
 SELECT u.id, u.telegram_id FROM users u
 WHERE u.role = 'member'
   AND EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = u.id)
   AND NOT EXISTS (
-    SELECT 1 FROM subscriptions live WHERE live.user_id = u.id
-      AND (live.status = 'active' OR (live.status = 'grace' AND live.grace_until > ?)))
+    SELECT 1 FROM subscriptions live WHERE live.user_id = u.id AND {entitling("live")})
   AND NOT EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = u.id AND m.chat_id = ?)
 ORDER BY u.id
 LIMIT ?

@@ -19,6 +19,7 @@ from monitors import metrics
 from monitors.decisions import entrants
 from monitors.decisions.telegram import Verdict, bot_lacks_rights, classify_telegram_response
 from monitors.telegram_client import TelegramClient
+from payments.entitlement import entitled_user
 from runtime.db import AsyncDatabase
 from runtime.errors import MonitorError
 from runtime.monitor import Clock
@@ -33,11 +34,7 @@ RIGHTS_RETRY = RetrySchedule(base_s=600.0, cap_s=6 * 3600.0, max_attempts=130, j
 
 #: Entitled now: staff, or a subscription active or in grace that has not run out (tsmonitor
 #: may not have moved it yet).
-ENTITLED = (
-    "SELECT 1 FROM users u WHERE u.id = ? AND (u.role <> 'member' OR EXISTS ("
-    " SELECT 1 FROM subscriptions s WHERE s.user_id = u.id"
-    " AND (s.status = 'active' OR (s.status = 'grace' AND s.grace_until > ?))))"
-)
+ENTITLED = f"SELECT 1 FROM users u WHERE u.id = ? AND {entitled_user('u')}"
 
 
 @dataclass

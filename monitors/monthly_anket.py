@@ -20,6 +20,7 @@ from typing import Self
 from monitors import metrics, texts
 from monitors.decisions.reminders import SurveySchedule, month_key
 from monitors.outbox import enqueue
+from payments.entitlement import entitling
 from runtime.config import Env, Settings
 from runtime.errors import ConfigError
 from runtime.monitor import Monitor
@@ -75,8 +76,7 @@ class MonthlyAnket(Monitor):
             return 0
         members = await self.db.fetchall(
             "SELECT DISTINCT u.id, u.telegram_id FROM users u JOIN subscriptions s"
-            " ON s.user_id = u.id AND (s.status = 'active'"
-            " OR (s.status = 'grace' AND s.grace_until > ?))"
+            f" ON s.user_id = u.id AND {entitling('s')}"
             " WHERE u.is_reachable AND NOT EXISTS (SELECT 1 FROM surveys v"
             " WHERE v.user_id = u.id AND v.month = ?) ORDER BY u.id LIMIT ?",
             (now, month, self.batch_size),

@@ -17,6 +17,7 @@ from monitors.decisions.telegram import Verdict, classify_telegram_response
 from monitors.decisions.voice import VoiceLimits, voice_refusal
 from monitors.paid_chats import is_paid_chat
 from monitors.telegram_client import TelegramClient
+from payments.entitlement import entitled_user
 from runtime.errors import MonitorError
 from runtime.monitor import MonitorContext
 from runtime.retry import RetrySchedule
@@ -25,11 +26,7 @@ DOWNLOAD_RETRY = RetrySchedule(base_s=30.0, cap_s=3600.0, max_attempts=8, jitter
 _AUDIO_KINDS = ("voice", "audio", "video_note")
 _EXTENSIONS = {"voice": ".oga", "audio": ".mp3", "video_note": ".mp4"}
 #: 1 when the Telegram user may have voice notes kept: a live subscription, or staff.
-_ENTITLED_SENDER = (
-    "SELECT 1 FROM users u WHERE u.telegram_id = ? AND (u.role <> 'member' OR EXISTS ("
-    " SELECT 1 FROM subscriptions s WHERE s.user_id = u.id"
-    " AND (s.status = 'active' OR (s.status = 'grace' AND s.grace_until > ?))))"
-)
+_ENTITLED_SENDER = f"SELECT 1 FROM users u WHERE u.telegram_id = ? AND {entitled_user('u')}"
 
 
 class VoiceNotes:

@@ -12,9 +12,8 @@ from typing import Any
 
 from aiogram.types import Chat, User
 
+from payments.entitlement import entitled_user, entitling
 from runtime.db import AsyncDatabase, Row
-
-LIVE_STATUSES = ("active", "grace")
 
 
 @dataclass(frozen=True)
@@ -51,20 +50,26 @@ async def find_user(db: AsyncDatabase, telegram_id: int) -> Row | None:
     return await db.fetchone("SELECT * FROM users WHERE telegram_id = ?", (telegram_id,))
 
 
-async def live_subscription(db: AsyncDatabase, user_id: int) -> Row | None:
+async def live_subscription(db: AsyncDatabase, user_id: int, now: datetime) -> Row | None:
+    """The member's subscription that entitles them now (payments.entitlement): active, or in
+    a grace that has not run out."""
     return await db.fetchone(
         "SELECT s.*, t.title AS tariff_title, t.code AS tariff_code FROM subscriptions s"
         " JOIN tariffs t ON t.id = s.tariff_id"
-        " WHERE s.user_id = ? AND s.status IN ('active', 'grace')",
-        (user_id,),
+        f" WHERE s.user_id = ? AND {entitling('s')}",
+        (user_id, now),
     )
 
 
-async def entitled(db: AsyncDatabase, user: Row | None) -> bool:
-    """Staff, or a member with a live subscription: who may be in the paid chats."""
+async def entitled(db: AsyncDatabase, user: Row | None, now: datetime) -> bool:
+    """Staff, or a member whose subscription entitles them now: who may be in the paid chats
+    (the rule ban_monitor removes by, payments.entitlement)."""
     if user is None:
         return False
-    return user["role"] != "member" or await live_subscription(db, user["id"]) is not None
+    found = await db.fetchval(
+        f"SELECT 1 FROM users u WHERE u.id = ? AND {entitled_user('u')}", (user["id"], now)
+    )
+    return found is not None
 
 
 async def latest_subscription(db: AsyncDatabase, user_id: int) -> Row | None:

@@ -85,12 +85,12 @@ async def channel_post(message: Message, db: AsyncDatabase, clock: Callable[[], 
     await _store(db, message, "channel_post")
 
 
-async def private_voice(message: Message, db: AsyncDatabase) -> None:
+async def private_voice(message: Message, db: AsyncDatabase, clock: Callable[[], datetime]) -> None:
     await _store(db, message, "voice")
     user = (
         None if message.from_user is None else await repository.find_user(db, message.from_user.id)
     )
-    entitled = await repository.entitled(db, user)
+    entitled = await repository.entitled(db, user, clock())
     await message.answer(texts.VOICE_SAVED if entitled else texts.VOICE_MEMBERS_ONLY)
 
 
@@ -107,7 +107,7 @@ async def join_request(
         await _decline_elsewhere(request, bot)
         return
     user = await repository.find_user(db, request.from_user.id)
-    approve = await repository.entitled(db, user)
+    approve = await repository.entitled(db, user, now)
     decision = "approved" if approve else "declined"
     log_ = log.bind(chat_id=request.chat.id, telegram_id=request.from_user.id, decision=decision)
     try:
@@ -187,7 +187,7 @@ async def member_changed(
     user = await repository.find_user(db, update.new_chat_member.user.id)
     if paid_chat:
         try:
-            stranger = await _stranger(update, bot, db, user)
+            stranger = await _stranger(update, bot, db, user, now)
         except EntrantNotChecked as exc:
             # Unsure who let them in: ban_monitor asks again and removes them unless an admin
             # did, rather than letting them stay for good.
@@ -207,9 +207,9 @@ async def member_changed(
 
 
 async def _stranger(
-    update: ChatMemberUpdated, bot: Bot, db: AsyncDatabase, user: Row | None
+    update: ChatMemberUpdated, bot: Bot, db: AsyncDatabase, user: Row | None, now: datetime
 ) -> bool:
-    if not entry.entered(update) or await repository.entitled(db, user):
+    if not entry.entered(update) or await repository.entitled(db, user, now):
         return False
     return not await entry.let_in_by_an_admin(update, bot.id, _admin_check(bot, update.chat.id))
 

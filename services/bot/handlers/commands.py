@@ -60,11 +60,11 @@ async def status(
     assert message.from_user is not None
     now = clock()
     member = await repository.register_user(db, message.from_user, now)
-    live = await repository.live_subscription(db, member.id)
+    live = await repository.live_subscription(db, member.id, now)
     sub = live or await repository.latest_subscription(db, member.id)
     lines = [texts.subscription_status(sub, bot_settings.runtime.timezone)]
     user = await repository.find_user(db, message.from_user.id)
-    if live is not None or await repository.entitled(db, user):
+    if live is not None or await repository.entitled(db, user, now):
         # The way in for one who may be in the paid chats and is not (a lost receipt).
         links, failed = await join_links(bot, db, member.id, now)
         lines += texts.way_in(links) + [texts.way_in_failed(title) for title in failed]

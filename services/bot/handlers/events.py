@@ -78,7 +78,7 @@ async def register(query: CallbackQuery, db: AsyncDatabase, clock: Callable[[], 
         return
     now = clock()
     member = await repository.register_user(db, query.from_user, now)
-    if await repository.live_subscription(db, member.id) is None:
+    if await repository.live_subscription(db, member.id, now) is None:
         await query.answer(texts.EVENTS_FOR_MEMBERS, show_alert=True)
         return
     outcome, event = await repository.register_for_event(db, event_id, member.id, now)

@@ -84,7 +84,7 @@ async def _open(
     """Ask the next question of the member's survey; returns a text to send instead, if any."""
     survey = await fsm.open_survey(db, user_row_id)
     if survey is None:
-        if await repository.live_subscription(db, user_row_id) is None:
+        if await repository.live_subscription(db, user_row_id, now) is None:
             return texts.SURVEY_FOR_MEMBERS
         month = fsm.survey_month(now, bot_settings.runtime.timezone)
         survey = await fsm.ensure_survey(db, user_row_id, month, now)

@@ -760,3 +760,38 @@ def test_a_paid_group_upgraded_to_a_supergroup_stays_paid_under_its_new_id(
         assert chat(new_id)["is_managed"]
     finally:
         bot_process.environ["PAID_CHAT_IDS"] = ",".join(str(c) for c in CONFIGURED_PAID_CHATS)
+
+
+def test_a_grace_that_ran_out_entitles_no_one(sandbox: Sandbox, bot_process: BotProcess) -> None:
+    """A subscription still marked 'grace' past its grace_until (tsmonitor has not ticked yet)
+    no longer entitles: the bot decides as ban_monitor and join_approvals do."""
+    chat_id = _new_paid_chat(sandbox, bot_process)
+    tariff_id = _tariff(bot_process)
+    now = datetime.now(UTC)
+    ran_out, in_grace = _start(sandbox), _start(sandbox)
+    for telegram_id, grace_until in (
+        (ran_out, now - timedelta(minutes=1)),
+        (in_grace, now + timedelta(days=1)),
+    ):
+        bot_process.db.execute(
+            "INSERT INTO subscriptions (user_id, tariff_id, status, current_period_start,"
+            " current_period_end, grace_until) VALUES (?, ?, 'grace', ?, ?, ?)",
+            (
+                _user_id(bot_process, telegram_id),
+                tariff_id,
+                now - timedelta(days=33),
+                now - timedelta(days=3),
+                grace_until,
+            ),
+        )
+        sandbox.control(
+            "POST", "/telegram/join_requests", {"user_id": telegram_id, "chat_id": chat_id}
+        )
+
+    members = _members_once_decided(sandbox, chat_id)
+    assert members.get(in_grace) == "member"
+    assert members.get(ran_out) != "member"
+    assert "/subscribe" in sandbox.wait_sent(ran_out, 2)[1]["text"]
+    # Nor are the members-only commands open to it.
+    sandbox.say(ran_out, "/survey")
+    assert "с подпиской" in sandbox.wait_sent(ran_out, 3)[2]["text"]
