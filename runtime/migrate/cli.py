@@ -192,6 +192,7 @@ def _summary(report: dict[str, Any]) -> str:
             "rows_rejected": report["rows_rejected"],
             "verified": report["verified"],
             "not_verified": bad,
+            "warnings": report["warnings"],
             "phases_s": report["phases"],
             "rejects_file": report["rejects_file"],
             "exit_code": report["exit_code"],

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import structlog
 
 from runtime.errors import MigrationError
 from runtime.migrate import integrity_gate
@@ -25,6 +26,8 @@ from runtime.migrate.sqlite_source import (
     views_and_triggers,
 )
 from runtime.migrate.workers import Checker
+
+log = structlog.get_logger("domos.migrate")
 
 
 def prepare_plans(
@@ -52,7 +55,7 @@ def prepare_plans(
         run.integrity_checks[source.name] = checker.submit(integrity_gate.check, path)
         conn = open_snapshot(path)
         try:
-            plans, violations, left_out = _plan_source(
+            plans, violations, left_out, warnings = _plan_source(
                 run, source, path, conn, target, scanner, from_declared
             )
         except sqlite3.DatabaseError as exc:
@@ -72,6 +75,7 @@ def prepare_plans(
                 "integrity_check": "running",
                 "foreign_key_violations": len(violations),
                 "not_migrated": left_out,
+                "warnings": warnings,
                 "tables": [p.label for p in plans],
             }
         )
@@ -94,12 +98,26 @@ def _plan_source(
     target: psycopg.Connection[Any] | None,
     scanner: Executor | None,
     from_declared: bool,
-) -> tuple[list[TablePlan], list[ForeignKeyViolation], list[str]]:
-    """One source's plans, its foreign key violations and what is not migrated (views,
-    triggers)."""
+) -> tuple[list[TablePlan], list[ForeignKeyViolation], list[str], list[str]]:
+    """One source's plans, its foreign key violations, what is not migrated (views, triggers)
+    and warnings for the summary and the report.
+
+    A source without tables is refused in infer mode, where the file is the schema: it would
+    migrate nothing, and is the wrong file. In existing mode it is a warning: the target's
+    tables exist without it, and the SQLite backend creates the file of every logical database
+    it opens, so a file of the data directory may rightly hold none (plan_existing.py)."""
     options = run.options
     violations = foreign_key_violations(conn)
     tables = read_tables(conn)
+    warnings = []
+    if not tables:
+        if options.mode != "existing":
+            raise MigrationError(
+                f"{source.path} holds no tables: there is nothing to migrate from it; check "
+                "the path, or leave the file out"
+            )
+        warnings.append(f"{source.path} holds no tables: nothing was copied from it")
+        log.warning("source_holds_no_tables", source=source.name, path=str(source.path))
     # Existing mode: the target's schema has its own (domos db upgrade, Django).
     left_out = [] if options.mode == "existing" else views_and_triggers(conn)
     if options.mode == "existing":
@@ -126,7 +144,7 @@ def _plan_source(
             from_declared=from_declared,
             keep_case=options.keep_case,
         )
-    return plans, violations, left_out
+    return plans, violations, left_out, warnings
 
 
 def await_integrity(run: Run) -> None:

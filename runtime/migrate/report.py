@@ -17,6 +17,7 @@ def describe_plan(plans: list[TablePlan], sources: list[dict[str, Any]]) -> str:
         for source in sources
         if source.get("not_migrated")
     ]
+    lines += [f"warning: {warning}" for warning in _warnings(sources)]
     for plan in plans:
         lines.append(
             f"{plan.source_name}:{plan.table} -> {plan.label} ({plan.rows} rows, "
@@ -36,6 +37,10 @@ def describe_plan(plans: list[TablePlan], sources: list[dict[str, Any]]) -> str:
         for problem, count in sorted(plan.problems.items()):
             lines.append(f"    problem: {problem} x{count}")
     return "\n".join(lines)
+
+
+def _warnings(sources: list[dict[str, Any]]) -> list[str]:
+    return [warning for source in sources for warning in source.get("warnings", [])]
 
 
 def _describe_classes(classes: dict[str, int] | None) -> str:
@@ -94,6 +99,7 @@ def build_report(run: Run, exit_code: int) -> dict[str, Any]:
             for source in run.sources
         ],
         "phases": run.phases,
+        "warnings": _warnings(run.sources),
         "rows_source": sum(p.rows for p in run.plans),
         "rows_rejected": sum(sum(o.rejects.values()) for o in run.outcomes.values()),
         "verified": all(o.verified for o in run.outcomes.values()),

@@ -49,7 +49,11 @@ def source_state(path: Path) -> dict[str, Any]:
     modification time and change counter, and of its write-ahead log (`-wal`), which holds a WAL
     database's latest transactions until a checkpoint, the size, time and header. A -wal of no
     bytes holds nothing (a read-only connection, the snapshot's own, may leave one where there
-    was none). SQLite's data_version is not used: it only means something within one connection."""
+    was none). SQLite's data_version is not used: it only means something within one connection.
+
+    Refuses a file that is missing or empty: SQLite would read a file of 0 bytes (and no
+    write-ahead log) as an empty database, and migrate nothing from what is no database at all
+    - a wrong path, a failed copy."""
     if not path.is_file():
         raise MigrationError(f"source database {path} does not exist")
     stat = path.stat()
@@ -60,6 +64,11 @@ def source_state(path: Path) -> dict[str, Any]:
         wal_stat = None
     if wal_stat is not None and wal_stat.st_size == 0:
         wal_stat = None
+    if stat.st_size == 0 and wal_stat is None:
+        raise MigrationError(
+            f"source database {path} is empty (0 bytes): no SQLite database was ever written "
+            "there; check the path"
+        )
     with open(path, "rb") as file:
         header = file.read(_CHANGE_COUNTER.stop)
     state: dict[str, Any] = {

@@ -354,3 +354,57 @@ def test_a_null_in_a_without_rowid_key_stops_at_the_integrity_gate(
     conn.close()
     with pytest.raises(MigrationError, match=r"integrity check failed: NULL value in w\.c"):
         run_migration(pg_url, {source: "wr"})
+
+
+def test_a_zero_byte_source_is_refused(
+    pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A path that names an empty file (a typo, a file `touch` or a failed copy made) migrated
+    as an empty database, exit 0: SQLite reads a 0-byte file as one."""
+    source = tmp_path / "typo.sqlite"
+    source.touch()
+    work = ["--target", pg_url, "--work-dir", str(tmp_path / "work")]
+    for action in ("run", "verify"):
+        capsys.readouterr()
+        assert main(["migrate", action, "--source", f"{source}=typo", *work]) == 2
+        err = capsys.readouterr().err
+        assert f"source database {source} is empty (0 bytes)" in err, err
+    assert _rows(pg_url, "SELECT to_regnamespace('typo')::text") == [(None,)]
+
+
+def _no_tables(path: Path) -> Path:
+    """A valid SQLite file without a table: what opening a path, or a table dropped, leaves."""
+    return _file(path, "CREATE TABLE gone (a INTEGER); DROP TABLE gone; PRAGMA user_version = 3;")
+
+
+def test_a_source_without_tables_is_refused_where_it_is_the_schema(
+    pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Infer mode creates the target from the file: a file holding no table (the wrong one)
+    migrated nothing and said nothing, exit 0."""
+    source = _no_tables(tmp_path / "wrong.sqlite")
+    assert source.stat().st_size > 0
+    argv = ["migrate", "--source", f"{source}=wrong", "--target", pg_url]
+    assert main([*argv, "--work-dir", str(tmp_path / "work")]) == 2
+    err = capsys.readouterr().err
+    assert f"{source} holds no tables" in err, err
+
+
+def test_a_source_without_tables_is_a_warning_where_the_target_has_the_schema(
+    pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Existing mode copies into tables `domos db upgrade` made, and the SQLite backend creates
+    the file of every logical database it opens: one left without tables is nothing to copy,
+    not an error - but the summary and the report say so."""
+    source = _no_tables(tmp_path / "unused.sqlite")
+    report_path = tmp_path / "report.json"
+    argv = ["migrate", "--source", f"{source}=unused", "--schema", "existing"]
+    argv += ["--target", pg_url, "--work-dir", str(tmp_path / "work"), "--report", str(report_path)]
+    capsys.readouterr()
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+    expected = [f"{source} holds no tables: nothing was copied from it"]
+    assert summary["warnings"] == expected
+    report = json.loads(report_path.read_text())
+    assert report["warnings"] == expected
+    assert report["sources"][0]["warnings"] == expected
