@@ -24,18 +24,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 from monitors import metrics
-from monitors.chat_migration import follow_migration
-from monitors.decisions.telegram import classify_telegram_response
 from monitors.join_approvals import approve_pending_requests
 from monitors.membership_census import record_unrecorded_members
 from monitors.moderation import ModerationExecutor
-from monitors.telegram_client import Answer, Download, TelegramClient
+from monitors.telegram_client import TelegramClient
 from runtime.config import Env, Settings
-from runtime.errors import MonitorError
 from runtime.metrics import start_at_zero
 from runtime.monitor import Monitor
 
@@ -85,72 +81,6 @@ ON CONFLICT (idempotence_key) DO NOTHING
 """
 
 
-class ChatUpgraded(MonitorError):
-    """Telegram answered a call about a group that it was upgraded to a supergroup."""
-
-    def __init__(self, old_chat_id: int, new_chat_id: int) -> None:
-        super().__init__(f"chat {old_chat_id} was upgraded to supergroup {new_chat_id}")
-        self.old_chat_id = old_chat_id
-        self.new_chat_id = new_chat_id
-
-
-class UpgradeSignallingTelegram(TelegramClient):
-    """The monitor's client as the moderation executor sees it: Telegram's answer that the
-    chat of a call was upgraded is raised (ChatUpgraded) instead of reaching the executor,
-    which would record the action failed. Shares the wrapped client's session."""
-
-    def __init__(self, client: TelegramClient) -> None:
-        # No TelegramClient.__init__: the wrapped client holds the settings and the session.
-        self._client = client
-
-    async def open(self) -> None:
-        await self._client.open()
-
-    async def close(self) -> None:
-        await self._client.close()
-
-    async def call(self, method: str, params: dict[str, Any]) -> Answer:
-        answer = await self._client.call(method, params)
-        new_chat_id = classify_telegram_response(*answer).migrate_to_chat_id
-        if new_chat_id is not None and "chat_id" in params:
-            raise ChatUpgraded(int(params["chat_id"]), new_chat_id)
-        return answer
-
-    async def download(self, file_path: str, dest: Path, *, max_bytes: int) -> Download:
-        return await self._client.download(file_path, dest, max_bytes=max_bytes)
-
-
-@dataclass
-class MigrationFollowingExecutor(ModerationExecutor):
-    """ModerationExecutor whose actions follow an upgraded group: the attempt that met the old
-    id ends before any outcome is written, the chat is followed to the new id (its pending
-    actions with it) and the action, still claimed, is carried out again against it."""
-
-    def __post_init__(self) -> None:
-        self.telegram = UpgradeSignallingTelegram(self.telegram)
-
-    async def execute(self, action: dict[str, Any]) -> bool:
-        try:
-            return await super().execute(action)
-        except ChatUpgraded as upgraded:
-            await follow_migration(
-                self.db, upgraded.old_chat_id, upgraded.new_chat_id, self.clock.now()
-            )
-            self.log.info(
-                "moderation_action_chat_upgraded",
-                action_id=action["id"],
-                old_chat_id=upgraded.old_chat_id,
-                new_chat_id=upgraded.new_chat_id,
-            )
-        moved = await self.db.fetchone(
-            "SELECT * FROM moderation_actions WHERE id = ?", (action["id"],)
-        )
-        assert moved is not None, "moderation_actions rows are never deleted"
-        # The action's chat now has the new id. Should Telegram still answer that it was
-        # upgraded, ChatUpgraded fails the tick; the claim runs out and the action is retried.
-        return await super().execute(dict(moved))
-
-
 @dataclass(frozen=True)
 class BanSettings:
     batch_size: int = 100
@@ -174,7 +104,7 @@ class BanMonitor(Monitor):
         self.batch_size = self.config.batch_size
         self.telegram = TelegramClient(self.ctx.settings)
         await self.telegram.open()
-        self.executor = MigrationFollowingExecutor(
+        self.executor = ModerationExecutor(
             self.db, self.telegram, self.ctx.clock, self.ctx.owner, self.log
         )
 

@@ -16,6 +16,7 @@ from typing import Any
 from structlog.stdlib import BoundLogger
 
 from monitors import metrics
+from monitors.chat_migration import follow_migration
 from monitors.decisions import entrants
 from monitors.decisions.telegram import Verdict, bot_lacks_rights, classify_telegram_response
 from monitors.telegram_client import TelegramClient
@@ -70,8 +71,10 @@ class ModerationExecutor:
                 finished += 1
         return finished
 
-    async def execute(self, action: dict[str, Any]) -> bool:
-        """Carry out one claimed action; True when it reached done or failed."""
+    async def execute(self, action: dict[str, Any], *, followed: bool = False) -> bool:
+        """Carry out one claimed action; True when it reached done or failed. Aimed at a group
+        Telegram says was upgraded to a supergroup, the chat is followed to its new id (with
+        its pending actions, monitors.chat_migration) and the action made there once."""
         target = await self.db.fetchone(
             "SELECT u.telegram_id, c.telegram_chat_id FROM users u, chats c"
             " WHERE u.id = ? AND c.id = ?",
@@ -118,6 +121,16 @@ class ModerationExecutor:
             )
         outcome = classify_telegram_response(status, body)
         now = self.clock.now()
+        if outcome.migrate_to_chat_id is not None:
+            if followed:  # the claim runs out and the action is retried
+                raise MonitorError(f"chat {params['chat_id']} still answers it was upgraded")
+            await follow_migration(self.db, params["chat_id"], outcome.migrate_to_chat_id, now)
+            log.info("moderation_action_chat_upgraded", new_chat_id=outcome.migrate_to_chat_id)
+            moved = await self.db.fetchone(
+                "SELECT * FROM moderation_actions WHERE id = ?", (action["id"],)
+            )
+            assert moved is not None, "moderation_actions rows are never deleted"
+            return await self.execute(dict(moved), followed=True)
         if outcome.verdict is Verdict.DELIVERED:
             await self._done(action, body or {})
             metrics.MODERATION_ACTIONS.labels(action=action["action"], outcome="done").inc()

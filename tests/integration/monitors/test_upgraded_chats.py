@@ -13,8 +13,10 @@ from datetime import timedelta
 from typing import Any
 
 from monitors.ban_monitor import BanMonitor
+from monitors.payment_monitor import PaymentMonitor
 from tests.integration.monitors import factories as f
 from tests.integration.monitors.conftest import metric, utcnow
+from tests.integration.monitors.test_payment_monitor import setup_purchase
 
 OLD_ID = -4_200_000_001
 NEW_ID = -1_004_200_000_001
@@ -167,3 +169,28 @@ async def test_a_join_request_in_an_upgraded_group_is_approved_in_the_supergroup
     assert await membership(db, user) == [(NEW_ID, "member")]
     told = await db.fetchall("SELECT kind FROM outbox WHERE user_id = ?", (user["id"],))
     assert [row["kind"] for row in told] == ["join_request"]
+
+
+async def test_a_payments_own_unban_in_an_upgraded_group_is_made_in_the_supergroup(
+    db, sandbox, monitors
+):
+    """payment_monitor carries out the unban a payment earns at once, with the same executor:
+    it was recorded failed on the group's old id, and the payer stayed banned."""
+    buy = await setup_purchase(db, sandbox)
+    user = buy["user"]
+    await upgraded_group(db, sandbox, user, "banned")
+    await sandbox.control(
+        "POST",
+        f"/telegram/chats/{NEW_ID}/members",
+        {"user_id": user["telegram_id"], "status": "kicked"},
+    )
+    await sandbox.control("POST", f"/yookassa/payments/{buy['provider']['id']}/succeed", {})
+
+    await (await monitors(PaymentMonitor)).tick()
+
+    action = await the_action(db, user)
+    assert (action["action"], action["status"]) == ("unban", "done")
+    assert await f.chat_status(sandbox, {"telegram_chat_id": NEW_ID}, user) == "left"
+    assert (NEW_ID, True) in await chats(db)
+    # The receipt's link is the supergroup's (on the old id, creating it failed too).
+    assert await sandbox.control("GET", f"/telegram/invite_links?chat_id={NEW_ID}") != []
