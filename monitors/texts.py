@@ -16,6 +16,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("subscribe", "оформить или продлить подписку"),
     ("status", "статус подписки"),
     ("cancel_autorenew", "отключить автопродление"),
+    ("autorenew_on", "включить автопродление"),
     ("events", "мероприятия сообщества"),
     ("survey", "ежемесячная анкета"),
     ("help", "что умеет бот"),
@@ -41,7 +42,19 @@ NO_SUBSCRIPTION = "У вас нет подписки. Оформить: /subscri
 NOTHING_TO_CANCEL = "Автопродление уже выключено или подписки нет."
 AUTORENEW_STOPPED = (
     "Автопродление отключено. Подписка действует до конца оплаченного периода; "
-    "продлить можно командой /subscribe."
+    "продлить можно командой /subscribe (разовая оплата, карта не сохраняется). "
+    "Включить автопродление снова: /autorenew_on."
+)
+#: Added to the /cancel_autorenew reply while a charge of the saved card started earlier is open.
+CHARGE_STILL_CHECKED = (
+    "Списание за продление, начатое раньше, ещё проверяется: если оно прошло, оплаченный "
+    "период добавится к подписке, и мы пришлём сообщение."
+)
+AUTORENEW_ALREADY_ON = "Автопродление уже включено. Отключить: /cancel_autorenew."
+AUTORENEW_NEXT_PAYMENT = (
+    "Сохранённой карты для автопродления нет. Оплатите подписку командой /subscribe: карта "
+    "сохранится, и автопродление включится (в сообщении с оплатой будет сказано, сколько и как "
+    "часто списывается)."
 )
 NO_EVENTS = "Ближайших мероприятий нет."
 EVENTS_FOR_MEMBERS = "Регистрация на мероприятия — для участников с подпиской. /subscribe"
@@ -100,12 +113,42 @@ def subscription_status(sub: Row | None, tz: ZoneInfo) -> str:
     return f"Подписка «{title}» не активна. Оформить снова: /subscribe"
 
 
-def payment_link(url: str, tariff: Row, reused: bool) -> str:
+def payment_link(url: str, tariff: Row, reused: bool, saves_card: bool) -> str:
+    """The payment link, saying whether the card is saved and charged every period (the
+    member's informed consent to auto-renewal) or the payment is a one-time one."""
     price = rubles(tariff["price_minor"], tariff["currency"])
+    days = tariff["period_days"]
     head = "Ваша ссылка на оплату ещё действует" if reused else "Ссылка на оплату готова"
+    if saves_card:
+        terms = (
+            f"Карта сохранится для автопродления: каждые {days} дн. с неё будет автоматически "
+            f"списываться {price}. Отключить автопродление можно в любой момент: /cancel_autorenew."
+        )
+    else:
+        terms = (
+            "Это разовая оплата: карта не сохранится, автопродление останется выключенным. "
+            "Включить его: /autorenew_on."
+        )
     return (
-        f"{head}: «{tariff['title']}», {price} за {tariff['period_days']} дн.\n{url}\n"
-        "После оплаты подписка включится автоматически."
+        f"{head}: «{tariff['title']}», {price} за {days} дн.\n{url}\n"
+        f"После оплаты подписка включится автоматически. {terms}"
+    )
+
+
+def autorenew_on(sub: Row, tz: ZoneInfo, now: datetime) -> str:
+    """/autorenew_on switched auto-renewal on: what is charged, how often, from which card."""
+    price = rubles(sub["price_minor"], sub["currency"])
+    card = f" •••• {sub['card_last4']}" if sub["card_last4"] else ""
+    end = sub["current_period_end"]
+    when = (
+        f"перед окончанием оплаченного периода ({local_date(end, tz)})"
+        if end > now
+        else "в ближайшее время"
+    )
+    return (
+        f"Автопродление включено: каждые {sub['period_days']} дн. с сохранённой карты{card} "
+        f"будет автоматически списываться {price}; ближайшее списание — {when}. "
+        "Отключить: /cancel_autorenew."
     )
 
 

@@ -4,7 +4,14 @@
   committed before the provider is called;
 - `record_answer`: the provider's answer to the create call;
 - `cancel_refused` / `cancel_expired`: a payment the provider has no trace of, closed at once;
-- `extend_subscription`: a paid period moved onto the subscription, exactly once.
+- `extend_subscription`: a paid period moved onto the subscription, exactly once;
+- `stopped_by_member` / `charge_due_at`: whether the member's own "stop auto-renewal" is in
+  force, and when a saved card is charged for a period (one home for both).
+
+A member's own stop (/cancel_autorenew: `auto_renew_stopped_reason` 'user') sticks until the
+member turns auto-renewal on again (the bot's /autorenew_on): no payment, by the bot or the
+API, switches it back on, whatever card it saved. Other stops (a hard decline, a refund) end
+with a payment that saves a card with the member's consent.
 
 The cancellation party follows YooKassa's `cancellation_details.party`: who decided. A create
 request the provider refuses was refused by YooKassa (`yoo_money`); a key left unsent past the
@@ -14,7 +21,7 @@ key window is given up by us (`merchant`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from payments.decisions import EXPIRED_KEY_REASON, PROVIDER_REQUEST
@@ -24,6 +31,8 @@ from runtime.db import AsyncDatabase, AsyncTransaction
 #: cancellation_reason of a create request the provider refused (the code is in last_error).
 REFUSED_REASON = "request_rejected"
 REFUSED_PARTY = "yoo_money"
+#: subscriptions.auto_renew_stopped_reason when the member stopped auto-renewal themselves.
+STOPPED_BY_MEMBER = "user"
 EXPIRED_PARTY = "merchant"
 #: cancellation_reason of a renewal charge never sent: auto-renewal was stopped, the
 #: subscription ended or was paid by hand after the charge was planned.
@@ -198,7 +207,8 @@ async def extend_subscription(
 
     Only a live (active, grace) subscription is extended, unless `lapsed_too`: a saved-card
     charge paid for this very period renews even a subscription that lapsed while it ran.
-    A new saved card (`method_id`) clears the reason auto-renewal was stopped.
+    Auto-renewal switched on (`auto_renew` true) clears the reason it had been stopped; a
+    new saved card (`method_id`) alone does not (a member's own stop stays).
     """
     live_only = "" if lapsed_too else " AND status IN ('active', 'grace')"
     extended = await tx.execute(
@@ -215,7 +225,7 @@ async def extend_subscription(
             tariff_id,
             method_id,
             auto_renew,
-            method_id is not None,
+            bool(auto_renew),
             next_charge_at,
             now,
             subscription_id,
@@ -223,3 +233,21 @@ async def extend_subscription(
         ),
     )
     return bool(extended)
+
+
+async def stopped_by_member(db: AsyncDatabase | AsyncTransaction, user_id: int) -> bool:
+    """Whether the member's own "stop auto-renewal" is in force: their live subscription, else
+    their latest one, was stopped by them and not switched on since."""
+    reason = await db.fetchval(
+        "SELECT auto_renew_stopped_reason FROM subscriptions WHERE user_id = ?"
+        " ORDER BY CASE WHEN status IN ('active', 'grace') THEN 0 ELSE 1 END,"
+        " current_period_end DESC, id DESC LIMIT 1",
+        (user_id,),
+    )
+    return bool(reason == STOPPED_BY_MEMBER)
+
+
+def charge_due_at(period_end: datetime, charge_ahead: timedelta) -> datetime:
+    """When the saved card is charged for the period after the one ending at `period_end`
+    (subscriptions.next_charge_at): `charge_ahead` (RENEW_CHARGE_AHEAD_H) before that end."""
+    return period_end - charge_ahead

@@ -2,8 +2,14 @@
 
 One transaction guarded by `processed_at IS NULL`, where the webhook, polling and resend paths
 meet: a success activates or extends the subscription (a renewal paid by hand from the live
-period's end), records the saved card for auto-renewal and an unban for every managed chat the
-member was banned from; a cancellation tells the member.
+period's end), records the saved card and an unban for every managed chat the member was
+banned from; a cancellation tells the member.
+
+A saved card switches auto-renewal on only when the payment asked to save it (the member was
+told in the payment message that the card is charged every period) and the member's own stop
+(/cancel_autorenew) is not in force: that stop sticks until the member sends /autorenew_on,
+whatever a payment saved (payments.store.stopped_by_member). The card is kept on the
+subscription either way, so /autorenew_on can use it.
 """
 
 from __future__ import annotations
@@ -16,7 +22,12 @@ from monitors.decisions.periods import extension_start, period_after
 from monitors.outbox import enqueue
 from monitors.payment_stages.work import PaymentWork
 from payments.decisions import ChargeOutcome, ChargeResult
-from payments.store import extend_subscription
+from payments.store import (
+    STOPPED_BY_MEMBER,
+    charge_due_at,
+    extend_subscription,
+    stopped_by_member,
+)
 from runtime.db import AsyncTransaction
 from runtime.errors import TransientError
 
@@ -97,9 +108,14 @@ async def _activate(
     current_end = live["current_period_end"] if live else None
     start = extension_start(current_end, now, still_entitled=live is not None)
     period = period_after(start, days=tariff["period_days"], tz=tz)
-    auto_renew = method_id is not None or bool(live and live["auto_renew"])
+    # Read before the period moves: the member's own stop, if any, stays in force.
+    stopped = await stopped_by_member(tx, payment["user_id"])
+    consented = method_id is not None and bool(payment["save_payment_method"]) and not stopped
+    auto_renew = consented or bool(live and live["auto_renew"])
     has_method = method_id is not None or bool(live and live["payment_method_id"])
-    next_charge = period.end - work.config.charge_ahead if auto_renew and has_method else None
+    next_charge = (
+        charge_due_at(period.end, work.config.charge_ahead) if auto_renew and has_method else None
+    )
     if live is not None:
         extended = await extend_subscription(
             tx,
@@ -118,8 +134,8 @@ async def _activate(
     else:
         subscription_id = await tx.fetchval(
             "INSERT INTO subscriptions (user_id, tariff_id, status, current_period_start,"
-            " current_period_end, auto_renew, payment_method_id, next_charge_at)"
-            " VALUES (?, ?, 'active', ?, ?, ?, ?, ?) RETURNING id",
+            " current_period_end, auto_renew, payment_method_id, next_charge_at,"
+            " auto_renew_stopped_reason) VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 payment["user_id"],
                 payment["tariff_id"],
@@ -128,6 +144,8 @@ async def _activate(
                 auto_renew,
                 method_id,
                 next_charge,
+                # A member who stopped auto-renewal and comes back still wants it off.
+                STOPPED_BY_MEMBER if stopped and not auto_renew else None,
             ),
         )
     await tx.execute(

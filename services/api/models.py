@@ -57,8 +57,11 @@ class SubscriptionStatus(BaseModel):
 class PaymentCreate(Strict):
     telegram_id: TelegramId
     tariff_code: Annotated[Text, Field(min_length=1, max_length=64)]
-    #: Ask YooKassa to save the card for auto-renewal.
-    save_payment_method: bool = True
+    #: Ask YooKassa to save the card for auto-renewal (the client must have told the payer the
+    #: card is charged every period). Omitted: saved unless the member stopped auto-renewal
+    #: themselves (/cancel_autorenew). A saved card never undoes that stop: only the member's
+    #: /autorenew_on does.
+    save_payment_method: bool | None = None
     #: Where the payer returns after the checkout; default PAYMENT_RETURN_URL. Only hosts of
     #: PAYMENT_RETURN_URL_HOSTS: payment_request_model narrows it per app.
     return_url: str | None = None

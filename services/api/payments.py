@@ -19,6 +19,12 @@ have made, so the retry is refused (409 `idempotence_key_expired`) and the payme
 exactly as payment_monitor cancels it when no retry comes. Refusing, rather than quietly
 starting a new payment under the old key, keeps the key's promise (one payment per key) and
 leaves the decision to charge the member now to the client, who sends a new key for it.
+
+Saving the card (`save_payment_method`) follows the member's own wish by default: a member who
+stopped auto-renewal (/cancel_autorenew) pays once, without a saved card. A client that asks
+to save it explicitly has told the payer so; the card is saved, yet a member's own stop stays
+in force (payment_monitor never switches auto-renewal back on over it): only the member's
+/autorenew_on ends it.
 """
 
 from __future__ import annotations
@@ -43,7 +49,14 @@ from payments.decisions import (
 from payments.renewals import AutoRenewalInProgress, refuse_while_auto_charging
 from payments.requests import checkout_request
 from payments.settings import DEFAULT_KEY_WINDOW
-from payments.store import NewPayment, cancel_expired, cancel_refused, commit_payment, record_answer
+from payments.store import (
+    NewPayment,
+    cancel_expired,
+    cancel_refused,
+    commit_payment,
+    record_answer,
+    stopped_by_member,
+)
 from runtime.db import AsyncDatabase, Row
 from services.api.errors import ApiError
 from services.api.models import Amount, Payment, PaymentCreate
@@ -159,6 +172,10 @@ class PaymentService:
                     await refuse_while_auto_charging(tx, live)
                 except AutoRenewalInProgress as exc:
                     raise ApiError(409, "renewal_in_progress", str(exc)) from exc
+            save_card = request.save_payment_method
+            if save_card is None:
+                # The member's own "stop auto-renewal" is respected by default.
+                save_card = not await stopped_by_member(tx, context["user_id"])
             new = NewPayment(
                 idempotence_key=key,
                 user_id=context["user_id"],
@@ -167,7 +184,7 @@ class PaymentService:
                 amount_minor=context["price_minor"],
                 currency=context["currency"],
                 description=texts.payment_description(context["title"], context["period_days"]),
-                save_payment_method=request.save_payment_method,
+                save_payment_method=save_card,
                 metadata={
                     "source": "api",
                     "telegram_id": request.telegram_id,

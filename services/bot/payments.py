@@ -10,12 +10,18 @@
    provider never creates a second payment for it. The request is committed with the row
    (metadata `provider_request`): a repeat sends the very same body, which YooKassa requires of
    a repeated key.
+
+Whether the card is saved for auto-renewal is the member's to decide, knowingly: a member who
+stopped auto-renewal (/cancel_autorenew) pays once, without saving the card, until they send
+/autorenew_on; anyone else is told in the payment message that the card is saved and charged
+every period, how much, and how to stop it (`PaymentLink.saves_card`, texts.payment_link). An
+open payment is offered again only if it saves the card the same way.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -24,7 +30,13 @@ from payments.client import Answer
 from payments.decisions import CreateVerdict, classify_create, stored_request
 from payments.renewals import refuse_while_auto_charging
 from payments.requests import checkout_request
-from payments.store import NewPayment, cancel_refused, commit_payment, record_answer
+from payments.store import (
+    NewPayment,
+    cancel_refused,
+    commit_payment,
+    record_answer,
+    stopped_by_member,
+)
 from runtime.db import AsyncDatabase, AsyncTransaction, Row
 
 
@@ -40,6 +52,8 @@ class PaymentLink:
     reused: bool
     #: The provider refused the request (4xx): a new /subscribe starts over.
     rejected: bool = False
+    #: The card is saved and charged every period (auto-renewal); False: a one-time payment.
+    saves_card: bool = True
 
 
 async def request_payment_link(
@@ -56,12 +70,16 @@ async def request_payment_link(
     payment, reused = await _open_or_new_payment(
         db, user_id, telegram_id, tariff, now, return_url, since=now - timedelta(seconds=reuse_s)
     )
+    saves_card = bool(payment["save_payment_method"])
     if reused and payment["confirmation_url"]:
-        return PaymentLink(payment["id"], payment["confirmation_url"], reused=True)
+        return PaymentLink(
+            payment["id"], payment["confirmation_url"], reused=True, saves_card=saves_card
+        )
     # The request committed with the row; rows from before requests were stored: rebuilt.
     request = stored_request(payment) or checkout_request(payment, return_url)
     status, body = await provider.create_payment(request, payment["idempotence_key"])
-    return await _record_answer(db, payment, status, body, now, reused=reused)
+    link = await _record_answer(db, payment, status, body, now, reused=reused)
+    return replace(link, saves_card=saves_card)
 
 
 async def _open_or_new_payment(
@@ -80,20 +98,24 @@ async def _open_or_new_payment(
         # (READ COMMITTED: the second sees the first's row once it commits); on SQLite
         # BEGIN IMMEDIATE already does, and the statement is harmless.
         await tx.execute("UPDATE users SET updated_at = updated_at WHERE id = ?", (user_id,))
-        payment = await _open_payment(tx, user_id, tariff["id"], since)
+        save_card = not await stopped_by_member(tx, user_id)
+        payment = await _open_payment(tx, user_id, tariff["id"], since, save_card)
         if payment is not None:
             return payment, True
-        return await _create_payment_row(tx, user_id, telegram_id, tariff, now, return_url), False
+        row = await _create_payment_row(
+            tx, user_id, telegram_id, tariff, now, return_url, save_card
+        )
+        return row, False
 
 
 async def _open_payment(
-    tx: AsyncTransaction, user_id: int, tariff_id: int, since: datetime
+    tx: AsyncTransaction, user_id: int, tariff_id: int, since: datetime, save_card: bool
 ) -> Row | None:
     return await tx.fetchone(
         "SELECT * FROM payments WHERE user_id = ? AND tariff_id = ? AND created_at >= ?"
         " AND status IN ('created', 'pending') AND payment_method_id IS NULL"
-        " ORDER BY id DESC LIMIT 1",
-        (user_id, tariff_id, since),
+        " AND save_payment_method = ? ORDER BY id DESC LIMIT 1",
+        (user_id, tariff_id, since, save_card),
     )
 
 
@@ -104,6 +126,7 @@ async def _create_payment_row(
     tariff: Row,
     now: datetime,
     return_url: str,
+    save_card: bool,
 ) -> Row:
     # Paying while a subscription is live extends it (a renewal of that subscription).
     live_id = await tx.fetchval(
@@ -120,7 +143,7 @@ async def _create_payment_row(
         amount_minor=tariff["price_minor"],
         currency=tariff["currency"],
         description=texts.payment_description(tariff["title"], tariff["period_days"]),
-        save_payment_method=True,
+        save_payment_method=save_card,
         metadata={"source": "bot", "telegram_id": telegram_id, "tariff_id": tariff["id"]},
     )
     payment_id = await commit_payment(tx, new, return_url, now=now)

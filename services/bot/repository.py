@@ -13,6 +13,8 @@ from typing import Any
 from aiogram.types import Chat, User
 
 from payments.entitlement import entitled_user, entitling
+from payments.renewals import AutoRenewalInProgress, refuse_while_auto_charging
+from payments.store import STOPPED_BY_MEMBER
 from runtime.db import AsyncDatabase, Row
 
 
@@ -81,14 +83,102 @@ async def latest_subscription(db: AsyncDatabase, user_id: int) -> Row | None:
     )
 
 
-async def stop_auto_renew(db: AsyncDatabase, user_id: int, now: datetime) -> int:
-    """Switch auto-renewal off on the live subscription; 0 when there was nothing to stop."""
-    return await db.execute(
-        "UPDATE subscriptions SET auto_renew = FALSE, next_charge_at = NULL,"
-        " auto_renew_stopped_reason = 'user', updated_at = ?"
-        " WHERE user_id = ? AND status IN ('active', 'grace') AND auto_renew",
-        (now, user_id),
-    )
+@dataclass(frozen=True)
+class AutoRenewStop:
+    #: Auto-renewal was on and is off now.
+    stopped: bool
+    #: A charge of the saved card started before is still open (charge_attempts created or
+    #: pending): it may yet go through, and then its period is added.
+    charge_in_flight: bool
+
+
+async def stop_auto_renew(db: AsyncDatabase, user_id: int, now: datetime) -> AutoRenewStop:
+    """Switch auto-renewal off on the live subscription, as the member's own stop."""
+    async with db.transaction() as tx:
+        live_id = await tx.fetchval(
+            "SELECT id FROM subscriptions WHERE user_id = ? AND status IN ('active', 'grace')",
+            (user_id,),
+        )
+        if live_id is None:
+            return AutoRenewStop(stopped=False, charge_in_flight=False)
+        try:
+            # Under the subscription's row lock, as recurrent_payments plans its charges.
+            await refuse_while_auto_charging(tx, live_id)
+            in_flight = False
+        except AutoRenewalInProgress:
+            in_flight = True
+        stopped = await tx.execute(
+            "UPDATE subscriptions SET auto_renew = FALSE, next_charge_at = NULL,"
+            " auto_renew_stopped_reason = ?, updated_at = ? WHERE id = ? AND auto_renew",
+            (STOPPED_BY_MEMBER, now, live_id),
+        )
+    return AutoRenewStop(stopped=bool(stopped), charge_in_flight=in_flight)
+
+
+class AutoRenewResume:
+    """What /autorenew_on did."""
+
+    #: Switched on: the live subscription's saved card is charged every period.
+    RESUMED = "resumed"
+    ALREADY_ON = "already_on"
+    #: No usable saved card: the member's stop is lifted, so the next /subscribe saves one.
+    NEXT_PAYMENT = "next_payment"
+    NO_SUBSCRIPTION = "no_subscription"
+
+
+@dataclass(frozen=True)
+class Resumed:
+    outcome: str
+    #: The live subscription with its tariff (price_minor, currency, period_days) and card
+    #: (card_last4, card_title), when there is one.
+    subscription: Row | None = None
+
+
+async def resume_auto_renew(db: AsyncDatabase, user_id: int, now: datetime) -> Resumed:
+    """The member's explicit "turn auto-renewal back on" (the only way a stop of theirs ends).
+
+    Switched on when the live subscription has a saved card that is not revoked; otherwise the
+    member's stop is lifted and the next payment (/subscribe, which then says so) saves a card.
+    next_charge_at stays empty here: recurrent_payments charges by the period's end, and the
+    bot does not know RENEW_CHARGE_AHEAD_H (payments.store.charge_due_at); the next applied
+    period sets it.
+    """
+    async with db.transaction() as tx:
+        live = await tx.fetchone(
+            "SELECT s.*, t.price_minor, t.currency, t.period_days, pm.card_last4,"
+            " pm.title AS card_title, (pm.id IS NOT NULL) AS has_card"
+            " FROM subscriptions s JOIN tariffs t ON t.id = s.tariff_id"
+            " LEFT JOIN payment_methods pm ON pm.id = s.payment_method_id AND pm.is_saved"
+            " AND pm.revoked_at IS NULL"
+            " WHERE s.user_id = ? AND s.status IN ('active', 'grace')",
+            (user_id,),
+        )
+        if live is None:
+            lifted = await tx.execute(
+                "UPDATE subscriptions SET auto_renew_stopped_reason = NULL, updated_at = ?"
+                " WHERE user_id = ? AND auto_renew_stopped_reason = ?",
+                (now, user_id, STOPPED_BY_MEMBER),
+            )
+            any_sub = await tx.fetchval(
+                "SELECT 1 FROM subscriptions WHERE user_id = ? LIMIT 1", (user_id,)
+            )
+            outcome = AutoRenewResume.NEXT_PAYMENT if lifted or any_sub else None
+            return Resumed(outcome or AutoRenewResume.NO_SUBSCRIPTION)
+        if live["auto_renew"]:
+            return Resumed(AutoRenewResume.ALREADY_ON, live)
+        if not live["has_card"]:
+            await tx.execute(
+                "UPDATE subscriptions SET auto_renew_stopped_reason = NULL, updated_at = ?"
+                " WHERE id = ?",
+                (now, live["id"]),
+            )
+            return Resumed(AutoRenewResume.NEXT_PAYMENT, live)
+        await tx.execute(
+            "UPDATE subscriptions SET auto_renew = TRUE, auto_renew_stopped_reason = NULL,"
+            " updated_at = ? WHERE id = ? AND NOT auto_renew",
+            (now, live["id"]),
+        )
+    return Resumed(AutoRenewResume.RESUMED, live)
 
 
 async def active_tariffs(db: AsyncDatabase) -> list[Row]:

@@ -1,5 +1,5 @@
 """Private-chat commands: /start, /help, /subscribe (and the tariff buttons), /status,
-/cancel_autorenew."""
+/cancel_autorenew, /autorenew_on."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ def build_router() -> Router:
     router.message.register(subscribe, Command("subscribe"))
     router.message.register(status, Command("status"))
     router.message.register(cancel_autorenew, Command("cancel_autorenew"))
+    router.message.register(autorenew_on, Command("autorenew_on"))
     router.callback_query.register(tariff_chosen, F.data.startswith(TARIFF_PREFIX))
     return router
 
@@ -77,10 +78,42 @@ async def cancel_autorenew(
     assert message.from_user is not None
     now = clock()
     member = await repository.register_user(db, message.from_user, now)
-    stopped = await repository.stop_auto_renew(db, member.id, now)
-    if stopped:
-        log.info("auto_renew_stopped", user_id=member.id, reason="user")
-    await message.answer(texts.AUTORENEW_STOPPED if stopped else texts.NOTHING_TO_CANCEL)
+    stop = await repository.stop_auto_renew(db, member.id, now)
+    if stop.stopped:
+        log.info(
+            "auto_renew_stopped",
+            user_id=member.id,
+            reason="user",
+            charge_in_flight=stop.charge_in_flight,
+        )
+    reply = texts.AUTORENEW_STOPPED if stop.stopped else texts.NOTHING_TO_CANCEL
+    if stop.charge_in_flight:
+        # Not simply "off": a charge sent before may still go through (and add its period).
+        reply = f"{reply}\n\n{texts.CHARGE_STILL_CHECKED}"
+    await message.answer(reply)
+
+
+async def autorenew_on(
+    message: Message,
+    db: AsyncDatabase,
+    clock: Callable[[], datetime],
+    bot_settings: BotSettings,
+) -> None:
+    assert message.from_user is not None
+    now = clock()
+    member = await repository.register_user(db, message.from_user, now)
+    resumed = await repository.resume_auto_renew(db, member.id, now)
+    log.info("auto_renew_resume", user_id=member.id, outcome=resumed.outcome)
+    if resumed.outcome == repository.AutoRenewResume.RESUMED:
+        assert resumed.subscription is not None
+        reply = texts.autorenew_on(resumed.subscription, bot_settings.runtime.timezone, now)
+    elif resumed.outcome == repository.AutoRenewResume.ALREADY_ON:
+        reply = texts.AUTORENEW_ALREADY_ON
+    elif resumed.outcome == repository.AutoRenewResume.NEXT_PAYMENT:
+        reply = texts.AUTORENEW_NEXT_PAYMENT
+    else:
+        reply = texts.NO_SUBSCRIPTION
+    await message.answer(reply)
 
 
 async def subscribe(
@@ -177,4 +210,4 @@ async def _payment_reply(
         return texts.PROVIDER_REJECTED if link.rejected else texts.PROVIDER_DOWN
     PAYMENTS_REQUESTED.labels(outcome="reused" if link.reused else "created").inc()
     log.info("payment_link_sent", user_id=user_id, payment_id=link.payment_id, reused=link.reused)
-    return texts.payment_link(link.confirmation_url, tariff, link.reused)
+    return texts.payment_link(link.confirmation_url, tariff, link.reused, link.saves_card)
