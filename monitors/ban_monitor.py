@@ -31,12 +31,13 @@ from monitors.join_approvals import approve_pending_requests
 from monitors.membership_census import record_unrecorded_members
 from monitors.moderation import ModerationExecutor
 from monitors.telegram_client import TelegramClient
+from payments.entitlement import entitling
 from runtime.config import Env, Settings
 from runtime.metrics import start_at_zero
 from runtime.monitor import Monitor
 
 #: Members past grace still in a managed chat, with the subscription that ended last.
-PLAN_BANS = """
+PLAN_BANS = f"""
 INSERT INTO moderation_actions (idempotence_key, user_id, chat_id, subscription_id, action, reason)
 SELECT 'ban:' || CAST(s.id AS TEXT) || ':' || CAST(s.current_period_end AS TEXT) || ':'
        || CAST(m.chat_id AS TEXT),
@@ -49,7 +50,7 @@ WHERE m.status IN ('member', 'requested')
   AND (s.status = 'expired' OR (s.status = 'grace' AND s.grace_until <= ?))
   AND NOT EXISTS (
     SELECT 1 FROM subscriptions live WHERE live.user_id = m.user_id
-      AND (live.status = 'active' OR (live.status = 'grace' AND live.grace_until > ?)))
+      AND {entitling("live")})
   AND NOT EXISTS (
     SELECT 1 FROM subscriptions later WHERE later.user_id = s.user_id
       AND (later.current_period_end > s.current_period_end
@@ -63,14 +64,14 @@ ON CONFLICT (idempotence_key) DO NOTHING
 """
 
 #: Banned members with a live subscription again.
-PLAN_UNBANS = """
+PLAN_UNBANS = f"""
 INSERT INTO moderation_actions (idempotence_key, user_id, chat_id, subscription_id, action, reason)
 SELECT 'unban:' || CAST(m.id AS TEXT) || ':' || CAST(m.banned_at AS TEXT),
        m.user_id, m.chat_id, s.id, 'unban', 'paid'
 FROM memberships m
 JOIN chats c ON c.id = m.chat_id AND c.is_managed
 JOIN subscriptions s ON s.user_id = m.user_id
-  AND (s.status = 'active' OR (s.status = 'grace' AND s.grace_until > ?))
+  AND {entitling("s")}
 WHERE m.status = 'banned'
   AND NOT EXISTS (
     SELECT 1 FROM moderation_actions pending WHERE pending.user_id = m.user_id

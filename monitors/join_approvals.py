@@ -28,19 +28,18 @@ from monitors.decisions.telegram import (
 )
 from monitors.outbox import enqueue
 from monitors.telegram_client import TelegramClient
+from payments.entitlement import entitled_user
 from runtime.db import AsyncDatabase
 from runtime.errors import MonitorError
 
 RETRY_EVERY = timedelta(minutes=5)
 
-_DUE = """
+_DUE = f"""
 SELECT m.id, m.user_id, u.telegram_id, c.telegram_chat_id FROM memberships m
 JOIN chats c ON c.id = m.chat_id AND c.is_managed
 JOIN users u ON u.id = m.user_id
 WHERE m.status = 'requested' AND m.updated_at <= ?
-  AND (u.role <> 'member' OR EXISTS (
-    SELECT 1 FROM subscriptions live WHERE live.user_id = u.id
-      AND (live.status = 'active' OR (live.status = 'grace' AND live.grace_until > ?))))
+  AND {entitled_user("u")}
 ORDER BY m.id
 LIMIT ?
 """

@@ -53,6 +53,7 @@ from payments.store import (
     NOT_WANTED_REASON,
     cancel_expired,
     cancel_unwanted,
+    charge_due_at,
     extend_subscription,
 )
 from runtime.db import AsyncDatabase, AsyncTransaction
@@ -438,7 +439,7 @@ class RecurrentPayments(Monitor):
                 attempt["subscription_id"],
                 from_end=attempt["period_end"],
                 period=period,
-                next_charge_at=period.end - self.config.charge_ahead,
+                next_charge_at=charge_due_at(period.end, self.config.charge_ahead),
                 now=now,
                 lapsed_too=True,
             )

@@ -8,8 +8,6 @@ from pathlib import Path
 from payments.entitlement import entitled_user, entitling
 
 ROOT = Path(__file__).resolve().parents[3]
-#: Still carrying their own copy: owned elsewhere while this rule moved; to use entitling().
-NOT_YET_MOVED = {"monitors/ban_monitor.py", "monitors/join_approvals.py"}
 _COPY = re.compile(r"grace_until\s*>\s*\?")
 
 
@@ -28,7 +26,7 @@ def test_the_bot_and_the_monitors_take_the_rule_from_its_one_home() -> None:
         for path in (ROOT / package).rglob("*.py")
         if _COPY.search(path.read_text())
     }
-    assert copies - NOT_YET_MOVED == {"payments/entitlement.py"}
+    assert copies == {"payments/entitlement.py"}
     bot = (ROOT / "services/bot/repository.py").read_text()
     assert "entitling(" in bot
     assert "entitled_user(" in bot
