@@ -242,9 +242,9 @@ def test_every_interpolated_variable_is_in_env_example_and_nothing_more(
 ):
     interpolated = set(_INTERPOLATION.findall(compose_text))
     assert interpolated - set(env_example) == set()
-    # Compose's own setting: the project name (the file has no top-level `name:`, which
-    # docker-compose v1 refuses).
-    compose_settings = {"COMPOSE_PROJECT_NAME"}
+    # Compose's own settings: the project name (the file has no top-level `name:`, which
+    # docker-compose v1 refuses) and the optional services started.
+    compose_settings = {"COMPOSE_PROJECT_NAME", "COMPOSE_PROFILES"}
     assert set(env_example) - interpolated == compose_settings, "dead entries in .env.example"
     # Required values are left empty in the example, so nobody runs with a sample secret.
     for name in interpolated:
@@ -295,3 +295,25 @@ def test_grafana_mounts_the_provisioning_and_dashboards(compose: dict[str, Any],
 def test_docker_compose_v1_accepts_the_file(compose: dict[str, Any]) -> None:
     """Debian's Compose (v1, and many LTS systems') refuses a top-level `name:`."""
     assert "name" not in compose
+
+
+def test_an_image_without_an_offline_stand_in_is_optional(compose: dict[str, Any], repo: Path):
+    """`up` pulls every enabled service's image first: Grafana's, which only a registry has,
+    stopped an air-gapped `docker-compose up -d` before anything started. It is behind a
+    profile that .env.example enables and an offline operator empties."""
+    stand_ins = (repo / "docker/base-images/build.sh").read_text()
+    registry_only = {
+        name
+        for name, service in compose["services"].items()
+        if "image" in service
+        and "${" not in service["image"]
+        and service["image"] not in stand_ins
+    }
+    assert registry_only == {"grafana"}
+    assert compose["services"]["grafana"]["profiles"] == ["grafana"]
+    env = dict(
+        line.split("=", 1)
+        for line in (repo / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert env["COMPOSE_PROFILES"].split(",") == ["grafana"]
