@@ -3,6 +3,7 @@ Alertmanager config (filled in by its entrypoint, checked by amtool)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,7 +13,13 @@ import pytest
 import yaml
 
 from runtime.observability.alerting import PLACEHOLDERS
-from runtime.observability.scrape import scrape_config, scraped_roles, targets
+from runtime.observability.scrape import (
+    EVALUATION_INTERVAL_S,
+    SCRAPE_INTERVAL_S,
+    scrape_config,
+    scraped_roles,
+    targets,
+)
 from runtime.supervision.programs import LISTENER_METRICS_PORT, PRODUCTION_ROLES, PROGRAMS
 
 PROMTOOL = shutil.which("promtool")
@@ -229,5 +236,26 @@ def test_every_program_with_a_scrape_job_has_its_inhibition(repo: Path):
     role_rule = config["inhibit_rules"][0]
     assert role_rule["source_matchers"] == ['alertname="DomosTargetDown"', 'job="supervisor"']
     assert role_rule["equal"] == ["role"]
-    assert config["route"]["group_by"] == ["alertname", "role"]
     assert config["route"]["repeat_interval"]
+
+
+def test_every_alert_is_its_own_group(repo: Path):
+    """Grouped by alert name and role, a new monitor's DomosMonitorSilent joined the open group
+    of another monitor and was not posted: each label set is now a group of its own."""
+    config = yaml.safe_load((repo / "prometheus/alertmanager.yml").read_text())
+    assert config["route"]["group_by"] == ["..."]
+    assert all("group_by" not in route for route in config["route"]["routes"])
+
+
+def test_monitor_silent_allows_for_the_scrape_and_evaluation_intervals(repo: Path):
+    """Prometheus sees a monitor's last-progress timestamp as of its last scrape and evaluates
+    the rule later still: the limit must exceed both intervals whatever the monitor's own."""
+    rules = yaml.safe_load((repo / "prometheus/alerts.yml").read_text())
+    (rule,) = [r for g in rules["groups"] for r in g["rules"] if r["alert"] == "DomosMonitorSilent"]
+    floor = re.search(r"clamp_min\(3 \* domos_monitor_interval_seconds, (\d+)\)", rule["expr"])
+    assert floor, rule["expr"]
+    assert int(floor.group(1)) >= 2 * (SCRAPE_INTERVAL_S + EVALUATION_INTERVAL_S)
+    # The rule test that shows it runs at the production cadence.
+    test = yaml.safe_load((repo / "prometheus/tests/monitor_silent_test.yml").read_text())
+    assert test["evaluation_interval"] == f"{EVALUATION_INTERVAL_S}s"
+    assert test["tests"][0]["interval"] == f"{SCRAPE_INTERVAL_S}s"
