@@ -67,6 +67,9 @@ MIDDLEWARE = [
     # First: times and counts every request, static files and redirects included.
     "services.web.metrics.RequestMetricsMiddleware",
     "services.web.metrics.MetricsEndpointMiddleware",
+    # A NUL in the path, query string, cookies or headers: refused before any view (400, or an
+    # admin list's ?e=1); first among the middleware that act before the view.
+    "services.web.nul_guard.NulGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
