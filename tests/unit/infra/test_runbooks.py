@@ -36,6 +36,11 @@ _ALERT = re.compile(r"\b(Domos[A-Z][A-Za-z]+)\b")
 _SUPERVISOR_TARGET = re.compile(r"^([a-z_]+):([a-z_*]+)$")
 _SEPARATORS = {"&&", "||", ";", "|"}
 _COMPOSE_VERBS = {"exec", "logs", "restart", "stop", "start", "up", "ps", "top"}
+_SUBSTITUTION = re.compile(r"\$\(([^()]*)\)")
+#: docker-compose 1.29.2 (Debian's, supported) has no `logs --since`: it prints its usage and
+#: exits 0, so `docker-compose logs --since=12h monitors | grep backup_failed` finds nothing
+#: and looks like "no errors".
+NO_SINCE = "docker-compose v1 has no `logs --since` (use `docker logs --since`)"
 #: Options of those verbs that take a separate value.
 _VALUE_OPTIONS = {"-e", "-u", "-w", "--env", "--user", "--workdir", "--tail"}
 
@@ -94,11 +99,15 @@ def _commands(line: str) -> Iterator[list[str]]:
 
 def _compose_command(words: list[str], services: set[str]) -> tuple[list[str], list[str]]:
     """For `docker-compose VERB [options] SERVICE...`: the command `exec` runs inside the
-    container, and the services named that compose does not have."""
+    container, and the services named that compose does not have (or a `logs --since`)."""
+    if words[0] == "docker" and words[1:2] != ["compose"]:
+        return [], []  # docker itself (`docker logs --since 15m "$(docker-compose ps -q ...)"`)
     verb_at = 2 if words[:2] == ["docker", "compose"] else 1
     if len(words) <= verb_at or words[verb_at] not in _COMPOSE_VERBS:
         return [], []
     verb, rest = words[verb_at], words[verb_at + 1 :]
+    if verb == "logs" and any(word.startswith("--since") for word in rest):
+        return [], [f"{NO_SINCE}: {' '.join(words)}"]
     index = 0
     while index < len(rest) and rest[index].startswith("-"):
         index += 2 if rest[index] in _VALUE_OPTIONS else 1
@@ -112,13 +121,15 @@ def _compose_command(words: list[str], services: set[str]) -> tuple[list[str], l
 
 def shell_commands(markdown: str, services: set[str]) -> Iterator[tuple[list[str], list[str]]]:
     """(command, problems) for each simple command of a runbook, the command inside
-    `docker-compose exec` taken for the command itself."""
-    for line in code_of(markdown):
-        for words in _commands(line):
-            missing: list[str] = []
-            if words[0] in ("docker-compose", "docker"):
-                words, missing = _compose_command(words, services)
-            yield words, missing
+    `docker-compose exec` taken for the command itself, and each `$(...)` a command too."""
+    for whole in code_of(markdown):
+        inner = _SUBSTITUTION.findall(whole)
+        for line in [*inner, _SUBSTITUTION.sub("SUBSTITUTED", whole)]:
+            for words in _commands(line):
+                missing: list[str] = []
+                if words[0] in ("docker-compose", "docker"):
+                    words, missing = _compose_command(words, services)
+                yield words, missing
 
 
 def problems_in(
@@ -221,6 +232,9 @@ def test_runbooks_name_only_commands_metrics_and_alerts_that_exist(
         ("supervisorctl restart workers:*", "no supervisord program"),
         ("curl -s localhost:9090 | grep domos_monitor_ticks_sum", "no metric"),
         ("see DomosMonitorDead", "no alert"),
+        ("docker-compose logs --since=15m monitors | grep tick_failed", "no `logs --since`"),
+        ("docker compose logs --since 15m monitors", "no `logs --since`"),
+        ('docker logs --since 15m "$(docker-compose ps -q monitor)" 2>&1', "no compose service"),
     ],
 )
 def test_the_check_catches_what_does_not_exist(
@@ -238,6 +252,8 @@ def test_the_check_passes_real_commands(compose: dict[str, Any], defined: set[st
         "docker-compose exec -e LOG_LEVEL=debug monitors domos monitor tsmonitor --once\n"
         "docker-compose exec monitors supervisorctl -c /app/supervisord.conf status monitors:*\n"
         "psql -U domos -d domos -c 'SELECT 1' && .venv/bin/domos db status\n"
+        'docker logs --since 15m "$(docker-compose ps -q monitors)" 2>&1 | grep tick_failed\n'
+        "docker-compose logs --tail=200 monitors\n"
         "```\nWatch domos_monitor_ticks_total and DomosTargetDown.\n"
     )
     assert problems_in(markdown, set(compose["services"]), defined, {"DomosTargetDown"}) == []
@@ -291,3 +307,21 @@ def test_the_cutover_runbook_names_only_what_exists(
     assert "manage.py" not in text
     targets = [w for words, _ in shell_commands(text, set(compose["services"])) for w in words]
     assert {"bot:*", "api:*", "web:*", "monitors:*"} <= set(targets)
+
+
+_COMPOSE_LOGS_SINCE = re.compile(r"docker(?:-compose| compose) logs\b[^\n`|;&]*--since")
+
+
+def test_no_doc_asks_compose_for_logs_since(repo: Path):
+    """Every runbook and doc: `docker-compose logs --since` prints usage and exits 0 on
+    docker-compose v1, so a grep behind it finds nothing. `docker logs --since` works on both."""
+    docs = [repo / "README.md", *sorted((repo / "docs").rglob("*.md"))]
+    found = [
+        f"{path.relative_to(repo)}: {match.group(0)}"
+        for path in docs
+        for match in _COMPOSE_LOGS_SINCE.finditer(path.read_text(encoding="utf-8"))
+    ]
+    assert found == [], NO_SINCE
+    assert _COMPOSE_LOGS_SINCE.search("docker-compose logs --since=12h monitors | grep x")
+    assert _COMPOSE_LOGS_SINCE.search("docker compose logs -f --since 1h bot")
+    assert not _COMPOSE_LOGS_SINCE.search('docker logs --since 1h "$(docker-compose ps -q bot)"')
