@@ -5,8 +5,9 @@ inbox, listings): staff can look, filter and search, not edit behind a monitor's
 where an operator is the owner: tariffs, events, useful-message rules. The one write on monitor
 state is explicit: re-queueing outbox dead letters.
 
-A NUL in a list's parameters is refused for every table, Django's and django-axes's alike,
-before any view: services.web.nul_guard.
+What every table's admin does with hostile values (a NUL, ids that are no key, values the
+database cannot compare) is the site's, for Django's and django-axes's tables alike:
+services.web.nul_guard and services.web.admin_site.
 """
 
 from __future__ import annotations
