@@ -305,9 +305,7 @@ def test_an_image_without_an_offline_stand_in_is_optional(compose: dict[str, Any
     registry_only = {
         name
         for name, service in compose["services"].items()
-        if "image" in service
-        and "${" not in service["image"]
-        and service["image"] not in stand_ins
+        if "image" in service and "${" not in service["image"] and service["image"] not in stand_ins
     }
     assert registry_only == {"grafana"}
     assert compose["services"]["grafana"]["profiles"] == ["grafana"]
