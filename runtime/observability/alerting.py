@@ -17,7 +17,9 @@ Inhibition, so that one failure sends one message:
 - a program not RUNNING or FATAL silences its own target-down, monitor and database alerts (its
   scrape job is named after it) and, for FATAL, its not-running and restart-loop alerts. One rule
   per program of the catalogue, since the program is the `program` label on one side and the
-  `job` label on the other.
+  `job` label on the other;
+- PostgreSQL down (`DomosPostgresDown`) silences postgres_exporter's target-down alert and the
+  programs' pool and query-error alerts.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from runtime.supervision.programs import PROGRAMS
 #: Placeholders the entrypoint substitutes from the container's environment.
 PLACEHOLDERS = ("TELEGRAM_BOT_TOKEN", "ALERT_CHAT_ID", "TELEGRAM_API_URL")
 RECEIVER = "operators"
+POSTGRES_DOWN = "DomosPostgresDown"
 ALERTMANAGER_PORT = 9093
 
 #: Every alert (each distinct label set: a monitor, a program, a job, a kind) is its own group, so
@@ -114,6 +117,21 @@ def alertmanager_config() -> dict[str, Any]:
                 "source_matchers": ['alertname="DomosProgramFatal"'],
                 "target_matchers": ['alertname=~"DomosProgramNotRunning|DomosProgramRestartLoop"'],
                 "equal": ["role", "program"],
+            },
+            # PostgreSQL down: postgres_exporter not answering (it hung resolving the stopped
+            # container) and the programs' pool and query errors follow from it. Fix PostgreSQL
+            # first; whatever still fails once it is back is posted then.
+            {
+                "source_matchers": [f'alertname="{POSTGRES_DOWN}"'],
+                "target_matchers": ['alertname="DomosTargetDown"', 'job="postgres"'],
+                "equal": [],
+            },
+            {
+                "source_matchers": [f'alertname="{POSTGRES_DOWN}"'],
+                "target_matchers": [
+                    'alertname=~"DomosDbPoolWaiting|DomosDbPoolExhausted|DomosDbQueryErrors"'
+                ],
+                "equal": [],
             },
             *_program_inhibitions(),
         ],

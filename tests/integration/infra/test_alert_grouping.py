@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ import pytest
 from runtime.observability import alerting
 from runtime.supervision.embedded import SANDBOX_BOT_TOKEN
 from tests.integration.infra import stack
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +81,7 @@ def firing_about(sandbox: str, monitor: str) -> list[dict[str, Any]]:
 @pytest.fixture
 def delivery(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """(sandbox URL, Alertmanager URL)."""
-    port = stack.free_port()
+    port = free_port()
     sandbox = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [
@@ -114,7 +116,7 @@ def delivery(tmp_path: Path) -> Iterator[tuple[str, str]]:
         proc.wait(timeout=30)
 
 
-def test_a_second_monitor_silent_is_posted_while_the_first_fires(delivery: tuple[str, str]):
+def test_a_second_monitor_silent_is_posted_while_the_first_fires(delivery: tuple[str, str]) -> None:
     sandbox, am = delivery
     post_alerts(am, [silent("notifymonitor")])
     stack.wait_for(lambda: firing_about(sandbox, "notifymonitor"), 30, "the first alert posted")
@@ -126,3 +128,58 @@ def test_a_second_monitor_silent_is_posted_while_the_first_fires(delivery: tuple
         "the second monitor's alert posted well before the group interval",
     )
     assert len(firing_about(sandbox, "notifymonitor")) == 1  # the first is not repeated
+
+
+def test_postgres_down_holds_back_the_exporter_and_pool_alerts(
+    delivery: tuple[str, str],
+) -> None:
+    """A stopped postgres container: the exporter hung (DomosTargetDown blamed it, and its
+    runbook said to restart it) and the pools waited. One message: PostgreSQL is down."""
+    sandbox, am = delivery
+    down = {
+        "labels": {"alertname": "DomosPostgresDown", "severity": "critical"},
+        "annotations": {"summary": "PostgreSQL does not accept connections"},
+    }
+    exporter = {
+        "labels": {
+            "alertname": "DomosTargetDown",
+            "severity": "critical",
+            "job": "postgres",
+            "instance": "postgres-exporter:9187",
+        },
+        "annotations": {"summary": "postgres on postgres-exporter:9187 does not answer /metrics"},
+    }
+    waiting = {
+        "labels": {
+            "alertname": "DomosDbPoolWaiting",
+            "severity": "warning",
+            "job": "api",
+            "instance": "api:8001",
+            "pool": "main",
+        },
+        "annotations": {"summary": "api waits for database connections"},
+    }
+    post_alerts(am, [down, exporter, waiting])
+
+    def sent(words: str) -> list[dict[str, Any]]:
+        messages = stack.get_json(sandbox, "/_sandbox/telegram/sent") or []
+        return [m for m in messages if m["chat"]["id"] == OPERATORS_CHAT_ID and words in m["text"]]
+
+    stack.wait_for(lambda: sent("PostgreSQL does not accept connections"), 30, "the message")
+    inhibited = stack.wait_for(
+        lambda: (
+            {
+                a["labels"]["alertname"]
+                for a in stack.get_json(am, "/api/v2/alerts") or []
+                if a["status"]["inhibitedBy"]
+            }
+            >= {"DomosTargetDown", "DomosDbPoolWaiting"}
+            or None
+        ),
+        30,
+        "the exporter's and the pool's alerts inhibited",
+    )
+    assert inhibited
+    time.sleep(3)  # past their group wait: nothing was posted about them
+    assert sent("does not answer /metrics") == []
+    assert sent("waits for database connections") == []

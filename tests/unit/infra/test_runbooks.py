@@ -36,6 +36,8 @@ _ALERT = re.compile(r"\b(Domos[A-Z][A-Za-z]+)\b")
 _SUPERVISOR_TARGET = re.compile(r"^([a-z_]+):([a-z_*]+)$")
 _SEPARATORS = {"&&", "||", ";", "|"}
 _COMPOSE_VERBS = {"exec", "logs", "restart", "stop", "start", "up", "ps", "top"}
+#: PostgreSQL's client programs, which the metric pattern would take for pg_* series.
+_POSTGRES_TOOLS = {"pg_isready", "pg_dump", "pg_dumpall", "pg_restore"}
 _SUBSTITUTION = re.compile(r"\$\(([^()]*)\)")
 #: docker-compose 1.29.2 (Debian's, supported) has no `logs --since`: it prints its usage and
 #: exits 0, so `docker-compose logs --since=12h monitors | grep backup_failed` finds nothing
@@ -167,7 +169,7 @@ def problems_in(
     # SQL given to psql names PostgreSQL's own views and functions (pg_locks, ...), not metrics.
     outside_sql = "\n".join(line for line in markdown.splitlines() if "psql " not in line)
     for name in sorted(set(_METRIC.findall(outside_sql))):
-        if name not in metrics:
+        if name not in metrics and name not in _POSTGRES_TOOLS:
             found.append(f"no metric {name}")
     for name in sorted(set(_ALERT.findall(markdown))):
         if name not in alert_names:
