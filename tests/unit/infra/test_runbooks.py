@@ -38,6 +38,9 @@ _SEPARATORS = {"&&", "||", ";", "|"}
 _COMPOSE_VERBS = {"exec", "logs", "restart", "stop", "start", "up", "ps", "top"}
 #: PostgreSQL's client programs, which the metric pattern would take for pg_* series.
 _POSTGRES_TOOLS = {"pg_isready", "pg_dump", "pg_dumpall", "pg_restore"}
+#: A host address with the port written out: compose publishes them from .env
+#: (`PROMETHEUS_PUBLISHED_PORT`, ...), so the runbooks ask `docker-compose port SERVICE PORT`.
+_FIXED_PORT = re.compile(r"(?:127\.0\.0\.1|localhost):\d")
 _SUBSTITUTION = re.compile(r"\$\(([^()]*)\)")
 #: docker-compose 1.29.2 (Debian's, supported) has no `logs --since`: it prints its usage and
 #: exits 0, so `docker-compose logs --since=12h monitors | grep backup_failed` finds nothing
@@ -116,9 +119,13 @@ def _compose_command(words: list[str], services: set[str]) -> tuple[list[str], l
     named, inner = (
         (rest[index : index + 1], rest[index + 1 :]) if verb == "exec" else (rest[index:], [])
     )
-    return inner, [
+    problems = [
         f"no compose service {name!r}: {' '.join(words)}" for name in named if name not in services
     ]
+    if inner[:1] == ["kill"]:
+        # The image has no kill binary; the shell's builtin works: `sh -c 'kill -TERM 1'`.
+        problems.append(f"no kill in the image (use sh -c 'kill ...'): {' '.join(words)}")
+    return inner, problems
 
 
 def shell_commands(markdown: str, services: set[str]) -> Iterator[tuple[list[str], list[str]]]:
@@ -154,6 +161,13 @@ def problems_in(
                         build_parser(argv).parse_args(argv)
                 except SystemExit:
                     found.append(f"does not parse: {' '.join(words)}: {stderr.getvalue()}")
+            elif words[0] != "sh" and any("$BACKUP_DIR" in word for word in words):
+                # Set in the role containers only (the backups are in a named volume).
+                found.append(f"$BACKUP_DIR outside the container: {' '.join(words)}")
+            elif words[0] == "curl" and any(_FIXED_PORT.search(word) for word in words):
+                found.append(
+                    f"a published port written out (.env may change it): {' '.join(words)}"
+                )
             elif words[0] == "supervisorctl":
                 for word in words[1:]:
                     match = _SUPERVISOR_TARGET.match(word)
@@ -232,10 +246,13 @@ def test_runbooks_name_only_commands_metrics_and_alerts_that_exist(
         ("docker-compose logs --tail=50 monitors workers", "no compose service 'workers'"),
         ("supervisorctl -c /app/supervisord.conf restart monitors:api", "no supervisord program"),
         ("supervisorctl restart workers:*", "no supervisord program"),
-        ("curl -s localhost:9090 | grep domos_monitor_ticks_sum", "no metric"),
+        ("grep domos_monitor_ticks_sum metrics.txt", "no metric"),
         ("see DomosMonitorDead", "no alert"),
         ("docker-compose logs --since=15m monitors | grep tick_failed", "no `logs --since`"),
         ("docker compose logs --since 15m monitors", "no `logs --since`"),
+        ("docker-compose exec monitors kill -USR1 1", "no kill in the image"),
+        ("curl -s http://127.0.0.1:9090/api/v1/alerts", "a published port written out"),
+        ('ls -l "$BACKUP_DIR"/sqlite/*/ | tail', "$BACKUP_DIR outside the container"),
         ('docker logs --since 15m "$(docker-compose ps -q monitor)" 2>&1', "no compose service"),
     ],
 )
@@ -256,6 +273,8 @@ def test_the_check_passes_real_commands(compose: dict[str, Any], defined: set[st
         "psql -U domos -d domos -c 'SELECT 1' && .venv/bin/domos db status\n"
         'docker logs --since 15m "$(docker-compose ps -q monitors)" 2>&1 | grep tick_failed\n'
         "docker-compose logs --tail=200 monitors\n"
+        "docker-compose exec monitors sh -c 'kill -TERM 1'\n"
+        'curl -s "http://$(docker-compose port prometheus 9090)/api/v1/alerts"\n'
         "```\nWatch domos_monitor_ticks_total and DomosTargetDown.\n"
     )
     assert problems_in(markdown, set(compose["services"]), defined, {"DomosTargetDown"}) == []
