@@ -3,6 +3,13 @@
 Singleton. Each tick: published events not yet announced are announced to every entitled,
 reachable member; registrants get the 24 h and 1 h reminders (only the latest due one, per
 `monitors.decisions.reminders.event_reminder_due`); registrants of a canceled event are told.
+
+Events are for those who paid (payments.entitlement): reminders, which carry the event's link,
+go only to registrants entitled now (staff, or a subscription active or in a grace not run
+out). A lapsed registrant's registration stays, left out of the reminders (and of the seats
+counted, services/bot/repository.py) until they pay again; if the event is canceled they are
+told so, without its link.
+
 Every message is an event_notifications row, unique per (event, member, kind), written in the
 same transaction as its outbox row: once per (event, member, reminder) whatever happens.
 
@@ -19,7 +26,7 @@ from typing import Any, Self
 from monitors import metrics, texts
 from monitors.decisions.reminders import event_reminder_due
 from monitors.outbox import enqueue
-from payments.entitlement import entitling
+from payments.entitlement import entitled_user, entitling
 from runtime.config import Env, Settings
 from runtime.monitor import Monitor
 
@@ -47,7 +54,7 @@ class EventsMonitor(Monitor):
 
     async def tick(self) -> int:
         now = self.ctx.clock.now()
-        return await self.announce(now) + await self.remind(now) + await self.cancellations()
+        return await self.announce(now) + await self.remind(now) + await self.cancellations(now)
 
     async def announce(self, now: datetime) -> int:
         events = await self.db.fetchall(
@@ -80,8 +87,9 @@ class EventsMonitor(Monitor):
             " u.id AS user_id, u.telegram_id FROM event_registrations r"
             " JOIN events e ON e.id = r.event_id JOIN users u ON u.id = r.user_id"
             " WHERE r.status = 'registered' AND e.status = 'published'"
-            " AND e.starts_at > ? AND e.starts_at <= ? ORDER BY e.starts_at, r.id LIMIT ?",
-            (now, now + timedelta(hours=24), self.batch_size),
+            f" AND e.starts_at > ? AND e.starts_at <= ? AND {entitled_user('u')}"
+            " ORDER BY e.starts_at, r.id LIMIT ?",
+            (now, now + timedelta(hours=24), now, self.batch_size),
         )
         sent = 0
         for row in rows:
@@ -100,20 +108,23 @@ class EventsMonitor(Monitor):
                 sent += await self._notify(row, member, kind)
         return sent
 
-    async def cancellations(self) -> int:
+    async def cancellations(self, now: datetime) -> int:
         rows = await self.db.fetchall(
-            "SELECT e.id, e.title, e.starts_at, e.location, e.url, u.id AS user_id, u.telegram_id"
+            "SELECT e.id, e.title, e.starts_at, e.location, e.url, u.id AS user_id,"
+            f" u.telegram_id, {entitled_user('u')} AS entitled"
             " FROM events e JOIN event_registrations r ON r.event_id = e.id"
             " AND r.status = 'registered' JOIN users u ON u.id = r.user_id"
             " WHERE e.status = 'canceled' AND NOT EXISTS (SELECT 1 FROM event_notifications n"
             " WHERE n.event_id = e.id AND n.user_id = u.id AND n.kind = 'canceled')"
             " ORDER BY r.id LIMIT ?",
-            (self.batch_size,),
+            (now, self.batch_size),
         )
         sent = 0
         for row in rows:
             member = {"id": row["user_id"], "telegram_id": row["telegram_id"]}
-            sent += await self._notify(row, member, "canceled")
+            # The link is for those who paid, canceled event or not.
+            event = row if row["entitled"] else {**row, "url": None}
+            sent += await self._notify(event, member, "canceled")
         return sent
 
     def _text(self, event: dict[str, Any], kind: str) -> str:

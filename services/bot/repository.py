@@ -194,18 +194,30 @@ async def tariff_by_id(db: AsyncDatabase, tariff_id: int) -> Row | None:
 # --- events ----------------------------------------------------------------------------------
 
 
+def _seats_taken(event_id: str) -> str:
+    """SQL: the seats of event `event_id` (an SQL expression) taken now. Binds one: now.
+
+    A registrant takes a seat while entitled (payments.entitlement): a lapsed member's
+    registration stays, and takes its seat again when they pay, but meanwhile the seat is free
+    for those who paid (so a full event may then hold more than its capacity).
+    """
+    return (
+        "SELECT count(*) FROM event_registrations r JOIN users ru ON ru.id = r.user_id"
+        f" WHERE r.event_id = {event_id} AND r.status = 'registered' AND {entitled_user('ru')}"
+    )
+
+
 async def upcoming_events(
     db: AsyncDatabase, user_id: int, now: datetime, limit: int = 10
 ) -> list[Row]:
     return await db.fetchall(
         "SELECT e.id, e.title, e.description, e.location, e.url, e.starts_at, e.capacity,"
-        " (SELECT count(*) FROM event_registrations r"
-        "   WHERE r.event_id = e.id AND r.status = 'registered') AS registered_count,"
+        f" ({_seats_taken('e.id')}) AS registered_count,"
         " (SELECT r.status FROM event_registrations r"
         "   WHERE r.event_id = e.id AND r.user_id = ?) AS my_status"
         " FROM events e WHERE e.status = 'published' AND e.starts_at > ?"
         " ORDER BY e.starts_at, e.id LIMIT ?",
-        (user_id, now, limit),
+        (now, user_id, now, limit),
     )
 
 
@@ -242,11 +254,7 @@ async def register_for_event(
             return RegistrationOutcome.ALREADY, event
         assert event is not None
         if event["capacity"] is not None:
-            taken = await tx.fetchval(
-                "SELECT count(*) FROM event_registrations"
-                " WHERE event_id = ? AND status = 'registered'",
-                (event_id,),
-            )
+            taken = await tx.fetchval(_seats_taken("?"), (event_id, now))
             if int(taken) >= int(event["capacity"]):
                 return RegistrationOutcome.FULL, event
         await tx.execute(

@@ -110,3 +110,84 @@ async def test_survey_once_per_member_and_month_with_one_reminder(db, sandbox, m
         ("2030-05", "expired"),
         ("2030-06", "sent"),
     ]
+
+
+async def with_subscription(
+    db: Any,
+    sandbox: Any,
+    now: datetime,
+    status: str,
+    *,
+    ended_ago: timedelta,
+    grace_ago: timedelta | None = None,
+) -> dict[str, Any]:
+    user = await f.member(db, sandbox)
+    end = now - ended_ago
+    await db.execute(
+        "INSERT INTO subscriptions (user_id, tariff_id, status, current_period_start,"
+        " current_period_end, grace_until) VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            user["id"],
+            await f.tariff(db),
+            status,
+            end - timedelta(days=30),
+            end,
+            None if grace_ago is None else now - grace_ago,
+        ),
+    )
+    return user
+
+
+async def texts_of(db: Any, user: dict[str, Any], kind: str) -> list[str]:
+    rows = await db.fetchall(
+        "SELECT text FROM outbox WHERE user_id = ? AND kind = ? ORDER BY id", (user["id"], kind)
+    )
+    return [row["text"] for row in rows]
+
+
+async def test_reminders_and_the_paid_url_go_only_to_the_entitled(db, sandbox, monitors):
+    now = datetime(2030, 5, 10, 12, 0, tzinfo=MOSCOW)
+    url = "https://zoom.example/j/SECRET-PAID-LINK"
+    paying = await entitled(db, sandbox, now)
+    staff = await f.member(db, sandbox, role="staff")
+    in_grace = await with_subscription(
+        db, sandbox, now, "grace", ended_ago=timedelta(days=2), grace_ago=-timedelta(days=1)
+    )
+    expired = await with_subscription(db, sandbox, now, "expired", ended_ago=timedelta(days=3))
+    # tsmonitor has not yet moved it on: the row still says grace, but the grace is over.
+    grace_over = await with_subscription(
+        db, sandbox, now, "grace", ended_ago=timedelta(days=4), grace_ago=timedelta(days=1)
+    )
+    refunded = await with_subscription(db, sandbox, now, "canceled", ended_ago=timedelta(days=1))
+    lapsed = [expired, grace_over, refunded]
+    event_id = await db.fetchval(
+        "INSERT INTO events (title, starts_at, url, announced_at) VALUES (?, ?, ?, ?) RETURNING id",
+        ("Closed masterclass", now + timedelta(hours=20), url, now - timedelta(days=6)),
+    )
+    for user in [paying, staff, in_grace, *lapsed]:
+        await db.execute(
+            "INSERT INTO event_registrations (event_id, user_id, registered_at) VALUES (?, ?, ?)",
+            (event_id, user["id"], now - timedelta(days=5)),
+        )
+    monitor = await monitors(EventsMonitor, FixedClock(now))
+    assert await monitor.tick() == 3
+    for user in [paying, staff, in_grace]:
+        [reminder] = await texts_of(db, user, "event_24h")
+        assert "Closed masterclass" in reminder
+        assert url in reminder
+    for user in lapsed:
+        assert await kinds(db, user) == []
+        assert await kinds(db, user, "event_notifications") == []
+
+    # Canceled: every registrant is told, the lapsed ones without the paid link.
+    await db.execute("UPDATE events SET status = 'canceled' WHERE id = ?", (event_id,))
+    assert await monitor.tick() == 6
+    for user in [paying, staff, in_grace]:
+        [canceled] = await texts_of(db, user, "event_canceled")
+        assert url in canceled
+    for user in lapsed:
+        [canceled] = await texts_of(db, user, "event_canceled")
+        assert "«Closed masterclass»" in canceled
+        assert "отменено" in canceled
+        assert "SECRET" not in canceled
+        assert "zoom.example" not in canceled
