@@ -1,4 +1,9 @@
-"""/events: upcoming community events with inline buttons to register or cancel."""
+"""/events: upcoming community events with inline buttons to register or cancel.
+
+Events are for those who paid: the list (titles, times, places, seats) and registration are for
+members entitled now and staff (payments.entitlement); anyone else is told how to subscribe.
+A registrant may always cancel their own registration.
+"""
 
 from __future__ import annotations
 
@@ -53,6 +58,9 @@ async def list_events(
     assert message.from_user is not None
     now = clock()
     member = await repository.register_user(db, message.from_user, now)
+    if not await _entitled(db, member, now):
+        await message.answer(texts.EVENTS_FOR_MEMBERS)
+        return
     events = await repository.upcoming_events(db, member.id, now)
     if not events:
         await message.answer(texts.NO_EVENTS)
@@ -62,6 +70,10 @@ async def list_events(
         "Ближайшие мероприятия:\n" + "\n".join(texts.event_line(e, tz) for e in events),
         reply_markup=events_keyboard(events),
     )
+
+
+async def _entitled(db: AsyncDatabase, member: repository.Member, now: datetime) -> bool:
+    return await repository.entitled(db, {"id": member.id}, now)
 
 
 def _event_id(data: str | None, prefix: str) -> int | None:
@@ -78,7 +90,7 @@ async def register(query: CallbackQuery, db: AsyncDatabase, clock: Callable[[], 
         return
     now = clock()
     member = await repository.register_user(db, query.from_user, now)
-    if await repository.live_subscription(db, member.id, now) is None:
+    if not await _entitled(db, member, now):
         await query.answer(texts.EVENTS_FOR_MEMBERS, show_alert=True)
         return
     outcome, event = await repository.register_for_event(db, event_id, member.id, now)

@@ -156,6 +156,7 @@ def test_events_register_with_buttons(sandbox: Sandbox, bot_process: BotProcess)
     outsider = _start(sandbox)
     sandbox.say(outsider, "/events")
     listing3 = sandbox.wait_sent(outsider, 2)[1]
+    assert listing3["text"] == texts.EVENTS_FOR_MEMBERS  # no list for who never paid
     refused = sandbox.press(outsider, listing3, f"event:reg:{event_id}")
     assert "с подпиской" in sandbox.wait_answer(refused["id"])["text"]
 

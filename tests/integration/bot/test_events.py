@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from monitors import texts
 from tests.integration.bot.conftest import BotProcess, Sandbox
 
 
@@ -47,6 +48,46 @@ def _event(bot: BotProcess, capacity: int | None = None) -> tuple[int, str]:
 def _buttons(message: dict[str, Any]) -> list[str]:
     markup = message.get("reply_markup") or {"inline_keyboard": []}
     return [b["callback_data"] for row in markup["inline_keyboard"] for b in row]
+
+
+def test_events_are_listed_only_to_members_and_staff(
+    sandbox: Sandbox, bot_process: BotProcess
+) -> None:
+    event_id, title = _event(bot_process, capacity=5)
+    now = datetime.now(UTC)
+
+    outsider = _start(sandbox)
+    lapsed = _start(sandbox)
+    # Grace ran out an hour ago (tsmonitor has not yet moved the row to expired).
+    lapsed_id = _user_id(bot_process, lapsed)
+    _subscribe(bot_process, lapsed_id, "grace", now - timedelta(days=2, hours=1))
+    for telegram_id in (outsider, lapsed):
+        sandbox.say(telegram_id, "/events")
+        reply = sandbox.wait_sent(telegram_id, 2)[1]
+        assert reply["text"] == texts.EVENTS_FOR_MEMBERS
+        assert title not in reply["text"]
+        assert "Secret address 7" not in reply["text"]
+        assert _buttons(reply) == []
+        # A button kept from an older listing (or forged) is refused all the same.
+        refused = sandbox.press(telegram_id, reply, f"event:reg:{event_id}")
+        assert "с подпиской" in sandbox.wait_answer(refused["id"])["text"]
+
+    # Staff need no subscription: they see the list and may register.
+    staff = _start(sandbox)
+    bot_process.db.execute(
+        "UPDATE users SET role = 'staff' WHERE id = ?", (_user_id(bot_process, staff),)
+    )
+    sandbox.say(staff, "/events")
+    listing = sandbox.wait_sent(staff, 2)[1]
+    assert title in listing["text"]
+    assert "Secret address 7" in listing["text"]
+    query = sandbox.press(staff, listing, f"event:reg:{event_id}")
+    assert "Вы зарегистрированы" in sandbox.wait_answer(query["id"])["text"]
+
+    registered = bot_process.db.fetchall(
+        "SELECT user_id FROM event_registrations WHERE event_id = ?", (event_id,)
+    )
+    assert [r["user_id"] for r in registered] == [_user_id(bot_process, staff)]
 
 
 def test_a_lapsed_registrant_does_not_hold_a_seat(
