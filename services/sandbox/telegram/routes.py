@@ -9,11 +9,12 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from services.sandbox.faults import Faults
+from services.sandbox.faults import Fault, Faults
 from services.sandbox.telegram.errors import TelegramApiError, not_found, unauthorized
 from services.sandbox.telegram.methods import METHODS
 from services.sandbox.telegram.params import read_params
 from services.sandbox.telegram.service import TelegramService
+from services.sandbox.telegram.state import BotState
 
 log = structlog.get_logger("sandbox.telegram")
 
@@ -26,12 +27,8 @@ def _json(body: dict[str, Any], status: int = 200) -> web.Response:
     )
 
 
-async def _fault(faults: Faults, method: str) -> web.Response | None:
-    fault = faults.take("telegram", method)
-    if fault is None:
-        return None
-    if fault.mode == "timeout":
-        await asyncio.sleep(fault.delay_s)
+def _refusal(fault: Fault) -> web.Response:
+    """The answer of a "500" or "429" fault: the call is not processed."""
     if fault.mode == "429":
         body = {
             "ok": False,
@@ -45,26 +42,39 @@ async def _fault(faults: Faults, method: str) -> web.Response | None:
     )
 
 
+async def _process(svc: TelegramService, bot: BotState, request: web.Request) -> web.Response:
+    handler = METHODS.get(request.match_info["method"].lower())
+    if handler is None:
+        raise not_found()
+    params = await read_params(request)
+    result = await handler(svc, bot, params)
+    return _json({"ok": True, "result": result})
+
+
 def add_routes(
     app: web.Application, svc_key: web.AppKey[TelegramService], faults_key: web.AppKey[Faults]
 ) -> None:
     async def call_method(request: web.Request) -> web.Response:
         svc = request.app[svc_key]
         bot = svc.world.bots.get(request.match_info["token"])
+        fault: Fault | None = None
         try:
             if bot is None:
                 raise unauthorized()
-            faulted = await _fault(request.app[faults_key], request.match_info["method"])
-            if faulted is not None:
-                return faulted
-            handler = METHODS.get(request.match_info["method"].lower())
-            if handler is None:
-                raise not_found()
-            params = await read_params(request)
-            result = await handler(svc, bot, params)
+            fault = request.app[faults_key].take("telegram", request.match_info["method"])
+            if fault is not None and fault.mode != "timeout":
+                return _refusal(fault)
+            response = await _process(svc, bot, request)
         except TelegramApiError as exc:
-            return _json(exc.envelope(), status=exc.code)
-        return _json({"ok": True, "result": result})
+            response = _json(exc.envelope(), status=exc.code)
+        if fault is not None:
+            # "timeout": the call was processed (a sendMessage is delivered), but the answer
+            # comes too late; a client that gives up and retries sends a second copy.
+            log.info(
+                "fault_timeout_held", method=request.match_info["method"], delay_s=fault.delay_s
+            )
+            await asyncio.sleep(fault.delay_s)
+        return response
 
     async def download(request: web.Request) -> web.StreamResponse:
         svc = request.app[svc_key]

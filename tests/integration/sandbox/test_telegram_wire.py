@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
@@ -160,3 +161,34 @@ async def test_telegram_fault_injection_of_one_method(sandbox: Sandbox) -> None:
         "POST", "/faults", {"api": "yookassa", "mode": "500", "method": "getMe"}
     )
     assert (status, body["error"]) == (400, "method: a Bot API method name, for api telegram only")
+
+
+async def test_telegram_timeout_fault_processes_the_call_then_holds_the_answer(
+    sandbox: Sandbox,
+) -> None:
+    """As docs/sandbox.md says: the message is delivered, only the answer comes too late; a
+    client that gives up and sends again makes a second copy (sendMessage has no key)."""
+    await sandbox.control("POST", "/telegram/users", {"user_id": 7})
+    await sandbox.control(
+        "POST",
+        "/faults",
+        {"api": "telegram", "mode": "timeout", "count": 1, "method": "sendMessage"},
+    )
+    params = {"chat_id": 7, "text": "late"}
+    with pytest.raises(TimeoutError):
+        await sandbox.raw(
+            "POST", "sendMessage", json=params, timeout=aiohttp.ClientTimeout(total=0.2)
+        )
+    assert [m["text"] for m in await sandbox.control("GET", "/telegram/sent?chat_id=7")] == ["late"]
+    status, body = await sandbox.raw("POST", "sendMessage", json=params)
+    assert (status, body["ok"]) == (200, True)
+    assert len(await sandbox.control("GET", "/telegram/sent?chat_id=7")) == 2
+
+
+async def test_telegram_timeout_fault_holds_an_error_answer_too(sandbox: Sandbox) -> None:
+    await sandbox.control("POST", "/faults", {"api": "telegram", "mode": "timeout", "count": 1})
+    started = asyncio.get_running_loop().time()
+    status, body = await sandbox.raw("POST", "sendMessage", json={"chat_id": 999, "text": "x"})
+    # The call was processed (Telegram's own refusal), answered after delay_s (0.5 s here).
+    assert (status, body["description"]) == (400, "Bad Request: chat not found")
+    assert asyncio.get_running_loop().time() - started >= 0.5
