@@ -7,6 +7,10 @@ markup is measured (never less than the visible text), entities such as `&amp;` 
 cut, and tags open at a break are closed at the end of the part and reopened at the start of the
 next, so every part is valid HTML on its own (unless the open tags alone would not fit a part, in
 which case they are not reopened).
+
+A text that cannot be split (with parse_mode=HTML, one tag or entity longer than a part) raises
+`TextNotSplittable`: botapi's /send refuses such a text, and notifymonitor dead-letters a row
+that has one. This module is the one home of that rule.
 """
 
 from __future__ import annotations
@@ -14,7 +18,25 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from runtime.errors import DomosError
+
 TELEGRAM_TEXT_LIMIT = 4096
+#: How much of an unsplittable token the error quotes.
+_QUOTE_CHARS = 60
+
+
+class TextNotSplittable(DomosError, ValueError):
+    """One token of the text (an HTML tag or entity) is longer than a part may be."""
+
+    def __init__(self, token: str, size: int, limit: int) -> None:
+        quoted = token if len(token) <= _QUOTE_CHARS else token[:_QUOTE_CHARS] + "…"
+        super().__init__(
+            f"cannot split the text into parts of {limit} characters: one tag or entity"
+            f" of {size} characters is longer than one part ({quoted!r})"
+        )
+        self.size = size
+        self.limit = limit
+
 
 _HTML_TOKEN = re.compile(r"<[^<>]*>|&(?:#\d+|#x[0-9a-fA-F]+|[a-zA-Z][a-zA-Z0-9]*);|[\s\S]")
 _TAG_NAME = re.compile(r"</?\s*([a-zA-Z][a-zA-Z0-9-]*)")
@@ -94,7 +116,9 @@ def _choose(
 def split_message(
     text: str, *, limit: int = TELEGRAM_TEXT_LIMIT, parse_mode: str | None = None
 ) -> list[str]:
-    """Parts of `text`, each at most `limit` UTF-16 units, in order; [] for blank text."""
+    """Parts of `text`, each at most `limit` UTF-16 units, in order; [] for blank text.
+
+    Raises TextNotSplittable when one tag or entity alone is longer than `limit`."""
     html = (parse_mode or "").upper() == "HTML"
     if not text.strip():
         return []
@@ -137,7 +161,7 @@ def split_message(
                 # give up reopening them rather than failing the whole message.
                 carried = []
                 continue
-            raise ValueError(f"limit {limit} is too small for one token of the message")
+            raise TextNotSplittable(tokens[start].raw, tokens[start].size, limit)
         end, next_start, end_stack = _choose(best, start, index)
         chunk = tokens[start:end]
         if _visible(chunk):

@@ -22,7 +22,7 @@ from runtime.errors import DatabaseError, DatabaseUnavailable, TransientError
 from runtime.forwarded import client_address
 from runtime.metrics import UNMATCHED_ROUTE, exposition_registry, record_http_request
 from services.botapi.ipallow import allowed
-from services.botapi.send import SendConflict, SendRequest, enqueue
+from services.botapi.send import SendConflict, SendRequest, UnsendableText, enqueue
 from services.botapi.settings import BotApiSettings
 from services.botapi.webhook import Fetcher, handle_notification
 from services.common.credentials import bearer_token, secret_matches
@@ -111,6 +111,8 @@ def create_app(
             result, created = enqueue(db, send_request)
         except SendConflict as exc:
             return error(409, "dedupe_conflict", str(exc), outbox_id=exc.outbox_id)
+        except UnsendableText as exc:
+            return error(400, "unsendable_text", f"text cannot be sent: {exc}")
         if created:
             log.info("notification_enqueued", outbox_id=result["id"], kind=send_request.kind)
         return jsonify(result), 201 if created else 200

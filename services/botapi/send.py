@@ -2,7 +2,9 @@
 
 201 with `created: true` when this call queued it; 200 with `created: false` when the same
 notification (same key, chat and text) was queued before, whatever its state now; 409 when the
-key was used for a different notification. notifymonitor delivers the outbox.
+key was used for a different notification; 400 when the text cannot be sent at all (with
+parse_mode HTML, a tag longer than one Telegram message: monitors.decisions.text_split, the one
+home of that rule, is asked). notifymonitor delivers the outbox.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from monitors.decisions.text_split import TextNotSplittable, split_message
 from runtime.db import Database, Transaction
 from runtime.errors import DomosError
 from services.common.text import Text, storable_json
@@ -40,9 +43,23 @@ class SendConflict(DomosError):
         self.outbox_id = outbox_id
 
 
+class UnsendableText(DomosError):
+    """The text cannot be split into messages Telegram accepts; nothing was queued."""
+
+
+def check_sendable(request: SendRequest) -> None:
+    """Raise UnsendableText when notifymonitor could not split the text into parts."""
+    try:
+        split_message(request.text, parse_mode=request.parse_mode)
+    except TextNotSplittable as exc:
+        raise UnsendableText(str(exc)) from exc
+
+
 def enqueue(db: Database | Transaction, request: SendRequest) -> tuple[dict[str, Any], bool]:
     """The outbox row of this notification; True when this call created it. Given a
-    transaction, inside it (the admin's broadcasts write many rows in one)."""
+    transaction, inside it (the admin's broadcasts write many rows in one). UnsendableText
+    (nothing written) when the text cannot be sent."""
+    check_sendable(request)
     created = db.fetchone(
         "INSERT INTO outbox (dedupe_key, chat_id, user_id, kind, text, parse_mode, reply_markup,"
         " disable_web_page_preview, priority)"

@@ -90,3 +90,18 @@ def test_health_is_503_when_the_database_is_down(client: Any, sync_db: Any) -> N
     send = client.post("/send", json={"chat_id": 1, "text": "t", "dedupe_key": "k"}, headers=AUTH)
     assert send.status_code == 503
     assert send.json["error"]["code"] == "database_unavailable"
+
+
+def test_send_refuses_a_text_that_cannot_be_split(client: Any, sync_db: Any) -> None:
+    """An HTML tag longer than one Telegram message: no part could hold it, so nothing is
+    queued and the caller learns why at once (the splitter decides, as notifymonitor's does)."""
+    text = '<a href="https://x/' + "a" * 5000 + '">link</a> tail'
+    body = {"chat_id": 1, "text": text, "dedupe_key": "long-tag", "parse_mode": "HTML"}
+    refused = client.post("/send", json=body, headers=AUTH)
+    assert refused.status_code == 400
+    assert refused.json["error"]["code"] == "unsendable_text"
+    assert "longer than one part" in refused.json["error"]["message"]
+    assert sync_db.fetchval("SELECT count(*) FROM outbox") == 0
+    # The same characters as plain text split anywhere: queued.
+    plain = client.post("/send", json={**body, "parse_mode": None}, headers=AUTH)
+    assert plain.status_code == 201
