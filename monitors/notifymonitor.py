@@ -9,7 +9,24 @@ marks the member unreachable, 400 "chat not found" and other permanent errors go
 the rows queued.
 
 Delivery is at-least-once: a row is 'sending' under a lease while in flight and `parts_sent` is
-committed after every part, so after a crash only the part in flight may go out twice.
+committed after every part, so after a crash only the part in flight may go out twice. The
+same holds for a part Telegram took but answered too late (past the client's timeout, or the
+connection broke): its outcome is unknown, so it counts as a failed attempt and is sent again,
+and sendMessage has no idempotence key to stop the second copy. Such a retry sends at most one
+extra copy of that one part per unanswered attempt; the row records it (last_error starts "no
+answer", and stays, prefixed, once the row is sent) and `domos_notify_messages_total{outcome=
+"possibly_duplicated"}` counts the rows sent after one.
+
+The lease is renewed before every later part of a long message and with every progress write;
+a write that changes nothing means the row is no longer ours (another replica took it over
+after our lease ran out, or finished it): the sender stops at once, counts
+`domos_leases_lost_total`, and leaves the row to its new owner.
+
+A row that cannot be sent as stored (a text no part can hold: an HTML tag longer than 4096
+characters, see monitors.decisions.text_split) is dead-lettered with the reason and counted
+(outcome dead); the tick goes on with the other rows. A broadcast row (kind `broadcast`) whose
+member is no longer entitled (payments.entitlement) when it is claimed is not sent: it is
+dead-lettered with the reason and counted (outcome skipped).
 
 A tick is a pipeline: sends start as the planner allows (the global limit paced evenly, a late
 wake-up caught up by at most NOTIFY_GLOBAL_BURST slots), and the next batch is claimed beside the
@@ -31,6 +48,7 @@ the held rows and the planner's state; the pure parts already live in monitors.d
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from collections import deque
 from collections.abc import Mapping
@@ -44,6 +62,7 @@ from monitors.decisions.telegram import TelegramOutcome, Verdict, classify_teleg
 from monitors.decisions.text_split import split_message
 from monitors.outbox import OUTBOX_DELIVERY
 from monitors.telegram_client import TelegramClient
+from payments.entitlement import entitled_user
 from runtime.config import Env, Settings
 from runtime.errors import ConfigError, MonitorError
 from runtime.monitor import Monitor
@@ -58,6 +77,16 @@ LOOKAHEAD_S = 2.0
 REFILL_FOR_S = 30.0
 #: Slots the global pacing may catch up after a late wake-up (NOTIFY_GLOBAL_BURST).
 DEFAULT_GLOBAL_BURST = 3
+#: last_error of an attempt whose part got no answer (timeout, lost connection): Telegram may
+#: have delivered it, and the retry then sends a second copy (sendMessage has no idempotence
+#: key). Kept, prefixed, on the row once it is sent, and counted (outcome possibly_duplicated).
+UNANSWERED_PREFIX = "no answer"
+UNANSWERED = (
+    UNANSWERED_PREFIX + " to part {} of {} (timeout or connection lost): it may have been"
+    " delivered, and the retry sends it again"
+)
+#: last_error of a broadcast row not sent because its member lapsed after it was queued.
+NOT_ENTITLED = "not sent: the member is no longer entitled to broadcasts (subscription lapsed)"
 DUE_WHERE = "(status IN ('queued', 'failed') AND next_attempt_at <= ?) OR status = 'sending'"
 
 
@@ -198,10 +227,18 @@ class NotifyMonitor(Monitor):
             return batch
         await self._mark_sending([row["id"] for row in rows], now)
         unreachable = await self._unreachable_chats(rows)
+        lapsed = await self._lapsed_broadcasts(rows, now)
         for row in rows:
             if row["chat_id"] in unreachable:
                 await self._finish_dead(row, "recipient unreachable (blocked earlier)", 403)
                 metrics.NOTIFY_MESSAGES.labels(outcome="blocked").inc()
+                batch.dead += 1
+            elif row["id"] in lapsed:
+                # Recipients were fixed when the broadcast was confirmed: one who lapsed while
+                # it waited is not sent it, and the row says why (never dropped silently).
+                await self._finish_dead(row, NOT_ENTITLED, None)
+                self.log.info("broadcast_skipped", outbox_id=row["id"], user_id=row["user_id"])
+                metrics.NOTIFY_MESSAGES.labels(outcome="skipped").inc()
                 batch.dead += 1
             else:
                 batch.rows.append(row)
@@ -315,33 +352,72 @@ class NotifyMonitor(Monitor):
 
     async def _send(self, row: dict[str, Any]) -> bool:
         """Send the remaining parts of one row; True when the row reached a final state."""
-        parts = split_message(row["text"], parse_mode=row["parse_mode"])
-        if not parts:
-            await self._finish_dead(row, "empty text", None)
-            metrics.NOTIFY_MESSAGES.labels(outcome="dead").inc()
-            return True
+        try:
+            calls = self._prepare(row)
+        except Exception as exc:
+            # This row's own fault (a text no part can hold, unusable markup): retrying cannot
+            # fix it, and failing the tick would stall it and the rows beside it.
+            return await self._dead_letter(row, f"cannot be sent as stored: {exc}")
+        if not calls:
+            return await self._dead_letter(row, "empty text")
         chat_id = row["chat_id"]
         sent = row["parts_sent"]
         message_id = row["telegram_message_id"]
         first = True
-        while sent < len(parts):
+        while sent < len(calls):
             if not first:
                 await self._acquire(chat_id)
+                # The lease is renewed before every later part, so a long message keeps it; a
+                # lease another replica holds now means that replica sends the rest.
+                if not await self._renew_lease(row):
+                    return self._lease_lost(row, sent)
             first = False
-            status, body = await self.telegram.call("sendMessage", self._params(row, parts[sent]))
+            status, body = await self.telegram.call("sendMessage", calls[sent])
             self.planner.answered(chat_id, self.ctx.clock.monotonic())
             outcome = classify_telegram_response(status, body)
+            if status is None:
+                outcome = replace(outcome, description=UNANSWERED.format(sent + 1, len(calls)))
             if outcome.verdict is not Verdict.DELIVERED:
                 return await self._failed(row, outcome, sent)
             sent += 1
             message_id = outcome.message_id or message_id
             metrics.NOTIFY_PARTS_SENT.inc()
             self.ctx.progress()  # a backlog tick runs for many seconds: show it is working
-            if sent < len(parts):
-                await self._record_progress(row, sent, message_id)
-        await self._finish_sent(row, sent, message_id)
+            if sent < len(calls) and not await self._record_progress(row, sent, message_id):
+                return self._lease_lost(row, sent)
+        if not await self._finish_sent(row, sent, message_id):
+            return self._lease_lost(row, sent)
         metrics.NOTIFY_MESSAGES.labels(outcome="sent").inc()
+        if _unanswered_before(row):
+            self.log.warning(
+                "message_possibly_duplicated", outbox_id=row["id"], error=row["last_error"]
+            )
+            metrics.NOTIFY_MESSAGES.labels(outcome="possibly_duplicated").inc()
         return True
+
+    def _prepare(self, row: dict[str, Any]) -> list[dict[str, Any]]:
+        """The sendMessage parameters of every part of the row, each checked to encode."""
+        calls = [
+            self._params(row, part)
+            for part in split_message(row["text"], parse_mode=row["parse_mode"])
+        ]
+        for params in calls:
+            json.dumps(params)
+        return calls
+
+    async def _dead_letter(self, row: dict[str, Any], reason: str) -> bool:
+        if await self._finish_dead(row, reason, None):
+            self.log.warning("message_dead_lettered", outbox_id=row["id"], error=reason)
+            metrics.NOTIFY_MESSAGES.labels(outcome="dead").inc()
+            return True
+        return self._lease_lost(row, row["parts_sent"])
+
+    def _lease_lost(self, row: dict[str, Any], sent: int) -> bool:
+        """Our write changed nothing: another replica took the row over (our lease ran out)
+        or finished it. Stop here; its record stands. Not a final state handled by us."""
+        metrics.LEASES_LOST.labels(monitor=self.name).inc()
+        self.log.warning("outbox_lease_lost", outbox_id=row["id"], parts_sent=sent)
+        return False
 
     async def _acquire(self, chat_id: int) -> None:
         clock = self.ctx.clock
@@ -369,17 +445,22 @@ class NotifyMonitor(Monitor):
         if verdict is Verdict.RETRY_AFTER:
             retry_after = outcome.retry_after_s or 1.0
             self.planner.pause_chat(row["chat_id"], self.ctx.clock.monotonic() + retry_after)
-            await self._reschedule(row, sent, now + timedelta(seconds=retry_after), outcome, 429)
+            if not await self._reschedule(
+                row, sent, now + timedelta(seconds=retry_after), outcome, 429
+            ):
+                return self._lease_lost(row, sent)
             log.warning("message_rate_limited", retry_after_s=retry_after)
             metrics.NOTIFY_MESSAGES.labels(outcome="rate_limited").inc()
             return False
         if verdict is Verdict.CHAT_MIGRATED:
-            await self.db.execute(
+            written = await self.db.execute(
                 "UPDATE outbox SET chat_id = ?, status = 'queued', parts_sent = ?,"
                 " next_attempt_at = ?, lease_owner = NULL, lease_expires_at = NULL, updated_at = ?"
                 " WHERE id = ? AND lease_owner = ?",
                 (outcome.migrate_to_chat_id, sent, now, now, row["id"], self.ctx.owner),
             )
+            if not written:
+                return self._lease_lost(row, sent)
             log.info("message_chat_migrated", new_chat_id=outcome.migrate_to_chat_id)
             metrics.NOTIFY_MESSAGES.labels(outcome="migrated").inc()
             return False
@@ -388,12 +469,14 @@ class NotifyMonitor(Monitor):
             raise MonitorError(f"Bot API refuses the bot: {outcome.description}")
         if verdict is Verdict.RECIPIENT_BLOCKED:
             await self._mark_unreachable(row, now)
-            await self._finish_dead(row, outcome.description, 403, sent)
+            if not await self._finish_dead(row, outcome.description, 403, sent):
+                return self._lease_lost(row, sent)
             log.info("recipient_blocked", description=outcome.description)
             metrics.NOTIFY_MESSAGES.labels(outcome="blocked").inc()
             return True
         if verdict is Verdict.DEAD_LETTER:
-            await self._finish_dead(row, outcome.description, 400, sent)
+            if not await self._finish_dead(row, outcome.description, 400, sent):
+                return self._lease_lost(row, sent)
             log.warning("message_dead_lettered", description=outcome.description)
             metrics.NOTIFY_MESSAGES.labels(outcome="dead").inc()
             return True
@@ -401,23 +484,26 @@ class NotifyMonitor(Monitor):
         attempts = row["attempts"] + 1
         retry_at = self.config.schedule.next_attempt_at(now, attempts)
         if retry_at is None:
-            await self._finish_dead(
+            if not await self._finish_dead(
                 row,
                 f"gave up after {attempts} attempts: {outcome.description}",
                 None,
                 sent,
                 attempts,
-            )
+            ):
+                return self._lease_lost(row, sent)
             log.warning("message_dead_lettered", attempts=attempts)
             metrics.NOTIFY_MESSAGES.labels(outcome="dead").inc()
             return True
-        await self.db.execute(
+        written = await self.db.execute(
             "UPDATE outbox SET status = 'failed', attempts = ?, parts_sent = ?,"
             " next_attempt_at = ?, last_error = ?, last_error_code = NULL,"
             " lease_owner = NULL, lease_expires_at = NULL, updated_at = ?"
             " WHERE id = ? AND lease_owner = ?",
             (attempts, sent, retry_at, outcome.description[:500], now, row["id"], self.ctx.owner),
         )
+        if not written:
+            return self._lease_lost(row, sent)
         log.info("message_retry_scheduled", attempts=attempts, retry_at=retry_at.isoformat())
         metrics.NOTIFY_MESSAGES.labels(outcome="retried").inc()
         return False
@@ -443,6 +529,22 @@ class NotifyMonitor(Monitor):
         )
         return {row["telegram_id"] for row in found}
 
+    async def _lapsed_broadcasts(self, rows: list[dict[str, Any]], now: datetime) -> set[int]:
+        """Ids of the broadcast rows whose member is not entitled now (payments.entitlement);
+        a row without a user is matched by its chat, and one without either is lapsed."""
+        ids = [row["id"] for row in rows if row["kind"] == outbox.BROADCAST_KIND]
+        if not ids:
+            return set()
+        marks = ", ".join("?" * len(ids))
+        found = await self.db.fetchall(
+            f"SELECT o.id FROM outbox o WHERE o.id IN ({marks}) AND NOT EXISTS ("
+            " SELECT 1 FROM users u WHERE (u.id = o.user_id"
+            " OR (o.user_id IS NULL AND u.telegram_id = o.chat_id))"
+            f" AND {entitled_user('u')})",
+            (*ids, now),
+        )
+        return {row["id"] for row in found}
+
     async def _mark_unreachable(self, row: dict[str, Any], now: datetime) -> None:
         await self.db.execute(
             "UPDATE users SET is_reachable = ?, blocked_at = ?, updated_at = ?"
@@ -450,22 +552,43 @@ class NotifyMonitor(Monitor):
             (False, now, now, row["chat_id"], row["user_id"] or -1, True),
         )
 
-    async def _record_progress(self, row: dict[str, Any], sent: int, message_id: Any) -> None:
-        await self.db.execute(
-            "UPDATE outbox SET parts_sent = ?, telegram_message_id = ?, updated_at = ?"
-            " WHERE id = ? AND lease_owner = ?",
-            (sent, message_id, self.ctx.clock.now(), row["id"], self.ctx.owner),
-        )
-
-    async def _finish_sent(self, row: dict[str, Any], sent: int, message_id: Any) -> None:
+    async def _renew_lease(self, row: dict[str, Any]) -> bool:
+        """Hold the row for another NOTIFY_LEASE_S; False when this process holds it no more."""
         now = self.ctx.clock.now()
-        await self.db.execute(
+        written = await self.db.execute(
+            "UPDATE outbox SET lease_expires_at = ?, updated_at = ?"
+            " WHERE id = ? AND lease_owner = ? AND status = 'sending'",
+            (self._lease_until(now), now, row["id"], self.ctx.owner),
+        )
+        return written == 1
+
+    def _lease_until(self, now: datetime) -> datetime:
+        return now + timedelta(seconds=self.config.lease_s)
+
+    async def _record_progress(self, row: dict[str, Any], sent: int, message_id: Any) -> bool:
+        """Commit the parts sent so far and renew the lease; False when the row is not ours."""
+        now = self.ctx.clock.now()
+        written = await self.db.execute(
+            "UPDATE outbox SET parts_sent = ?, telegram_message_id = ?, lease_expires_at = ?,"
+            " updated_at = ? WHERE id = ? AND lease_owner = ? AND status = 'sending'",
+            (sent, message_id, self._lease_until(now), now, row["id"], self.ctx.owner),
+        )
+        return written == 1
+
+    async def _finish_sent(self, row: dict[str, Any], sent: int, message_id: Any) -> bool:
+        """Mark the row sent; an earlier unanswered attempt stays on record in last_error."""
+        now = self.ctx.clock.now()
+        note = None
+        if _unanswered_before(row):
+            note = f"sent; an earlier attempt may have delivered a copy too: {row['last_error']}"
+        written = await self.db.execute(
             "UPDATE outbox SET status = 'sent', sent_at = ?, parts_sent = ?,"
-            " telegram_message_id = ?, attempts = attempts + 1, last_error = NULL,"
+            " telegram_message_id = ?, attempts = attempts + 1, last_error = ?,"
             " last_error_code = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = ?"
             " WHERE id = ? AND lease_owner = ?",
-            (now, sent, message_id, now, row["id"], self.ctx.owner),
+            (now, sent, message_id, note and note[:500], now, row["id"], self.ctx.owner),
         )
+        return written == 1
 
     async def _finish_dead(
         self,
@@ -474,9 +597,9 @@ class NotifyMonitor(Monitor):
         code: int | None,
         sent: int | None = None,
         attempts: int | None = None,
-    ) -> None:
+    ) -> bool:
         now = self.ctx.clock.now()
-        await self.db.execute(
+        written = await self.db.execute(
             "UPDATE outbox SET status = 'dead', last_error = ?, last_error_code = ?,"
             " parts_sent = ?, attempts = ?, lease_owner = NULL, lease_expires_at = NULL,"
             " updated_at = ? WHERE id = ? AND lease_owner = ?",
@@ -490,6 +613,7 @@ class NotifyMonitor(Monitor):
                 self.ctx.owner,
             ),
         )
+        return written == 1
 
     async def _reschedule(
         self,
@@ -498,8 +622,8 @@ class NotifyMonitor(Monitor):
         at: datetime,
         outcome: TelegramOutcome,
         code: int,
-    ) -> None:
-        await self.db.execute(
+    ) -> bool:
+        written = await self.db.execute(
             "UPDATE outbox SET status = 'queued', parts_sent = ?, next_attempt_at = ?,"
             " last_error = ?, last_error_code = ?, lease_owner = NULL, lease_expires_at = NULL,"
             " updated_at = ? WHERE id = ? AND lease_owner = ?",
@@ -513,6 +637,7 @@ class NotifyMonitor(Monitor):
                 self.ctx.owner,
             ),
         )
+        return written == 1
 
     async def _defer(self, rows: list[dict[str, Any]], wait_s: float) -> None:
         """Reschedule unsent rows after `wait_s`; no attempt is counted."""
@@ -542,6 +667,11 @@ class NotifyMonitor(Monitor):
                 " lease_expires_at = NULL, updated_at = ? WHERE id = ? AND lease_owner = ?",
                 (row["parts_sent"] if sent is None else sent, now, row["id"], self.ctx.owner),
             )
+
+
+def _unanswered_before(row: dict[str, Any]) -> bool:
+    """Whether the row's last failed attempt sent a part that got no answer."""
+    return str(row["last_error"] or "").startswith(UNANSWERED_PREFIX)
 
 
 MONITOR = NotifyMonitor

@@ -14,10 +14,14 @@ from monitors import metrics
 from runtime.db import AsyncDatabase, AsyncTransaction
 from runtime.retry import RetrySchedule
 
-#: Statuses the backlog counts; `sent` rows are history, and counting them would scan the table.
+#: Kind of the outbox rows of a staff broadcast (written by the admin through botapi's enqueue).
+#: notifymonitor sends one only while its member is still entitled (payments.entitlement).
+BROADCAST_KIND = "broadcast"
+
 #: Outbox delivery after network errors and 5xx: fast at first, at most 10 min apart, 8 tries.
 OUTBOX_DELIVERY = RetrySchedule(base_s=5.0, cap_s=600.0, max_attempts=8, jitter_fraction=0.2)
 
+#: Statuses the backlog counts; `sent` rows are history, and counting them would scan the table.
 BACKLOG_STATUSES = ("queued", "failed", "sending", "dead")
 
 # One arm per partial index (outbox_due_idx, outbox_sending_lease_idx, outbox_dead_idx): a

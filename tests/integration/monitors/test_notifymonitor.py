@@ -327,9 +327,10 @@ async def test_stop_gives_back_the_rows_not_started(db, sandbox, monitors):
     first_sent = asyncio.Event()
     finish_sent = monitor._finish_sent
 
-    async def finishing(*args: Any) -> None:
-        await finish_sent(*args)
+    async def finishing(*args: Any) -> bool:
+        written = await finish_sent(*args)
         first_sent.set()
+        return written
 
     monitor._finish_sent = finishing  # type: ignore[method-assign]
     tick = asyncio.create_task(monitor.tick())
