@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from runtime.errors import DomosError
+from runtime.errors import EX_CONFIG, ConfigError, DomosError
 
 #: Modules that contribute subcommands, in help order.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -67,6 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     try:
         code: int = args.handler(args)
+    except ConfigError as exc:
+        # Its own exit status (EX_CONFIG): supervisord does not restart a program that exits
+        # with it, and the event listener restarts the role's container visibly instead.
+        print(f"domos {args.command}: error: {exc}", file=sys.stderr)
+        return EX_CONFIG
     except DomosError as exc:
         # A clear one-line error for the operator; the traceback is for programming errors only.
         print(f"domos {args.command}: error: {exc}", file=sys.stderr)

@@ -71,3 +71,14 @@ class MonitorError(DomosError):
 
 class DemoFailed(DomosError):
     """A step of the `domos demo` scenario did not happen in time."""
+
+
+#: sysexits.h EX_CONFIG: the exit status of a program stopped by a `ConfigError`. Restarting it
+#: cannot help, so supervisord does not (`exitcodes` in runtime/supervision/programs.py) and the
+#: event listener shuts the role down as for a FATAL program.
+EX_CONFIG = 78
+
+
+class DatabaseRefused(ConfigError, DatabaseError):
+    """The PostgreSQL server refused the configured login or database (wrong password, unknown
+    role or database): a configuration error, unlike a server that cannot be reached."""

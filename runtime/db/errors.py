@@ -8,6 +8,7 @@ quotes row values) nor from parameters, so secrets do not leak into logs.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable
 from types import TracebackType
@@ -119,6 +120,35 @@ def translate_postgres(exc: Exception) -> DatabaseError:
         else:
             error_class = DatabaseError
     return _build(error_class, f"postgres: {_pg_message(exc, sqlstate)}")
+
+
+#: What libpq reports when the server refuses the login or the database itself (SQLSTATE classes
+#: 28 and 3D, which psycopg cannot give for a connection that never opened, so the server's
+#: English message is matched). Restarting does not fix these: they are configuration errors.
+#: "Connection refused", timeouts, "the database system is starting up" and "too many clients"
+#: are outages and stay DatabaseUnavailable.
+_PG_REFUSAL = re.compile(
+    r"(?:FATAL:\s+)?(?P<reason>"
+    r"\w+ authentication failed for user \"[^\"\n]*\""  # password, scram, md5, ident, peer
+    r"|role \"[^\"\n]*\" does not exist"
+    r"|database \"[^\"\n]*\" does not exist"
+    r"|no pg_hba\.conf entry for [^\n]*"
+    r"|pg_hba\.conf rejects connection for [^\n]*"
+    r"|permission denied for database [^\n]*"
+    r"|fe_sendauth: no password supplied"
+    r")"
+)
+
+
+def postgres_refusal(exc: BaseException) -> str | None:
+    """The server's reason when a connection attempt failed on the login or the database name
+    (a configuration error), else None (unreachable, starting, overloaded: worth waiting for).
+
+    The reason names the user or database, never the password."""
+    if not isinstance(exc, psycopg.OperationalError) or isinstance(exc, psycopg_pool.PoolTimeout):
+        return None
+    match = _PG_REFUSAL.search(str(exc))
+    return match.group("reason").strip() if match else None
 
 
 def _pg_message(exc: Exception, sqlstate: str | None) -> str:

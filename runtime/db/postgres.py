@@ -8,6 +8,7 @@ by `POSTGRES_ERRORS` (runtime.db.errors). What remains here is each facade's own
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from typing import Any
 
@@ -146,6 +147,8 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabase):
         self._init_common()
 
     async def open(self) -> None:
+        started = time.monotonic()
+        await self._check_login()
         pool: AsyncPool = AsyncConnectionPool(
             self._conninfo,
             connection_class=PooledAsyncConnection,
@@ -154,7 +157,7 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabase):
             **self._pool_options(),
         )
         try:
-            await pool.open(wait=True, timeout=self.settings.pool_timeout_s)
+            await pool.open(wait=True, timeout=self._pool_wait_s(started))
             async with pool.connection():  # min_size may be 0: prove the server answers
                 pass
         except POSTGRES_DRIVER_ERRORS as exc:
@@ -163,6 +166,21 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabase):
         self._pool = pool
         track_pool(self)
         self._log_opened()
+
+    async def _check_login(self) -> None:
+        """One connection before the pool: a server that refuses the login or the database
+        says so at once (DatabaseRefused), where the pool would retry until its timeout. A
+        server not reachable yet is left to the pool to wait for, as before."""
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self._conninfo, **self._lock_connect_options()
+            )
+        except POSTGRES_DRIVER_ERRORS as exc:
+            refused = self._refused(exc)
+            if refused is not None:
+                raise refused from exc
+            return
+        await conn.close()
 
     async def close(self) -> None:
         untrack_pool(self)
@@ -339,6 +357,8 @@ class PostgresDatabase(PostgresCommon, Database):
         self._init_common()
 
     def open(self) -> None:
+        started = time.monotonic()
+        self._check_login()
         pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
             self._conninfo,
             check=check_sync,
@@ -346,7 +366,7 @@ class PostgresDatabase(PostgresCommon, Database):
             **self._pool_options(),
         )
         try:
-            pool.open(wait=True, timeout=self.settings.pool_timeout_s)
+            pool.open(wait=True, timeout=self._pool_wait_s(started))
             with pool.connection():
                 pass
         except POSTGRES_DRIVER_ERRORS as exc:
@@ -355,6 +375,17 @@ class PostgresDatabase(PostgresCommon, Database):
         self._pool = pool
         track_pool(self)
         self._log_opened()
+
+    def _check_login(self) -> None:
+        """See AsyncPostgresDatabase._check_login."""
+        try:
+            conn = psycopg.Connection.connect(self._conninfo, **self._lock_connect_options())
+        except POSTGRES_DRIVER_ERRORS as exc:
+            refused = self._refused(exc)
+            if refused is not None:
+                raise refused from exc
+            return
+        conn.close()
 
     def close(self) -> None:
         untrack_pool(self)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import select
+import time
 import uuid
 import weakref
 from typing import Any
@@ -33,8 +34,9 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 import runtime.db.claim as claim_sql
 from runtime.config import DatabaseSettings, mask_url_password
 from runtime.db.base import Claim, Row, check_logical_db
+from runtime.db.errors import postgres_refusal
 from runtime.db.types import postgres_adapters
-from runtime.errors import DatabaseUnavailable, LockNotAcquired
+from runtime.errors import DatabaseRefused, DatabaseUnavailable, LockNotAcquired
 from runtime.logical_databases import LOGICAL_DATABASES
 
 log = structlog.get_logger("runtime.db.postgres")
@@ -130,6 +132,22 @@ class PostgresCommon:
             f"postgres: cannot connect to {self._masked_url} within "
             f"{self.settings.pool_timeout_s:g}s ({type(exc).__name__})"
         )
+
+    def _refused(self, exc: BaseException) -> DatabaseRefused | None:
+        """A connection attempt the server refused on the login or the database name: a
+        configuration error (runtime.errors.EX_CONFIG), not an outage to wait out."""
+        reason = postgres_refusal(exc)
+        if reason is None:
+            return None
+        return DatabaseRefused(
+            "DATABASE_URL",
+            f"postgres at {self._masked_url} refused the connection: {reason}"
+            " (check DATABASE_URL, or POSTGRES_USER, POSTGRES_PASSWORD and POSTGRES_DB)",
+        )
+
+    def _pool_wait_s(self, started: float) -> float:
+        """What is left of pool_timeout_s for the pool to open, after the login check."""
+        return max(0.1, self.settings.pool_timeout_s - (time.monotonic() - started))
 
     def _not_open(self) -> DatabaseUnavailable:
         return DatabaseUnavailable("postgres: database is not open; call open() first")

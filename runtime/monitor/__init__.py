@@ -18,7 +18,7 @@ Convention: monitor `NAME` lives in module `monitors.NAME` and exposes its class
     MONITOR = TermsMonitor
 
 Settings of its own: a frozen dataclass with `from_env(environ, settings)` named as the class's
-`config_type`; the runner builds it before the database opens (a bad value exits 2 naming the
+`config_type`; the runner builds it before the database opens (a bad value exits 78 naming the
 variable) and the monitor reads it as `self.config`. No monitor reads `os.environ` itself.
 
 `domos monitor tsmonitor` runs it until SIGTERM; `--once` runs one tick; `--check` exits 0 while

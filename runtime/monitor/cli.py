@@ -76,7 +76,7 @@ def handle(args: argparse.Namespace) -> int:
     if args.check:
         return check(monitor_cls, path, max_age_intervals=args.max_age_intervals)
     settings = Settings.from_env(os.environ)
-    # Before logging and the database: a bad value exits 2 naming its variable.
+    # Before logging and the database: a bad value exits 78 (EX_CONFIG) naming its variable.
     config = build_config(monitor_cls, os.environ, settings)
     from runtime.logging import configure_logging
 

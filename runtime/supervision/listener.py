@@ -8,6 +8,11 @@ Runs as `[eventlistener:supervisor_exporter]` in every role (`domos supervisor l
   policy brings the role back whole. `--no-shutdown-on-fatal` only reports. A FATAL counts
   whether its PROCESS_STATE_FATAL event arrives or the process list shows it: supervisord
   discards events when the listener's buffer overflows (`buffer_size` in programs.py).
+- A program that exits with EX_CONFIG (78, runtime.errors: a configuration error such as an
+  unknown DOMOS_TIMEZONE, a token Telegram refuses, a password PostgreSQL refuses) is handled the
+  same way, at once: its start took longer than `startsecs`, so it was RUNNING and would never
+  reach FATAL, only restart forever. supervisord leaves it EXITED (`exitcodes` in programs.py),
+  so the process list shows it even when the event is lost.
 - Every event (state changes and TICK_5) refreshes gauges from `getAllProcessInfo()`:
   domos_supervisor_process_state{program,group,state}, domos_supervisor_process_uptime_seconds,
   domos_supervisor_process_up, and counts restarts (a program entering STARTING again after it
@@ -28,6 +33,8 @@ from typing import Any, Protocol, TextIO
 
 import structlog
 from prometheus_client import Counter, Gauge
+
+from runtime.errors import EX_CONFIG
 
 STATES = ("STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED", "FATAL", "UNKNOWN")
 
@@ -50,7 +57,13 @@ PROCESS_RESTARTS = Counter(
     ["program", "group"],
 )
 FATAL_SHUTDOWNS = Counter(
-    "domos_supervisor_fatal_shutdowns_total", "supervisord shutdowns asked for after a FATAL."
+    "domos_supervisor_fatal_shutdowns_total",
+    "supervisord shutdowns asked for after a FATAL program or a configuration error (exit 78).",
+)
+CONFIG_ERRORS = Counter(
+    "domos_supervisor_config_errors_total",
+    "Times a program exited with EX_CONFIG (78): a configuration error restarting cannot fix.",
+    ["program", "group"],
 )
 
 log = structlog.get_logger("supervisor_listener")
@@ -92,6 +105,7 @@ class ProcessStateTracker:
             # The restart counter exists at 0 from the first sight, so increase() sees the
             # first restart (a series that appears at 1 shows no increase).
             PROCESS_RESTARTS.labels(program=program, group=group)
+            CONFIG_ERRORS.labels(program=program, group=group)
             for candidate in STATES:
                 PROCESS_STATE.labels(program=program, group=group, state=candidate).set(
                     1 if candidate == state else 0
@@ -138,6 +152,26 @@ class FatalWatch:
         return new
 
 
+def config_failed(info: Mapping[str, Any]) -> bool:
+    """EXITED with EX_CONFIG: stopped by its configuration, and left down by supervisord."""
+    return info["statename"] == "EXITED" and info.get("exitstatus") == EX_CONFIG
+
+
+@dataclass
+class ConfigErrorWatch:
+    """Which programs exited with EX_CONFIG, from every refresh of the process list; each
+    episode reported once, like FatalWatch (a program stays EXITED until started again)."""
+
+    reported: set[tuple[str, str]] = field(default_factory=set)
+
+    def newly_failed(self, processes: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        failed = {(p["name"], p["group"]) for p in processes if config_failed(p)}
+        self.reported &= failed
+        new = sorted(failed - self.reported)
+        self.reported |= failed
+        return new
+
+
 def listen(
     rpc: Rpc,
     *,
@@ -150,6 +184,7 @@ def listen(
     """The event loop: READY, read one event, handle it, RESULT OK; until stdin closes."""
     tracker = tracker or ProcessStateTracker()
     watch = FatalWatch()
+    config_watch = ConfigErrorWatch()
     shutdown_asked = False
     while should_continue():
         stdout.write("READY\n")
@@ -169,6 +204,7 @@ def listen(
         try:
             processes = rpc.getAllProcessInfo()
             tracker.refresh(processes)
+            gave_up = False
             for program, group in watch.newly_fatal(processes, event):
                 log.error(
                     "program_fatal",
@@ -177,10 +213,22 @@ def listen(
                     seen_in="event" if (program, group) == event else "process_list",
                     shutdown=shutdown_on_fatal,
                 )
-                if shutdown_on_fatal and not shutdown_asked:
-                    FATAL_SHUTDOWNS.inc()
-                    rpc.shutdown()
-                    shutdown_asked = True
+                gave_up = True
+            for program, group in config_watch.newly_failed(processes):
+                CONFIG_ERRORS.labels(program=program, group=group).inc()
+                log.error(
+                    "program_config_error",
+                    program=program,
+                    group=group,
+                    exit_status=EX_CONFIG,
+                    reason="its configuration is invalid; its last log line names the setting",
+                    shutdown=shutdown_on_fatal,
+                )
+                gave_up = True
+            if gave_up and shutdown_on_fatal and not shutdown_asked:
+                FATAL_SHUTDOWNS.inc()
+                rpc.shutdown()
+                shutdown_asked = True
         except xmlrpc.client.Fault as exc:
             if exc.faultCode == SHUTDOWN_STATE_FAULT:
                 # Expected while supervisord stops every program (Ctrl-C, docker stop, or our

@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from runtime.errors import EX_CONFIG
+
 #: Roles of production containers. `all` is every production program in one supervisord;
 #: `embedded` adds the sandbox (the `make run` default without real tokens).
 PRODUCTION_ROLES = ("api", "web", "bot", "monitors")
@@ -30,7 +32,9 @@ class Program:
     #: graceful-stop budget (a monitor's stop_timeout_s, uvicorn's/gunicorn's graceful timeout).
     stopwaitsecs: int
     #: Short, so a killed program is RUNNING again within 3 s (supervisord restarts it at once,
-    #: then waits startsecs); a program that fails its start-up (config, imports) dies sooner.
+    #: then waits startsecs). A start-up that fails sooner ends in FATAL after startretries; one
+    #: that fails later (a configuration error found after seconds of imports) would restart
+    #: forever, so it exits with EX_CONFIG instead (see `render_program`).
     startsecs: int = 1
     #: Lower starts first and stops last (the sandbox before the programs that call it). Across
     #: roles it takes effect through the group's priority, the lowest of its programs'.
@@ -170,7 +174,14 @@ def render_program(program: Program) -> str:
             f"environment={environment}",
             f"priority={program.priority}",
             "autostart=true",
-            "autorestart=true",
+            # Restarted whatever its exit, but for EX_CONFIG (a configuration error,
+            # runtime.errors): restarting cannot fix it, so supervisord leaves it EXITED and the
+            # event listener shuts the role down as for FATAL. (An exit status outside
+            # `exitcodes` is also why a stop logs "stopped: ... (exit status 0)" at WARN.)
+            f"; Exit {EX_CONFIG} (EX_CONFIG) is a configuration error: left EXITED, the listener"
+            " restarts the container.",
+            "autorestart=unexpected",
+            f"exitcodes={EX_CONFIG}",
             f"startsecs={program.startsecs}",
             "startretries=5",
             "stopsignal=TERM",

@@ -5,10 +5,12 @@ closes the database pool)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 from types import FrameType
 from typing import Any
 
@@ -46,8 +48,9 @@ def run(args: argparse.Namespace) -> int:
     host = args.host or api_settings.host
     port = args.port if args.port is not None else api_settings.port
     serve_metrics(settings.metrics_port, addr=settings.bind_host)
+    startup = _StartupErrors(create_app(settings, api_settings))
     config = uvicorn.Config(
-        create_app(settings, api_settings),
+        startup.app,
         host=host,
         port=port,
         log_config=None,  # runtime.logging already routes uvicorn's loggers
@@ -71,9 +74,45 @@ def run(args: argparse.Namespace) -> int:
     # uvicorn re-raises the stop signal once it has shut down gracefully; for SIGTERM (the
     # supervisord stop) that is a normal end, so exit 0 instead of dying by the signal.
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    server.run()
+    try:
+        server.run()
+    except SystemExit:
+        if startup.config_error is None:
+            raise
+    if startup.config_error is not None:
+        # The lifespan met a configuration error (PostgreSQL refused the password, say): exit
+        # EX_CONFIG, which supervisord does not restart (runtime.cli prints it), rather than
+        # uvicorn's start-up failure (3), which it does.
+        raise startup.config_error
     # A failed start (port in use, database down in the lifespan) leaves `started` false.
     return 0 if server.started else 1
+
+
+class _StartupErrors:
+    """Remembers a ConfigError that the app's lifespan start-up raised: uvicorn reports a failed
+    start-up only as a traceback and `started` false. Wraps the router's lifespan, not the ASGI
+    app, so requests pay nothing for it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.config_error: Exception | None = None
+        startup = app.router.lifespan_context
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app: Any) -> AsyncIterator[Any]:
+            from runtime.errors import ConfigError
+
+            started = False
+            try:
+                async with startup(app) as state:
+                    started = True
+                    yield state
+            except ConfigError as exc:
+                if not started:
+                    self.config_error = exc
+                raise
+
+        app.router.lifespan_context = lifespan
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:

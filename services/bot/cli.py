@@ -16,6 +16,9 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
+    from aiogram.exceptions import TelegramUnauthorizedError
+
+    from runtime.errors import ConfigError
     from runtime.logging import configure_logging
     from runtime.metrics import serve_metrics
     from services.bot.app import run as run_bot
@@ -26,6 +29,12 @@ def run(args: argparse.Namespace) -> int:
     metrics = serve_metrics(settings.runtime.metrics_port, addr=settings.runtime.bind_host)
     try:
         asyncio.run(run_bot(settings))
+    except TelegramUnauthorizedError as exc:
+        # getMe at start-up answered 401: the token is wrong or revoked, which no restart fixes
+        # (a configuration error: exit EX_CONFIG). Polling never raises it later; it retries.
+        raise ConfigError(
+            "TELEGRAM_BOT_TOKEN", "Telegram refused the token (401 Unauthorized)"
+        ) from exc
     finally:
         if metrics is not None:
             metrics.close()

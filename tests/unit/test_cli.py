@@ -27,9 +27,10 @@ def test_a_command_parses_with_only_its_own_module():
     assert callable(args.handler)
 
 
-def test_domos_errors_become_one_line_and_exit_code_2(capsys, tmp_path):
+def test_config_errors_become_one_line_and_exit_code_78(capsys, tmp_path):
+    # EX_CONFIG: supervisord leaves a program that exits with it down (runtime/supervision).
     code = main(["run", "--config", str(tmp_path / "missing.conf")])
-    assert code == 2
+    assert code == 78
     err = capsys.readouterr().err
     assert err.startswith("domos run: error: --config: no supervisord configuration at")
 

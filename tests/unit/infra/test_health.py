@@ -91,7 +91,7 @@ def test_unknown_role_and_silent_supervisord_are_unhealthy(tmp_path: Path):
 
 def test_health_command_needs_a_role(monkeypatch: pytest.MonkeyPatch, capsys):
     monkeypatch.delenv("DOMOS_ROLE", raising=False)
-    assert main(["health"]) == 2
+    assert main(["health"]) == 78  # EX_CONFIG, as every ConfigError
     assert "DOMOS_ROLE" in capsys.readouterr().err
 
 

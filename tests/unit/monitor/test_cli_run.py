@@ -120,7 +120,7 @@ def test_the_monitor_reads_its_settings_from_the_runner(
 
 
 @pytest.mark.usefixtures("restore_logging")
-def test_a_bad_setting_exits_2_naming_it_before_the_database_opens(
+def test_a_bad_setting_exits_78_naming_it_before_the_database_opens(
     pinger_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     package = next(p for p in pinger_env.iterdir() if p.name.startswith("pkg_"))
@@ -130,7 +130,7 @@ def test_a_bad_setting_exits_2_naming_it_before_the_database_opens(
     monkeypatch.setenv("DB_TYPE", "postgres")
     monkeypatch.setenv("DATABASE_URL", "postgresql://app@127.0.0.1:1/domos")
     monkeypatch.setenv("DB_POOL_TIMEOUT_S", "0.5")
-    assert main(["monitor", "pinger", "--once"]) == 2
+    assert main(["monitor", "pinger", "--once"]) == 78  # EX_CONFIG
     err = capsys.readouterr().err
     assert "PINGER_REPEAT" in err
     assert "monitor_start_failed" not in err

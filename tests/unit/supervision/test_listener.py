@@ -7,7 +7,14 @@ from typing import Any
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
-from runtime.supervision.listener import FatalWatch, ProcessStateTracker, listen, parse_headers
+from runtime.errors import EX_CONFIG
+from runtime.supervision.listener import (
+    ConfigErrorWatch,
+    FatalWatch,
+    ProcessStateTracker,
+    listen,
+    parse_headers,
+)
 
 
 class RecordingRpc:
@@ -142,3 +149,75 @@ def test_supervisord_shutting_down_is_no_warning():
     with capture_logs() as logs:
         listen(ShuttingDownRpc([]), stdin=stdin, stdout=io.StringIO())
     assert [entry["log_level"] for entry in logs] == ["debug"] * 3
+
+
+def _exited(name: str, status: int) -> dict[str, Any]:
+    return {**_info(name, "EXITED"), "exitstatus": status}
+
+
+def test_a_program_that_exited_with_a_config_error_shuts_supervisord_down_once():
+    # It ran past startsecs, so supervisord would never call it FATAL; exit 78 left it EXITED.
+    rpc = RecordingRpc([_exited("lt_conf", EX_CONFIG), _info("lt_fine", "RUNNING")])
+    events = _event(
+        "PROCESS_STATE_EXITED", "processname:lt_conf groupname:monitors from_state:RUNNING"
+    ) + _event("TICK_5", "when:165")
+    before = _sample("domos_supervisor_fatal_shutdowns_total") or 0
+    with capture_logs() as logs:
+        listen(rpc, stdin=io.StringIO(events), stdout=io.StringIO())
+    assert rpc.shutdowns == 1
+    assert [entry for entry in logs if entry["event"] == "program_config_error"] == [
+        {
+            "event": "program_config_error",
+            "log_level": "error",
+            "program": "lt_conf",
+            "group": "monitors",
+            "exit_status": EX_CONFIG,
+            "reason": "its configuration is invalid; its last log line names the setting",
+            "shutdown": True,
+        }
+    ]
+    counted = _sample("domos_supervisor_config_errors_total", program="lt_conf", group="monitors")
+    assert counted == 1
+    assert _sample("domos_supervisor_fatal_shutdowns_total") == before + 1
+    # Series exist at 0 for the others, so increase() sees their first one.
+    assert _sample("domos_supervisor_config_errors_total", program="lt_fine", group="monitors") == 0
+
+
+def test_a_config_error_seen_only_in_the_process_list_still_counts():
+    # The EXITED event was lost (buffer overflow): the TICK_5 refresh shows it.
+    rpc = RecordingRpc([_exited("lt_conf_lost", EX_CONFIG)])
+    listen(rpc, stdin=io.StringIO(_event("TICK_5", "when:160")), stdout=io.StringIO())
+    assert rpc.shutdowns == 1
+
+
+def test_other_exits_are_left_to_supervisord_to_restart():
+    rpc = RecordingRpc(
+        [_exited("lt_crash", 1), _exited("lt_clean", 0), _info("lt_backoff", "BACKOFF")]
+    )
+    events = _event("PROCESS_STATE_EXITED", "processname:lt_crash groupname:monitors") * 2
+    with capture_logs() as logs:
+        listen(rpc, stdin=io.StringIO(events), stdout=io.StringIO())
+    assert rpc.shutdowns == 0
+    assert [entry for entry in logs if entry["log_level"] == "error"] == []
+
+
+def test_report_only_mode_reports_a_config_error_once_and_does_not_shut_down():
+    rpc = RecordingRpc([_exited("lt_conf_report", EX_CONFIG)])
+    with capture_logs() as logs:
+        listen(
+            rpc,
+            stdin=io.StringIO(_event("TICK_5", "when:160") * 3),
+            stdout=io.StringIO(),
+            shutdown_on_fatal=False,
+        )
+    assert rpc.shutdowns == 0
+    assert [entry["event"] for entry in logs].count("program_config_error") == 1
+
+
+def test_config_error_watch_reports_each_episode_once():
+    watch = ConfigErrorWatch()
+    failed = [_exited("lt_b", EX_CONFIG)]
+    assert watch.newly_failed(failed) == [("lt_b", "monitors")]
+    assert watch.newly_failed(failed) == []
+    assert watch.newly_failed([_info("lt_b", "RUNNING")]) == []  # started again by hand
+    assert watch.newly_failed(failed) == [("lt_b", "monitors")]
