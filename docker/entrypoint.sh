@@ -23,6 +23,15 @@ if [ "${1:-}" = "supervisord" ]; then
         echo "domos-entrypoint: unknown DOMOS_ROLE '$DOMOS_ROLE'" >&2
         exit 64
     fi
+    # The role's settings as its programs will read them: a bad value refuses the container
+    # here, every bad variable named, exit 78 (EX_CONFIG), instead of programs that each take
+    # seconds to fail and restart (runtime/supervision/preflight.py).
+    status=0
+    domos supervisor check --role "$DOMOS_ROLE" || status=$?
+    if [ "$status" -ne 0 ]; then
+        echo "domos-entrypoint: the $DOMOS_ROLE role's configuration is invalid (above)" >&2
+        exit "$status"
+    fi
 fi
 
 exec "$@"

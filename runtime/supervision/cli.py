@@ -119,10 +119,12 @@ def register_render(subparsers: Any) -> None:
             "render: write supervisor/ from runtime/supervision/programs.py (or --check it). "
             "listen: the event listener (FATAL -> shutdown, process metrics). "
             "status: once the programs are up (or --wait-s passed), their states and where to"
-            " look (what `domos run` prints after the start)."
+            " look (what `domos run` prints after the start). check: the settings of the role's"
+            " programs (--role, default $DOMOS_ROLE), read from the environment as they read"
+            " them; exit 78 naming every bad variable (docker/entrypoint.sh, before supervisord)."
         ),
     )
-    parser.add_argument("action", choices=["render", "listen", "status"])
+    parser.add_argument("action", choices=["render", "listen", "status", "check"])
     parser.add_argument("--root", type=Path, default=Path("supervisor"))
     parser.add_argument("--check", action="store_true", help="render: report differences; exit 1")
     parser.add_argument(
@@ -131,6 +133,7 @@ def register_render(subparsers: Any) -> None:
         action="store_false",
         help="listen: only report FATAL programs instead of shutting supervisord down",
     )
+    parser.add_argument("--role", default=None, help="check: the role (default: $DOMOS_ROLE)")
     parser.add_argument("--metrics-port", type=int, default=None, help="listen: /metrics port")
     parser.add_argument(
         "--config",
@@ -152,6 +155,8 @@ def supervisor_command(args: argparse.Namespace) -> int:
         from runtime.supervision.listener import main
 
         return main(shutdown_on_fatal=args.shutdown_on_fatal, metrics_port=args.metrics_port)
+    if args.action == "check":
+        return check_command(args)
     if args.action == "status":
         import sys
 
@@ -169,3 +174,22 @@ def supervisor_command(args: argparse.Namespace) -> int:
         return 1 if problems else 0
     write_tree(args.root)
     return 0
+
+
+def check_command(args: argparse.Namespace) -> int:
+    import sys
+
+    from runtime.config import Env
+    from runtime.errors import EX_CONFIG, ConfigError
+    from runtime.supervision.preflight import check_role
+    from runtime.supervision.programs import roles
+
+    role = args.role or Env(os.environ).text("DOMOS_ROLE")
+    if role is None:
+        raise ConfigError("DOMOS_ROLE", "is required (or --role)")
+    if role not in roles():
+        raise ConfigError("DOMOS_ROLE", f"unknown role {role!r} ({', '.join(roles())})")
+    problems = check_role(role, os.environ)
+    for problem in problems:
+        print(f"domos supervisor check: error: {problem}", file=sys.stderr)
+    return EX_CONFIG if problems else 0
