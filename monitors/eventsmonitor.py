@@ -12,25 +12,39 @@ told so, without its link.
 
 Every message is an event_notifications row, unique per (event, member, kind), written in the
 same transaction as its outbox row: once per (event, member, reminder) whatever happens.
+`event_registrations.last_reminder` records the latest reminder window a registration has been
+dealt with (reminded, or passed over), so each tick reads only registrations with a reminder
+left to deal with: EVENTS_BATCH_SIZE registrations a tick, every one reminded in a bounded number
+of ticks.
 
 Settings: EVENTS_BATCH_SIZE (1000).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Self
 
 from monitors import metrics, texts
-from monitors.decisions.reminders import event_reminder_due
+from monitors.decisions.reminders import EVENT_REMINDER_OFFSETS, event_reminder_due
 from monitors.outbox import enqueue
 from payments.entitlement import entitled_user, entitling
 from runtime.config import Env, Settings
 from runtime.monitor import Monitor
 
 ENTITLED = entitling("s")
+
+#: The reminder windows, the earliest to open first: [('24h', 24 h), ('1h', 1 h)].
+REMINDER_WINDOWS = sorted(EVENT_REMINDER_OFFSETS.items(), key=lambda item: item[1], reverse=True)
+#: SQL: registration `r` of event `e` has a window left to deal with, given that the first has
+#: opened. Binds two per later window: the kind before it, and now + its offset.
+_REMINDER_LEFT = " OR ".join(
+    ["r.last_reminder IS NULL"]
+    + ["(r.last_reminder = ? AND e.starts_at <= ?)"] * (len(REMINDER_WINDOWS) - 1)
+)
 
 
 @dataclass(frozen=True)
@@ -82,14 +96,23 @@ class EventsMonitor(Monitor):
         return sent
 
     async def remind(self, now: datetime) -> int:
+        """Registrations with a reminder window opened that they have not been dealt with (none
+        yet, or the next after `last_reminder`), oldest event first; each one read is dealt with
+        (reminded, or passed over as event_reminder_due says) and recorded in `last_reminder`,
+        so the next tick reads the next ones."""
+        later = [
+            param
+            for (kind, _), (_, offset) in itertools.pairwise(REMINDER_WINDOWS)
+            for param in (kind, now + offset)
+        ]
         rows = await self.db.fetchall(
-            "SELECT e.id, e.title, e.starts_at, e.location, e.url, r.registered_at,"
-            " u.id AS user_id, u.telegram_id FROM event_registrations r"
+            "SELECT e.id, e.title, e.starts_at, e.location, e.url, r.id AS registration_id,"
+            " r.registered_at, u.id AS user_id, u.telegram_id FROM event_registrations r"
             " JOIN events e ON e.id = r.event_id JOIN users u ON u.id = r.user_id"
             " WHERE r.status = 'registered' AND e.status = 'published'"
-            f" AND e.starts_at > ? AND e.starts_at <= ? AND {entitled_user('u')}"
-            " ORDER BY e.starts_at, r.id LIMIT ?",
-            (now, now + timedelta(hours=24), now, self.batch_size),
+            f" AND e.starts_at > ? AND e.starts_at <= ? AND ({_REMINDER_LEFT})"
+            f" AND {entitled_user('u')} ORDER BY e.starts_at, r.id LIMIT ?",
+            (now, now + REMINDER_WINDOWS[0][1], *later, now, self.batch_size),
         )
         sent = 0
         for row in rows:
@@ -106,6 +129,12 @@ class EventsMonitor(Monitor):
             if kind is not None:
                 member = {"id": row["user_id"], "telegram_id": row["telegram_id"]}
                 sent += await self._notify(row, member, kind)
+            # The latest window opened: the one reminded now, or passed over.
+            opened = [k for k, offset in REMINDER_WINDOWS if row["starts_at"] - offset <= now]
+            await self.db.execute(
+                "UPDATE event_registrations SET last_reminder = ? WHERE id = ?",
+                (opened[-1], row["registration_id"]),
+            )
         return sent
 
     async def cancellations(self, now: datetime) -> int:

@@ -191,3 +191,51 @@ async def test_reminders_and_the_paid_url_go_only_to_the_entitled(db, sandbox, m
         assert "отменено" in canceled
         assert "SECRET" not in canceled
         assert "zoom.example" not in canceled
+
+
+async def test_every_registrant_is_reminded_within_bounded_ticks(db, sandbox, monitors):
+    now = datetime(2030, 5, 10, 12, 0, tzinfo=MOSCOW)
+    first = now + timedelta(hours=20)
+    second = now + timedelta(hours=22)
+    first_id, second_id = [
+        await db.fetchval(
+            "INSERT INTO events (title, starts_at, announced_at) VALUES (?, ?, ?) RETURNING id",
+            (title, starts, now - timedelta(days=6)),
+        )
+        for title, starts in (("Разбор сделок", first), ("Ипотека", second))
+    ]
+
+    async def register(event_id: int, registered_at: datetime) -> dict[str, Any]:
+        user = await entitled(db, sandbox, now)
+        await db.execute(
+            "INSERT INTO event_registrations (event_id, user_id, registered_at) VALUES (?, ?, ?)",
+            (event_id, user["id"], registered_at),
+        )
+        return user
+
+    # First by id: two who registered inside the 24 h window (no 24 h reminder for them).
+    late = [await register(first_id, now - timedelta(hours=2)) for _ in range(2)]
+    early = [await register(first_id, now - timedelta(days=5)) for _ in range(3)]
+    other = [await register(second_id, now - timedelta(days=5)) for _ in range(2)]
+    clock = FixedClock(now)
+    monitor = await monitors(EventsMonitor, clock, EVENTS_BATCH_SIZE="2")
+
+    # 7 registrations, 2 a tick: 4 ticks see every one once.
+    for _ in range(4):
+        await monitor.tick()
+    for user in early + other:
+        assert await kinds(db, user) == ["event_24h"]
+    for user in late:
+        assert await kinds(db, user) == []
+    assert await monitor.tick() == 0
+
+    clock.at = first - timedelta(minutes=30)
+    for _ in range(3):  # the first event's 5 registrants
+        await monitor.tick()
+    for user in early:
+        assert await kinds(db, user) == ["event_24h", "event_1h"]
+    for user in late:
+        assert await kinds(db, user) == ["event_1h"]
+    for user in other:
+        assert await kinds(db, user) == ["event_24h"]
+    assert await monitor.tick() == 0
