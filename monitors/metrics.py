@@ -6,7 +6,9 @@ from prometheus_client import Counter, Gauge
 
 NOTIFY_MESSAGES = Counter(
     "domos_notify_messages_total",
-    "Outbox messages by outcome: sent, retried, rate_limited, deferred, blocked, dead, migrated.",
+    "Outbox messages by outcome: sent, retried, rate_limited, deferred, blocked, dead, migrated,"
+    " skipped (a broadcast to a member no longer entitled); possibly_duplicated is counted"
+    " besides sent (a part sent again after an answer that never came).",
     ["outcome"],
 )
 NOTIFY_PARTS_SENT = Counter(

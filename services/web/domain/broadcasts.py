@@ -24,13 +24,12 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
+from monitors.outbox import BROADCAST_KIND
 from runtime.db import Database, Transaction, sync_database
 from runtime.errors import DomosError
 from services.botapi.send import SendRequest, enqueue
 from services.web.domain import models as m
 
-#: Outbox kind of every broadcast message (a fixed label: notifymonitor's metrics count by kind).
-KIND = "broadcast"
 #: Lower sends first: receipts (10) and reminders (60, 100) go before a bulk message, as the
 #: monthly survey (200) does.
 PRIORITY = 200
@@ -101,7 +100,7 @@ class Audience:
 
 
 def dedupe_key(broadcast_id: int, telegram_id: int) -> str:
-    return f"{KIND}:{broadcast_id}:{telegram_id}"
+    return f"{BROADCAST_KIND}:{broadcast_id}:{telegram_id}"
 
 
 @contextmanager
@@ -210,7 +209,7 @@ def queue(db: Database, broadcast_id: int, *, now: datetime) -> int:
                     chat_id=row["chat_id"],
                     text=broadcast["text"],
                     dedupe_key=row["outbox_dedupe_key"],
-                    kind=KIND,
+                    kind=BROADCAST_KIND,
                     priority=PRIORITY,
                 )
                 _, created = enqueue(tx, request)
