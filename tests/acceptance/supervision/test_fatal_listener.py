@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -12,15 +13,26 @@ from pathlib import Path
 
 import pytest
 
-from runtime.supervision.programs import LISTENER_METRICS_PORT, LISTENER_NAME
+from runtime.supervision.programs import LISTENER_METRICS_PORT, LISTENER_NAME, render_listener
 
 REPO = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+#: Not the catalogue's 9200, which `domos run` (test_domos_run, maybe at the same time) serves.
+METRICS_PORT = _free_port()
+
+
 def _metrics() -> str:
     try:
-        url = f"http://127.0.0.1:{LISTENER_METRICS_PORT}/metrics"
+        url = f"http://127.0.0.1:{METRICS_PORT}/metrics"
         with urllib.request.urlopen(url, timeout=2) as response:
             return response.read().decode()
     except OSError:
@@ -33,7 +45,11 @@ def home(tmp_path: Path) -> Path:
     shutil.copytree(REPO / "supervisor", tmp_path / "supervisor", symlinks=True)
     role = tmp_path / "supervisor" / "roles" / "crashing"
     role.mkdir()
-    (role / f"{LISTENER_NAME}.conf").symlink_to(f"../../programs/{LISTENER_NAME}.conf")
+    listener = render_listener().replace(
+        f"--metrics-port {LISTENER_METRICS_PORT}", f"--metrics-port {METRICS_PORT}"
+    )
+    assert str(METRICS_PORT) in listener
+    (role / f"{LISTENER_NAME}.conf").write_text(listener)
     # A program that never stays up for startsecs: BACKOFF three times (about 10 s, time for the
     # listener to start even on a loaded machine), then FATAL.
     (role / "crasher.conf").write_text(
