@@ -10,7 +10,7 @@ from typing import Any
 
 from aiogram import BaseMiddleware
 from aiogram.types import TelegramObject, Update
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from runtime.metrics import start_at_zero
 
@@ -45,8 +45,33 @@ UNDECODABLE_UPDATES = Counter(
     "Updates from Telegram this aiogram cannot read: logged and skipped"
     " (services/bot/undecodable_updates.py).",
 )
+UPDATES_DEFERRED = Counter(
+    "domos_bot_updates_deferred_total",
+    "Updates put aside because the database was unavailable (or behind such an update of the"
+    " same chat), to be handled again (services/bot/redelivery.py), by update type.",
+    ["type"],
+)
+UPDATES_REPLAYED = Counter(
+    "domos_bot_updates_replayed_total",
+    "Deferred updates handled again once the database answered, by update type.",
+    ["type"],
+)
+UPDATES_GIVEN_UP = Counter(
+    "domos_bot_updates_given_up_total",
+    "Deferred updates never handled, by reason: too_old (waited past a day), too_many (the"
+    " waiting list was full), unreadable (a spool line that could not be read).",
+    ["reason"],
+)
+GIVEN_UP_REASONS = ("too_old", "too_many", "unreadable")
+UPDATES_WAITING = Gauge(
+    "domos_bot_updates_waiting",
+    "Deferred updates waiting to be handled again (services/bot/redelivery.py).",
+)
+#: The workflow-data key under which services/bot/redelivery.py feeds an update again.
+REPLAY_KEY = "redelivery"
 # Rare, and alerted on from the first: every series starts at 0.
 start_at_zero(STRANGERS, "outcome", STRANGER_OUTCOMES)
+start_at_zero(UPDATES_GIVEN_UP, "reason", GIVEN_UP_REASONS)
 
 
 class InFlight:
@@ -91,7 +116,8 @@ class UpdateMetricsMiddleware(BaseMiddleware):
         data: dict[str, Any],
     ) -> Any:
         kind = event.event_type if isinstance(event, Update) else type(event).__name__
-        UPDATES.labels(type=kind).inc()
+        if REPLAY_KEY not in data:  # a replay (services/bot/redelivery.py) was counted once
+            UPDATES.labels(type=kind).inc()
         started = time.perf_counter()
         self.in_flight.enter()
         try:
