@@ -7,6 +7,7 @@ its own uniquely named databases, so several test runs can share one server.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+import structlog
 from psycopg import sql
 
 from runtime.db import async_database, sync_database
@@ -154,3 +156,20 @@ def sync_db(database_settings: Any) -> Iterator[Any]:
         yield db
     finally:
         db.close()
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Undo `configure_logging` of the code under test: its handler on the root logger, the
+    level, captured warnings and structlog's configuration and context."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(level)
+    logging.captureWarnings(False)
+    structlog.contextvars.clear_contextvars()
+    structlog.reset_defaults()

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 
 from runtime.config import Settings
 from runtime.db.base import HeldLock
@@ -95,21 +93,6 @@ class FakeDatabase:
 @pytest.fixture
 def settings(tmp_path: Any) -> Settings:
     return Settings.from_env({"DOMOS_DATA_DIR": str(tmp_path / "data")})
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """Undo `configure_logging`: its handler on the root logger and structlog's configuration."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in root.handlers[:]:
-        if handler not in handlers:
-            root.removeHandler(handler)
-            handler.close()
-    root.setLevel(level)
-    logging.captureWarnings(False)
-    structlog.reset_defaults()
 
 
 @pytest.fixture

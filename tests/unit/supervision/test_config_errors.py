@@ -3,33 +3,17 @@
 from __future__ import annotations
 
 import configparser
-import logging
-from collections.abc import Iterator
 
 import psycopg
 import psycopg_pool
 import pytest
-import structlog
 
 from runtime.cli import main
 from runtime.db.errors import postgres_refusal
 from runtime.errors import EX_CONFIG
 from runtime.supervision.programs import PROGRAMS, render_program
 
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """Undo the `configure_logging` of the commands run here (as tests/unit/monitor does)."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in root.handlers[:]:
-        if handler not in handlers:
-            root.removeHandler(handler)
-            handler.close()
-    root.setLevel(level)
-    logging.captureWarnings(False)
-    structlog.reset_defaults()
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 def test_every_program_is_left_exited_on_ex_config_and_restarted_on_any_other_exit():
