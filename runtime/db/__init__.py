@@ -18,7 +18,7 @@ from runtime.db.base import (
     Row,
     Transaction,
 )
-from runtime.db.factory import async_database, sync_database
+from runtime.db.factory import async_database, check_login, sync_database
 
 __all__ = [
     "AsyncDatabase",
@@ -28,5 +28,6 @@ __all__ = [
     "Row",
     "Transaction",
     "async_database",
+    "check_login",
     "sync_database",
 ]

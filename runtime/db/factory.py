@@ -34,3 +34,16 @@ def sync_database(settings: Settings | DatabaseSettings, *, name: str | None = N
     from runtime.db.sqlite import SQLiteDatabase
 
     return SQLiteDatabase(db_settings, name=name)
+
+
+def check_login(settings: Settings | DatabaseSettings) -> None:
+    """Raise DatabaseRefused (a ConfigError: exit 78) when PostgreSQL refuses the configured
+    login or database; nothing for SQLite, or for a server not reachable yet (an outage the
+    program's pool waits out). For programs that hand over to another server before they
+    open a database themselves (gunicorn's workers, Django's migrate), whose failure would
+    be an ordinary exit that supervisord restarts for ever."""
+    db_settings = database_settings(settings)
+    if db_settings.type == "postgres":
+        from runtime.db.postgres import PostgresDatabase
+
+        PostgresDatabase(db_settings, name="login-check").check_login()

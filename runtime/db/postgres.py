@@ -358,7 +358,7 @@ class PostgresDatabase(PostgresCommon, Database):
 
     def open(self) -> None:
         started = time.monotonic()
-        self._check_login()
+        self.check_login()
         pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
             self._conninfo,
             check=check_sync,
@@ -376,8 +376,8 @@ class PostgresDatabase(PostgresCommon, Database):
         track_pool(self)
         self._log_opened()
 
-    def _check_login(self) -> None:
-        """See AsyncPostgresDatabase._check_login."""
+    def check_login(self) -> None:
+        """See AsyncPostgresDatabase._check_login; also `runtime.db.check_login`."""
         try:
             conn = psycopg.Connection.connect(self._conninfo, **self._lock_connect_options())
         except POSTGRES_DRIVER_ERRORS as exc:

@@ -38,10 +38,15 @@ def gunicorn_argv(host: str, port: int, workers: int) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from runtime.config import Settings
+    from runtime.db import check_login
     from services.botapi.settings import BotApiSettings
     from services.common.metrics_dir import prepare_metrics_dir
 
     settings = BotApiSettings.from_env()  # fail here, with the variable named, not in a worker
+    # Likewise a login PostgreSQL refuses: exit 78 (supervisord leaves it down) rather than
+    # gunicorn's "worker failed to boot", which it restarts for ever.
+    check_login(Settings.from_env())
     environ = dict(os.environ)
     prepare_metrics_dir(environ, program="botapi")
     environ.setdefault("DOMOS_PROGRAM", "botapi")

@@ -46,6 +46,12 @@ def register(subparsers: Any) -> None:
 
 
 def setup_django() -> None:
+    from runtime.config import Settings
+    from runtime.db import check_login
+
+    # A login PostgreSQL refuses exits 78 (a ConfigError, which supervisord leaves down) before
+    # Django's migrate or gunicorn would fail on it with an ordinary exit, restarted for ever.
+    check_login(Settings.from_env())
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", SETTINGS_MODULE)
     import django
 

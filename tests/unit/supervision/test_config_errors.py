@@ -86,6 +86,23 @@ def test_a_database_that_refuses_the_login_exits_78_at_once(monkeypatch, capsys)
     assert 'database "domos_no_such_database" does not exist' in err, err
 
 
+@pytest.mark.parametrize("command", [["botapi"], ["web", "migrate"]])
+def test_programs_handing_over_to_gunicorn_or_django_exit_78_on_a_refused_login(
+    monkeypatch, capsys, command
+):
+    """botapi's gunicorn workers and Django's migrate met the refusal themselves and exited
+    like any failure (gunicorn 3, a traceback), which supervisord restarted for ever."""
+    from tests.conftest import DEFAULT_TEST_DATABASE_URL
+
+    url = DEFAULT_TEST_DATABASE_URL.rsplit("/", 1)[0] + "/domos_no_such_database"
+    monkeypatch.setenv("DB_TYPE", "postgres")
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("BOTAPI_SEND_TOKEN", "t" * 32)
+    assert main(command) == EX_CONFIG
+    err = capsys.readouterr().err
+    assert 'database "domos_no_such_database" does not exist' in err, err
+
+
 def test_telegram_refusing_the_token_at_start_exits_78(monkeypatch, capsys):
     from aiogram.exceptions import TelegramUnauthorizedError
     from aiogram.methods import GetMe
