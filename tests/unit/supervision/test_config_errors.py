@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import psycopg_pool
@@ -68,18 +69,19 @@ def test_a_pool_timeout_is_never_a_refusal():
     assert postgres_refusal(psycopg_pool.PoolTimeout('role "x" does not exist')) is None
 
 
-def test_a_database_that_refuses_the_login_exits_78_at_once(monkeypatch, capsys):
+@pytest.fixture
+def unknown_database_url(pg_server_url: str) -> str:
+    """The test server (reachable, or the test fails: never skipped), a database it lacks."""
+    return urlunsplit(urlsplit(pg_server_url)._replace(path="/domos_no_such_database"))
+
+
+def test_a_database_that_refuses_the_login_exits_78_at_once(
+    monkeypatch, capsys, unknown_database_url
+):
     """A real server: an unknown database is refused at the first connection, not after the
     pool's timeout (the pool retries a refused login like an outage)."""
-    from tests.conftest import DEFAULT_TEST_DATABASE_URL
-
-    url = DEFAULT_TEST_DATABASE_URL.rsplit("/", 1)[0] + "/domos_no_such_database"
-    try:
-        psycopg.connect(DEFAULT_TEST_DATABASE_URL, connect_timeout=2).close()
-    except psycopg.OperationalError:
-        pytest.skip("no PostgreSQL at the test URL")
     monkeypatch.setenv("DB_TYPE", "postgres")
-    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("DATABASE_URL", unknown_database_url)
     monkeypatch.setenv("DB_POOL_TIMEOUT_S", "30")
     assert main(["db", "status"]) == EX_CONFIG
     err = capsys.readouterr().err
@@ -88,15 +90,12 @@ def test_a_database_that_refuses_the_login_exits_78_at_once(monkeypatch, capsys)
 
 @pytest.mark.parametrize("command", [["botapi"], ["web", "migrate"]])
 def test_programs_handing_over_to_gunicorn_or_django_exit_78_on_a_refused_login(
-    monkeypatch, capsys, command
+    monkeypatch, capsys, command, unknown_database_url
 ):
     """botapi's gunicorn workers and Django's migrate met the refusal themselves and exited
     like any failure (gunicorn 3, a traceback), which supervisord restarted for ever."""
-    from tests.conftest import DEFAULT_TEST_DATABASE_URL
-
-    url = DEFAULT_TEST_DATABASE_URL.rsplit("/", 1)[0] + "/domos_no_such_database"
     monkeypatch.setenv("DB_TYPE", "postgres")
-    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("DATABASE_URL", unknown_database_url)
     monkeypatch.setenv("BOTAPI_SEND_TOKEN", "t" * 32)
     assert main(command) == EX_CONFIG
     err = capsys.readouterr().err
