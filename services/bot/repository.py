@@ -6,6 +6,7 @@ Telegram may deliver twice (a redelivered update) are idempotent by a unique key
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -115,7 +116,7 @@ async def stop_auto_renew(db: AsyncDatabase, user_id: int, now: datetime) -> Aut
     return AutoRenewStop(stopped=bool(stopped), charge_in_flight=in_flight)
 
 
-class AutoRenewResume:
+class AutoRenewResume(enum.StrEnum):
     """What /autorenew_on did."""
 
     #: Switched on: the live subscription's saved card is charged every period.
@@ -128,7 +129,7 @@ class AutoRenewResume:
 
 @dataclass(frozen=True)
 class Resumed:
-    outcome: str
+    outcome: AutoRenewResume
     #: The live subscription with its tariff (price_minor, currency, period_days) and card
     #: (card_last4, card_title), when there is one.
     subscription: Row | None = None
@@ -154,7 +155,7 @@ async def resume_auto_renew(db: AsyncDatabase, user_id: int, now: datetime) -> R
             (user_id,),
         )
         if live is None:
-            lifted = await tx.execute(
+            await tx.execute(
                 "UPDATE subscriptions SET auto_renew_stopped_reason = NULL, updated_at = ?"
                 " WHERE user_id = ? AND auto_renew_stopped_reason = ?",
                 (now, user_id, STOPPED_BY_MEMBER),
@@ -162,8 +163,9 @@ async def resume_auto_renew(db: AsyncDatabase, user_id: int, now: datetime) -> R
             any_sub = await tx.fetchval(
                 "SELECT 1 FROM subscriptions WHERE user_id = ? LIMIT 1", (user_id,)
             )
-            outcome = AutoRenewResume.NEXT_PAYMENT if lifted or any_sub else None
-            return Resumed(outcome or AutoRenewResume.NO_SUBSCRIPTION)
+            return Resumed(
+                AutoRenewResume.NEXT_PAYMENT if any_sub else AutoRenewResume.NO_SUBSCRIPTION
+            )
         if live["auto_renew"]:
             return Resumed(AutoRenewResume.ALREADY_ON, live)
         if not live["has_card"]:
