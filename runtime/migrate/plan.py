@@ -347,8 +347,8 @@ def plan_table(
 #: copy must check itself (arrow_copy.py): INTEGER affinity holds integers, or reals and texts
 #: the SQLite driver refuses in an int64 column; REAL affinity reads every number as a real, and
 #: the driver refuses texts and blobs in a double column; TEXT affinity stores numbers as text,
-#: but a blob is what the driver would read into a string column in silence: the scan that
-#: reads each row checks its text columns' storage classes (arrow_copy.py `_marker`).
+#: but a blob is what the driver would read into a string column in silence: each chunk's
+#: census counts its text columns' storage classes before they are read (arrow_copy.py).
 #: Declared intents (JSON, BOOLEAN, DATE, DATETIME, DECIMAL(p,s), MONEY) take the type a profile
 #: gives a column whose every value matches, where the Arrow rules convert it (arrow_scope.py):
 #: they accept only values the profile's checks accept, and anything else replans the table.

@@ -380,3 +380,42 @@ def test_a_check_that_cannot_run_fails_the_gate(tmp_path: Path) -> None:
     assert re.search(r"could not run: .*failed to open .*missing\.sqlite", problem)
     with pytest.raises(integrity_gate.IntegrityFailed, match="could not run"):
         integrity_gate.wait_passed(snapshot)
+
+
+def test_each_chunk_reads_its_columns_in_the_classes_it_holds(
+    pg_url: str, run_migration: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks of one table whose columns hold different storage classes (texts only, texts and
+    reals and integers, NULLs only, integers only): each chunk's census decides what it reads,
+    and every value arrives as the rules make it."""
+    source = tmp_path / "mixed.sqlite"
+    quarter = ROWS // 4
+
+    def amount(i: int) -> Any:
+        return (
+            (f"{i}.50", None, None, i)[(i - 1) // quarter]
+            if (i - 1) // quarter != 1
+            else (f"{i}.25", i / 4, i)[i % 3]
+        )
+
+    def flag(i: int) -> Any:
+        return (i % 2, ("true", "false")[i % 2], None, i % 2)[(i - 1) // quarter]
+
+    rows = [(i, amount(i), flag(i)) for i in range(1, ROWS + 1)]
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, amount DECIMAL(10,2), ok BOOLEAN)")
+        conn.executemany("INSERT INTO t VALUES (?, ?, ?)", rows)
+    conn.close()
+    table = _migrated_unprofiled(pg_url, run_migration, source, monkeypatch)
+    assert _types(table) == {"id": "bigint", "amount": "numeric(10,2)", "ok": "boolean"}
+    with psycopg.connect(pg_url) as conn:
+        got = conn.execute("SELECT id, amount::text, ok FROM s.t ORDER BY id").fetchall()
+    expected = [
+        (
+            i,
+            None if a is None else f"{float(a):.2f}",
+            None if f is None else f in (1, "true"),
+        )
+        for i, a, f in rows
+    ]
+    assert got == expected
