@@ -28,6 +28,8 @@ whole gets the types a profile would have chosen.
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Callable
 
 import numpy as np
@@ -36,6 +38,12 @@ import pyarrow.compute as pc
 
 from runtime.migrate.arrow_scope import MAX_ARROW_SCALE, numeric_modifiers
 from runtime.migrate.plan import ColumnPlan
+
+# pyarrow imports dateutil (for its relativedelta) each time it converts a Python value, such
+# as a literal argument of a compute function; where dateutil is not installed, every attempt
+# searches sys.path again. Recorded once as missing, each attempt fails at once.
+if "dateutil" not in sys.modules and importlib.util.find_spec("dateutil") is None:
+    sys.modules["dateutil"] = None  # type: ignore[assignment]
 
 #: The storage classes a typed column is read in, and the Arrow type each arrives as.
 CLASS_TYPES: dict[str, pa.DataType] = {
