@@ -22,6 +22,7 @@ from monitors.decisions.periods import extension_start, period_after
 from monitors.outbox import enqueue
 from monitors.payment_stages.work import PaymentWork
 from payments.decisions import ChargeOutcome, ChargeResult
+from payments.entitlement import entitling
 from payments.store import (
     STOPPED_BY_MEMBER,
     charge_due_at,
@@ -99,14 +100,18 @@ async def _activate(
     )
     assert tariff is not None, "payments references its tariff"
     method_id = await _saved_method(work, tx, payment["user_id"], body)
+    # The live row (one per member) is the one extended; whether the paid days continue its
+    # period is the entitlement rule's: a grace that ran out before tsmonitor's tick marked it
+    # expired left the member out since grace_until, so their period starts now.
     live = await tx.fetchone(
-        "SELECT id, current_period_start, current_period_end, auto_renew, payment_method_id"
-        " FROM subscriptions"
-        " WHERE user_id = ? AND status IN ('active', 'grace')",
-        (payment["user_id"],),
+        "SELECT id, current_period_start, current_period_end, auto_renew, payment_method_id,"
+        f" CASE WHEN {entitling('s')} THEN 1 ELSE 0 END AS entitled"
+        " FROM subscriptions s WHERE user_id = ? AND status IN ('active', 'grace')",
+        (now, payment["user_id"]),
     )
     current_end = live["current_period_end"] if live else None
-    start = extension_start(current_end, now, still_entitled=live is not None)
+    entitled = live is not None and bool(live["entitled"])
+    start = extension_start(current_end, now, still_entitled=entitled)
     period = period_after(start, days=tariff["period_days"], tz=tz)
     # Read before the period moves: the member's own stop, if any, stays in force.
     stopped = await stopped_by_member(tx, payment["user_id"])
@@ -154,7 +159,7 @@ async def _activate(
         (
             subscription_id,
             period.end,
-            live["current_period_start"] if live is not None else None,
+            live["current_period_start"] if live is not None and entitled else None,
             method_id,
             payment["id"],
         ),

@@ -265,3 +265,33 @@ async def test_transient_invite_failures_hold_the_receipt_only_for_a_while(db, s
     [receipt] = await receipts(db, buy["user"])
     assert "сейчас создать не удалось" in receipt["text"]
     assert (await payment_row(db, buy["id"]))["confirmed_at"] is not None
+
+
+async def test_a_payment_after_the_grace_ran_out_starts_now(db, sandbox, monitors):
+    """Soak finding: the grace had run out but tsmonitor had not yet marked it expired (its
+    next tick was hours away). The member was out of the chat from grace_until on, so the days
+    since the old end are not theirs: the paid period starts at the payment, not back then."""
+    buy = await setup_purchase(db, sandbox)
+    lapsed = await f.subscription(
+        db,
+        buy["user"],
+        buy["tariff"],
+        status="grace",
+        ends_in=-timedelta(days=3, hours=5),
+        grace_until=utcnow() - timedelta(hours=5),
+    )
+    paid = await sandbox.control("POST", f"/yookassa/payments/{buy['provider']['id']}/succeed", {})
+    await f.provider_event(db, paid)
+    monitor = await monitors(PaymentMonitor)
+    before = utcnow()
+    await monitor.tick()
+
+    row = await payment_row(db, buy["id"])
+    assert row["status"] == "succeeded"
+    sub = dict(
+        await db.fetchone("SELECT * FROM subscriptions WHERE id = ?", (row["subscription_id"],))
+    )
+    assert sub["status"] == "active"
+    assert sub["current_period_start"] >= before
+    assert sub["current_period_end"] - sub["current_period_start"] == timedelta(days=30)
+    assert sub["current_period_end"] > lapsed["current_period_end"] + timedelta(days=33)
