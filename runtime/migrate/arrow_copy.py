@@ -3,9 +3,10 @@
 Taken for chunks of tables whose every column is passed through as stored or converted by the
 Arrow rules (arrow_rules.py: JSON, dates, date-times, booleans, numerics), no row left out. No
 Python runs per row or value: the SQLite driver fills Arrow batches (a typed column read once per
-storage class it holds), pyarrow compute converts the typed columns, the PostgreSQL driver streams
-them as binary COPY, and the source side of verification hashes the same batches column by
-column as they pass (columnar.py; jsonb's printing alone is computed in Python).
+storage class the chunk's census finds it holding), pyarrow compute converts the typed columns,
+the PostgreSQL driver streams them as binary COPY, and the source side of verification hashes
+the same batches column by column as they pass (columnar.py; jsonb's printing alone is computed
+in Python).
 A value outside what the Arrow rules convert exactly as the Python rules do hands the chunk to
 the Python path (`Unavailable`), as does a storage class the profile did not count.
 
