@@ -36,6 +36,7 @@ from runtime.migrate.verify import (
     postgres_digest,
     sqlite_digest,
 )
+from tests.fixtures.migrate_plans import id_keyed_plan, key_column
 
 pytestmark = pytest.mark.postgres
 
@@ -43,26 +44,12 @@ DECLARED = {"bigint": "INTEGER", "double precision": "REAL", "text": "TEXT"}
 
 
 def _plan(path: Path, kinds: list[str], rows: int, *, passthrough: bool = True) -> TablePlan:
-    columns = [ColumnPlan("id", "id", "bigint", True, True, "key", passthrough=passthrough)]
+    columns = [key_column(passthrough=passthrough)]
     columns += [
         ColumnPlan(f"c{i}", f"c{i}", kind, False, False, "test", passthrough=passthrough)
         for i, kind in enumerate(kinds)
     ]
-    return TablePlan(
-        source_name="s",
-        source_path=str(path),
-        table="t",
-        schema="public",
-        target="t",
-        columns=columns,
-        key=("id",),
-        rowid_key=True,
-        without_rowid=False,
-        source_key=("id",),
-        rows=rows,
-        chunks=[(0, -1)],
-        create_sql=None,
-    )
+    return id_keyed_plan(columns, source_path=str(path), rows=rows)
 
 
 def _source(path: Path, kinds: list[str], rows: list[tuple[Any, ...]]) -> None:

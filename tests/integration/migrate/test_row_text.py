@@ -24,6 +24,7 @@ from runtime.migrate import columnar, rowtext
 from runtime.migrate.plan import ColumnPlan, TablePlan, quote_ident
 from runtime.migrate.values import CONVERTERS, COPY_TYPES
 from runtime.migrate.verify import postgres_digest, sqlite_digest
+from tests.fixtures.migrate_plans import id_keyed_plan, key_column
 
 pytestmark = pytest.mark.postgres
 
@@ -93,25 +94,11 @@ assert set(TYPES) == set(rowtext.ENCODINGS), "every encoding has a property test
 
 
 def _plan(types: list[str], *, schema: str = "public", source_path: str = "") -> TablePlan:
-    columns = [ColumnPlan("id", "id", "bigint", True, True, "key")]
+    columns = [key_column(passthrough=False)]
     columns += [
         ColumnPlan(f"c{i}", f"c{i}", kind, False, False, "test") for i, kind in enumerate(types)
     ]
-    return TablePlan(
-        source_name="t",
-        source_path=source_path,
-        table="t",
-        schema=schema,
-        target="t",
-        columns=columns,
-        key=("id",),
-        rowid_key=True,
-        without_rowid=False,
-        source_key=("id",),
-        rows=0,
-        chunks=[(0, -1)],
-        create_sql=None,
-    )
+    return id_keyed_plan(columns, source_name="t", source_path=source_path, schema=schema, rows=0)
 
 
 @pytest.fixture(scope="module")

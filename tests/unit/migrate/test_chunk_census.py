@@ -6,30 +6,20 @@ import pytest
 
 from runtime.migrate import arrow_copy
 from runtime.migrate.plan import ColumnPlan, TablePlan
+from tests.fixtures.migrate_plans import id_keyed_plan, key_column
 
 
 def _plan(basis: str, amount_classes: dict[str, int] | None = None) -> TablePlan:
-    return TablePlan(
-        source_name="s",
-        source_path="/nonexistent/s.sqlite",
-        table="payments",
-        schema="public",
-        target="payments",
-        columns=[
-            ColumnPlan("id", "id", "bigint", True, True, "key", passthrough=True),
+    return id_keyed_plan(
+        [
+            key_column(),
             ColumnPlan("status", "status", "text", True, False, "declared", passthrough=True),
             ColumnPlan("note", "note", "text", False, False, "declared", passthrough=True),
             ColumnPlan(
                 "amount", "amount", "numeric(10,2)", False, False, "d", classes=amount_classes
             ),
         ],
-        key=("id",),
-        rowid_key=True,
-        without_rowid=False,
-        source_key=("id",),
-        rows=10,
         chunks=[(1, 10)],
-        create_sql=None,
         basis=basis,
     )
 

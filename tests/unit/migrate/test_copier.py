@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from runtime.migrate.copier import copy_chunk
 from runtime.migrate.plan import ColumnPlan, TablePlan
+from tests.fixtures.migrate_plans import id_keyed_plan, key_column
 
 
 def _declared_plan(*, text_passthrough: bool) -> TablePlan:
-    return TablePlan(
-        source_name="s",
-        source_path=str(Path("/nonexistent/s.sqlite")),
-        table="t",
-        schema="public",
-        target="t",
-        columns=[
-            ColumnPlan("id", "id", "bigint", True, True, "key", passthrough=True),
+    return id_keyed_plan(
+        [
+            key_column(),
             ColumnPlan("v", "v", "text", False, False, "test", passthrough=text_passthrough),
         ],
-        key=("id",),
-        rowid_key=True,
-        without_rowid=False,
-        source_key=("id",),
-        rows=10,
-        chunks=[(0, -1)],
-        create_sql=None,
         basis="declared",
     )
 

@@ -9,6 +9,7 @@ import pytest
 from runtime.migrate.digest import bytea_checksum
 from runtime.migrate.plan import ColumnPlan, TablePlan
 from runtime.migrate.verify import RowDigest
+from tests.fixtures.migrate_plans import id_keyed_plan, key_column
 
 #: 31 digits before the point and 6 after: the default Decimal context keeps 28 in all.
 VALUES = [Decimal("1234567890123456789012345678901.000001"), Decimal("0.000002"), Decimal(7)]
@@ -16,24 +17,13 @@ EXACT = Decimal("1234567890123456789012345678908.000003")
 
 
 def _plan(other: str) -> TablePlan:
-    return TablePlan(
-        source_name="s",
-        source_path="/nonexistent.sqlite",
-        table="t",
-        schema="public",
-        target="t",
-        columns=[
-            ColumnPlan("id", "id", "bigint", True, True, "key"),
+    return id_keyed_plan(
+        [
+            key_column(passthrough=False),
             ColumnPlan("n", "n", "numeric", False, False, "test"),
             ColumnPlan("o", "o", other, False, False, "test"),
         ],
-        key=("id",),
-        rowid_key=True,
-        without_rowid=False,
-        source_key=("id",),
         rows=len(VALUES),
-        chunks=[(0, -1)],
-        create_sql=None,
     )
 
 

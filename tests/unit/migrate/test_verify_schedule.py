@@ -6,26 +6,17 @@ from dataclasses import replace
 
 from runtime.migrate.plan import ColumnPlan, TablePlan
 from runtime.migrate.verify_schedule import digested_by_copy
+from tests.fixtures.migrate_plans import id_keyed_plan, key_column
 
 
 def _plan(value_type: str, *, passthrough: bool, rowid_key: bool = True) -> TablePlan:
-    return TablePlan(
-        source_name="s",
-        source_path="/nonexistent/s.sqlite",
-        table="t",
-        schema="public",
-        target="t",
-        columns=[
-            ColumnPlan("id", "id", "bigint", True, True, "key", passthrough=True),
+    return id_keyed_plan(
+        [
+            key_column(),
             ColumnPlan("v", "v", value_type, False, False, "test", passthrough=passthrough),
         ],
-        key=("id",),
         rowid_key=rowid_key,
-        without_rowid=False,
-        source_key=("id",),
-        rows=10,
         chunks=[(1, 5), (6, 10)],
-        create_sql=None,
     )
 
 
