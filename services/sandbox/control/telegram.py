@@ -245,6 +245,10 @@ def telegram_routes(keys: Keys) -> list[Route]:
             raise ControlError("added_by: no such user")
         return users.add_by(world, chat, user_for(request, data), adder)
 
+    async def leave_chat(request: web.Request, data: dict[str, Any]) -> Any:
+        chat = chat_for(request, int(request.match_info["chat_id"]))
+        return users.leave(tg(request).world, chat, user_for(request, data))
+
     async def migrate(request: web.Request, data: dict[str, Any]) -> Any:
         world = tg(request).world
         chat = chat_for(request, int(request.match_info["chat_id"]))
@@ -311,6 +315,7 @@ def telegram_routes(keys: Keys) -> list[Route]:
         ("GET", "/_sandbox/telegram/invite_links", invite_links),
         ("POST", "/_sandbox/telegram/invite_links/join", join_by_link),
         ("POST", "/_sandbox/telegram/chats/{chat_id}/add", add_to_chat),
+        ("POST", "/_sandbox/telegram/chats/{chat_id}/leave", leave_chat),
         ("POST", "/_sandbox/telegram/chats/{chat_id}/migrate", migrate),
         ("GET", "/_sandbox/telegram/join_requests", join_requests),
         ("POST", "/_sandbox/telegram/join_requests", join_request),

@@ -211,6 +211,31 @@ def add_by(world: World, chat: Chat, user: User, adder: User) -> dict[str, Any]:
     return {"joined": True, "chat_id": chat.id}
 
 
+def leave(world: World, chat: Chat, user: User) -> dict[str, Any]:
+    """The user leaves the chat themselves: state, the chat_member update (the user's own
+    doing) and, in groups, the `left_chat_member` service message, as Telegram sends them."""
+    if world.member(chat.id, user.id).status not in ("administrator", "member", "restricted"):
+        raise UserActionRefused("user is not a member of the chat")
+    old = world.chat_member_api(chat.id, user.id)
+    world.set_member(chat.id, user.id, "left")
+    world.log_action("member_left", chat_id=chat.id, user_id=user.id)
+    _broadcast(
+        world,
+        "chat_member",
+        {
+            "chat": chat.to_api(),
+            "from": user.to_api(),
+            "date": world.clock.now_int(),
+            "old_chat_member": old,
+            "new_chat_member": world.chat_member_api(chat.id, user.id),
+        },
+    )
+    if chat.is_group:
+        service = _message(world, chat, user, {"left_chat_member": user.to_api()})
+        _broadcast(world, "message", service)
+    return {"left": True, "chat_id": chat.id}
+
+
 def add_member(
     world: World,
     chat: Chat,

@@ -189,6 +189,32 @@ async def test_someone_in_the_chat_adds_a_user(sandbox: Sandbox, paid_chat: int,
     assert (await add(5, by=1))[1]["error"] == "user is already a member"
 
 
+async def test_a_member_leaves_and_the_bot_is_told(
+    sandbox: Sandbox, paid_chat: int, bot: Bot
+) -> None:
+    """Leaving is the user's own chat_member update (as Telegram sends it to a bot that asks
+    for them), not a silent change of state."""
+
+    async def leave(user_id: int) -> tuple[int, dict]:
+        return await sandbox.control_error(
+            "POST", f"/telegram/chats/{paid_chat}/leave", {"user_id": user_id}
+        )
+
+    await bot.get_updates(allowed_updates=["chat_member"])
+    assert await add_then(sandbox, paid_chat) is None
+    assert await leave(5) == (200, {"left": True, "chat_id": paid_chat})
+    updates = await bot.get_updates(allowed_updates=["chat_member"])
+    [left] = [u.chat_member for u in updates if u.chat_member is not None][-1:]
+    assert (left.from_user.id, left.new_chat_member.user.id) == (5, 5)
+    assert (left.old_chat_member.status, left.new_chat_member.status) == ("member", "left")
+    assert (await leave(5))[1]["error"] == "user is not a member of the chat"
+    assert (await leave(4))[1]["error"] == "user is not a member of the chat"  # banned
+
+
+async def add_then(sandbox: Sandbox, paid_chat: int) -> None:
+    await sandbox.control("POST", f"/telegram/chats/{paid_chat}/add", {"user_id": 5, "added_by": 2})
+
+
 async def test_admin_methods_refuse_a_bot_without_the_right(
     sandbox: Sandbox, paid_chat: int, bot: Bot
 ) -> None:
