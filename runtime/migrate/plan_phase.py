@@ -50,13 +50,14 @@ def prepare_plans(
     # planned, and, in the background, copied.
     checker = Checker()
     for source in options.sources:
-        path = snapshots[source.name].result().path
+        taken = snapshots[source.name].result()
+        path = taken.path
         integrity_gate.clear(path)
         run.integrity_checks[source.name] = checker.submit(integrity_gate.check, path)
         conn = open_snapshot(path)
         try:
             plans, violations, left_out, warnings = _plan_source(
-                run, source, path, conn, target, scanner, from_declared
+                run, source, taken, conn, target, scanner, from_declared
             )
         except sqlite3.DatabaseError as exc:
             # A damaged file fails its first read: the integrity check says where, not this.
@@ -93,7 +94,7 @@ def prepare_plans(
 def _plan_source(
     run: Run,
     source: Source,
-    path: Path,
+    taken: Snapshot,
     conn: sqlite3.Connection,
     target: psycopg.Connection[Any] | None,
     scanner: Executor | None,
@@ -107,7 +108,10 @@ def _plan_source(
     tables exist without it, and the SQLite backend creates the file of every logical database
     it opens, so a file of the data directory may rightly hold none (plan_existing.py)."""
     options = run.options
-    violations = foreign_key_violations(conn)
+    path = taken.path
+    violations = taken.foreign_key_violations
+    if violations is None:
+        violations = foreign_key_violations(conn)
     tables = read_tables(conn)
     warnings = []
     if not tables:

@@ -11,10 +11,13 @@ from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtime.errors import MigrationError
 from runtime.online_backup import online_backup
+
+if TYPE_CHECKING:
+    from runtime.migrate.sqlite_source import ForeignKeyViolation
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,11 @@ class Snapshot:
     #: The source as it was before the snapshot was taken (`source_state`); for a snapshot a
     #: resumed run reuses, as it is now (resume_state.check_sources compares the two).
     source_state: dict[str, Any]
+    #: PRAGMA foreign_key_check of the snapshot, run by the snapshot's thread while the parent
+    #: imports the rest of the migration (planning needs it first). None where the check
+    #: failed: planning runs it again, where a damaged file is reported with its integrity
+    #: check.
+    foreign_key_violations: list[ForeignKeyViolation] | None = None
 
 
 def snapshot_path(work_dir: Path, source: Source) -> Path:
@@ -101,6 +109,20 @@ def snapshot(source: Path, destination: Path) -> Path:
     return destination
 
 
+def _foreign_key_violations(path: Path) -> list[ForeignKeyViolation] | None:
+    # Not at the top: this module starts the snapshots before the rest is imported.
+    from runtime.migrate.sqlite_source import foreign_key_violations, open_snapshot
+
+    try:
+        conn = open_snapshot(path)
+        try:
+            return foreign_key_violations(conn)
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        return None
+
+
 def start_snapshots(
     sources: list[Source], work_dir: Path, *, resume: bool
 ) -> Mapping[str, Future[Snapshot]]:
@@ -114,9 +136,9 @@ def start_snapshots(
         # so a later --resume refuses rather than trusting a copy of unknown age.
         state = source_state(source.path)
         path = snapshot_path(work_dir, source)
-        if resume and path.exists():
-            return Snapshot(path, state)
-        return Snapshot(snapshot(source.path, path), state)
+        if not (resume and path.exists()):
+            snapshot(source.path, path)
+        return Snapshot(path, state, _foreign_key_violations(path))
 
     thread = ThreadPoolExecutor(max_workers=1)
     try:

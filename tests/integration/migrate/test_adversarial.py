@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from runtime.errors import MigrationError
+from runtime.migrate import plan_phase
 from runtime.migrate.engine import verify_only
 from runtime.migrate.plan import Source
 from runtime.migrate.run import Options
@@ -68,6 +69,24 @@ def _adversarial(path: Path) -> None:
     conn.execute("INSERT INTO log VALUES (?, ?)", ("fine", "2024-05-06 07:08:09+03:00"))
     conn.commit()
     conn.close()
+
+
+def test_the_foreign_key_check_runs_beside_the_snapshot(
+    pg_url, run_migration, tmp_path, monkeypatch
+):
+    """PRAGMA foreign_key_check runs in the snapshot's thread while the parent imports the rest
+    of the migration: planning takes its result and never runs it again."""
+    source = tmp_path / "weird.sqlite"
+    _adversarial(source)
+
+    def again(conn: sqlite3.Connection) -> None:
+        raise AssertionError("the planner ran foreign_key_check again")
+
+    monkeypatch.setattr(plan_phase, "foreign_key_violations", again)
+    _, report = run_migration(pg_url, {source: "weird"})
+    tables = {t["table"]: t for t in report["sources"][0]["tables"]}
+    assert tables["order"]["rejects"]["foreign_key_to_missing_row:user"] == 1
+    assert report["verified"] is True
 
 
 def test_every_problem_is_converted_or_rejected_and_counted(pg_url, run_migration, tmp_path):
