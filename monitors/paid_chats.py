@@ -30,3 +30,16 @@ async def paid_chats_not_joined(db: Any, user_id: int) -> list[Any]:
             (user_id,),
         )
     )
+
+
+async def paid_chats_recorded_in(db: Any, user_id: int) -> list[Any]:
+    """(id, telegram_chat_id, title) of each paid chat the records say the member is in: what
+    the bot last heard, which a lost chat_member update leaves stale."""
+    return list(
+        await db.fetchall(
+            "SELECT c.id, c.telegram_chat_id, c.title FROM chats c JOIN memberships m"
+            " ON m.chat_id = c.id AND m.user_id = ? AND m.status = 'member'"
+            " WHERE c.is_managed ORDER BY c.id",
+            (user_id,),
+        )
+    )

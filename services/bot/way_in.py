@@ -17,8 +17,10 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
 
 from monitors import texts
-from monitors.paid_chats import paid_chats_not_joined
+from monitors.decisions.membership import membership_status
+from monitors.paid_chats import paid_chats_not_joined, paid_chats_recorded_in
 from runtime.db import AsyncDatabase, Row
+from services.bot.repository import set_membership
 
 log = structlog.get_logger("bot")
 
@@ -29,12 +31,20 @@ LINK_MARGIN = timedelta(hours=1)
 
 
 async def join_links(
-    bot: Bot, db: AsyncDatabase, user_id: int, now: datetime
+    bot: Bot, db: AsyncDatabase, user_id: int, telegram_id: int, now: datetime
 ) -> tuple[list[tuple[str, str]], list[str]]:
-    """([(chat title, link)], [titles of the chats no link could be made for])."""
+    """([(chat title, link)], [titles of the chats no link could be made for]).
+
+    A chat the records say the member is in is asked about (getChatMember): a member who left
+    while the bot could not hear it (a chat_member update lost, the bot down past Telegram's
+    24 h) would otherwise get no way back. What Telegram says is recorded."""
     links: list[tuple[str, str]] = []
     failed: list[str] = []
-    for chat in await paid_chats_not_joined(db, user_id):
+    chats = list(await paid_chats_not_joined(db, user_id))
+    for chat in await paid_chats_recorded_in(db, user_id):
+        if not await _still_in(bot, db, chat, user_id, telegram_id, now):
+            chats.append(chat)
+    for chat in sorted(chats, key=lambda row: int(row["id"])):
         title = chat["title"] or texts.DEFAULT_CHAT_TITLE
         link = await _stored_link(db, chat, user_id, now) or await _new_link(
             bot, db, chat, user_id, now
@@ -44,6 +54,24 @@ async def join_links(
         else:
             links.append((title, link))
     return links, failed
+
+
+async def _still_in(
+    bot: Bot, db: AsyncDatabase, chat: Row, user_id: int, telegram_id: int, now: datetime
+) -> bool:
+    """Whether Telegram has the member in the chat; a chat it cannot be asked about is taken
+    as the records say (in)."""
+    try:
+        found = await bot.get_chat_member(chat["telegram_chat_id"], telegram_id)
+    except TelegramAPIError as exc:
+        log.warning("way_in_member_not_checked", chat_id=chat["telegram_chat_id"], error=str(exc))
+        return True
+    status = membership_status(found.status, getattr(found, "is_member", None))
+    if status == "member":
+        return True
+    await set_membership(db, user_id, chat["id"], status, now)
+    log.info("way_in_membership_corrected", chat_id=chat["telegram_chat_id"], status=status)
+    return False
 
 
 async def _stored_link(db: AsyncDatabase, chat: Row, user_id: int, now: datetime) -> str | None:

@@ -67,7 +67,7 @@ async def status(
     user = await repository.find_user(db, message.from_user.id)
     if live is not None or await repository.entitled(db, user, now):
         # The way in for one who may be in the paid chats and is not (a lost receipt).
-        links, failed = await join_links(bot, db, member.id, now)
+        links, failed = await join_links(bot, db, member.id, member.telegram_id, now)
         lines += texts.way_in(links) + [texts.way_in_failed(title) for title in failed]
     await message.answer("\n".join(lines))
 

@@ -337,6 +337,45 @@ def test_status_gives_a_payer_outside_the_paid_chat_a_way_in(
     assert "Вход в" not in sandbox.wait_sent(lapsed, 2)[1]["text"]
 
 
+def test_status_asks_telegram_when_the_record_says_in_the_chat(
+    sandbox: Sandbox, bot_process: BotProcess
+) -> None:
+    """Soak finding: a payer left the paid chat while the bot could not hear it (the
+    chat_member update was lost: the bot down past Telegram's 24 h). The records still said
+    they were in, so /status gave them no way back and they had none but asking staff. /status
+    asks Telegram about the chats the records say they are in, and records what it says."""
+    chat_id = _new_paid_chat(sandbox, bot_process)
+    bot_process.db.execute(
+        "UPDATE chats SET title = 'Агенты ушедших' WHERE telegram_chat_id = ?", (chat_id,)
+    )
+    payer = _start(sandbox)
+    user_id = _activate(bot_process, payer)
+    chat_row = bot_process.db.fetchval(
+        "SELECT id FROM chats WHERE telegram_chat_id = ?", (chat_id,)
+    )
+    bot_process.db.execute(
+        "INSERT INTO memberships (user_id, chat_id, status) VALUES (?, ?, 'member')",
+        (user_id, chat_row),
+    )  # what the bot saw before; at Telegram the payer has left since
+
+    sandbox.say(payer, "/status")
+    reply = sandbox.wait_sent(payer, 2)[1]["text"]
+    assert "Вход в «Агенты ушедших»: " in reply
+    [status] = _rows(
+        bot_process,
+        "SELECT status FROM memberships WHERE user_id = ? AND chat_id = ?",
+        (user_id, chat_row),
+    )
+    assert status["status"] == "left"
+    link = reply.split("Вход в «Агенты ушедших»: ", 1)[1].split()[0]
+    sandbox.control("POST", "/telegram/invite_links/join", {"user_id": payer, "invite_link": link})
+    assert _members_once_decided(sandbox, chat_id).get(payer) == "member"
+
+    # In the chat, as the records say: no link, and Telegram is asked again each time.
+    sandbox.say(payer, "/status")
+    assert "Агенты ушедших" not in sandbox.wait_sent(payer, 4)[3]["text"]
+
+
 def test_join_requests_approved_only_for_live_subscriptions_and_staff(
     sandbox: Sandbox, bot_process: BotProcess
 ) -> None:
