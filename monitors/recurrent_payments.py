@@ -45,6 +45,7 @@ from payments.decisions import (
     expired_key_note,
     key_expired,
 )
+from payments.entitlement import entitling
 from payments.reconcile import charge_matcher, find_payment
 from payments.renewals import lock_subscription, open_manual_renewal
 from payments.requests import charge_request
@@ -61,13 +62,15 @@ from runtime.errors import MonitorError
 from runtime.metrics import start_at_zero
 from runtime.monitor import Monitor
 
-_DUE = """
+#: A grace that ran out is over even before tsmonitor marks it expired (payments.entitlement):
+#: the member is out, and a charge would pay for a period that began days ago.
+_DUE = f"""
 SELECT s.id, s.user_id, s.tariff_id, s.current_period_end, s.grace_until, s.payment_method_id,
        pm.provider_method_id, t.price_minor, t.currency, t.period_days
 FROM subscriptions s
 JOIN tariffs t ON t.id = s.tariff_id
 JOIN payment_methods pm ON pm.id = s.payment_method_id
-WHERE s.auto_renew AND s.status IN ('active', 'grace') AND s.current_period_end <= ?
+WHERE s.auto_renew AND {entitling("s")} AND s.current_period_end <= ?
   AND pm.revoked_at IS NULL
   AND NOT EXISTS (
     SELECT 1 FROM charge_attempts ca
@@ -75,9 +78,10 @@ WHERE s.auto_renew AND s.status IN ('active', 'grace') AND s.current_period_end 
       AND (ca.status IN ('created', 'pending', 'succeeded')
            OR (ca.status = 'declined' AND (ca.next_retry_at IS NULL OR ca.next_retry_at > ?))))
 """
-#: Parameters: charge horizon, now, batch size.
+#: Parameters: now, charge horizon, now, batch size.
 DUE_SUBSCRIPTIONS = _DUE + "ORDER BY s.current_period_end, s.id LIMIT ?"
-#: The same test for one subscription, repeated under its row lock. Parameters: horizon, now, id.
+#: The same test for one subscription, repeated under its row lock. Parameters: now, horizon,
+#: now, id.
 STILL_DUE = _DUE + "AND s.id = ?"
 
 
@@ -122,7 +126,8 @@ class RecurrentPayments(Monitor):
     async def plan_due(self) -> int:
         now = self.ctx.clock.now()
         rows = await self.db.fetchall(
-            DUE_SUBSCRIPTIONS, (now + self.config.charge_ahead, now, self.config.renew_batch_size)
+            DUE_SUBSCRIPTIONS,
+            (now, now + self.config.charge_ahead, now, self.config.renew_batch_size),
         )
         planned = 0
         for row in rows:
@@ -137,7 +142,7 @@ class RecurrentPayments(Monitor):
             # The batch was read before this lock: another replica may have charged or declined
             # the period since; planning from the stale row would charge ahead of its retry time.
             horizon = now + self.config.charge_ahead
-            sub = await tx.fetchone(STILL_DUE, (horizon, now, listed["id"]))
+            sub = await tx.fetchone(STILL_DUE, (now, horizon, now, listed["id"]))
             if sub is None:
                 return False
             period = period_after(sub["current_period_end"], days=sub["period_days"], tz=tz)

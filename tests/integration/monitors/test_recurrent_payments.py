@@ -275,7 +275,7 @@ async def test_a_replica_planning_from_a_stale_list_waits_for_the_charge_being_a
     two = await monitors(RecurrentPayments)
     now = utcnow()
     stale = await db.fetchall(
-        recurrent_payments.DUE_SUBSCRIPTIONS, (now + timedelta(hours=24), now, 50)
+        recurrent_payments.DUE_SUBSCRIPTIONS, (now, now + timedelta(hours=24), now, 50)
     )
     assert [row["id"] for row in stale] == [sub["id"]]
     real_extend = recurrent_payments.extend_subscription
@@ -331,3 +331,31 @@ async def test_a_worker_whose_lease_ran_out_does_not_overwrite_the_new_holder(
     assert (await subscription(db, sub["id"]))["current_period_end"] == sub["end"] + timedelta(
         days=30
     )
+
+
+async def test_a_grace_that_ran_out_is_not_charged(db, sandbox, monitors):
+    """Soak finding: auto-renewal switched back on (/autorenew_on) just after the grace ran
+    out, before tsmonitor's tick marked it expired: the card was charged for the period that
+    had begun at the old end, 3 days before, while the member was already out of the chat. A
+    grace that ran out is over (payments.entitlement): no charge; a grace still running is."""
+    ran_out = await due_subscription(db, sandbox, ends_in=-timedelta(days=3, hours=1))
+    running = await due_subscription(db, sandbox, ends_in=-timedelta(days=2))
+    for sub, grace_left in ((ran_out, -timedelta(hours=1)), (running, timedelta(days=1))):
+        await db.execute(
+            "UPDATE subscriptions SET status = 'grace', grace_until = ?, auto_renew = ?"
+            " WHERE id = ?",
+            (utcnow() + grace_left, True, sub["id"]),
+        )
+    monitor = await monitors(RecurrentPayments)
+    await monitor.tick()
+
+    assert await provider_payments(sandbox, ran_out["method"]) == []
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM charge_attempts WHERE subscription_id = ?", (ran_out["id"],)
+        )
+        == 0
+    )
+    assert [p["status"] for p in await provider_payments(sandbox, running["method"])] == [
+        "succeeded"
+    ]
