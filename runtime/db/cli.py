@@ -1,8 +1,10 @@
 """`domos db upgrade` and `domos db status`: schema migrations on the configured backend.
 
 Settings come from the environment (DB_TYPE, DATABASE_URL, DOMOS_DATA_DIR, ...). `upgrade` exits 0
-when the schema is up to date afterwards; `status` exits 0 when every migration is applied and
-unchanged, 1 when some are pending, changed or missing (usable as a deploy check).
+when every migration this code has is applied afterwards (a database ahead of the code, holding
+migrations of a newer domos, is said so on stderr, not called up to date); `status` exits 0
+when every migration is applied and unchanged, 1 when some are pending, changed or missing
+(usable as a deploy check).
 """
 
 from __future__ import annotations
@@ -43,18 +45,40 @@ def _logical_dbs(args: argparse.Namespace) -> Sequence[str]:
 
 
 def _upgrade(args: argparse.Namespace) -> int:
+    import sys
+
     from runtime.config import Settings
-    from runtime.db.migrations import upgrade
+    from runtime.db.migrations import status, upgrade
 
     async def run() -> int:
         async with async_database(Settings.from_env()) as db:
-            applied = await upgrade(db, _logical_dbs(args), schema_root=args.schema_root)
+            wanted = _logical_dbs(args)
+            applied = await upgrade(db, wanted, schema_root=args.schema_root)
             for item in applied:
                 print(
                     f"applied  {item.logical_db:<11} {item.version:04d}_{item.name}"
                     f"  ({item.duration_s * 1000:.0f} ms)"
                 )
-            print(f"{len(applied)} migration(s) applied on {db.dialect}; schema is up to date")
+            # Applied by a newer domos: the schema is ahead of this code (a rollback, or an
+            # older image's migrate), which "up to date" would hide.
+            ahead = [
+                row
+                for row in await status(db, wanted, schema_root=args.schema_root)
+                if row.state == "missing"
+            ]
+            for row in ahead:
+                print(
+                    f"{row.logical_db} migration {row.version:04d}_{row.name} was applied by a"
+                    " newer domos: this code does not know it",
+                    file=sys.stderr,
+                )
+            outcome = (
+                f"schema is ahead of this code by {len(ahead)} migration(s)"
+                " (see docs/upgrade.md, Rolling back)"
+                if ahead
+                else "schema is up to date"
+            )
+            print(f"{len(applied)} migration(s) applied on {db.dialect}; {outcome}")
         return 0
 
     return asyncio.run(run())

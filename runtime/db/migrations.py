@@ -194,6 +194,17 @@ async def upgrade(
         for migration in migrations:
             if migration.version in recorded:
                 _check_unchanged(migration, recorded[migration.version]["checksum"])
+        known = {migration.version for migration in migrations}
+        unknown = [recorded[version] for version in sorted(recorded.keys() - known)]
+        if unknown:
+            # A newer domos applied these (this code was rolled back, or an old image ran
+            # `db upgrade`): nothing here can apply or undo them, but the schema is not the one
+            # this code was written for, so it must not be called up to date.
+            log.warning(
+                "migrations_unknown_to_this_code",
+                logical_db=logical_db,
+                versions=[f"{row['version']:04d}_{row['name']}" for row in unknown],
+            )
         for migration in migrations:
             if migration.version not in recorded:
                 result = await _apply_one(db, migration)

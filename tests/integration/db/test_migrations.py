@@ -152,3 +152,30 @@ def test_cli_status_under_a_mistyped_data_dir_creates_nothing(tmp_path: Path) ->
     assert "pending" in result.stdout
     assert "applied" not in result.stdout
     assert not data_dir.exists()
+
+
+def test_cli_upgrade_under_older_code_says_the_schema_is_ahead(
+    database_environ_vars: dict[str, str], tmp_path: Path
+) -> None:
+    """An older domos (a rolled-back image, an old `migrate` container) over a database a newer
+    one upgraded printed "schema is up to date": it is not the schema that code was written for."""
+    newer, older = tmp_path / "newer", tmp_path / "older"
+    write(newer, "contract", "0001_notes.sql", FIRST)
+    write(newer, "contract", "0002_raw.sql", SECOND)
+    write(older, "contract", "0001_notes.sql", FIRST)
+    env = {**os.environ, **database_environ_vars}
+    command = [sys.executable, "-m", "runtime.cli", "db", "upgrade", "--db", "contract"]
+
+    done = subprocess.run(
+        [*command, "--schema-root", str(newer)], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "schema is up to date" in done.stdout
+
+    rolled_back = subprocess.run(
+        [*command, "--schema-root", str(older)], env=env, capture_output=True, text=True
+    )
+    assert rolled_back.returncode == 0, rolled_back.stderr
+    assert "schema is up to date" not in rolled_back.stdout
+    assert "schema is ahead of this code by 1 migration(s)" in rolled_back.stdout
+    assert "contract migration 0002_raw was applied by a newer domos" in rolled_back.stderr
