@@ -220,11 +220,13 @@ def require_extra() -> None:
 def _run(args: argparse.Namespace) -> int:
     require_extra()
     # The start-up's imports allocate objects none of which is garbage: the collector's passes
-    # over them cost 0.07 core-s while the snapshots wait for a core.
+    # over them cost 0.07 core-s while the snapshots wait for a core; frozen, its later passes
+    # skip them too.
     gc.disable()
     try:
         pool, snapshots, options = _start(args)
     finally:
+        gc.freeze()
         gc.enable()
     from runtime.migrate.engine import migrate
 
