@@ -138,8 +138,9 @@ class Resumed:
 async def resume_auto_renew(db: AsyncDatabase, user_id: int, now: datetime) -> Resumed:
     """The member's explicit "turn auto-renewal back on" (the only way a stop of theirs ends).
 
-    Switched on when the live subscription has a saved card that is not revoked; otherwise the
-    member's stop is lifted and the next payment (/subscribe, which then says so) saves a card.
+    Switched on when the live subscription (payments.entitlement) has a saved card that is not
+    revoked; otherwise the member's stop is lifted and the next payment (/subscribe, which then
+    says so) saves a card.
     next_charge_at stays empty here: recurrent_payments charges by the period's end, and the
     bot does not know RENEW_CHARGE_AHEAD_H (payments.store.charge_due_at); the next applied
     period sets it.
@@ -151,8 +152,9 @@ async def resume_auto_renew(db: AsyncDatabase, user_id: int, now: datetime) -> R
             " FROM subscriptions s JOIN tariffs t ON t.id = s.tariff_id"
             " LEFT JOIN payment_methods pm ON pm.id = s.payment_method_id AND pm.is_saved"
             " AND pm.revoked_at IS NULL"
-            " WHERE s.user_id = ? AND s.status IN ('active', 'grace')",
-            (user_id,),
+            # A grace that ran out is over, marked expired or not: nothing would be charged.
+            f" WHERE s.user_id = ? AND {entitling('s')}",
+            (user_id, now),
         )
         if live is None:
             await tx.execute(

@@ -136,3 +136,35 @@ def test_cancel_autorenew_while_a_charge_is_open_says_it_is_still_checked(
     again = sandbox.wait_sent(member, 3)[2]["text"]
     assert "ещё проверяется" in again
     assert _subscription(bot_process, sub_id)["auto_renew"] is False
+
+
+def test_autorenew_on_after_the_grace_ran_out_promises_no_charge(
+    sandbox: Sandbox, bot_process: BotProcess
+) -> None:
+    """Soak finding: /autorenew_on just after the grace ran out (tsmonitor had not yet marked
+    it expired) answered "switched on, the next charge soon" and switched it on; the card was
+    then charged for a period that had begun three days before. The subscription is over
+    (payments.entitlement) and no charge comes (recurrent_payments): the member is asked to
+    pay, which saves the card again, and nothing is switched on."""
+    member = _start(sandbox)
+    sub_id = _autopaying(bot_process, member)
+    now = datetime.now(UTC)
+    bot_process.db.execute(
+        "UPDATE subscriptions SET status = 'grace', current_period_start = ?,"
+        " current_period_end = ?, grace_until = ?, auto_renew = ?,"
+        " auto_renew_stopped_reason = 'user', next_charge_at = NULL WHERE id = ?",
+        (
+            now - timedelta(days=33, hours=1),
+            now - timedelta(days=3, hours=1),
+            now - timedelta(hours=1),
+            False,
+            sub_id,
+        ),
+    )
+    sandbox.say(member, "/autorenew_on")
+    reply = sandbox.wait_sent(member, 2)[1]["text"]
+    assert "Автопродление включено" not in reply
+    assert "/subscribe" in reply
+    row = _subscription(bot_process, sub_id)
+    assert row["auto_renew"] is False
+    assert row["auto_renew_stopped_reason"] is None  # the next payment saves the card
