@@ -226,7 +226,9 @@ class Soak:
         chaos: bool = True,
         verbose: bool = False,
         step_hours: tuple[int, ...] = STEP_HOURS,
+        outages: bool = True,
     ) -> None:
+        self.outages = outages
         self.backend = backend
         self.days = days
         self.seed = seed
@@ -251,6 +253,7 @@ class Soak:
         self.paying: list[Member] = []
         self._members_cache: dict[int, str] = {}
         self.dirty = True
+        self.bot_down_until: int | None = None
         self.undecided: dict[int, int] = {}
         self.reported: set[int] = set()
         #: event id -> (title, starts_at); (event id, member) -> index of their next message
@@ -509,8 +512,9 @@ class Soak:
         await self.bot_db.close()
 
     async def teardown(self) -> None:
-        with contextlib.suppress(Exception):
-            await self._stop_bot()
+        if self.bot_down_until is None:
+            with contextlib.suppress(Exception):
+                await self._stop_bot()
         with contextlib.suppress(Exception):
             await self._stop_monitors()
         with contextlib.suppress(Exception):
@@ -532,6 +536,8 @@ class Soak:
                 print(f"  slow settle {took:.1f}s", flush=True)
 
     async def _settle(self) -> None:
+        if self.bot_down_until is not None:
+            return  # nobody answers
         if not self.dirty and self.in_flight.count == 0:
             return  # nothing reached Telegram since the last settle that the bot could hear of
         self.dirty = False
@@ -680,6 +686,9 @@ class Soak:
             await self.teardown()
 
     async def step(self, hour: int) -> None:
+        if self.bot_down_until is not None and self.day >= self.bot_down_until:
+            await self._start_bot()
+            self.bot_down_until = None
         if self.chaos:
             await self.chaos_step()
         if hour == self.step_hours[0]:
@@ -983,8 +992,13 @@ class Soak:
                 "POST", "/faults", {"api": "yookassa", "mode": "500", "count": r.randrange(1, 4)}
             )
             self.figures.faults["yookassa_500"] += 1
-        elif roll < 0.10:
+        elif roll < 0.095:
             await self.restart_bot()
+        elif roll < 0.10 and self.bot_down_until is None and self.outages:
+            # Down past Telegram's 24 h: the updates of the outage are lost, as on Telegram.
+            await self._stop_bot()
+            self.bot_down_until = self.day + 2
+            self.figures.restarts["bot_outage_2_days"] += 1
         elif roll < 0.115:
             self.botapi.kill9()
             await self._start(self.botapi)
@@ -1017,6 +1031,8 @@ class Soak:
         self.figures.restarts[f"crash:{name}"] += 1
 
     async def restart_bot(self) -> None:
+        if self.bot_down_until is not None:
+            return
         await self._stop_bot()
         await self._start_bot()
         self.figures.restarts["bot"] += 1
@@ -1072,7 +1088,13 @@ class Soak:
                 )
             if entitled and member.telegram_id in bans:
                 self.find("let_in", member, f"banned while entitled until {member.end}")
-            if entitled and member.wants_in and not member.blocked and status != "member":
+            if (
+                entitled
+                and member.wants_in
+                and not member.blocked
+                and status != "member"
+                and self.bot_down_until is None  # nobody can approve them meanwhile
+            ):
                 self.find(
                     "let_in",
                     member,

@@ -56,6 +56,7 @@ async def test_members_living_through_renewals_keep_every_promise(
         workdir=tmp_path,
         pg_url=pg_url,
         step_hours=(6, 12),
+        outages=False,
     )
     await soak.run()
     report = soak.report()
