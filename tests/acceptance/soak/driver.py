@@ -111,6 +111,7 @@ class Member:
     subscribe_asked: int = 0
     subscribe_answered: int = 0
     charge_declines: int = 0
+    survey_acknowledged: int = 0
     #: What happened to them, as the driver saw it: the story told in a finding.
     log: list[str] = field(default_factory=list)
     #: Every text the member read (the sandbox forgets its history when it restarts).
@@ -227,8 +228,14 @@ class Soak:
         verbose: bool = False,
         step_hours: tuple[int, ...] = STEP_HOURS,
         outages: bool = True,
+        telegram_timeouts: bool = True,
+        join_spread: int | None = None,
     ) -> None:
         self.outages = outages
+        #: Members join within this many days (default: the first third of the run).
+        self.join_spread = join_spread
+        #: Telegram answers held past the client's timeout (about 10 s of waiting each).
+        self.telegram_timeouts = telegram_timeouts
         self.backend = backend
         self.days = days
         self.seed = seed
@@ -266,7 +273,7 @@ class Soak:
         r = self.rng
         days = self.days
         story: dict[str, Any] = {
-            "join_day": r.randrange(0, max(1, days // 3)),
+            "join_day": r.randrange(0, self.join_spread or max(1, days // 3)),
             "pays": r.random() < 0.92,
             "autopay_off_day": r.randrange(days) if r.random() < 0.3 else None,
             "autopay_on_day": None,
@@ -281,6 +288,7 @@ class Soak:
             "manual_renew_day": r.randrange(days) if r.random() < 0.1 else None,
             "double_subscribe": r.random() < 0.15,
             "events": r.random() < 0.4,
+            "surveys": r.random() < 0.5,
         }
         if story["autopay_off_day"] is not None and r.random() < 0.5:
             story["autopay_on_day"] = story["autopay_off_day"] + r.randrange(1, 30)
@@ -548,7 +556,7 @@ class Soak:
             pending = sum(int(b.get("pending_update_count") or 0) for b in bots)
             waiting = self.redelivery.waiting if hasattr(self.redelivery, "waiting") else 0
             quiet = quiet + 1 if pending == 0 and self.in_flight.count == 0 and not waiting else 0
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.01)
 
     async def tick(self, *names: str) -> None:
         for name in names or MONITORS:
@@ -874,6 +882,8 @@ class Soak:
         self.figures.refunds += 1
         if kind == "full":
             now = self.clock.now()
+            # The shop learns of it by the webhook (botapi may be down a while): a day to act.
+            member.refund_lag_until = now + DAY  # type: ignore[attr-defined]
             assert last.start is not None
             # A full refund ends the period it paid (not begun: back to the one before).
             member.end = None if last.start <= now else last.start
@@ -893,7 +903,9 @@ class Soak:
         for member in self.members:
             if not member.registered or member.blocked:
                 continue
-            await self.read(member)
+            messages = await self.read(member)
+            if member.story["surveys"]:
+                await self.answer_survey(member, messages)
             if member.links and member.wants_in and not await self.in_chat(member):
                 for link in member.links[-2:]:
                     await self.control(
@@ -903,6 +915,57 @@ class Soak:
                         ok=False,
                     )
                 member.links.clear()
+
+    async def answer_survey(self, member: Member, messages: list[dict[str, Any]]) -> None:
+        """The monthly survey: open it from its button, answer each question (a button, or a
+        text); an answer the bot moved on from (the next question, or thanks) is counted."""
+        for message in messages:
+            text = message.get("text") or ""
+            if text.startswith("Спасибо! Анкета") or (
+                text.startswith("Вопрос ") and not text.startswith("Вопрос 1 ")
+            ):
+                member.survey_acknowledged += 1
+        for message in reversed(messages):
+            text = message.get("text") or ""
+            buttons = [
+                button
+                for row in (message.get("reply_markup") or {}).get("inline_keyboard") or []
+                for button in row
+                if str(button.get("callback_data") or "").startswith("survey:")
+            ]
+            if not (buttons or text.startswith("Вопрос ")):
+                continue
+            if buttons:
+                await self.control(
+                    "POST",
+                    "/telegram/callback_queries",
+                    {
+                        "user_id": member.telegram_id,
+                        "message_id": message["message_id"],
+                        "data": self.rng.choice(buttons)["callback_data"],
+                    },
+                )
+            else:
+                await self.say(member, f"Ответ {self.rng.randrange(1, 20)} сделки")
+            self.figures.actions["survey_answer"] += 1
+            return
+
+    async def check_surveys(self) -> None:
+        """Every answer the bot moved on from is stored."""
+        rows = await self.db.fetchall(
+            "SELECT u.telegram_id, count(r.id) AS n FROM users u JOIN surveys s ON s.user_id = u.id"
+            " JOIN survey_responses r ON r.survey_id = s.id GROUP BY u.telegram_id"
+        )
+        stored = {int(row["telegram_id"]): int(row["n"]) for row in rows}
+        for member in self.members:
+            if member.survey_acknowledged > stored.get(member.telegram_id, 0):
+                self.find(
+                    "nothing_lost",
+                    member,
+                    f"{member.survey_acknowledged} survey answers acknowledged,"
+                    f" {stored.get(member.telegram_id, 0)} stored",
+                )
+                member.survey_acknowledged = stored.get(member.telegram_id, 0)
 
     async def in_chat(self, member: Member) -> bool:
         return self.chat_status().get(member.telegram_id) == "member"
@@ -974,7 +1037,7 @@ class Soak:
                 {"api": "telegram", "mode": "429", "count": r.randrange(1, 6), "method": method},
             )
             self.figures.faults[f"telegram_429:{method}"] += 1
-        elif roll < 0.06:
+        elif roll < 0.06 and self.telegram_timeouts:
             await self.control(
                 "POST",
                 "/faults",
@@ -1080,7 +1143,8 @@ class Soak:
             self.figures.member_days += 1
             status = chat.get(member.telegram_id)
             entitled = member.entitled(now)
-            if status == "member" and not entitled:
+            refund_lag = getattr(member, "refund_lag_until", None)
+            if status == "member" and not entitled and not (refund_lag and now < refund_lag):
                 self.find(
                     "access",
                     member,
@@ -1103,6 +1167,7 @@ class Soak:
                 )
         await self.check_outbox(now)
         await self.check_events(now)
+        await self.check_surveys()
         self.figures.checks += 1
 
     def history(self, member: Member) -> str:
