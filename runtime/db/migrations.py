@@ -11,10 +11,16 @@ transaction first takes a lock (PostgreSQL: pg_advisory_xact_lock; SQLite: BEGIN
 file's write lock) and re-checks whether the version was applied meanwhile. A migration whose file
 changed after it was applied (checksum mismatch) stops the upgrade with MigrationError. Statements
 that cannot run inside a transaction (CREATE INDEX CONCURRENTLY) are not supported.
+
+On PostgreSQL a migration waits at most `lock_timeout_s` for a table lock (lock_timeout), then
+rolls back and tries again until `lock_wait_s` has passed. A queued ACCESS EXCLUSIVE request
+(ALTER TABLE) blocks every later query on its table, so waiting without a limit behind one
+program's long transaction stalled all the running programs' reads of that table meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import time
@@ -29,7 +35,7 @@ import structlog
 from runtime.db.base import AsyncDatabase, AsyncTransaction
 from runtime.db.dialect import render
 from runtime.db.postgres_session import advisory_key
-from runtime.errors import DatabaseError, MigrationError
+from runtime.errors import DatabaseError, MigrationError, TransientError
 from runtime.logical_databases import DOMAIN_DATABASES, LOGICAL_DATABASES
 
 log = structlog.get_logger(__name__)
@@ -39,6 +45,11 @@ _FILE_NAME = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
 _LOCK_KEY = advisory_key("schema_migrations")
 
 State = Literal["applied", "pending", "changed", "missing"]
+
+#: PostgreSQL: how long one attempt of a migration waits for a lock before it gives way.
+LOCK_TIMEOUT_S = 2.0
+#: How long a migration keeps trying to take its locks before the upgrade stops.
+LOCK_WAIT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -134,9 +145,44 @@ _SELECT_RECORDED = (
 )
 
 
-async def _apply_one(db: AsyncDatabase, migration: Migration) -> Applied | None:
-    """Apply `migration` with its record in one transaction; None if someone else just did."""
+async def _apply_one(
+    db: AsyncDatabase, migration: Migration, lock_timeout_s: float, lock_wait_s: float
+) -> Applied | None:
+    """Apply `migration` with its record in one transaction; None if someone else just did.
+
+    A lock not granted within `lock_timeout_s` (PostgreSQL) rolls the attempt back so the
+    programs' queries queued behind it go on; the next attempt follows after a pause, until
+    `lock_wait_s` has passed."""
     started = time.perf_counter()
+    deadline = time.monotonic() + lock_wait_s
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await _apply_attempt(db, migration, lock_timeout_s, started)
+        except TransientError as exc:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise MigrationError(
+                    f"{migration.logical_db} migration {migration.version:04d}_{migration.name}"
+                    f" could not take its locks in {lock_wait_s:.0f} s ({attempt} attempts;"
+                    f" last: {exc}): a running program holds them in a long transaction; stop"
+                    " the programs (docs/upgrade.md) or run `domos db upgrade` again"
+                ) from exc
+            log.warning(
+                "migration_waiting_for_lock",
+                logical_db=migration.logical_db,
+                version=migration.version,
+                name=migration.name,
+                attempt=attempt,
+                error=str(exc),
+            )
+            await asyncio.sleep(min(remaining, min(5.0, 0.25 * attempt)))
+
+
+async def _apply_attempt(
+    db: AsyncDatabase, migration: Migration, lock_timeout_s: float, started: float
+) -> Applied | None:
     async with db.transaction(db=migration.logical_db) as tx:
         await _lock(tx, db)
         checksum = await tx.fetchval(
@@ -146,8 +192,13 @@ async def _apply_one(db: AsyncDatabase, migration: Migration) -> Applied | None:
         if checksum is not None:
             _check_unchanged(migration, checksum)
             return None
+        if db.dialect == "postgres":
+            # After the advisory lock: concurrent upgrades still wait for each other in full.
+            await tx.execute(f"SET LOCAL lock_timeout = '{max(1, round(lock_timeout_s * 1000))}'")
         try:
             await tx.executescript(render(migration.sql, db.dialect))
+        except TransientError:
+            raise
         except DatabaseError as exc:
             raise MigrationError(
                 f"{migration.logical_db} migration {migration.version:04d}_{migration.name}"
@@ -180,6 +231,8 @@ async def upgrade(
     logical_dbs: Iterable[str] = DOMAIN_DATABASES,
     *,
     schema_root: Path | None = None,
+    lock_timeout_s: float = LOCK_TIMEOUT_S,
+    lock_wait_s: float = LOCK_WAIT_S,
 ) -> list[Applied]:
     """Apply every pending migration of `logical_dbs`; returns what this call applied."""
     applied: list[Applied] = []
@@ -207,7 +260,7 @@ async def upgrade(
             )
         for migration in migrations:
             if migration.version not in recorded:
-                result = await _apply_one(db, migration)
+                result = await _apply_one(db, migration, lock_timeout_s, lock_wait_s)
                 if result is not None:
                     applied.append(result)
     return applied

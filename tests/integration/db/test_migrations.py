@@ -179,3 +179,74 @@ def test_cli_upgrade_under_older_code_says_the_schema_is_ahead(
     assert "schema is up to date" not in rolled_back.stdout
     assert "schema is ahead of this code by 1 migration(s)" in rolled_back.stdout
     assert "contract migration 0002_raw was applied by a newer domos" in rolled_back.stderr
+
+
+async def _pg_upgraded(url: str, tmp_path: Path, root: Path) -> Any:
+    from runtime.config import Settings
+    from tests.conftest import database_environ
+
+    settings = Settings.from_env(database_environ("postgres", str(tmp_path / "data"), url))
+    db = async_database(settings)
+    await db.open()
+    await upgrade(db, ["contract"], schema_root=root)
+    return db
+
+
+@pytest.mark.postgres
+async def test_a_migration_waiting_for_a_lock_does_not_stall_the_programs(
+    pg_domos_url: str, tmp_path: Path
+) -> None:
+    """An ALTER TABLE queued behind one program's open transaction held up every other query
+    on that table until the transaction ended (a plain SELECT waited 27 s on the upgrade of
+    main/0009 in a rehearsal): with lock_timeout it gives way and tries again."""
+    import psycopg
+
+    root = tmp_path / "schema"
+    write(root, "contract", "0001_notes.sql", FIRST)
+    db = await _pg_upgraded(pg_domos_url, tmp_path, root)
+    write(root, "contract", "0002_raw.sql", SECOND)
+    holder = await psycopg.AsyncConnection.connect(pg_domos_url)
+    reader = await psycopg.AsyncConnection.connect(pg_domos_url, autocommit=True)
+    try:
+        await holder.execute("SELECT count(*) FROM contract.notes")  # a program's transaction
+        migrating = asyncio.create_task(
+            upgrade(db, ["contract"], schema_root=root, lock_timeout_s=0.2, lock_wait_s=30)
+        )
+        await asyncio.sleep(0.5)
+        started = asyncio.get_running_loop().time()
+        await asyncio.wait_for(reader.execute("SELECT count(*) FROM contract.notes"), 10)
+        waited_s = asyncio.get_running_loop().time() - started
+        assert not migrating.done()
+        await asyncio.sleep(1.0)
+        await holder.commit()  # the program's transaction ends: the migration goes through
+        applied = await asyncio.wait_for(migrating, 20)
+        assert [item.version for item in applied] == [2]
+        assert waited_s < 1.0, f"a reader waited {waited_s:.1f} s behind the migration"
+    finally:
+        await holder.close()
+        await reader.close()
+        await db.close()
+
+
+@pytest.mark.postgres
+async def test_a_migration_that_cannot_take_its_locks_stops_with_a_clear_message(
+    pg_domos_url: str, tmp_path: Path
+) -> None:
+    import psycopg
+
+    root = tmp_path / "schema"
+    write(root, "contract", "0001_notes.sql", FIRST)
+    db = await _pg_upgraded(pg_domos_url, tmp_path, root)
+    write(root, "contract", "0002_raw.sql", SECOND)
+    holder = await psycopg.AsyncConnection.connect(pg_domos_url)
+    try:
+        await holder.execute("SELECT count(*) FROM contract.notes")
+        with pytest.raises(MigrationError, match="0002_raw could not take its locks in 1 s"):
+            await upgrade(db, ["contract"], schema_root=root, lock_timeout_s=0.2, lock_wait_s=1)
+        await holder.rollback()
+        rows = await status(db, ["contract"], schema_root=root)
+        assert [(row.version, row.state) for row in rows] == [(1, "applied"), (2, "pending")]
+        assert [item.version for item in await upgrade(db, ["contract"], schema_root=root)] == [2]
+    finally:
+        await holder.close()
+        await db.close()
