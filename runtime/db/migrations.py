@@ -127,7 +127,12 @@ def _table_ddl(db: AsyncDatabase, logical_db: str) -> str:
 
 async def _lock(tx: AsyncTransaction, db: AsyncDatabase) -> None:
     # SQLite: the transaction began with BEGIN IMMEDIATE, which already holds the write lock.
-    if db.dialect == "postgres":
+    # PostgreSQL: another upgrade (a second container, or one whose client was killed and whose
+    # server session is still finishing) may hold the lock: say why this one is silent.
+    if db.dialect == "postgres" and not await tx.fetchval(
+        "SELECT pg_try_advisory_xact_lock(?)", (_LOCK_KEY,)
+    ):
+        log.warning("migration_waiting_for_other_upgrade")
         await tx.execute("SELECT pg_advisory_xact_lock(?)", (_LOCK_KEY,))
 
 

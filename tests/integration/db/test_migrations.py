@@ -250,3 +250,32 @@ async def test_a_migration_that_cannot_take_its_locks_stops_with_a_clear_message
     finally:
         await holder.close()
         await db.close()
+
+
+@pytest.mark.postgres
+async def test_an_upgrade_waiting_for_another_says_so(pg_domos_url: str, tmp_path: Path) -> None:
+    """Behind another upgrade (or a killed one whose server session still runs) an upgrade
+    waited on the advisory lock without a word."""
+    import psycopg
+    from structlog.testing import capture_logs
+
+    from runtime.db.migrations import _LOCK_KEY
+
+    root = tmp_path / "schema"
+    write(root, "contract", "0001_notes.sql", FIRST)
+    db = await _pg_upgraded(pg_domos_url, tmp_path, root)
+    write(root, "contract", "0002_raw.sql", SECOND)
+    other = await psycopg.AsyncConnection.connect(pg_domos_url)
+    try:
+        await other.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        with capture_logs() as logs:
+            migrating = asyncio.create_task(upgrade(db, ["contract"], schema_root=root))
+            await asyncio.sleep(0.5)
+            assert not migrating.done()
+            await other.commit()
+            applied = await asyncio.wait_for(migrating, 20)
+        assert [item.version for item in applied] == [2]
+        assert "migration_waiting_for_other_upgrade" in [entry["event"] for entry in logs]
+    finally:
+        await other.close()
+        await db.close()
