@@ -13,10 +13,13 @@ import argparse
 import asyncio
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtime.db import async_database
 from runtime.logical_databases import DOMAIN_DATABASES
+
+if TYPE_CHECKING:
+    from runtime.config import Settings
 
 
 def register(subparsers: Any) -> None:
@@ -44,14 +47,26 @@ def _logical_dbs(args: argparse.Namespace) -> Sequence[str]:
     return tuple(args.logical_dbs) if args.logical_dbs else DOMAIN_DATABASES
 
 
+def _configured(settings: Settings) -> Settings:
+    """Log lines in the programs' format (LOG_LEVEL, LOG_FORMAT) on stderr: unconfigured,
+    structlog printed its console lines on stdout, among the command's own output, whatever
+    LOG_FORMAT said."""
+    from runtime.logging import configure_logging
+
+    configure_logging(settings, program="db")
+    return settings
+
+
 def _upgrade(args: argparse.Namespace) -> int:
     import sys
 
     from runtime.config import Settings
     from runtime.db.migrations import status, upgrade
 
+    settings = _configured(Settings.from_env())
+
     async def run() -> int:
-        async with async_database(Settings.from_env()) as db:
+        async with async_database(settings) as db:
             wanted = _logical_dbs(args)
             applied = await upgrade(db, wanted, schema_root=args.schema_root)
             for item in applied:
@@ -93,7 +108,7 @@ def _status(args: argparse.Namespace) -> int:
     from runtime.config import Settings
     from runtime.db.migrations import MigrationStatus, discover, status
 
-    settings = Settings.from_env()
+    settings = _configured(Settings.from_env())
     wanted = _logical_dbs(args)
     absent = [
         name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -53,10 +54,27 @@ def status_rows(output: str) -> set[tuple[str, str, str, str]]:
     rows = set()
     for line in output.splitlines():
         words = line.split()
-        # Only table rows: log lines may share stdout, and the header starts with DATABASE.
+        # Only table rows: the header starts with DATABASE.
         if len(words) >= 4 and words[0] in DOMAIN_DATABASES:
             rows.add((words[0], words[1], words[2], words[3]))
     return rows
+
+
+def test_log_lines_go_to_stderr_in_the_configured_format(domos_env: dict[str, str]) -> None:
+    """stdout holds the command's own lines (what an operator or a deploy script reads); the
+    log lines are the programs' JSON on stderr, as LOG_FORMAT says."""
+    environ = {**domos_env, "LOG_FORMAT": "json"}
+    upgrade = domos(environ, "db", "upgrade")
+    assert upgrade.returncode == 0, upgrade.stderr
+    for line in upgrade.stdout.splitlines():
+        assert line.startswith("applied ") or " migration(s) applied on " in line, line
+    events = [json.loads(line) for line in upgrade.stderr.splitlines()]
+    assert {event["program"] for event in events} == {"db"}
+    applied = [event for event in events if event["event"] == "migration_applied"]
+    assert len(applied) == len(migration_files())
+    status = domos(environ, "db", "status")
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.splitlines()[0].startswith("DATABASE")
 
 
 def test_upgrade_applies_everything_once_and_status_lists_every_migration(
