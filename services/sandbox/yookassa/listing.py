@@ -1,10 +1,12 @@
-"""`GET /v3/payments` as YooKassa documents it (developers/using-api/lists).
+"""`GET /v3/payments` and `GET /v3/refunds` as YooKassa documents them
+(developers/using-api/lists).
 
-Filters `created_at.gte/gt/lte/lt` and `captured_at.gte/gt/lte/lt` (ISO 8601 with a zone),
-`status`, `payment_method` (the method's type, e.g. bank_card); `limit` 1-100 (default 10);
-newest first; cursor pagination: an answer has `next_cursor` when more items follow, and the
-next page is asked for with `cursor=<next_cursor>` and the same filters. Unknown parameters are
-ignored; a bad value is 400 `invalid_request` naming the parameter.
+Filters `created_at.gte/gt/lte/lt` and (payments) `captured_at.gte/gt/lte/lt` (ISO 8601 with a
+zone), `status`, `payment_method` (the method's type, e.g. bank_card), (refunds) `payment_id`;
+`limit` 1-100 (default 10); newest first; cursor pagination: an answer has `next_cursor` when
+more items follow, and the next page is asked for with `cursor=<next_cursor>` and the same
+filters. Unknown parameters are ignored; a bad value is 400 `invalid_request` naming the
+parameter.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from typing import Any
 
 from services.sandbox.clock import iso
 from services.sandbox.yookassa.errors import bad_value
-from services.sandbox.yookassa.service import Payment
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
@@ -42,12 +43,13 @@ class Bound:
 
 
 @dataclass(frozen=True)
-class PaymentQuery:
+class ListQuery:
     bounds: tuple[Bound, ...]
     status: str | None
     method_type: str | None
+    payment_id: str | None
     limit: int
-    #: The id of the last payment of the previous page.
+    #: The id of the last item of the previous page.
     after: str | None
 
 
@@ -72,7 +74,7 @@ def _decode_cursor(cursor: str) -> str:
         raise bad_value("cursor") from None
 
 
-def parse_query(query: Mapping[str, str]) -> PaymentQuery:
+def parse_query(query: Mapping[str, str]) -> ListQuery:
     bounds = []
     for field in _TIME_FIELDS:
         for name, test in _OPERATORS.items():
@@ -89,39 +91,43 @@ def parse_query(query: Mapping[str, str]) -> PaymentQuery:
     if not 1 <= limit <= MAX_LIMIT:
         raise bad_value("limit")
     cursor = query.get("cursor")
-    return PaymentQuery(
+    return ListQuery(
         bounds=tuple(bounds),
         status=status,
         method_type=query.get("payment_method"),
+        payment_id=query.get("payment_id"),
         limit=limit,
         after=_decode_cursor(cursor) if cursor else None,
     )
 
 
-def _matches(payment: Payment, query: PaymentQuery) -> bool:
-    if query.status is not None and payment.status != query.status:
+def _matches(item: Mapping[str, Any], query: ListQuery) -> bool:
+    """An item as the API answers it (its timestamps in the sandbox's fixed-width form)."""
+    if query.status is not None and item["status"] != query.status:
         return False
-    method_type = (payment.payment_method or {}).get("type")
+    method_type = (item.get("payment_method") or {}).get("type")
     if query.method_type is not None and method_type != query.method_type:
         return False
+    if query.payment_id is not None and item.get("payment_id") != query.payment_id:
+        return False
     for bound in query.bounds:
-        stamp = payment.created_at if bound.field == "created_at" else payment.captured_at
-        if stamp is None or not bound.test(iso(stamp), bound.at):
+        stamp = item.get(bound.field)
+        if stamp is None or not bound.test(stamp, bound.at):
             return False
     return True
 
 
-def page(newest_first: Iterable[Payment], query: PaymentQuery) -> dict[str, Any]:
-    """One page of the list answer."""
-    matching = [payment for payment in newest_first if _matches(payment, query)]
+def page(newest_first: Iterable[Mapping[str, Any]], query: ListQuery) -> dict[str, Any]:
+    """One page of the list answer, from the items as the API answers them."""
+    matching = [item for item in newest_first if _matches(item, query)]
     start = 0
     if query.after is not None:
-        ids = [payment.id for payment in matching]
+        ids = [item["id"] for item in matching]
         if query.after not in ids:
             raise bad_value("cursor")
         start = ids.index(query.after) + 1
     items = matching[start : start + query.limit]
-    body: dict[str, Any] = {"type": "list", "items": [payment.to_api() for payment in items]}
+    body: dict[str, Any] = {"type": "list", "items": [dict(item) for item in items]}
     if start + query.limit < len(matching):
-        body["next_cursor"] = encode_cursor(items[-1].id)
+        body["next_cursor"] = encode_cursor(items[-1]["id"])
     return body

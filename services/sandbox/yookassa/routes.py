@@ -152,7 +152,8 @@ def add_routes(
     def list_payments(
         svc: YooKassaService, request: web.Request, body: dict[str, Any]
     ) -> dict[str, Any]:
-        return listing.page(svc.payments_newest_first(), listing.parse_query(request.query))
+        query = listing.parse_query(request.query)
+        return listing.page((p.to_api() for p in svc.payments_newest_first()), query)
 
     def capture(svc: YooKassaService, request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
         return svc.capture(request.match_info["payment_id"], body).to_api()
@@ -173,11 +174,8 @@ def add_routes(
     def list_refunds(
         svc: YooKassaService, request: web.Request, body: dict[str, Any]
     ) -> dict[str, Any]:
-        payment_id = request.query.get("payment_id")
-        items = [
-            r for r in svc.refunds.values() if payment_id is None or r["payment_id"] == payment_id
-        ]
-        return {"type": "list", "items": list(reversed(items))}
+        query = listing.parse_query(request.query)
+        return listing.page(reversed(svc.refunds.values()), query)
 
     async def not_found(request: web.Request) -> web.Response:
         svc = request.app[svc_key]

@@ -110,3 +110,34 @@ async def test_a_refund_from_the_control_api_notifies_and_calls_are_logged(
         f"/v3/refunds/{rest['id']}",
         f"/v3/payments/{payment['id']}",
     ]
+
+
+async def test_refunds_list_as_payments_do(sandbox: Sandbox) -> None:
+    """GET /v3/refunds: newest first, cursor pages, filters by creation time, status and
+    payment; a bad value names its parameter."""
+    made = await _made(sandbox, 3)
+    await sandbox.control("POST", f"/yookassa/payments/{made[2]['id']}/succeed")
+    refunds = []
+    for payment in (made[1], made[2], made[1]):
+        refund = await sandbox.control(
+            "POST", f"/yookassa/payments/{payment['id']}/refund", {"amount": "100.00"}
+        )
+        refunds.append(refund)
+        sandbox.clock.advance(60)
+    newest_first = [r["id"] for r in reversed(refunds)]
+
+    status, first = await call(sandbox, "GET", "/refunds?limit=2")
+    assert status == 200
+    assert [r["id"] for r in first["items"]] == newest_first[:2]
+    status, rest = await call(sandbox, "GET", f"/refunds?limit=2&cursor={first['next_cursor']}")
+    assert [r["id"] for r in rest["items"]] == newest_first[2:]
+    assert "next_cursor" not in rest
+
+    since = urlencode({"created_at.gte": refunds[1]["created_at"], "status": "succeeded"})
+    _, recent = await call(sandbox, "GET", f"/refunds?{since}")
+    assert [r["id"] for r in recent["items"]] == newest_first[:2]
+    _, of_one = await call(sandbox, "GET", f"/refunds?payment_id={made[1]['id']}")
+    assert [r["id"] for r in of_one["items"]] == [refunds[2]["id"], refunds[0]["id"]]
+    status, body = await call(sandbox, "GET", "/refunds?created_at.gte=yesterday")
+    assert status == 400
+    assert_error(body, "invalid_request", "created_at.gte")
