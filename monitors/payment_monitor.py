@@ -42,6 +42,9 @@ Work-claiming, four stages per tick:
    is not in, a fresh invite link that makes a join request (the bot approves it only for a
    member with a live subscription, so a forwarded link admits no one else) and then one
    receipt in the outbox.
+4. refund sweep: every 30 minutes the refunds that succeeded in the last 48 hours are listed
+   (`GET /v3/refunds`); one whose notification never arrived (YooKassa gives up after 24 h) is
+   fetched and recorded as in stage 1.
 
 Applying an outcome is one transaction guarded by `processed_at IS NULL`: a success activates or
 extends the member's subscription exactly once (a renewal paid by hand extends the live
@@ -55,8 +58,8 @@ PAYMENT_KEY_WINDOW_H (23).
 
 Settings arrive as `config` (payments.settings.PaymentSettings, built by the runner). The
 stages live in monitors.payment_stages, each taking the monitor's `PaymentWork`: `resend` (0),
-`events` (1), `polling` (2), `confirmation` (3) and `apply` (applying an outcome); claiming is
-in `work`.
+`events` (1), `polling` (2), `confirmation` (3), `refund_sweep` (4) and `apply` (applying an
+outcome); claiming is in `work`.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ from monitors.moderation import ModerationExecutor
 from monitors.payment_stages.confirmation import confirm_applied
 from monitors.payment_stages.events import EVENT_RETRY, process_events
 from monitors.payment_stages.polling import poll_open
+from monitors.payment_stages.refund_sweep import RefundSweep
 from monitors.payment_stages.resend import resend_unsent
 from monitors.payment_stages.work import NOT_A_CHARGE, OPEN_STATUSES, PaymentWork
 from monitors.telegram_client import TelegramClient
@@ -107,6 +111,7 @@ class PaymentMonitor(Monitor):
         self.work = PaymentWork(
             self.ctx, self.config, self.yookassa, self.telegram, self.moderation
         )
+        self.refund_sweep = RefundSweep()
 
     async def teardown(self) -> None:
         await self.yookassa.close()
@@ -117,6 +122,7 @@ class PaymentMonitor(Monitor):
         handled += await self.process_events()
         handled += await self.poll_open()
         handled += await self.confirm_applied()
+        handled += await self.sweep_refunds()
         return handled
 
     # One method a stage, so that a test (or an operator's shell) can run a single stage.
@@ -132,6 +138,9 @@ class PaymentMonitor(Monitor):
 
     async def confirm_applied(self) -> int:
         return await confirm_applied(self.work)
+
+    async def sweep_refunds(self) -> int:
+        return await self.refund_sweep.run(self.work)
 
 
 MONITOR = PaymentMonitor

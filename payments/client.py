@@ -56,6 +56,12 @@ def get_refund_call(refund_id: str) -> Call:
     return Call("GET", f"/refunds/{quote(refund_id, safe='')}")
 
 
+def list_refunds_call(params: Mapping[str, str]) -> Call:
+    """GET /v3/refunds: `created_at.gte/gt/lte/lt`, `status`, `payment_id`, `limit` and
+    `cursor`, answered as GET /v3/payments is (newest first, `next_cursor`)."""
+    return Call("GET", "/refunds", params=dict(params))
+
+
 def read_answer(response: httpx.Response) -> Answer:
     try:
         body = response.json()
@@ -101,6 +107,9 @@ class YooKassaClient:
 
     async def get_refund(self, refund_id: str) -> Answer:
         return await self._send(get_refund_call(refund_id))
+
+    async def list_refunds(self, params: Mapping[str, str]) -> Answer:
+        return await self._send(list_refunds_call(params))
 
     async def _send(self, call: Call) -> Answer:
         assert self._http is not None, "YooKassaClient.open() first"

@@ -1,8 +1,8 @@
 """What payment_monitor's stages share: its settings, its collaborators and claiming.
 
-Each stage module (`resend`, `events`, `polling`, `confirmation`, and `apply` which the first
-three finish with) takes one `PaymentWork`, built by the monitor in `setup`, rather than the
-monitor itself: no stage imports the monitor.
+Each stage module (`resend`, `events`, `polling`, `confirmation`, `refund_sweep`, and `apply`
+which the first three finish with) takes one `PaymentWork`, built by the monitor in `setup`,
+rather than the monitor itself: no stage imports the monitor.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from monitors.ban_monitor import BanMonitor
 from monitors.payment_monitor import PaymentMonitor
+from monitors.payment_stages.refund_sweep import RETRY_AFTER, SWEEP_EVERY
 from monitors.recurrent_payments import RecurrentPayments
 from tests.integration.monitors import factories as f
 from tests.integration.monitors.conftest import metric, utcnow
@@ -343,3 +344,52 @@ async def test_a_refund_waits_for_its_payment_to_be_applied(db, sandbox, monitor
         f"payment {buy['id']} is not applied yet",
     )
     assert await refunds_of(db, buy["id"]) == []
+
+
+async def test_a_refund_whose_notification_never_came_is_found_by_the_sweep(db, sandbox, monitors):
+    """YooKassa repeats a notification for 24 hours; a refund whose notification never arrived
+    (botapi down for a day) is found by the sweep of the provider's refunds and recorded once,
+    and the notification arriving after all changes nothing."""
+    monitor = await monitors(PaymentMonitor)
+    buy = await paid_member(db, sandbox, monitor)  # its tick swept once
+    full_before = refunds("full")
+    made = await sandbox.control("POST", f"/yookassa/payments/{buy['provider']['id']}/refund", {})
+
+    await monitor.tick()  # the last sweep is too recent
+    assert await refunds_of(db, buy["id"]) == []
+    monitor.refund_sweep.swept_at -= SWEEP_EVERY  # half an hour later
+    await monitor.tick()
+
+    [row] = await refunds_of(db, buy["id"])
+    assert (row["provider_refund_id"], row["kind"], row["effect"]) == (
+        made["id"],
+        "full",
+        "access_ended",
+    )
+    assert await live_subscription(db, buy["user"]) is None
+    assert await db.fetchval("SELECT count(*) FROM outbox WHERE kind = 'refund'") == 1
+    assert refunds("full") - full_before == 1
+
+    await f.provider_event(db, made, "refund.succeeded")
+    monitor.refund_sweep.swept_at -= SWEEP_EVERY
+    await monitor.tick()
+    assert len(await refunds_of(db, buy["id"])) == 1
+    assert await db.fetchval("SELECT count(*) FROM outbox WHERE kind = 'refund'") == 1
+    assert refunds("full") - full_before == 1
+
+
+async def test_a_sweep_whose_listing_fails_tries_again_minutes_later(db, sandbox, monitors):
+    """A 500 from GET /v3/refunds leaves the refund for the next try, RETRY_AFTER later rather
+    than on every tick; that try records it."""
+    monitor = await monitors(PaymentMonitor)
+    buy = await paid_member(db, sandbox, monitor)
+    made = await sandbox.control("POST", f"/yookassa/payments/{buy['provider']['id']}/refund", {})
+    monitor.refund_sweep.swept_at = None  # as after a restart
+    await sandbox.control("POST", "/faults", {"api": "yookassa", "mode": "500", "count": 1})
+    assert await monitor.sweep_refunds() == 0
+    assert await monitor.sweep_refunds() == 0  # not listed again at once
+    assert await refunds_of(db, buy["id"]) == []
+    monitor.refund_sweep.swept_at -= RETRY_AFTER
+    assert await monitor.sweep_refunds() == 1
+    [row] = await refunds_of(db, buy["id"])
+    assert row["provider_refund_id"] == made["id"]
