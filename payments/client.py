@@ -9,7 +9,7 @@ read as "outcome unknown" (repeat the same Idempotence-Key, or fetch the payment
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -22,6 +22,10 @@ Answer = tuple[int | None, dict[str, Any] | None]
 #: The monitors' and the bot's calls; the API and botapi pass their own.
 DEFAULT_TIMEOUT_S = 15.0
 UNKNOWN: Answer = (None, None)
+#: YooKassa's largest page of a list.
+PAGE_SIZE = 100
+#: A list holding more pages than this is not read to its end.
+MAX_PAGES = 50
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,36 @@ def list_refunds_call(params: Mapping[str, str]) -> Call:
     """GET /v3/refunds: `created_at.gte/gt/lte/lt`, `status`, `payment_id`, `limit` and
     `cursor`, answered as GET /v3/payments is (newest first, `next_cursor`)."""
     return Call("GET", "/refunds", params=dict(params))
+
+
+@dataclass(frozen=True)
+class PagesRead:
+    """What reading a list (GET /v3/payments, /v3/refunds) gave: every item of every page,
+    `complete` False when a page failed or the pages did not end (`error` says why)."""
+
+    complete: bool
+    items: list[dict[str, Any]]
+    pages: int
+    error: str | None = None
+
+
+async def read_every_page(
+    fetch: Callable[[Mapping[str, str]], Awaitable[Answer]], params: Mapping[str, str], what: str
+) -> PagesRead:
+    """Follow `next_cursor` from `params` (its filters and `limit`) to the last page."""
+    items: list[dict[str, Any]] = []
+    query = dict(params)
+    for page in range(1, MAX_PAGES + 1):
+        status, body = await fetch(query)
+        listed = body.get("items") if body is not None else None
+        if status != 200 or body is None or not isinstance(listed, list):
+            return PagesRead(False, items, page, f"{what}: HTTP {status}")
+        items += [item for item in listed if isinstance(item, dict)]
+        cursor = body.get("next_cursor")
+        if not isinstance(cursor, str) or not cursor:
+            return PagesRead(True, items, page)
+        query = {**query, "cursor": cursor}
+    return PagesRead(False, items, MAX_PAGES, f"{what}: more than {MAX_PAGES} pages")
 
 
 def read_answer(response: httpx.Response) -> Answer:

@@ -24,15 +24,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from payments.amounts import amount_minor
-from payments.client import Answer
+from payments.client import PAGE_SIZE, Answer, read_every_page
 from payments.decisions import payment_reference, reference_mismatch
 
 #: Our clock and the provider's may differ: the range is widened by this much on both sides.
 CLOCK_SKEW = timedelta(minutes=10)
-#: YooKassa's largest page.
-PAGE_SIZE = 100
-#: A range holding more pages than this is not read to its end: the outcome stays unknown.
-MAX_PAGES = 50
 #: A payment found in several statuses (it cannot be, under one key) is taken in this order.
 _PREFERENCE = ("succeeded", "waiting_for_capture", "pending", "canceled")
 
@@ -56,19 +52,14 @@ def provider_time(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def listing_params(
-    committed_at: datetime, key_window: timedelta, cursor: str | None = None
-) -> dict[str, str]:
+def listing_params(committed_at: datetime, key_window: timedelta) -> dict[str, str]:
     """The filters of one page: payments created from the commit (the earliest a call could
     go out) to the end of the key window (the latest), widened by CLOCK_SKEW."""
-    params = {
+    return {
         "created_at.gte": provider_time(committed_at - CLOCK_SKEW),
         "created_at.lte": provider_time(committed_at + key_window + CLOCK_SKEW),
         "limit": str(PAGE_SIZE),
     }
-    if cursor:
-        params["cursor"] = cursor
-    return params
 
 
 def _same_amount(item: Mapping[str, Any], minor: int, currency: str) -> bool:
@@ -120,16 +111,11 @@ async def find_payment(
     matches: Callable[[Mapping[str, Any]], bool],
 ) -> Listing:
     """Read every page of the range; the payment our calls made, if any."""
-    found: list[dict[str, Any]] = []
-    cursor: str | None = None
-    for page in range(1, MAX_PAGES + 1):
-        status, body = await client.list_payments(listing_params(committed_at, key_window, cursor))
-        items = body.get("items") if body is not None else None
-        if status != 200 or body is None or not isinstance(items, list):
-            return Listing(False, error=f"GET /v3/payments: HTTP {status}", pages=page)
-        found += [item for item in items if isinstance(item, dict) and matches(item)]
-        next_cursor = body.get("next_cursor")
-        if not isinstance(next_cursor, str) or not next_cursor:
-            return Listing(True, best_match(found), pages=page)
-        cursor = next_cursor
-    return Listing(False, error=f"GET /v3/payments: more than {MAX_PAGES} pages", pages=MAX_PAGES)
+    read = await read_every_page(
+        client.list_payments, listing_params(committed_at, key_window), "GET /v3/payments"
+    )
+    if not read.complete:
+        return Listing(False, error=read.error, pages=read.pages)
+    return Listing(
+        True, best_match([item for item in read.items if matches(item)]), pages=read.pages
+    )

@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 
 from monitors.payment_stages.refunds import process_refund
 from monitors.payment_stages.work import PaymentWork
-from payments.reconcile import CLOCK_SKEW, MAX_PAGES, PAGE_SIZE, provider_time
+from payments.client import PAGE_SIZE, read_every_page
+from payments.reconcile import CLOCK_SKEW, provider_time
 
 #: How often the provider's refunds are listed.
 SWEEP_EVERY = timedelta(minutes=30)
@@ -54,25 +55,16 @@ class RefundSweep:
 
 async def _succeeded_refunds(work: PaymentWork, since: datetime) -> list[str] | None:
     """The ids of the refunds that succeeded since `since`; None when a page failed."""
-    ids: list[str] = []
     params = {
         "status": "succeeded",
         "created_at.gte": provider_time(since),
         "limit": str(PAGE_SIZE),
     }
-    for _ in range(MAX_PAGES):
-        status, body = await work.yookassa.list_refunds(params)
-        items = body.get("items") if body is not None else None
-        if status != 200 or body is None or not isinstance(items, list):
-            work.log.warning("refund_sweep_failed", status=status)
-            return None
-        ids += [item["id"] for item in items if isinstance(item, dict) and "id" in item]
-        cursor = body.get("next_cursor")
-        if not isinstance(cursor, str) or not cursor:
-            return ids
-        params = {**params, "cursor": cursor}
-    work.log.warning("refund_sweep_failed", status=status, pages=MAX_PAGES)
-    return None
+    read = await read_every_page(work.yookassa.list_refunds, params, "GET /v3/refunds")
+    if not read.complete:
+        work.log.warning("refund_sweep_failed", error=read.error, pages=read.pages)
+        return None
+    return [item["id"] for item in read.items if isinstance(item.get("id"), str)]
 
 
 async def _unrecorded(work: PaymentWork, refund_ids: list[str]) -> list[str]:

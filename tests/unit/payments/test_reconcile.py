@@ -7,10 +7,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from payments.client import Answer
+from payments.client import MAX_PAGES, Answer
 from payments.keys import charge_key
 from payments.reconcile import (
-    MAX_PAGES,
     best_match,
     charge_matcher,
     checkout_matcher,
@@ -55,7 +54,6 @@ def test_the_range_covers_the_window_with_room_for_clock_skew() -> None:
         "created_at.lte": "2026-12-02T08:40:00.000Z",
         "limit": "100",
     }
-    assert listing_params(COMMITTED, WINDOW, "c1")["cursor"] == "c1"
 
 
 def test_a_charge_matches_by_its_metadata_and_amount() -> None:
