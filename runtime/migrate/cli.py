@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runtime.errors import ConfigError, MigrationError
+from runtime.migrate.sizing import usable_cpus
 
 if TYPE_CHECKING:  # the handlers import these: registering the command stays light
     from collections.abc import Mapping
@@ -99,9 +99,7 @@ def _options(parser: argparse.ArgumentParser | _Suppressed) -> None:
     )
     parser.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
     parser.add_argument("--no-verify", action="store_true", help="skip verification (not advised)")
-    parser.add_argument(
-        "--jobs", type=int, default=max(1, min(4, os.cpu_count() or 1)), help="worker processes"
-    )
+    parser.add_argument("--jobs", type=int, default=min(4, usable_cpus()), help="worker processes")
     parser.add_argument(
         "--chunk-rows", type=int, default=250_000, help="rows per parallel copy chunk"
     )

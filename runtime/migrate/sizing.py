@@ -10,6 +10,8 @@ file with larger ones, which only makes those chunks and batches smaller.
 
 from __future__ import annotations
 
+import os
+
 #: Bytes of source rows per chunk: what PostgreSQL aggregates per column of a chunk (row texts
 #: print a bytea as hex, twice its bytes) stays far below its 1 GB limit on one value.
 CHUNK_BYTES = 256 << 20
@@ -31,3 +33,12 @@ def chunk_rows_for(limit: int, file_bytes: int, rows: int) -> int:
 def batch_rows(file_bytes: int, rows: int) -> int:
     """Rows per batch: at most BATCH_ROWS, and at most BATCH_BYTES of rows."""
     return max(1, min(BATCH_ROWS, BATCH_BYTES // row_bytes_bound(file_bytes, rows)))
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on: a container's cpuset or `taskset` leaves fewer than
+    os.cpu_count() reports, and workers beyond them only take turns."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no affinity on this platform (macOS)
+        return os.cpu_count() or 1

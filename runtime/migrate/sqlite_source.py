@@ -7,7 +7,6 @@ that snapshot, opened read-only.
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
 from concurrent.futures import Executor
@@ -18,6 +17,7 @@ from typing import Any
 from runtime.errors import MigrationError
 from runtime.migrate.column_profile import ColumnProfile
 from runtime.migrate.inference import DOUBLE_EXACT, hint_sql, intent_of
+from runtime.migrate.sizing import usable_cpus
 from runtime.migrate.values import decode_text
 
 #: Tables SQLite and its tools maintain themselves; never data to migrate.
@@ -524,7 +524,7 @@ def scan_range(path: str, select: str, bounds: tuple[int, int]) -> tuple[Any, ..
 def _scan_ranges(
     conn: sqlite3.Connection, table: Table, scanner: Executor | None
 ) -> list[tuple[int, int]]:
-    workers = os.cpu_count() or 1
+    workers = usable_cpus()
     if scanner is None or table.without_rowid or workers == 1:
         return [(0, -1)]
     name = quote_sqlite(table.name)
