@@ -15,7 +15,8 @@ os.wait4 and /proc. The last line is one JSON object: the chat figures at the to
 before), and per workload "ratio" (ours / pgloader), "floor_ratio" (ours / the raw floor),
 "typed_floor_ratio" (ours / the typed floor) and "pgloader_complete" (false where pgloader left
 rows out: its time is then for a partial load, and the floors are the comparisons that hold).
-`run.py legacy` runs one workload. Each tool runs `--rounds` times (3), the tools interleaved,
+`run.py legacy` runs one workload; `--cpus N` runs everything, the server included, on N CPUs
+(how each tool scales with CPUs). Each tool runs `--rounds` times (3), the tools interleaved,
 each round in another order; a tool's figures are those of its run of median time, and `runs_s`
 lists every run's seconds.
 """
@@ -42,6 +43,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench.pinning import pinned  # noqa: E402
 from bench.scratch import scratch_database  # noqa: E402
 
 CACHE = ROOT / "var/bench/migrate"
@@ -542,6 +544,11 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description="domos migrate against pgloader and two floors")
     parser.add_argument("workloads", nargs="*", help=f"of {list(WORKLOADS)} (default: all)")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each tool (default 3)")
+    parser.add_argument(
+        "--cpus",
+        type=int,
+        help="run every tool and the PostgreSQL server on the first N CPUs (bench/pinning.py)",
+    )
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
@@ -551,11 +558,14 @@ def main(argv: list[str]) -> int:
         print(f"unknown workload(s) {unknown}; known: {list(WORKLOADS)}", file=sys.stderr)
         return 2
     figures: dict[str, dict[str, Any]] = {}
-    for name in names:
-        result = run_workload(WORKLOADS[name], args.rounds)
-        if result is None:
-            return 1
-        figures[name] = result
+    with pinned(args.cpus):
+        cpus = len(os.sched_getaffinity(0))
+        print(f"on {cpus} CPU(s)", flush=True)
+        for name in names:
+            result = run_workload(WORKLOADS[name], args.rounds)
+            if result is None:
+                return 1
+            figures[name] = {**result, "cpus": cpus}
     summary = {
         name: {
             "ratio": f["ratio"],
