@@ -9,6 +9,12 @@
    API's or payment_monitor's, sends the very same request (first request wins).
 3. The answer is written to the row: provider id, status and confirmation_url.
 
+4. One open checkout per member and tariff: a request with another key finds the member's open
+   payment of that tariff (younger than OPEN_PAYMENT_REUSE, saving the card the same way) and
+   gets it back instead of a second checkout page the member could pay too. The member's row
+   is locked first, so concurrent requests of one member (ten taps of a Pay button, each its
+   own key) are decided one after the other and make one payment.
+
 A payment whose provider call failed stays `created`: the client may retry with the same key
 (the API answers 502 with `payment_id`), and payment_monitor reconciles what is left.
 
@@ -63,13 +69,19 @@ from services.api.models import Amount, Payment, PaymentCreate
 
 log = structlog.get_logger("api.payments")
 
+#: A member's open payment of a tariff younger than this is given again to a request with
+#: another key, rather than a second checkout beside it (the bot's BOT_PAYMENT_REUSE_S default:
+#: YooKassa lets a checkout page lapse after about that long).
+OPEN_PAYMENT_REUSE = timedelta(hours=1)
+
 #: Namespace of the stored keys: uuid5(namespace, "<telegram id>:<client key>").
 KEY_NAMESPACE = uuid.UUID("8f6c7f0e-4d0b-5f39-9d53-6a1f1b2c3d4e")
 
 _PAYMENT = (
     "SELECT p.id, p.status, p.kind, p.user_id, p.tariff_id, p.amount_minor, p.currency, "
     "p.confirmation_url, p.provider_payment_id, p.cancellation_reason, p.created_at, "
-    "p.description, p.save_payment_method, p.metadata, u.telegram_id, t.code AS tariff_code "
+    "p.description, p.save_payment_method, p.metadata, p.idempotence_key, u.telegram_id, "
+    "t.code AS tariff_code "
     "FROM payments p JOIN users u ON u.id = p.user_id JOIN tariffs t ON t.id = p.tariff_id "
 )
 
@@ -102,11 +114,13 @@ class PaymentService:
         return_url: str,
         *,
         key_window: timedelta = DEFAULT_KEY_WINDOW,
+        reuse_open: timedelta = OPEN_PAYMENT_REUSE,
     ) -> None:
         self.db = db
         self.yookassa = yookassa
         self.return_url = return_url
         self.key_window = key_window
+        self.reuse_open = reuse_open
 
     async def create(self, request: PaymentCreate, client_key: str) -> tuple[Payment, bool]:
         """The payment of this request; True when this call created the row."""
@@ -123,7 +137,9 @@ class PaymentService:
             if key_expired(row["created_at"], now, self.key_window):
                 row = await self._expire(row, now)
             if _never_sent(row):
-                row = await self._call_provider(row, key, request.return_url or self.return_url)
+                row = await self._call_provider(
+                    row, row["idempotence_key"], request.return_url or self.return_url
+                )
         if _expired(row):
             raise ApiError(
                 409,
@@ -163,6 +179,13 @@ class PaymentService:
                 # The same answer as an unknown code: which codes exist off sale is not the
                 # caller's business.
                 raise _no_tariff(request.tariff_code)
+            # The member's row lock: concurrent requests of one member (a Pay button tapped
+            # twice, each tap its own key) are decided one after the other, so the second
+            # finds the first's payment below (PostgreSQL; SQLite's BEGIN IMMEDIATE already
+            # serialises them).
+            await tx.execute(
+                "UPDATE users SET updated_at = updated_at WHERE id = ?", (context["user_id"],)
+            )
             live = await tx.fetchval(
                 "SELECT id FROM subscriptions WHERE user_id = ? AND status IN ('active', 'grace')",
                 (context["user_id"],),
@@ -176,6 +199,24 @@ class PaymentService:
             if save_card is None:
                 # The member's own "stop auto-renewal" is respected by default.
                 save_card = not await stopped_by_member(tx, context["user_id"])
+            open_payment = await tx.fetchone(
+                _PAYMENT + "WHERE p.user_id = ? AND p.tariff_id = ? AND p.created_at >= ?"
+                " AND p.status IN ('created', 'pending') AND p.payment_method_id IS NULL"
+                " AND p.save_payment_method = ? ORDER BY p.id DESC LIMIT 1",
+                (
+                    context["user_id"],
+                    context["tariff_id"],
+                    datetime.now(UTC) - self.reuse_open,
+                    save_card,
+                ),
+            )
+            if open_payment is not None:
+                log.info(
+                    "payment_reused",
+                    payment_id=open_payment["id"],
+                    telegram_id=request.telegram_id,
+                )
+                return open_payment, False
             new = NewPayment(
                 idempotence_key=key,
                 user_id=context["user_id"],

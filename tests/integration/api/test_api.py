@@ -80,11 +80,44 @@ async def test_payment_is_stored_then_created_at_the_provider_once(
     assert len(at_provider) == 1
     assert at_provider[0]["amount"]["value"] == "1234.50"
 
+    # Another key while that payment is open (a second tap): the same payment, no second
+    # checkout page the member could pay as well.
     other = await api.client.post(
         "/v1/payments", json=request, headers={"Idempotence-Key": "order-2"}
     )
-    assert other.status_code == 201
-    assert other.json()["id"] != payment["id"]
+    assert other.status_code == 200, other.text
+    assert other.json()["id"] == payment["id"]
+    assert await db.fetchval("SELECT count(*) FROM payments") == 1
+
+
+async def test_an_open_payment_is_reused_for_an_hour_and_only_the_same_terms(
+    api: Api, db: Any, sandbox: SandboxProcess
+) -> None:
+    """Another key gets the member's open payment back while it is young and asks the same
+    (tariff, card saving); an older one, another tariff, or another card choice make a new one."""
+    await add_tariff(db)
+    await add_tariff(db, code="year", price_minor=990000)
+    _, telegram_id = await add_user(db)
+    month = {"telegram_id": telegram_id, "tariff_code": "month"}
+
+    async def pay(body: dict[str, Any], key: str) -> Any:
+        return await api.client.post("/v1/payments", json=body, headers={"Idempotence-Key": key})
+
+    first = (await pay(month, "k1")).json()
+    again = await pay(month, "k2")
+    assert again.status_code == 200
+    assert again.json()["id"] == first["id"]
+    year = await pay({**month, "tariff_code": "year"}, "k3")
+    assert year.status_code == 201
+    no_card = await pay({**month, "save_payment_method": False}, "k4")
+    assert no_card.status_code == 201
+    await db.execute(
+        "UPDATE payments SET created_at = ? WHERE id = ?",
+        (datetime.now(UTC) - timedelta(minutes=61), first["id"]),
+    )
+    later = await pay(month, "k5")
+    assert later.status_code == 201
+    assert later.json()["id"] not in (first["id"], no_card.json()["id"])
 
 
 async def test_provider_failure_keeps_the_row_and_a_retry_completes_it(

@@ -1,0 +1,214 @@
+"""A hostile member against the Mini App payment path: the API, botapi and payment_monitor as
+real processes, the sandbox as Telegram and YooKassa, on both backends."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tests.acceptance.miniapp.conftest import PRICE_MINOR, RETURN_URL, Stack, member, wait_for
+
+
+def _succeed_and_apply(stack: Stack, provider_id: str) -> None:
+    """The member pays on YooKassa's page; the webhook reaches botapi; payment_monitor runs."""
+    stack.control("POST", f"/yookassa/payments/{provider_id}/succeed")
+    wait_for(
+        lambda: stack.db.fetchone(
+            "SELECT id FROM provider_events WHERE object_id = ?", (provider_id,)
+        ),
+        what="the webhook to reach botapi",
+    )
+    stack.payment_monitor()
+
+
+def _no_leak(body: Any) -> None:
+    text = str(body)
+    assert "Traceback" not in text, text
+    assert 'File "' not in text, text
+
+
+def test_a_member_pays_through_the_mini_app_and_gets_exactly_one_period(stack: Stack) -> None:
+    telegram_id, user_id = stack.new_member()
+    tariff = stack.new_tariff()
+    status, body, _ = stack.pay(
+        member(telegram_id), {"telegram_id": telegram_id, "tariff_code": tariff}
+    )
+    assert status == 201, body
+    assert body["amount"] == {"value": "1499.00", "currency": "RUB"}
+    assert body["status"] == "pending"
+    assert body["confirmation_url"]
+    provider = stack.provider_payment(body["provider_payment_id"])
+    assert provider["amount"] == {"value": "1499.00", "currency": "RUB"}
+    assert provider["confirmation"]["return_url"] == RETURN_URL
+    # Not yet paid: no access.
+    assert stack.status(telegram_id, member(telegram_id))[1]["status"] == "none"
+    before = datetime.now(UTC)
+    _succeed_and_apply(stack, body["provider_payment_id"])
+    [sub] = stack.subscriptions_of(user_id)
+    assert sub["status"] == "active"
+    start, end = sub["current_period_start"], sub["current_period_end"]
+    assert before - timedelta(seconds=5) <= start <= datetime.now(UTC) + timedelta(seconds=5)
+    assert end - start == timedelta(days=30)
+    code, seen = stack.status(telegram_id, member(telegram_id))
+    assert code == 200
+    assert seen["is_active"]
+    assert seen["tariff_code"] == tariff
+
+
+def test_ten_taps_at_once_make_one_open_payment_and_one_checkout(stack: Stack) -> None:
+    """A Mini App whose Pay button is tapped ten times (each tap its own Idempotence-Key, as a
+    client that makes a key per tap does) must not leave ten checkout pages to pay."""
+    telegram_id, user_id = stack.new_member()
+    tariff = stack.new_tariff()
+    body = {"telegram_id": telegram_id, "tariff_code": tariff}
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(lambda _: stack.pay(member(telegram_id), body), range(10)))
+    assert all(status in (200, 201) for status, _, _ in answers), answers
+    ids = {answer["id"] for _, answer, _ in answers}
+    urls = {answer["confirmation_url"] for _, answer, _ in answers}
+    assert len(ids) == 1, answers
+    assert len(urls) == 1, answers
+    assert len(stack.payments_of(user_id)) == 1
+    assert sorted(status for status, _, _ in answers) == [200] * 9 + [201]
+
+
+def test_the_same_key_ten_times_at_once_is_one_payment(stack: Stack) -> None:
+    telegram_id, user_id = stack.new_member()
+    tariff = stack.new_tariff()
+    body = {"telegram_id": telegram_id, "tariff_code": tariff}
+    key = "tap-once"
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(lambda _: stack.pay(member(telegram_id), body, key), range(10)))
+    assert {a["id"] for _, a, _ in answers} == {stack.payments_of(user_id)[0]["id"]}, answers
+    providers = {a["provider_payment_id"] for _, a, _ in answers}
+    assert len(providers) == 1
+    assert len(stack.payments_of(user_id)) == 1
+
+
+def test_a_second_payment_after_success_extends_by_exactly_one_period(stack: Stack) -> None:
+    telegram_id, user_id = stack.new_member()
+    tariff = stack.new_tariff()
+    body = {"telegram_id": telegram_id, "tariff_code": tariff}
+    _, first, _ = stack.pay(member(telegram_id), body)
+    _succeed_and_apply(stack, first["provider_payment_id"])
+    [sub] = stack.subscriptions_of(user_id)
+    status, second, _ = stack.pay(member(telegram_id), body)
+    assert status == 201
+    assert second["id"] != first["id"]
+    assert second["kind"] == "renewal"
+    _succeed_and_apply(stack, second["provider_payment_id"])
+    [after] = stack.subscriptions_of(user_id)
+    assert after["current_period_start"] == sub["current_period_end"]
+    assert after["current_period_end"] - sub["current_period_end"] == timedelta(days=30)
+
+
+def test_a_canceled_checkout_gives_nothing_and_a_new_payment_can_start(stack: Stack) -> None:
+    telegram_id, user_id = stack.new_member()
+    tariff = stack.new_tariff()
+    body = {"telegram_id": telegram_id, "tariff_code": tariff}
+    _, first, _ = stack.pay(member(telegram_id), body)
+    stack.control(
+        "POST",
+        f"/yookassa/payments/{first['provider_payment_id']}/cancel",
+        {"reason": "expired_on_confirmation"},
+    )
+    wait_for(
+        lambda: stack.db.fetchone(
+            "SELECT id FROM provider_events WHERE object_id = ?", (first["provider_payment_id"],)
+        )
+    )
+    stack.payment_monitor()
+    assert stack.subscriptions_of(user_id) == []
+    status, second, _ = stack.pay(member(telegram_id), body)
+    assert status == 201, second
+    assert second["id"] != first["id"]
+
+
+def test_a_success_the_api_never_made_grants_nothing(stack: Stack) -> None:
+    """payment.succeeded posted to botapi for a payment of the shop that no member of ours made
+    (and a fake one with a forged body): nothing is applied."""
+    telegram_id, user_id = stack.new_member()
+    webhook = next(p for p in stack.running if p.name == "botapi")
+    del webhook
+    foreign = stack.control("GET", "/yookassa/webhook")["url"]
+    made = stack.control("GET", "/yookassa/payments")
+    del made
+    from tests.acceptance.miniapp.conftest import http
+
+    for object_id in ("2f000000-000f-5000-9000-000000000001",):
+        forged = {
+            "type": "notification",
+            "event": "payment.succeeded",
+            "object": {
+                "id": object_id,
+                "status": "succeeded",
+                "paid": True,
+                "amount": {"value": "1499.00", "currency": "RUB"},
+                "metadata": {"telegram_id": str(telegram_id), "source": "api"},
+            },
+        }
+        status, _, _ = http("POST", foreign, forged)
+        assert status < 500
+    stack.payment_monitor()
+    assert stack.subscriptions_of(user_id) == []
+    assert stack.payments_of(user_id) == []
+
+
+def test_a_tariff_taken_off_sale_after_checkout_still_delivers_what_was_paid(stack: Stack) -> None:
+    telegram_id, user_id = stack.new_member()
+    tariff = stack.new_tariff()
+    _, paid, _ = stack.pay(member(telegram_id), {"telegram_id": telegram_id, "tariff_code": tariff})
+    stack.db.execute(
+        "UPDATE tariffs SET is_active = ?, price_minor = ? WHERE code = ?", (False, 99, tariff)
+    )
+    _succeed_and_apply(stack, paid["provider_payment_id"])
+    [sub] = stack.subscriptions_of(user_id)
+    assert sub["status"] == "active"
+    assert sub["current_period_end"] - sub["current_period_start"] == timedelta(days=30)
+    [row] = stack.payments_of(user_id)
+    assert row["status"] == "succeeded"
+    assert row["amount_minor"] == PRICE_MINOR
+    # And it is off sale now: 404, as an unknown code.
+    status, body, _ = stack.pay(
+        member(telegram_id), {"telegram_id": telegram_id, "tariff_code": tariff}
+    )
+    assert status == 404
+    assert body["error"]["code"] == "tariff_not_found"
+
+
+def test_hostile_bodies_and_proofs_get_clear_errors_and_no_rows(stack: Stack) -> None:
+    telegram_id, user_id = stack.new_member()
+    victim, victim_user = stack.new_member()
+    tariff = stack.new_tariff()
+    now = int(time.time())
+    good = member(telegram_id)
+    body = {"telegram_id": telegram_id, "tariff_code": tariff}
+    cases: list[tuple[str, dict[str, str], Any, int, str]] = [
+        ("for another member", good, {**body, "telegram_id": victim}, 403, "forbidden"),
+        ("expired", member(telegram_id, auth_date=now - 86_400 - 60), body, 401, "unauthorized"),
+        ("future", member(telegram_id, auth_date=now + 600), body, 401, "unauthorized"),
+        ("no proof", {}, body, 401, "unauthorized"),
+        ("amount", good, {**body, "amount": {"value": "1.00", "currency": "RUB"}}, 422, ""),
+        ("currency", good, {**body, "currency": "XTR"}, 422, ""),
+        ("unknown tariff", good, {**body, "tariff_code": "gold"}, 404, "tariff_not_found"),
+        ("evil return", good, {**body, "return_url": "https://evil.example/x"}, 422, ""),
+        ("userinfo", good, {**body, "return_url": "https://t.me@evil.example/"}, 422, ""),
+        ("suffix", good, {**body, "return_url": "https://t.me.evil.example/"}, 422, ""),
+        ("http", good, {**body, "return_url": "http://t.me/x"}, 422, ""),
+        ("port", good, {**body, "return_url": "https://t.me:8443/x"}, 422, ""),
+        ("backslash", good, {**body, "return_url": "https://t.me\\@evil.example/"}, 422, ""),
+        ("js", good, {**body, "return_url": "javascript:alert(1)//https://t.me/"}, 422, ""),
+        ("big", good, {**body, "tariff_code": "x" * 70_000}, 413, "payload_too_large"),
+    ]
+    for name, headers, sent, expected, code in cases:
+        status, answer, _ = stack.pay(headers, sent)
+        assert status == expected, (name, status, answer)
+        assert "error" in answer, (name, answer)
+        if code:
+            assert answer["error"]["code"] == code, (name, answer)
+        _no_leak(answer)
+        assert str(victim) not in str(answer) or name == "for another member", (name, answer)
+    assert stack.payments_of(user_id) == []
+    assert stack.payments_of(victim_user) == []
