@@ -43,7 +43,8 @@ class SubscriptionStatus(BaseModel):
     telegram_id: int
     #: `none` when the member never subscribed.
     status: SubscriptionState
-    #: True while the member has access: active, or in the grace period.
+    #: True while the member has access: active, or in a grace period not yet run out (a
+    #: grace that ran out is `expired` here before tsmonitor marks it so).
     is_active: bool
     tariff_code: str | None = None
     current_period_end: datetime | None = None

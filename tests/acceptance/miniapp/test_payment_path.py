@@ -8,7 +8,16 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.acceptance.miniapp.conftest import PRICE_MINOR, RETURN_URL, Stack, member, wait_for
+from tests.acceptance.miniapp.conftest import (
+    PRICE_MINOR,
+    RETURN_URL,
+    Stack,
+    http,
+    member,
+    wait_for,
+)
+
+MINUTE = timedelta(minutes=1)
 
 
 def _succeed_and_apply(stack: Stack, provider_id: str) -> None:
@@ -126,34 +135,69 @@ def test_a_canceled_checkout_gives_nothing_and_a_new_payment_can_start(stack: St
     assert second["id"] != first["id"]
 
 
-def test_a_success_the_api_never_made_grants_nothing(stack: Stack) -> None:
-    """payment.succeeded posted to botapi for a payment of the shop that no member of ours made
-    (and a fake one with a forged body): nothing is applied."""
+def test_webhooks_are_no_proof_forged_replayed_or_out_of_order(stack: Stack) -> None:
+    """Notifications botapi gets are only hints: a payment.succeeded for a payment YooKassa does
+    not know, or for the member's real payment still pending, a payment.canceled for one that
+    succeeded, and the real notification replayed after it was applied change nothing."""
     telegram_id, user_id = stack.new_member()
-    webhook = next(p for p in stack.running if p.name == "botapi")
-    del webhook
-    foreign = stack.control("GET", "/yookassa/webhook")["url"]
-    made = stack.control("GET", "/yookassa/payments")
-    del made
-    from tests.acceptance.miniapp.conftest import http
+    tariff = stack.new_tariff()
+    webhook = stack.control("GET", "/yookassa/webhook")["url"]
 
-    for object_id in ("2f000000-000f-5000-9000-000000000001",):
+    def notify(event: str, object_id: str, status: str) -> None:
         forged = {
             "type": "notification",
-            "event": "payment.succeeded",
+            "event": event,
             "object": {
                 "id": object_id,
-                "status": "succeeded",
-                "paid": True,
+                "status": status,
+                "paid": status == "succeeded",
                 "amount": {"value": "1499.00", "currency": "RUB"},
                 "metadata": {"telegram_id": str(telegram_id), "source": "api"},
             },
         }
-        status, _, _ = http("POST", foreign, forged)
-        assert status < 500
+        code, answer, _ = http("POST", webhook, forged)
+        assert code < 500, answer
+
+    notify("payment.succeeded", "2f000000-000f-5000-9000-000000000001", "succeeded")
+    _, paid, _ = stack.pay(member(telegram_id), {"telegram_id": telegram_id, "tariff_code": tariff})
+    notify("payment.succeeded", paid["provider_payment_id"], "succeeded")
     stack.payment_monitor()
     assert stack.subscriptions_of(user_id) == []
-    assert stack.payments_of(user_id) == []
+    assert stack.payments_of(user_id)[0]["status"] == "pending"
+
+    _succeed_and_apply(stack, paid["provider_payment_id"])
+    [sub] = stack.subscriptions_of(user_id)
+    notify("payment.canceled", paid["provider_payment_id"], "canceled")
+    notify("payment.succeeded", paid["provider_payment_id"], "succeeded")
+    stack.payment_monitor()
+    assert stack.subscriptions_of(user_id) == [sub]
+    [row] = stack.payments_of(user_id)
+    assert row["status"] == "succeeded"
+
+
+def test_a_refund_racing_the_success_takes_the_period_back(stack: Stack) -> None:
+    """The shop refunds the payment before payment_monitor applied its success: in the end the
+    member has no access, and was told; whichever notification is handled first."""
+    telegram_id, user_id = stack.new_member()
+    tariff = stack.new_tariff()
+    _, paid, _ = stack.pay(member(telegram_id), {"telegram_id": telegram_id, "tariff_code": tariff})
+    provider_id = paid["provider_payment_id"]
+    stack.control("POST", f"/yookassa/payments/{provider_id}/succeed")
+    refund = stack.control("POST", f"/yookassa/payments/{provider_id}/refund", {})
+    for object_id in (provider_id, refund["id"]):
+        wait_for(
+            lambda object_id=object_id: stack.db.fetchone(
+                "SELECT id FROM provider_events WHERE object_id = ?", (object_id,)
+            ),
+            what=f"the notification of {object_id}",
+        )
+    stack.payment_monitor()
+    stack.payment_monitor()
+    [sub] = stack.subscriptions_of(user_id)
+    assert sub["status"] == "expired", sub
+    code, seen = stack.status(telegram_id, member(telegram_id))
+    assert code == 200
+    assert not seen["is_active"]
 
 
 def test_a_tariff_taken_off_sale_after_checkout_still_delivers_what_was_paid(stack: Stack) -> None:
@@ -212,3 +256,33 @@ def test_hostile_bodies_and_proofs_get_clear_errors_and_no_rows(stack: Stack) ->
         assert str(victim) not in str(answer) or name == "for another member", (name, answer)
     assert stack.payments_of(user_id) == []
     assert stack.payments_of(victim_user) == []
+
+
+def test_a_grace_that_ran_out_is_no_access_in_the_mini_app(stack: Stack) -> None:
+    """Between the end of a grace period and tsmonitor's next tick the row still says `grace`,
+    while ban_monitor already removes the member by the entitlement rule: the Mini App must not
+    show them as a member with access."""
+    telegram_id, user_id = stack.new_member()
+    tariff = stack.new_tariff()
+    tariff_id = stack.db.fetchval("SELECT id FROM tariffs WHERE code = ?", (tariff,))
+    now = datetime.now(UTC)
+    stack.db.execute(
+        "INSERT INTO subscriptions (user_id, tariff_id, status, current_period_start,"
+        " current_period_end, grace_until) VALUES (?, ?, 'grace', ?, ?, ?)",
+        (user_id, tariff_id, now - timedelta(days=33), now - timedelta(days=3), now - MINUTE),
+    )
+    code, seen = stack.status(telegram_id, member(telegram_id))
+    assert code == 200
+    assert seen["is_active"] is False, seen
+    assert seen["status"] == "expired", seen
+    # A grace still running is access, as ban_monitor sees it.
+    other, other_user = stack.new_member()
+    stack.db.execute(
+        "INSERT INTO subscriptions (user_id, tariff_id, status, current_period_start,"
+        " current_period_end, grace_until) VALUES (?, ?, 'grace', ?, ?, ?)",
+        (other_user, tariff_id, now - timedelta(days=31), now - timedelta(days=1), now + MINUTE),
+    )
+    code, seen = stack.status(other, member(other))
+    assert code == 200
+    assert seen["status"] == "grace"
+    assert seen["is_active"] is True
