@@ -91,6 +91,25 @@ MONITOR_CONSECUTIVE_FAILURES = Gauge(
     ["monitor"],
 )
 
+# --- schema -------------------------------------------------------------------------------
+
+# Set by the process that checks (a monitor, the API, the bot; botapi's and web's before
+# gunicorn forks), so under multiprocess mode the highest value any process wrote is the answer.
+SCHEMA_MIGRATIONS_MISSING = Gauge(
+    "domos_schema_migrations_missing",
+    "Migrations of this program's code the database lacks, at its last check: above 0 the "
+    "program waits and does no work (run `domos db upgrade`).",
+    ["logical_db"],
+    multiprocess_mode="max",
+)
+SCHEMA_MIGRATIONS_UNKNOWN = Gauge(
+    "domos_schema_migrations_unknown",
+    "Migrations applied to the database that this program's code does not know (a newer domos "
+    "applied them: a code rollback); the program runs.",
+    ["logical_db"],
+    multiprocess_mode="max",
+)
+
 # --- HTTP services --------------------------------------------------------------------------
 
 HTTP_REQUESTS = Counter(

@@ -8,11 +8,13 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from runtime.config import Env, Settings
 from runtime.db import async_database
+from runtime.db.schema_gate import DEFAULT_RECHECK_S, PROGRAM_DATABASES
 from runtime.errors import DomosError
 from runtime.monitor.base import Monitor, build_config
 from runtime.monitor.health import (
@@ -59,6 +61,14 @@ def register(subparsers: Any) -> None:
         help=f"package holding the monitor modules (default ${PACKAGE_VARIABLE} or "
         f"{DEFAULT_PACKAGE!r})",
     )
+    parser.add_argument(
+        "--schema-recheck",
+        type=float,
+        default=DEFAULT_RECHECK_S,
+        metavar="SECONDS",
+        help="while the database lacks migrations of this code, ask again every SECONDS "
+        f"(default {DEFAULT_RECHECK_S:g})",
+    )
     parser.add_argument("--list", action="store_true", help="list the known monitors")
     parser.set_defaults(handler=handle)
 
@@ -90,6 +100,9 @@ def handle(args: argparse.Namespace) -> int:
             once=args.once,
             stop_timeout_s=args.stop_timeout,
             health_file=path,
+            # domos' own monitors work on the domain schema; a test's package brings its own.
+            schema_databases=PROGRAM_DATABASES["monitors"] if package == DEFAULT_PACKAGE else (),
+            schema_recheck_s=args.schema_recheck,
         )
     )
 
@@ -110,8 +123,11 @@ async def run_monitor(
     once: bool = False,
     stop_timeout_s: float | None = None,
     health_file: Path | None = None,
+    schema_databases: Sequence[str] = (),
+    schema_recheck_s: float = DEFAULT_RECHECK_S,
 ) -> int:
-    """Open the database, serve metrics, run the monitor until SIGTERM/SIGINT (or one tick)."""
+    """Open the database, serve metrics, run the monitor until SIGTERM/SIGINT (or one tick);
+    first wait for the migrations of `schema_databases` (runtime.db.schema_gate)."""
     import structlog
 
     from runtime.metrics import serve_metrics
@@ -129,6 +145,8 @@ async def run_monitor(
         health_path=health_file,
         once=once,
         stop_timeout_s=stop_timeout_s,
+        schema_databases=schema_databases,
+        schema_recheck_s=schema_recheck_s,
     )
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

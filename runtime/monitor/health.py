@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-Role = Literal["starting", "leader", "standby", "stopped"]
+#: waiting_for_schema: the database lacks migrations of the code; nothing runs until applied.
+Role = Literal["starting", "waiting_for_schema", "leader", "standby", "stopped"]
 
 DEFAULT_RUN_DIR = "var/run"
 
@@ -94,6 +95,9 @@ def evaluate_health(state: HealthState | None, *, now: float, max_age_s: float) 
     """
     if state is None:
         return HealthVerdict(False, "no health state: the monitor has not run here")
+    if state.role == "waiting_for_schema":
+        # Not working at all, however young: unhealthy at once, with what to do.
+        return HealthVerdict(False, f"waiting for the schema: {state.last_error}")
     if state.role == "standby":
         age = now - state.heartbeat_at
         if age <= max_age_s:

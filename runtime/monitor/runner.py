@@ -9,7 +9,10 @@ One runner drives one Monitor subclass in one process:
   to finish, then it is cancelled and the exit code is 1; a second request cancels at once;
 - singleton mode: ticks only while holding `db.singleton_lock("monitor:<name>")`; otherwise it
   stands by and retries the lock every `lock_retry_s`;
-- every tick runs with `tick_id` bound in the log context and updates metrics and health state.
+- every tick runs with `tick_id` bound in the log context and updates metrics and health state;
+- with `schema_databases`, nothing (not even `setup()`) runs before the database has every
+  migration of the code: the runner waits, re-checking every `schema_recheck_s`, its health
+  state `waiting_for_schema` (runtime.db.schema_gate); `once` gives up at once (exit 1).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import os
 import random
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ import structlog
 
 from runtime import metrics
 from runtime.config import Settings
+from runtime.db import schema_gate
 from runtime.db.base import HeldLock
 from runtime.errors import DatabaseError, LockNotAcquired, MonitorError
 from runtime.logging import scrub_text
@@ -73,6 +77,8 @@ class MonitorRunner:
         once: bool = False,
         stop_timeout_s: float | None = None,
         rand: Callable[[], float] = random.random,
+        schema_databases: Sequence[str] = (),
+        schema_recheck_s: float = schema_gate.DEFAULT_RECHECK_S,
     ) -> None:
         self.monitor_cls = monitor_cls
         self.name = monitor_cls.name
@@ -86,6 +92,9 @@ class MonitorRunner:
             monitor_cls.stop_timeout_s if stop_timeout_s is None else stop_timeout_s
         )
         self.owner = make_owner_id(self.name)
+        #: The logical databases whose migrations must all be applied before any work.
+        self.schema_databases = tuple(schema_databases)
+        self.schema_recheck_s = schema_recheck_s
         self.heartbeat = Heartbeat(db, self.name, self.owner)
         self._rand = rand
         self._stop = asyncio.Event()
@@ -170,6 +179,8 @@ class MonitorRunner:
             )
             set_up = False
             try:
+                if not await self._schema_ready():
+                    return self._exit_code
                 await monitor.setup()
                 set_up = True
                 if self.monitor_cls.mode == "singleton":
@@ -186,6 +197,35 @@ class MonitorRunner:
                 self._write_health(role="stopped")
                 self.log.info("monitor_stopped", exit_code=self._exit_code)
             return self._exit_code
+
+    async def _schema_ready(self) -> bool:
+        """Whether to go on: the schema has the code's migrations (runtime.db.schema_gate)."""
+        if not self.schema_databases:
+            return True
+        if self.once:
+            try:
+                verdict = await schema_gate.check(self.db, self.schema_databases)
+            except DatabaseError as exc:
+                self.log.error("schema_check_failed", error=str(exc))
+                self._exit_code = EXIT_FAILED
+                return False
+            schema_gate.export(verdict)
+            if verdict.behind:
+                schema_gate.report_behind(verdict, recheck_s=None)
+                self._exit_code = EXIT_FAILED
+                return False
+            schema_gate.report_ready(verdict)
+            return True
+        waited = await schema_gate.wait_for_schema(
+            self.db,
+            stop=self._stop,
+            recheck_s=self.schema_recheck_s,
+            logical_dbs=self.schema_databases,
+            on_wait=lambda reason: self._write_health(role="waiting_for_schema", last_error=reason),
+        )
+        if waited is not None:
+            self._write_health(role="starting", last_error=None)
+        return waited is not None
 
     async def _run_as_singleton(self, monitor: Monitor) -> None:
         lock_name = f"monitor:{self.name}"
