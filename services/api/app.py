@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from payments.client import YooKassaClient
 from runtime.config import Settings
-from runtime.db import AsyncDatabase, async_database
+from runtime.db import AsyncDatabase, async_database, schema_gate
 from runtime.errors import DatabaseError
 from services.api.bodylimit import BodyLimitMiddleware
 from services.api.direct_route import DirectRoute
@@ -107,6 +107,17 @@ def create_app(settings: Settings, api_settings: ApiSettings) -> FastAPI:
             log.warning("token_hash_key_missing", hint="set API_TOKEN_HASH_KEY to HMAC tokens")
         db = async_database(settings, name="api")
         await db.open()
+        # Not listening before the schema has every migration of this code: requests would
+        # fail on missing columns (runtime.db.schema_gate). A stop meanwhile goes on to
+        # uvicorn, which then exits without serving.
+        stop = asyncio.Event()
+        with schema_gate.stop_on_signals(stop):
+            await schema_gate.wait_for_schema(
+                db,
+                stop=stop,
+                recheck_s=schema_gate.DEFAULT_RECHECK_S,
+                logical_dbs=schema_gate.PROGRAM_DATABASES["api"],
+            )
         yookassa = YooKassaClient(settings, timeout_s=api_settings.provider_timeout_s)
         await yookassa.open()
         app.state.services = Services(

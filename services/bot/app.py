@@ -87,9 +87,13 @@ async def on_error(event: ErrorEvent) -> bool:
     return True
 
 
-async def run(settings: BotSettings) -> None:
-    """Poll until SIGTERM/SIGINT, then let handlers in flight finish and close everything."""
+async def run(settings: BotSettings, *, schema_recheck_s: float | None = None) -> None:
+    """Poll until SIGTERM/SIGINT, then let handlers in flight finish and close everything.
+
+    Nothing is asked of Telegram or the database before the schema has every migration of
+    this code (runtime.db.schema_gate): updates wait at Telegram meanwhile."""
     from payments.client import YooKassaClient
+    from runtime.db import schema_gate
 
     runtime = settings.runtime
     db = async_database(runtime, name="bot")
@@ -104,6 +108,19 @@ async def run(settings: BotSettings) -> None:
     bot = build_bot(settings)
     await db.open()
     try:
+        stop = asyncio.Event()
+        with schema_gate.stop_on_signals(stop):
+            verdict = await schema_gate.wait_for_schema(
+                db,
+                stop=stop,
+                logical_dbs=schema_gate.PROGRAM_DATABASES["bot"],
+                recheck_s=schema_gate.DEFAULT_RECHECK_S
+                if schema_recheck_s is None
+                else schema_recheck_s,
+            )
+        if verdict is None:
+            log.info("bot_stopping", in_flight=0, waiting=0)
+            return
         await repository.mark_paid_chats(db, settings.paid_chat_ids, utcnow())
         log.info("paid_chats_configured", chat_ids=sorted(settings.paid_chat_ids))
         me = await bot.me()

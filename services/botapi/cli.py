@@ -23,6 +23,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--host", default=None, help="bind address (BOTAPI_HOST, 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="port (BOTAPI_PORT, 6000)")
     parser.add_argument("--workers", type=int, default=None, help="workers (BOTAPI_WORKERS, 2)")
+    parser.add_argument(
+        "--schema-recheck",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="while the database lacks migrations of this code, ask again every SECONDS "
+        "(default 5)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -40,6 +48,9 @@ def gunicorn_argv(host: str, port: int, workers: int) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from runtime.config import Settings
     from runtime.db import check_login
+    from runtime.db.schema_gate import PROGRAM_DATABASES, wait_before_serving
+    from runtime.logging import configure_logging
+    from services.botapi.main import program_settings
     from services.botapi.settings import BotApiSettings
     from services.common.metrics_dir import prepare_metrics_dir
 
@@ -49,6 +60,16 @@ def run(args: argparse.Namespace) -> int:
     check_login(Settings.from_env())
     environ = dict(os.environ)
     prepare_metrics_dir(environ, program="botapi")
+    # No worker before the schema has every migration of this code: webhooks would fail on
+    # missing columns (YooKassa repeats them meanwhile; runtime.db.schema_gate). After the
+    # metrics directory is made: a given one holds this process's gauges too.
+    configure_logging(program_settings())
+    if not wait_before_serving(
+        Settings.from_env(),
+        logical_dbs=PROGRAM_DATABASES["botapi"],
+        recheck_s=args.schema_recheck,
+    ):
+        return 0
     environ.setdefault("DOMOS_PROGRAM", "botapi")
     argv = gunicorn_argv(
         args.host or settings.host,

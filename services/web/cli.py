@@ -29,6 +29,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--no-migrate", action="store_true", help="do not apply Django's migrations first"
     )
+    parser.add_argument(
+        "--schema-recheck",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="while the database lacks domain migrations of this code, ask again every "
+        "SECONDS before serving (default 5)",
+    )
     parser.set_defaults(handler=serve, web_command=None)
     actions = parser.add_subparsers(dest="web_command", metavar="ACTION")
     migrate = actions.add_parser("migrate", help="create or update Django's own tables")
@@ -100,6 +108,19 @@ def serve(args: argparse.Namespace) -> int:
         configure_program_logging()
         setup_django()
         from django.db import connections
+
+        from runtime.config import Settings
+        from runtime.db.schema_gate import PROGRAM_DATABASES, wait_before_serving
+
+        # The admin shows the domain tables: not served before their schema has every
+        # migration of this code (runtime.db.schema_gate). Django's own tables are migrated
+        # just below, by Django.
+        if not wait_before_serving(
+            Settings.from_env(),
+            logical_dbs=PROGRAM_DATABASES["web"],
+            recheck_s=args.schema_recheck,
+        ):
+            return 0
 
         from services.web.bootstrap import collectstatic, migrate
 
