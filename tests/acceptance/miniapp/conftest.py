@@ -249,6 +249,8 @@ def stack(
         "PAYMENT_RETURN_URL_HOSTS": "t.me,app.example",
         "API_RATE_LIMIT_MEMBER": "1000/minute",
         "API_RATE_LIMIT_SOURCE": "10000/minute",
+        # A YooKassa answer held back (sandbox fault `timeout`) is lost after this long.
+        "API_PROVIDER_TIMEOUT_S": "1",
     }
     subprocess.run(
         [*DOMOS, "db", "upgrade"], cwd=ROOT, env=environ, check=True, capture_output=True

@@ -286,3 +286,29 @@ def test_a_grace_that_ran_out_is_no_access_in_the_mini_app(stack: Stack) -> None
     assert code == 200
     assert seen["status"] == "grace"
     assert seen["is_active"] is True
+
+
+def test_a_lost_answer_then_a_new_tap_is_still_one_payment(stack: Stack) -> None:
+    """YooKassa made the payment but its answer never reached the API (502). The member taps
+    again, with a new key: the same payment comes back, sent again under its first key, so
+    YooKassa returns the payment it made instead of a second one."""
+    telegram_id, user_id = stack.new_member()
+    tariff = stack.new_tariff()
+    body = {"telegram_id": telegram_id, "tariff_code": tariff}
+    made_before = len(stack.control("GET", "/yookassa/payments"))
+    stack.control(
+        "POST", "/faults", {"api": "yookassa", "mode": "timeout", "count": 1, "delay_s": 3}
+    )
+    status, lost, _ = stack.pay(member(telegram_id), body)
+    assert status == 502, lost
+    assert lost["error"]["code"] == "provider_unavailable"
+    _no_leak(lost)
+    status, again, _ = stack.pay(member(telegram_id), body)
+    assert status == 200, again
+    [row] = stack.payments_of(user_id)
+    assert again["id"] == row["id"]
+    assert again["confirmation_url"]
+    assert len(stack.control("GET", "/yookassa/payments")) == made_before + 1
+    _succeed_and_apply(stack, again["provider_payment_id"])
+    [sub] = stack.subscriptions_of(user_id)
+    assert sub["current_period_end"] - sub["current_period_start"] == timedelta(days=30)
