@@ -465,3 +465,36 @@ async def test_metrics_count_requests_by_route_template(api: Api) -> None:
     assert 'route="<unmatched>"' in text
     assert "/random/path/1" not in text
     assert "domos_http_request_duration_seconds_bucket" in text
+
+
+async def test_the_bot_and_the_mini_app_at_once_make_one_payment(
+    api: Api, db: Any, sandbox: SandboxProcess
+) -> None:
+    """/subscribe in the bot and Pay in the Mini App at the same moment, for the same tariff:
+    both lock the member's row first, so the one decided second finds the other's payment."""
+    from services.bot.payments import request_payment_link
+
+    tariff_id = await add_tariff(db)
+    tariff = await db.fetchone("SELECT * FROM tariffs WHERE id = ?", (tariff_id,))
+    for _ in range(3):
+        user_id, telegram_id = await add_user(db)
+        bot_link, api_answer = await asyncio.gather(
+            request_payment_link(
+                db,
+                api.services.payments.yookassa,
+                user_id=user_id,
+                telegram_id=telegram_id,
+                tariff=tariff,
+                return_url="https://t.me/domos_bot",
+                now=datetime.now(UTC),
+            ),
+            api.client.post(
+                "/v1/payments",
+                json={"telegram_id": telegram_id, "tariff_code": "month"},
+                headers={"Idempotence-Key": f"tap-{telegram_id}"},
+            ),
+        )
+        assert api_answer.status_code in (200, 201), api_answer.text
+        assert api_answer.json()["id"] == bot_link.payment_id
+        rows = await db.fetchval("SELECT count(*) FROM payments WHERE user_id = ?", (user_id,))
+        assert rows == 1
