@@ -312,3 +312,35 @@ def test_a_lost_answer_then_a_new_tap_is_still_one_payment(stack: Stack) -> None
     _succeed_and_apply(stack, again["provider_payment_id"])
     [sub] = stack.subscriptions_of(user_id)
     assert sub["current_period_end"] - sub["current_period_start"] == timedelta(days=30)
+
+
+def test_paying_in_grace_continues_and_after_a_lapsed_grace_starts_now(stack: Stack) -> None:
+    """In grace the paid days continue the old period (no gap, no gift); once the grace ran out
+    (the row still says grace until tsmonitor's tick) they start at payment."""
+    tariff = stack.new_tariff()
+    tariff_id = stack.db.fetchval("SELECT id FROM tariffs WHERE code = ?", (tariff,))
+    now = datetime.now(UTC)
+    ends = {}
+    for case, grace_until in (("grace", now + timedelta(days=1)), ("lapsed", now - MINUTE)):
+        telegram_id, user_id = stack.new_member()
+        end = now - timedelta(days=2)
+        stack.db.execute(
+            "INSERT INTO subscriptions (user_id, tariff_id, status, current_period_start,"
+            " current_period_end, grace_until) VALUES (?, ?, 'grace', ?, ?, ?)",
+            (user_id, tariff_id, end - timedelta(days=30), end, grace_until),
+        )
+        status, paid, _ = stack.pay(
+            member(telegram_id), {"telegram_id": telegram_id, "tariff_code": tariff}
+        )
+        assert status == 201, paid
+        assert paid["kind"] == "renewal"
+        before = datetime.now(UTC)
+        _succeed_and_apply(stack, paid["provider_payment_id"])
+        [sub] = stack.subscriptions_of(user_id)
+        assert sub["status"] == "active", (case, sub)
+        assert sub["current_period_end"] - sub["current_period_start"] == timedelta(days=30)
+        ends[case] = (sub["current_period_start"], end, before)
+    start, end, _ = ends["grace"]
+    assert start == end
+    start, _, before = ends["lapsed"]
+    assert before - timedelta(seconds=5) <= start <= datetime.now(UTC)
