@@ -4,11 +4,15 @@ real processes, the sandbox as Telegram and YooKassa, on both backends."""
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
+from runtime.telegram_proof import sign_init_data, sign_login
 from tests.acceptance.miniapp.conftest import (
+    BOT_TOKEN,
     PRICE_MINOR,
     RETURN_URL,
     Stack,
@@ -344,3 +348,54 @@ def test_paying_in_grace_continues_and_after_a_lapsed_grace_starts_now(stack: St
     assert start == end
     start, _, before = ends["lapsed"]
     assert before - timedelta(seconds=5) <= start <= datetime.now(UTC)
+
+
+def test_forged_initdata_pays_for_nobody(stack: Stack) -> None:
+    """initData bent every way a member could try: nothing is paid for anyone, each gets 401
+    (or 403 acting for another), and the same bytes re-encoded are still the member's own."""
+    telegram_id, user_id = stack.new_member()
+    victim, victim_user = stack.new_member()
+    tariff = stack.new_tariff()
+    now = int(time.time())
+    own = sign_init_data(BOT_TOKEN, {"id": telegram_id, "first_name": "A"})
+    old = sign_init_data(BOT_TOKEN, {"id": victim, "first_name": "V"}, auth_date=now - 90_000)
+    victim_user_json = quote(json.dumps({"id": victim, "first_name": "V"}, separators=(",", ":")))
+    forged = {
+        # The victim's stale proof with a fresh auth_date appended (last one wins when parsed).
+        "auth_date appended": f"tma {old}&auth_date={now}",
+        # The member's own proof with the victim's user appended, or put first.
+        "user appended": f"tma {own}&user={victim_user_json}",
+        "user prepended": f"tma user={victim_user_json}&{own}",
+        # Signed for another bot.
+        "another bot": "tma " + sign_init_data("1:another-bot", {"id": victim, "first_name": "V"}),
+        # The Mini App proof presented as Login Widget data, and the reverse.
+        "as login widget": f"tglogin {own}",
+        "login as mini app": "tma " + sign_login(BOT_TOKEN, victim),
+        # The hash in upper case, or twice (an empty one first).
+        "upper hash": "tma "
+        + own[: own.index("hash=") + 5]
+        + own[own.index("hash=") + 5 :].upper(),
+        "hash twice": f"tma hash=&{own}",
+        "no hash": "tma " + "&".join(p for p in own.split("&") if not p.startswith("hash=")),
+    }
+    for name, authorization in forged.items():
+        status, answer, _ = stack.pay(
+            {"Authorization": authorization}, {"telegram_id": victim, "tariff_code": tariff}
+        )
+        assert status in (401, 403), (name, status, answer)
+        assert str(victim) not in answer["error"]["message"], (name, answer)
+    # A field given twice counts once, the last, for the signature as for the user: the
+    # member's own proof with the victim's user appended is no proof for anybody.
+    status, answer, _ = stack.pay(
+        {"Authorization": forged["user appended"]},
+        {"telegram_id": telegram_id, "tariff_code": tariff},
+    )
+    assert status == 401, answer
+    assert stack.payments_of(user_id) == []
+    assert stack.payments_of(victim_user) == []
+    # The member's own proof, its user field percent-encoded differently, is still theirs.
+    reencoded = own.replace("%7B", "{").replace("%22", '"').replace("%3A", ":")
+    status, answer, _ = stack.pay(
+        {"Authorization": f"tma {reencoded}"}, {"telegram_id": telegram_id, "tariff_code": tariff}
+    )
+    assert status == 201, answer
