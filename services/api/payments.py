@@ -13,7 +13,9 @@
    payment of that tariff (younger than OPEN_PAYMENT_REUSE, saving the card the same way) and
    gets it back instead of a second checkout page the member could pay too. The member's row
    is locked first, so concurrent requests of one member (ten taps of a Pay button, each its
-   own key) are decided one after the other and make one payment.
+   own key) are decided one after the other and make one payment. A pending one is first
+   asked of YooKassa: one it already canceled (its notification not applied yet) is passed
+   over, so a member is never handed a checkout page they cannot pay.
 
 A payment whose provider call failed stays `created`: the client may retry with the same key
 (the API answers 502 with `payment_id`), and payment_monitor reconciles what is left.
@@ -125,7 +127,13 @@ class PaymentService:
     async def create(self, request: PaymentCreate, client_key: str) -> tuple[Payment, bool]:
         """The payment of this request; True when this call created the row."""
         key = stored_key(request.telegram_id, client_key)
-        row, created = await self._commit_row(request, key)
+        passed_over: list[int] = []
+        while True:
+            row, created, reused = await self._commit_row(request, key, passed_over)
+            if not reused or not await self._ended_unnoticed(row):
+                break
+            # Its checkout page is dead: a new payment, not a page the member cannot pay.
+            passed_over.append(row["id"])
         if row["tariff_code"] != request.tariff_code or row["telegram_id"] != request.telegram_id:
             raise ApiError(
                 409,
@@ -162,11 +170,31 @@ class PaymentService:
         assert fresh is not None
         return fresh
 
-    async def _commit_row(self, request: PaymentCreate, key: str) -> tuple[Row, bool]:
+    async def _ended_unnoticed(self, row: Row) -> bool:
+        """Whether YooKassa already canceled this open payment (its notification not applied
+        yet). Asked only of a payment found for another key; any doubt (no answer) keeps it."""
+        if row["status"] != "pending" or row["provider_payment_id"] is None:
+            return False
+        status, answer = await self.yookassa.get_payment(row["provider_payment_id"])
+        ended = (
+            status == 200
+            and answer is not None
+            and answer.get("id") == row["provider_payment_id"]
+            and answer.get("status") == "canceled"
+        )
+        if ended:
+            log.info("payment_reuse_skipped_canceled", payment_id=row["id"])
+        return ended
+
+    async def _commit_row(
+        self, request: PaymentCreate, key: str, passed_over: list[int]
+    ) -> tuple[Row, bool, bool]:
+        """The row of this key, or the member's open payment of the tariff (but those passed
+        over), or a new one: (row, created by this call, an open payment of another key)."""
         async with self.db.transaction() as tx:
             existing = await tx.fetchone(_PAYMENT + "WHERE p.idempotence_key = ?", (key,))
             if existing is not None:
-                return existing, False
+                return existing, False, False
             context = await tx.fetchone(
                 "SELECT u.id AS user_id, t.id AS tariff_id, t.price_minor, t.currency, t.title,"
                 " t.period_days, t.is_active FROM users u, tariffs t"
@@ -202,12 +230,15 @@ class PaymentService:
             open_payment = await tx.fetchone(
                 _PAYMENT + "WHERE p.user_id = ? AND p.tariff_id = ? AND p.created_at >= ?"
                 " AND p.status IN ('created', 'pending') AND p.payment_method_id IS NULL"
-                " AND p.save_payment_method = ? ORDER BY p.id DESC LIMIT 1",
+                " AND p.save_payment_method = ?"
+                + "".join(" AND p.id <> ?" for _ in passed_over)
+                + " ORDER BY p.id DESC LIMIT 1",
                 (
                     context["user_id"],
                     context["tariff_id"],
                     datetime.now(UTC) - self.reuse_open,
                     save_card,
+                    *passed_over,
                 ),
             )
             if open_payment is not None:
@@ -216,7 +247,7 @@ class PaymentService:
                     payment_id=open_payment["id"],
                     telegram_id=request.telegram_id,
                 )
-                return open_payment, False
+                return open_payment, False, True
             new = NewPayment(
                 idempotence_key=key,
                 user_id=context["user_id"],
@@ -237,7 +268,7 @@ class PaymentService:
         assert row is not None
         if payment_id is not None:
             log.info("payment_committed", payment_id=payment_id, telegram_id=request.telegram_id)
-        return row, payment_id is not None
+        return row, payment_id is not None, False
 
     async def _missing(self, tx: Any, request: PaymentCreate) -> ApiError:
         user = await tx.fetchval(

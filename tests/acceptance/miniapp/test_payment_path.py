@@ -399,3 +399,31 @@ def test_forged_initdata_pays_for_nobody(stack: Stack) -> None:
         {"Authorization": f"tma {reencoded}"}, {"telegram_id": telegram_id, "tariff_code": tariff}
     )
     assert status == 201, answer
+
+
+def test_a_checkout_canceled_unnoticed_is_not_offered_again(stack: Stack) -> None:
+    """The member's checkout was canceled at YooKassa and the notification never came (botapi
+    down, say): a new tap must not get the dead checkout page back, but a new payment."""
+    telegram_id, user_id = stack.new_member()
+    tariff = stack.new_tariff()
+    body = {"telegram_id": telegram_id, "tariff_code": tariff}
+    _, first, _ = stack.pay(member(telegram_id), body)
+    webhook = stack.control("GET", "/yookassa/webhook")["url"]
+    stack.control("PUT", "/yookassa/webhook", {"url": None})
+    try:
+        stack.control(
+            "POST",
+            f"/yookassa/payments/{first['provider_payment_id']}/cancel",
+            {"reason": "expired_on_confirmation"},
+        )
+        status, second, _ = stack.pay(member(telegram_id), body)
+    finally:
+        stack.control("PUT", "/yookassa/webhook", {"url": webhook})
+    assert status == 201, second
+    assert second["id"] != first["id"]
+    assert stack.provider_payment(second["provider_payment_id"])["status"] == "pending"
+    # Paid, the new one gives exactly one period; the old one, found canceled, nothing.
+    _succeed_and_apply(stack, second["provider_payment_id"])
+    stack.payment_monitor()
+    [sub] = stack.subscriptions_of(user_id)
+    assert sub["current_period_end"] - sub["current_period_start"] == timedelta(days=30)
