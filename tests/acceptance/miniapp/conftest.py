@@ -282,3 +282,11 @@ def stack(
         for program in reversed(stack.running):
             program.stop()
         db.close()
+    # Whatever the hostile member sent, nothing broke inside: no error, no traceback.
+    for program in stack.running:
+        broken = [
+            line
+            for line in program.logs().splitlines()
+            if '"level": "error"' in line or '"level": "critical"' in line or "Traceback" in line
+        ]
+        assert not broken, f"{program.name} logged:\n" + "\n".join(broken[:5])
