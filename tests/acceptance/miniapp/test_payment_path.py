@@ -85,6 +85,16 @@ def test_ten_taps_at_once_make_one_open_payment_and_one_checkout(stack: Stack) -
     assert len(urls) == 1, answers
     assert len(stack.payments_of(user_id)) == 1
     assert sorted(status for status, _, _ in answers) == [200] * 9 + [201]
+    # YooKassa holds one payment of this member, and paying it gives one period.
+    at_provider = [
+        p
+        for p in stack.control("GET", "/yookassa/payments")
+        if p["metadata"].get("telegram_id") == str(telegram_id)
+    ]
+    assert len(at_provider) == 1, at_provider
+    _succeed_and_apply(stack, at_provider[0]["id"])
+    [sub] = stack.subscriptions_of(user_id)
+    assert sub["current_period_end"] - sub["current_period_start"] == timedelta(days=30)
 
 
 def test_the_same_key_ten_times_at_once_is_one_payment(stack: Stack) -> None:
