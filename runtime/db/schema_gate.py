@@ -17,10 +17,13 @@ program (the monitors, the API, the bot, botapi, web) compares the two with `wai
   (`schema_ahead_of_code`) and `domos_schema_migrations_unknown`; a rollback must not be blocked.
 - **changed**: an applied migration's file differs from what was applied. Runs, one warning:
   `domos db upgrade` refuses it, and waiting would not fix it.
+- **not initialised**: a logical database with no migration applied at all (see `compare`).
+  Runs as before, one warning (`schema_not_initialised`); the gauge counts its migrations.
 
 A database that cannot be asked (an outage while waiting) is retried at the same pace, as the
-monitors retry their singleton lock; a database that cannot be opened at start is the DB layer's
-business, as before (the program exits and supervisord starts it again).
+monitors retry their singleton lock (one warning per stretch); a database that cannot be opened
+at start is the DB layer's business, as before (the program exits and supervisord starts it
+again).
 
 Not gated: `domos db …` (it is the fix), `domos migrate`, `domos backup`/`restore` and the backup
 schedule (they copy whatever schema there is, and restoring the backup from before an upgrade is
@@ -186,19 +189,23 @@ async def wait_for_schema(
     asked), `on_wait(reason)` is called after each check: the caller's health state."""
     started = time.monotonic()
     reported: tuple[str, ...] | None = None
+    failing = False
     while not stop.is_set():
         try:
             verdict = await check(db, logical_dbs, schema_root=schema_root)
         except DatabaseError as exc:
-            log.warning(
-                "schema_check_failed",
-                error=str(exc),
-                error_type=type(exc).__name__,
-                retry_in_s=recheck_s,
-            )
+            if not failing:  # once per stretch: the DB layer counts and logs each error
+                log.warning(
+                    "schema_check_failed",
+                    error=str(exc),
+                    error_type=type(exc).__name__,
+                    retry_in_s=recheck_s,
+                )
+                failing = True
             if on_wait is not None:
                 on_wait(f"the schema could not be checked: {type(exc).__name__}: {exc}")
         else:
+            failing = False
             export(verdict)
             if not verdict.behind:
                 report_ready(verdict, waited_s=time.monotonic() - started, waited=reported)
