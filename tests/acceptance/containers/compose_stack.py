@@ -50,6 +50,12 @@ def require_engine() -> None:
     pytest.skip(message)
 
 
+#: The older version test_compose_upgrade.py upgrades from: main/0001-0007, before fd2811b (its
+#: `db upgrade` calls a schema ahead of it "up to date"), the commit tests/acceptance/upgrade
+#: rehearses on the host. Its image is built after the role image (build_old_image.sh).
+OLD_COMMIT = "7d57295"
+OLD_IMAGE = f"domos-upgrade-old:{OLD_COMMIT}"
+
 #: Where this test session's image build writes; set by `start_image_build` in the process that
 #: starts it and inherited by pytest-xdist's workers, so the build runs once per session.
 BUILD_DIR_VARIABLE = "DOMOS_TEST_IMAGE_BUILD_DIR"
@@ -75,12 +81,26 @@ def start_image_build() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     build_dir = Path(tempfile.mkdtemp(prefix="image-build-", dir=ARTIFACTS))
     (build_dir / "started").write_text(f"{time.time()}\n")
+    # Then the older version's image of test_compose_upgrade.py (its own log and exit code),
+    # so it is ready too when the container tests start.
     script = (
-        'nice -n 10 "$0" > "$1/log" 2>&1; echo $? > "$1/exit.tmp" && mv "$1/exit.tmp" "$1/exit"'
+        'nice -n 10 "$0" > "$1/log" 2>&1; echo $? > "$1/exit.tmp" && mv "$1/exit.tmp" "$1/exit";'
+        ' nice -n 10 "$2" "$3" "$4" > "$1/old-log" 2>&1;'
+        ' echo $? > "$1/old-exit.tmp" && mv "$1/old-exit.tmp" "$1/old-exit"'
     )
+    build_old = Path(__file__).with_name("build_old_image.sh")
     _builds.append(
         subprocess.Popen(
-            ["bash", "-c", script, str(REPO / "docker" / "build.sh"), str(build_dir)],
+            [
+                "bash",
+                "-c",
+                script,
+                str(REPO / "docker" / "build.sh"),
+                str(build_dir),
+                str(build_old),
+                OLD_COMMIT,
+                OLD_IMAGE,
+            ],
             cwd=REPO,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -118,6 +138,22 @@ def wait_for_images(timeout_s: float = 480) -> float:
     return time.time() - started
 
 
+def wait_for_old_image(timeout_s: float = 300) -> None:
+    """Waits for the session's build of OLD_IMAGE, which follows the role image's (call
+    wait_for_images first)."""
+    build_dir = start_image_build()
+    exit_file = build_dir / "old-exit"
+    deadline = time.monotonic() + timeout_s
+    while not exit_file.exists():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{OLD_IMAGE} took over {timeout_s} s; log: {build_dir / 'old-log'}")
+        time.sleep(1)
+    log = (build_dir / "old-log").read_text()
+    if int(exit_file.read_text()) != 0:
+        pytest.fail(f"build_old_image.sh {OLD_COMMIT} failed:\n{log[-3000:]}")
+    print(log.strip().splitlines()[-1])
+
+
 def wait_for(
     predicate: Callable[[], T | None], timeout_s: float, what: str, step_s: float = 1
 ) -> T:
@@ -140,9 +176,12 @@ class ComposeStack:
     env_file: Path
     ports: dict[str, int]
     secrets: dict[str, str]
+    #: The compose file `compose` runs: the repository's, or an older version's (its relative
+    #: paths still resolve in the repository, as in an operator's one checkout).
+    compose_file: Path = COMPOSE_FILE
 
     @classmethod
-    def create(cls, work: Path) -> ComposeStack:
+    def create(cls, work: Path, project_prefix: str = "domosaccept") -> ComposeStack:
         ports = {
             name: free_port()
             for name in (
@@ -179,7 +218,7 @@ class ComposeStack:
         }
         env_file = work / "stack.env"
         env_file.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
-        project = f"domosaccept{os.getpid()}"
+        project = f"{project_prefix}{os.getpid()}"
         return cls(project, env_file, ports, secrets)
 
     # --- docker-compose -----------------------------------------------------------------------
@@ -192,8 +231,10 @@ class ComposeStack:
             self.project,
             "--env-file",
             str(self.env_file),
+            "--project-directory",
+            str(REPO),
             "--file",
-            str(COMPOSE_FILE),
+            str(self.compose_file),
             "--file",
             str(TEST_OVERRIDE),
             "--profile",

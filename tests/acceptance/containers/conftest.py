@@ -3,7 +3,9 @@
 Building the images from nothing takes about three minutes, most of it waiting on the apt mirror
 and PyPI; started when the session starts (tests/parallel.py), the build overlaps the other tests
 instead of adding to the suite's wall time. The `stack` fixture waits for it
-(compose_stack.wait_for_images), starting it itself when the session did not.
+(compose_stack.wait_for_images), starting it itself when the session did not. The older
+version's image of test_compose_upgrade.py builds after it in the same background job
+(build_old_image.sh; about a minute, once per machine: it is reused by its tag).
 """
 
 from __future__ import annotations
