@@ -4,7 +4,9 @@ Never charges a period twice:
 1. plan (one transaction): for each due subscription a charge_attempts row and its payments row
    are committed with an Idempotence-Key derived from (subscription, period, attempt number). The
    partial unique index `charge_attempts_one_live_per_period_idx` makes a second live attempt for
-   the same period impossible, whichever replica plans it.
+   the same period impossible, whichever replica plans it. The payment row keeps the period's
+   days (`payments.period_days`): a success applies the period planned, not the tariff as an
+   admin may have edited it since.
 2. execute (work-claiming): open attempts are claimed; 'created' ones are POSTed with their
    committed key (a repeat after a crash gets the provider's original payment back), 'pending'
    ones are fetched. The answer is applied in one transaction that extends the subscription only
@@ -180,9 +182,9 @@ class RecurrentPayments(Monitor):
                 return False  # another replica planned this period a moment ago
             payment_id = await tx.fetchval(
                 "INSERT INTO payments (idempotence_key, user_id, tariff_id, subscription_id,"
-                " payment_method_id, kind, amount_minor, currency, description, metadata,"
-                " created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, 'renewal', ?, ?, ?, ?, ?, ?) RETURNING id",
+                " payment_method_id, kind, amount_minor, currency, period_days, description,"
+                " metadata, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, 'renewal', ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     key,
                     sub["user_id"],
@@ -191,6 +193,8 @@ class RecurrentPayments(Monitor):
                     sub["payment_method_id"],
                     sub["price_minor"],
                     sub["currency"],
+                    # the period planned (and keyed) now is the one a success applies
+                    sub["period_days"],
                     texts.renewal_description(period.end, tz),
                     {"subscription_id": sub["id"], "period": period.key, "attempt": attempt_no},
                     now,
@@ -255,7 +259,9 @@ class RecurrentPayments(Monitor):
         context = await self.db.fetchone(
             "SELECT p.id AS payment_row, p.provider_payment_id, p.description, p.metadata,"
             " pm.provider_method_id, s.user_id, s.current_period_end, s.grace_until,"
-            " s.auto_renew, s.status AS subscription_status, t.period_days, u.telegram_id"
+            " s.auto_renew, s.status AS subscription_status,"
+            # the days planned with the charge; a charge planned before main/0010: the tariff's
+            " coalesce(p.period_days, t.period_days) AS period_days, u.telegram_id"
             " FROM payments p JOIN subscriptions s ON s.id = ?"
             " JOIN tariffs t ON t.id = s.tariff_id JOIN users u ON u.id = s.user_id"
             " LEFT JOIN payment_methods pm ON pm.id = ?"

@@ -60,6 +60,9 @@ class NewPayment:
     subscription_id: int | None
     amount_minor: int
     currency: str
+    #: The days the payment buys (the tariff's period_days now, as offered): applied as they
+    #: are, whatever the tariff says when the payment succeeds.
+    period_days: int
     description: str
     save_payment_method: bool
     #: The producer's own fields (source, telegram_id, tariff_id), sent on in the request.
@@ -86,6 +89,7 @@ async def commit_payment(
         "kind",
         "amount_minor",
         "currency",
+        "period_days",
         "description",
         "save_payment_method",
         "metadata",
@@ -98,6 +102,7 @@ async def commit_payment(
         new.kind,
         new.amount_minor,
         new.currency,
+        new.period_days,
         new.description,
         new.save_payment_method,
         new.metadata,

@@ -2,7 +2,8 @@
 
 One transaction guarded by `processed_at IS NULL`, where the webhook, polling and resend paths
 meet: a success activates or extends the subscription (a renewal paid by hand from the live
-period's end), records the saved card and an unban for every managed chat the member was
+period's end) by the days the payment was offered for (`payments.period_days`, not the tariff's
+as edited since), records the saved card and an unban for every managed chat the member was
 banned from; a cancellation tells the member.
 
 A saved card switches auto-renewal on only when the payment asked to save it (the member was
@@ -95,10 +96,14 @@ async def _activate(
     now: datetime,
 ) -> None:
     tz = work.ctx.settings.timezone
-    tariff = await tx.fetchone(
-        "SELECT period_days FROM tariffs WHERE id = ?", (payment["tariff_id"],)
+    # The days the payment was offered with and paid for; a payment created before they were
+    # stored (main/0010) buys its tariff's period as it is now, as it did then.
+    days = await tx.fetchval(
+        "SELECT coalesce(p.period_days, t.period_days) FROM payments p"
+        " JOIN tariffs t ON t.id = p.tariff_id WHERE p.id = ?",
+        (payment["id"],),
     )
-    assert tariff is not None, "payments references its tariff"
+    assert days is not None, "payments references its tariff"
     method_id = await _saved_method(work, tx, payment["user_id"], body)
     # The live row (one per member) is the one extended; whether the paid days continue its
     # period is the entitlement rule's: a grace that ran out before tsmonitor's tick marked it
@@ -112,7 +117,7 @@ async def _activate(
     current_end = live["current_period_end"] if live else None
     entitled = live is not None and bool(live["entitled"])
     start = extension_start(current_end, now, still_entitled=entitled)
-    period = period_after(start, days=tariff["period_days"], tz=tz)
+    period = period_after(start, days=int(days), tz=tz)
     # Read before the period moves: the member's own stop, if any, stays in force.
     stopped = await stopped_by_member(tx, payment["user_id"])
     consented = method_id is not None and bool(payment["save_payment_method"]) and not stopped

@@ -255,6 +255,7 @@ class PaymentService:
                 subscription_id=live,
                 amount_minor=context["price_minor"],
                 currency=context["currency"],
+                period_days=context["period_days"],
                 description=texts.payment_description(context["title"], context["period_days"]),
                 save_payment_method=save_card,
                 metadata={

@@ -142,6 +142,7 @@ async def _create_payment_row(
         subscription_id=live_id,
         amount_minor=tariff["price_minor"],
         currency=tariff["currency"],
+        period_days=tariff["period_days"],
         description=texts.payment_description(tariff["title"], tariff["period_days"]),
         save_payment_method=save_card,
         metadata={"source": "bot", "telegram_id": telegram_id, "tariff_id": tariff["id"]},

@@ -165,6 +165,9 @@ class Payment(MainModel):
     kind = models.TextField()
     amount_minor = models.BigIntegerField()
     currency = models.TextField()
+    #: main/0010: the days the payment buys, fixed when it was created; NULL before (the
+    #: tariff's period_days applies).
+    period_days = models.IntegerField("дней", null=True)
     status = models.TextField(choices=PAYMENT_STATUSES)
     cancellation_party = models.TextField(null=True)
     cancellation_reason = models.TextField(null=True)
