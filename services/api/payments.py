@@ -10,10 +10,12 @@
 3. The answer is written to the row: provider id, status and confirmation_url.
 
 4. One open checkout per member and tariff: a request with another key finds the member's open
-   payment of that tariff (younger than OPEN_PAYMENT_REUSE, saving the card the same way) and
-   gets it back instead of a second checkout page the member could pay too. The member's row
-   is locked first, so concurrent requests of one member (ten taps of a Pay button, each its
-   own key) are decided one after the other and make one payment. A pending one is first
+   payment of that tariff (younger than OPEN_PAYMENT_REUSE, saving the card the same way, at
+   the tariff's present price and period: `amount_minor` and `period_days` are fixed on the row
+   when it is committed, and the period is what payment_monitor applies) and gets it back
+   instead of a second checkout page the member could pay too. The member's row is locked
+   first, so concurrent requests of one member (ten taps of a Pay button, each its own key) are
+   decided one after the other and make one payment. A pending one is first
    asked of YooKassa: one it already canceled (its notification not applied yet) is passed
    over, so a member is never handed a checkout page they cannot pay.
 
@@ -231,6 +233,9 @@ class PaymentService:
                 _PAYMENT + "WHERE p.user_id = ? AND p.tariff_id = ? AND p.created_at >= ?"
                 " AND p.status IN ('created', 'pending') AND p.payment_method_id IS NULL"
                 " AND p.save_payment_method = ?"
+                # still the tariff's terms: a payment offered before an admin edited the
+                # tariff keeps its own, and is not handed out as an offer of the new ones
+                " AND p.amount_minor = ? AND p.currency = ? AND coalesce(p.period_days, ?) = ?"
                 + "".join(" AND p.id <> ?" for _ in passed_over)
                 + " ORDER BY p.id DESC LIMIT 1",
                 (
@@ -238,6 +243,10 @@ class PaymentService:
                     context["tariff_id"],
                     datetime.now(UTC) - self.reuse_open,
                     save_card,
+                    context["price_minor"],
+                    context["currency"],
+                    context["period_days"],
+                    context["period_days"],
                     *passed_over,
                 ),
             )

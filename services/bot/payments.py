@@ -15,7 +15,9 @@ Whether the card is saved for auto-renewal is the member's to decide, knowingly:
 stopped auto-renewal (/cancel_autorenew) pays once, without saving the card, until they send
 /autorenew_on; anyone else is told in the payment message that the card is saved and charged
 every period, how much, and how to stop it (`PaymentLink.saves_card`, texts.payment_link). An
-open payment is offered again only if it saves the card the same way.
+open payment is offered again only if it saves the card the same way, and still charges the
+tariff's price for the tariff's period (the row keeps both: an admin's edit of the tariff since
+makes a new payment on the new terms, and the old one still buys what it said).
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ async def _open_or_new_payment(
         # BEGIN IMMEDIATE already does, and the statement is harmless.
         await tx.execute("UPDATE users SET updated_at = updated_at WHERE id = ?", (user_id,))
         save_card = not await stopped_by_member(tx, user_id)
-        payment = await _open_payment(tx, user_id, tariff["id"], since, save_card)
+        payment = await _open_payment(tx, user_id, tariff, since, save_card)
         if payment is not None:
             return payment, True
         row = await _create_payment_row(
@@ -109,13 +111,25 @@ async def _open_or_new_payment(
 
 
 async def _open_payment(
-    tx: AsyncTransaction, user_id: int, tariff_id: int, since: datetime, save_card: bool
+    tx: AsyncTransaction, user_id: int, tariff: Row, since: datetime, save_card: bool
 ) -> Row | None:
+    # Only one still at the tariff's price and period: the link is offered with the tariff's
+    # terms (texts.payment_link), which must be what that payment charges and buys.
     return await tx.fetchone(
         "SELECT * FROM payments WHERE user_id = ? AND tariff_id = ? AND created_at >= ?"
         " AND status IN ('created', 'pending') AND payment_method_id IS NULL"
-        " AND save_payment_method = ? ORDER BY id DESC LIMIT 1",
-        (user_id, tariff_id, since, save_card),
+        " AND save_payment_method = ? AND amount_minor = ? AND currency = ?"
+        " AND coalesce(period_days, ?) = ? ORDER BY id DESC LIMIT 1",
+        (
+            user_id,
+            tariff["id"],
+            since,
+            save_card,
+            tariff["price_minor"],
+            tariff["currency"],
+            tariff["period_days"],
+            tariff["period_days"],
+        ),
     )
 
 

@@ -218,3 +218,41 @@ async def test_a_renewal_charge_from_before_the_migration_buys_the_tariffs_perio
 
     row = await db.fetchone("SELECT * FROM subscriptions WHERE id = ?", (sub["id"],))
     assert row["current_period_end"] == sub["current_period_end"] + timedelta(days=60)
+
+
+@pytest.mark.parametrize("path", ["api", "bot"])
+async def test_an_open_payment_is_not_offered_again_on_the_tariffs_new_terms(
+    db, sandbox, api_payments, path
+):
+    """After the edit the member asks again: a new payment for the new period, not the open
+    one of 30 days presented as the tariff's new offer. The open one still buys its 30 days."""
+    user = await f.member(db, sandbox)
+    tariff_id = await f.tariff(db, days=30)
+
+    async def pay(attempt: int) -> int:
+        if path == "api":
+            payment, _ = await api_payments.create(
+                PaymentCreate(telegram_id=user["telegram_id"], tariff_code="days30"),
+                f"tap-{attempt}",
+            )
+            return payment.id
+        tariff = await db.fetchone("SELECT * FROM tariffs WHERE id = ?", (tariff_id,))
+        link = await request_payment_link(
+            db,
+            api_payments.yookassa,
+            user_id=user["id"],
+            telegram_id=user["telegram_id"],
+            tariff=tariff,
+            return_url="https://t.me/domos_bot",
+            now=utcnow(),
+        )
+        return link.payment_id
+
+    first = await pay(1)
+    assert await pay(2) == first  # unchanged tariff: the open payment is offered again
+    await edit_tariff(db, tariff_id, 365)
+    second = await pay(3)
+    assert second != first
+    assert (await payment_row(db, first))["period_days"] == 30
+    assert (await payment_row(db, second))["period_days"] == 365
+    assert "на 365 дн." in await offered_description(sandbox, second)
