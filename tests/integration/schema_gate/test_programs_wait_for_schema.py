@@ -16,166 +16,31 @@ The programs re-check every 0.2 s here (`--schema-recheck`; 5 s by default).
 from __future__ import annotations
 
 import json
-import os
-import re
-import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from runtime.db.migrations import DEFAULT_SCHEMA_ROOT, discover
 from services.sandbox import DEFAULT_BOT_TOKEN
-from tests.conftest import database_environ
-from tests.ports import free_port
-
-DOMOS = [sys.executable, "-m", "runtime.cli"]
-ROOT = Path(__file__).resolve().parents[3]
-NEWEST = discover("main")[-1]
-NEWEST_LABEL = f"main/{NEWEST.version:04d}_{NEWEST.name}"
-NEWER_LABEL = f"main/{NEWEST.version + 1:04d}_from_a_newer_domos"
-RECHECK = ["--schema-recheck", "0.2"]
-
-
-def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.05)
-
-
-class Program:
-    """A `domos` subprocess logging JSON lines to a file."""
-
-    def __init__(self, args: list[str], environ: dict[str, str], log_path: Path) -> None:
-        self.log_path = log_path
-        with log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [*DOMOS, *args], cwd=ROOT, env=environ, stdout=log, stderr=subprocess.STDOUT
-            )
-
-    def lines(self) -> list[dict[str, Any]]:
-        found = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            if line.startswith("{"):
-                found.append(json.loads(line))
-        return found
-
-    def events(self, name: str) -> list[dict[str, Any]]:
-        return [line for line in self.lines() if line.get("event") == name]
-
-    def wait_event(self, name: str, timeout_s: float = 60) -> dict[str, Any]:
-        def seen() -> dict[str, Any] | None:
-            assert self.proc.poll() is None, f"exited {self.proc.returncode}: {self.text()}"
-            found = self.events(name)
-            return found[0] if found else None
-
-        return wait_for(seen, timeout_s, f"{name} in {self.log_path.name}")  # type: ignore[no-any-return]
-
-    def text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, timeout_s: float = 20) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout_s)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
-def ticked(port: int) -> bool:
-    """A tick succeeded (a tick with nothing to do logs its success at debug level only)."""
-    done = metric(port, "domos_monitor_ticks_total", monitor="eventsmonitor", outcome="success")
-    return bool(done)
-
-
-def metric(port: int, name: str, **labels: str) -> float | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            text = response.read().decode()
-    except OSError:
-        return None  # not serving yet
-    for line in text.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return None
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    ]
+from tests.integration.schema_gate.programs import (
+    DOMOS,
+    NEWER_LABEL,
+    NEWEST_LABEL,
+    RECHECK,
+    ROOT,
+    Program,
+    db,
+    metric,
+    ticked,
+    upgrade_to,
+    wait_for,
+    with_a_newer_one,
 )
-def environ(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
-    backend: str = request.param
-    pg_url = request.getfixturevalue("make_pg_database")() if backend == "postgres" else None
-    inherited = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DB_", "DATABASE_", "POSTGRES_", "LOG_", "DOMOS_", "METRICS_"))
-    }
-    return {
-        **inherited,
-        **database_environ(backend, str(tmp_path / "data"), pg_url),
-        "DOMOS_RUN_DIR": str(tmp_path / "run"),
-        "LOG_FORMAT": "json",
-        "LOG_LEVEL": "info",
-    }
-
-
-def db(environ: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*DOMOS, "db", *args],
-        cwd=ROOT,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def upgrade_to(environ: dict[str, str], tmp_path: Path, *, edit: Callable[[Path], None]) -> None:
-    """`domos db upgrade` from a copy of runtime/schema changed by `edit`."""
-    root = tmp_path / "schema"
-    shutil.copytree(DEFAULT_SCHEMA_ROOT, root, ignore=shutil.ignore_patterns("*.md"))
-    edit(root)
-    done = db(environ, "upgrade", "--schema-root", str(root))
-    assert done.returncode == 0, done.stderr
-
-
-def without_newest(root: Path) -> None:
-    (root / "main" / NEWEST.path.name).unlink()
-
-
-def with_a_newer_one(root: Path) -> None:
-    name = NEWER_LABEL.split("/", 1)[1]
-    (root / "main" / f"{name}.sql").write_text(
-        "CREATE TABLE from_a_newer_domos (id INTEGER PRIMARY KEY);\n"
-    )
-
-
-@pytest.fixture
-def behind(environ: dict[str, str], tmp_path: Path) -> dict[str, str]:
-    upgrade_to(environ, tmp_path, edit=without_newest)
-    status = db(environ, "status")
-    assert status.returncode == 1
-    assert re.search(rf"{NEWEST.version:04d}\s+{NEWEST.name}\s+pending", status.stdout)
-    return environ
+from tests.ports import free_port
 
 
 @pytest.fixture
@@ -224,7 +89,7 @@ def test_a_monitor_waits_for_the_missing_migration_then_works(
     assert NEWEST_LABEL in verdict.stdout
     assert "domos db upgrade" in verdict.stdout
 
-    time.sleep(1.0)  # five re-checks: still waiting, said once, nothing done
+    time.sleep(0.6)  # three re-checks: still waiting, said once, nothing done
     assert program.proc.poll() is None
     assert len(program.events("schema_behind")) == 1
     assert not ticked(port)
@@ -338,7 +203,7 @@ def test_the_bot_waits_for_the_missing_migration_then_polls(
         assert behind_line["missing"] == [NEWEST_LABEL]
         assert behind_line["command"] == "domos db upgrade"
         assert metric(port, "domos_schema_migrations_missing", logical_db="main") == 1.0
-        time.sleep(1.0)
+        time.sleep(0.6)  # three re-checks
         assert program.proc.poll() is None
         assert len(program.events("schema_behind")) == 1
         assert not program.events("paid_chats_configured")
