@@ -287,6 +287,30 @@ def migrate_log(stack: ComposeStack) -> str:
     return stack.compose("logs", "--no-color", "migrate").stdout
 
 
+#: What the walk below runs or sees, as docs/upgrade.md must tell the operator.
+WALKED = (
+    "docker-compose exec monitors domos db status",
+    "docker-compose exec monitors domos backup postgres",
+    "DOMOS_IMAGE=domos:$(git rev-parse --short HEAD) docker/build.sh",
+    "docker-compose run --rm migrate domos db status",
+    "docker-compose up -d",
+    "docker-compose logs migrate",
+    "docker-compose exec monitors supervisorctl -c /app/supervisord.conf status",
+    "exited with code 2.",
+    "docker-compose exec postgres psql -U domos domos",
+    "older code (7d57295, say) cannot tell and prints `0 migration(s) applied on postgres;"
+    " schema is up to date`",
+    "docker-compose stop api web bot monitors",
+    "docker-compose run --rm --no-deps monitors domos restore postgres --dump",
+)
+
+
+def test_the_page_tells_what_this_walk_does() -> None:
+    """Needs no engine: the page's words for the commands and answers the walk meets."""
+    page = " ".join((REPO / "docs" / "upgrade.md").read_text().split())
+    assert [words for words in WALKED if words not in page] == []
+
+
 def test_the_older_version_serves_paying_members(operator: Operator) -> None:
     stack = operator.stack
     operator.use(OLD_IMAGE, operator.old_compose)
