@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import shutil
 import socket
+import ssl
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http import client as http_client
+from http import server as http_server
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
@@ -131,9 +136,9 @@ def test_slow_clients_wedge_a_bare_api_but_not_one_behind_the_proxy(
         assert http("GET", api.base + "/health", timeout_s=5)[0] == 200
 
 
-def test_the_example_site_is_valid_nginx(tmp_path: Path) -> None:
-    """domos.conf with a throwaway certificate in place of the operator's, limits.conf where it
-    includes it: `nginx -t` accepts it."""
+def _example_site(tmp_path: Path) -> str:
+    """domos.conf with a throwaway certificate in place of the operator's and limits.conf where
+    it includes it."""
     subprocess.run(
         [
             "openssl",
@@ -162,11 +167,106 @@ def test_the_example_site_is_valid_nginx(tmp_path: Path) -> None:
         site = site.replace(f"{live}/fullchain.pem", str(tmp_path / "cert.pem"))
         site = site.replace(f"{live}/privkey.pem", str(tmp_path / "key.pem"))
     assert "/etc/" not in site, "a path of the example was not replaced"
+    return site
+
+
+def _nginx_conf(tmp_path: Path, site: str) -> Path:
     (tmp_path / "site.conf").write_text(site)
     conf = tmp_path / "nginx.conf"
     conf.write_text(
         f"pid {tmp_path}/nginx.pid;\nevents {{}}\n"
         f"http {{\n  access_log off;\n  include {tmp_path}/site.conf;\n}}\n"
     )
-    checked = _nginx("-t", "-c", str(conf), prefix=tmp_path)
+    return conf
+
+
+def test_the_example_site_is_valid_nginx(tmp_path: Path) -> None:
+    """`nginx -t` accepts the example site."""
+    checked = _nginx(
+        "-t", "-c", str(_nginx_conf(tmp_path, _example_site(tmp_path))), prefix=tmp_path
+    )
     assert checked.returncode == 0, checked.stderr
+
+
+class _Recorder(http_server.BaseHTTPRequestHandler):
+    """Every program behind the example site: answers 200 and records what reached it."""
+
+    seen: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(f"{self.headers['Host']}{self.path}")
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    do_POST = do_GET
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+def _get(port: int, host: str, path: str) -> int:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    connection = http_client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
+    try:
+        connection.request("GET", path, headers={"Host": host})
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_the_example_site_keeps_the_programs_metrics_off_the_internet(tmp_path: Path) -> None:
+    """Prometheus scrapes /metrics on the compose network; through the public names the
+    counters (checkouts made, members' requests) are nobody's business: 404 at nginx, and the
+    request never reaches the program. Everything else still goes through."""
+    upstream = http_server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    port = free_port()
+    site = _example_site(tmp_path).replace("listen 443 ssl;", f"listen 127.0.0.1:{port} ssl;")
+    for program_port in ("8001", "6000", "8002"):
+        site = site.replace(
+            f"http://127.0.0.1:{program_port};", f"http://127.0.0.1:{upstream.server_port};"
+        )
+    conf = _nginx_conf(tmp_path, site)
+    process = subprocess.Popen(
+        [
+            NGINX,
+            "-p",
+            str(tmp_path),
+            "-e",
+            str(tmp_path / "error.log"),
+            "-c",
+            str(conf),
+            "-g",
+            "daemon off;",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert process.poll() is None, (tmp_path / "error.log").read_text()
+                assert time.monotonic() < deadline, "nginx did not listen"
+                time.sleep(0.05)
+        _Recorder.seen.clear()
+        for host in ("api.example.org", "admin.example.org", "pay.example.org"):
+            for path in ("/metrics", "/metrics?x=1", "/metrics/", "//metrics", "/%6detrics"):
+                assert _get(port, host, path) == 404, (host, path)
+        assert _Recorder.seen == []
+        assert _get(port, "api.example.org", "/v1/subscriptions/1") == 200
+        assert _get(port, "admin.example.org", "/admin/") == 200
+        assert _get(port, "pay.example.org", "/yookassa/webhook") == 200
+        assert len(_Recorder.seen) == 3
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        upstream.shutdown()
+        upstream.server_close()
