@@ -87,7 +87,7 @@ class EventsMonitor(Monitor):
                 (now, event["id"], self.batch_size),
             )
             for member in members:
-                sent += await self._notify(event, member, "announcement")
+                sent += await self._notify(event, member, "announcement", now)
             if len(members) < self.batch_size:
                 await self.db.execute(
                     "UPDATE events SET announced_at = ?, updated_at = ? WHERE id = ?",
@@ -128,7 +128,7 @@ class EventsMonitor(Monitor):
             )
             if kind is not None:
                 member = {"id": row["user_id"], "telegram_id": row["telegram_id"]}
-                sent += await self._notify(row, member, kind)
+                sent += await self._notify(row, member, kind, now)
             # The latest window opened: the one reminded now, or passed over.
             opened = [k for k, offset in REMINDER_WINDOWS if row["starts_at"] - offset <= now]
             await self.db.execute(
@@ -153,13 +153,16 @@ class EventsMonitor(Monitor):
             member = {"id": row["user_id"], "telegram_id": row["telegram_id"]}
             # The link is for those who paid, canceled event or not.
             event = row if row["entitled"] else {**row, "url": None}
-            sent += await self._notify(event, member, "canceled")
+            sent += await self._notify(event, member, "canceled", now)
         return sent
 
-    def _text(self, event: dict[str, Any], kind: str) -> str:
-        return texts.event_notice(event, kind, self.ctx.settings.timezone)
+    def _text(self, event: dict[str, Any], kind: str, now: datetime) -> str:
+        # The text says when the event is as seen now: a reminder sent late says «сегодня».
+        return texts.event_notice(event, kind, self.ctx.settings.timezone, now)
 
-    async def _notify(self, event: dict[str, Any], member: dict[str, Any], kind: str) -> int:
+    async def _notify(
+        self, event: dict[str, Any], member: dict[str, Any], kind: str, now: datetime
+    ) -> int:
         dedupe = f"event:{event['id']}:{member['id']}:{kind}"
         async with self.db.transaction() as tx:
             recorded = await tx.execute(
@@ -175,7 +178,7 @@ class EventsMonitor(Monitor):
                 chat_id=member["telegram_id"],
                 user_id=member["id"],
                 kind=f"event_{kind}",
-                text=self._text(event, kind),
+                text=self._text(event, kind, now),
                 priority=60,
             )
         metrics.REMINDERS.labels(monitor=self.name, kind=kind).inc()

@@ -271,8 +271,16 @@ def grace_started(grace_until: datetime, tz: ZoneInfo) -> str:
     )
 
 
-def event_notice(event: dict[str, Any], kind: str, tz: ZoneInfo) -> str:
-    """An event's announcement, cancellation or reminder (kind 24h or 1h)."""
+def event_notice(
+    event: dict[str, Any], kind: str, tz: ZoneInfo, now: datetime | None = None
+) -> str:
+    """An event's announcement, cancellation or reminder (kind 24h or 1h) sent at `now`.
+
+    A reminder says when the event is as seen at `now` in the community's time zone, not as
+    its kind assumes: a 24 h reminder sent late (after downtime, an upgrade) to an event later
+    the same day says «сегодня», not «завтра»; a 1 h reminder sent 20 minutes before the start
+    says «через 20 мин.». Reminders need `now`.
+    """
     when = local_datetime(event["starts_at"], tz)
     where = f", {event['location']}" if event.get("location") else ""
     if kind == "announcement":
@@ -280,9 +288,27 @@ def event_notice(event: dict[str, Any], kind: str, tz: ZoneInfo) -> str:
     elif kind == "canceled":
         head = f"Мероприятие «{event['title']}» ({when}) отменено."
     else:
-        soon = "завтра" if kind == "24h" else "через час"
-        head = f"Напоминаем: «{event['title']}» {soon}, {when}{where}."
+        if now is None:
+            raise TypeError("event_notice: a reminder needs the time it is sent (now)")
+        soon = event_soon(event["starts_at"], now, tz, within_hour=kind == "1h")
+        head = f"Напоминаем: «{event['title']}» {soon}{when}{where}."
     return head + (f"\n{event['url']}" if event.get("url") else "")
+
+
+def event_soon(starts_at: datetime, now: datetime, tz: ZoneInfo, *, within_hour: bool) -> str:
+    """How soon an event starting at `starts_at` is, seen at `now`, as the words before its
+    date and time: «через час, », «через 20 мин., », «сегодня, », «завтра, » or «— » (a later
+    date, or one already past: the date alone)."""
+    left_s = (starts_at - now).total_seconds()
+    if within_hour and 0 < left_s <= 3600:
+        minutes = max(1, -(-int(left_s) // 60))  # rounded up: never "in 0 minutes"
+        return "через час, " if minutes >= 55 else f"через {minutes} мин., "
+    days = (starts_at.astimezone(tz).date() - now.astimezone(tz).date()).days
+    if left_s > 0 and days == 0:
+        return "сегодня, "
+    if left_s > 0 and days == 1:
+        return "завтра, "
+    return "— "
 
 
 # A payer's join request the bot could not approve at once (ban_monitor retries it).
