@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -154,6 +155,18 @@ def create_app(settings: Settings, api_settings: ApiSettings) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=api_settings.max_body_bytes)
+    if api_settings.cors_origins:
+        # A Mini App served from a host of its own calls from the member's browser: its
+        # preflight is answered, and its responses readable, for the listed origins only. The
+        # proof travels in Authorization, so no cookie is ever allowed.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(api_settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Idempotence-Key"],
+            allow_credentials=False,
+            max_age=600,
+        )
     # Added last, so outermost: it counts the 413s too.
     app.add_middleware(RequestMetricsMiddleware, program=settings.program)
 
@@ -278,7 +291,11 @@ def _add_payment_routes(app: FastAPI, request_model: type[Any]) -> None:
         tags=["payments"],
         openapi_extra={"security": MEMBER_SECURITY},
         responses={
-            200: {"model": Payment, "description": "a retry: the payment created before"},
+            200: {
+                "model": Payment,
+                "description": "a retry: the payment created before; or the member's open "
+                "payment of that tariff, made under another key",
+            },
             **responses(*MEMBER_ERRORS, 502),
             404: {
                 "model": ErrorBody,

@@ -41,6 +41,9 @@ class ApiSettings:
     payment_return_url: str
     #: Hosts a payment's `return_url` may point at (exact names, lower case).
     return_url_hosts: tuple[str, ...] = ("t.me",)
+    #: Web origins (`https://host[:port]`) whose pages may call the API from a browser: the Mini
+    #: App's, where it is served from a host of its own. None: no CORS headers at all.
+    cors_origins: tuple[str, ...] = ()
     #: SHA-256 hex of each partner key -> the partner's name (API_PARTNER_KEYS).
     partner_keys: Mapping[str, str] = field(default_factory=dict)
     #: How old a Telegram proof (`auth_date`) may be.
@@ -74,6 +77,7 @@ class ApiSettings:
             token_hash_key=env.secret("API_TOKEN_HASH_KEY"),
             payment_return_url=return_url,
             return_url_hosts=_hosts(env, return_url),
+            cors_origins=_origins(env),
             partner_keys=_partner_keys(env),
             auth_max_age_s=env.integer("API_AUTH_MAX_AGE_S", DEFAULT_AUTH_MAX_AGE_S, minimum=1),
             member_rate=_rate(env, "API_RATE_LIMIT_MEMBER", DEFAULT_MEMBER_RATE),
@@ -100,6 +104,39 @@ def _hosts(env: Env, return_url: str) -> tuple[str, ...]:
     if not hosts:
         raise ConfigError("PAYMENT_RETURN_URL_HOSTS", "needs at least one host")
     return hosts
+
+
+def _origins(env: Env) -> tuple[str, ...]:
+    """API_CORS_ORIGINS (comma-separated): exact origins, https (http for localhost only), no
+    path; `*` is refused: any site could then make a member's browser call the API."""
+    raw = env.text("API_CORS_ORIGINS") or ""
+    origins = []
+    for entry in (e.strip() for e in raw.split(",")):
+        if not entry:
+            continue
+        parts = urlsplit(entry)
+        local = parts.hostname in ("localhost", "127.0.0.1")
+        try:
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            port_ok = False
+        if (
+            parts.scheme not in (("https", "http") if local else ("https",))
+            or not parts.hostname
+            or not _HOST.match(parts.hostname)
+            or parts.path
+            or parts.query
+            or parts.fragment
+            or parts.username is not None
+            or not port_ok
+        ):
+            raise ConfigError(
+                "API_CORS_ORIGINS",
+                f"{entry!r} is not an origin: https://host[:port], no path (http only for "
+                "localhost)",
+            )
+        origins.append(f"{parts.scheme}://{parts.netloc.lower()}")
+    return tuple(dict.fromkeys(origins))
 
 
 def _partner_keys(env: Env) -> dict[str, str]:
