@@ -6,6 +6,13 @@ every entitled, reachable member without a survey for this month gets one — th
 is `remind_after` old gets a single reminder: `reminded_at` is set by a conditional UPDATE in the
 transaction that enqueues it. Unanswered surveys of past months expire.
 
+The send time is when the month's surveys start, not the only moment one goes out: a member who
+becomes entitled later in the month (pays on the 6th) gets that month's survey at the next tick,
+and a monitor ticks at once when it starts. So a restart or an upgrade right after members paid
+sends them the month's survey at once, where the running process would have at its next tick
+(every 5 min): the same single survey, never a second (the surveys row, unique per member and
+month, is read by every version alike; tests/integration/monitors/test_survey_after_upgrade.py).
+
 Settings: ANKET_SEND_DAY (1), ANKET_SEND_AT (11:00), ANKET_REMIND_AFTER_DAYS (3),
 ANKET_BATCH_SIZE (1000).
 """
