@@ -19,7 +19,9 @@ Inhibition, so that one failure sends one message:
   per program of the catalogue, since the program is the `program` label on one side and the
   `job` label on the other;
 - PostgreSQL down (`DomosPostgresDown`) silences postgres_exporter's target-down alert and the
-  programs' pool and query-error alerts.
+  programs' pool and query-error alerts;
+- a schema behind the running code (`DomosSchemaBehind`) silences the monitors' and the outbox's
+  alerts and the waiting HTTP programs' target-down alerts.
 """
 
 from __future__ import annotations
@@ -66,6 +68,21 @@ MESSAGE = """\
 {{ end }}{{ range .Alerts.Resolved }}
 resolved: {{ .Annotations.summary }}
 {{ end }}"""
+
+
+SCHEMA_BEHIND = "DomosSchemaBehind"
+#: What a schema behind the code explains: the waiting monitors' silence and the outbox they
+#: do not deliver.
+SCHEMA_BEHIND_EXPLAINS = (
+    "DomosMonitorSilent",
+    "DomosMonitorNeverSucceeded",
+    "DomosMonitorNoLeader",
+    "DomosOutboxStalled",
+    "DomosOutboxBacklogGrowing",
+    "DomosOutboxDeliveryLagging",
+)
+#: Scrape jobs of the programs that wait before they listen (their /metrics does not answer).
+SCHEMA_GATED_LISTENERS = ("api", "web", "botapi")
 
 
 def _program_inhibitions() -> list[dict[str, Any]]:
@@ -130,6 +147,23 @@ def alertmanager_config() -> dict[str, Any]:
                 "source_matchers": [f'alertname="{POSTGRES_DOWN}"'],
                 "target_matchers": [
                     'alertname=~"DomosDbPoolWaiting|DomosDbPoolExhausted|DomosDbQueryErrors"'
+                ],
+                "equal": [],
+            },
+            # The running code waits for its migrations (runtime/db/schema_gate.py): the
+            # monitors make no progress, the outbox is not delivered and the HTTP programs do
+            # not listen, all because of it. Run `domos db upgrade`; whatever still fails after
+            # is posted then.
+            {
+                "source_matchers": [f'alertname="{SCHEMA_BEHIND}"'],
+                "target_matchers": [f'alertname=~"{"|".join(SCHEMA_BEHIND_EXPLAINS)}"'],
+                "equal": [],
+            },
+            {
+                "source_matchers": [f'alertname="{SCHEMA_BEHIND}"'],
+                "target_matchers": [
+                    'alertname="DomosTargetDown"',
+                    f'job=~"{"|".join(SCHEMA_GATED_LISTENERS)}"',
                 ],
                 "equal": [],
             },

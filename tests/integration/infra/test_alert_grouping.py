@@ -183,3 +183,58 @@ def test_postgres_down_holds_back_the_exporter_and_pool_alerts(
     time.sleep(3)  # past their group wait: nothing was posted about them
     assert sent("does not answer /metrics") == []
     assert sent("waits for database connections") == []
+
+
+def test_a_schema_behind_holds_back_what_the_waiting_programs_cause(
+    delivery: tuple[str, str],
+) -> None:
+    """New code deployed without `domos db upgrade`: every program waits, so the monitors fall
+    silent, the outbox stalls and the API stops answering /metrics. One message: the schema."""
+    sandbox, am = delivery
+    behind = {
+        "labels": {"alertname": "DomosSchemaBehind", "severity": "critical", "logical_db": "main"},
+        "annotations": {"summary": "main lacks 1 migration(s) the running code needs"},
+    }
+    api_down = {
+        "labels": {
+            "alertname": "DomosTargetDown",
+            "severity": "critical",
+            "role": "api",
+            "job": "api",
+            "instance": "api:8001",
+        },
+        "annotations": {"summary": "api on api:8001 does not answer /metrics"},
+    }
+    stalled = {
+        "labels": {
+            "alertname": "DomosOutboxStalled",
+            "severity": "critical",
+            "role": "monitors",
+            "job": "notifymonitor",
+        },
+        "annotations": {"summary": "the outbox is not being delivered"},
+    }
+    post_alerts(am, [behind, silent("eventsmonitor"), api_down, stalled])
+
+    def sent(words: str) -> list[dict[str, Any]]:
+        messages = stack.get_json(sandbox, "/_sandbox/telegram/sent") or []
+        return [m for m in messages if m["chat"]["id"] == OPERATORS_CHAT_ID and words in m["text"]]
+
+    stack.wait_for(lambda: sent("lacks 1 migration"), 30, "the schema's message")
+    stack.wait_for(
+        lambda: (
+            {
+                a["labels"]["alertname"]
+                for a in stack.get_json(am, "/api/v2/alerts") or []
+                if a["status"]["inhibitedBy"]
+            }
+            >= {"DomosMonitorSilent", "DomosTargetDown", "DomosOutboxStalled"}
+            or None
+        ),
+        30,
+        "the monitors', the outbox's and the API's alerts inhibited",
+    )
+    time.sleep(3)  # past their group wait: nothing was posted about them
+    assert sent("has made no progress") == []
+    assert sent("does not answer /metrics") == []
+    assert sent("outbox is not being delivered") == []

@@ -12,7 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
-from runtime.observability.alerting import PLACEHOLDERS
+from runtime.observability.alerting import (
+    PLACEHOLDERS,
+    SCHEMA_BEHIND,
+    SCHEMA_BEHIND_EXPLAINS,
+    SCHEMA_GATED_LISTENERS,
+)
 from runtime.observability.scrape import (
     EVALUATION_INTERVAL_S,
     SCRAPE_INTERVAL_S,
@@ -237,6 +242,21 @@ def test_every_program_with_a_scrape_job_has_its_inhibition(repo: Path):
     assert role_rule["source_matchers"] == ['alertname="DomosTargetDown"', 'job="supervisor"']
     assert role_rule["equal"] == ["role"]
     assert config["route"]["repeat_interval"]
+
+
+def test_the_schema_inhibition_names_alerts_and_jobs_that_exist(repo: Path):
+    """A renamed alert or scrape job would leave DomosSchemaBehind silencing nothing."""
+    rules = yaml.safe_load((repo / "prometheus/alerts.yml").read_text())
+    alerts = {rule["alert"] for group in rules["groups"] for rule in group["rules"]}
+    assert {SCHEMA_BEHIND, *SCHEMA_BEHIND_EXPLAINS} <= alerts
+    scrape = yaml.safe_load((repo / "prometheus/prometheus.yml").read_text())
+    jobs = {job["job_name"] for job in scrape["scrape_configs"]}
+    assert set(SCHEMA_GATED_LISTENERS) <= jobs
+    config = yaml.safe_load((repo / "prometheus/alertmanager.yml").read_text())
+    sources = [
+        r for r in config["inhibit_rules"] if f'alertname="{SCHEMA_BEHIND}"' in r["source_matchers"]
+    ]
+    assert len(sources) == 2
 
 
 def test_every_alert_is_its_own_group(repo: Path):
