@@ -19,7 +19,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,9 @@ from services.sandbox import (
     DEFAULT_YOOKASSA_SECRET_KEY,
     DEFAULT_YOOKASSA_SHOP_ID,
 )
+from tests.acceptance.e2e.programs import Running
 from tests.conftest import database_environ
+from tests.integration.bot.conftest import wait_for
 from tests.ports import free_port
 
 DOMOS = [sys.executable, "-m", "runtime.cli"]
@@ -67,34 +69,8 @@ def http(
         return status, raw.decode(errors="replace"), got
 
 
-def wait_for(predicate: Callable[[], Any], timeout_s: float = 15.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        time.sleep(0.05)
-
-
-@dataclass
-class Running:
-    name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+#: Waits for the webhook on a machine busy with the rest of the suite.
+WAIT_S = 15.0
 
 
 @dataclass

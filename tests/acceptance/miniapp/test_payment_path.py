@@ -15,6 +15,7 @@ from tests.acceptance.miniapp.conftest import (
     BOT_TOKEN,
     PRICE_MINOR,
     RETURN_URL,
+    WAIT_S,
     Stack,
     http,
     member,
@@ -31,6 +32,7 @@ def _succeed_and_apply(stack: Stack, provider_id: str) -> None:
         lambda: stack.db.fetchone(
             "SELECT id FROM provider_events WHERE object_id = ?", (provider_id,)
         ),
+        WAIT_S,
         what="the webhook to reach botapi",
     )
     stack.payment_monitor()
@@ -140,7 +142,8 @@ def test_a_canceled_checkout_gives_nothing_and_a_new_payment_can_start(stack: St
     wait_for(
         lambda: stack.db.fetchone(
             "SELECT id FROM provider_events WHERE object_id = ?", (first["provider_payment_id"],)
-        )
+        ),
+        WAIT_S,
     )
     stack.payment_monitor()
     assert stack.subscriptions_of(user_id) == []
@@ -203,6 +206,7 @@ def test_a_refund_racing_the_success_takes_the_period_back(stack: Stack) -> None
             lambda object_id=object_id: stack.db.fetchone(
                 "SELECT id FROM provider_events WHERE object_id = ?", (object_id,)
             ),
+            WAIT_S,
             what=f"the notification of {object_id}",
         )
     stack.payment_monitor()

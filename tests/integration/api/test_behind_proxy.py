@@ -48,18 +48,8 @@ def _nginx(*args: str, prefix: Path) -> subprocess.CompletedProcess[str]:
 
 
 @contextmanager
-def proxy(tmp_path: Path, upstream: str) -> Iterator[str]:
-    """nginx with limits.conf in front of `upstream`, on a free port; its base URL."""
-    port = free_port()
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(
-        f"worker_processes 1;\npid {tmp_path}/nginx.pid;\n"
-        "events { worker_connections 1024; }\n"
-        "http {\n  access_log off;\n"
-        f"  include {PROXY}/limits.conf;\n"
-        f"  server {{\n    listen 127.0.0.1:{port};\n"
-        f"    location / {{ proxy_pass {upstream}; }}\n  }}\n}}\n"
-    )
+def serving(tmp_path: Path, conf: Path, port: int) -> Iterator[str]:
+    """nginx with `conf`, until it listens on `port`; its base URL."""
     process = subprocess.Popen(
         [
             NGINX,
@@ -75,7 +65,6 @@ def proxy(tmp_path: Path, upstream: str) -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 10
         while True:
@@ -86,10 +75,27 @@ def proxy(tmp_path: Path, upstream: str) -> Iterator[str]:
                 assert process.poll() is None, (tmp_path / "error.log").read_text()
                 assert time.monotonic() < deadline, "nginx did not listen"
                 time.sleep(0.05)
-        yield base
+        yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@contextmanager
+def proxy(tmp_path: Path, upstream: str) -> Iterator[str]:
+    """nginx with limits.conf in front of `upstream`, on a free port; its base URL."""
+    port = free_port()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(
+        f"worker_processes 1;\npid {tmp_path}/nginx.pid;\n"
+        "events { worker_connections 1024; }\n"
+        "http {\n  access_log off;\n"
+        f"  include {PROXY}/limits.conf;\n"
+        f"  server {{\n    listen 127.0.0.1:{port};\n"
+        f"    location / {{ proxy_pass {upstream}; }}\n  }}\n}}\n"
+    )
+    with serving(tmp_path, conf, port) as base:
+        yield base
 
 
 @contextmanager
@@ -231,42 +237,17 @@ def test_the_example_site_keeps_the_programs_metrics_off_the_internet(tmp_path: 
             f"http://127.0.0.1:{program_port};", f"http://127.0.0.1:{upstream.server_port};"
         )
     conf = _nginx_conf(tmp_path, site)
-    process = subprocess.Popen(
-        [
-            NGINX,
-            "-p",
-            str(tmp_path),
-            "-e",
-            str(tmp_path / "error.log"),
-            "-c",
-            str(conf),
-            "-g",
-            "daemon off;",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert process.poll() is None, (tmp_path / "error.log").read_text()
-                assert time.monotonic() < deadline, "nginx did not listen"
-                time.sleep(0.05)
-        _Recorder.seen.clear()
-        for host in ("api.example.org", "admin.example.org", "pay.example.org"):
-            for path in ("/metrics", "/metrics?x=1", "/metrics/", "//metrics", "/%6detrics"):
-                assert _get(port, host, path) == 404, (host, path)
-        assert _Recorder.seen == []
-        assert _get(port, "api.example.org", "/v1/subscriptions/1") == 200
-        assert _get(port, "admin.example.org", "/admin/") == 200
-        assert _get(port, "pay.example.org", "/yookassa/webhook") == 200
-        assert len(_Recorder.seen) == 3
+        with serving(tmp_path, conf, port):
+            _Recorder.seen.clear()
+            for host in ("api.example.org", "admin.example.org", "pay.example.org"):
+                for path in ("/metrics", "/metrics?x=1", "/metrics/", "//metrics", "/%6detrics"):
+                    assert _get(port, host, path) == 404, (host, path)
+            assert _Recorder.seen == []
+            assert _get(port, "api.example.org", "/v1/subscriptions/1") == 200
+            assert _get(port, "admin.example.org", "/admin/") == 200
+            assert _get(port, "pay.example.org", "/yookassa/webhook") == 200
+            assert len(_Recorder.seen) == 3
     finally:
-        process.terminate()
-        process.wait(timeout=10)
         upstream.shutdown()
         upstream.server_close()
