@@ -68,14 +68,7 @@ def post_alerts(am: str, alerts: list[dict[str, Any]]) -> None:
 
 
 def firing_about(sandbox: str, monitor: str) -> list[dict[str, Any]]:
-    sent = stack.get_json(sandbox, "/_sandbox/telegram/sent") or []
-    return [
-        m
-        for m in sent
-        if m["chat"]["id"] == OPERATORS_CHAT_ID
-        and "FIRING" in m["text"]
-        and f"monitor {monitor} has made" in m["text"]
-    ]
+    return [m for m in sent(sandbox, f"monitor {monitor} has made") if "FIRING" in m["text"]]
 
 
 @pytest.fixture
@@ -114,6 +107,28 @@ def delivery(tmp_path: Path) -> Iterator[tuple[str, str]]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def sent(sandbox: str, words: str) -> list[dict[str, Any]]:
+    """The operators' chat messages holding `words`."""
+    messages = stack.get_json(sandbox, "/_sandbox/telegram/sent") or []
+    return [m for m in messages if m["chat"]["id"] == OPERATORS_CHAT_ID and words in m["text"]]
+
+
+def wait_inhibited(am: str, names: set[str], what: str) -> None:
+    stack.wait_for(
+        lambda: (
+            {
+                a["labels"]["alertname"]
+                for a in stack.get_json(am, "/api/v2/alerts") or []
+                if a["status"]["inhibitedBy"]
+            }
+            >= names
+            or None
+        ),
+        30,
+        what,
+    )
 
 
 def test_a_second_monitor_silent_is_posted_while_the_first_fires(delivery: tuple[str, str]) -> None:
@@ -161,28 +176,17 @@ def test_postgres_down_holds_back_the_exporter_and_pool_alerts(
     }
     post_alerts(am, [down, exporter, waiting])
 
-    def sent(words: str) -> list[dict[str, Any]]:
-        messages = stack.get_json(sandbox, "/_sandbox/telegram/sent") or []
-        return [m for m in messages if m["chat"]["id"] == OPERATORS_CHAT_ID and words in m["text"]]
-
-    stack.wait_for(lambda: sent("PostgreSQL does not accept connections"), 30, "the message")
-    inhibited = stack.wait_for(
-        lambda: (
-            {
-                a["labels"]["alertname"]
-                for a in stack.get_json(am, "/api/v2/alerts") or []
-                if a["status"]["inhibitedBy"]
-            }
-            >= {"DomosTargetDown", "DomosDbPoolWaiting"}
-            or None
-        ),
-        30,
+    stack.wait_for(
+        lambda: sent(sandbox, "PostgreSQL does not accept connections"), 30, "the message"
+    )
+    wait_inhibited(
+        am,
+        {"DomosTargetDown", "DomosDbPoolWaiting"},
         "the exporter's and the pool's alerts inhibited",
     )
-    assert inhibited
     time.sleep(3)  # past their group wait: nothing was posted about them
-    assert sent("does not answer /metrics") == []
-    assert sent("waits for database connections") == []
+    assert sent(sandbox, "does not answer /metrics") == []
+    assert sent(sandbox, "waits for database connections") == []
 
 
 def test_a_schema_behind_holds_back_what_the_waiting_programs_cause(
@@ -216,25 +220,13 @@ def test_a_schema_behind_holds_back_what_the_waiting_programs_cause(
     }
     post_alerts(am, [behind, silent("eventsmonitor"), api_down, stalled])
 
-    def sent(words: str) -> list[dict[str, Any]]:
-        messages = stack.get_json(sandbox, "/_sandbox/telegram/sent") or []
-        return [m for m in messages if m["chat"]["id"] == OPERATORS_CHAT_ID and words in m["text"]]
-
-    stack.wait_for(lambda: sent("lacks 1 migration"), 30, "the schema's message")
-    stack.wait_for(
-        lambda: (
-            {
-                a["labels"]["alertname"]
-                for a in stack.get_json(am, "/api/v2/alerts") or []
-                if a["status"]["inhibitedBy"]
-            }
-            >= {"DomosMonitorSilent", "DomosTargetDown", "DomosOutboxStalled"}
-            or None
-        ),
-        30,
+    stack.wait_for(lambda: sent(sandbox, "lacks 1 migration"), 30, "the schema's message")
+    wait_inhibited(
+        am,
+        {"DomosMonitorSilent", "DomosTargetDown", "DomosOutboxStalled"},
         "the monitors', the outbox's and the API's alerts inhibited",
     )
     time.sleep(3)  # past their group wait: nothing was posted about them
-    assert sent("has made no progress") == []
-    assert sent("does not answer /metrics") == []
-    assert sent("outbox is not being delivered") == []
+    assert sent(sandbox, "has made no progress") == []
+    assert sent(sandbox, "does not answer /metrics") == []
+    assert sent(sandbox, "outbox is not being delivered") == []
