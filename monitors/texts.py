@@ -254,7 +254,11 @@ def way_in_failed(title: str) -> str:
     return f"Ссылку в «{title}» сейчас создать не удалось: попробуйте /status позже."
 
 
-def term_reminder(days: int, period_end: datetime, auto_renew: bool) -> str:
+def term_reminder(period_end: datetime, auto_renew: bool, now: datetime) -> str:
+    """A T-n reminder sent at `now` (both in the community's zone). The days left are those
+    between the two dates, not the reminder's n: a T-3 sent a day late (after downtime, an
+    upgrade) says «через 2 дн.», a T-1 sent on the last day «сегодня»."""
+    days = max(0, (period_end.date() - now.date()).days)
     when = "сегодня" if days == 0 else f"через {days} дн."
     end = f"{period_end:%d.%m.%Y %H:%M}"
     if auto_renew:

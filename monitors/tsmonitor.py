@@ -111,8 +111,7 @@ class TermsMonitor(Monitor):
         )
         if kind is None:
             return False
-        days = int(kind.removeprefix("T-"))
-        text = texts.term_reminder(days, end.astimezone(tz), sub["auto_renew"])
+        text = texts.term_reminder(end.astimezone(tz), sub["auto_renew"], now.astimezone(tz))
         return await self._notify(sub, kind, text)
 
     async def _notify(self, sub: dict[str, Any], kind: str, text: str) -> bool:

@@ -64,6 +64,25 @@ async def test_a_monitor_that_was_down_sends_only_the_latest_reminder(db, sandbo
     assert await notices(db, sub) == ["T-1"]
 
 
+async def test_a_late_reminder_counts_the_days_left_when_it_is_sent(db, sandbox, monitors):
+    """T-3 is due on the 17th at 10:00; a monitor down until the 18th sends it then, and says
+    two days, not three (nor does a T-1 sent on the last day say one)."""
+    sub = await subscription_ending(db, sandbox, datetime(2030, 3, 20, 15, 0, tzinfo=MOSCOW))
+    clock = FixedClock(datetime(2030, 3, 18, 12, 0, tzinfo=MOSCOW))
+    monitor = await monitors(TermsMonitor, clock)
+    await monitor.tick()
+    clock.at = datetime(2030, 3, 20, 9, 0, tzinfo=MOSCOW)  # T-1 (the 19th) missed as well
+    await monitor.tick()
+    assert await notices(db, sub) == ["T-3", "T-1"]
+    texts = await db.fetchall(
+        "SELECT text FROM outbox WHERE user_id = ? ORDER BY id", (sub["user"]["id"],)
+    )
+    assert [row["text"] for row in texts] == [
+        "Подписка заканчивается через 2 дн. (20.03.2030 15:00). Продлить: /subscribe",
+        "Подписка заканчивается сегодня (20.03.2030 15:00). Продлить: /subscribe",
+    ]
+
+
 async def test_reminders_follow_the_configured_time_zone(db, sandbox, monitors):
     vladivostok = ZoneInfo("Asia/Vladivostok")
     sub = await subscription_ending(db, sandbox, datetime(2030, 3, 20, 15, 0, tzinfo=vladivostok))
