@@ -22,7 +22,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/pytest -n 3 --no-loadscope-reorder
+	$(BIN)/pytest -n 3 --no-loadscope-reorder --durations=15
 
 run: $(STAMP)
 	$(BIN)/domos run
