@@ -22,13 +22,18 @@ from bench.scratch import SERVER_URL
 
 def postmaster() -> int:
     """The server's postmaster: the parent of a backend of ours."""
+    # Read while the connection is open: its backend exits with it.
     with psycopg.connect(SERVER_URL) as conn:
         row = conn.execute("SELECT pg_backend_pid()").fetchone()
-    assert row is not None
-    status = Path(f"/proc/{row[0]}/status")
-    if not status.exists():
-        raise SystemExit(f"--cpus: the server of {SERVER_URL} does not run on this machine")
-    for line in status.read_text().splitlines():
+        assert row is not None
+        status = Path(f"/proc/{row[0]}/status")
+        try:
+            text = status.read_text()
+        except FileNotFoundError:
+            raise SystemExit(
+                f"--cpus: the server of {SERVER_URL} does not run on this machine"
+            ) from None
+    for line in text.splitlines():
         if line.startswith("PPid:"):
             return int(line.split()[1])
     raise SystemExit(f"--cpus: no parent in {status}")

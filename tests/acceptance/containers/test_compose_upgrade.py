@@ -149,12 +149,18 @@ def query(stack: ComposeStack, sql: str, *params: object) -> list[tuple[Any, ...
 
 def data(stack: ComposeStack) -> dict[str, Any]:
     """What an upgrade must keep exactly: periods, payments, provider events, YooKassa's list."""
-    yookassa = httpx.get(
-        f"{stack.url('SANDBOX')}/v3/payments",
-        auth=(stack.secrets["YOOKASSA_SHOP_ID"], stack.secrets["YOOKASSA_SECRET_KEY"]),
-        timeout=10,
-    )
-    yookassa.raise_for_status()
+
+    def listed() -> httpx.Response:
+        answer = httpx.get(
+            f"{stack.url('SANDBOX')}/v3/payments",
+            auth=(stack.secrets["YOOKASSA_SHOP_ID"], stack.secrets["YOOKASSA_SECRET_KEY"]),
+            timeout=10,
+        )
+        return answer.raise_for_status()
+
+    # Right after `up -d` the sandbox's container may still be starting with the new image
+    # (CI saw "connection reset by peer"): asked until it answers.
+    yookassa = wait_for(listed, 120, "the sandbox's YooKassa to list payments")
     return {
         "subscriptions": query(
             stack,
