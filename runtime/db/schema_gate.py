@@ -33,6 +33,7 @@ keep), monitors of a package other than `monitors` (tests' own, with no domain t
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import signal
 import threading
@@ -70,6 +71,18 @@ PROGRAM_DATABASES: dict[str, tuple[str, ...]] = {
     "web": DOMAIN_DATABASES,
     "monitors": DOMAIN_DATABASES,
 }
+
+
+def add_recheck_option(parser: argparse.ArgumentParser) -> None:
+    """`--schema-recheck SECONDS` of every gated program (tests pass less than the default)."""
+    parser.add_argument(
+        "--schema-recheck",
+        type=float,
+        default=DEFAULT_RECHECK_S,
+        metavar="SECONDS",
+        help="while the database lacks migrations of this code, ask again every SECONDS "
+        f"(default {DEFAULT_RECHECK_S:g})",
+    )
 
 
 def label(row: MigrationStatus) -> str:

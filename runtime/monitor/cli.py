@@ -14,7 +14,7 @@ from typing import Any
 
 from runtime.config import Env, Settings
 from runtime.db import async_database
-from runtime.db.schema_gate import DEFAULT_RECHECK_S, PROGRAM_DATABASES
+from runtime.db.schema_gate import DEFAULT_RECHECK_S, PROGRAM_DATABASES, add_recheck_option
 from runtime.errors import DomosError
 from runtime.monitor.base import Monitor, build_config
 from runtime.monitor.health import (
@@ -61,14 +61,7 @@ def register(subparsers: Any) -> None:
         help=f"package holding the monitor modules (default ${PACKAGE_VARIABLE} or "
         f"{DEFAULT_PACKAGE!r})",
     )
-    parser.add_argument(
-        "--schema-recheck",
-        type=float,
-        default=DEFAULT_RECHECK_S,
-        metavar="SECONDS",
-        help="while the database lacks migrations of this code, ask again every SECONDS "
-        f"(default {DEFAULT_RECHECK_S:g})",
-    )
+    add_recheck_option(parser)
     parser.add_argument("--list", action="store_true", help="list the known monitors")
     parser.set_defaults(handler=handle)
 

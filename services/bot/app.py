@@ -87,7 +87,7 @@ async def on_error(event: ErrorEvent) -> bool:
     return True
 
 
-async def run(settings: BotSettings, *, schema_recheck_s: float | None = None) -> None:
+async def run(settings: BotSettings, *, schema_recheck_s: float) -> None:
     """Poll until SIGTERM/SIGINT, then let handlers in flight finish and close everything.
 
     Nothing is asked of Telegram or the database before the schema has every migration of
@@ -114,9 +114,7 @@ async def run(settings: BotSettings, *, schema_recheck_s: float | None = None) -
                 db,
                 stop=stop,
                 logical_dbs=schema_gate.PROGRAM_DATABASES["bot"],
-                recheck_s=schema_gate.DEFAULT_RECHECK_S
-                if schema_recheck_s is None
-                else schema_recheck_s,
+                recheck_s=schema_recheck_s,
             )
         if verdict is None:
             log.info("bot_stopping", in_flight=0, waiting=0)

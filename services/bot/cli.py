@@ -10,14 +10,9 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "bot", help="run the Telegram bot (aiogram, long polling)", description=__doc__
     )
-    parser.add_argument(
-        "--schema-recheck",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="while the database lacks migrations of this code, ask again every SECONDS "
-        "(default 5)",
-    )
+    from runtime.db.schema_gate import add_recheck_option
+
+    add_recheck_option(parser)
     parser.set_defaults(handler=run)
 
 
@@ -36,10 +31,7 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(settings.runtime)
     metrics = serve_metrics(settings.runtime.metrics_port, addr=settings.runtime.bind_host)
     try:
-        if args.schema_recheck is None:
-            asyncio.run(run_bot(settings))
-        else:
-            asyncio.run(run_bot(settings, schema_recheck_s=args.schema_recheck))
+        asyncio.run(run_bot(settings, schema_recheck_s=args.schema_recheck))
     except TelegramUnauthorizedError as exc:
         # getMe at start-up answered 401: the token is wrong or revoked, which no restart fixes
         # (a configuration error: exit EX_CONFIG). Polling never raises it later; it retries.

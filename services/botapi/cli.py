@@ -23,14 +23,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--host", default=None, help="bind address (BOTAPI_HOST, 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="port (BOTAPI_PORT, 6000)")
     parser.add_argument("--workers", type=int, default=None, help="workers (BOTAPI_WORKERS, 2)")
-    parser.add_argument(
-        "--schema-recheck",
-        type=float,
-        default=5.0,
-        metavar="SECONDS",
-        help="while the database lacks migrations of this code, ask again every SECONDS "
-        "(default 5)",
-    )
+    from runtime.db.schema_gate import add_recheck_option
+
+    add_recheck_option(parser)
     parser.set_defaults(handler=run)
 
 

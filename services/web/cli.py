@@ -29,14 +29,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--no-migrate", action="store_true", help="do not apply Django's migrations first"
     )
-    parser.add_argument(
-        "--schema-recheck",
-        type=float,
-        default=5.0,
-        metavar="SECONDS",
-        help="while the database lacks domain migrations of this code, ask again every "
-        "SECONDS before serving (default 5)",
-    )
+    from runtime.db.schema_gate import add_recheck_option
+
+    add_recheck_option(parser)
     parser.set_defaults(handler=serve, web_command=None)
     actions = parser.add_subparsers(dest="web_command", metavar="ACTION")
     migrate = actions.add_parser("migrate", help="create or update Django's own tables")
