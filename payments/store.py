@@ -252,6 +252,33 @@ async def stopped_by_member(db: AsyncDatabase | AsyncTransaction, user_id: int) 
     return bool(reason == STOPPED_BY_MEMBER)
 
 
+def reusable_payment(
+    alias: str,
+    *,
+    user_id: int,
+    tariff_id: int,
+    price_minor: int,
+    currency: str,
+    period_days: int,
+    since: datetime,
+    save_card: bool,
+) -> tuple[str, tuple[Any, ...]]:
+    """SQL condition (on payments as `alias`) and its parameters: the member's open payment of
+    the tariff that the bot's /subscribe and the API's checkout hand out again instead of a
+    second checkout page the member could pay too. Not yet sent or paid, made since `since`,
+    saving the card the same way, and still at the tariff's price and period: a payment offered
+    before an admin edited the tariff keeps its own terms and is not offered as the new ones."""
+    a = alias
+    where = (
+        f"{a}.user_id = ? AND {a}.tariff_id = ? AND {a}.created_at >= ?"
+        f" AND {a}.status IN ('created', 'pending') AND {a}.payment_method_id IS NULL"
+        f" AND {a}.save_payment_method = ? AND {a}.amount_minor = ? AND {a}.currency = ?"
+        f" AND coalesce({a}.period_days, ?) = ?"
+    )
+    params = (user_id, tariff_id, since, save_card, price_minor, currency, period_days, period_days)
+    return where, params
+
+
 def charge_due_at(period_end: datetime, charge_ahead: timedelta) -> datetime:
     """When the saved card is charged for the period after the one ending at `period_end`
     (subscriptions.next_charge_at): `charge_ahead` (RENEW_CHARGE_AHEAD_H) before that end."""

@@ -65,6 +65,7 @@ from payments.store import (
     cancel_refused,
     commit_payment,
     record_answer,
+    reusable_payment,
     stopped_by_member,
 )
 from runtime.db import AsyncDatabase, Row
@@ -229,26 +230,22 @@ class PaymentService:
             if save_card is None:
                 # The member's own "stop auto-renewal" is respected by default.
                 save_card = not await stopped_by_member(tx, context["user_id"])
+            where, params = reusable_payment(
+                "p",
+                user_id=context["user_id"],
+                tariff_id=context["tariff_id"],
+                price_minor=context["price_minor"],
+                currency=context["currency"],
+                period_days=context["period_days"],
+                since=datetime.now(UTC) - self.reuse_open,
+                save_card=save_card,
+            )
             open_payment = await tx.fetchone(
-                _PAYMENT + "WHERE p.user_id = ? AND p.tariff_id = ? AND p.created_at >= ?"
-                " AND p.status IN ('created', 'pending') AND p.payment_method_id IS NULL"
-                " AND p.save_payment_method = ?"
-                # still the tariff's terms: a payment offered before an admin edited the
-                # tariff keeps its own, and is not handed out as an offer of the new ones
-                " AND p.amount_minor = ? AND p.currency = ? AND coalesce(p.period_days, ?) = ?"
+                _PAYMENT
+                + f"WHERE {where}"
                 + "".join(" AND p.id <> ?" for _ in passed_over)
                 + " ORDER BY p.id DESC LIMIT 1",
-                (
-                    context["user_id"],
-                    context["tariff_id"],
-                    datetime.now(UTC) - self.reuse_open,
-                    save_card,
-                    context["price_minor"],
-                    context["currency"],
-                    context["period_days"],
-                    context["period_days"],
-                    *passed_over,
-                ),
+                (*params, *passed_over),
             )
             if open_payment is not None:
                 log.info(

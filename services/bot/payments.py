@@ -37,6 +37,7 @@ from payments.store import (
     cancel_refused,
     commit_payment,
     record_answer,
+    reusable_payment,
     stopped_by_member,
 )
 from runtime.db import AsyncDatabase, AsyncTransaction, Row
@@ -113,23 +114,20 @@ async def _open_or_new_payment(
 async def _open_payment(
     tx: AsyncTransaction, user_id: int, tariff: Row, since: datetime, save_card: bool
 ) -> Row | None:
-    # Only one still at the tariff's price and period: the link is offered with the tariff's
-    # terms (texts.payment_link), which must be what that payment charges and buys.
+    # The link is offered with the tariff's terms (texts.payment_link): the payment handed out
+    # again must be what it charges and buys.
+    where, params = reusable_payment(
+        "payments",
+        user_id=user_id,
+        tariff_id=tariff["id"],
+        price_minor=tariff["price_minor"],
+        currency=tariff["currency"],
+        period_days=tariff["period_days"],
+        since=since,
+        save_card=save_card,
+    )
     return await tx.fetchone(
-        "SELECT * FROM payments WHERE user_id = ? AND tariff_id = ? AND created_at >= ?"
-        " AND status IN ('created', 'pending') AND payment_method_id IS NULL"
-        " AND save_payment_method = ? AND amount_minor = ? AND currency = ?"
-        " AND coalesce(period_days, ?) = ? ORDER BY id DESC LIMIT 1",
-        (
-            user_id,
-            tariff["id"],
-            since,
-            save_card,
-            tariff["price_minor"],
-            tariff["currency"],
-            tariff["period_days"],
-            tariff["period_days"],
-        ),
+        f"SELECT * FROM payments WHERE {where} ORDER BY id DESC LIMIT 1", params
     )
 
 
