@@ -60,6 +60,20 @@ async def offered_description(sandbox: Any, payment_id: int) -> str:
     return str(provider["description"])
 
 
+async def bot_link(db: Any, api_payments: Any, user: dict[str, Any], tariff_id: int) -> Any:
+    """The bot's /subscribe for `user`: its payment link of the tariff as it is now."""
+    tariff = await db.fetchone("SELECT * FROM tariffs WHERE id = ?", (tariff_id,))
+    return await request_payment_link(
+        db,
+        api_payments.yookassa,
+        user_id=user["id"],
+        telegram_id=user["telegram_id"],
+        tariff=tariff,
+        return_url="https://t.me/domos_bot",
+        now=utcnow(),
+    )
+
+
 def period_days(sub: dict[str, Any]) -> timedelta:
     return sub["current_period_end"] - sub["current_period_start"]
 
@@ -92,16 +106,7 @@ async def test_a_bot_payment_buys_the_days_it_was_offered_for(
 ):
     user = await f.member(db, sandbox)
     tariff_id = await f.tariff(db, days=30)
-    tariff = await db.fetchone("SELECT * FROM tariffs WHERE id = ?", (tariff_id,))
-    link = await request_payment_link(
-        db,
-        api_payments.yookassa,
-        user_id=user["id"],
-        telegram_id=user["telegram_id"],
-        tariff=tariff,
-        return_url="https://t.me/domos_bot",
-        now=utcnow(),
-    )
+    link = await bot_link(db, api_payments, user, tariff_id)
     assert link.confirmation_url
     assert "на 30 дн." in await offered_description(sandbox, link.payment_id)
 
@@ -236,16 +241,7 @@ async def test_an_open_payment_is_not_offered_again_on_the_tariffs_new_terms(
                 f"tap-{attempt}",
             )
             return payment.id
-        tariff = await db.fetchone("SELECT * FROM tariffs WHERE id = ?", (tariff_id,))
-        link = await request_payment_link(
-            db,
-            api_payments.yookassa,
-            user_id=user["id"],
-            telegram_id=user["telegram_id"],
-            tariff=tariff,
-            return_url="https://t.me/domos_bot",
-            now=utcnow(),
-        )
+        link = await bot_link(db, api_payments, user, tariff_id)
         return link.payment_id
 
     first = await pay(1)
