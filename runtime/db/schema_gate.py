@@ -33,7 +33,6 @@ keep), monitors of a package other than `monitors` (tests' own, with no domain t
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import signal
 import threading
@@ -50,6 +49,7 @@ import structlog
 from runtime import metrics
 from runtime.db.base import AsyncDatabase
 from runtime.db.migrations import MigrationStatus, status
+from runtime.db.schema_recheck import DEFAULT_RECHECK_S as DEFAULT_RECHECK_S
 from runtime.errors import DatabaseError
 from runtime.logical_databases import DOMAIN_DATABASES
 
@@ -57,9 +57,6 @@ log = structlog.get_logger("runtime.db.schema")
 
 #: What the operator runs to bring the schema to the code.
 UPGRADE_COMMAND = "domos db upgrade"
-#: How often a program waiting for the schema asks again (tests pass less).
-DEFAULT_RECHECK_S = 5.0
-
 #: The logical databases each program works on: it waits for their migrations only, so a
 #: partial `domos db upgrade --db …` of another one does not hold it up. The monitors (one
 #: entry for all: parse_messages alone touches five) and the admin (every domain table) need
@@ -71,18 +68,6 @@ PROGRAM_DATABASES: dict[str, tuple[str, ...]] = {
     "web": DOMAIN_DATABASES,
     "monitors": DOMAIN_DATABASES,
 }
-
-
-def add_recheck_option(parser: argparse.ArgumentParser) -> None:
-    """`--schema-recheck SECONDS` of every gated program (tests pass less than the default)."""
-    parser.add_argument(
-        "--schema-recheck",
-        type=float,
-        default=DEFAULT_RECHECK_S,
-        metavar="SECONDS",
-        help="while the database lacks migrations of this code, ask again every SECONDS "
-        f"(default {DEFAULT_RECHECK_S:g})",
-    )
 
 
 def label(row: MigrationStatus) -> str:

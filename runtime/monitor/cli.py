@@ -14,7 +14,8 @@ from typing import Any
 
 from runtime.config import Env, Settings
 from runtime.db import async_database
-from runtime.db.schema_gate import DEFAULT_RECHECK_S, PROGRAM_DATABASES, add_recheck_option
+from runtime.db.schema_gate import PROGRAM_DATABASES
+from runtime.db.schema_recheck import DEFAULT_RECHECK_S, add_recheck_option
 from runtime.errors import DomosError
 from runtime.monitor.base import Monitor, build_config
 from runtime.monitor.health import (

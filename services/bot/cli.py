@@ -10,7 +10,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "bot", help="run the Telegram bot (aiogram, long polling)", description=__doc__
     )
-    from runtime.db.schema_gate import add_recheck_option
+    from runtime.db.schema_recheck import add_recheck_option
 
     add_recheck_option(parser)
     parser.set_defaults(handler=run)

@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--host", default=None, help="bind address (BOTAPI_HOST, 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="port (BOTAPI_PORT, 6000)")
     parser.add_argument("--workers", type=int, default=None, help="workers (BOTAPI_WORKERS, 2)")
-    from runtime.db.schema_gate import add_recheck_option
+    from runtime.db.schema_recheck import add_recheck_option
 
     add_recheck_option(parser)
     parser.set_defaults(handler=run)

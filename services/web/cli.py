@@ -29,7 +29,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--no-migrate", action="store_true", help="do not apply Django's migrations first"
     )
-    from runtime.db.schema_gate import add_recheck_option
+    from runtime.db.schema_recheck import add_recheck_option
 
     add_recheck_option(parser)
     parser.set_defaults(handler=serve, web_command=None)
