@@ -106,7 +106,7 @@ def test_telegram_refusing_the_token_at_start_exits_78(monkeypatch, capsys):
     from aiogram.exceptions import TelegramUnauthorizedError
     from aiogram.methods import GetMe
 
-    async def refused(settings):
+    async def refused(settings, **_options):
         raise TelegramUnauthorizedError(GetMe(), "Unauthorized")
 
     monkeypatch.setattr("services.bot.app.run", refused)
